@@ -1,0 +1,85 @@
+//! Session ids: 128 bits from the operating system's CSPRNG.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+/// Bytes of randomness in an id: 128 bits, as OWASP asks of session ids.
+pub(crate) const ID_BYTES: usize = 16;
+
+/// An opaque session id: 16 random bytes, written as 22 base64url characters.
+///
+/// The text form is safe as a memcached key (no spaces or control characters) and in a
+/// cookie. An id alone is not enough to hijack a session: the cookie that carries it is
+/// signed, so a client cannot pick its own id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    bytes: [u8; ID_BYTES],
+    text: String,
+}
+
+impl SessionId {
+    /// Draws a new id from the operating system's random number generator.
+    ///
+    /// # Errors
+    /// When the operating system cannot supply randomness.
+    pub fn generate() -> std::io::Result<Self> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::getrandom(&mut bytes)?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub(crate) fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
+        Self {
+            bytes,
+            text: URL_SAFE_NO_PAD.encode(bytes),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.bytes
+    }
+
+    /// The id as 22 base64url characters, the form stores use in their keys.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    /// Shows only a prefix: enough to follow one session through logs, not enough to use.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", &self.text[..6])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_22_url_safe_chars_and_differ() {
+        let a = SessionId::generate().unwrap();
+        let b = SessionId::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 22);
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn debug_hides_most_of_the_id() {
+        let id = SessionId::generate().unwrap();
+        let shown = format!("{id:?}");
+        assert!(!shown.contains(id.as_str()), "{shown}");
+    }
+}

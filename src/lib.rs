@@ -1,0 +1,63 @@
+//! Session middleware for actix-web 4 that keeps each session's data in memcached,
+//! namespaced by package, and writes it through a per-request unit of work.
+//!
+//! ```no_run
+//! use actix_memcache_session::{Key, MemcacheSession, MemoryStore, Session};
+//! use actix_web::{web, App, HttpServer};
+//!
+//! async fn add_to_cart(session: Session) -> actix_web::Result<String> {
+//!     let cart = session.package("shop.cart");
+//!     let n: u32 = cart.get("items")?.unwrap_or(0);
+//!     cart.insert("items", n + 1)?;
+//!     Ok(format!("{}", n + 1))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let store = MemoryStore::new();
+//!     let key = Key::generate();
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(MemcacheSession::new(store.clone(), key.clone()))
+//!             .route("/cart", web::post().to(add_to_cart))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! How a request goes:
+//! 1. [`MemcacheSession`] opens a unit of work; nothing touches the store yet.
+//! 2. A handler extracting [`Session`] loads the session once (a signed cookie names it;
+//!    a stale, tampered or unknown cookie gives a fresh session).
+//! 3. [`Package`] handles read and change an in-memory copy; the unit of work records
+//!    which (package, key) entries changed.
+//! 4. A successful response commits the changes with compare-and-swap, merging with
+//!    concurrent commits to other keys and answering 409 when another request changed the
+//!    same key. An error response, handler error or panic writes nothing.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod cookie;
+mod error;
+mod id;
+mod middleware;
+mod record;
+mod session;
+mod store;
+mod unit_of_work;
+
+pub use config::MemcacheSessionBuilder;
+pub use cookie::{Key, KeyError};
+pub use error::SessionError;
+pub use id::SessionId;
+pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
+pub use session::{Package, Session};
+pub use store::{MemoryStore, SessionStore, StoreError, Stored, Update, Version};
+pub use unit_of_work::SessionStatus;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,129 @@
+//! The stored format: one JSON document per session, with a format version.
+//!
+//! `{"v":1,"created":1700000000,"packages":{"shop.cart":{"items":3}}}`. JSON keeps the data
+//! readable by other languages and safe to decode (no pickled objects); `v` lets a later
+//! release change the layout and still recognise what it finds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const FORMAT: u32 = 1;
+
+type Package = BTreeMap<String, Value>;
+
+/// One session's data as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    v: u32,
+    /// Unix seconds when the session was created; the absolute timeout counts from here.
+    pub(crate) created: u64,
+    packages: BTreeMap<String, Package>,
+}
+
+/// Why stored bytes are not a session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("stored session is not valid JSON of the expected shape")]
+    Json(#[from] serde_json::Error),
+    #[error("stored session has format version {0}, this release reads {FORMAT}")]
+    Version(u32),
+}
+
+impl Record {
+    pub(crate) fn new(created: u64) -> Self {
+        Self {
+            v: FORMAT,
+            created,
+            packages: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let record: Self = serde_json::from_slice(bytes)?;
+        if record.v != FORMAT {
+            return Err(DecodeError::Version(record.v));
+        }
+        Ok(record)
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("string-keyed JSON values always serialize")
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    pub(crate) fn get(&self, package: &str, key: &str) -> Option<&Value> {
+        self.packages.get(package)?.get(key)
+    }
+
+    pub(crate) fn keys(&self, package: &str) -> Vec<String> {
+        self.packages
+            .get(package)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets (`Some`) or removes (`None`) one entry; an emptied package is dropped.
+    pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
+        match value {
+            Some(value) => {
+                self.packages
+                    .entry(package.to_owned())
+                    .or_default()
+                    .insert(key.to_owned(), value);
+            }
+            None => {
+                if let Some(p) = self.packages.get_mut(package) {
+                    p.remove(key);
+                    if p.is_empty() {
+                        self.packages.remove(package);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_with_format_version_and_round_trips() {
+        let mut r = Record::new(7);
+        r.put("shop.cart", "items", Some(3.into()));
+        let bytes = r.encode();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"v":1,"created":7,"packages":{"shop.cart":{"items":3}}}"#
+        );
+        assert_eq!(Record::decode(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn unknown_format_and_garbage_are_refused() {
+        let future = br#"{"v":2,"created":7,"packages":{}}"#;
+        assert!(matches!(
+            Record::decode(future),
+            Err(DecodeError::Version(2))
+        ));
+        assert!(matches!(
+            Record::decode(b"\x80\x04pickle"),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn removing_the_last_key_drops_the_package() {
+        let mut r = Record::new(0);
+        r.put("a", "k", Some(1.into()));
+        r.put("a", "k", None);
+        assert!(r.is_empty());
+        r.put("a", "missing", None);
+        assert!(r.is_empty());
+    }
+}

@@ -1,0 +1,21 @@
+//! The store layer's error.
+
+use std::error::Error;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time.
+    #[error("session store unavailable")]
+    Unavailable(#[source] Box<dyn Error + Send + Sync>),
+    /// The store refuses an item this large; nothing was written.
+    #[error("session data of {size} bytes exceeds the store's item limit")]
+    TooLarge {
+        /// Bytes that were to be written.
+        size: usize,
+    },
+    /// The store answered something this crate does not understand.
+    #[error("session store protocol error: {0}")]
+    Protocol(String),
+}

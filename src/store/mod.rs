@@ -1,0 +1,19 @@
+//! Where session data lives between requests.
+//!
+//! A store keeps opaque bytes under a [`SessionId`](crate::SessionId) with a time to live,
+//! and hands out a [`Version`] with each read so that writes can be compare-and-swap. It
+//! knows nothing of HTTP, cookies or the JSON inside: the unit of work owns those.
+//!
+//! - [`MemoryStore`]: in-process, for quick starts and tests.
+//!
+//! Every store must pass the same acceptance suite: see `testing` (feature `testing`).
+
+mod erased;
+mod error;
+mod memory;
+mod session_store;
+
+pub(crate) use erased::ErasedStore;
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use session_store::{SessionStore, Stored, Update, Version};

@@ -1,0 +1,86 @@
+//! The trait every store implements, and the types it speaks.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::id::SessionId;
+use crate::store::StoreError;
+
+/// A version token for compare-and-swap: memcached's CAS value, or a counter.
+///
+/// Two reads of an unchanged session give equal versions; any write changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Version(u64);
+
+impl Version {
+    /// Wraps a store's version number.
+    pub const fn new(version: u64) -> Self {
+        Self(version)
+    }
+
+    /// The store's version number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A session as read from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The bytes last written.
+    pub data: Vec<u8>,
+    /// Their version, for [`SessionStore::update`].
+    pub version: Version,
+}
+
+/// What a compare-and-swap [`SessionStore::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Update {
+    /// Written: the version matched.
+    Updated,
+    /// Not written: the session was written since that version was read.
+    Conflict,
+    /// Not written: no such session (deleted, expired, or never created).
+    Missing,
+}
+
+/// Storage for session data: what the middleware needs of memcached or any other backend.
+///
+/// Futures need not be `Send`: actix-web runs each worker on a single thread. Every
+/// implementation must pass the acceptance suite in `testing` (feature `testing`).
+///
+/// A store without native compare-and-swap must still make [`update`](Self::update)
+/// atomic with respect to other updates of the same id, or concurrent requests lose
+/// writes.
+pub trait SessionStore: 'static {
+    /// Reads a session, or `None` if it does not exist or has expired.
+    fn load(&self, id: &SessionId) -> impl Future<Output = Result<Option<Stored>, StoreError>>;
+
+    /// Stores a new session; `Ok(false)`, writing nothing, if the id is already taken.
+    fn create(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+
+    /// Replaces a session's data if its version is still `version`, resetting its TTL.
+    fn update(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        version: Version,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Update, StoreError>>;
+
+    /// Resets a session's time to live without rewriting it; `Ok(false)` if it is gone.
+    fn touch(
+        &self,
+        id: &SessionId,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+
+    /// Removes a session; removing one that does not exist is not an error.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>>;
+}

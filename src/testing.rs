@@ -1,0 +1,203 @@
+//! The acceptance suite every [`SessionStore`] must pass (feature `testing`).
+//!
+//! Each behaviour is an `async fn` taking a fresh store; [`store_acceptance_suite!`]
+//! turns all of them into one `#[test]` each for a store of yours:
+//!
+//! ```
+//! # #[cfg(feature = "testing")] mod t {
+//! use actix_memcache_session::MemoryStore;
+//! actix_memcache_session::store_acceptance_suite!(MemoryStore::new());
+//! # }
+//! ```
+//!
+//! Timing checks sleep a few seconds (memcached counts TTLs in whole seconds), so run the
+//! suite with more test threads than cores.
+//!
+//! [`store_acceptance_suite!`]: crate::store_acceptance_suite
+
+use std::time::Duration;
+
+use crate::{SessionId, SessionStore, Update};
+
+#[doc(hidden)]
+pub use actix_web::rt as __rt;
+
+const TTL: Duration = Duration::from_secs(60);
+/// A TTL short enough to wait out, and the wait: memcached may expire an item up to a
+/// second early or late, since its clock ticks once a second.
+const SHORT_TTL: Duration = Duration::from_secs(2);
+const PAST_SHORT_TTL: Duration = Duration::from_millis(3_200);
+
+fn new_id() -> SessionId {
+    SessionId::generate().expect("OS randomness")
+}
+
+async fn data_of<S: SessionStore>(store: &S, id: &SessionId) -> Option<Vec<u8>> {
+    store.load(id).await.expect("load").map(|s| s.data)
+}
+
+/// Generates one `#[test]` per acceptance behaviour, each on a store made by `$make`.
+#[macro_export]
+macro_rules! store_acceptance_suite {
+    ($make:expr) => {
+        $crate::store_acceptance_suite!(@each $make;
+            load_of_unknown_id_is_none,
+            create_then_load_round_trips,
+            create_refuses_a_taken_id,
+            update_with_current_version_replaces,
+            update_with_stale_version_conflicts,
+            update_of_missing_session_creates_nothing,
+            touch_of_missing_session_creates_nothing,
+            delete_removes_and_tolerates_missing,
+            sessions_are_isolated,
+            bytes_that_look_like_protocol_round_trip,
+            large_values_round_trip,
+            entries_expire_after_their_ttl,
+            touch_extends_the_ttl,
+            update_resets_the_ttl,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::__rt::System::new().block_on($crate::testing::$name($make));
+            }
+        )*
+    };
+}
+
+/// An id never written loads as `None`.
+pub async fn load_of_unknown_id_is_none<S: SessionStore>(store: S) {
+    assert_eq!(data_of(&store, &new_id()).await, None);
+}
+
+/// What `create` stored, `load` returns, with a version.
+pub async fn create_then_load_round_trips<S: SessionStore>(store: S) {
+    let id = new_id();
+    assert!(store.create(&id, b"{\"a\":1}", TTL).await.unwrap());
+    assert_eq!(
+        data_of(&store, &id).await.as_deref(),
+        Some(&b"{\"a\":1}"[..])
+    );
+    let v1 = store.load(&id).await.unwrap().unwrap().version;
+    let v2 = store.load(&id).await.unwrap().unwrap().version;
+    assert_eq!(v1, v2, "reads must not change the version");
+}
+
+/// `create` on an existing id answers `false` and leaves the data alone.
+pub async fn create_refuses_a_taken_id<S: SessionStore>(store: S) {
+    let id = new_id();
+    assert!(store.create(&id, b"first", TTL).await.unwrap());
+    assert!(!store.create(&id, b"second", TTL).await.unwrap());
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"first"[..]));
+}
+
+/// `update` with the version just read writes, and changes the version.
+pub async fn update_with_current_version_replaces<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let before = store.load(&id).await.unwrap().unwrap().version;
+    let outcome = store.update(&id, b"two", before, TTL).await.unwrap();
+    assert_eq!(outcome, Update::Updated);
+    let after = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(after.data, b"two");
+    assert_ne!(after.version, before);
+}
+
+/// `update` with a version older than the last write conflicts and writes nothing.
+pub async fn update_with_stale_version_conflicts<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let stale = store.load(&id).await.unwrap().unwrap().version;
+    assert_eq!(
+        store.update(&id, b"two", stale, TTL).await.unwrap(),
+        Update::Updated
+    );
+    let outcome = store.update(&id, b"three", stale, TTL).await.unwrap();
+    assert_eq!(outcome, Update::Conflict);
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}
+
+/// `update` of a session that does not exist reports it missing and does not create it.
+pub async fn update_of_missing_session_creates_nothing<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    store.delete(&id).await.unwrap();
+    let outcome = store.update(&id, b"two", version, TTL).await.unwrap();
+    assert_eq!(outcome, Update::Missing);
+    assert_eq!(data_of(&store, &id).await, None);
+}
+
+/// `touch` of a session that does not exist answers `false` and creates nothing.
+pub async fn touch_of_missing_session_creates_nothing<S: SessionStore>(store: S) {
+    let id = new_id();
+    assert!(!store.touch(&id, TTL).await.unwrap());
+    assert_eq!(data_of(&store, &id).await, None);
+}
+
+/// `delete` removes; deleting again is fine.
+pub async fn delete_removes_and_tolerates_missing<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    store.delete(&id).await.unwrap();
+    assert_eq!(data_of(&store, &id).await, None);
+    store.delete(&id).await.unwrap();
+}
+
+/// Writes to one id never show under another.
+pub async fn sessions_are_isolated<S: SessionStore>(store: S) {
+    let (a, b) = (new_id(), new_id());
+    store.create(&a, b"a", TTL).await.unwrap();
+    store.create(&b, b"b", TTL).await.unwrap();
+    let va = store.load(&a).await.unwrap().unwrap().version;
+    store.update(&a, b"a2", va, TTL).await.unwrap();
+    store.delete(&b).await.unwrap();
+    assert_eq!(data_of(&store, &a).await.as_deref(), Some(&b"a2"[..]));
+    assert_eq!(data_of(&store, &b).await, None);
+}
+
+/// Data containing line breaks and protocol words comes back byte for byte.
+pub async fn bytes_that_look_like_protocol_round_trip<S: SessionStore>(store: S) {
+    let id = new_id();
+    let tricky = b"line\r\nEND\r\nVALUE x 0 1\r\n\0\xff";
+    assert!(store.create(&id, tricky, TTL).await.unwrap());
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&tricky[..]));
+}
+
+/// A 512 KiB value comes back whole.
+pub async fn large_values_round_trip<S: SessionStore>(store: S) {
+    let id = new_id();
+    let big: Vec<u8> = (0..512 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    assert!(store.create(&id, &big, TTL).await.unwrap());
+    assert_eq!(data_of(&store, &id).await, Some(big));
+}
+
+/// A session is gone once its TTL has passed.
+pub async fn entries_expire_after_their_ttl<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"short", SHORT_TTL).await.unwrap();
+    assert!(data_of(&store, &id).await.is_some());
+    __rt::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(data_of(&store, &id).await, None);
+}
+
+/// `touch` gives a session a new TTL.
+pub async fn touch_extends_the_ttl<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"kept", SHORT_TTL).await.unwrap();
+    assert!(store.touch(&id, TTL).await.unwrap());
+    __rt::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"kept"[..]));
+}
+
+/// `update` gives a session the TTL it is called with.
+pub async fn update_resets_the_ttl<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", SHORT_TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    store.update(&id, b"two", version, TTL).await.unwrap();
+    __rt::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}

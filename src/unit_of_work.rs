@@ -1,0 +1,336 @@
+//! The unit of work: one per request. It loads the session lazily, records which
+//! (package, key) entries the handler changed, and at the end either commits them with
+//! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::cookie::Verified;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::record::Record;
+use crate::store::{ErasedStore, StoreError, Update, Version};
+
+/// Compare-and-swap rounds before giving up with 409: each lost round means another
+/// request committed in between, so this bounds the work under heavy contention.
+const CAS_ATTEMPTS: usize = 5;
+/// New ids drawn before concluding the store is broken (a 128-bit collision never happens).
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Unix time in whole seconds; a clock before 1970 reads as 0 rather than failing.
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What one middleware instance shares with its requests' units of work.
+pub(crate) struct Backend {
+    pub(crate) store: Box<dyn ErasedStore>,
+    pub(crate) config: Config,
+}
+
+/// A session that exists in the store, as this request found it.
+#[derive(Debug)]
+struct Existing {
+    id: SessionId,
+    version: Version,
+    /// When the request's cookie was issued, and whether an old key signed it.
+    issued: u64,
+    by_fallback: bool,
+}
+
+/// The session's in-memory copy and the change set; what [`Session`](crate::Session)
+/// reads and writes.
+#[derive(Debug)]
+pub(crate) struct SessionData {
+    existing: Option<Existing>,
+    data: Record,
+    /// Each changed (package, key) with its value as loaded: the merge's conflict test.
+    changes: BTreeMap<(String, String), Option<Value>>,
+    /// An id to delete on commit: the old id after `renew`, or the purged session.
+    retired: Option<SessionId>,
+    renewed: bool,
+    purged: bool,
+}
+
+/// What a session did in this request, as [`Session::status`](crate::Session::status)
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// Nothing changed; nothing will be written.
+    Unchanged,
+    /// Entries changed; they are written if the response commits.
+    Changed,
+    /// [`renew`](crate::Session::renew) was called: the data moves to a new id.
+    Renewed,
+    /// [`purge`](crate::Session::purge) was called: the session is deleted.
+    Purged,
+}
+
+impl SessionData {
+    fn fresh() -> Self {
+        Self {
+            existing: None,
+            data: Record::new(now_unix()),
+            changes: BTreeMap::new(),
+            retired: None,
+            renewed: false,
+            purged: false,
+        }
+    }
+
+    pub(crate) fn get(&self, package: &str, key: &str) -> Option<&Value> {
+        self.data.get(package, key)
+    }
+
+    pub(crate) fn keys(&self, package: &str) -> Vec<String> {
+        self.data.keys(package)
+    }
+
+    /// Sets (`Some`) or removes (`None`) an entry, remembering its loaded value the first
+    /// time it changes. Writing the value already there is not a change.
+    pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
+        let current = self.data.get(package, key);
+        if current == value.as_ref() {
+            return;
+        }
+        let original = current.cloned();
+        self.changes
+            .entry((package.to_owned(), key.to_owned()))
+            .or_insert(original);
+        self.data.put(package, key, value);
+    }
+
+    pub(crate) fn renew(&mut self) {
+        if let Some(old) = self.existing.take() {
+            self.retired = Some(old.id);
+        }
+        self.renewed = true;
+    }
+
+    pub(crate) fn purge(&mut self) {
+        let retired = self.existing.take().map(|e| e.id).or(self.retired.take());
+        *self = Self {
+            retired,
+            purged: true,
+            ..Self::fresh()
+        };
+    }
+
+    pub(crate) fn status(&self) -> SessionStatus {
+        if self.purged {
+            SessionStatus::Purged
+        } else if self.renewed {
+            SessionStatus::Renewed
+        } else if self.changes.is_empty() {
+            SessionStatus::Unchanged
+        } else {
+            SessionStatus::Changed
+        }
+    }
+}
+
+/// What the response's `Set-Cookie` should say after a commit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CookieAction {
+    /// Leave the client's cookie as it is.
+    Keep,
+    /// Issue a cookie for this id, stamped now.
+    Issue(SessionId),
+    /// Tell the client to drop its cookie.
+    Remove,
+}
+
+/// One request's session work.
+pub(crate) struct UnitOfWork {
+    backend: Rc<Backend>,
+    session: OnceCell<Rc<RefCell<SessionData>>>,
+}
+
+impl UnitOfWork {
+    pub(crate) fn new(backend: Rc<Backend>) -> Self {
+        Self {
+            backend,
+            session: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.backend.config
+    }
+
+    /// The session, if this request has loaded it.
+    pub(crate) fn loaded(&self) -> Option<Rc<RefCell<SessionData>>> {
+        self.session.get().cloned()
+    }
+
+    /// Loads the session named by a verified cookie, once; unknown, expired or unreadable
+    /// sessions come back fresh. Only a failing store is an error.
+    pub(crate) async fn load(
+        &self,
+        cookie: Option<Verified>,
+    ) -> Result<Rc<RefCell<SessionData>>, SessionError> {
+        // Two extractors in one request share one load: the second waits for the first.
+        let session = self
+            .session
+            .get_or_try_init(|| async {
+                let data = match cookie {
+                    None => SessionData::fresh(),
+                    Some(cookie) => self.read(cookie).await?,
+                };
+                Ok::<_, SessionError>(Rc::new(RefCell::new(data)))
+            })
+            .await?;
+        Ok(Rc::clone(session))
+    }
+
+    async fn read(&self, cookie: Verified) -> Result<SessionData, SessionError> {
+        let Some(stored) = self.backend.store.load(&cookie.id).await? else {
+            tracing::debug!(id = ?cookie.id, "no stored session for cookie; starting fresh");
+            return Ok(SessionData::fresh());
+        };
+        let data = match Record::decode(&stored.data) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable; starting fresh");
+                return Ok(SessionData::fresh());
+            }
+        };
+        if self.ttl(&data).is_zero() {
+            tracing::debug!(id = ?cookie.id, "session past its absolute timeout; starting fresh");
+            return Ok(SessionData::fresh());
+        }
+        Ok(SessionData {
+            existing: Some(Existing {
+                id: cookie.id,
+                version: stored.version,
+                issued: cookie.issued,
+                by_fallback: cookie.by_fallback,
+            }),
+            data,
+            ..SessionData::fresh()
+        })
+    }
+
+    /// How long the store should keep this session: the idle timeout, cut short by the
+    /// absolute timeout. Zero means it is over.
+    fn ttl(&self, data: &Record) -> Duration {
+        let config = &self.backend.config;
+        match config.absolute_timeout {
+            None => config.idle_timeout,
+            Some(absolute) => {
+                let age = Duration::from_secs(now_unix().saturating_sub(data.created));
+                config.idle_timeout.min(absolute.saturating_sub(age))
+            }
+        }
+    }
+
+    /// Writes what the request changed. Nothing is written for a session that was never
+    /// loaded or did not change, except a `touch` when its cookie is due for refresh.
+    pub(crate) async fn commit(&self) -> Result<CookieAction, SessionError> {
+        let Some(cell) = self.session.get() else {
+            return Ok(CookieAction::Keep);
+        };
+        // Take the data out so no borrow is held across the store's awaits.
+        let mut s = cell.replace(SessionData::fresh());
+        let store = &*self.backend.store;
+        s.changes
+            .retain(|(p, k), original| s.data.get(p, k) != original.as_ref());
+        let dirty = s.renewed || !s.changes.is_empty();
+        let mut action = match s.existing.take() {
+            None if dirty && !s.data.is_empty() => CookieAction::Issue(self.create(&s.data).await?),
+            None => CookieAction::Keep,
+            Some(existing) => {
+                let refresh =
+                    now_unix().saturating_sub(existing.issued) >= self.backend.config.refresh_after;
+                if dirty {
+                    self.update(&existing, &mut s).await?;
+                } else if refresh && !store.touch(&existing.id, self.ttl(&s.data)).await? {
+                    return Ok(CookieAction::Remove);
+                }
+                // A cookie signed by a fallback key is re-signed; that needs no store write.
+                if refresh || existing.by_fallback {
+                    CookieAction::Issue(existing.id)
+                } else {
+                    CookieAction::Keep
+                }
+            }
+        };
+        if let Some(old) = &s.retired {
+            store.delete(old).await?;
+            if action == CookieAction::Keep {
+                action = CookieAction::Remove;
+            }
+        }
+        if s.purged && action == CookieAction::Keep {
+            action = CookieAction::Remove;
+        }
+        Ok(action)
+    }
+
+    fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {
+        let bytes = data.encode();
+        let limit = self.backend.config.max_size;
+        if bytes.len() > limit {
+            return Err(SessionError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Stores a new session under a new id.
+    async fn create(&self, data: &Record) -> Result<SessionId, SessionError> {
+        let bytes = self.encode(data)?;
+        let ttl = self.ttl(data);
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate().map_err(SessionError::Entropy)?;
+            if self.backend.store.create(&id, &bytes, ttl).await? {
+                return Ok(id);
+            }
+        }
+        Err(StoreError::Protocol("the store reports every new session id as taken".into()).into())
+    }
+
+    /// Compare-and-swap; on a lost race, re-read, re-apply this request's changes onto the
+    /// winner's data, and try again. A key both changed is a conflict: first committer wins.
+    async fn update(&self, existing: &Existing, s: &mut SessionData) -> Result<(), SessionError> {
+        let store = &*self.backend.store;
+        let mut version = existing.version;
+        for _ in 0..CAS_ATTEMPTS {
+            let bytes = self.encode(&s.data)?;
+            match store
+                .update(&existing.id, &bytes, version, self.ttl(&s.data))
+                .await?
+            {
+                Update::Updated => return Ok(()),
+                Update::Missing => return Err(SessionError::Ended),
+                Update::Conflict => {}
+            }
+            let Some(latest) = store.load(&existing.id).await? else {
+                return Err(SessionError::Ended);
+            };
+            let Ok(mut merged) = Record::decode(&latest.data) else {
+                return Err(SessionError::Ended);
+            };
+            for ((package, key), original) in &s.changes {
+                if merged.get(package, key) != original.as_ref() {
+                    return Err(SessionError::Conflict);
+                }
+                merged.put(package, key, s.data.get(package, key).cloned());
+            }
+            s.data = merged;
+            version = latest.version;
+        }
+        Err(SessionError::Conflict)
+    }
+}

@@ -1,0 +1,483 @@
+//! The HTTP behaviour suite: every numbered behaviour of the middleware, run by each store
+//! through `http_suite!`. Section numbers follow the README's semantics table.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use actix_memcache_session::{Key, SessionStore};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use futures_util::FutureExt;
+
+use crate::app::TestApp;
+use crate::support::{tampered, Calls, CountingStore, Reply};
+
+macro_rules! http_suite {
+    ($make:expr) => {
+        $crate::http::http_suite!(@each $make;
+            route_without_session_makes_no_store_call,
+            extracting_twice_loads_once,
+            changes_commit_and_read_back,
+            error_status_aborts,
+            handler_error_aborts,
+            handler_panic_aborts,
+            unchanged_session_is_not_written,
+            empty_new_session_is_not_written,
+            commit_on_decides,
+            status_reports_what_happened,
+            concurrent_changes_to_different_keys_both_land,
+            concurrent_changes_to_the_same_key_conflict,
+            session_purged_during_a_request_is_not_revived,
+            default_cookie_attributes,
+            builder_cookie_attributes,
+            tampered_cookie_gets_fresh_session,
+            truncated_cookie_gets_fresh_session,
+            cookie_signed_by_unknown_key_gets_fresh_session,
+            cookie_for_unknown_session_gets_fresh_session,
+            expired_cookie_gets_fresh_session,
+            fallback_key_is_accepted_and_resigned,
+            old_cookie_on_read_touches_and_reissues,
+            stored_session_expires_after_idle_timeout,
+            absolute_timeout_ends_an_active_session,
+            renew_moves_data_to_a_new_id,
+            purge_deletes_and_removes_cookie,
+            purge_then_set_starts_a_new_session,
+            oversized_session_is_refused_and_nothing_written,
+            invalid_names_get_400,
+            undecodable_stored_session_gets_fresh_session,
+            packages_are_isolated,
+            package_operations,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[actix_web::test]
+            async fn $name() {
+                $crate::http::$name($make).await;
+            }
+        )*
+    };
+}
+pub(crate) use http_suite;
+
+/// An app over `store` and a session holding `p/k = 1`, with its cookie; counts reset.
+async fn with_session<S: SessionStore + Clone>(store: S) -> (TestApp<S>, Cookie<'static>) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let cookie = started(&app).await;
+    (app, cookie)
+}
+
+/// Starts a session holding `p/k = 1` on `app`; counts reset.
+async fn started<S: SessionStore + Clone>(app: &TestApp<S>) -> Cookie<'static> {
+    let reply = app.get("/set/p/k/1", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    app.store.reset();
+    reply.cookie()
+}
+
+async fn value<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) -> String {
+    let reply = app.get("/get/p/k", Some(cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body
+}
+
+/// Asserts that `cookie` now opens a fresh session and that writing gives a new id.
+async fn gets_fresh_session<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) {
+    let old = app.store.last_created();
+    assert_eq!(value(app, cookie).await, "none");
+    let reply = app.get("/set/p/k/2", Some(cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_ne!(reply.cookie().value(), cookie.value());
+    assert_ne!(
+        app.store.last_created(),
+        old,
+        "a fresh session needs a new id"
+    );
+    assert_eq!(value(app, &reply.cookie()).await, "2");
+}
+
+// 1. Lazy loading.
+
+pub async fn route_without_session_makes_no_store_call<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/plain", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "plain"));
+    assert_eq!(app.store.calls(), Calls::default());
+    assert!(reply.cookie.is_none());
+}
+
+pub async fn extracting_twice_loads_once<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/twice/p/k", Some(&cookie)).await;
+    assert_eq!(reply.body, "Some(Number(1)) Some(Number(1))");
+    assert_eq!(app.store.calls().loads, 1);
+}
+
+// 2. Unit of work.
+
+pub async fn changes_commit_and_read_back<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let reply = app.get("/set/shop.cart/items/3", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(app.store.calls().creates, 1);
+    let reply = app.get("/get/shop.cart/items", Some(&reply.cookie())).await;
+    assert_eq!(reply.body, "3");
+}
+
+pub async fn error_status_aborts<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    for status in [404, 500] {
+        let reply = app
+            .get(&format!("/set-status/{status}/p/k/2"), Some(&cookie))
+            .await;
+        assert_eq!(reply.status, status);
+        assert!(reply.cookie.is_none(), "no cookie change on abort");
+    }
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn handler_error_aborts<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/set-err/p/k/2", Some(&cookie)).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.cookie.is_none());
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn handler_panic_aborts<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let outcome = AssertUnwindSafe(app.get("/set-panic/p/k/2", Some(&cookie)))
+        .catch_unwind()
+        .await;
+    assert!(outcome.is_err(), "the handler panics");
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn unchanged_session_is_not_written<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    assert_eq!(value(&app, &cookie).await, "1");
+    let same = app.get("/set/p/k/1", Some(&cookie)).await;
+    assert_eq!(same.status, 200);
+    assert!(same.cookie.is_none());
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(app.store.calls().loads, 2);
+}
+
+pub async fn empty_new_session_is_not_written<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let reply = app.get("/get/p/k", None).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "none"));
+    assert!(reply.cookie.is_none());
+    assert_eq!(app.store.calls(), Calls::default());
+}
+
+pub async fn commit_on_decides<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.commit_on(|status| status == StatusCode::OK)
+    })
+    .await;
+    let created = app.get("/set-status/201/p/k/1", None).await;
+    assert_eq!(created.status, 201);
+    assert!(created.cookie.is_none());
+    assert_eq!(app.store.calls().writes(), 0);
+    let ok = app.get("/set-status/200/p/k/1", None).await;
+    assert!(ok.cookie.is_some());
+    assert_eq!(app.store.calls().creates, 1);
+}
+
+pub async fn status_reports_what_happened<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    assert_eq!(app.get("/status", Some(&cookie)).await.body, "Unchanged");
+    assert_eq!(app.get("/renew", Some(&cookie)).await.body, "Renewed");
+    let app2 = TestApp::new(CountingStore::new(app.store.inner.clone())).await;
+    assert_eq!(app2.get("/purge", None).await.body, "Purged");
+}
+
+// 3. No lost updates.
+
+pub async fn concurrent_changes_to_different_keys_both_land<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let (a, b) = app
+        .interleave("/gated/set/p/a/10", "/set/p/b/20", &cookie)
+        .await;
+    assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+    assert_eq!(app.get("/get/p/a", Some(&cookie)).await.body, "10");
+    assert_eq!(app.get("/get/p/b", Some(&cookie)).await.body, "20");
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn concurrent_changes_to_the_same_key_conflict<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let (a, b) = app
+        .interleave("/gated/set/p/k/10", "/set/p/k/20", &cookie)
+        .await;
+    assert_eq!(b.status, 200);
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(a.body.contains("concurrent"), "{}", a.body);
+    assert!(a.cookie.is_none());
+    assert_eq!(value(&app, &cookie).await, "20");
+}
+
+pub async fn session_purged_during_a_request_is_not_revived<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let (a, b) = app.interleave("/gated/set/p/k/10", "/purge", &cookie).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(app.store.inner.load(&id).await.unwrap().is_none());
+    assert_eq!(value(&app, &cookie).await, "none");
+}
+
+// 4. Signed, timestamped cookie.
+
+pub async fn default_cookie_attributes<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    assert_eq!(cookie.name(), "id");
+    assert_eq!(cookie.value().len(), 75);
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.domain(), None);
+    assert_eq!(cookie.max_age(), None);
+}
+
+pub async fn builder_cookie_attributes<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.cookie_name("sid")
+            .cookie_secure(false)
+            .cookie_http_only(false)
+            .cookie_same_site(SameSite::Strict)
+            .cookie_path("/app")
+            .cookie_domain("example.com")
+            .cookie_persistent(true)
+            .idle_timeout(Duration::from_secs(600))
+    })
+    .await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    assert_eq!(cookie.name(), "sid");
+    assert_ne!(cookie.secure(), Some(true));
+    assert_ne!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site(), Some(SameSite::Strict));
+    assert_eq!(cookie.path(), Some("/app"));
+    assert_eq!(cookie.domain(), Some("example.com"));
+    assert_eq!(cookie.max_age().map(|d| d.whole_seconds()), Some(600));
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn tampered_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    gets_fresh_session(&app, &tampered(&cookie)).await;
+    assert_eq!(
+        value(&app, &cookie).await,
+        "1",
+        "the real session is untouched"
+    );
+}
+
+pub async fn truncated_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let short = Cookie::new("id", cookie.value()[..40].to_owned());
+    gets_fresh_session(&app, &short).await;
+    gets_fresh_session(&app, &Cookie::new("id", "")).await;
+}
+
+pub async fn cookie_signed_by_unknown_key_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let other = TestApp::new(app.store.clone()).await;
+    gets_fresh_session(&other, &cookie).await;
+}
+
+pub async fn cookie_for_unknown_session_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    app.store
+        .inner
+        .delete(&app.store.last_created())
+        .await
+        .unwrap();
+    gets_fresh_session(&app, &cookie).await;
+}
+
+pub async fn expired_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    // The store keeps the session for a minute: only the cookie's timestamp can expire it.
+    let store = CountingStore::new(store).with_ttl_floor(Duration::from_secs(60));
+    let app = TestApp::configured(store, |b| b.idle_timeout(Duration::from_secs(1))).await;
+    let cookie = started(&app).await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_100)).await;
+    let id = app.store.last_created();
+    assert!(app.store.inner.load(&id).await.unwrap().is_some());
+    gets_fresh_session(&app, &cookie).await;
+}
+
+pub async fn fallback_key_is_accepted_and_resigned<S: SessionStore + Clone>(store: S) {
+    let (old, new) = (Key::generate(), Key::generate());
+    let store = CountingStore::new(store);
+    let before = TestApp::with(store.clone(), old.clone(), |b| b).await;
+    let cookie = started(&before).await;
+
+    // A closure cannot capture `old`, so the rotated app gets it through a thread-local.
+    OLD_KEY.with(|k| *k.borrow_mut() = Some(old));
+    let rotated = TestApp::with(store.clone(), new.clone(), |b| {
+        b.fallback_keys(vec![OLD_KEY.with(|k| k.borrow().clone().unwrap())])
+    })
+    .await;
+    let reply = rotated.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(reply.body, "1");
+    let resigned = reply.cookie();
+    assert_eq!(
+        rotated.store.calls().writes(),
+        0,
+        "re-signing needs no store write"
+    );
+
+    let only_new = TestApp::with(store, new, |b| b).await;
+    assert_eq!(value(&only_new, &resigned).await, "1");
+    assert_eq!(value(&only_new, &cookie).await, "none");
+}
+
+thread_local! {
+    static OLD_KEY: std::cell::RefCell<Option<Key>> = const { std::cell::RefCell::new(None) };
+}
+
+// 5. Expiry without write traffic.
+
+pub async fn old_cookie_on_read_touches_and_reissues<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    let cookie = started(&app).await;
+    let reply = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(reply.body, "1");
+    assert!(reply.cookie.is_some(), "the cookie is re-issued");
+    let calls = app.store.calls();
+    assert_eq!((calls.touches, calls.updates, calls.creates), (1, 0, 0));
+}
+
+pub async fn stored_session_expires_after_idle_timeout<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.idle_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let cookie = started(&app).await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_200)).await;
+    let id = app.store.last_created();
+    assert!(app.store.inner.load(&id).await.unwrap().is_none());
+    assert_eq!(value(&app, &cookie).await, "none");
+}
+
+pub async fn absolute_timeout_ends_an_active_session<S: SessionStore + Clone>(store: S) {
+    let store = CountingStore::new(store).with_ttl_floor(Duration::from_secs(60));
+    let app = TestApp::configured(store, |b| b.absolute_timeout(Duration::from_secs(3))).await;
+    let cookie = started(&app).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(value(&app, &cookie).await, "1");
+    actix_web::rt::time::sleep(Duration::from_millis(3_600)).await;
+    gets_fresh_session(&app, &cookie).await;
+}
+
+// 6. renew and purge.
+
+pub async fn renew_moves_data_to_a_new_id<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let old = app.store.last_created();
+    let renewed = app.get("/renew", Some(&cookie)).await.cookie();
+    assert_ne!(app.store.last_created(), old);
+    assert!(app.store.inner.load(&old).await.unwrap().is_none());
+    assert_eq!(value(&app, &renewed).await, "1");
+    assert_eq!(
+        value(&app, &cookie).await,
+        "none",
+        "the old id stops working"
+    );
+}
+
+pub async fn purge_deletes_and_removes_cookie<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let removal = app.get("/purge", Some(&cookie)).await.cookie();
+    assert_eq!(removal.value(), "");
+    assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
+    assert!(app.store.inner.load(&id).await.unwrap().is_none());
+    assert_eq!(value(&app, &cookie).await, "none");
+}
+
+pub async fn purge_then_set_starts_a_new_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let old = app.store.last_created();
+    let reply = app.get("/purge-then-set/p/other/5", Some(&cookie)).await;
+    assert!(app.store.inner.load(&old).await.unwrap().is_none());
+    let fresh = reply.cookie();
+    assert_eq!(app.get("/get/p/other", Some(&fresh)).await.body, "5");
+    assert_eq!(value(&app, &fresh).await, "none", "purged data stays gone");
+}
+
+// 7. Limits and bad data.
+
+pub async fn oversized_session_is_refused_and_nothing_written<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(200)).await;
+    let reply = app.get("/big/p/k/500", None).await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(reply.body.contains("200-byte limit"), "{}", reply.body);
+    assert!(reply.cookie.is_none());
+    assert_eq!(app.store.calls().writes(), 0);
+
+    let cookie = started(&app).await;
+    let reply = app.get("/big/p/k/500", Some(&cookie)).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn invalid_names_get_400<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let long = "k".repeat(129);
+    for path in [
+        "/set/p/bad%01key/1".to_owned(),
+        "/set/bad%0Apackage/k/1".to_owned(),
+        format!("/set/p/{long}/1"),
+    ] {
+        let reply = app.get(&path, Some(&cookie)).await;
+        assert_eq!(reply.status, 400, "{path}: {reply:?}");
+        assert!(reply.body.starts_with("invalid session"), "{}", reply.body);
+    }
+    assert_eq!(app.store.calls().writes(), 0);
+}
+
+pub async fn undecodable_stored_session_gets_fresh_session<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let version = app.store.inner.load(&id).await.unwrap().unwrap().version;
+    let garbage = b"\x80\x04pickled";
+    app.store
+        .inner
+        .update(&id, garbage, version, Duration::from_secs(60))
+        .await
+        .unwrap();
+    gets_fresh_session(&app, &cookie).await;
+}
+
+pub async fn packages_are_isolated<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/set/shop.cart/k/9", Some(&cookie)).await;
+    assert_eq!(value(&app, &cookie).await, "1");
+    assert_eq!(app.get("/get/shop.cart/k", Some(&cookie)).await.body, "9");
+    app.get("/clear/shop.cart", Some(&cookie)).await;
+    assert_eq!(
+        app.get("/get/shop.cart/k", Some(&cookie)).await.body,
+        "none"
+    );
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn package_operations<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/set/p/a/\"x\"", Some(&cookie)).await;
+    assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "a,k");
+    assert_eq!(app.get("/remove/p/a", Some(&cookie)).await.body, "true");
+    assert_eq!(app.get("/remove/p/a", Some(&cookie)).await.body, "false");
+    assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "k");
+    let reply: Reply = app.get("/keys/empty", Some(&cookie)).await;
+    assert_eq!(reply.body, "");
+}

@@ -1,0 +1,11 @@
+//! `MemoryStore` runs the store acceptance suite and the HTTP suite.
+
+use actix_memcache_session::MemoryStore;
+
+actix_memcache_session::store_acceptance_suite!(MemoryStore::new());
+
+mod http {
+    use actix_memcache_session::MemoryStore;
+
+    crate::http::http_suite!(MemoryStore::new());
+}

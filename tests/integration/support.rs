@@ -1,0 +1,187 @@
+//! Test helpers shared by every store's run of the HTTP suite.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_memcache_session::{SessionId, SessionStore, StoreError, Stored, Update, Version};
+use actix_web::cookie::Cookie;
+use actix_web::dev::ServiceResponse;
+use actix_web::test;
+
+/// Store calls seen by a [`CountingStore`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    pub loads: usize,
+    pub creates: usize,
+    pub updates: usize,
+    pub touches: usize,
+    pub deletes: usize,
+}
+
+impl Calls {
+    pub fn writes(&self) -> usize {
+        self.creates + self.updates + self.touches + self.deletes
+    }
+}
+
+/// Wraps a store, counting its calls and remembering the last id it created.
+///
+/// `ttl_floor` keeps entries alive at least that long, so a test can expire a cookie
+/// while its session is still stored.
+#[derive(Clone)]
+pub struct CountingStore<S> {
+    pub inner: S,
+    calls: Rc<Cell<Calls>>,
+    created: Rc<RefCell<Vec<SessionId>>>,
+    ttl_floor: Duration,
+}
+
+impl<S: SessionStore> CountingStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            calls: Rc::default(),
+            created: Rc::default(),
+            ttl_floor: Duration::ZERO,
+        }
+    }
+
+    pub fn with_ttl_floor(mut self, floor: Duration) -> Self {
+        self.ttl_floor = floor;
+        self
+    }
+
+    pub fn calls(&self) -> Calls {
+        self.calls.get()
+    }
+
+    pub fn reset(&self) {
+        self.calls.set(Calls::default());
+    }
+
+    pub fn last_created(&self) -> SessionId {
+        self.created
+            .borrow()
+            .last()
+            .cloned()
+            .expect("a session was created")
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Calls)) {
+        let mut c = self.calls.get();
+        f(&mut c);
+        self.calls.set(c);
+    }
+}
+
+impl<S: SessionStore> SessionStore for CountingStore<S> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
+        self.count(|c| c.loads += 1);
+        self.inner.load(id).await
+    }
+
+    async fn create(&self, id: &SessionId, data: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.count(|c| c.creates += 1);
+        let created = self.inner.create(id, data, ttl.max(self.ttl_floor)).await?;
+        if created {
+            self.created.borrow_mut().push(id.clone());
+        }
+        Ok(created)
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        version: Version,
+        ttl: Duration,
+    ) -> Result<Update, StoreError> {
+        self.count(|c| c.updates += 1);
+        self.inner
+            .update(id, data, version, ttl.max(self.ttl_floor))
+            .await
+    }
+
+    async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
+        self.count(|c| c.touches += 1);
+        self.inner.touch(id, ttl.max(self.ttl_floor)).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.count(|c| c.deletes += 1);
+        self.inner.delete(id).await
+    }
+}
+
+/// A response, reduced to what the tests look at.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub cookie: Option<Cookie<'static>>,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub async fn from(res: ServiceResponse) -> Self {
+        let status = res.status().as_u16();
+        let cookie = res.response().cookies().next().map(|c| c.into_owned());
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        Self {
+            status,
+            body,
+            cookie,
+            retry_after,
+        }
+    }
+
+    /// The cookie set by this response, which must have set one.
+    pub fn cookie(&self) -> Cookie<'static> {
+        self.cookie.clone().expect("response sets a session cookie")
+    }
+}
+
+/// The same cookie value with one character changed.
+pub fn tampered(cookie: &Cookie<'_>) -> Cookie<'static> {
+    let mut value = cookie.value().to_owned().into_bytes();
+    let i = value.len() / 3;
+    value[i] = if value[i] == b'x' { b'y' } else { b'x' };
+    Cookie::new(cookie.name().to_owned(), String::from_utf8(value).unwrap())
+}
+
+/// A store whose every call fails as an unreachable server would.
+#[derive(Clone)]
+pub struct DownStore;
+
+fn down() -> StoreError {
+    StoreError::Unavailable(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
+}
+
+impl SessionStore for DownStore {
+    async fn load(&self, _: &SessionId) -> Result<Option<Stored>, StoreError> {
+        Err(down())
+    }
+    async fn create(&self, _: &SessionId, _: &[u8], _: Duration) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn update(
+        &self,
+        _: &SessionId,
+        _: &[u8],
+        _: Version,
+        _: Duration,
+    ) -> Result<Update, StoreError> {
+        Err(down())
+    }
+    async fn touch(&self, _: &SessionId, _: Duration) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(down())
+    }
+}
