@@ -56,7 +56,10 @@ pub use error::SessionError;
 pub use id::SessionId;
 pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
 pub use session::{Package, Session};
-pub use store::{MemoryStore, SessionStore, StoreError, Stored, Update, Version};
+pub use store::{
+    MemcacheStore, MemcacheStoreBuilder, MemoryStore, SessionStore, StoreError, Stored, Update,
+    Version,
+};
 pub use unit_of_work::SessionStatus;
 
 #[cfg(feature = "testing")]

@@ -15,6 +15,9 @@ pub enum StoreError {
         /// Bytes that were to be written.
         size: usize,
     },
+    /// The store is configured wrongly (a bad URL or key prefix).
+    #[error("invalid session store configuration: {0}")]
+    InvalidConfig(String),
     /// The store answered something this crate does not understand.
     #[error("session store protocol error: {0}")]
     Protocol(String),

@@ -67,7 +67,7 @@ impl Inner {
 
     fn write(&mut self, id: &SessionId, data: &[u8], ttl: Duration) {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
             self.entries.retain(|_, e| e.expires > now);
         }

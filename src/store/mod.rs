@@ -4,16 +4,19 @@
 //! and hands out a [`Version`] with each read so that writes can be compare-and-swap. It
 //! knows nothing of HTTP, cookies or the JSON inside: the unit of work owns those.
 //!
+//! - [`MemcacheStore`]: memcached, the store this crate is named for.
 //! - [`MemoryStore`]: in-process, for quick starts and tests.
 //!
 //! Every store must pass the same acceptance suite: see `testing` (feature `testing`).
 
 mod erased;
 mod error;
+mod memcache;
 mod memory;
 mod session_store;
 
 pub(crate) use erased::ErasedStore;
 pub use error::StoreError;
+pub use memcache::{MemcacheStore, MemcacheStoreBuilder};
 pub use memory::MemoryStore;
 pub use session_store::{SessionStore, Stored, Update, Version};

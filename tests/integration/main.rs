@@ -3,6 +3,8 @@
 
 mod app;
 mod http;
+mod memcache;
+mod memcached;
 mod memory;
 mod support;
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every check the project has, from a fresh machine: installs memcached when it is missing
+# (apt-get, as root), then format, lints, MSRV floor, docs, and every test.
+# This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v memcached >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing memcached (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null
+    else
+        echo "memcached is missing and cannot be installed here: run" >&2
+        echo "    sudo apt-get install -y memcached" >&2
+        echo "then run this script again." >&2
+        exit 1
+    fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
+
+echo "== rust-version is no lower than any dependency's"
+cargo metadata --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
+    python3 scripts/check_msrv.py
+
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
+
+echo "== cargo test (unit, integration against a real memcached, doc tests)"
+# The timing tests mostly sleep: more threads than cores keeps the run short.
+cargo test --all-features -- --test-threads=8

@@ -1,0 +1,12 @@
+//! The memcached store: a small meta-protocol client of our own (why: see the README's
+//! "Choosing the client"), pooled per worker thread, and optionally an `r2d2-memcache`
+//! pool users already run.
+
+mod connection;
+mod pool;
+mod protocol;
+#[cfg(feature = "r2d2")]
+mod r2d2;
+mod store;
+
+pub use store::{MemcacheStore, MemcacheStoreBuilder};

@@ -1,0 +1,145 @@
+//! `MemcacheStore::from_r2d2`: the same store semantics over an `r2d2-memcache` pool.
+//!
+//! The `memcache` client blocks, so every operation goes to actix's blocking thread pool.
+//! It also differs by protocol: in ASCII mode `add` on an existing key reports success
+//! without storing, so creation reads the key back to learn whether it won.
+
+use std::fmt;
+use std::time::Duration;
+
+use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError};
+use r2d2_memcache::r2d2::Pool;
+use r2d2_memcache::MemcacheConnectionManager;
+
+use super::protocol::exptime;
+use crate::store::{StoreError, Stored, Update, Version};
+use crate::unit_of_work::now_unix;
+
+#[derive(Clone)]
+pub(crate) struct R2d2Backend {
+    pool: Pool<MemcacheConnectionManager>,
+}
+
+impl fmt::Debug for R2d2Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("R2d2Backend")
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+fn expiration(ttl: Duration) -> u32 {
+    u32::try_from(exptime(ttl, now_unix())).unwrap_or(u32::MAX)
+}
+
+/// Whether the client reported a missing key (binary protocol) rather than `false`.
+fn not_found(e: &MemcacheError) -> bool {
+    matches!(e, MemcacheError::CommandError(CommandError::KeyNotFound))
+}
+
+fn store_error(e: MemcacheError, size: usize) -> StoreError {
+    match e {
+        MemcacheError::IOError(e) => StoreError::Unavailable(Box::new(e)),
+        MemcacheError::PoolError(e) => StoreError::Unavailable(Box::new(e)),
+        MemcacheError::CommandError(CommandError::ValueTooLarge) => StoreError::TooLarge { size },
+        MemcacheError::ServerError(ServerError::Error(s)) if s.contains("too large") => {
+            StoreError::TooLarge { size }
+        }
+        other => StoreError::Protocol(other.to_string()),
+    }
+}
+
+impl R2d2Backend {
+    pub(crate) fn new(pool: Pool<MemcacheConnectionManager>) -> Self {
+        Self { pool }
+    }
+
+    /// Runs `op` with a pooled client on actix's blocking thread pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        size: usize,
+        op: impl FnOnce(&Client) -> Result<T, MemcacheError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let client = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            op(&client).map_err(|e| store_error(e, size))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+
+    pub(crate) async fn load(&self, key: String) -> Result<Option<Stored>, StoreError> {
+        let found = self
+            .run(0, move |c| c.get::<(Vec<u8>, u32, Option<u64>)>(&key))
+            .await?;
+        match found {
+            None => Ok(None),
+            Some((data, _, Some(cas))) => Ok(Some(Stored {
+                data,
+                version: Version::new(cas),
+            })),
+            Some((_, _, None)) => Err(StoreError::Protocol("memcached gave no CAS token".into())),
+        }
+    }
+
+    pub(crate) async fn create(
+        &self,
+        key: String,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let data = data.to_vec();
+        self.run(data.len(), move |c| {
+            match c.add(&key, data.as_slice(), expiration(ttl)) {
+                Ok(()) => Ok(c.get::<Vec<u8>>(&key)?.as_deref() == Some(data.as_slice())),
+                Err(MemcacheError::CommandError(CommandError::KeyExists)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn update(
+        &self,
+        key: String,
+        data: &[u8],
+        version: Version,
+        ttl: Duration,
+    ) -> Result<Update, StoreError> {
+        let data = data.to_vec();
+        self.run(data.len(), move |c| {
+            match c.cas(&key, data.as_slice(), expiration(ttl), version.get()) {
+                Ok(true) => Ok(Update::Updated),
+                // `false` means stale or missing; a read tells which.
+                Ok(false) | Err(MemcacheError::CommandError(CommandError::KeyExists)) => {
+                    Ok(match c.get::<Vec<u8>>(&key)? {
+                        Some(_) => Update::Conflict,
+                        None => Update::Missing,
+                    })
+                }
+                Err(e) if not_found(&e) => Ok(Update::Missing),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn touch(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
+        self.run(0, move |c| match c.touch(&key, expiration(ttl)) {
+            Err(e) if not_found(&e) => Ok(false),
+            other => other,
+        })
+        .await
+    }
+
+    pub(crate) async fn delete(&self, key: String) -> Result<(), StoreError> {
+        self.run(0, move |c| match c.delete(&key) {
+            Err(e) if not_found(&e) => Ok(()),
+            other => other.map(drop),
+        })
+        .await
+    }
+}

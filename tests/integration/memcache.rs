@@ -1,0 +1,231 @@
+//! `MemcacheStore` against a real memcached: the shared suites for both constructors, and
+//! the failures only a real server shows.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::{MemcacheStore, StoreError};
+use futures_util::future::join_all;
+
+use crate::app::TestApp;
+use crate::memcached::{store, with_server};
+use crate::support::CountingStore;
+
+mod native {
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::store());
+
+    mod http {
+        crate::http::http_suite!(crate::memcached::store());
+    }
+}
+
+mod r2d2_binary {
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(""));
+
+    mod http {
+        crate::http::http_suite!(crate::memcached::r2d2_store(""));
+    }
+}
+
+mod r2d2_ascii {
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(
+        "?protocol=ascii"
+    ));
+}
+
+fn counters(names: &[&str]) -> Vec<u64> {
+    let stats = with_server(|m| m.stats());
+    names.iter().map(|n| stats[*n]).collect()
+}
+
+const WRITES: [&str; 2] = ["cmd_set", "cmd_touch"];
+
+/// memcached's own counters show no write for an unchanged session, an aborted request,
+/// or a request that never used the session, and no read for the last.
+#[actix_web::test]
+async fn memcached_sees_no_needless_commands() {
+    let app = TestApp::new(CountingStore::new(store())).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let all = ["cmd_get", "cmd_set", "cmd_touch"];
+    let before = counters(&all);
+
+    assert_eq!(app.get("/plain", Some(&cookie)).await.status, 200);
+    assert_eq!(
+        counters(&all),
+        before,
+        "untouched session: no command at all"
+    );
+
+    assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
+    assert_eq!(app.get("/set/p/k/1", Some(&cookie)).await.status, 200);
+    assert_eq!(
+        app.get("/set-status/500/p/k/2", Some(&cookie)).await.status,
+        500
+    );
+    assert_eq!(app.get("/set-err/p/k/2", Some(&cookie)).await.status, 400);
+    assert_eq!(
+        counters(&WRITES),
+        before[1..],
+        "reads, same values, aborts: no write"
+    );
+    assert_eq!(
+        counters(&["cmd_get"])[0],
+        before[0] + 4,
+        "one read per request"
+    );
+
+    assert_eq!(app.get("/set/p/k/2", Some(&cookie)).await.status, 200);
+    assert_eq!(
+        counters(&["cmd_set"])[0],
+        before[1] + 1,
+        "a change: one write"
+    );
+}
+
+/// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
+/// other routes are unaffected.
+#[actix_web::test]
+async fn memcached_down_is_a_quick_503() {
+    let app = TestApp::new(CountingStore::new(store())).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    with_server(|m| m.stop());
+    for (path, cookie) in [("/get/p/k", Some(&cookie)), ("/set/p/k/2", None)] {
+        let started = Instant::now();
+        let reply = app.get(path, cookie).await;
+        assert_eq!(reply.status, 503, "{path}: {reply:?}");
+        assert_eq!(reply.retry_after.as_deref(), Some("1"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(app.get("/plain", Some(&cookie)).await.status, 200);
+}
+
+/// A memcached that accepts connections but never answers: 503 after the I/O timeout.
+#[actix_web::test]
+async fn silent_memcached_times_out_into_503() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("memcache://{}", silent.local_addr().unwrap());
+    let store = MemcacheStore::builder(url)
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let started = Instant::now();
+    let reply = app.get("/set/p/k/1", None).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+}
+
+/// After a restart the first request already succeeds (stale pooled connections are
+/// replaced), and under load no request ever sees another session's data.
+#[actix_web::test]
+async fn restart_recovers_and_never_mixes_sessions() {
+    const SESSIONS: usize = 100;
+    let app = TestApp::new(CountingStore::new(store())).await;
+    let mut cookies = Vec::new();
+    for i in 0..SESSIONS {
+        cookies.push(app.get(&format!("/set/p/owner/{i}"), None).await.cookie());
+    }
+
+    with_server(|m| m.restart());
+    let back = Instant::now();
+    let first = app.get("/get/p/owner", Some(&cookies[0])).await;
+    assert_eq!(
+        (first.status, first.body.as_str()),
+        (200, "none"),
+        "data went with the restart"
+    );
+    assert!(back.elapsed() < Duration::from_secs(1));
+
+    let app = &app;
+    let (mut ok, mut errors) = (0, 0);
+    for round in 0..6 {
+        if round == 3 {
+            with_server(|m| m.restart());
+        }
+        let replies = join_all(cookies.iter().enumerate().map(|(i, cookie)| async move {
+            let set = app.get(&format!("/set/p/owner/{i}"), Some(cookie)).await;
+            let cookie = set.cookie.clone().unwrap_or_else(|| cookie.clone());
+            (i, set, app.get("/get/p/owner", Some(&cookie)).await)
+        }))
+        .await;
+        for (i, set, get) in replies {
+            for reply in [&set, &get] {
+                match reply.status {
+                    200 => ok += 1,
+                    503 => errors += 1,
+                    other => panic!("unexpected {other}: {reply:?}"),
+                }
+            }
+            if get.status == 200 {
+                assert!(
+                    get.body == i.to_string() || get.body == "none",
+                    "session {i} saw {:?}",
+                    get.body
+                );
+            }
+            if let Some(c) = set.cookie {
+                cookies[i] = c;
+            }
+        }
+    }
+    assert!(ok > 10 * SESSIONS, "ok {ok}, errors {errors}");
+}
+
+/// A session over memcached's item limit (1 MiB by default) gets 413 and writes nothing.
+#[actix_web::test]
+async fn session_over_memcached_item_limit_is_413() {
+    let app = TestApp::configured(CountingStore::new(store()), |b| b.max_size(8 << 20)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let reply = app
+        .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
+        .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(reply.cookie.is_none());
+    assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
+    assert_eq!(app.get("/get/p/blob", Some(&cookie)).await.body, "none");
+    let fresh = app.get(&format!("/big/p/blob/{}", 2 << 20), None).await;
+    assert_eq!(fresh.status, 413);
+    assert!(fresh.cookie.is_none());
+}
+
+/// A bad URL or key prefix is refused when the store is built.
+#[test]
+fn bad_configuration_is_refused() {
+    for bad in [
+        MemcacheStore::new("localhost:11211"),
+        MemcacheStore::builder("memcache://h")
+            .key_prefix("a b")
+            .build(),
+    ] {
+        assert!(matches!(bad, Err(StoreError::InvalidConfig(_))));
+    }
+}
+
+/// memcached itself refuses (and drops the stored item) when the store's limit is set
+/// above its `-I`: the store's own check is what keeps the session.
+#[actix_web::test]
+async fn item_limit_is_checked_before_memcached_sees_it() {
+    let lax = MemcacheStore::builder(with_server(|m| m.url()))
+        .max_item_size(8 << 20)
+        .build()
+        .unwrap();
+    let app = TestApp::configured(CountingStore::new(lax), |b| b.max_size(8 << 20)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let reply = app
+        .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
+        .await;
+    assert_eq!(reply.status, 413, "memcached refuses the item: {reply:?}");
+    assert_eq!(
+        app.get("/get/p/k", Some(&cookie)).await.body,
+        "none",
+        "this is why the store checks first: memcached dropped the session"
+    );
+}

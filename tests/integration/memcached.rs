@@ -1,0 +1,126 @@
+//! A real memcached per test thread, on a free loopback port, stopped when the thread ends.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::MemcacheStore;
+
+pub struct Memcached {
+    child: Option<Child>,
+    port: u16,
+}
+
+thread_local! {
+    static SERVER: RefCell<Option<Memcached>> = const { RefCell::new(None) };
+}
+
+/// This thread's memcached, started on first use.
+pub fn with_server<T>(f: impl FnOnce(&mut Memcached) -> T) -> T {
+    SERVER.with(|s| f(s.borrow_mut().get_or_insert_with(Memcached::start)))
+}
+
+/// A `MemcacheStore` on this thread's memcached.
+pub fn store() -> MemcacheStore {
+    MemcacheStore::new(&with_server(|m| m.url())).expect("valid URL")
+}
+
+/// A `MemcacheStore` over an `r2d2-memcache` pool on this thread's memcached; `options`
+/// is the URL's query (`""` for the binary protocol, `"?protocol=ascii"`).
+pub fn r2d2_store(options: &str) -> MemcacheStore {
+    let url = format!("{}{options}", with_server(|m| m.url()));
+    let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
+    let pool = r2d2_memcache::r2d2::Pool::builder()
+        .max_size(4)
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)
+        .expect("r2d2 pool");
+    MemcacheStore::from_r2d2(pool)
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+        .unwrap_or(false)
+}
+
+impl Memcached {
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut server = Self { child: None, port };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("memcached");
+        cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0"])
+            .args(["-t", "1", "-m", "64"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if running_as_root() {
+            cmd.args(["-u", "root"]);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start memcached ({e}): install it with `sudo apt-get install -y \
+                 memcached`, or run `bash scripts/test.sh`, which installs it"
+            )
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "memcached did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts memcached again on the same port (with no data, as after a crash).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// memcached's own counters (`stats`).
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("stats connection");
+        conn.write_all(b"stats\r\n").unwrap();
+        let mut stats = HashMap::new();
+        for line in BufReader::new(conn).lines() {
+            let line = line.unwrap();
+            if line == "END" {
+                break;
+            }
+            let mut words = line.split(' ').skip(1);
+            if let (Some(name), Some(value)) = (words.next(), words.next()) {
+                if let Ok(value) = value.parse() {
+                    stats.insert(name.to_owned(), value);
+                }
+            }
+        }
+        stats
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
