@@ -17,7 +17,7 @@ async fn count(session: Session) -> actix_web::Result<String> {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let store = common::Store::from_env();
+    let store = common::Store::from_env()?;
     let key = Key::generate();
     let (host, port) = common::address();
     println!("counter on http://{host}:{port}/ (try: curl -c jar -b jar http://{host}:{port}/)");

@@ -60,7 +60,7 @@ async fn show(session: Session) -> actix_web::Result<String> {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let store = common::Store::from_env();
+    let store = common::Store::from_env()?;
     let key = Key::generate();
     let (host, port) = common::address();
     println!("shop on http://{host}:{port}/ (see the example's docs for curl commands)");

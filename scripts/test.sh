@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Every check the project has, from a fresh machine: installs memcached when it is missing
-# (apt-get, as root), then format, lints, MSRV floor, docs, and every test.
+# Every check the project has, from a fresh machine: installs what the tests need when it
+# is missing (apt-get, as root), then format, lints, MSRV floor, docs, and every test.
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-if ! command -v memcached >/dev/null 2>&1; then
+# memcached for the integration tests; OpenSSL headers for the `r2d2` feature's
+# `memcache` dependency.
+missing=()
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing memcached (apt-get)"
+        echo "== installing ${missing[*]} (apt-get)"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "memcached is missing and cannot be installed here: run" >&2
-        echo "    sudo apt-get install -y memcached" >&2
+        echo "missing ${missing[*]}, and this is not root with apt-get: run" >&2
+        echo "    sudo apt-get install -y ${missing[*]}" >&2
         echo "then run this script again." >&2
         exit 1
     fi
@@ -22,7 +28,8 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy -D warnings"
+echo "== cargo clippy -D warnings (default features, then all)"
+cargo clippy --lib -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 
 echo "== rust-version is no lower than any dependency's"

@@ -64,3 +64,8 @@ pub use unit_of_work::SessionStatus;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
