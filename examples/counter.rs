@@ -5,8 +5,8 @@
 
 mod common;
 
-use actix_memcache_session::{Key, Session};
-use actix_web::{web, App, HttpServer};
+use actix_memcache_session::Session;
+use actix_web::web;
 
 async fn count(session: Session) -> actix_web::Result<String> {
     let counter = session.package("counter");
@@ -17,16 +17,8 @@ async fn count(session: Session) -> actix_web::Result<String> {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let store = common::Store::from_env()?;
-    let key = Key::generate();
-    let (host, port) = common::address();
-    println!("counter on http://{host}:{port}/ (try: curl -c jar -b jar http://{host}:{port}/)");
-    HttpServer::new(move || {
-        App::new()
-            .wrap(store.middleware(key.clone()))
-            .route("/", web::get().to(count))
+    common::serve("counter", |app| {
+        app.route("/", web::get().to(count));
     })
-    .bind((host, port))?
-    .run()
     .await
 }

@@ -12,8 +12,8 @@
 
 mod common;
 
-use actix_memcache_session::{Key, Session};
-use actix_web::{web, App, HttpServer};
+use actix_memcache_session::Session;
+use actix_web::web;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -60,19 +60,11 @@ async fn show(session: Session) -> actix_web::Result<String> {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let store = common::Store::from_env()?;
-    let key = Key::generate();
-    let (host, port) = common::address();
-    println!("shop on http://{host}:{port}/ (see the example's docs for curl commands)");
-    HttpServer::new(move || {
-        App::new()
-            .wrap(store.middleware(key.clone()))
-            .route("/", web::get().to(show))
+    common::serve("shop", |app| {
+        app.route("/", web::get().to(show))
             .route("/cart", web::post().to(add_to_cart))
             .route("/login", web::post().to(login))
-            .route("/logout", web::post().to(logout))
+            .route("/logout", web::post().to(logout));
     })
-    .bind((host, port))?
-    .run()
     .await
 }

@@ -1,6 +1,7 @@
-//! What both examples share: picking the store and the address.
+//! What both examples share: picking the store, and serving an app with the middleware.
 
 use actix_memcache_session::{Key, MemcacheSession, MemcacheStore, MemoryStore};
+use actix_web::{web, App, HttpServer};
 
 /// The store the example runs on.
 #[derive(Clone)]
@@ -41,11 +42,23 @@ impl Store {
     }
 }
 
-/// `127.0.0.1:$PORT`, 8080 by default.
-pub fn address() -> (String, u16) {
+/// Serves `routes` behind the session middleware on `127.0.0.1:$PORT` (8080 by default).
+pub async fn serve(name: &str, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<()> {
+    let store = Store::from_env()?;
+    // A fresh key per run: sessions end with the process. Load a stored secret with
+    // `Key::try_from(&secret[..])` to keep them across restarts.
+    let key = Key::generate();
     let port = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(8080);
-    ("127.0.0.1".to_owned(), port)
+    println!("{name} on http://127.0.0.1:{port}/");
+    HttpServer::new(move || {
+        App::new()
+            .wrap(store.middleware(key.clone()))
+            .configure(routes)
+    })
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await
 }
