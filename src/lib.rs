@@ -65,6 +65,10 @@ pub use unit_of_work::SessionStatus;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "__bench")]
+#[doc(hidden)]
+pub mod bench;
+
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -77,9 +77,14 @@ pub enum SessionStatus {
 
 impl SessionData {
     fn fresh() -> Self {
+        Self::with(Record::new(now_unix()))
+    }
+
+    /// `data` as loaded, with nothing changed yet.
+    pub(crate) fn with(data: Record) -> Self {
         Self {
             existing: None,
-            data: Record::new(now_unix()),
+            data,
             changes: BTreeMap::new(),
             retired: None,
             renewed: false,
@@ -107,6 +112,19 @@ impl SessionData {
             .entry((package.to_owned(), key.to_owned()))
             .or_insert(original);
         self.data.put(package, key, value);
+    }
+
+    /// Re-applies this request's changes onto `latest`, the data another request committed
+    /// meanwhile. A key both changed is a conflict: first committer wins.
+    pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
+        for ((package, key), original) in &self.changes {
+            if latest.get(package, key) != original.as_ref() {
+                return Err(SessionError::Conflict);
+            }
+            latest.put(package, key, self.data.get(package, key).cloned());
+        }
+        self.data = latest;
+        Ok(())
     }
 
     pub(crate) fn renew(&mut self) {
@@ -319,16 +337,10 @@ impl UnitOfWork {
             let Some(latest) = store.load(&existing.id).await? else {
                 return Err(SessionError::Ended);
             };
-            let Ok(mut merged) = Record::decode(&latest.data) else {
+            let Ok(latest_data) = Record::decode(&latest.data) else {
                 return Err(SessionError::Ended);
             };
-            for ((package, key), original) in &s.changes {
-                if merged.get(package, key) != original.as_ref() {
-                    return Err(SessionError::Conflict);
-                }
-                merged.put(package, key, s.data.get(package, key).cloned());
-            }
-            s.data = merged;
+            s.rebase(latest_data)?;
             version = latest.version;
         }
         Err(SessionError::Conflict)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The load benchmark: this crate (MemcacheStore, and from_r2d2) against bare actix-web and
+# actix-session (Redis store, cookie store), four routes each, wrk -t2 -c64, servers
+# interleaved over ROUNDS rounds; prints a table of req/s, p50, p99 and ratios.
+# Installs memcached, redis-server and wrk with apt-get when missing. Stops only the
+# processes it started, by pid.
+#
+#   bash scripts/bench.sh                 # 2 rounds of 10 s per server and route
+#   ROUNDS=3 DURATION=20s bash scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10s}
+SESSIONS=${SESSIONS:-1000}
+SERVERS=${SERVERS:-"bare memcache memcache-r2d2 actix-redis actix-cookie"}
+ROUTES="plain read incr login"
+
+missing=()
+for tool in memcached:memcached redis-server:redis-server wrk:wrk pkg-config:pkg-config; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing ${missing[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "missing ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "== building the bench server (release)"
+cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
+server_bin=bench/target/release/bench-server
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 200); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
+
+mc_port=$(free_port)
+as_root=()
+[ "$(id -u)" = 0 ] && as_root=(-u root)
+memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 1024 -d -P "$work/memcached.pid"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+wait_port "$mc_port"
+wait_port "$redis_port"
+
+results="$work/results.tsv"
+for round in $(seq "$ROUNDS"); do
+    for server in $SERVERS; do
+        case $server in
+            memcache*) url="memcache://127.0.0.1:$mc_port" ;;
+            actix-redis) url="redis://127.0.0.1:$redis_port" ;;
+            *) url="" ;;
+        esac
+        port=$(free_port)
+        "$server_bin" "$server" "$port" "$url" &
+        pid=$!
+        pids+=("$pid")
+        wait_port "$port"
+        python3 bench/mint.py "http://127.0.0.1:$port" "$SESSIONS" "$work/cookies"
+        for route in $ROUTES; do
+            line=$(wrk -t2 -c64 -d"$DURATION" --latency -s bench/wrk.lua \
+                "http://127.0.0.1:$port/$route" -- "$work/cookies" | grep '^RESULT')
+            echo "$server $route $round ${line#RESULT }" | tee -a "$results"
+        done
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+done
+
+echo
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
+    "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "Command: ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS bash scripts/bench.sh"
+echo
+python3 bench/report.py "$results"
