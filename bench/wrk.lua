@@ -1,28 +1,25 @@
--- wrk script: each thread cycles through its own share of the session cookies (so no two
--- requests use one session at once, and a 409 would be a real bug), and prints one
--- machine-readable RESULT line.
--- Usage: wrk -s bench/wrk.lua URL -- COOKIE_FILE
+-- wrk script: each thread cycles through its own share of the session cookies, so no two
+-- requests use one session at once (a 409 would then be a real bug), and the run prints
+-- one machine-readable RESULT line.
+-- Usage: wrk -t N -s bench/wrk.lua URL -- COOKIE_FILE N
+-- (wrk starts each thread as soon as it is set up, so the count must come as an argument.)
 
-local threads = {}
 local next_id = 0
 
 function setup(thread)
     thread:set("id", next_id)
     next_id = next_id + 1
-    table.insert(threads, thread)
-    for _, t in ipairs(threads) do
-        t:set("nthreads", #threads)
-    end
 end
 
 function init(args)
+    local threads = tonumber(args[2])
     cookies = {}
     local all = {}
     for line in io.lines(args[1]) do
         table.insert(all, line)
     end
     for i, c in ipairs(all) do
-        if (i - 1) % nthreads == id or #all == 1 then
+        if (i - 1) % threads == id or #all == 1 then
             table.insert(cookies, c)
         end
     end

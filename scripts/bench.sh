@@ -83,7 +83,7 @@ for round in $(seq "$ROUNDS"); do
         python3 bench/mint.py "http://127.0.0.1:$port" "$SESSIONS" "$work/cookies"
         for route in $ROUTES; do
             line=$(wrk -t2 -c64 -d"$DURATION" --latency -s bench/wrk.lua \
-                "http://127.0.0.1:$port/$route" -- "$work/cookies" | grep '^RESULT')
+                "http://127.0.0.1:$port/$route" -- "$work/cookies" 2 | grep '^RESULT')
             echo "$server $route $round ${line#RESULT }" | tee -a "$results"
         done
         kill "$pid"

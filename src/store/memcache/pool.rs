@@ -1,24 +1,25 @@
-//! Connections to one memcached server, pooled per thread.
+//! A few pipelined connections to one memcached server, per worker thread.
 //!
 //! actix-web runs each worker on its own single-threaded runtime, and a tokio socket
-//! belongs to the runtime that opened it. So each worker thread keeps its own pool: no
-//! lock on the hot path, and no socket ever waits on another worker's event loop.
+//! belongs to the runtime that opened it. So each worker thread keeps its own
+//! connections: no lock on the hot path, and no socket waits on another worker's event
+//! loop. Requests spread over them round-robin.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::connection::{Connection, Reply};
-use super::protocol::{Request, Status};
+use super::protocol::Request;
 use crate::store::StoreError;
 
-/// Tells stores apart in the per-thread pool table; clones of a store share a number.
+/// Tells stores apart in the per-thread table; clones of a store share a number.
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -31,22 +32,39 @@ pub(crate) struct Endpoint {
     id: u64,
     host: String,
     port: u16,
-    max_size: usize,
+    connections: usize,
     connect_timeout: Duration,
     io_timeout: Duration,
 }
 
+/// This thread's connections to one endpoint.
 struct Pool {
-    idle: RefCell<Vec<Connection>>,
-    /// One permit per connection this thread may have open.
-    slots: Semaphore,
+    slots: Vec<Slot>,
+    next: Cell<usize>,
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: RefCell<Option<Rc<Connection>>>,
+    /// Held while (re)connecting, so a burst of requests opens one connection, not many.
+    connecting: Mutex<()>,
+}
+
+impl Slot {
+    fn live(&self) -> Option<Rc<Connection>> {
+        self.conn
+            .borrow()
+            .as_ref()
+            .filter(|c| c.is_alive())
+            .cloned()
+    }
 }
 
 impl Endpoint {
     pub(crate) fn new(
         host: String,
         port: u16,
-        max_size: usize,
+        connections: usize,
         connect_timeout: Duration,
         io_timeout: Duration,
     ) -> Self {
@@ -54,7 +72,7 @@ impl Endpoint {
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
             host,
             port,
-            max_size: max_size.max(1),
+            connections: connections.max(1),
             connect_timeout,
             io_timeout,
         }
@@ -62,67 +80,74 @@ impl Endpoint {
 
     fn pool(&self) -> Rc<Pool> {
         POOLS.with(|pools| {
-            Rc::clone(pools.borrow_mut().entry(self.id).or_insert_with(|| {
+            let mut pools = pools.borrow_mut();
+            let pool = pools.entry(self.id).or_insert_with(|| {
                 Rc::new(Pool {
-                    idle: RefCell::new(Vec::new()),
-                    slots: Semaphore::new(self.max_size),
+                    slots: (0..self.connections).map(|_| Slot::default()).collect(),
+                    next: Cell::new(0),
                 })
-            }))
+            });
+            Rc::clone(pool)
         })
     }
 
-    /// Runs one request on a pooled connection.
+    /// Runs one request.
     ///
-    /// A connection that fails is dropped together with the idle ones, which are likely
-    /// dead too (memcached restarted); if it had been reused, the request is tried once on
-    /// a new connection, so a restart costs no request an error once memcached is back.
+    /// If it fails on a connection opened before it (memcached restarted since), it is
+    /// sent once more on a new connection, so the first request after a restart already
+    /// succeeds. A timeout is not retried: the client gets its 503 within `io_timeout`.
     pub(crate) async fn execute(&self, request: &Request) -> Result<Reply, StoreError> {
         let pool = self.pool();
-        let _slot = timeout(self.io_timeout, pool.slots.acquire())
-            .await
-            .map_err(|_| unavailable(timed_out("waiting for a free connection")))?
-            .map_err(|_| StoreError::Protocol("connection pool closed".into()))?;
-        let reused = pool.idle.borrow_mut().pop();
-        let was_reused = reused.is_some();
-        let mut conn = match reused {
-            Some(conn) => conn,
-            None => self.connect().await?,
-        };
-        let reply = match self.run(&mut conn, request).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                pool.idle.borrow_mut().clear();
-                if !was_reused || e.kind() == io::ErrorKind::TimedOut {
-                    return Err(unavailable(e));
-                }
-                conn = self.connect().await?;
-                self.run(&mut conn, request).await.map_err(unavailable)?
+        let n = pool.next.get();
+        pool.next.set(n.wrapping_add(1));
+        let slot = &pool.slots[n % pool.slots.len()];
+        let (conn, fresh) = self.connection(slot).await?;
+        match self.exchange(&conn, request).await {
+            Ok(reply) => Ok(reply),
+            Err(e) if !fresh && e.kind() != io::ErrorKind::TimedOut => {
+                let (conn, _) = self.connection(slot).await?;
+                self.exchange(&conn, request).await.map_err(unavailable)
             }
-        };
-        // After a reply it does not understand, the connection may be out of step.
-        if !matches!(reply.status, Status::Unexpected(_)) {
-            pool.idle.borrow_mut().push(conn);
+            Err(e) => Err(unavailable(e)),
         }
-        Ok(reply)
     }
 
-    async fn connect(&self) -> Result<Connection, StoreError> {
-        match timeout(
+    /// The slot's live connection, opening one if needed; `true` if it was opened for
+    /// this request.
+    async fn connection(&self, slot: &Slot) -> Result<(Rc<Connection>, bool), StoreError> {
+        if let Some(conn) = slot.live() {
+            return Ok((conn, false));
+        }
+        let _connecting = timeout(self.connect_timeout, slot.connecting.lock())
+            .await
+            .map_err(|_| unavailable(timed_out("waiting to connect to memcached")))?;
+        if let Some(conn) = slot.live() {
+            return Ok((conn, true));
+        }
+        let conn = match timeout(
             self.connect_timeout,
             Connection::open(&self.host, self.port),
         )
         .await
         {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(timed_out("connecting to memcached"))),
-        }
+            Ok(Ok(conn)) => Rc::new(conn),
+            Ok(Err(e)) => return Err(unavailable(e)),
+            Err(_) => return Err(unavailable(timed_out("connecting to memcached"))),
+        };
+        *slot.conn.borrow_mut() = Some(Rc::clone(&conn));
+        Ok((conn, true))
     }
 
-    async fn run(&self, conn: &mut Connection, request: &Request) -> io::Result<Reply> {
-        timeout(self.io_timeout, conn.execute(request))
-            .await
-            .unwrap_or_else(|_| Err(timed_out("waiting for memcached's reply")))
+    async fn exchange(&self, conn: &Connection, request: &Request) -> io::Result<Reply> {
+        match timeout(self.io_timeout, conn.send(request)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
+            Err(_) => {
+                // memcached stopped answering: later requests get a new connection.
+                conn.kill(io::ErrorKind::TimedOut);
+                Err(timed_out("waiting for memcached's reply"))
+            }
+        }
     }
 }
 

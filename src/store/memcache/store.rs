@@ -18,7 +18,7 @@ const MAX_ITEM_SIZE: usize = 1024 * 1024;
 const ITEM_OVERHEAD: usize = 64;
 const DEFAULT_PORT: u16 = 11211;
 
-/// Session data in memcached, through a non-blocking pool of connections that speak
+/// Session data in memcached, through non-blocking, pipelined connections that speak
 /// memcached's meta protocol (memcached 1.6 or later).
 ///
 /// Each session is one item under `key_prefix + id`, written with compare-and-swap
@@ -31,15 +31,17 @@ const DEFAULT_PORT: u16 = 11211;
 ///
 /// let store = MemcacheStore::new("memcache://127.0.0.1:11211")?;
 /// let tuned = MemcacheStore::builder("memcache://10.0.0.5:11211")
-///     .pool_max_size(16)
+///     .pool_max_size(4)
 ///     .io_timeout(Duration::from_millis(500))
 ///     .key_prefix("myapp:session:")
 ///     .build()?;
 /// # Ok::<(), actix_memcache_session::StoreError>(())
 /// ```
 ///
-/// Clones share configuration; connections are pooled per worker thread (see
-/// [`pool_max_size`](MemcacheStoreBuilder::pool_max_size)).
+/// Clones share configuration; each worker thread opens its own connections (see
+/// [`pool_max_size`](MemcacheStoreBuilder::pool_max_size)) on first use. It must run on
+/// actix's runtime (or any tokio `LocalSet`): each connection's reader and writer are
+/// local tasks.
 #[derive(Debug, Clone)]
 pub struct MemcacheStore {
     prefix: Arc<str>,
@@ -69,7 +71,7 @@ impl MemcacheStore {
     pub fn builder(url: impl Into<String>) -> MemcacheStoreBuilder {
         MemcacheStoreBuilder {
             url: url.into(),
-            pool_max_size: 16,
+            pool_max_size: 2,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             key_prefix: DEFAULT_PREFIX.to_owned(),
@@ -246,9 +248,10 @@ pub struct MemcacheStoreBuilder {
 }
 
 impl MemcacheStoreBuilder {
-    /// Most connections each worker thread opens. Default: 16. A request holds one only
-    /// for a round trip, so a few serve many concurrent requests; more only help while
-    /// memcached is slow.
+    /// Connections each worker thread keeps to memcached. Default: 2. Each is pipelined:
+    /// any number of requests share it, and the commands queued while one write is under
+    /// way go out together in the next, so more connections mean fewer commands per
+    /// syscall, not more concurrency.
     pub fn pool_max_size(mut self, size: usize) -> Self {
         self.pool_max_size = size;
         self
