@@ -7,6 +7,8 @@
 #
 #   bash scripts/bench.sh                 # 2 rounds of 10 s per server and route
 #   ROUNDS=3 DURATION=20s bash scripts/bench.sh
+#   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
+#   (the store's pool_max_size) and SERVERS="memcache actix-redis" are knobs for experiments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -60,7 +62,8 @@ wait_port() {
 mc_port=$(free_port)
 as_root=()
 [ "$(id -u)" = 0 ] && as_root=(-u root)
-memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 1024 -d -P "$work/memcached.pid"
+memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 1024 -t "${MEMCACHED_THREADS:-4}" \
+    -d -P "$work/memcached.pid"
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"

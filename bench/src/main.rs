@@ -7,6 +7,8 @@
 //! - `GET /read` reads `counter`: no write.
 //! - `GET /plain` never touches the session.
 //!
+//! `MEMCACHE_CONNECTIONS` sets `pool_max_size` for `memcache` (default: the store's).
+//!
 //! `/read` and `/incr` answer 401 without a live session, so a lost session shows up as an
 //! error in wrk's count of non-2xx responses. `bare` has no session at all: its routes
 //! answer the same bodies without one, as the floor the others are measured against.
@@ -140,7 +142,14 @@ async fn main() -> io::Result<()> {
         "memcache" | "memcache-r2d2" => {
             use actix_memcache_session::{Key, MemcacheSession, MemcacheStore};
             let store = if kind == "memcache" {
-                MemcacheStore::new(&url).map_err(io::Error::other)?
+                let mut builder = MemcacheStore::builder(url);
+                if let Some(n) = std::env::var("MEMCACHE_CONNECTIONS")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                {
+                    builder = builder.pool_max_size(n);
+                }
+                builder.build().map_err(io::Error::other)?
             } else {
                 let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
                 let pool = r2d2_memcache::r2d2::Pool::builder()

@@ -229,3 +229,23 @@ async fn item_limit_is_checked_before_memcached_sees_it() {
         "this is why the store checks first: memcached dropped the session"
     );
 }
+
+/// Connections belong to the runtime that opened them: a store used again from a new
+/// runtime on the same thread opens new ones instead of waiting on dead ones.
+#[test]
+fn a_new_runtime_on_the_same_thread_opens_new_connections() {
+    use actix_memcache_session::{SessionId, SessionStore};
+    let store = store();
+    let id = SessionId::generate().unwrap();
+    actix_web::rt::System::new().block_on(async {
+        assert!(store
+            .create(&id, b"x", Duration::from_secs(60))
+            .await
+            .unwrap());
+    });
+    actix_web::rt::System::new().block_on(async {
+        let started = Instant::now();
+        assert!(store.load(&id).await.unwrap().is_some());
+        assert!(started.elapsed() < Duration::from_millis(500));
+    });
+}

@@ -82,8 +82,10 @@ impl Connection {
         })
     }
 
+    /// Whether it still takes requests: not failed, and its tasks still run (they end
+    /// with the runtime that spawned them).
     pub(crate) fn is_alive(&self) -> bool {
-        self.shared.failed.get().is_none()
+        self.shared.failed.get().is_none() && !self.tasks.iter().any(JoinHandle::is_finished)
     }
 
     /// Queues `request`; the receiver gets its reply, or the error that ended the
