@@ -112,3 +112,25 @@ pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     }
     chain.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_name_the_whole_chain_for_the_log() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = SessionError::Store(StoreError::Unavailable(Box::new(refused)));
+        assert_eq!(causes(&e), "session store unavailable: refused");
+    }
+
+    #[test]
+    fn store_outage_is_503_with_retry_after() {
+        let e = SessionError::Store(StoreError::Unavailable("down".into()));
+        let res = e.error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let too_large = SessionError::Store(StoreError::TooLarge { size: 9 });
+        assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
