@@ -242,7 +242,23 @@ impl MemcacheSessionBuilder {
     }
 
     /// The middleware.
+    ///
+    /// # Panics
+    /// If the cookie name is not an HTTP token, or the path or domain holds a `;` or a
+    /// control character: such a cookie could not be sent, so this fails at start-up
+    /// rather than on every request.
     pub fn build(self) -> MemcacheSession {
+        assert!(
+            is_token(&self.cookie_name),
+            "cookie name {:?} is not an HTTP token",
+            self.cookie_name
+        );
+        for (what, value) in [("path", Some(&self.path)), ("domain", self.domain.as_ref())] {
+            assert!(
+                value.is_none_or(|v| is_attribute_value(v)),
+                "cookie {what} {value:?} contains ';' or a control character"
+            );
+        }
         let idle = self.idle_timeout.as_secs_f64();
         let config = Config {
             codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
@@ -263,5 +279,40 @@ impl MemcacheSessionBuilder {
             store: self.store,
             config,
         }))
+    }
+}
+
+/// RFC 6265 cookie names are RFC 7230 tokens.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// A `Path` or `Domain` value must not end the attribute early or break the header.
+fn is_attribute_value(value: &str) -> bool {
+    !value.contains(';') && !value.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_names_must_be_tokens() {
+        assert!(is_token("id") && is_token("__Host-sid"));
+        for bad in ["", "a b", "a=b", "a;b", "é", "a\"b"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+        assert!(is_attribute_value("/app") && !is_attribute_value("/; Secure"));
+    }
+
+    #[test]
+    #[should_panic(expected = "is not an HTTP token")]
+    fn build_refuses_a_bad_cookie_name() {
+        let _ = MemcacheSessionBuilder::new(crate::MemoryStore::new(), Key::generate())
+            .cookie_name("bad name")
+            .build();
     }
 }

@@ -99,7 +99,8 @@ where
         req.extensions_mut().insert(Rc::clone(&uow));
         let response = self.service.call(req);
         Box::pin(async move {
-            // A handler error or panic leaves here early: nothing is written.
+            // An inner service's error or a panic leaves here early, a handler's `Err`
+            // arrives as an error response that `commit_on` refuses: nothing is written.
             let mut res = response.await?;
             if uow.loaded().is_none() || !uow.config().commits_on(res.status()) {
                 return Ok(res);
@@ -110,7 +111,8 @@ where
                 Ok(CookieAction::Remove) => uow.config().cookie(None),
                 Err(e) => return Err(logged(e).into()),
             };
-            // The cookie's name and value are checked ASCII, so this cannot fail.
+            // Name, path and domain were checked at build time and the value is base64url,
+            // so this does not fail; if it ever did, the response still goes out.
             if let Err(e) = res.response_mut().add_cookie(&cookie) {
                 tracing::error!(error = %e, "cannot set the session cookie");
             }
