@@ -7,6 +7,9 @@
 #
 #   bash scripts/bench.sh                 # 2 rounds of 10 s per server and route
 #   ROUNDS=3 DURATION=20s bash scripts/bench.sh
+# SESSIONS (default 1000) must be large enough that a wrk thread does not come back to a
+# session while its last request is still in flight: with 100, /incr sees a few 409s,
+# which is this crate refusing a lost update that actix-session would make silently.
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
 #   (the store's pool_max_size) and SERVERS="memcache actix-redis" are knobs for experiments.
 set -euo pipefail

@@ -15,6 +15,8 @@
 
 use std::io;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 /// The ~200-byte string each session carries besides its counter.
@@ -122,87 +124,99 @@ fn usage() -> io::Error {
     )
 }
 
+/// Serves `app` on loopback with the same worker count for every server.
+async fn serve<F, T, B>(port: u16, app: F) -> io::Result<()>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    HttpServer::new(app)
+        .workers(WORKERS)
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
+}
+
+/// This crate's middleware over `store`.
+async fn serve_ours(port: u16, store: actix_memcache_session::MemcacheStore) -> io::Result<()> {
+    use actix_memcache_session::{Key, MemcacheSession};
+    let key = Key::generate();
+    serve(port, move || {
+        let session = MemcacheSession::builder(store.clone(), key.clone())
+            .cookie_secure(false)
+            .build();
+        App::new().wrap(session).configure(routes!(ours))
+    })
+    .await
+}
+
+/// actix-session's middleware over the store `store` makes (its cookie store is not
+/// `Clone`).
+async fn serve_actix_session<S, F>(port: u16, store: F) -> io::Result<()>
+where
+    S: actix_session::storage::SessionStore + 'static,
+    F: Fn() -> S + Send + Clone + 'static,
+{
+    use actix_session::SessionMiddleware;
+    let key = actix_web::cookie::Key::generate();
+    serve(port, move || {
+        let session = SessionMiddleware::builder(store(), key.clone())
+            .cookie_secure(false)
+            .build();
+        App::new().wrap(session).configure(routes!(theirs))
+    })
+    .await
+}
+
+/// `MemcacheStore::new`, with `MEMCACHE_CONNECTIONS` as its `pool_max_size` if set.
+fn native_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> {
+    let mut builder = actix_memcache_session::MemcacheStore::builder(url);
+    if let Some(n) = std::env::var("MEMCACHE_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        builder = builder.pool_max_size(n);
+    }
+    builder.build().map_err(io::Error::other)
+}
+
+/// `MemcacheStore::from_r2d2` over a pool as a user would configure it.
+fn r2d2_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> {
+    let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
+    let pool = r2d2_memcache::r2d2::Pool::builder()
+        .max_size(16)
+        .build(manager)
+        .map_err(io::Error::other)?;
+    Ok(actix_memcache_session::MemcacheStore::from_r2d2(pool))
+}
+
 #[actix_web::main]
 async fn main() -> io::Result<()> {
+    use actix_session::storage::{CookieSessionStore, RedisSessionStore};
     let args: Vec<String> = std::env::args().collect();
     let (Some(kind), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok()))
     else {
         return Err(usage());
     };
     let url = args.get(3).cloned().unwrap_or_default();
-    let addr = ("127.0.0.1", port);
     match kind.as_str() {
-        "bare" => {
-            HttpServer::new(|| App::new().configure(bare_routes))
-                .workers(WORKERS)
-                .bind(addr)?
-                .run()
+        "bare" => serve(port, || App::new().configure(bare_routes)).await,
+        "memcache" => serve_ours(port, native_store(url)?).await,
+        "memcache-r2d2" => serve_ours(port, r2d2_store(url)?).await,
+        "actix-redis" => {
+            let store = RedisSessionStore::new(url)
                 .await
+                .map_err(io::Error::other)?;
+            serve_actix_session(port, move || store.clone()).await
         }
-        "memcache" | "memcache-r2d2" => {
-            use actix_memcache_session::{Key, MemcacheSession, MemcacheStore};
-            let store = if kind == "memcache" {
-                let mut builder = MemcacheStore::builder(url);
-                if let Some(n) = std::env::var("MEMCACHE_CONNECTIONS")
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                {
-                    builder = builder.pool_max_size(n);
-                }
-                builder.build().map_err(io::Error::other)?
-            } else {
-                let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
-                let pool = r2d2_memcache::r2d2::Pool::builder()
-                    .max_size(16)
-                    .build(manager)
-                    .map_err(io::Error::other)?;
-                MemcacheStore::from_r2d2(pool)
-            };
-            let key = Key::generate();
-            HttpServer::new(move || {
-                let session = MemcacheSession::builder(store.clone(), key.clone())
-                    .cookie_secure(false)
-                    .build();
-                App::new().wrap(session).configure(routes!(ours))
-            })
-            .workers(WORKERS)
-            .bind(addr)?
-            .run()
-            .await
-        }
-        "actix-redis" | "actix-cookie" => {
-            use actix_session::storage::{CookieSessionStore, RedisSessionStore};
-            use actix_session::SessionMiddleware;
-            use actix_web::cookie::Key;
-            let key = Key::generate();
-            if kind == "actix-redis" {
-                let store = RedisSessionStore::new(url)
-                    .await
-                    .map_err(io::Error::other)?;
-                HttpServer::new(move || {
-                    let session = SessionMiddleware::builder(store.clone(), key.clone())
-                        .cookie_secure(false)
-                        .build();
-                    App::new().wrap(session).configure(routes!(theirs))
-                })
-                .workers(WORKERS)
-                .bind(addr)?
-                .run()
-                .await
-            } else {
-                HttpServer::new(move || {
-                    let session =
-                        SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                            .cookie_secure(false)
-                            .build();
-                    App::new().wrap(session).configure(routes!(theirs))
-                })
-                .workers(WORKERS)
-                .bind(addr)?
-                .run()
-                .await
-            }
-        }
+        "actix-cookie" => serve_actix_session(port, CookieSessionStore::default).await,
         _ => Err(usage()),
     }
 }
