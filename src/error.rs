@@ -61,8 +61,8 @@ pub enum SessionError {
     /// A concurrent request ended (purged) the session; nothing was written.
     #[error("session ended by a concurrent request; nothing was saved")]
     Ended,
-    /// The store failed.
-    #[error("session store error")]
+    /// The store failed; says how, in the store's words.
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// No randomness for a new session id.
     #[error("cannot generate a session id")]
@@ -121,7 +121,8 @@ mod tests {
     fn causes_name_the_whole_chain_for_the_log() {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let e = SessionError::Store(StoreError::Unavailable(Box::new(refused)));
-        assert_eq!(causes(&e), "session store unavailable: refused");
+        assert_eq!(e.to_string(), "session store unavailable");
+        assert_eq!(causes(&e), "refused");
     }
 
     #[test]

@@ -42,7 +42,7 @@ async fn store_down_is_503_only_where_the_session_is_used() {
         let reply = app.get(path, cookie).await;
         assert_eq!(reply.status, 503, "{path}: {reply:?}");
         assert_eq!(reply.retry_after.as_deref(), Some("1"));
-        assert_eq!(reply.body, "session store error");
+        assert_eq!(reply.body, "session store unavailable");
         assert!(reply.cookie.is_none());
     }
     assert_eq!(app.get("/plain", Some(&cookie)).await.status, 200);

@@ -94,6 +94,7 @@ async fn memcached_down_is_a_quick_503() {
         let reply = app.get(path, cookie).await;
         assert_eq!(reply.status, 503, "{path}: {reply:?}");
         assert_eq!(reply.retry_after.as_deref(), Some("1"));
+        assert_eq!(reply.body, "session store unavailable");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -188,6 +189,7 @@ async fn session_over_memcached_item_limit_is_413() {
         .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
         .await;
     assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(reply.body.contains("item limit"), "{}", reply.body);
     assert!(reply.cookie.is_none());
     assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
     assert_eq!(app.get("/get/p/blob", Some(&cookie)).await.body, "none");
@@ -223,6 +225,7 @@ async fn item_limit_is_checked_before_memcached_sees_it() {
         .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
         .await;
     assert_eq!(reply.status, 413, "memcached refuses the item: {reply:?}");
+    assert!(reply.body.contains("item limit"), "{}", reply.body);
     assert_eq!(
         app.get("/get/p/k", Some(&cookie)).await.body,
         "none",
