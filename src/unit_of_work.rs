@@ -284,11 +284,9 @@ impl UnitOfWork {
         };
         if let Some(old) = &s.retired {
             store.delete(old).await?;
-            if action == CookieAction::Keep {
-                action = CookieAction::Remove;
-            }
         }
-        if s.purged && action == CookieAction::Keep {
+        // Renewed or purged with nothing new to issue: the client drops its cookie.
+        if (s.retired.is_some() || s.purged) && action == CookieAction::Keep {
             action = CookieAction::Remove;
         }
         Ok(action)
