@@ -10,6 +10,7 @@ SERVERS = {
     "bare": "bare actix-web (no session)",
     "memcache": "**this crate, MemcacheStore**",
     "memcache-r2d2": "this crate, MemcacheStore::from_r2d2",
+    "memcache-exp": "this crate's middleware, memcache::exp::AsyncMetaClient",
     "actix-redis": "actix-session + Redis",
     "actix-cookie": "actix-session cookie store",
 }

@@ -11,7 +11,8 @@
 # session while its last request is still in flight: with 100, /incr sees a few 409s,
 # which is this crate refusing a lost update that actix-session would make silently.
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
-#   (the store's pool_max_size) and SERVERS="memcache actix-redis" are knobs for experiments.
+#   (the store's pool_max_size) and SERVERS="memcache actix-redis" are knobs for experiments;
+#   SERVERS may also name memcache-exp (this crate's middleware over memcache::exp's client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -1,6 +1,8 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-r2d2|actix-redis|actix-cookie> <port> [store-url]`
+//! `bench-server <bare|memcache|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
+//! async client (`exp_store`), to compare the two clients.
 //!
 //! - `GET /login` starts a session: `counter = 0` and a 200-byte string; sets the cookie.
 //! - `GET /incr` reads `counter`, adds 1, stores it: a write on every request.
@@ -12,6 +14,8 @@
 //! `/read` and `/incr` answer 401 without a live session, so a lost session shows up as an
 //! error in wrk's count of non-2xx responses. `bare` has no session at all: its routes
 //! answer the same bodies without one, as the floor the others are measured against.
+
+mod exp_store;
 
 use std::io;
 
@@ -120,7 +124,8 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-r2d2|actix-redis|actix-cookie> <port> [url]",
+        "usage: bench-server <bare|memcache|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+         <port> [url]",
     )
 }
 
@@ -145,7 +150,10 @@ where
 }
 
 /// This crate's middleware over `store`.
-async fn serve_ours(port: u16, store: actix_memcache_session::MemcacheStore) -> io::Result<()> {
+async fn serve_ours<S>(port: u16, store: S) -> io::Result<()>
+where
+    S: actix_memcache_session::SessionStore + Clone + Send,
+{
     use actix_memcache_session::{Key, MemcacheSession};
     let key = Key::generate();
     serve(port, move || {
@@ -210,6 +218,10 @@ async fn main() -> io::Result<()> {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
         "memcache" => serve_ours(port, native_store(url)?).await,
         "memcache-r2d2" => serve_ours(port, r2d2_store(url)?).await,
+        "memcache-exp" => {
+            let addr = url.trim_start_matches("memcache://");
+            serve_ours(port, exp_store::connect(addr).await?).await
+        }
         "actix-redis" => {
             let store = RedisSessionStore::new(url)
                 .await
