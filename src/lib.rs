@@ -36,6 +36,15 @@
 //! 4. A successful response commits the changes with compare-and-swap, merging with
 //!    concurrent commits to other keys and answering 409 when another request changed the
 //!    same key. An error response, handler error or panic writes nothing.
+//!
+//! Stores: [`MemcacheStore`] (memcached through this crate's pipelined meta-protocol
+//! client), [`MemoryStore`] (in-process, for quick starts and tests), or your own
+//! [`SessionStore`].
+//!
+//! Features:
+//! - `r2d2`: `MemcacheStore::from_r2d2` over an existing `r2d2-memcache` pool (pulls in
+//!   OpenSSL through the `memcache` crate).
+//! - `testing`: the store acceptance suite, `testing` and `store_acceptance_suite!`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
