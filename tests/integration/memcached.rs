@@ -1,10 +1,11 @@
 //! A real memcached per test thread, on a free loopback port, stopped when the thread ends.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::MemcacheStore;
@@ -16,6 +17,24 @@ pub struct Memcached {
 
 thread_local! {
     static SERVER: RefCell<Option<Memcached>> = const { RefCell::new(None) };
+}
+
+/// Ports already given to a memcached of this process. The OS may hand a port it gave
+/// another thread back to `bind(:0)` before that thread's memcached has bound it; two
+/// tests would then share one server, and one would kill it under the other.
+static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// This thread's memcached, started on first use.
@@ -49,16 +68,20 @@ fn running_as_root() -> bool {
 
 impl Memcached {
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut server = Self { child: None, port };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            let mut server = Self {
+                child: None,
+                port: free_port(),
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("memcached did not start on any of 5 free ports");
     }
 
-    fn spawn(&mut self) {
+    /// Starts memcached on `self.port`; `false` if it exited instead (port taken).
+    fn spawn(&mut self) -> bool {
         let mut cmd = Command::new("memcached");
         cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0"])
             .args(["-t", "1", "-m", "64"])
@@ -73,9 +96,17 @@ impl Memcached {
                  memcached`, or run `bash scripts/test.sh`, which installs it"
             )
         });
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            // Our own child must be the one listening, not some other process.
+            if child.try_wait().ok().flatten().is_some() {
+                self.child = None;
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
             assert!(Instant::now() < deadline, "memcached did not start");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -95,7 +126,11 @@ impl Memcached {
     /// Starts memcached again on the same port (with no data, as after a crash).
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "memcached did not restart on port {}",
+            self.port
+        );
     }
 
     /// memcached's own counters (`stats`).

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -22,8 +23,12 @@ use crate::store::StoreError;
 /// Tells stores apart in the per-thread table; clones of a store share a number.
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(0);
 
+/// This thread's connections per endpoint, with a handle that tells when the store (every
+/// clone of it) is gone.
+type Pools = HashMap<u64, (Weak<Endpoint>, Rc<Pool>)>;
+
 thread_local! {
-    static POOLS: RefCell<HashMap<u64, Rc<Pool>>> = RefCell::new(HashMap::new());
+    static POOLS: RefCell<Pools> = RefCell::new(HashMap::new());
 }
 
 /// Where and how to reach one memcached server.
@@ -78,16 +83,20 @@ impl Endpoint {
         }
     }
 
-    fn pool(&self) -> Rc<Pool> {
+    fn pool(self: &Arc<Self>) -> Rc<Pool> {
         POOLS.with(|pools| {
             let mut pools = pools.borrow_mut();
-            let pool = pools.entry(self.id).or_insert_with(|| {
-                Rc::new(Pool {
-                    slots: (0..self.connections).map(|_| Slot::default()).collect(),
-                    next: Cell::new(0),
-                })
+            if let Some((_, pool)) = pools.get(&self.id) {
+                return Rc::clone(pool);
+            }
+            // A new store on this thread: drop the connections of stores that are gone.
+            pools.retain(|_, (endpoint, _)| endpoint.strong_count() > 0);
+            let pool = Rc::new(Pool {
+                slots: (0..self.connections).map(|_| Slot::default()).collect(),
+                next: Cell::new(0),
             });
-            Rc::clone(pool)
+            pools.insert(self.id, (Arc::downgrade(self), Rc::clone(&pool)));
+            pool
         })
     }
 
@@ -96,7 +105,7 @@ impl Endpoint {
     /// If it fails on a connection opened before it (memcached restarted since), it is
     /// sent once more on a new connection, so the first request after a restart already
     /// succeeds. A timeout is not retried: the client gets its 503 within `io_timeout`.
-    pub(crate) async fn execute(&self, request: &Request) -> Result<Reply, StoreError> {
+    pub(crate) async fn execute(self: &Arc<Self>, request: &Request) -> Result<Reply, StoreError> {
         let pool = self.pool();
         let n = pool.next.get();
         pool.next.set(n.wrapping_add(1));
@@ -157,4 +166,48 @@ fn timed_out(what: &str) -> io::Error {
 
 fn unavailable(e: io::Error) -> StoreError {
     StoreError::Unavailable(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools_on_this_thread() -> usize {
+        POOLS.with(|pools| pools.borrow().len())
+    }
+
+    #[test]
+    fn connections_of_dropped_stores_are_freed() {
+        // Nothing listens on port 1: requests fail fast, but each store gets its table entry.
+        let endpoint = || {
+            Arc::new(Endpoint::new(
+                "127.0.0.1".into(),
+                1,
+                1,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ))
+        };
+        actix_web::rt::System::new().block_on(async {
+            for _ in 0..3 {
+                let store = endpoint();
+                assert!(store.execute(&Request::delete("k")).await.is_err());
+            }
+            assert_eq!(
+                pools_on_this_thread(),
+                1,
+                "only the last store's entry is left"
+            );
+            let kept = endpoint();
+            kept.execute(&Request::delete("k")).await.unwrap_err();
+            let other = endpoint();
+            other.execute(&Request::delete("k")).await.unwrap_err();
+            assert_eq!(
+                pools_on_this_thread(),
+                2,
+                "live stores keep their connections"
+            );
+            drop(kept);
+        });
+    }
 }

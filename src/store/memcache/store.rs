@@ -172,7 +172,7 @@ fn unexpected(status: Status) -> StoreError {
     StoreError::Protocol(format!("unexpected memcached reply {status:?}"))
 }
 
-async fn native_load(endpoint: &Endpoint, key: &str) -> Result<Option<Stored>, StoreError> {
+async fn native_load(endpoint: &Arc<Endpoint>, key: &str) -> Result<Option<Stored>, StoreError> {
     let reply = endpoint.execute(&Request::get(key)).await?;
     match reply.status {
         Status::Value { cas: Some(cas), .. } => Ok(Some(Stored {
@@ -185,7 +185,7 @@ async fn native_load(endpoint: &Endpoint, key: &str) -> Result<Option<Stored>, S
 }
 
 async fn native_create(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     key: &str,
     data: &[u8],
     ttl: Duration,
@@ -200,7 +200,7 @@ async fn native_create(
 }
 
 async fn native_update(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     key: &str,
     data: &[u8],
     version: Version,
@@ -216,7 +216,11 @@ async fn native_update(
     }
 }
 
-async fn native_touch(endpoint: &Endpoint, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+async fn native_touch(
+    endpoint: &Arc<Endpoint>,
+    key: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
     match endpoint
         .execute(&Request::touch(key, ttl, now_unix()))
         .await?
@@ -228,7 +232,7 @@ async fn native_touch(endpoint: &Endpoint, key: &str, ttl: Duration) -> Result<b
     }
 }
 
-async fn native_delete(endpoint: &Endpoint, key: &str) -> Result<(), StoreError> {
+async fn native_delete(endpoint: &Arc<Endpoint>, key: &str) -> Result<(), StoreError> {
     match endpoint.execute(&Request::delete(key)).await?.status {
         Status::Done | Status::NotFound => Ok(()),
         status => Err(unexpected(status)),
