@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use actix_memcache_session::{MemcacheStore, StoreError};
 use futures_util::future::join_all;
 
+use actix_web::cookie::Cookie;
+
 use crate::app::TestApp;
 use crate::memcached::{store, with_server};
-use crate::support::CountingStore;
+use crate::support::{CountingStore, Reply};
 
 mod native {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::store());
@@ -180,20 +182,33 @@ async fn restart_recovers_and_never_mixes_sessions() {
     assert!(ok > 10 * SESSIONS, "ok {ok}, errors {errors}");
 }
 
+/// Twice memcached's default item limit (1 MiB).
+const PAST_ITEM_LIMIT: usize = 2 << 20;
+
+/// An app whose session size limit is far above memcached's item limit, a session holding
+/// `p/k = 1`, and the reply to writing `PAST_ITEM_LIMIT` bytes more into it.
+async fn write_past_item_limit(
+    store: MemcacheStore,
+) -> (TestApp<MemcacheStore>, Cookie<'static>, Reply) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(8 << 20)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let big = format!("/big/p/blob/{PAST_ITEM_LIMIT}");
+    let reply = app.get(&big, Some(&cookie)).await;
+    (app, cookie, reply)
+}
+
 /// A session over memcached's item limit (1 MiB by default) gets 413 and writes nothing.
 #[actix_web::test]
 async fn session_over_memcached_item_limit_is_413() {
-    let app = TestApp::configured(CountingStore::new(store()), |b| b.max_size(8 << 20)).await;
-    let cookie = app.get("/set/p/k/1", None).await.cookie();
-    let reply = app
-        .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
-        .await;
+    let (app, cookie, reply) = write_past_item_limit(store()).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     assert!(reply.body.contains("item limit"), "{}", reply.body);
     assert!(reply.cookie.is_none());
     assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
     assert_eq!(app.get("/get/p/blob", Some(&cookie)).await.body, "none");
-    let fresh = app.get(&format!("/big/p/blob/{}", 2 << 20), None).await;
+    let fresh = app
+        .get(&format!("/big/p/blob/{PAST_ITEM_LIMIT}"), None)
+        .await;
     assert_eq!(fresh.status, 413);
     assert!(fresh.cookie.is_none());
 }
@@ -219,11 +234,7 @@ async fn item_limit_is_checked_before_memcached_sees_it() {
         .max_item_size(8 << 20)
         .build()
         .unwrap();
-    let app = TestApp::configured(CountingStore::new(lax), |b| b.max_size(8 << 20)).await;
-    let cookie = app.get("/set/p/k/1", None).await.cookie();
-    let reply = app
-        .get(&format!("/big/p/blob/{}", 2 << 20), Some(&cookie))
-        .await;
+    let (app, cookie, reply) = write_past_item_limit(lax).await;
     assert_eq!(reply.status, 413, "memcached refuses the item: {reply:?}");
     assert!(reply.body.contains("item limit"), "{}", reply.body);
     assert_eq!(

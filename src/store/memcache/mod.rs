@@ -1,6 +1,6 @@
 //! The memcached store: a small meta-protocol client of our own (why: see the README's
-//! "Choosing the client"), pooled per worker thread, and optionally an `r2d2-memcache`
-//! pool users already run.
+//! "Choosing the client") with pipelined connections per worker thread, and optionally an
+//! `r2d2-memcache` pool users already run.
 
 mod connection;
 mod pool;

@@ -269,8 +269,8 @@ impl MemcacheStoreBuilder {
         self
     }
 
-    /// How long to wait for a reply (and for a free pooled connection). Default: 1 s, for
-    /// the same reason.
+    /// How long to wait for a reply. Default: 1 s, for the same reason. A connection that
+    /// times out is replaced, so the requests waiting on it get 503 too.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self
