@@ -8,10 +8,11 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
 
-use crate::cookie::{find_cookie, CookieCodec, Key, Verified};
+use crate::clock::now_unix;
+use crate::cookie::{cookies_named, CookieCodec, Key, Verified};
 use crate::middleware::MemcacheSession;
 use crate::store::{ErasedStore, SessionStore};
-use crate::unit_of_work::{now_unix, Backend};
+use crate::unit_of_work::Backend;
 
 /// Default idle timeout: 30 minutes, the upper end OWASP suggests for ordinary apps.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -23,6 +24,20 @@ const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 const REFRESH_FRACTION: f64 = 0.25;
 /// Default size limit: memcached's default item size.
 const MAX_SIZE: usize = 1024 * 1024;
+/// Default time a commit that lost a compare-and-swap race keeps re-reading, merging and
+/// retrying: well under what a user notices, long enough that 8 concurrent writers of
+/// different keys of one session all land (measured; see the README).
+const RETRY_BUDGET: Duration = Duration::from_millis(250);
+/// Longest idle timeout: browsers cap a cookie's lifetime at 400 days anyway.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
+/// Longest retry budget: past it a request waits on a race longer than on a timeout.
+const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// How far a cookie's timestamp may lie ahead of this server's clock (another server of
+/// the same site, a few seconds off); further ahead, it is refused.
+const CLOCK_SKEW: u64 = 60;
+/// Cookies with the session cookie's name verified per request, at most: a browser sends
+/// several after cookie tossing from a subdomain or from an old path.
+const MAX_CANDIDATES: usize = 4;
 
 /// The settings of one middleware; built once per worker.
 pub(crate) struct Config {
@@ -39,6 +54,7 @@ pub(crate) struct Config {
     pub(crate) refresh_after: u64,
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     pub(crate) max_size: usize,
+    pub(crate) retry_budget: Duration,
 }
 
 impl Config {
@@ -46,23 +62,35 @@ impl Config {
         (self.commit_on)(status)
     }
 
-    /// The valid, unexpired session cookie of a request, if it has one. Refusals are only
-    /// logged: a bad cookie means a fresh session, never an error.
-    pub(crate) fn incoming(&self, req: &HttpRequest) -> Option<Verified> {
-        let value = req
-            .headers()
+    /// The request's valid, unexpired session cookies, in the order sent (browsers send
+    /// the most specific path first). Refusals are only logged: a bad cookie means a fresh
+    /// session, never an error.
+    pub(crate) fn incoming(&self, req: &HttpRequest) -> Vec<Verified> {
+        let now = now_unix();
+        req.headers()
             .get_all(header::COOKIE)
             .filter_map(|h| h.to_str().ok())
-            .find_map(|h| find_cookie(h, self.codec.name()))?;
+            .flat_map(|h| cookies_named(h, self.codec.name()))
+            .take(MAX_CANDIDATES)
+            .filter_map(|value| self.verify(value, now))
+            .collect()
+    }
+
+    fn verify(&self, value: &str, now: u64) -> Option<Verified> {
         let verified = match self.codec.decode(value) {
             Ok(v) => v,
             Err(why) => {
-                tracing::debug!(?why, "session cookie refused; starting a fresh session");
+                tracing::debug!(?why, "session cookie refused");
                 return None;
             }
         };
-        if now_unix().saturating_sub(verified.issued) > self.idle_timeout.as_secs() {
-            tracing::debug!(id = ?verified.id, "session cookie expired; starting a fresh session");
+        if verified.issued > now.saturating_add(CLOCK_SKEW) {
+            // Signed while a clock was wrong: it would otherwise never expire.
+            tracing::debug!(id = ?verified.id, "session cookie stamped in the future; refused");
+            return None;
+        }
+        if now.saturating_sub(verified.issued) > self.idle_timeout.as_secs() {
+            tracing::debug!(id = ?verified.id, "session cookie expired");
             return None;
         }
         Some(verified)
@@ -128,6 +156,7 @@ pub struct MemcacheSessionBuilder {
     refresh_fraction: f64,
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     max_size: usize,
+    retry_budget: Duration,
 }
 
 impl MemcacheSessionBuilder {
@@ -148,10 +177,16 @@ impl MemcacheSessionBuilder {
             refresh_fraction: REFRESH_FRACTION,
             commit_on: Box::new(|status: StatusCode| status.as_u16() < 400),
             max_size: MAX_SIZE,
+            retry_budget: RETRY_BUDGET,
         }
     }
 
     /// The cookie's name. Default: `"id"`, as actix-session and tower-sessions use.
+    ///
+    /// A name starting with `__Host-` makes browsers refuse the cookie unless it is
+    /// `Secure`, has `Path=/` and no `Domain`, so a subdomain cannot set or shadow it
+    /// (cookie tossing); [`build`](Self::build) checks those rules. `__Secure-` requires
+    /// `Secure`.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = name.into();
         self
@@ -199,14 +234,17 @@ impl MemcacheSessionBuilder {
     }
 
     /// Sliding expiry: a session unused this long ends, in the store and in the cookie's
-    /// signed timestamp. Default: 30 minutes.
+    /// signed timestamp. Default: 30 minutes. Must be from 1 second to 400 days (browsers
+    /// keep no cookie longer).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
-    /// A session ends this long after it was created, however active. Default: 12 hours;
-    /// `None` turns it off.
+    /// A session ends this long after it was created, however active; [`renew`] (at
+    /// login) starts it afresh. Default: 12 hours; `None` turns it off.
+    ///
+    /// [`renew`]: crate::Session::renew
     pub fn absolute_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.absolute_timeout = timeout.into();
         self
@@ -214,7 +252,7 @@ impl MemcacheSessionBuilder {
 
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
-    /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request.
+    /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
     pub fn refresh_fraction(mut self, fraction: f64) -> Self {
         self.refresh_fraction = fraction.clamp(0.0, 1.0);
         self
@@ -235,30 +273,33 @@ impl MemcacheSessionBuilder {
     }
 
     /// Largest encoded session, in bytes; a bigger one gets 413 and nothing is written.
-    /// Default: 1 MiB, memcached's default item size.
+    /// Default: 1 MiB, memcached's default item size. Must be above zero.
     pub fn max_size(mut self, bytes: usize) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// How long a commit that lost a compare-and-swap race to a concurrent request keeps
+    /// trying: it waits a jittered, growing pause, re-reads, merges its own changed keys
+    /// onto the winner's data, and writes again, until it lands or this budget is spent
+    /// (then 409). Changes to the same key never retry: first committer wins. Default:
+    /// 250 ms. At most 60 s; zero means one attempt.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
         self
     }
 
     /// The middleware.
     ///
     /// # Panics
-    /// If the cookie name is not an HTTP token, or the path or domain holds a `;` or a
-    /// control character: such a cookie could not be sent, so this fails at start-up
-    /// rather than on every request.
+    /// At start-up rather than on every request, on a setting that could never work: a
+    /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
+    /// character; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
+    /// domain, or a `__Secure-` cookie that is not `Secure` (browsers would drop it); an
+    /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
+    /// zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
-        assert!(
-            is_token(&self.cookie_name),
-            "cookie name {:?} is not an HTTP token",
-            self.cookie_name
-        );
-        for (what, value) in [("path", Some(&self.path)), ("domain", self.domain.as_ref())] {
-            assert!(
-                value.is_none_or(|v| is_attribute_value(v)),
-                "cookie {what} {value:?} contains ';' or a control character"
-            );
-        }
+        self.check();
         let idle = self.idle_timeout.as_secs_f64();
         let config = Config {
             codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
@@ -274,11 +315,54 @@ impl MemcacheSessionBuilder {
             refresh_after: (idle * self.refresh_fraction) as u64,
             commit_on: self.commit_on,
             max_size: self.max_size,
+            retry_budget: self.retry_budget,
         };
         MemcacheSession::from_backend(Rc::new(Backend {
             store: self.store,
             config,
         }))
+    }
+}
+
+impl MemcacheSessionBuilder {
+    fn check(&self) {
+        let name = &self.cookie_name;
+        assert!(is_token(name), "cookie name {name:?} is not an HTTP token");
+        for (what, value) in [("path", Some(&self.path)), ("domain", self.domain.as_ref())] {
+            assert!(
+                value.is_none_or(|v| is_attribute_value(v)),
+                "cookie {what} {value:?} contains ';' or a control character"
+            );
+        }
+        if name.starts_with("__Host-") {
+            assert!(
+                self.secure && self.path == "/" && self.domain.is_none(),
+                "a {name:?} cookie must be Secure, with path \"/\" and no domain, or browsers \
+                 drop it"
+            );
+        }
+        if name.starts_with("__Secure-") {
+            assert!(
+                self.secure,
+                "a {name:?} cookie must be Secure, or browsers drop it"
+            );
+        }
+        let idle = self.idle_timeout;
+        assert!(
+            !idle.is_zero() && idle <= MAX_IDLE_TIMEOUT,
+            "idle_timeout {idle:?} must be above zero and at most 400 days"
+        );
+        assert!(
+            self.absolute_timeout.is_none_or(|t| !t.is_zero()),
+            "absolute_timeout must be above zero (None turns it off)"
+        );
+        assert!(self.max_size > 0, "max_size must be above zero");
+        assert!(
+            self.retry_budget <= MAX_RETRY_BUDGET,
+            "retry_budget {:?} is over 60 s",
+            self.retry_budget
+        );
+        assert!(!self.refresh_fraction.is_nan(), "refresh_fraction is NaN");
     }
 }
 
@@ -308,11 +392,66 @@ mod tests {
         assert!(is_attribute_value("/app") && !is_attribute_value("/; Secure"));
     }
 
+    fn builder() -> MemcacheSessionBuilder {
+        MemcacheSessionBuilder::new(crate::MemoryStore::new(), Key::generate())
+    }
+
+    /// The panic message `build` gives for `builder`, if it panics.
+    fn refusal(builder: MemcacheSessionBuilder) -> Option<String> {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()));
+        let payload = panic.err()?;
+        Some(match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(payload) => payload.downcast_ref::<&str>().unwrap().to_string(),
+        })
+    }
+
     #[test]
-    #[should_panic(expected = "is not an HTTP token")]
-    fn build_refuses_a_bad_cookie_name() {
-        let _ = MemcacheSessionBuilder::new(crate::MemoryStore::new(), Key::generate())
-            .cookie_name("bad name")
-            .build();
+    fn build_refuses_settings_that_cannot_work() {
+        let day = Duration::from_secs(24 * 3600);
+        for (builder, expected) in [
+            (builder().cookie_name("bad name"), "is not an HTTP token"),
+            (builder().cookie_path("/; Secure"), "contains ';'"),
+            (
+                builder().cookie_name("__Host-id").cookie_secure(false),
+                "must be Secure",
+            ),
+            (
+                builder().cookie_name("__Host-id").cookie_path("/app"),
+                "no domain",
+            ),
+            (
+                builder()
+                    .cookie_name("__Host-id")
+                    .cookie_domain("example.com"),
+                "no domain",
+            ),
+            (
+                builder().cookie_name("__Secure-id").cookie_secure(false),
+                "must be Secure",
+            ),
+            (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
+            (builder().idle_timeout(401 * day), "idle_timeout"),
+            (builder().idle_timeout(Duration::MAX), "idle_timeout"),
+            (
+                builder().absolute_timeout(Duration::ZERO),
+                "absolute_timeout",
+            ),
+            (builder().max_size(0), "max_size"),
+            (
+                builder().retry_budget(Duration::from_secs(61)),
+                "retry_budget",
+            ),
+            (builder().refresh_fraction(f64::NAN), "NaN"),
+        ] {
+            let message = refusal(builder).expect("build panics");
+            assert!(message.contains(expected), "{message}");
+        }
+        assert_eq!(refusal(builder().cookie_name("__Host-id")), None);
+        assert_eq!(
+            refusal(builder().idle_timeout(400 * day).absolute_timeout(None)),
+            None
+        );
+        assert_eq!(refusal(builder().retry_budget(Duration::ZERO)), None);
     }
 }

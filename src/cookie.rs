@@ -193,9 +193,10 @@ impl CookieCodec {
     }
 }
 
-/// The value of cookie `name` in a `Cookie` request header, without parsing every cookie.
-pub(crate) fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+/// The values of every cookie called `name` in a `Cookie` request header, in order,
+/// without parsing the others.
+pub(crate) fn cookies_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    header.split(';').filter_map(move |pair| {
         let (n, v) = pair.trim().split_once('=')?;
         (n == name).then_some(v)
     })
@@ -277,10 +278,11 @@ mod tests {
     }
 
     #[test]
-    fn finds_one_cookie_among_many() {
-        let header = "a=1; id=xyz;b=2";
-        assert_eq!(find_cookie(header, "id"), Some("xyz"));
-        assert_eq!(find_cookie(header, "b"), Some("2"));
-        assert_eq!(find_cookie(header, "i"), None);
+    fn finds_every_cookie_of_a_name() {
+        let named = |header, name| cookies_named(header, name).collect::<Vec<_>>();
+        let header = "a=1; id=xyz;b=2; id=abc";
+        assert_eq!(named(header, "id"), ["xyz", "abc"]);
+        assert_eq!(named(header, "b"), ["2"]);
+        assert!(named(header, "i").is_empty());
     }
 }

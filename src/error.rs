@@ -9,6 +9,11 @@ use crate::store::StoreError;
 /// What went wrong with a session; each case maps to a clear HTTP answer, so `?` works in
 /// handlers.
 ///
+/// The response body is a fixed sentence per case: it never echoes a key, a package name
+/// or the store's own error text. Those go to the log (`tracing`), with the chain of
+/// causes, when the response is made: 5xx at level error, 409 and 413 at info, 400 at
+/// debug.
+///
 /// | case | status |
 /// |---|---|
 /// | [`InvalidName`](Self::InvalidName) | 400 |
@@ -90,6 +95,13 @@ impl ResponseError for SessionError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, cause = %causes(self), "session error");
+        } else if status == StatusCode::BAD_REQUEST {
+            tracing::debug!(error = %self, "session error");
+        } else {
+            tracing::info!(error = %self, "session error");
+        }
         let mut res = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.insert_header((
@@ -98,7 +110,30 @@ impl ResponseError for SessionError {
             ));
         }
         res.content_type("text/plain; charset=utf-8")
-            .body(self.to_string())
+            .body(self.public_message())
+    }
+}
+
+impl SessionError {
+    /// What the client is told: nothing it sent and nothing the store said.
+    fn public_message(&self) -> String {
+        let fixed = match self {
+            Self::InvalidName { what, reason, .. } => {
+                return format!("invalid session {what}: {reason}")
+            }
+            Self::Serialize { .. } => "a session value cannot be stored as JSON",
+            Self::Deserialize { .. } => "a session value does not have the requested type",
+            Self::Store(StoreError::TooLarge { .. }) => {
+                "session data exceeds the store's item limit; nothing was saved"
+            }
+            Self::Store(_) => "session store unavailable",
+            Self::TooLarge { .. }
+            | Self::Conflict
+            | Self::Ended
+            | Self::Entropy(_)
+            | Self::MissingMiddleware => return self.to_string(),
+        };
+        fixed.to_owned()
     }
 }
 
@@ -123,6 +158,40 @@ mod tests {
         let e = SessionError::Store(StoreError::Unavailable(Box::new(refused)));
         assert_eq!(e.to_string(), "session store unavailable");
         assert_eq!(causes(&e), "refused");
+    }
+
+    fn body(e: &SessionError) -> String {
+        let body = e.error_response().into_body();
+        let bytes = actix_web::body::to_bytes(body);
+        let bytes = futures_util::FutureExt::now_or_never(bytes)
+            .unwrap()
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn bodies_never_echo_keys_or_store_text() {
+        let secret = "<script>steal()</script>";
+        let json_error = serde_json::from_str::<u8>("x").unwrap_err();
+        for e in [
+            SessionError::InvalidName {
+                what: "key",
+                name: secret.into(),
+                reason: "it contains a control character",
+            },
+            SessionError::Deserialize {
+                key: secret.into(),
+                source: json_error,
+            },
+            SessionError::Store(StoreError::Protocol(secret.into())),
+            SessionError::Store(StoreError::Unsupported(secret.into())),
+            SessionError::Store(StoreError::Unavailable(secret.into())),
+        ] {
+            assert!(e.to_string().contains(secret) || causes(&e).contains(secret));
+            let body = body(&e);
+            assert!(!body.contains(secret), "{body}");
+            assert!(!body.is_empty());
+        }
     }
 
     #[test]

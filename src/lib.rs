@@ -49,6 +49,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backoff;
+mod clock;
 mod config;
 mod cookie;
 mod error;

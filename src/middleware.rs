@@ -4,14 +4,13 @@
 use std::rc::Rc;
 
 use actix_service::{Service, Transform};
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 
 use crate::config::MemcacheSessionBuilder;
 use crate::cookie::Key;
-use crate::error::{causes, SessionError};
 use crate::store::SessionStore;
 use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
 
@@ -34,8 +33,10 @@ use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
 ///
 /// For each request it commits the session's changes when the response status passes
 /// [`commit_on`](MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes nothing
-/// otherwise, nor when the handler fails or panics. A failed commit replaces the response
-/// with the error's (409, 413 or 503); `Set-Cookie` is only sent after the store accepted.
+/// otherwise, nor when the handler fails (whatever the status of its error) or panics. A
+/// failed commit replaces the response with the error's (409, 413 or 503), as a response,
+/// so middleware wrapped outside (logging, headers, CORS) still sees it; `Set-Cookie` is
+/// only sent after the store accepted.
 #[derive(Clone)]
 pub struct MemcacheSession {
     backend: Rc<Backend>,
@@ -62,7 +63,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Transform = MemcacheSessionMiddleware<S>;
     type InitError = ();
@@ -87,9 +88,9 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Error>>;
 
     actix_service::forward_ready!(service);
 
@@ -99,18 +100,23 @@ where
         req.extensions_mut().insert(Rc::clone(&uow));
         let response = self.service.call(req);
         Box::pin(async move {
-            // An inner service's error or a panic leaves here early, a handler's `Err`
-            // arrives as an error response that `commit_on` refuses: nothing is written.
-            let mut res = response.await?;
-            if uow.loaded().is_none() || !uow.config().commits_on(res.status()) {
-                return Ok(res);
+            // An inner service's error or a panic leaves here early. A handler's `Err`
+            // arrives as a response carrying the error, with the error's own status, which
+            // may be below 400 (a 303 "log in first"): it aborts all the same.
+            let res = response.await?;
+            if uow.loaded().is_none()
+                || res.response().error().is_some()
+                || !uow.config().commits_on(res.status())
+            {
+                return Ok(res.map_into_left_body());
             }
             let cookie = match uow.commit().await {
-                Ok(CookieAction::Keep) => return Ok(res),
+                Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
                 Ok(CookieAction::Issue(id)) => uow.config().cookie(Some(&id)),
                 Ok(CookieAction::Remove) => uow.config().cookie(None),
-                Err(e) => return Err(logged(e).into()),
+                Err(e) => return Ok(res.error_response(e).map_into_right_body()),
             };
+            let mut res = res.map_into_left_body();
             // Name, path and domain were checked at build time and the value is base64url,
             // so this does not fail; if it ever did, the response still goes out.
             if let Err(e) = res.response_mut().add_cookie(&cookie) {
@@ -119,15 +125,4 @@ where
             Ok(res)
         })
     }
-}
-
-/// Logs a failed commit at a level that matches who must act on it.
-fn logged(e: SessionError) -> SessionError {
-    match &e {
-        SessionError::Conflict | SessionError::Ended => {
-            tracing::info!(error = %e, "session commit refused");
-        }
-        _ => tracing::error!(error = %e, cause = %causes(&e), "session commit failed"),
-    }
-    e
 }

@@ -15,6 +15,10 @@ use crate::unit_of_work::{SessionData, SessionStatus, UnitOfWork};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
+/// Deepest nesting of arrays and objects in a value. serde_json reads back at most 128
+/// levels and the stored record wraps each value in three, so a deeper value would be
+/// written and then found unreadable: the whole session lost.
+const MAX_VALUE_DEPTH: usize = 100;
 
 /// The current request's session: session -> package -> key -> JSON value.
 ///
@@ -86,15 +90,11 @@ impl FromRequest for Session {
         if let Some(data) = uow.loaded() {
             return Box::pin(async { Ok(Session { data }) });
         }
-        let cookie = uow.config().incoming(req);
+        let cookies = uow.config().incoming(req);
         Box::pin(async move {
-            match uow.load(cookie).await {
-                Ok(data) => Ok(Session { data }),
-                Err(e) => {
-                    tracing::error!(error = %e, cause = %crate::error::causes(&e), "cannot load session");
-                    Err(e)
-                }
-            }
+            Ok(Session {
+                data: uow.load(cookies).await?,
+            })
         })
     }
 }
@@ -133,13 +133,19 @@ impl Package {
     /// Stores `value` under `key`.
     ///
     /// # Errors
-    /// An invalid name or key, or a value that cannot be JSON.
+    /// An invalid name or key, or a value that cannot be JSON or nests arrays and objects
+    /// more than 100 levels deep (it could not be read back).
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         self.check(key)?;
-        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+        let serialize_error = |source| SessionError::Serialize {
             key: key.to_owned(),
             source,
-        })?;
+        };
+        let value = serde_json::to_value(value).map_err(serialize_error)?;
+        if deeper_than(&value, MAX_VALUE_DEPTH) {
+            let why = format!("nested more than {MAX_VALUE_DEPTH} levels deep");
+            return Err(serialize_error(serde::ser::Error::custom(why)));
+        }
         self.data.borrow_mut().put(&self.name, key, Some(value));
         Ok(())
     }
@@ -197,6 +203,17 @@ impl fmt::Debug for Package {
     }
 }
 
+/// Whether `value` nests arrays and objects more than `levels` deep; looks no deeper.
+fn deeper_than(value: &serde_json::Value, levels: usize) -> bool {
+    use serde_json::Value;
+    let mut children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(entries) => Box::new(entries.values()),
+        _ => return false,
+    };
+    levels == 0 || children.any(|child| deeper_than(child, levels - 1))
+}
+
 /// Names are 1 to 128 bytes without control characters: they end up in logs and in the
 /// stored JSON, where a stray newline or a megabyte-long key is a bug, not data.
 fn validate(what: &'static str, name: &str) -> Result<(), SessionError> {
@@ -219,6 +236,33 @@ fn validate(what: &'static str, name: &str) -> Result<(), SessionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[[[...0...]]]` with `levels` arrays.
+    fn nested(levels: usize) -> serde_json::Value {
+        (0..levels).fold(0.into(), |inner, _| serde_json::Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn depth_is_measured_to_the_limit() {
+        assert!(!deeper_than(&nested(0), 0));
+        assert!(deeper_than(&nested(1), 0));
+        assert!(!deeper_than(&nested(MAX_VALUE_DEPTH), MAX_VALUE_DEPTH));
+        assert!(deeper_than(&nested(MAX_VALUE_DEPTH + 1), MAX_VALUE_DEPTH));
+        let object = serde_json::json!({"a": 1, "b": {"c": [1]}});
+        assert!(!deeper_than(&object, 3) && deeper_than(&object, 2));
+    }
+
+    #[test]
+    fn the_deepest_value_accepted_reads_back_inside_a_record() {
+        let mut record = crate::record::Record::new(0);
+        record.put("p", "k", Some(nested(MAX_VALUE_DEPTH)));
+        assert!(crate::record::Record::decode(&record.encode()).is_ok());
+        record.put("p", "k", Some(nested(130)));
+        assert!(
+            crate::record::Record::decode(&record.encode()).is_err(),
+            "why the limit exists"
+        );
+    }
 
     #[test]
     fn names_are_validated() {

@@ -49,6 +49,9 @@ macro_rules! store_acceptance_suite {
             update_of_missing_session_creates_nothing,
             touch_of_missing_session_creates_nothing,
             delete_removes_and_tolerates_missing,
+            delete_if_at_the_current_version_removes,
+            delete_if_at_a_stale_version_keeps_the_newer_write,
+            delete_if_of_a_missing_session_reports_it,
             sessions_are_isolated,
             bytes_that_look_like_protocol_round_trip,
             large_values_round_trip,
@@ -144,6 +147,38 @@ pub async fn delete_removes_and_tolerates_missing<S: SessionStore>(store: S) {
     store.delete(&id).await.unwrap();
     assert_eq!(data_of(&store, &id).await, None);
     store.delete(&id).await.unwrap();
+}
+
+/// `delete_if` with the version just read removes the session.
+pub async fn delete_if_at_the_current_version_removes<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    let outcome = store.delete_if(&id, version).await.unwrap();
+    assert_eq!(outcome, Update::Updated);
+    assert_eq!(data_of(&store, &id).await, None);
+}
+
+/// `delete_if` with a version older than the last write conflicts and removes nothing.
+pub async fn delete_if_at_a_stale_version_keeps_the_newer_write<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let stale = store.load(&id).await.unwrap().unwrap().version;
+    store.update(&id, b"two", stale, TTL).await.unwrap();
+    let outcome = store.delete_if(&id, stale).await.unwrap();
+    assert_eq!(outcome, Update::Conflict);
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}
+
+/// `delete_if` of a session that is gone reports it missing.
+pub async fn delete_if_of_a_missing_session_reports_it<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"one", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    store.delete(&id).await.unwrap();
+    let outcome = store.delete_if(&id, version).await.unwrap();
+    assert_eq!(outcome, Update::Missing);
+    assert_eq!(data_of(&store, &id).await, None);
 }
 
 /// Writes to one id never show under another.

@@ -5,30 +5,22 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use crate::backoff::Backoff;
+use crate::clock::now_unix;
 use crate::config::Config;
 use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::record::Record;
-use crate::store::{ErasedStore, StoreError, Update, Version};
+use crate::store::{ErasedStore, StoreError, Stored, Update, Version};
 
-/// Compare-and-swap rounds before giving up with 409: each lost round means another
-/// request committed in between, so this bounds the work under heavy contention.
-const CAS_ATTEMPTS: usize = 5;
 /// New ids drawn before concluding the store is broken (a 128-bit collision never happens).
 const CREATE_ATTEMPTS: usize = 3;
-
-/// Unix time in whole seconds; a clock before 1970 reads as 0 rather than failing.
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// What one middleware instance shares with its requests' units of work.
 pub(crate) struct Backend {
@@ -54,7 +46,7 @@ pub(crate) struct SessionData {
     data: Record,
     /// Each changed (package, key) with its value as loaded: the merge's conflict test.
     changes: BTreeMap<(String, String), Option<Value>>,
-    /// An id to delete on commit: the old id after `renew`, or the purged session.
+    /// A purged session's id, deleted on commit.
     retired: Option<SessionId>,
     renewed: bool,
     purged: bool,
@@ -128,9 +120,6 @@ impl SessionData {
     }
 
     pub(crate) fn renew(&mut self) {
-        if let Some(old) = self.existing.take() {
-            self.retired = Some(old.id);
-        }
         self.renewed = true;
     }
 
@@ -190,43 +179,50 @@ impl UnitOfWork {
         self.session.get().cloned()
     }
 
-    /// Loads the session named by a verified cookie, once; unknown, expired or unreadable
-    /// sessions come back fresh. Only a failing store is an error.
+    /// Loads the session named by the request's verified cookies, once: the first that
+    /// names a live session. Unknown, expired or unreadable sessions come back fresh.
+    /// Only a failing store is an error.
     pub(crate) async fn load(
         &self,
-        cookie: Option<Verified>,
+        cookies: Vec<Verified>,
     ) -> Result<Rc<RefCell<SessionData>>, SessionError> {
         // Two extractors in one request share one load: the second waits for the first.
         let session = self
             .session
             .get_or_try_init(|| async {
-                let data = match cookie {
-                    None => SessionData::fresh(),
-                    Some(cookie) => self.read(cookie).await?,
-                };
-                Ok::<_, SessionError>(Rc::new(RefCell::new(data)))
+                let mut data = None;
+                for cookie in cookies {
+                    data = self.read(cookie).await?;
+                    if data.is_some() {
+                        break;
+                    }
+                }
+                Ok::<_, SessionError>(Rc::new(RefCell::new(
+                    data.unwrap_or_else(SessionData::fresh),
+                )))
             })
             .await?;
         Ok(Rc::clone(session))
     }
 
-    async fn read(&self, cookie: Verified) -> Result<SessionData, SessionError> {
+    /// The live session a cookie names, if there is one.
+    async fn read(&self, cookie: Verified) -> Result<Option<SessionData>, SessionError> {
         let Some(stored) = self.backend.store.load(&cookie.id).await? else {
-            tracing::debug!(id = ?cookie.id, "no stored session for cookie; starting fresh");
-            return Ok(SessionData::fresh());
+            tracing::debug!(id = ?cookie.id, "no stored session for cookie");
+            return Ok(None);
         };
         let data = match Record::decode(&stored.data) {
             Ok(data) => data,
             Err(e) => {
-                tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable; starting fresh");
-                return Ok(SessionData::fresh());
+                tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");
+                return Ok(None);
             }
         };
         if self.ttl(&data).is_zero() {
-            tracing::debug!(id = ?cookie.id, "session past its absolute timeout; starting fresh");
-            return Ok(SessionData::fresh());
+            tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
+            return Ok(None);
         }
-        Ok(SessionData {
+        Ok(Some(SessionData {
             existing: Some(Existing {
                 id: cookie.id,
                 version: stored.version,
@@ -235,7 +231,7 @@ impl UnitOfWork {
             }),
             data,
             ..SessionData::fresh()
-        })
+        }))
     }
 
     /// How long the store should keep this session: the idle timeout, cut short by the
@@ -263,19 +259,26 @@ impl UnitOfWork {
         s.changes
             .retain(|(p, k), original| s.data.get(p, k) != original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
-        let mut action = match s.existing.take() {
+        let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => CookieAction::Issue(self.create(&s.data).await?),
             None => CookieAction::Keep,
+            Some(existing) if s.renewed => {
+                CookieAction::Issue(self.renew(&existing, &mut s).await?)
+            }
             Some(existing) => {
                 let refresh =
                     now_unix().saturating_sub(existing.issued) >= self.backend.config.refresh_after;
+                // A cookie signed by a fallback key is re-signed; like a refresh, that only
+                // needs the store to confirm the session is still there.
+                let reissue = refresh || existing.by_fallback;
                 if dirty {
                     self.update(&existing, &mut s).await?;
-                } else if refresh && !store.touch(&existing.id, self.ttl(&s.data)).await? {
-                    return Ok(CookieAction::Remove);
+                } else if reissue && !store.touch(&existing.id, self.ttl(&s.data)).await? {
+                    // Gone since this request loaded it: another request renewed or purged
+                    // it, and the cookie the client has now is that request's to set.
+                    return Ok(CookieAction::Keep);
                 }
-                // A cookie signed by a fallback key is re-signed; that needs no store write.
-                if refresh || existing.by_fallback {
+                if reissue {
                     CookieAction::Issue(existing.id)
                 } else {
                     CookieAction::Keep
@@ -285,9 +288,9 @@ impl UnitOfWork {
         if let Some(old) = &s.retired {
             store.delete(old).await?;
         }
-        // Renewed or purged with nothing new to issue: the client drops its cookie.
-        if (s.retired.is_some() || s.purged) && action == CookieAction::Keep {
-            action = CookieAction::Remove;
+        // Purged with nothing new to issue: the client drops its cookie.
+        if s.purged && action == CookieAction::Keep {
+            return Ok(CookieAction::Remove);
         }
         Ok(action)
     }
@@ -317,12 +320,41 @@ impl UnitOfWork {
         Err(StoreError::Protocol("the store reports every new session id as taken".into()).into())
     }
 
-    /// Compare-and-swap; on a lost race, re-read, re-apply this request's changes onto the
-    /// winner's data, and try again. A key both changed is a conflict: first committer wins.
+    /// After losing a compare-and-swap race: waits (jittered, within the retry budget),
+    /// re-reads the session, and re-applies this request's changes onto what the winner
+    /// wrote. Returns the version to try next. A key both changed is a conflict (first
+    /// committer wins); a session gone meanwhile was ended by another request.
+    async fn rebase(
+        &self,
+        id: &SessionId,
+        s: &mut SessionData,
+        backoff: &mut Backoff,
+    ) -> Result<Version, SessionError> {
+        if !backoff.wait().await {
+            tracing::debug!(?id, "retry budget spent on concurrent commits");
+            return Err(SessionError::Conflict);
+        }
+        let Some(Stored { data, version }) = self.backend.store.load(id).await? else {
+            return Err(SessionError::Ended);
+        };
+        let Ok(latest) = Record::decode(&data) else {
+            return Err(SessionError::Ended);
+        };
+        s.rebase(latest)?;
+        Ok(version)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backend.config.retry_budget)
+    }
+
+    /// Compare-and-swap, rebasing onto concurrent commits until it lands or the retry
+    /// budget is spent.
     async fn update(&self, existing: &Existing, s: &mut SessionData) -> Result<(), SessionError> {
         let store = &*self.backend.store;
         let mut version = existing.version;
-        for _ in 0..CAS_ATTEMPTS {
+        let mut backoff = self.backoff();
+        loop {
             let bytes = self.encode(&s.data)?;
             match store
                 .update(&existing.id, &bytes, version, self.ttl(&s.data))
@@ -332,15 +364,37 @@ impl UnitOfWork {
                 Update::Missing => return Err(SessionError::Ended),
                 Update::Conflict => {}
             }
-            let Some(latest) = store.load(&existing.id).await? else {
-                return Err(SessionError::Ended);
-            };
-            let Ok(latest_data) = Record::decode(&latest.data) else {
-                return Err(SessionError::Ended);
-            };
-            s.rebase(latest_data)?;
-            version = latest.version;
+            version = self.rebase(&existing.id, s, &mut backoff).await?;
         }
-        Err(SessionError::Conflict)
+    }
+
+    /// Moves the session to a new id: creates the new one first (a renew that fails
+    /// half-way must not lose the session), then removes the old one only if it is still
+    /// the version this request built on. A write committed meanwhile is rebased into the
+    /// new id; a session purged meanwhile is not brought back (409, nothing created).
+    async fn renew(
+        &self,
+        existing: &Existing,
+        s: &mut SessionData,
+    ) -> Result<SessionId, SessionError> {
+        let store = &*self.backend.store;
+        let mut version = existing.version;
+        let mut backoff = self.backoff();
+        loop {
+            // A login starts the session's life: the absolute timeout counts from here.
+            s.data.created = now_unix();
+            let new = self.create(&s.data).await?;
+            // If this fails the outcome is unknown: keeping `new` costs at most an orphan
+            // that expires, removing it could lose the session.
+            let outcome = store.delete_if(&existing.id, version).await?;
+            if outcome == Update::Updated {
+                return Ok(new);
+            }
+            store.delete(&new).await?;
+            if outcome == Update::Missing {
+                return Err(SessionError::Ended);
+            }
+            version = self.rebase(&existing.id, s, &mut backoff).await?;
+        }
     }
 }

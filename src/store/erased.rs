@@ -32,6 +32,11 @@ pub(crate) trait ErasedStore {
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> LocalBoxFuture<'a, Result<(), StoreError>>;
+    fn delete_if<'a>(
+        &'a self,
+        id: &'a SessionId,
+        version: Version,
+    ) -> LocalBoxFuture<'a, Result<Update, StoreError>>;
 }
 
 impl<S: SessionStore> ErasedStore for S {
@@ -71,5 +76,13 @@ impl<S: SessionStore> ErasedStore for S {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> LocalBoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+
+    fn delete_if<'a>(
+        &'a self,
+        id: &'a SessionId,
+        version: Version,
+    ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
+        Box::pin(SessionStore::delete_if(self, id, version))
     }
 }

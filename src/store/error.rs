@@ -21,4 +21,9 @@ pub enum StoreError {
     /// The store answered something this crate does not understand.
     #[error("session store protocol error: {0}")]
     Protocol(String),
+    /// The store cannot be used as it is run: a memcached too old for the meta protocol,
+    /// one with compare-and-swap disabled (`-C`), or a store used outside the runtime it
+    /// needs. Says which, and what to change.
+    #[error("session store unusable: {0}")]
+    Unsupported(String),
 }

@@ -126,4 +126,15 @@ impl SessionStore for MemoryStore {
         self.lock().entries.remove(id);
         Ok(())
     }
+
+    async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
+        let mut inner = self.lock();
+        match inner.live(id) {
+            None => return Ok(Update::Missing),
+            Some(e) if e.version != version.get() => return Ok(Update::Conflict),
+            Some(_) => {}
+        }
+        inner.entries.remove(id);
+        Ok(Update::Updated)
+    }
 }

@@ -33,15 +33,15 @@ pub struct Stored {
     pub version: Version,
 }
 
-/// What a compare-and-swap [`SessionStore::update`] did.
+/// What a compare-and-swap [`SessionStore::update`] or [`SessionStore::delete_if`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Update {
-    /// Written: the version matched.
+    /// Done (written, or removed): the version matched.
     Updated,
-    /// Not written: the session was written since that version was read.
+    /// Nothing done: the session was written since that version was read.
     Conflict,
-    /// Not written: no such session (deleted, expired, or never created).
+    /// Nothing done: no such session (deleted, expired, or never created).
     Missing,
 }
 
@@ -83,4 +83,14 @@ pub trait SessionStore: 'static {
 
     /// Removes a session; removing one that does not exist is not an error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Removes a session only if it is still at `version`: [`Update::Updated`] when it was
+    /// removed, [`Update::Conflict`] (removing nothing) when it was written since,
+    /// [`Update::Missing`] when it is already gone. `renew` needs it: removing the old id
+    /// unconditionally would lose a write committed meanwhile, or undo a logout.
+    fn delete_if(
+        &self,
+        id: &SessionId,
+        version: Version,
+    ) -> impl Future<Output = Result<Update, StoreError>>;
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix_http::Request;
 use actix_memcache_session::{Key, MemcacheSession, MemcacheSessionBuilder, Session, SessionStore};
 use actix_service::boxed::{self, BoxService};
+use actix_service::ServiceExt;
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
@@ -68,7 +69,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/status", web::get().to(status));
         let service = test::init_service(app).await;
         Self {
-            service: boxed::service(service),
+            service: boxed::service(service.map(ServiceResponse::map_into_boxed_body)),
             store,
             gate,
         }

@@ -112,6 +112,11 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.count(|c| c.deletes += 1);
         self.inner.delete(id).await
     }
+
+    async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
+        self.count(|c| c.deletes += 1);
+        self.inner.delete_if(id, version).await
+    }
 }
 
 /// A response, reduced to what the tests look at.
@@ -182,6 +187,9 @@ impl SessionStore for DownStore {
         Err(down())
     }
     async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn delete_if(&self, _: &SessionId, _: Version) -> Result<Update, StoreError> {
         Err(down())
     }
 }

@@ -4,11 +4,18 @@
 //! queued in one write, and a reader task hands replies back in order (memcached answers a
 //! connection's commands in the order it got them). Under load one syscall on each side
 //! carries many commands, which is where a round trip per connection loses.
+//!
+//! Nothing from the wire is trusted: each reply must echo its request's opaque token, an
+//! error line or a reply nobody asked for ends the connection (every waiting request
+//! fails; nobody can know how many lines are still coming), and lines and values are
+//! bounded before anything is allocated for them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -16,43 +23,56 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::protocol::{Request, Status};
+use super::protocol::{check_version, Line, Request, Status};
 
-/// A reply: its status line and, for `VA`, the data.
+/// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
+/// shorter; a line without an end is not buffered without bound.
+const MAX_LINE: usize = 4096;
+
+/// A reply: its status and, for `VA`, the data.
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: Status,
     pub(crate) data: Vec<u8>,
 }
 
-type Waiter = oneshot::Sender<io::Result<Reply>>;
+/// A request written or queued, waiting for its reply.
+struct Waiter {
+    opaque: u32,
+    /// A set, the only command `SERVER_ERROR object too large` can answer.
+    set: bool,
+    reply: oneshot::Sender<io::Result<Reply>>,
+}
 
 /// State the request side shares with the two tasks.
 struct Shared {
     /// Bytes not yet written.
     outbox: RefCell<Vec<u8>>,
-    /// One per request written or queued, in order: who gets the next reply.
+    /// In order: who gets the next reply.
     waiters: RefCell<VecDeque<Waiter>>,
     wake_writer: Notify,
+    next_opaque: Cell<u32>,
     /// Why the connection died, once it has; it then takes no more requests.
-    failed: Cell<Option<io::ErrorKind>>,
+    failed: RefCell<Option<(io::ErrorKind, Rc<str>)>>,
+    /// Largest value accepted in a reply.
+    max_value: usize,
 }
 
 impl Shared {
     /// Marks the connection dead and fails every request still waiting.
-    fn fail(&self, kind: io::ErrorKind) {
-        if self.failed.get().is_none() {
-            self.failed.set(Some(kind));
-        }
+    fn fail(&self, kind: io::ErrorKind, why: &str) {
+        let (kind, why) = self
+            .failed
+            .borrow_mut()
+            .get_or_insert_with(|| (kind, why.into()))
+            .clone();
         for waiter in self.waiters.borrow_mut().drain(..) {
-            let _ = waiter.send(Err(closed(kind)));
+            let _ = waiter
+                .reply
+                .send(Err(io::Error::new(kind, why.to_string())));
         }
         self.wake_writer.notify_one();
     }
-}
-
-fn closed(kind: io::ErrorKind) -> io::Error {
-    io::Error::new(kind, "memcached connection closed")
 }
 
 pub(crate) struct Connection {
@@ -61,53 +81,71 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects and starts the writer and reader tasks on this thread's `LocalSet` (every
-    /// actix worker runs one).
-    pub(crate) async fn open(host: &str, port: u16) -> io::Result<Self> {
-        let stream = TcpStream::connect((host, port)).await?;
+    /// Connects, checks that the server speaks this client's meta protocol (within
+    /// `io_timeout`), and starts the writer and reader tasks on this thread's `LocalSet`
+    /// (every actix worker runs one).
+    ///
+    /// # Errors
+    /// I/O errors; `Unsupported` for a server too old or not memcached, or outside a
+    /// `LocalSet`.
+    pub(crate) async fn open(
+        host: &str,
+        port: u16,
+        io_timeout: Duration,
+        max_value: usize,
+    ) -> io::Result<Self> {
+        let mut stream = TcpStream::connect((host, port)).await?;
         // Writes are already batched; waiting to coalesce more would only add latency.
         stream.set_nodelay(true)?;
+        match tokio::time::timeout(io_timeout, handshake(&mut stream)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(timed_out("waiting for memcached's version")),
+        }
         let (read, write) = stream.into_split();
         let shared = Rc::new(Shared {
             outbox: RefCell::new(Vec::with_capacity(4096)),
             waiters: RefCell::new(VecDeque::new()),
             wake_writer: Notify::new(),
-            failed: Cell::new(None),
+            next_opaque: Cell::new(0),
+            failed: RefCell::new(None),
+            max_value,
         });
-        let writer = tokio::task::spawn_local(write_loop(Rc::clone(&shared), write));
-        let reader = tokio::task::spawn_local(read_loop(Rc::clone(&shared), read));
-        Ok(Self {
-            shared,
-            tasks: [writer, reader],
-        })
+        let tasks = spawn_local_pair(
+            write_loop(Rc::clone(&shared), write),
+            read_loop(Rc::clone(&shared), read),
+        )?;
+        Ok(Self { shared, tasks })
     }
 
     /// Whether it still takes requests: not failed, and its tasks still run (they end
     /// with the runtime that spawned them).
     pub(crate) fn is_alive(&self) -> bool {
-        self.shared.failed.get().is_none() && !self.tasks.iter().any(JoinHandle::is_finished)
+        self.shared.failed.borrow().is_none() && !self.tasks.iter().any(JoinHandle::is_finished)
     }
 
-    /// Queues `request`; the receiver gets its reply, or the error that ended the
-    /// connection.
-    pub(crate) fn send(&self, request: &Request) -> oneshot::Receiver<io::Result<Reply>> {
+    /// Queues `request` with the next opaque token; the receiver gets its reply, or the
+    /// error that ended the connection.
+    pub(crate) fn send(&self, request: &Request<'_>) -> oneshot::Receiver<io::Result<Reply>> {
         let (tx, rx) = oneshot::channel();
-        if let Some(kind) = self.shared.failed.get() {
-            let _ = tx.send(Err(closed(kind)));
+        if let Some((kind, why)) = &*self.shared.failed.borrow() {
+            let _ = tx.send(Err(io::Error::new(*kind, why.to_string())));
             return rx;
         }
-        self.shared
-            .outbox
-            .borrow_mut()
-            .extend_from_slice(&request.0);
-        self.shared.waiters.borrow_mut().push_back(tx);
+        let opaque = self.shared.next_opaque.get();
+        self.shared.next_opaque.set(opaque.wrapping_add(1));
+        request.write_to(&mut self.shared.outbox.borrow_mut(), opaque);
+        self.shared.waiters.borrow_mut().push_back(Waiter {
+            opaque,
+            set: request.is_set(),
+            reply: tx,
+        });
         self.shared.wake_writer.notify_one();
         rx
     }
 
     /// Ends the connection: waiting requests fail with `kind`.
-    pub(crate) fn kill(&self, kind: io::ErrorKind) {
-        self.shared.fail(kind);
+    pub(crate) fn kill(&self, kind: io::ErrorKind, why: &str) {
+        self.shared.fail(kind, why);
         for task in &self.tasks {
             task.abort();
         }
@@ -116,20 +154,50 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.kill(io::ErrorKind::ConnectionAborted);
+        self.kill(
+            io::ErrorKind::ConnectionAborted,
+            "memcached connection closed",
+        );
     }
 }
 
+/// Asks `version` and refuses a server whose meta protocol this client cannot speak.
+async fn handshake(stream: &mut TcpStream) -> io::Result<()> {
+    stream.write_all(b"version\r\n").await?;
+    let mut line = Vec::with_capacity(64);
+    let mut reader = BufReader::new(stream);
+    read_line(&mut reader, &mut line).await?;
+    check_version(&line).map_err(|why| {
+        tracing::error!(%why, "memcached refused");
+        io::Error::new(io::ErrorKind::Unsupported, why)
+    })
+}
+
+/// Spawns both tasks on this thread's `LocalSet`. tokio has no fallible `spawn_local`, so
+/// its panic outside a `LocalSet` is caught and becomes an error.
+fn spawn_local_pair(
+    a: impl std::future::Future<Output = ()> + 'static,
+    b: impl std::future::Future<Output = ()> + 'static,
+) -> io::Result<[JoinHandle<()>; 2]> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        [tokio::task::spawn_local(a), tokio::task::spawn_local(b)]
+    }))
+    .map_err(|_| io::Error::new(io::ErrorKind::Unsupported, NO_LOCAL_SET))
+}
+
+pub(crate) const NO_LOCAL_SET: &str =
+    "MemcacheStore must run on actix's runtime or inside a tokio LocalSet";
+
 async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
     let mut sending = Vec::with_capacity(4096);
-    while shared.failed.get().is_none() {
+    while shared.failed.borrow().is_none() {
         if shared.outbox.borrow().is_empty() {
             shared.wake_writer.notified().await;
             continue;
         }
         std::mem::swap(&mut *shared.outbox.borrow_mut(), &mut sending);
         if let Err(e) = socket.write_all(&sending).await {
-            shared.fail(e.kind());
+            shared.fail(e.kind(), &format!("writing to memcached: {e}"));
             return;
         }
         sending.clear();
@@ -140,51 +208,92 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
     let mut socket = BufReader::with_capacity(16 * 1024, socket);
     let mut line = Vec::with_capacity(64);
     loop {
-        let reply = read_reply(&mut socket, &mut line).await;
-        let failed = reply.as_ref().err().map(io::Error::kind);
-        let waiter = shared.waiters.borrow_mut().pop_front();
-        match (waiter, failed) {
-            (Some(waiter), None) => {
-                // A receiver that timed out is gone; its reply is consumed all the same,
-                // so the next reply still goes to the right request.
-                let _ = waiter.send(reply);
-            }
-            (waiter, failed) => {
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(reply);
-                }
-                // A reply nobody asked for means the stream is out of step.
-                shared.fail(failed.unwrap_or(io::ErrorKind::InvalidData));
+        let (opaque, reply) = match read_reply(&mut socket, &mut line, shared.max_value).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(error = %e, "memcached connection ended");
+                shared.fail(e.kind(), &e.to_string());
                 return;
             }
+        };
+        let Some(waiter) = shared.waiters.borrow_mut().pop_front() else {
+            return out_of_step(&shared, None, "a reply nobody asked for");
+        };
+        let in_step = match reply.status {
+            Status::TooLarge => waiter.set,
+            _ => opaque == Some(waiter.opaque),
+        };
+        if !in_step {
+            return out_of_step(&shared, Some(waiter), "a reply for another request");
         }
+        // A receiver that timed out is gone; its reply is consumed all the same, so the
+        // next reply still goes to the right request.
+        let _ = waiter.reply.send(Ok(reply));
     }
+}
+
+/// The stream no longer matches the requests: end the connection, failing `waiter` too.
+fn out_of_step(shared: &Shared, waiter: Option<Waiter>, what: &str) {
+    let why = format!("memcached sent {what}; connection out of step, closed");
+    tracing::error!(%why);
+    if let Some(waiter) = waiter {
+        let _ = waiter
+            .reply
+            .send(Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())));
+    }
+    shared.fail(io::ErrorKind::InvalidData, &why);
+}
+
+/// Reads one line into `line` (without `\r\n`), at most [`MAX_LINE`] bytes.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    socket: &mut R,
+    line: &mut Vec<u8>,
+) -> io::Result<()> {
+    line.clear();
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
+    socket.take(limit).read_until(b'\n', line).await?;
+    if line.strip_suffix(b"\r\n").is_none() {
+        return Err(if line.len() >= MAX_LINE {
+            invalid(format!("memcached reply line longer than {MAX_LINE} bytes"))
+        } else {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "memcached closed the connection",
+            )
+        });
+    }
+    line.truncate(line.len() - 2);
+    Ok(())
 }
 
 async fn read_reply(
     socket: &mut BufReader<OwnedReadHalf>,
     line: &mut Vec<u8>,
-) -> io::Result<Reply> {
-    line.clear();
-    socket.read_until(b'\n', line).await?;
-    let Some(head) = line.strip_suffix(b"\r\n") else {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "memcached closed the connection mid-reply",
-        ));
-    };
-    let status = Status::parse(head);
+    max_value: usize,
+) -> io::Result<(Option<u32>, Reply)> {
+    read_line(socket, line).await?;
+    let Line { status, opaque } = Line::parse(line).map_err(|fatal| invalid(fatal.0))?;
     let mut data = Vec::new();
     if let Status::Value { len, .. } = status {
+        if len > max_value {
+            return Err(invalid(format!(
+                "memcached announced a {len}-byte value, over the {max_value}-byte item limit"
+            )));
+        }
         data.resize(len + 2, 0);
         socket.read_exact(&mut data).await?;
         if !data.ends_with(b"\r\n") {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "memcached value not followed by \\r\\n",
-            ));
+            return Err(invalid("memcached value not followed by \\r\\n".into()));
         }
         data.truncate(len);
     }
-    Ok(Reply { status, data })
+    Ok((opaque, Reply { status, data }))
+}
+
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+pub(crate) fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("timed out {what}"))
 }

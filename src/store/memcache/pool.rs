@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 
-use super::connection::{Connection, Reply};
+use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
 use super::protocol::Request;
 use crate::store::StoreError;
 
@@ -37,9 +37,17 @@ pub(crate) struct Endpoint {
     id: u64,
     host: String,
     port: u16,
-    connections: usize,
-    connect_timeout: Duration,
-    io_timeout: Duration,
+    limits: Limits,
+}
+
+/// How many connections a worker keeps to a server, how long to wait, how much to accept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) connections: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) io_timeout: Duration,
+    /// Largest value a reply may announce.
+    pub(crate) max_value: usize,
 }
 
 /// This thread's connections to one endpoint.
@@ -66,20 +74,12 @@ impl Slot {
 }
 
 impl Endpoint {
-    pub(crate) fn new(
-        host: String,
-        port: u16,
-        connections: usize,
-        connect_timeout: Duration,
-        io_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(host: String, port: u16, limits: Limits) -> Self {
         Self {
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
             host,
             port,
-            connections: connections.max(1),
-            connect_timeout,
-            io_timeout,
+            limits,
         }
     }
 
@@ -92,7 +92,9 @@ impl Endpoint {
             // A new store on this thread: drop the connections of stores that are gone.
             pools.retain(|_, (endpoint, _)| endpoint.strong_count() > 0);
             let pool = Rc::new(Pool {
-                slots: (0..self.connections).map(|_| Slot::default()).collect(),
+                slots: (0..self.limits.connections)
+                    .map(|_| Slot::default())
+                    .collect(),
                 next: Cell::new(0),
             });
             pools.insert(self.id, (Arc::downgrade(self), Rc::clone(&pool)));
@@ -102,10 +104,19 @@ impl Endpoint {
 
     /// Runs one request.
     ///
-    /// If it fails on a connection opened before it (memcached restarted since), it is
-    /// sent once more on a new connection, so the first request after a restart already
-    /// succeeds. A timeout is not retried: the client gets its 503 within `io_timeout`.
-    pub(crate) async fn execute(self: &Arc<Self>, request: &Request) -> Result<Reply, StoreError> {
+    /// A read, touch or delete that fails on a connection opened before it (memcached
+    /// restarted since) is sent once more on a new connection, so the first request after
+    /// a restart already succeeds. A write is never resent: it may have landed before the
+    /// connection dropped, and a second compare-and-swap or add would then report a
+    /// conflict for a write that was saved; its caller gets 503 instead. A timeout is not
+    /// retried: the client gets its 503 within `io_timeout`.
+    pub(crate) async fn execute(
+        self: &Arc<Self>,
+        request: &Request<'_>,
+    ) -> Result<Reply, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Unsupported(NO_LOCAL_SET.into()));
+        }
         let pool = self.pool();
         let n = pool.next.get();
         pool.next.set(n.wrapping_add(1));
@@ -113,11 +124,11 @@ impl Endpoint {
         let (conn, fresh) = self.connection(slot).await?;
         match self.exchange(&conn, request).await {
             Ok(reply) => Ok(reply),
-            Err(e) if !fresh && e.kind() != io::ErrorKind::TimedOut => {
+            Err(e) if request.idempotent && !fresh && e.kind() != io::ErrorKind::TimedOut => {
                 let (conn, _) = self.connection(slot).await?;
-                self.exchange(&conn, request).await.map_err(unavailable)
+                self.exchange(&conn, request).await.map_err(store_error)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -127,45 +138,45 @@ impl Endpoint {
         if let Some(conn) = slot.live() {
             return Ok((conn, false));
         }
-        let _connecting = timeout(self.connect_timeout, slot.connecting.lock())
+        let limits = &self.limits;
+        let _connecting = timeout(limits.connect_timeout, slot.connecting.lock())
             .await
-            .map_err(|_| unavailable(timed_out("waiting to connect to memcached")))?;
+            .map_err(|_| store_error(timed_out("waiting to connect to memcached")))?;
         if let Some(conn) = slot.live() {
             return Ok((conn, true));
         }
-        let conn = match timeout(
-            self.connect_timeout,
-            Connection::open(&self.host, self.port),
-        )
-        .await
-        {
+        let open = Connection::open(&self.host, self.port, limits.io_timeout, limits.max_value);
+        let conn = match timeout(limits.connect_timeout, open).await {
             Ok(Ok(conn)) => Rc::new(conn),
-            Ok(Err(e)) => return Err(unavailable(e)),
-            Err(_) => return Err(unavailable(timed_out("connecting to memcached"))),
+            Ok(Err(e)) => return Err(store_error(e)),
+            Err(_) => return Err(store_error(timed_out("connecting to memcached"))),
         };
         *slot.conn.borrow_mut() = Some(Rc::clone(&conn));
         Ok((conn, true))
     }
 
-    async fn exchange(&self, conn: &Connection, request: &Request) -> io::Result<Reply> {
-        match timeout(self.io_timeout, conn.send(request)).await {
+    async fn exchange(&self, conn: &Connection, request: &Request<'_>) -> io::Result<Reply> {
+        match timeout(self.limits.io_timeout, conn.send(request)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
             Err(_) => {
                 // memcached stopped answering: later requests get a new connection.
-                conn.kill(io::ErrorKind::TimedOut);
-                Err(timed_out("waiting for memcached's reply"))
+                let e = timed_out("waiting for memcached's reply");
+                conn.kill(e.kind(), &e.to_string());
+                Err(e)
             }
         }
     }
 }
 
-fn timed_out(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("timed out {what}"))
-}
-
-fn unavailable(e: io::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+/// A server this client cannot use is a configuration problem, said as such; the rest
+/// means memcached is unavailable.
+fn store_error(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::Unsupported {
+        StoreError::Unsupported(e.to_string())
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
 }
 
 #[cfg(test)]
@@ -183,9 +194,12 @@ mod tests {
             Arc::new(Endpoint::new(
                 "127.0.0.1".into(),
                 1,
-                1,
-                Duration::from_secs(1),
-                Duration::from_secs(1),
+                Limits {
+                    connections: 1,
+                    connect_timeout: Duration::from_secs(1),
+                    io_timeout: Duration::from_secs(1),
+                    max_value: 1024,
+                },
             ))
         };
         actix_web::rt::System::new().block_on(async {

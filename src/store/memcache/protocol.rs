@@ -5,45 +5,84 @@
 //! - `ms <key> <len> T<ttl> ME` adds: `HD`, or `NS` when the key exists.
 //! - `ms <key> <len> T<ttl> C<cas>` compare-and-swaps: `HD`, `EX` (stale), `NF` (missing).
 //! - `mg <key> T<ttl>` touches: `HD`, or `EN`.
-//! - `md <key>` deletes: `HD`, or `NF`.
+//! - `md <key> [C<cas>]` deletes (if the CAS token matches): `HD`, `EX`, or `NF`.
+//!
+//! Every command carries an opaque token `O<n>` that memcached echoes in its reply, so a
+//! reply is only ever handed to the request it answers. Error lines carry no token: after
+//! one, nobody can know how many lines are still coming, so they end the connection.
 
 use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
 const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
 
-/// A request, ready to write.
+/// The oldest memcached whose meta protocol this client speaks: `ms <key> <datalen>` and
+/// the `HD`/`NS`/`EX`/`NF` codes arrived in 1.6.10.
+pub(crate) const MIN_VERSION: (u32, u32, u32) = (1, 6, 10);
+
+/// A request, ready to write once the connection gives it its opaque token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Request(pub(crate) Vec<u8>);
+pub(crate) struct Request<'a> {
+    /// The command line, without the opaque token and `\r\n`.
+    line: String,
+    /// The data block of a set.
+    data: Option<&'a [u8]>,
+    /// Whether sending it twice does no harm: reads, touch and delete. A write whose
+    /// outcome is unknown must not be resent (a second CAS would answer "conflict" for a
+    /// write that landed).
+    pub(crate) idempotent: bool,
+}
 
-impl Request {
+impl<'a> Request<'a> {
     pub(crate) fn get(key: &str) -> Self {
-        Self(format!("mg {key} v c\r\n").into_bytes())
+        Self::command(format!("mg {key} v c"), None, true)
     }
 
-    pub(crate) fn add(key: &str, data: &[u8], ttl: Duration, now: u64) -> Self {
-        Self::set(key, data, &format!("T{} ME", exptime(ttl, now)))
+    pub(crate) fn add(key: &str, data: &'a [u8], ttl: Duration, now: u64) -> Self {
+        let line = format!("ms {key} {} T{} ME", data.len(), exptime(ttl, now));
+        Self::command(line, Some(data), false)
     }
 
-    pub(crate) fn cas(key: &str, data: &[u8], cas: u64, ttl: Duration, now: u64) -> Self {
-        Self::set(key, data, &format!("T{} C{cas}", exptime(ttl, now)))
+    pub(crate) fn cas(key: &str, data: &'a [u8], cas: u64, ttl: Duration, now: u64) -> Self {
+        let line = format!("ms {key} {} T{} C{cas}", data.len(), exptime(ttl, now));
+        Self::command(line, Some(data), false)
     }
 
     pub(crate) fn touch(key: &str, ttl: Duration, now: u64) -> Self {
-        Self(format!("mg {key} T{}\r\n", exptime(ttl, now)).into_bytes())
+        Self::command(format!("mg {key} T{}", exptime(ttl, now)), None, true)
     }
 
     pub(crate) fn delete(key: &str) -> Self {
-        Self(format!("md {key}\r\n").into_bytes())
+        Self::command(format!("md {key}"), None, true)
     }
 
-    fn set(key: &str, data: &[u8], flags: &str) -> Self {
-        let head = format!("ms {key} {} {flags}\r\n", data.len());
-        let mut bytes = Vec::with_capacity(head.len() + data.len() + 2);
-        bytes.extend_from_slice(head.as_bytes());
-        bytes.extend_from_slice(data);
-        bytes.extend_from_slice(b"\r\n");
-        Self(bytes)
+    /// Deletes only if the item's CAS token is still `cas`. Resending it is harmless: the
+    /// second try finds the item gone (`NF`), never a newer version deleted.
+    pub(crate) fn delete_if(key: &str, cas: u64) -> Self {
+        Self::command(format!("md {key} C{cas}"), None, true)
+    }
+
+    fn command(line: String, data: Option<&'a [u8]>, idempotent: bool) -> Self {
+        Self {
+            line,
+            data,
+            idempotent,
+        }
+    }
+
+    /// Whether it carries a data block (a set).
+    pub(crate) fn is_set(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Appends the request to `out`, tagged with `opaque`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, opaque: u32) {
+        out.extend_from_slice(self.line.as_bytes());
+        out.extend_from_slice(format!(" O{opaque}\r\n").as_bytes());
+        if let Some(data) = self.data {
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -57,7 +96,7 @@ pub(crate) fn exptime(ttl: Duration, now: u64) -> u64 {
     }
 }
 
-/// The first line of a reply.
+/// What a reply line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Status {
     /// `VA <len> <flags>`: `len` data bytes and `\r\n` follow.
@@ -72,58 +111,160 @@ pub(crate) enum Status {
     NotStored,
     /// `EX`: CAS token is stale.
     Exists,
-    /// `SERVER_ERROR object too large for cache`.
+    /// `SERVER_ERROR object too large for cache`: memcached swallowed the data block and
+    /// answers with this one line; the connection stays in step.
     TooLarge,
-    /// Anything else: an error line, or a reply this client does not expect.
-    Unexpected(String),
 }
 
-impl Status {
+/// One reply line: its status and the opaque token it echoed (`None` only for
+/// [`Status::TooLarge`], an error line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) status: Status,
+    pub(crate) opaque: Option<u32>,
+}
+
+/// A reply line that ends the connection, with what to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fatal(pub(crate) String);
+
+impl Line {
     /// Parses one reply line, without its `\r\n`.
-    pub(crate) fn parse(line: &[u8]) -> Self {
+    pub(crate) fn parse(line: &[u8]) -> Result<Self, Fatal> {
         let text = String::from_utf8_lossy(line);
         let mut words = text.split(' ');
-        match words.next().unwrap_or_default() {
+        let status = match words.next().unwrap_or_default() {
             "VA" => {
                 let Some(len) = words.next().and_then(|w| w.parse().ok()) else {
-                    return Self::Unexpected(text.into_owned());
+                    return Err(Fatal(format!(
+                        "malformed memcached reply {:?}",
+                        short(&text)
+                    )));
                 };
-                let cas = words.find_map(|w| w.strip_prefix('c')?.parse().ok());
-                Self::Value { len, cas }
+                Status::Value { len, cas: None }
             }
-            "HD" => Self::Done,
-            "EN" => Self::Miss,
-            "NF" => Self::NotFound,
-            "NS" => Self::NotStored,
-            "EX" => Self::Exists,
-            "SERVER_ERROR" if text.contains("too large") => Self::TooLarge,
-            _ => Self::Unexpected(text.into_owned()),
+            "HD" => Status::Done,
+            "EN" => Status::Miss,
+            "NF" => Status::NotFound,
+            "NS" => Status::NotStored,
+            "EX" => Status::Exists,
+            "SERVER_ERROR" if text.contains("too large") => {
+                return Ok(Self {
+                    status: Status::TooLarge,
+                    opaque: None,
+                })
+            }
+            "SERVER_ERROR" if text.contains("out of memory") => {
+                return Err(Fatal(format!(
+                    "memcached is out of memory ({:?}); it has dropped the item stored under \
+                     that key",
+                    short(&text)
+                )))
+            }
+            "ERROR" | "CLIENT_ERROR" | "SERVER_ERROR" => {
+                return Err(Fatal(format!("memcached error {:?}", short(&text))))
+            }
+            _ => {
+                return Err(Fatal(format!(
+                    "unexpected memcached reply {:?}",
+                    short(&text)
+                )))
+            }
+        };
+        let mut cas = None;
+        let mut opaque = None;
+        for flag in words {
+            match flag.split_at_checked(1) {
+                Some(("c", n)) => cas = n.parse().ok(),
+                Some(("O", n)) => opaque = n.parse().ok(),
+                _ => {}
+            }
         }
+        let status = match status {
+            Status::Value { len, .. } => Status::Value { len, cas },
+            other => other,
+        };
+        Ok(Self { status, opaque })
     }
+}
+
+/// At most 100 characters of a server's text, for logs.
+fn short(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+/// The version in a `VERSION <x.y.z>` line, if the server is at least [`MIN_VERSION`].
+///
+/// # Errors
+/// What to log: the line is not a version, or the version is too old.
+pub(crate) fn check_version(line: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(line);
+    let Some(version) = text.strip_prefix("VERSION ") else {
+        return Err(format!(
+            "the server at this address answered {:?} to `version`; is it memcached?",
+            short(&text)
+        ));
+    };
+    let mut parts = version.split('.').map(|p| {
+        let digits = p.bytes().take_while(u8::is_ascii_digit).count();
+        p[..digits].parse::<u32>().unwrap_or(0)
+    });
+    let found = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    if found < MIN_VERSION {
+        let (a, b, c) = MIN_VERSION;
+        return Err(format!(
+            "memcached {} is too old: the meta protocol this store speaks needs {a}.{b}.{c} or \
+             later; upgrade memcached",
+            short(version)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn text(r: Request) -> String {
-        String::from_utf8(r.0).unwrap()
+    fn text(r: &Request<'_>, opaque: u32) -> String {
+        let mut out = Vec::new();
+        r.write_to(&mut out, opaque);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn parse(line: &[u8]) -> Line {
+        Line::parse(line).unwrap()
     }
 
     #[test]
-    fn requests_are_meta_commands() {
-        assert_eq!(text(Request::get("s:abc")), "mg s:abc v c\r\n");
+    fn requests_are_meta_commands_with_an_opaque_token() {
+        assert_eq!(text(&Request::get("s:abc"), 1), "mg s:abc v c O1\r\n");
         let secs = Duration::from_secs(60);
         assert_eq!(
-            text(Request::add("k", b"xy", secs, 0)),
-            "ms k 2 T60 ME\r\nxy\r\n"
+            text(&Request::add("k", b"xy", secs, 0), 2),
+            "ms k 2 T60 ME O2\r\nxy\r\n"
         );
         assert_eq!(
-            text(Request::cas("k", b"xy", 77, secs, 0)),
-            "ms k 2 T60 C77\r\nxy\r\n"
+            text(&Request::cas("k", b"xy", 77, secs, 0), 3),
+            "ms k 2 T60 C77 O3\r\nxy\r\n"
         );
-        assert_eq!(text(Request::touch("k", secs, 0)), "mg k T60\r\n");
-        assert_eq!(text(Request::delete("k")), "md k\r\n");
+        assert_eq!(text(&Request::touch("k", secs, 0), 4), "mg k T60 O4\r\n");
+        assert_eq!(text(&Request::delete("k"), 5), "md k O5\r\n");
+        assert_eq!(text(&Request::delete_if("k", 9), 6), "md k C9 O6\r\n");
+    }
+
+    #[test]
+    fn only_reads_touch_and_delete_may_be_resent() {
+        let secs = Duration::from_secs(1);
+        assert!(Request::get("k").idempotent);
+        assert!(Request::touch("k", secs, 0).idempotent);
+        assert!(Request::delete("k").idempotent);
+        assert!(Request::delete_if("k", 1).idempotent);
+        assert!(!Request::add("k", b"", secs, 0).idempotent);
+        assert!(!Request::cas("k", b"", 1, secs, 0).idempotent);
     }
 
     #[test]
@@ -136,25 +277,62 @@ mod tests {
     }
 
     #[test]
-    fn replies_parse() {
+    fn replies_parse_with_their_opaque_token() {
         assert_eq!(
-            Status::parse(b"VA 5 c123"),
-            Status::Value {
-                len: 5,
-                cas: Some(123)
+            parse(b"VA 5 c123 O7"),
+            Line {
+                status: Status::Value {
+                    len: 5,
+                    cas: Some(123)
+                },
+                opaque: Some(7)
             }
         );
-        assert_eq!(Status::parse(b"VA 0"), Status::Value { len: 0, cas: None });
-        assert_eq!(Status::parse(b"HD"), Status::Done);
-        assert_eq!(Status::parse(b"EN"), Status::Miss);
-        assert_eq!(Status::parse(b"NF"), Status::NotFound);
-        assert_eq!(Status::parse(b"NS"), Status::NotStored);
-        assert_eq!(Status::parse(b"EX"), Status::Exists);
+        assert_eq!(parse(b"VA 0").status, Status::Value { len: 0, cas: None });
+        assert_eq!(parse(b"HD O1").status, Status::Done);
+        assert_eq!(parse(b"HD O1").opaque, Some(1));
+        assert_eq!(parse(b"EN O2").status, Status::Miss);
+        assert_eq!(parse(b"NF").status, Status::NotFound);
+        assert_eq!(parse(b"NF").opaque, None);
+        assert_eq!(parse(b"NS O3").status, Status::NotStored);
+        assert_eq!(parse(b"EX O4").status, Status::Exists);
         assert_eq!(
-            Status::parse(b"SERVER_ERROR object too large for cache"),
-            Status::TooLarge
+            parse(b"SERVER_ERROR object too large for cache"),
+            Line {
+                status: Status::TooLarge,
+                opaque: None
+            }
         );
-        assert!(matches!(Status::parse(b"VA x"), Status::Unexpected(_)));
-        assert!(matches!(Status::parse(b"ERROR"), Status::Unexpected(_)));
+    }
+
+    #[test]
+    fn error_lines_and_garbage_are_fatal() {
+        for bad in [
+            &b"ERROR"[..],
+            b"CLIENT_ERROR invalid flag",
+            b"SERVER_ERROR temporary failure",
+            b"VA x",
+            b"VALUE k 0 1",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert!(Line::parse(bad).is_err(), "{bad:?}");
+        }
+        let oom = Line::parse(b"SERVER_ERROR out of memory storing object").unwrap_err();
+        assert!(oom.0.contains("dropped the item"), "{}", oom.0);
+    }
+
+    #[test]
+    fn versions_below_the_minimum_are_refused_by_name() {
+        assert!(check_version(b"VERSION 1.6.18").is_ok());
+        assert!(check_version(b"VERSION 1.6.10").is_ok());
+        assert!(check_version(b"VERSION 1.10.0").is_ok());
+        assert!(check_version(b"VERSION 2.0.0-rc1").is_ok());
+        let old = check_version(b"VERSION 1.6.9").unwrap_err();
+        assert!(old.contains("1.6.9") && old.contains("1.6.10"), "{old}");
+        assert!(check_version(b"VERSION 1.5.22").is_err());
+        assert!(check_version(b"ERROR")
+            .unwrap_err()
+            .contains("is it memcached"));
     }
 }

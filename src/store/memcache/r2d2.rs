@@ -3,6 +3,10 @@
 //! The `memcache` client blocks, so every operation goes to actix's blocking thread pool.
 //! It also differs by protocol: in ASCII mode `add` on an existing key reports success
 //! without storing, so creation reads the key back to learn whether it won.
+//!
+//! The `memcache` client has no compare-and-swap delete, so [`R2d2Backend::delete_if`]
+//! first swaps the item for an empty tombstone (atomic on the version), then deletes it;
+//! an empty value reads as no session, so the tombstone is never mistaken for one.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,8 +16,8 @@ use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
 use super::protocol::exptime;
+use crate::clock::now_unix;
 use crate::store::{StoreError, Stored, Update, Version};
-use crate::unit_of_work::now_unix;
 
 #[derive(Clone)]
 pub(crate) struct R2d2Backend {
@@ -77,6 +81,7 @@ impl R2d2Backend {
             .await?;
         match found {
             None => Ok(None),
+            Some((data, _, _)) if data.is_empty() => Ok(None),
             Some((data, _, Some(cas))) => Ok(Some(Stored {
                 data,
                 version: Version::new(cas),
@@ -111,18 +116,23 @@ impl R2d2Backend {
     ) -> Result<Update, StoreError> {
         let data = data.to_vec();
         self.run(data.len(), move |c| {
-            match c.cas(&key, data.as_slice(), expiration(ttl), version.get()) {
-                Ok(true) => Ok(Update::Updated),
-                // `false` means stale or missing; a read tells which.
-                Ok(false) | Err(MemcacheError::CommandError(CommandError::KeyExists)) => {
-                    Ok(match c.get::<Vec<u8>>(&key)? {
-                        Some(_) => Update::Conflict,
-                        None => Update::Missing,
-                    })
-                }
-                Err(e) if not_found(&e) => Ok(Update::Missing),
-                Err(e) => Err(e),
+            compare_and_swap(c, &key, &data, version, ttl)
+        })
+        .await
+    }
+
+    /// Removes the session if it is still at `version`.
+    pub(crate) async fn delete_if(
+        &self,
+        key: String,
+        version: Version,
+    ) -> Result<Update, StoreError> {
+        self.run(0, move |c| {
+            let outcome = compare_and_swap(c, &key, b"", version, Duration::from_secs(1))?;
+            if outcome == Update::Updated {
+                delete(c, &key)?;
             }
+            Ok(outcome)
         })
         .await
     }
@@ -135,11 +145,37 @@ impl R2d2Backend {
         .await
     }
 
-    pub(crate) async fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.run(0, move |c| match c.delete(&key) {
-            Err(e) if not_found(&e) => Ok(()),
-            other => other.map(drop),
-        })
-        .await
+    pub(crate) async fn delete(&self, key: String) -> Result<Update, StoreError> {
+        self.run(0, move |c| delete(c, &key).map(|()| Update::Updated))
+            .await
+    }
+}
+
+fn delete(c: &Client, key: &str) -> Result<(), MemcacheError> {
+    match c.delete(key) {
+        Err(e) if not_found(&e) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Writes `data` if the item is still at `version`; a tombstone (empty) counts as missing.
+fn compare_and_swap(
+    c: &Client,
+    key: &str,
+    data: &[u8],
+    version: Version,
+    ttl: Duration,
+) -> Result<Update, MemcacheError> {
+    match c.cas(key, data, expiration(ttl), version.get()) {
+        Ok(true) => Ok(Update::Updated),
+        // `false` means stale or missing; a read tells which.
+        Ok(false) | Err(MemcacheError::CommandError(CommandError::KeyExists)) => {
+            Ok(match c.get::<Vec<u8>>(key)? {
+                Some(found) if !found.is_empty() => Update::Conflict,
+                _ => Update::Missing,
+            })
+        }
+        Err(e) if not_found(&e) => Ok(Update::Missing),
+        Err(e) => Err(e),
     }
 }

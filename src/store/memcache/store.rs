@@ -3,16 +3,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::pool::Endpoint;
+use super::pool::{Endpoint, Limits};
 use super::protocol::{Request, Status};
+use crate::clock::now_unix;
 use crate::id::SessionId;
 use crate::store::{SessionStore, StoreError, Stored, Update, Version};
-use crate::unit_of_work::now_unix;
 
 /// memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;
 /// memcached's default item size limit (`-I`).
 const MAX_ITEM_SIZE: usize = 1024 * 1024;
+/// memcached's largest `-I`.
+const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+/// Longest connect or I/O timeout accepted: past it a timeout is a hang.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Most connections per worker accepted.
+const MAX_CONNECTIONS: usize = 1024;
+/// What memcached run with `-C` does to every CAS token, and what to do about it.
+const CAS_DISABLED: &str = "memcached gives every item the CAS token 0: it runs with \
+    compare-and-swap disabled (-C), so no write could be safe; restart it without -C";
 /// What an item costs memcached beyond key and value: its header, CAS and line ends,
 /// rounded up.
 const ITEM_OVERHEAD: usize = 64;
@@ -116,11 +125,18 @@ const DEFAULT_PREFIX: &str = "session:";
 impl SessionStore for MemcacheStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
         let key = self.key(id);
-        match &self.backend {
+        let stored = match &self.backend {
             Backend::Native(endpoint) => native_load(endpoint, &key).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.load(key).await,
+        }?;
+        // memcached's CAS tokens start at 1; 0 on every item means CAS is off, and then
+        // compare-and-swap fails on every write (meta) or silently overwrites (r2d2).
+        if stored.as_ref().is_some_and(|s| s.version.get() == 0) {
+            tracing::error!(why = CAS_DISABLED, "memcached refused");
+            return Err(StoreError::Unsupported(CAS_DISABLED.into()));
         }
+        Ok(stored)
     }
 
     async fn create(&self, id: &SessionId, data: &[u8], ttl: Duration) -> Result<bool, StoreError> {
@@ -161,9 +177,19 @@ impl SessionStore for MemcacheStore {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(endpoint) => native_delete(endpoint, &key).await,
+            Backend::Native(endpoint) => native_delete(endpoint, &key, None).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.delete(key).await,
+        }
+        .map(drop)
+    }
+
+    async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
+        let key = self.key(id);
+        match &self.backend {
+            Backend::Native(endpoint) => native_delete(endpoint, &key, Some(version)).await,
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2(pool) => pool.delete_if(key, version).await,
         }
     }
 }
@@ -232,9 +258,20 @@ async fn native_touch(
     }
 }
 
-async fn native_delete(endpoint: &Arc<Endpoint>, key: &str) -> Result<(), StoreError> {
-    match endpoint.execute(&Request::delete(key)).await?.status {
-        Status::Done | Status::NotFound => Ok(()),
+/// Deletes, unconditionally or only at `version`.
+async fn native_delete(
+    endpoint: &Arc<Endpoint>,
+    key: &str,
+    version: Option<Version>,
+) -> Result<Update, StoreError> {
+    let request = match version {
+        None => Request::delete(key),
+        Some(version) => Request::delete_if(key, version.get()),
+    };
+    match endpoint.execute(&request).await?.status {
+        Status::Done => Ok(Update::Updated),
+        Status::Exists => Ok(Update::Conflict),
+        Status::NotFound => Ok(Update::Missing),
         status => Err(unexpected(status)),
     }
 }
@@ -296,17 +333,36 @@ impl MemcacheStoreBuilder {
     /// The store.
     ///
     /// # Errors
-    /// A URL that is not `memcache://host[:port]`, or a key prefix memcached would refuse.
+    /// A URL that is not `memcache://host[:port]`, a key prefix memcached would refuse,
+    /// a pool size outside 1 to 1024, a timeout that is zero or over an hour, or an item
+    /// size limit outside 1 KiB to 1 GiB (memcached's own bounds for `-I`).
     pub fn build(self) -> Result<MemcacheStore, StoreError> {
         let (host, port) = parse_url(&self.url)?;
         check_prefix(&self.key_prefix)?;
-        let endpoint = Endpoint::new(
-            host,
-            port,
-            self.pool_max_size,
-            self.connect_timeout,
-            self.io_timeout,
-        );
+        check_range("pool_max_size", self.pool_max_size, 1, MAX_CONNECTIONS)?;
+        for (name, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("io_timeout", self.io_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err(StoreError::InvalidConfig(format!(
+                    "{name} is {timeout:?}; it must be above zero and at most an hour"
+                )));
+            }
+        }
+        check_range(
+            "max_item_size",
+            self.max_item_size,
+            1024,
+            MAX_ITEM_SIZE_LIMIT,
+        )?;
+        let limits = Limits {
+            connections: self.pool_max_size,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            max_value: self.max_item_size,
+        };
+        let endpoint = Endpoint::new(host, port, limits);
         Ok(MemcacheStore {
             prefix: self.key_prefix.into(),
             max_item_size: self.max_item_size,
@@ -337,6 +393,15 @@ fn parse_url(url: &str) -> Result<(String, u16), StoreError> {
         return Err(invalid("no host"));
     }
     Ok((host.to_owned(), port))
+}
+
+fn check_range(name: &str, value: usize, min: usize, max: usize) -> Result<(), StoreError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(StoreError::InvalidConfig(format!(
+        "{name} is {value}; it must be from {min} to {max}"
+    )))
 }
 
 fn check_prefix(prefix: &str) -> Result<(), StoreError> {
@@ -380,6 +445,24 @@ mod tests {
                 matches!(parse_url(bad), Err(StoreError::InvalidConfig(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_at_build() {
+        let builder = || MemcacheStore::builder("memcache://h");
+        assert!(builder().build().is_ok());
+        for bad in [
+            builder().pool_max_size(0),
+            builder().pool_max_size(MAX_CONNECTIONS + 1),
+            builder().connect_timeout(Duration::ZERO),
+            builder().io_timeout(Duration::ZERO),
+            builder().io_timeout(Duration::MAX),
+            builder().max_item_size(0),
+            builder().max_item_size(MAX_ITEM_SIZE_LIMIT + 1),
+        ] {
+            let e = bad.build().unwrap_err();
+            assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
         }
     }
 
