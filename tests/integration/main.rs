@@ -2,6 +2,8 @@
 //! suites, plus tests that need no store.
 
 mod app;
+mod fake;
+mod faults;
 mod http;
 mod memcache;
 mod memcached;

@@ -13,6 +13,8 @@ use actix_memcache_session::MemcacheStore;
 pub struct Memcached {
     child: Option<Child>,
     port: u16,
+    /// Options beyond the harness's own.
+    extra: Vec<String>,
 }
 
 thread_local! {
@@ -68,10 +70,16 @@ fn running_as_root() -> bool {
 
 impl Memcached {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A memcached of its own (not this thread's), with extra command-line options.
+    pub fn start_with(extra: &[&str]) -> Self {
         for _ in 0..5 {
             let mut server = Self {
                 child: None,
                 port: free_port(),
+                extra: extra.iter().map(|&o| o.to_owned()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -85,6 +93,7 @@ impl Memcached {
         let mut cmd = Command::new("memcached");
         cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0"])
             .args(["-t", "1", "-m", "64"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         if running_as_root() {
@@ -114,6 +123,10 @@ impl Memcached {
 
     pub fn url(&self) -> String {
         format!("memcache://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
     }
 
     pub fn stop(&mut self) {

@@ -1,0 +1,244 @@
+//! Servers that misbehave on purpose, on loopback: a scripted fake memcached (extra or
+//! missing replies, garbage, absurd lengths, silence) and a proxy in front of a real
+//! memcached that drops the connection after forwarding a write. For faults a real server
+//! will not produce; behaviour is tested against the real one.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// One command as the fake server received it.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The command line, without `\r\n`.
+    pub line: String,
+    /// Its first word: `mg`, `ms`, `md`, `version`.
+    pub verb: String,
+}
+
+/// What the fake does with a command.
+pub enum Answer {
+    /// What memcached 1.6.18 would answer.
+    Normal,
+    /// These bytes instead (any number of lines, or garbage).
+    Send(Vec<u8>),
+    /// Nothing, ever: the client must time out.
+    Silence,
+}
+
+type Script = dyn Fn(&Command) -> Answer + Send + Sync;
+
+/// A scripted memcached: a small in-memory meta-protocol server whose answers `script`
+/// may replace, command by command.
+pub struct FakeMemcached {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Items {
+    map: HashMap<String, (Vec<u8>, u64)>,
+    next_cas: u64,
+}
+
+impl FakeMemcached {
+    pub fn start(script: impl Fn(&Command) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let script: Arc<Script> = Arc::new(script);
+        let items = Arc::new(Mutex::new(Items::default()));
+        let stopping = Arc::clone(&stop);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (script, items) = (Arc::clone(&script), Arc::clone(&items));
+                thread::spawn(move || serve(conn, &*script, &items));
+            }
+        });
+        Self { addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://{}", self.addr)
+    }
+}
+
+impl Drop for FakeMemcached {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
+    let mut out = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end().to_owned();
+        let words: Vec<&str> = line.split(' ').collect();
+        let data = if words[0] == "ms" {
+            let len: usize = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(0);
+            let mut data = vec![0; len + 2];
+            if reader.read_exact(&mut data).is_err() {
+                return;
+            }
+            data.truncate(len);
+            Some(data)
+        } else {
+            None
+        };
+        let command = Command {
+            verb: words[0].to_owned(),
+            line: line.clone(),
+        };
+        let reply = match script(&command) {
+            Answer::Normal => normal(&words, data, &mut items.lock().unwrap()),
+            Answer::Send(bytes) => bytes,
+            Answer::Silence => continue,
+        };
+        if out.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// memcached's answer to the few meta commands the store sends.
+fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
+    if words[0] == "version" {
+        return b"VERSION 1.6.18\r\n".to_vec();
+    }
+    let key = words.get(1).copied().unwrap_or_default().to_owned();
+    let flags = &words[2.min(words.len())..];
+    let flag = |f: char| flags.iter().find_map(|w| w.strip_prefix(f));
+    let opaque = flag('O').map_or(String::new(), |o| format!(" O{o}"));
+    let cas_given = flag('C').and_then(|c| c.parse::<u64>().ok());
+    let reply = match words[0] {
+        "mg" => match items.map.get(&key) {
+            None => "EN".to_owned(),
+            Some((value, cas)) if flags.contains(&"v") => {
+                let mut bytes = format!("VA {} c{cas}{opaque}\r\n", value.len()).into_bytes();
+                bytes.extend_from_slice(value);
+                bytes.extend_from_slice(b"\r\n");
+                return bytes;
+            }
+            Some(_) => "HD".to_owned(),
+        },
+        "ms" => {
+            let current = items.map.get(&key).map(|(_, cas)| *cas);
+            let refused = match (flags.contains(&"ME"), cas_given, current) {
+                (true, _, Some(_)) => Some("NS"),
+                (false, Some(_), None) => Some("NF"),
+                (false, Some(given), Some(cas)) if given != cas => Some("EX"),
+                _ => None,
+            };
+            match refused {
+                Some(code) => code.to_owned(),
+                None => {
+                    items.next_cas += 1;
+                    items
+                        .map
+                        .insert(key, (data.unwrap_or_default(), items.next_cas));
+                    "HD".to_owned()
+                }
+            }
+        }
+        "md" => match (items.map.get(&key), cas_given) {
+            (None, _) => "NF".to_owned(),
+            (Some((_, cas)), Some(given)) if *cas != given => "EX".to_owned(),
+            _ => {
+                items.map.remove(&key);
+                "HD".to_owned()
+            }
+        },
+        _ => return b"ERROR\r\n".to_vec(),
+    };
+    format!("{reply}{opaque}\r\n").into_bytes()
+}
+
+/// A proxy to `upstream` that, the first time a client sends a write (`ms`), forwards it
+/// and then closes the connection without passing the reply back: the write landed, and
+/// the client cannot know. Later connections pass through untouched.
+pub struct DroppingProxy {
+    addr: SocketAddr,
+    pub dropped: Arc<AtomicBool>,
+}
+
+impl DroppingProxy {
+    pub fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let once = Arc::clone(&dropped);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let once = Arc::clone(&once);
+                let dropping = Arc::new(AtomicBool::new(false));
+                let (c2, s2, dropping2) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&dropping),
+                );
+                thread::spawn(move || pump_requests(client, server, &once, &dropping));
+                thread::spawn(move || pump_replies(s2, c2, &dropping2));
+            }
+        });
+        Self { addr, dropped }
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://{}", self.addr)
+    }
+}
+
+fn pump_requests(mut from: TcpStream, mut to: TcpStream, once: &AtomicBool, dropping: &AtomicBool) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let write = chunk.starts_with(b"ms ") || chunk.windows(4).any(|w| w == b"\nms ");
+        if write && !once.swap(true, Ordering::SeqCst) {
+            dropping.store(true, Ordering::SeqCst);
+            let _ = to.write_all(chunk);
+            // Let memcached apply it before the connection goes.
+            thread::sleep(Duration::from_millis(100));
+            break;
+        }
+        if to.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+fn pump_replies(mut from: TcpStream, mut to: TcpStream, dropping: &AtomicBool) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if dropping.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}

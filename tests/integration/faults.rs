@@ -1,0 +1,367 @@
+//! What the memcached store does when the wire lies: replies doubled, missing, malformed or
+//! enormous, a server too old or misconfigured, a connection that drops after a write, a
+//! store used outside its runtime. Each case: a clear error (503), no panic, and never
+//! another session's data.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::{Key, MemcacheStore, SessionId, SessionStore, StoreError, Update};
+use futures_util::future::{join, join_all};
+use futures_util::FutureExt;
+
+use crate::app::TestApp;
+use crate::fake::{Answer, Command, DroppingProxy, FakeMemcached};
+use crate::memcached::{store, with_server, Memcached};
+use crate::support::CountingStore;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn run<T>(test: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(test)
+}
+
+/// A store on `url` with short timeouts, so a missing reply costs little.
+fn quick_store(url: String) -> MemcacheStore {
+    MemcacheStore::builder(url)
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
+/// A fake memcached that answers the first command `when` picks with `reply`, once, and
+/// everything else as memcached would; `armed` turns the fault on.
+fn fake_once(
+    when: &'static str,
+    reply: impl Fn(&Command) -> Answer + Send + Sync + 'static,
+) -> (FakeMemcached, Arc<AtomicBool>) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = Arc::clone(&armed);
+    let fake = FakeMemcached::start(move |c| {
+        if c.verb == when && trigger.swap(false, Ordering::SeqCst) {
+            reply(c)
+        } else {
+            Answer::Normal
+        }
+    });
+    (fake, armed)
+}
+
+/// The opaque token of a command, as memcached would echo it.
+fn opaque(c: &Command) -> &str {
+    c.line.rsplit_once(" O").map_or("", |(_, o)| o)
+}
+
+/// A read after a fault: its own data (the read was resent on a new connection, which
+/// reads are) or 503; never a miss, another session's data, or anything else.
+fn own_or_unavailable(
+    read: Result<Option<actix_memcache_session::Stored>, StoreError>,
+    own: &[u8],
+) {
+    match read {
+        Ok(Some(stored)) => assert_eq!(stored.data, own),
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+fn ids(n: usize) -> Vec<SessionId> {
+    (0..n).map(|_| SessionId::generate().unwrap()).collect()
+}
+
+/// memcached before 1.6.10 answers a meta write with two error lines. With replies matched
+/// by position only, every later reply on the connection shifts onto the wrong request: a
+/// read gets another session's data. With opaque tokens the connection ends instead.
+#[test]
+fn a_doubled_reply_never_hands_a_session_another_sessions_data() {
+    let (fake, armed) = fake_once("ms", |_| {
+        Answer::Send(b"CLIENT_ERROR invalid flag\r\nERROR\r\n".to_vec())
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let ids = ids(6);
+        for id in &ids {
+            assert!(store.create(id, id.as_str().as_bytes(), TTL).await.unwrap());
+        }
+        let version = store.load(&ids[0]).await.unwrap().unwrap().version;
+        armed.store(true, Ordering::SeqCst);
+        // One write, then five reads behind it on the same pipelined connection.
+        let write = store.update(&ids[0], b"new", version, TTL);
+        let reads = join_all(ids[1..].iter().map(|id| store.load(id)));
+        let (write, reads) = join(write, reads).await;
+        assert!(
+            matches!(write, Err(StoreError::Unavailable(_))),
+            "{write:?}"
+        );
+        for (id, read) in ids[1..].iter().zip(reads) {
+            match read {
+                Ok(Some(stored)) => assert_eq!(stored.data, id.as_str().as_bytes()),
+                Ok(None) => panic!("session {id:?} read as missing"),
+                Err(e) => assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}"),
+            }
+        }
+        for id in &ids[1..] {
+            let stored = store.load(id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.data,
+                id.as_str().as_bytes(),
+                "a new connection is in step"
+            );
+        }
+    });
+}
+
+/// A reply whose opaque token names another request ends the connection.
+#[test]
+fn a_reply_for_another_request_ends_the_connection() {
+    let (fake, armed) = fake_once("mg", |c| {
+        Answer::Send(format!("EN O{}9\r\n", opaque(c)).into_bytes())
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        store.create(&id, b"mine", TTL).await.unwrap();
+        armed.store(true, Ordering::SeqCst);
+        own_or_unavailable(store.load(&id).await, b"mine");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"mine");
+    });
+}
+
+/// Lengths and lines from the wire are checked before anything is allocated for them: an
+/// absurd `VA` length, a line without end, garbage. Each is a quick 503, never a panic,
+/// an abort or gigabytes of memory; the next request gets a new connection.
+#[test]
+fn absurd_lengths_endless_lines_and_garbage_end_the_connection() {
+    let replies: [&[u8]; 6] = [
+        b"VA 18446744073709551615 c1 O0\r\n",
+        b"VA 4294967296 c1 O0\r\n",
+        b"VA -5 c1 O0\r\n",
+        b"\xff\xfe\x00garbage\r\n",
+        b"SERVER_ERROR temporary failure\r\n",
+        b"",
+    ];
+    for reply in replies {
+        let endless = reply.is_empty();
+        let reply = if endless {
+            vec![b'x'; 1 << 20]
+        } else {
+            reply.to_vec()
+        };
+        let (fake, armed) = fake_once("mg", move |_| Answer::Send(reply.clone()));
+        let store = quick_store(fake.url());
+        run(async {
+            let id = SessionId::generate().unwrap();
+            store.create(&id, b"kept", TTL).await.unwrap();
+            armed.store(true, Ordering::SeqCst);
+            let started = Instant::now();
+            own_or_unavailable(store.load(&id).await, b"kept");
+            assert!(
+                started.elapsed() < Duration::from_millis(250),
+                "refused at once, not by the timeout"
+            );
+            assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"kept");
+        });
+    }
+}
+
+/// A server that answers late: 503 at the timeout, and the late reply never reaches the
+/// next request.
+#[test]
+fn a_slow_reply_times_out_and_is_not_handed_on() {
+    let (fake, armed) = fake_once("mg", |_| {
+        std::thread::sleep(Duration::from_millis(500));
+        Answer::Normal
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let (a, b) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        store.create(&a, b"a", TTL).await.unwrap();
+        store.create(&b, b"b", TTL).await.unwrap();
+        armed.store(true, Ordering::SeqCst);
+        let slow = store.load(&a).await;
+        assert!(matches!(slow, Err(StoreError::Unavailable(_))), "{slow:?}");
+        assert_eq!(store.load(&b).await.unwrap().unwrap().data, b"b");
+    });
+}
+
+/// A server that never answers at all: 503 after the I/O timeout.
+#[test]
+fn a_silent_server_times_out_into_an_error() {
+    let fake = FakeMemcached::start(|c| {
+        if c.verb == "mg" {
+            Answer::Silence
+        } else {
+            Answer::Normal
+        }
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let started = Instant::now();
+        let read = store.load(&SessionId::generate().unwrap()).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    });
+}
+
+/// memcached out of memory on a write has dropped the item: 503, and the log says so.
+#[test]
+fn out_of_memory_on_a_write_is_an_error_that_says_the_item_was_dropped() {
+    let (fake, armed) = fake_once("ms", |_| {
+        Answer::Send(b"SERVER_ERROR out of memory storing object\r\n".to_vec())
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        store.create(&id, b"one", TTL).await.unwrap();
+        let version = store.load(&id).await.unwrap().unwrap().version;
+        armed.store(true, Ordering::SeqCst);
+        let e = store.update(&id, b"two", version, TTL).await.unwrap_err();
+        let StoreError::Unavailable(cause) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(cause.to_string().contains("dropped the item"), "{cause}");
+    });
+}
+
+/// A server older than 1.6.10 is refused by name, with the minimum.
+#[test]
+fn a_memcached_too_old_for_the_meta_protocol_is_refused_by_version() {
+    let fake = FakeMemcached::start(|c| match c.verb.as_str() {
+        "version" => Answer::Send(b"VERSION 1.6.9\r\n".to_vec()),
+        _ => Answer::Normal,
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let e = store
+            .load(&SessionId::generate().unwrap())
+            .await
+            .unwrap_err();
+        let StoreError::Unsupported(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(why.contains("1.6.9") && why.contains("1.6.10"), "{why}");
+    });
+}
+
+/// The same through the middleware: 503 with Retry-After, and the body names nothing of
+/// the server.
+#[actix_web::test]
+async fn a_refused_server_is_503_for_the_session_routes() {
+    let fake = FakeMemcached::start(|c| match c.verb.as_str() {
+        "version" => Answer::Send(b"VERSION 1.4.25\r\n".to_vec()),
+        _ => Answer::Normal,
+    });
+    let app = TestApp::new(CountingStore::new(quick_store(fake.url()))).await;
+    let reply = app.get("/set/p/k/1", None).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.retry_after.as_deref(), Some("1"));
+    assert_eq!(reply.body, "session store unavailable");
+}
+
+/// A compare-and-swap that landed but whose reply was lost is 503 ("may or may not have
+/// been saved"), never resent: resent, it would answer 409 "nothing was saved" for a
+/// change that was saved.
+#[actix_web::test]
+async fn a_write_whose_reply_is_lost_is_503_not_409() {
+    let key = Key::generate();
+    let direct = TestApp::with(CountingStore::new(store()), key.clone(), |b| b).await;
+    let cookie = direct.get("/set/p/k/1", None).await.cookie();
+    let proxy = DroppingProxy::start(with_server(|m| m.addr()));
+    let through = TestApp::with(CountingStore::new(quick_store(proxy.url())), key, |b| b).await;
+
+    let reply = through.get("/set/p/k/2", Some(&cookie)).await;
+    assert!(
+        proxy.dropped.load(Ordering::SeqCst),
+        "the proxy dropped the write's reply"
+    );
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.cookie.is_none());
+    assert_eq!(
+        direct.get("/get/p/k", Some(&cookie)).await.body,
+        "2",
+        "it had landed"
+    );
+    assert_eq!(through.store.calls().updates, 1, "and was not sent twice");
+}
+
+/// A new session whose add landed but whose reply was lost: 503, and not created a second
+/// time under another id.
+#[actix_web::test]
+async fn a_create_whose_reply_is_lost_is_503_and_not_repeated() {
+    let proxy = DroppingProxy::start(with_server(|m| m.addr()));
+    let app = TestApp::new(CountingStore::new(quick_store(proxy.url()))).await;
+    let items = || with_server(|m| m.stats())["curr_items"];
+    let before = items();
+    let reply = app.get("/set/p/k/1", None).await;
+    assert!(proxy.dropped.load(Ordering::SeqCst));
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.cookie.is_none());
+    assert_eq!(items(), before + 1, "one add, the one that landed");
+    assert_eq!(app.store.calls().creates, 1);
+}
+
+/// memcached run with `-C` gives every item CAS token 0: compare-and-swap cannot work.
+/// Both backends refuse it with an error that says so, instead of 409 on every write
+/// (meta) or silent overwrites (r2d2).
+#[test]
+fn memcached_with_cas_disabled_is_refused() {
+    let server = Memcached::start_with(&["-C"]);
+    let native = MemcacheStore::new(&server.url()).unwrap();
+    let manager = r2d2_memcache::MemcacheConnectionManager::new(server.url().as_str());
+    let pool = r2d2_memcache::r2d2::Pool::builder()
+        .max_size(1)
+        .build(manager)
+        .unwrap();
+    let r2d2 = MemcacheStore::from_r2d2(pool);
+    run(async {
+        for store in [native, r2d2] {
+            let id = SessionId::generate().unwrap();
+            assert!(store.create(&id, b"one", TTL).await.unwrap());
+            let e = store.load(&id).await.unwrap_err();
+            let StoreError::Unsupported(why) = &e else {
+                panic!("{e:?}")
+            };
+            assert!(why.contains("-C"), "{why}");
+        }
+    });
+}
+
+/// Used outside actix's runtime (no tokio `LocalSet`), the store answers an error instead
+/// of panicking.
+#[test]
+fn outside_a_local_set_the_store_errs_instead_of_panicking() {
+    let store = store();
+    let id = SessionId::generate().unwrap();
+    let no_runtime = store.load(&id).now_or_never().expect("fails at once");
+    assert!(
+        matches!(no_runtime, Err(StoreError::Unsupported(_))),
+        "{no_runtime:?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = runtime.block_on(store.load(&id)).unwrap_err();
+    let StoreError::Unsupported(why) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(why.contains("LocalSet"), "{why}");
+    // Updates too, and the store still works where it should.
+    let update =
+        runtime.block_on(store.update(&id, b"x", actix_memcache_session::Version::new(1), TTL));
+    assert!(update.is_err());
+    run(async {
+        assert!(store.create(&id, b"ok", TTL).await.unwrap());
+        assert_eq!(
+            store
+                .delete_if(&id, store.load(&id).await.unwrap().unwrap().version)
+                .await
+                .unwrap(),
+            Update::Updated
+        );
+    });
+}
