@@ -299,6 +299,10 @@ impl MemcacheSessionBuilder {
     /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
     /// zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
+        MemcacheSession::from_backend(Rc::new(self.backend()))
+    }
+
+    fn backend(self) -> Backend {
         self.check();
         let idle = self.idle_timeout.as_secs_f64();
         let config = Config {
@@ -317,10 +321,10 @@ impl MemcacheSessionBuilder {
             max_size: self.max_size,
             retry_budget: self.retry_budget,
         };
-        MemcacheSession::from_backend(Rc::new(Backend {
+        Backend {
             store: self.store,
             config,
-        }))
+        }
     }
 }
 
@@ -404,6 +408,27 @@ mod tests {
             Ok(message) => *message,
             Err(payload) => payload.downcast_ref::<&str>().unwrap().to_string(),
         })
+    }
+
+    #[test]
+    fn cookies_stamped_in_the_future_or_expired_are_refused() {
+        let config = builder().backend().config;
+        let id = crate::SessionId::generate().unwrap();
+        let now = now_unix();
+        let idle = config.idle_timeout.as_secs();
+        let accepted = |issued: u64| {
+            let value = config.codec.encode(&id, issued);
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::COOKIE, format!("id={value}")))
+                .to_http_request();
+            !config.incoming(&req).is_empty()
+        };
+        assert!(accepted(now));
+        assert!(accepted(now + CLOCK_SKEW), "a clock a little ahead");
+        assert!(!accepted(now + CLOCK_SKEW + 5), "a timestamp from the future");
+        assert!(!accepted(u64::MAX), "one that would never expire");
+        assert!(accepted(now - idle + 5));
+        assert!(!accepted(now - idle - 5), "expired");
     }
 
     #[test]

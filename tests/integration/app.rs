@@ -9,12 +9,16 @@ use actix_service::ServiceExt;
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{test, web, App, Error, HttpResponse};
 use futures_util::future::join;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::support::{CountingStore, Reply};
+
+/// A header the outer middleware adds to every response.
+pub const OUTER_HEADER: &str = "x-outer";
 
 /// Lets a test hold a request between loading its session and changing it.
 struct Gate {
@@ -48,6 +52,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
         let app = App::new()
             .app_data(web::Data::from(Arc::clone(&gate)))
             .wrap(middleware)
+            // Outside the session middleware: must see every response, failed commits too.
+            .wrap(DefaultHeaders::new().add((OUTER_HEADER, "seen")))
             .route("/plain", web::get().to(|| async { "plain" }))
             .route("/get/{p}/{k}", web::get().to(get))
             .route("/twice/{p}/{k}", web::get().to(twice))
@@ -58,7 +64,11 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/set-err/{p}/{k}/{v}", web::get().to(set_err))
             .route("/set-panic/{p}/{k}/{v}", web::get().to(set_panic))
+            .route("/set-err-303/{p}/{k}/{v}", web::get().to(set_err_303))
+            .route("/deep/{p}/{k}/{levels}", web::get().to(deep))
             .route("/gated/set/{p}/{k}/{v}", web::get().to(gated_set))
+            .route("/gated/get/{p}/{k}", web::get().to(gated_get))
+            .route("/gated/renew", web::get().to(gated_renew))
             .route("/big/{p}/{k}/{n}", web::get().to(big))
             .route("/keys/{p}", web::get().to(keys))
             .route("/remove/{p}/{k}", web::get().to(remove))
@@ -90,6 +100,14 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 Reply::from(ServiceResponse::new(req, res)).await
             }
         }
+    }
+
+    /// GET `path` with a raw `Cookie` header (several cookies, repeated names).
+    pub async fn get_with_cookies(&self, path: &str, header: &str) -> Reply {
+        let req = test::TestRequest::get()
+            .uri(path)
+            .insert_header(("cookie", header));
+        Reply::from(self.service.call(req.to_request()).await.unwrap()).await
     }
 
     /// Runs `gated` (a `/gated/...` path) until it has loaded the session, then `path` to
@@ -157,13 +175,49 @@ async fn set_panic(s: Session, path: web::Path<(String, String, String)>) -> &'s
     panic!("handler panicked after changing the session");
 }
 
+async fn set_err_303(
+    s: Session,
+    path: web::Path<(String, String, String)>,
+) -> actix_web::Result<String> {
+    let (p, k, v) = path.into_inner();
+    s.package(p).insert(&k, json(&v))?;
+    let login_first = actix_web::error::InternalError::new("log in first", StatusCode::SEE_OTHER);
+    Err(login_first.into())
+}
+
+async fn deep(s: Session, path: web::Path<(String, String, usize)>) -> actix_web::Result<String> {
+    let (p, k, levels) = path.into_inner();
+    let value = (0..levels).fold(Value::from(0), |inner, _| Value::Array(vec![inner]));
+    s.package(p).insert(&k, value)?;
+    Ok("ok".to_owned())
+}
+
+/// Waits at the gate after the session loaded.
+async fn pass(gate: &Gate) {
+    gate.loaded.add_permits(1);
+    gate.go.acquire().await.unwrap().forget();
+}
+
+async fn gated_get(
+    s: Session,
+    gate: web::Data<Gate>,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    pass(&gate).await;
+    get(s, path).await
+}
+
+async fn gated_renew(s: Session, gate: web::Data<Gate>) -> String {
+    pass(&gate).await;
+    renew(s).await
+}
+
 async fn gated_set(
     s: Session,
     gate: web::Data<Gate>,
     path: web::Path<(String, String, String)>,
 ) -> actix_web::Result<String> {
-    gate.loaded.add_permits(1);
-    gate.go.acquire().await.unwrap().forget();
+    pass(&gate).await;
     set(s, path).await
 }
 

@@ -21,6 +21,7 @@ macro_rules! http_suite {
             error_status_aborts,
             handler_error_aborts,
             handler_panic_aborts,
+            handler_error_with_a_redirect_status_aborts,
             unchanged_session_is_not_written,
             empty_new_session_is_not_written,
             commit_on_decides,
@@ -28,6 +29,10 @@ macro_rules! http_suite {
             concurrent_changes_to_different_keys_both_land,
             concurrent_changes_to_the_same_key_conflict,
             session_purged_during_a_request_is_not_revived,
+            renew_racing_a_committed_write_keeps_it,
+            renew_racing_a_purge_is_409_and_revives_nothing,
+            read_after_a_concurrent_renew_keeps_the_new_cookie,
+            failed_commits_pass_through_outer_middleware,
             default_cookie_attributes,
             builder_cookie_attributes,
             tampered_cookie_gets_fresh_session,
@@ -35,15 +40,18 @@ macro_rules! http_suite {
             cookie_signed_by_unknown_key_gets_fresh_session,
             cookie_for_unknown_session_gets_fresh_session,
             expired_cookie_gets_fresh_session,
+            the_valid_one_of_several_same_name_cookies_is_used,
             fallback_key_is_accepted_and_resigned,
             old_cookie_on_read_touches_and_reissues,
             stored_session_expires_after_idle_timeout,
             absolute_timeout_ends_an_active_session,
             renew_moves_data_to_a_new_id,
+            renew_starts_the_absolute_timeout_afresh,
             purge_deletes_and_removes_cookie,
             purge_then_set_starts_a_new_session,
             oversized_session_is_refused_and_nothing_written,
             invalid_names_get_400,
+            values_too_deep_to_read_back_are_refused,
             undecodable_stored_session_gets_fresh_session,
             packages_are_isolated,
             package_operations,
@@ -156,6 +164,17 @@ pub async fn handler_panic_aborts<S: SessionStore + Clone>(store: S) {
     assert_eq!(value(&app, &cookie).await, "1");
 }
 
+/// actix answers a handler's `Err` with the error's own status, which can be a redirect:
+/// it is an error all the same, and writes nothing.
+pub async fn handler_error_with_a_redirect_status_aborts<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/set-err-303/p/k/2", Some(&cookie)).await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    assert!(reply.cookie.is_none());
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
 pub async fn unchanged_session_is_not_written<S: SessionStore + Clone>(store: S) {
     let (app, cookie) = with_session(store).await;
     assert_eq!(value(&app, &cookie).await, "1");
@@ -229,6 +248,66 @@ pub async fn session_purged_during_a_request_is_not_revived<S: SessionStore + Cl
     assert_eq!(a.status, 409, "{a:?}");
     assert!(app.store.inner.load(&id).await.unwrap().is_none());
     assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A write another request committed while a renew (login) was under way survives under
+/// the new id: the renew re-reads and rebases instead of deleting the old id blindly.
+pub async fn renew_racing_a_committed_write_keeps_it<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let old = app.store.last_created();
+    let (renew, write) = app.interleave("/gated/renew", "/set/p/b/20", &cookie).await;
+    assert_eq!(write.status, 200, "{write:?}");
+    assert_eq!(renew.status, 200, "{renew:?}");
+    let renewed = renew.cookie();
+    assert_eq!(app.get("/get/p/b", Some(&renewed)).await.body, "20");
+    assert_eq!(value(&app, &renewed).await, "1");
+    assert!(app.store.inner.load(&old).await.unwrap().is_none());
+}
+
+/// A logout while a renew was under way stays a logout: the renew answers 409 and the
+/// session it was creating is removed again.
+pub async fn renew_racing_a_purge_is_409_and_revives_nothing<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let (renew, purge) = app.interleave("/gated/renew", "/purge", &cookie).await;
+    assert_eq!(purge.status, 200, "{purge:?}");
+    assert_eq!(renew.status, 409, "{renew:?}");
+    assert!(renew.cookie.is_none());
+    let attempted = app.store.last_created();
+    assert!(
+        app.store.inner.load(&attempted).await.unwrap().is_none(),
+        "the renew's new id was removed"
+    );
+    assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A slow read-only request (a long-poll) that loaded the session before another tab
+/// logged in (renewed it) finds it gone when it refreshes: it must not send a removal
+/// cookie, which would delete the new login cookie.
+pub async fn read_after_a_concurrent_renew_keeps_the_new_cookie<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    let cookie = started(&app).await;
+    let (poll, login) = app.interleave("/gated/get/p/k", "/renew", &cookie).await;
+    assert_eq!((poll.status, poll.body.as_str()), (200, "1"));
+    assert!(poll.cookie.is_none(), "no cookie change: {:?}", poll.cookie);
+    assert_eq!(value(&app, &login.cookie()).await, "1");
+}
+
+/// A commit that fails answers with its error as a response, so middleware wrapped
+/// outside (logging, default headers, CORS) still sees it.
+pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let (a, _) = app
+        .interleave("/gated/set/p/k/10", "/set/p/k/20", &cookie)
+        .await;
+    assert_eq!(a.status, 409);
+    assert!(a.outer, "the outer middleware saw the 409");
+    let app = TestApp::configured(CountingStore::new(app.store.inner.clone()), |b| {
+        b.max_size(200)
+    })
+    .await;
+    let too_large = app.get("/big/p/k/500", None).await;
+    assert_eq!(too_large.status, 413);
+    assert!(too_large.outer, "the outer middleware saw the 413");
 }
 
 // 4. Signed, timestamped cookie.
@@ -313,6 +392,31 @@ pub async fn expired_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S
     gets_fresh_session(&app, &cookie).await;
 }
 
+/// Several cookies with the session cookie's name (tossed from a subdomain, left on an
+/// old path): the first that verifies and names a live session is used.
+pub async fn the_valid_one_of_several_same_name_cookies_is_used<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let valid = cookie.value();
+    let gone = app.get("/set/p/k/2", None).await.cookie();
+    app.store
+        .inner
+        .delete(&app.store.last_created())
+        .await
+        .unwrap();
+    for header in [
+        format!("id=garbage; id={valid}"),
+        format!("id={}; id={valid}", tampered(&cookie).value()),
+        format!("id={}; other=1; id={valid}", gone.value()),
+        format!("id={valid}; id=garbage"),
+    ] {
+        let reply = app.get_with_cookies("/get/p/k", &header).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "1"), "{header}");
+    }
+    let five_bad = format!("{}id={valid}", "id=x; ".repeat(5));
+    let reply = app.get_with_cookies("/get/p/k", &five_bad).await;
+    assert_eq!(reply.body, "none", "at most a few are tried");
+}
+
 pub async fn fallback_key_is_accepted_and_resigned<S: SessionStore + Clone>(store: S) {
     let (old, new) = (Key::generate(), Key::generate());
     let store = CountingStore::new(store);
@@ -394,6 +498,23 @@ pub async fn renew_moves_data_to_a_new_id<S: SessionStore + Clone>(store: S) {
     );
 }
 
+/// A renew (login) starts the session's life: the absolute timeout counts from it.
+pub async fn renew_starts_the_absolute_timeout_afresh<S: SessionStore + Clone>(store: S) {
+    let store = CountingStore::new(store).with_ttl_floor(Duration::from_secs(60));
+    let app = TestApp::configured(store, |b| b.absolute_timeout(Duration::from_secs(3))).await;
+    let cookie = started(&app).await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    let renewed = app.get("/renew", Some(&cookie)).await.cookie();
+    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        value(&app, &renewed).await,
+        "1",
+        "4 s after creation, 2 s after login"
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(value(&app, &renewed).await, "none", "4 s after login");
+}
+
 pub async fn purge_deletes_and_removes_cookie<S: SessionStore + Clone>(store: S) {
     let (app, cookie) = with_session(store).await;
     let id = app.store.last_created();
@@ -442,8 +563,29 @@ pub async fn invalid_names_get_400<S: SessionStore + Clone>(store: S) {
         let reply = app.get(&path, Some(&cookie)).await;
         assert_eq!(reply.status, 400, "{path}: {reply:?}");
         assert!(reply.body.starts_with("invalid session"), "{}", reply.body);
+        assert!(
+            !reply.body.contains("bad") && !reply.body.contains("kkk"),
+            "the body never echoes the name: {}",
+            reply.body
+        );
     }
     assert_eq!(app.store.calls().writes(), 0);
+}
+
+/// A value nested deeper than can be read back is refused at `insert`; the stored session
+/// stays as it was (stored, it would have become unreadable: the whole session lost).
+pub async fn values_too_deep_to_read_back_are_refused<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    assert_eq!(app.get("/deep/p/d/100", Some(&cookie)).await.status, 200);
+    let reply = app.get("/deep/p/k/200", Some(&cookie)).await;
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert!(reply.cookie.is_none());
+    assert_eq!(value(&app, &cookie).await, "1");
+    assert_eq!(
+        app.store.calls().updates,
+        1,
+        "only the 100-level value was written"
+    );
 }
 
 pub async fn undecodable_stored_session_gets_fresh_session<S: SessionStore + Clone>(store: S) {

@@ -46,6 +46,7 @@ async fn store_down_is_503_only_where_the_session_is_used() {
         assert_eq!(reply.retry_after.as_deref(), Some("1"));
         assert_eq!(reply.body, "session store unavailable");
         assert!(reply.cookie.is_none());
+        assert!(reply.outer, "the outer middleware saw the 503");
     }
     assert_eq!(app.get("/plain", Some(&cookie)).await.status, 200);
 }

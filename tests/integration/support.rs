@@ -126,6 +126,8 @@ pub struct Reply {
     pub body: String,
     pub cookie: Option<Cookie<'static>>,
     pub retry_after: Option<String>,
+    /// Whether the middleware wrapped outside the session's saw this response.
+    pub outer: bool,
 }
 
 impl Reply {
@@ -136,12 +138,14 @@ impl Reply {
             .headers()
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned());
+        let outer = res.headers().contains_key(crate::app::OUTER_HEADER);
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
         Self {
             status,
             body,
             cookie,
             retry_after,
+            outer,
         }
     }
 
