@@ -425,7 +425,10 @@ mod tests {
         };
         assert!(accepted(now));
         assert!(accepted(now + CLOCK_SKEW), "a clock a little ahead");
-        assert!(!accepted(now + CLOCK_SKEW + 5), "a timestamp from the future");
+        assert!(
+            !accepted(now + CLOCK_SKEW + 5),
+            "a timestamp from the future"
+        );
         assert!(!accepted(u64::MAX), "one that would never expire");
         assert!(accepted(now - idle + 5));
         assert!(!accepted(now - idle - 5), "expired");
