@@ -384,8 +384,8 @@ impl UnitOfWork {
             // A login starts the session's life: the absolute timeout counts from here.
             s.data.created = now_unix();
             let new = self.create(&s.data).await?;
-            // If this fails the outcome is unknown: keeping `new` costs at most an orphan
-            // that expires, removing it could lose the session.
+            // If this fails the outcome is unknown (it is never resent): keeping `new`
+            // costs at most an orphan that expires, removing it could lose the session.
             let outcome = store.delete_if(&existing.id, version).await?;
             if outcome == Update::Updated {
                 return Ok(new);

@@ -27,9 +27,10 @@ pub(crate) struct Request<'a> {
     line: String,
     /// The data block of a set.
     data: Option<&'a [u8]>,
-    /// Whether sending it twice does no harm: reads, touch and delete. A write whose
-    /// outcome is unknown must not be resent (a second CAS would answer "conflict" for a
-    /// write that landed).
+    /// Whether sending it twice does no harm: reads, touch and unconditional delete. A
+    /// write whose outcome is unknown must not be resent: a second CAS would answer
+    /// "conflict" for a write that landed, a second conditional delete "not found" for a
+    /// delete that landed (and `renew` would take the session for purged).
     pub(crate) idempotent: bool,
 }
 
@@ -56,10 +57,9 @@ impl<'a> Request<'a> {
         Self::command(format!("md {key}"), None, true)
     }
 
-    /// Deletes only if the item's CAS token is still `cas`. Resending it is harmless: the
-    /// second try finds the item gone (`NF`), never a newer version deleted.
+    /// Deletes only if the item's CAS token is still `cas`.
     pub(crate) fn delete_if(key: &str, cas: u64) -> Self {
-        Self::command(format!("md {key} C{cas}"), None, true)
+        Self::command(format!("md {key} C{cas}"), None, false)
     }
 
     fn command(line: String, data: Option<&'a [u8]>, idempotent: bool) -> Self {
@@ -262,7 +262,7 @@ mod tests {
         assert!(Request::get("k").idempotent);
         assert!(Request::touch("k", secs, 0).idempotent);
         assert!(Request::delete("k").idempotent);
-        assert!(Request::delete_if("k", 1).idempotent);
+        assert!(!Request::delete_if("k", 1).idempotent);
         assert!(!Request::add("k", b"", secs, 0).idempotent);
         assert!(!Request::cas("k", b"", 1, secs, 0).idempotent);
     }
