@@ -83,11 +83,7 @@ impl SessionStore for ExpStore {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(match reply.status {
-            MutationStatus::Applied => Update::Updated,
-            MutationStatus::NotFound => Update::Missing,
-            _ => Update::Conflict,
-        })
+        Ok(outcome(reply.status))
     }
 
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
@@ -109,5 +105,25 @@ impl SessionStore for ExpStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
+        let reply = self
+            .client
+            .delete(key(id))
+            .compare_cas(version.get())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(outcome(reply.status))
+    }
+}
+
+/// What a compare-and-swap write or delete did.
+fn outcome(status: MutationStatus) -> Update {
+    match status {
+        MutationStatus::Applied => Update::Updated,
+        MutationStatus::NotFound => Update::Missing,
+        _ => Update::Conflict,
     }
 }
