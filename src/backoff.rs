@@ -24,14 +24,14 @@ impl Backoff {
         }
     }
 
-    /// Waits a random time up to the current step ("full jitter"), then doubles the step;
-    /// `false`, at once, when that wait would end past the budget.
+    /// Waits a random time up to the current step ("full jitter"), cut to what is left of
+    /// the budget, then doubles the step; `false`, at once, when the budget is spent.
     pub(crate) async fn wait(&mut self) -> bool {
-        let pause = jitter(self.step);
-        if Instant::now() + pause > self.deadline {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return false;
         }
-        actix_web::rt::time::sleep(pause).await;
+        actix_web::rt::time::sleep(jitter(self.step).min(left)).await;
         self.step = (self.step * 2).min(MAX_STEP);
         true
     }
@@ -69,7 +69,9 @@ mod tests {
                 waits += 1;
             }
             assert!(waits >= 2, "{waits} waits");
-            assert!(started.elapsed() <= Duration::from_millis(60));
+            let spent = started.elapsed();
+            assert!(spent >= Duration::from_millis(50), "uses the whole budget: {spent:?}");
+            assert!(spent <= Duration::from_millis(70), "{spent:?}");
         });
     }
 }
