@@ -70,8 +70,14 @@ mod tests {
             }
             assert!(waits >= 2, "{waits} waits");
             let spent = started.elapsed();
-            assert!(spent >= Duration::from_millis(50), "uses the whole budget: {spent:?}");
-            assert!(spent <= Duration::from_millis(70), "{spent:?}");
+            assert!(
+                spent >= Duration::from_millis(50),
+                "uses the whole budget: {spent:?}"
+            );
+            assert!(
+                spent <= Duration::from_millis(150),
+                "stops at the budget: {spent:?}"
+            );
         });
     }
 }
