@@ -22,21 +22,8 @@ SESSIONS=${SESSIONS:-1000}
 SERVERS=${SERVERS:-"bare memcache memcache-r2d2 actix-redis actix-cookie"}
 ROUTES="plain read incr login"
 
-missing=()
-for tool in memcached:memcached redis-server:redis-server wrk:wrk pkg-config:pkg-config; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
-done
-pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "== installing ${missing[*]} (apt-get)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+. scripts/install-missing.sh
+install_missing memcached:memcached redis-server:redis-server wrk:wrk pkg-config:pkg-config openssl
 
 echo "== building the bench server (release)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server

@@ -12,21 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-missing=()
-for tool in memcached pkg-config; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "== installing ${missing[*]} (apt-get)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing ${missing[*]}: sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+. scripts/install-missing.sh
+install_missing memcached:memcached pkg-config:pkg-config openssl
 
 echo "== building the soak test (release)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --bin soak

@@ -8,22 +8,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # memcached for the integration tests; OpenSSL headers for the `r2d2` feature's
 # `memcache` dependency.
-missing=()
-command -v memcached >/dev/null 2>&1 || missing+=(memcached)
-command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing ${missing[*]} (apt-get)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing ${missing[*]}, and this is not root with apt-get: run" >&2
-        echo "    sudo apt-get install -y ${missing[*]}" >&2
-        echo "then run this script again." >&2
-        exit 1
-    fi
-fi
+. scripts/install-missing.sh
+install_missing memcached:memcached pkg-config:pkg-config openssl
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

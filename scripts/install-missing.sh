@@ -1,0 +1,26 @@
+# Sourced by the scripts: installs, with apt-get as root, the Debian packages whose
+# commands are missing, or says how to and exits.
+#   install_missing memcached:memcached wrk:wrk openssl
+# Each argument is COMMAND:PACKAGE; `openssl` stands for OpenSSL's headers (libssl-dev,
+# checked with pkg-config).
+install_missing() {
+    local missing=() item
+    for item in "$@"; do
+        if [ "$item" = openssl ]; then
+            pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+        else
+            command -v "${item%%:*}" >/dev/null 2>&1 || missing+=("${item##*:}")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing ${missing[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "missing ${missing[*]}, and this is not root with apt-get: run" >&2
+        echo "    sudo apt-get install -y ${missing[*]}" >&2
+        echo "then run this script again." >&2
+        exit 1
+    fi
+}
