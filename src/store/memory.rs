@@ -65,6 +65,15 @@ impl Inner {
         self.entries.get_mut(id)
     }
 
+    /// What a compare-and-swap at `version` may do: [`Update::Updated`] means go ahead.
+    fn compare(&mut self, id: &SessionId, version: Version) -> Update {
+        match self.live(id) {
+            None => Update::Missing,
+            Some(e) if e.version != version.get() => Update::Conflict,
+            Some(_) => Update::Updated,
+        }
+    }
+
     fn write(&mut self, id: &SessionId, data: &[u8], ttl: Duration) {
         self.writes += 1;
         if self.writes.is_multiple_of(SWEEP_EVERY) {
@@ -105,13 +114,11 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         let mut inner = self.lock();
-        match inner.live(id) {
-            None => return Ok(Update::Missing),
-            Some(e) if e.version != version.get() => return Ok(Update::Conflict),
-            Some(_) => {}
+        let outcome = inner.compare(id, version);
+        if outcome == Update::Updated {
+            inner.write(id, data, ttl);
         }
-        inner.write(id, data, ttl);
-        Ok(Update::Updated)
+        Ok(outcome)
     }
 
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
@@ -129,12 +136,10 @@ impl SessionStore for MemoryStore {
 
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         let mut inner = self.lock();
-        match inner.live(id) {
-            None => return Ok(Update::Missing),
-            Some(e) if e.version != version.get() => return Ok(Update::Conflict),
-            Some(_) => {}
+        let outcome = inner.compare(id, version);
+        if outcome == Update::Updated {
+            inner.entries.remove(id);
         }
-        inner.entries.remove(id);
-        Ok(Update::Updated)
+        Ok(outcome)
     }
 }

@@ -11,6 +11,7 @@
 //! reply is only ever handed to the request it answers. Error lines carry no token: after
 //! one, nobody can know how many lines are still coming, so they end the connection.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
@@ -78,7 +79,8 @@ impl<'a> Request<'a> {
     /// Appends the request to `out`, tagged with `opaque`.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>, opaque: u32) {
         out.extend_from_slice(self.line.as_bytes());
-        out.extend_from_slice(format!(" O{opaque}\r\n").as_bytes());
+        // Straight into the outbox: no string per command. Writing to a Vec cannot fail.
+        let _ = write!(out, " O{opaque}\r\n");
         if let Some(data) = self.data {
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
