@@ -68,8 +68,8 @@ pub use id::SessionId;
 pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
 pub use session::{Package, Session};
 pub use store::{
-    MemcacheStore, MemcacheStoreBuilder, MemoryStore, SessionStore, StoreError, Stored, Update,
-    Version,
+    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,
+    SessionStore, StoreError, Stored, Update, Version, WhenDown,
 };
 pub use unit_of_work::SessionStatus;
 

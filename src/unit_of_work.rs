@@ -17,10 +17,14 @@ use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::record::Record;
-use crate::store::{ErasedStore, StoreError, Stored, Update, Version};
+use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
 
-/// New ids drawn before concluding the store is broken (a 128-bit collision never happens).
+/// New ids the store reports taken before concluding it is broken (a 128-bit collision
+/// never happens).
 const CREATE_ATTEMPTS: usize = 3;
+/// Ids drawn for a new session, counting those skipped because their server is down:
+/// with one server of three down, all 64 fall on it with probability 3^-64.
+const MAX_DRAWS: usize = 64;
 
 /// What one middleware instance shares with its requests' units of work.
 pub(crate) struct Backend {
@@ -46,8 +50,11 @@ pub(crate) struct SessionData {
     data: Record,
     /// Each changed (package, key) with its value as loaded: the merge's conflict test.
     changes: BTreeMap<(String, String), Option<Value>>,
-    /// A purged session's id, deleted on commit.
+    /// A purged (or renewed) session's id, deleted on commit.
     retired: Option<SessionId>,
+    /// The session the cookie named, when its server could not be reached and the store
+    /// said to start fresh: a purge or renew must still remove it.
+    unreachable: Option<SessionId>,
     renewed: bool,
     purged: bool,
 }
@@ -79,6 +86,7 @@ impl SessionData {
             data,
             changes: BTreeMap::new(),
             retired: None,
+            unreachable: None,
             renewed: false,
             purged: false,
         }
@@ -121,10 +129,19 @@ impl SessionData {
 
     pub(crate) fn renew(&mut self) {
         self.renewed = true;
+        // A login must end the session the cookie named, even one not reached.
+        if let Some(id) = self.unreachable.take() {
+            self.retired = Some(id);
+        }
     }
 
     pub(crate) fn purge(&mut self) {
-        let retired = self.existing.take().map(|e| e.id).or(self.retired.take());
+        let retired = self
+            .existing
+            .take()
+            .map(|e| e.id)
+            .or(self.retired.take())
+            .or(self.unreachable.take());
         *self = Self {
             retired,
             purged: true,
@@ -205,9 +222,21 @@ impl UnitOfWork {
         Ok(Rc::clone(session))
     }
 
-    /// The live session a cookie names, if there is one.
+    /// The live session a cookie names, if there is one; a fresh one standing in for it if
+    /// its server is down and the store says to start fresh.
     async fn read(&self, cookie: Verified) -> Result<Option<SessionData>, SessionError> {
-        let Some(stored) = self.backend.store.load(&cookie.id).await? else {
+        let store = &*self.backend.store;
+        let stored = match store.load(&cookie.id).await {
+            Err(StoreError::Unavailable(e)) if store.when_down() == WhenDown::StartFresh => {
+                tracing::warn!(id = ?cookie.id, error = %e, "session's server is down: starting fresh");
+                return Ok(Some(SessionData {
+                    unreachable: Some(cookie.id),
+                    ..SessionData::fresh()
+                }));
+            }
+            stored => stored?,
+        };
+        let Some(stored) = stored else {
             tracing::debug!(id = ?cookie.id, "no stored session for cookie");
             return Ok(None);
         };
@@ -307,17 +336,29 @@ impl UnitOfWork {
         Ok(bytes)
     }
 
-    /// Stores a new session under a new id.
+    /// Stores a new session under a new id, one the store accepts: never on a server
+    /// known to be down, so nothing has to move when it is back.
     async fn create(&self, data: &Record) -> Result<SessionId, SessionError> {
         let bytes = self.encode(data)?;
         let ttl = self.ttl(data);
-        for _ in 0..CREATE_ATTEMPTS {
+        let store = &*self.backend.store;
+        let mut taken = 0;
+        for _ in 0..MAX_DRAWS {
             let id = SessionId::generate().map_err(SessionError::Entropy)?;
-            if self.backend.store.create(&id, &bytes, ttl).await? {
+            if !store.accepts(&id) {
+                continue;
+            }
+            if store.create(&id, &bytes, ttl).await? {
                 return Ok(id);
             }
+            taken += 1;
+            if taken == CREATE_ATTEMPTS {
+                let why = "the store reports every new session id as taken";
+                return Err(StoreError::Protocol(why.into()).into());
+            }
         }
-        Err(StoreError::Protocol("the store reports every new session id as taken".into()).into())
+        let why = "every id drawn for a new session belongs to a server that is down";
+        Err(StoreError::Unavailable(why.into()).into())
     }
 
     /// After losing a compare-and-swap race: waits (jittered, within the retry budget),

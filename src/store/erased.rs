@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::LocalBoxFuture;
 
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError, Stored, Update, Version};
+use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
 
 pub(crate) trait ErasedStore {
     fn load<'a>(
@@ -37,6 +37,8 @@ pub(crate) trait ErasedStore {
         id: &'a SessionId,
         version: Version,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>>;
+    fn accepts(&self, id: &SessionId) -> bool;
+    fn when_down(&self) -> WhenDown;
 }
 
 impl<S: SessionStore> ErasedStore for S {
@@ -84,5 +86,13 @@ impl<S: SessionStore> ErasedStore for S {
         version: Version,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
         Box::pin(SessionStore::delete_if(self, id, version))
+    }
+
+    fn accepts(&self, id: &SessionId) -> bool {
+        SessionStore::accepts(self, id)
+    }
+
+    fn when_down(&self) -> WhenDown {
+        SessionStore::when_down(self)
     }
 }

@@ -45,6 +45,25 @@ pub enum Update {
     Missing,
 }
 
+/// What a request does when the store cannot reach the session its cookie names.
+///
+/// Set on the store (for memcached:
+/// [`when_server_down`](crate::MemcacheStoreBuilder::when_server_down)); the unit of work
+/// asks it through [`SessionStore::when_down`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenDown {
+    /// Answer 503 (the default). The session is never read or written anywhere else, so
+    /// it is there, unchanged, when its server is back.
+    #[default]
+    FailClosed,
+    /// Go on with a fresh, empty session, as for an unknown cookie; anything the request
+    /// stores goes under a new id on a live server. [`purge`](crate::Session::purge) and
+    /// [`renew`](crate::Session::renew) still answer 503: the old session cannot be
+    /// removed, so a logout would not be one.
+    StartFresh,
+}
+
 /// Storage for session data: what the middleware needs of memcached or any other backend.
 ///
 /// Futures need not be `Send`: actix-web runs each worker on a single thread. Every
@@ -93,4 +112,18 @@ pub trait SessionStore: 'static {
         id: &SessionId,
         version: Version,
     ) -> impl Future<Output = Result<Update, StoreError>>;
+
+    /// Whether a new session may take `id` now. A store spread over several servers says
+    /// `false` when the server that would hold `id` is known to be down, and the caller
+    /// draws another id. Default: `true`.
+    fn accepts(&self, id: &SessionId) -> bool {
+        let _ = id;
+        true
+    }
+
+    /// What a request does when [`load`](Self::load) fails with
+    /// [`StoreError::Unavailable`]. Default: [`WhenDown::FailClosed`].
+    fn when_down(&self) -> WhenDown {
+        WhenDown::FailClosed
+    }
 }

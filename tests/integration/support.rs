@@ -4,7 +4,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_memcache_session::{SessionId, SessionStore, StoreError, Stored, Update, Version};
+use actix_memcache_session::{
+    SessionId, SessionStore, StoreError, Stored, Update, Version, WhenDown,
+};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::test;
@@ -116,6 +118,14 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         self.count(|c| c.deletes += 1);
         self.inner.delete_if(id, version).await
+    }
+
+    fn accepts(&self, id: &SessionId) -> bool {
+        self.inner.accepts(id)
+    }
+
+    fn when_down(&self) -> WhenDown {
+        self.inner.when_down()
     }
 }
 

@@ -3,10 +3,14 @@
 //! `r2d2-memcache` pool users already run.
 
 mod connection;
+mod fleet;
+mod health;
 mod pool;
 mod protocol;
 #[cfg(feature = "r2d2")]
 mod r2d2;
+mod ring;
 mod store;
 
+pub use ring::{Distribution, Ketama, MemcacheServer};
 pub use store::{MemcacheStore, MemcacheStoreBuilder};

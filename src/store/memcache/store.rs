@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fleet::Fleet;
+use super::health::Health;
 use super::pool::{Endpoint, Limits};
 use super::protocol::{Request, Status};
+use super::ring::{Distribution, Ketama, MemcacheServer, DEFAULT_PORT};
 use crate::clock::now_unix;
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError, Stored, Update, Version};
+use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
 
 /// memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;
@@ -19,13 +22,16 @@ const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most connections per worker accepted.
 const MAX_CONNECTIONS: usize = 1024;
+/// Most servers in one URL.
+const MAX_SERVERS: usize = 1024;
+/// Most consecutive failures before a server is marked down that can be set.
+const MAX_FAILURE_LIMIT: u32 = 1000;
 /// What memcached run with `-C` does to every CAS token, and what to do about it.
 const CAS_DISABLED: &str = "memcached gives every item the CAS token 0: it runs with \
     compare-and-swap disabled (-C), so no write could be safe; restart it without -C";
 /// What an item costs memcached beyond key and value: its header, CAS and line ends,
 /// rounded up.
 const ITEM_OVERHEAD: usize = 64;
-const DEFAULT_PORT: u16 = 11211;
 
 /// Session data in memcached, through non-blocking, pipelined connections that speak
 /// memcached's meta protocol (memcached 1.6 or later).
@@ -33,6 +39,12 @@ const DEFAULT_PORT: u16 = 11211;
 /// Each session is one item under `key_prefix + id`, written with compare-and-swap
 /// (`ms ... C<cas>`), created with add semantics, refreshed with `mg ... T<ttl>` (touch),
 /// and removed with `md`. A request costs one round trip to read and one to write.
+///
+/// Several servers (`memcache://a:11211,b:11211`) share the sessions by libmemcached's
+/// weighted ketama ring ([`Ketama`]), so PHP, Python, C and twemproxy clients place every
+/// key on the same server. A server that does not answer costs only its own sessions: they
+/// get 503 (or, opted in, a fresh session: [`WhenDown`]) and are never read or written
+/// anywhere else.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -43,6 +55,9 @@ const DEFAULT_PORT: u16 = 11211;
 ///     .pool_max_size(4)
 ///     .io_timeout(Duration::from_millis(500))
 ///     .key_prefix("myapp:session:")
+///     .build()?;
+/// let fleet = MemcacheStore::builder("memcache://10.0.0.1:11211,10.0.0.2:11211")
+///     .weight("10.0.0.2:11211", 2)
 ///     .build()?;
 /// # Ok::<(), actix_memcache_session::StoreError>(())
 /// ```
@@ -55,23 +70,25 @@ const DEFAULT_PORT: u16 = 11211;
 pub struct MemcacheStore {
     prefix: Arc<str>,
     max_item_size: usize,
+    when_down: WhenDown,
     backend: Backend,
 }
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Native(Arc<Endpoint>),
+    Native(Arc<Fleet>),
     #[cfg(feature = "r2d2")]
     R2d2(super::r2d2::R2d2Backend),
 }
 
 impl MemcacheStore {
-    /// A store for the memcached at `url` (`memcache://host:port`), with every default.
+    /// A store for the memcached at `url` (`memcache://host:port`), or the servers listed
+    /// in it (`memcache://host:port,host:port,...`), with every default.
     ///
     /// No connection is made until a session is used.
     ///
     /// # Errors
-    /// A URL that is not `memcache://host[:port]`.
+    /// A URL that is not `memcache://host[:port][,host[:port]...]`.
     pub fn new(url: &str) -> Result<Self, StoreError> {
         Self::builder(url).build()
     }
@@ -85,6 +102,11 @@ impl MemcacheStore {
             io_timeout: Duration::from_secs(1),
             key_prefix: DEFAULT_PREFIX.to_owned(),
             max_item_size: MAX_ITEM_SIZE,
+            weights: Vec::new(),
+            failure_limit: 3,
+            retry_interval: Duration::from_secs(1),
+            when_down: WhenDown::FailClosed,
+            distribution: None,
         }
     }
 
@@ -99,6 +121,7 @@ impl MemcacheStore {
         Self {
             prefix: DEFAULT_PREFIX.into(),
             max_item_size: MAX_ITEM_SIZE,
+            when_down: WhenDown::FailClosed,
             backend: Backend::R2d2(super::r2d2::R2d2Backend::new(pool)),
         }
     }
@@ -126,7 +149,7 @@ impl SessionStore for MemcacheStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
         let key = self.key(id);
         let stored = match &self.backend {
-            Backend::Native(endpoint) => native_load(endpoint, &key).await,
+            Backend::Native(fleet) => native_load(fleet, &key).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.load(key).await,
         }?;
@@ -143,7 +166,7 @@ impl SessionStore for MemcacheStore {
         let key = self.key(id);
         self.fits(&key, data)?;
         match &self.backend {
-            Backend::Native(endpoint) => native_create(endpoint, &key, data, ttl).await,
+            Backend::Native(fleet) => native_create(fleet, &key, data, ttl).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.create(key, data, ttl).await,
         }
@@ -159,7 +182,7 @@ impl SessionStore for MemcacheStore {
         let key = self.key(id);
         self.fits(&key, data)?;
         match &self.backend {
-            Backend::Native(endpoint) => native_update(endpoint, &key, data, version, ttl).await,
+            Backend::Native(fleet) => native_update(fleet, &key, data, version, ttl).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.update(key, data, version, ttl).await,
         }
@@ -168,7 +191,7 @@ impl SessionStore for MemcacheStore {
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(endpoint) => native_touch(endpoint, &key, ttl).await,
+            Backend::Native(fleet) => native_touch(fleet, &key, ttl).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.touch(key, ttl).await,
         }
@@ -177,7 +200,7 @@ impl SessionStore for MemcacheStore {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(endpoint) => native_delete(endpoint, &key, None).await,
+            Backend::Native(fleet) => native_delete(fleet, &key, None).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.delete(key).await,
         }
@@ -187,10 +210,22 @@ impl SessionStore for MemcacheStore {
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(endpoint) => native_delete(endpoint, &key, Some(version)).await,
+            Backend::Native(fleet) => native_delete(fleet, &key, Some(version)).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.delete_if(key, version).await,
         }
+    }
+
+    fn accepts(&self, id: &SessionId) -> bool {
+        match &self.backend {
+            Backend::Native(fleet) => fleet.accepts(&self.key(id)),
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2(_) => true,
+        }
+    }
+
+    fn when_down(&self) -> WhenDown {
+        self.when_down
     }
 }
 
@@ -198,8 +233,8 @@ fn unexpected(status: Status) -> StoreError {
     StoreError::Protocol(format!("unexpected memcached reply {status:?}"))
 }
 
-async fn native_load(endpoint: &Arc<Endpoint>, key: &str) -> Result<Option<Stored>, StoreError> {
-    let reply = endpoint.execute(&Request::get(key)).await?;
+async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreError> {
+    let reply = fleet.execute(key, &Request::get(key)).await?;
     match reply.status {
         Status::Value { cas: Some(cas), .. } => Ok(Some(Stored {
             data: reply.data,
@@ -211,13 +246,13 @@ async fn native_load(endpoint: &Arc<Endpoint>, key: &str) -> Result<Option<Store
 }
 
 async fn native_create(
-    endpoint: &Arc<Endpoint>,
+    fleet: &Fleet,
     key: &str,
     data: &[u8],
     ttl: Duration,
 ) -> Result<bool, StoreError> {
     let request = Request::add(key, data, ttl, now_unix());
-    match endpoint.execute(&request).await?.status {
+    match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(true),
         Status::NotStored => Ok(false),
         Status::TooLarge => Err(StoreError::TooLarge { size: data.len() }),
@@ -226,14 +261,14 @@ async fn native_create(
 }
 
 async fn native_update(
-    endpoint: &Arc<Endpoint>,
+    fleet: &Fleet,
     key: &str,
     data: &[u8],
     version: Version,
     ttl: Duration,
 ) -> Result<Update, StoreError> {
     let request = Request::cas(key, data, version.get(), ttl, now_unix());
-    match endpoint.execute(&request).await?.status {
+    match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
         Status::Exists => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
@@ -242,13 +277,9 @@ async fn native_update(
     }
 }
 
-async fn native_touch(
-    endpoint: &Arc<Endpoint>,
-    key: &str,
-    ttl: Duration,
-) -> Result<bool, StoreError> {
-    match endpoint
-        .execute(&Request::touch(key, ttl, now_unix()))
+async fn native_touch(fleet: &Fleet, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    match fleet
+        .execute(key, &Request::touch(key, ttl, now_unix()))
         .await?
         .status
     {
@@ -260,7 +291,7 @@ async fn native_touch(
 
 /// Deletes, unconditionally or only at `version`.
 async fn native_delete(
-    endpoint: &Arc<Endpoint>,
+    fleet: &Fleet,
     key: &str,
     version: Option<Version>,
 ) -> Result<Update, StoreError> {
@@ -268,7 +299,7 @@ async fn native_delete(
         None => Request::delete(key),
         Some(version) => Request::delete_if(key, version.get()),
     };
-    match endpoint.execute(&request).await?.status {
+    match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
         Status::Exists => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
@@ -286,6 +317,20 @@ pub struct MemcacheStoreBuilder {
     io_timeout: Duration,
     key_prefix: String,
     max_item_size: usize,
+    weights: Vec<(String, u32)>,
+    failure_limit: u32,
+    retry_interval: Duration,
+    when_down: WhenDown,
+    distribution: Option<MakeDistribution>,
+}
+
+/// A user's distribution, made from the server list at build.
+struct MakeDistribution(Box<dyn FnOnce(&[MemcacheServer]) -> Box<dyn Distribution>>);
+
+impl std::fmt::Debug for MakeDistribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MakeDistribution(..)")
+    }
 }
 
 impl MemcacheStoreBuilder {
@@ -330,19 +375,70 @@ impl MemcacheStoreBuilder {
         self
     }
 
+    /// A server's weight: its share of the sessions is its weight over the total. Default:
+    /// 1 for every server. `server` names it as the URL does (`"10.0.0.2:11211"`; the host
+    /// alone for port 11211 works too). The ring is libmemcached's weighted ketama, so
+    /// give other clients of the fleet the same weights.
+    pub fn weight(mut self, server: impl Into<String>, weight: u32) -> Self {
+        self.weights.push((server.into(), weight));
+        self
+    }
+
+    /// Failed requests in a row (no connection, no answer within `io_timeout`) after which
+    /// a server of a fleet is marked down: its sessions get 503 at once, without waiting
+    /// out a timeout, for [`retry_interval`](Self::retry_interval). Default: 3. With a
+    /// single server nothing is marked down: every request tries it.
+    pub fn failure_limit(mut self, failures: u32) -> Self {
+        self.failure_limit = failures;
+        self
+    }
+
+    /// How long a server marked down is left alone before one request tries it again; the
+    /// first answer puts it back in service. Default: 1 s, short enough that a restarted
+    /// server is back in service within about a second.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// What a request gets when the server holding its session does not answer. Default:
+    /// [`WhenDown::FailClosed`], 503. [`WhenDown::StartFresh`] gives a fresh session
+    /// instead. Either way the session is never read or written on another server, and
+    /// new sessions get ids whose server is up, so nothing moves when it is back.
+    pub fn when_server_down(mut self, when: WhenDown) -> Self {
+        self.when_down = when;
+        self
+    }
+
+    /// How keys are spread over several servers. Default: [`Ketama`], libmemcached's
+    /// weighted ketama ring. `make` receives the servers in the URL's order, with their
+    /// weights. Not used with a single server.
+    pub fn distribution<D: Distribution>(
+        mut self,
+        make: impl FnOnce(&[MemcacheServer]) -> D + 'static,
+    ) -> Self {
+        self.distribution = Some(MakeDistribution(Box::new(move |servers| {
+            Box::new(make(servers))
+        })));
+        self
+    }
+
     /// The store.
     ///
     /// # Errors
-    /// A URL that is not `memcache://host[:port]`, a key prefix memcached would refuse,
-    /// a pool size outside 1 to 1024, a timeout that is zero or over an hour, or an item
-    /// size limit outside 1 KiB to 1 GiB (memcached's own bounds for `-I`).
+    /// A URL that is not `memcache://host[:port][,host[:port]...]` (or names a server
+    /// twice), a weight for a server not in it or of 0, a key prefix memcached would
+    /// refuse, a pool size outside 1 to 1024, a timeout or retry interval that is zero or
+    /// over an hour, a failure limit outside 1 to 1000, or an item size limit outside
+    /// 1 KiB to 1 GiB (memcached's own bounds for `-I`).
     pub fn build(self) -> Result<MemcacheStore, StoreError> {
-        let (host, port) = parse_url(&self.url)?;
+        let servers = self.servers()?;
         check_prefix(&self.key_prefix)?;
         check_range("pool_max_size", self.pool_max_size, 1, MAX_CONNECTIONS)?;
         for (name, timeout) in [
             ("connect_timeout", self.connect_timeout),
             ("io_timeout", self.io_timeout),
+            ("retry_interval", self.retry_interval),
         ] {
             if timeout.is_zero() || timeout > MAX_TIMEOUT {
                 return Err(StoreError::InvalidConfig(format!(
@@ -356,41 +452,102 @@ impl MemcacheStoreBuilder {
             1024,
             MAX_ITEM_SIZE_LIMIT,
         )?;
+        check_range(
+            "failure_limit",
+            self.failure_limit as usize,
+            1,
+            MAX_FAILURE_LIMIT as usize,
+        )?;
         let limits = Limits {
             connections: self.pool_max_size,
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
             max_value: self.max_item_size,
         };
-        let endpoint = Endpoint::new(host, port, limits);
+        let distribution = (servers.len() > 1).then(|| match self.distribution {
+            Some(MakeDistribution(make)) => make(&servers),
+            None => Box::new(Ketama::new(&servers)) as Box<dyn Distribution>,
+        });
+        let endpoints = servers
+            .into_iter()
+            .map(|server| {
+                let endpoint = Endpoint::new(server.host().to_owned(), server.port(), limits);
+                (server, endpoint)
+            })
+            .collect();
+        let (failures, interval) = (self.failure_limit, self.retry_interval);
+        let fleet = Fleet::new(endpoints, distribution, || Health::new(failures, interval));
         Ok(MemcacheStore {
             prefix: self.key_prefix.into(),
             max_item_size: self.max_item_size,
-            backend: Backend::Native(Arc::new(endpoint)),
+            when_down: self.when_down,
+            backend: Backend::Native(Arc::new(fleet)),
         })
+    }
+
+    /// The URL's servers, in its order, with their weights.
+    fn servers(&self) -> Result<Vec<MemcacheServer>, StoreError> {
+        let listed = parse_url(&self.url)?;
+        check_range("servers in the URL", listed.len(), 1, MAX_SERVERS)?;
+        let mut weights = vec![1; listed.len()];
+        for (name, weight) in &self.weights {
+            let named = parse_server(name).ok();
+            let at = listed
+                .iter()
+                .position(|(written, host, port)| {
+                    written == name || named.as_ref().is_some_and(|(h, p)| h == host && p == port)
+                })
+                .ok_or_else(|| {
+                    StoreError::InvalidConfig(format!(
+                        "weight for {name:?}: no such server in the URL"
+                    ))
+                })?;
+            if *weight == 0 {
+                return Err(StoreError::InvalidConfig(format!(
+                    "weight for {name:?} is 0; it must be at least 1"
+                )));
+            }
+            weights[at] = *weight;
+        }
+        Ok(listed
+            .into_iter()
+            .zip(weights)
+            .map(|((_, host, port), weight)| MemcacheServer::new(host, port, weight))
+            .collect())
     }
 }
 
-fn parse_url(url: &str) -> Result<(String, u16), StoreError> {
+/// The servers a URL lists: each as written, and its host and port.
+fn parse_url(url: &str) -> Result<Vec<(String, String, u16)>, StoreError> {
     let invalid = |why: &str| StoreError::InvalidConfig(format!("memcached URL {url:?}: {why}"));
     let rest = url
         .strip_prefix("memcache://")
-        .ok_or_else(|| invalid("expected memcache://host[:port]"))?;
-    if rest.contains(['/', '?', '@', ',']) {
+        .ok_or_else(|| invalid("expected memcache://host[:port][,host[:port]...]"))?;
+    if rest.contains(['/', '?', '@']) {
         return Err(invalid(
-            "only memcache://host[:port] is supported; set options on the builder",
+            "only memcache://host[:port][,host[:port]...] is supported; set options on the builder",
         ));
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => {
-            let port = port.parse().map_err(|_| invalid("bad port"))?;
-            (host, port)
+    let mut servers: Vec<(String, String, u16)> = Vec::new();
+    for written in rest.split(',') {
+        let (host, port) = parse_server(written).map_err(|why| invalid(why))?;
+        if servers.iter().any(|(_, h, p)| *h == host && *p == port) {
+            return Err(invalid("a server is listed twice"));
         }
-        _ => (rest, DEFAULT_PORT),
+        servers.push((written.to_owned(), host, port));
+    }
+    Ok(servers)
+}
+
+/// `host[:port]`, `[v6]` or `[v6]:port`, as host and port.
+fn parse_server(written: &str) -> Result<(String, u16), &'static str> {
+    let (host, port) = match written.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().map_err(|_| "bad port")?),
+        _ => (written, DEFAULT_PORT),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(invalid("no host"));
+        return Err("no host");
     }
     Ok((host.to_owned(), port))
 }

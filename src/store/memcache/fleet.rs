@@ -1,0 +1,105 @@
+//! The servers of a store: each key goes to the server its [`Distribution`] names, through
+//! that server's own per-worker connections. A server that keeps failing is marked down
+//! (see `health`); its keys are never sent anywhere else.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::connection::Reply;
+use super::health::Health;
+use super::pool::Endpoint;
+use super::protocol::Request;
+use super::ring::{Distribution, MemcacheServer};
+use crate::store::StoreError;
+
+/// One server: its name, its connections, its record.
+struct Member {
+    server: MemcacheServer,
+    endpoint: Arc<Endpoint>,
+    health: Health,
+}
+
+/// Every server of a store, and how keys are spread over them.
+pub(crate) struct Fleet {
+    members: Box<[Member]>,
+    /// `None` for a single server: no hashing and no health record, every request goes to
+    /// it as it comes.
+    distribution: Option<Box<dyn Distribution>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<String> = self.members.iter().map(|m| m.server.to_string()).collect();
+        f.debug_struct("Fleet").field("servers", &servers).finish()
+    }
+}
+
+impl Fleet {
+    /// A fleet of `servers`, each reached through its endpoint, spread by `distribution`
+    /// (`None` for a single server).
+    pub(crate) fn new(
+        servers: Vec<(MemcacheServer, Endpoint)>,
+        distribution: Option<Box<dyn Distribution>>,
+        health: impl Fn() -> Health,
+    ) -> Self {
+        Self {
+            members: servers
+                .into_iter()
+                .map(|(server, endpoint)| Member {
+                    server,
+                    endpoint: Arc::new(endpoint),
+                    health: health(),
+                })
+                .collect(),
+            distribution,
+        }
+    }
+
+    /// The server that holds `key`.
+    fn member(&self, key: &str) -> Result<&Member, StoreError> {
+        let at = match &self.distribution {
+            Some(distribution) => distribution.server_for(key.as_bytes()),
+            None => 0,
+        };
+        self.members.get(at).ok_or_else(|| {
+            StoreError::InvalidConfig(format!(
+                "the distribution placed a key on server {at} of a fleet of {}",
+                self.members.len()
+            ))
+        })
+    }
+
+    /// Sends `request`, about `key`, to the server that holds `key`; at once 503 if that
+    /// server is marked down.
+    pub(crate) async fn execute(
+        &self,
+        key: &str,
+        request: &Request<'_>,
+    ) -> Result<Reply, StoreError> {
+        let member = self.member(key)?;
+        if self.distribution.is_none() {
+            return member.endpoint.execute(request).await;
+        }
+        member
+            .health
+            .admit(&member.server, Instant::now())
+            .map_err(|down| StoreError::Unavailable(Box::new(down)))?;
+        let result = member.endpoint.execute(request).await;
+        // Only the server's silence counts against it: a refusal of a configuration or
+        // of a runtime says nothing about whether it is up.
+        match &result {
+            Ok(_) => member.health.record(true, Instant::now()),
+            Err(StoreError::Unavailable(_)) => member.health.record(false, Instant::now()),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Whether a new session may be stored under `key`: its server is not marked down.
+    pub(crate) fn accepts(&self, key: &str) -> bool {
+        self.distribution.is_none()
+            || self
+                .member(key)
+                .is_ok_and(|member| member.health.is_up(Instant::now()))
+    }
+}
