@@ -325,7 +325,8 @@ pub struct MemcacheStoreBuilder {
 }
 
 /// A user's distribution, made from the server list at build.
-struct MakeDistribution(Box<dyn FnOnce(&[MemcacheServer]) -> Box<dyn Distribution>>);
+struct MakeDistribution(Box<MakeFn>);
+type MakeFn = dyn FnOnce(&[MemcacheServer]) -> Box<dyn Distribution>;
 
 impl std::fmt::Debug for MakeDistribution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -530,7 +531,7 @@ fn parse_url(url: &str) -> Result<Vec<(String, String, u16)>, StoreError> {
     }
     let mut servers: Vec<(String, String, u16)> = Vec::new();
     for written in rest.split(',') {
-        let (host, port) = parse_server(written).map_err(|why| invalid(why))?;
+        let (host, port) = parse_server(written).map_err(&invalid)?;
         if servers.iter().any(|(_, h, p)| *h == host && *p == port) {
             return Err(invalid("a server is listed twice"));
         }
@@ -583,26 +584,90 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        let ok = |u: &str| parse_url(u).unwrap();
+        let ok = |u: &str| -> Vec<(String, u16)> {
+            parse_url(u)
+                .unwrap()
+                .into_iter()
+                .map(|(_, host, port)| (host, port))
+                .collect()
+        };
         assert_eq!(
             ok("memcache://127.0.0.1:11311"),
-            ("127.0.0.1".into(), 11311)
+            [("127.0.0.1".into(), 11311)]
         );
-        assert_eq!(ok("memcache://cache"), ("cache".into(), 11211));
-        assert_eq!(ok("memcache://[::1]:5"), ("::1".into(), 5));
-        assert_eq!(ok("memcache://[::1]"), ("::1".into(), 11211));
+        assert_eq!(ok("memcache://cache"), [("cache".into(), 11211)]);
+        assert_eq!(ok("memcache://[::1]:5"), [("::1".into(), 5)]);
+        assert_eq!(ok("memcache://[::1]"), [("::1".into(), 11211)]);
+        assert_eq!(
+            ok("memcache://a:1,b,[::1]:3"),
+            [("a".into(), 1), ("b".into(), 11211), ("::1".into(), 3)]
+        );
         for bad in [
             "127.0.0.1:11211",
             "memcache://",
             "memcache://h:port",
             "memcache://h:1?timeout=3",
-            "memcache://a:1,b:2",
+            "memcache://a:1,",
+            "memcache://a:1,,b:2",
+            "memcache://a:1,a:1",
+            "memcache://a,a:11211",
         ] {
             assert!(
                 matches!(parse_url(bad), Err(StoreError::InvalidConfig(_))),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn weights_name_servers_as_the_url_does() {
+        let url = "memcache://10.0.0.1,10.0.0.2:11211,10.0.0.3:11300";
+        let weights = |builder: MemcacheStoreBuilder| -> Vec<u32> {
+            builder
+                .servers()
+                .unwrap()
+                .iter()
+                .map(MemcacheServer::weight)
+                .collect()
+        };
+        assert_eq!(weights(MemcacheStore::builder(url)), [1, 1, 1]);
+        let builder = MemcacheStore::builder(url)
+            .weight("10.0.0.1:11211", 3)
+            .weight("10.0.0.2", 2)
+            .weight("10.0.0.3:11300", 5);
+        assert_eq!(weights(builder), [3, 2, 5]);
+        for bad in [
+            MemcacheStore::builder(url).weight("10.0.0.4", 2),
+            MemcacheStore::builder(url).weight("10.0.0.3", 2),
+            MemcacheStore::builder(url).weight("10.0.0.1", 0),
+        ] {
+            let e = bad.build().unwrap_err();
+            assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
+        }
+    }
+
+    /// A distribution that names a server past the list is an error, not a panic.
+    #[actix_web::test]
+    async fn a_distribution_out_of_range_is_an_error() {
+        struct Past;
+        impl Distribution for Past {
+            fn server_for(&self, _: &[u8]) -> usize {
+                7
+            }
+        }
+        let store = MemcacheStore::builder("memcache://127.0.0.1:1,127.0.0.1:2")
+            .distribution(|_| Past)
+            .build()
+            .unwrap();
+        let id = SessionId::generate().unwrap();
+        let e = store.load(&id).await.unwrap_err();
+        assert!(e.to_string().contains("server 7 of a fleet of 2"), "{e}");
+        assert!(store.accepts(&id), "accepted, so that the write says why");
+        let e = store
+            .create(&id, b"{}", Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
     }
 
     #[test]
@@ -617,6 +682,10 @@ mod tests {
             builder().io_timeout(Duration::MAX),
             builder().max_item_size(0),
             builder().max_item_size(MAX_ITEM_SIZE_LIMIT + 1),
+            builder().failure_limit(0),
+            builder().failure_limit(MAX_FAILURE_LIMIT + 1),
+            builder().retry_interval(Duration::ZERO),
+            builder().retry_interval(Duration::from_secs(3601)),
         ] {
             let e = bad.build().unwrap_err();
             assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
