@@ -348,8 +348,16 @@ impl UnitOfWork {
             if !store.accepts(&id) {
                 continue;
             }
-            if store.create(&id, &bytes, ttl).await? {
-                return Ok(id);
+            match store.create(&id, &bytes, ttl).await {
+                Ok(true) => return Ok(id),
+                Ok(false) => {}
+                // The id's server failed and the store now turns it away: a new session
+                // loses nothing by going elsewhere.
+                Err(StoreError::Unavailable(e)) if !store.accepts(&id) => {
+                    tracing::debug!(error = %e, "new session's server is down: another id");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
             taken += 1;
             if taken == CREATE_ATTEMPTS {

@@ -80,10 +80,20 @@ impl Fleet {
         if self.distribution.is_none() {
             return member.endpoint.execute(request).await;
         }
-        member
+        let probe = member
             .health
             .admit(&member.server, Instant::now())
             .map_err(|down| StoreError::Unavailable(Box::new(down)))?;
+        if probe {
+            // A server being tried again is first asked something harmless: a write sent
+            // to a server that is stalled rather than gone would land later, unseen.
+            Self::attempt(member, &Request::exists(key)).await?;
+        }
+        Self::attempt(member, request).await
+    }
+
+    /// Sends `request` to `member`, keeping its record.
+    async fn attempt(member: &Member, request: &Request<'_>) -> Result<Reply, StoreError> {
         let result = member.endpoint.execute(request).await;
         // Only the server's silence counts against it: a refusal of a configuration or
         // of a runtime says nothing about whether it is up.

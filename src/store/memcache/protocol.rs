@@ -54,6 +54,12 @@ impl<'a> Request<'a> {
         Self::command(format!("mg {key} T{}", exptime(ttl, now)), None, true)
     }
 
+    /// Whether the item exists (`HD` or `EN`), changing nothing: a harmless first
+    /// request to a server that is being tried again.
+    pub(crate) fn exists(key: &str) -> Self {
+        Self::command(format!("mg {key}"), None, true)
+    }
+
     pub(crate) fn delete(key: &str) -> Self {
         Self::command(format!("md {key}"), None, true)
     }
