@@ -4,6 +4,7 @@
 mod app;
 mod fake;
 mod faults;
+mod fleet;
 mod fuzz;
 mod http;
 mod memcache;

@@ -19,6 +19,7 @@ pub struct Memcached {
 
 thread_local! {
     static SERVER: RefCell<Option<Memcached>> = const { RefCell::new(None) };
+    static FLEET: RefCell<Vec<Memcached>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Ports already given to a memcached of this process. The OS may hand a port it gave
@@ -47,6 +48,24 @@ pub fn with_server<T>(f: impl FnOnce(&mut Memcached) -> T) -> T {
 /// A `MemcacheStore` on this thread's memcached.
 pub fn store() -> MemcacheStore {
     MemcacheStore::new(&with_server(|m| m.url())).expect("valid URL")
+}
+
+/// The URL of a store over `servers`.
+pub fn fleet_url(servers: &[Memcached]) -> String {
+    let addrs: Vec<String> = servers.iter().map(|m| m.addr().to_string()).collect();
+    format!("memcache://{}", addrs.join(","))
+}
+
+/// A `MemcacheStore` over this thread's three memcached servers, started on first use.
+pub fn fleet_store() -> MemcacheStore {
+    let url = FLEET.with(|fleet| {
+        let mut fleet = fleet.borrow_mut();
+        if fleet.is_empty() {
+            fleet.extend((0..3).map(|_| Memcached::start()));
+        }
+        fleet_url(&fleet)
+    });
+    MemcacheStore::new(&url).expect("valid URL")
 }
 
 /// A `MemcacheStore` over an `r2d2-memcache` pool on this thread's memcached; `options`
@@ -144,6 +163,46 @@ impl Memcached {
             "memcached did not restart on port {}",
             self.port
         );
+    }
+
+    /// Freezes the server (`SIGSTOP`): it keeps its connections and data but answers
+    /// nothing, like a host that stopped responding.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("memcached is running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Whether the server holds each of `keys`, asked directly (`mg <key>`).
+    pub fn holds(&self, keys: &[String]) -> Vec<bool> {
+        let mut conn = TcpStream::connect(self.addr()).expect("probe connection");
+        let mut batch = String::new();
+        for key in keys {
+            batch.push_str(&format!("mg {key}\r\n"));
+        }
+        conn.write_all(batch.as_bytes()).unwrap();
+        let mut lines = BufReader::new(conn).lines();
+        keys.iter()
+            .map(
+                |key| match lines.next().expect("a reply").unwrap().as_str() {
+                    "HD" => true,
+                    "EN" => false,
+                    other => panic!("mg {key}: {other}"),
+                },
+            )
+            .collect()
     }
 
     /// memcached's own counters (`stats`).

@@ -1,0 +1,349 @@
+//! A store over three real memcached servers: every key where the ring says, a server that
+//! stalls or dies costs only its own sessions, the start-fresh mode, and the shared suites.
+
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::{
+    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, SessionId,
+    SessionStore, WhenDown,
+};
+use actix_web::cookie::Cookie;
+use futures_util::future::join_all;
+
+use crate::app::TestApp;
+use crate::memcached::{fleet_url, Memcached};
+use crate::support::{CountingStore, Reply};
+
+mod suites {
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::fleet_store());
+
+    mod http {
+        crate::http::http_suite!(crate::memcached::fleet_store());
+    }
+}
+
+/// Three memcached servers of this test's own, and the ring a client should build over them.
+struct Trio {
+    servers: Vec<Memcached>,
+    weights: Vec<u32>,
+    ring: Ketama,
+}
+
+impl Trio {
+    fn start(weights: &[u32]) -> Self {
+        let servers: Vec<Memcached> = weights.iter().map(|_| Memcached::start()).collect();
+        let specs: Vec<MemcacheServer> = servers
+            .iter()
+            .zip(weights)
+            .map(|(m, &w)| MemcacheServer::new("127.0.0.1", m.addr().port(), w))
+            .collect();
+        Self {
+            ring: Ketama::new(&specs),
+            servers,
+            weights: weights.to_vec(),
+        }
+    }
+
+    fn builder(&self) -> MemcacheStoreBuilder {
+        let mut builder = MemcacheStore::builder(fleet_url(&self.servers));
+        for (server, &weight) in self.servers.iter().zip(&self.weights) {
+            builder = builder.weight(server.addr().to_string(), weight);
+        }
+        builder
+    }
+
+    /// The server the ring names for a session.
+    fn owner(&self, id: &SessionId) -> usize {
+        self.ring.server_for(key(id).as_bytes())
+    }
+}
+
+fn key(id: &SessionId) -> String {
+    format!("session:{id}")
+}
+
+/// Each of a few hundred sessions sits on the server the ring names and on no other, with
+/// equal weights and with 3:1:2.
+#[actix_web::test]
+async fn items_sit_on_the_server_the_ring_names() {
+    for weights in [[1, 1, 1], [3, 1, 2]] {
+        let trio = Trio::start(&weights);
+        let store = trio.builder().build().unwrap();
+        let ids: Vec<SessionId> = (0..300).map(|_| SessionId::generate().unwrap()).collect();
+        for id in &ids {
+            assert!(store
+                .create(id, b"{}", Duration::from_secs(60))
+                .await
+                .unwrap());
+        }
+        let keys: Vec<String> = ids.iter().map(key).collect();
+        let mut held = [0; 3];
+        for (at, server) in trio.servers.iter().enumerate() {
+            for (id, holds) in ids.iter().zip(server.holds(&keys)) {
+                assert_eq!(
+                    holds,
+                    trio.owner(id) == at,
+                    "{weights:?}: {id} on server {at}"
+                );
+                held[at] += usize::from(holds);
+            }
+        }
+        assert_eq!(held.iter().sum::<usize>(), 300, "{weights:?}: {held:?}");
+        assert!(held.iter().all(|&n| n > 0), "{weights:?}: {held:?}");
+    }
+}
+
+/// A session made through the app: its cookie, its server, and the number it holds.
+struct Made {
+    cookie: Cookie<'static>,
+    owner: usize,
+    n: usize,
+}
+
+async fn make_sessions(app: &TestApp<MemcacheStore>, trio: &Trio, count: usize) -> Vec<Made> {
+    let mut made = Vec::new();
+    for n in 0..count {
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let owner = trio.owner(&app.store.last_created());
+        made.push(Made {
+            cookie: reply.cookie(),
+            owner,
+            n,
+        });
+    }
+    for at in 0..trio.servers.len() {
+        assert!(
+            made.iter().any(|m| m.owner == at),
+            "no session on server {at}"
+        );
+    }
+    made
+}
+
+/// Reads every session at once; each reply with the time it took.
+async fn read_all<'a>(
+    app: &TestApp<MemcacheStore>,
+    sessions: impl Iterator<Item = &'a Made>,
+) -> Vec<(Reply, Duration)> {
+    join_all(sessions.map(|m| async {
+        let start = Instant::now();
+        let reply = app.get("/get/p/k", Some(&m.cookie)).await;
+        (reply, start.elapsed())
+    }))
+    .await
+}
+
+/// Every reply is the session's own number, or (where `fresh` allows) a fresh session.
+fn assert_own_data(made: &Made, reply: &Reply, fresh: bool) {
+    assert_eq!(reply.status, 200, "session {}: {reply:?}", made.n);
+    let own = reply.body == made.n.to_string();
+    assert!(
+        own || (fresh && reply.body == "none"),
+        "session {}: {reply:?}",
+        made.n
+    );
+}
+
+const VICTIM: usize = 1;
+
+/// One of three servers stalls under load, then dies and comes back empty. Its sessions get
+/// 503, at once after the first failures; the others answer 200 with their own data
+/// throughout. Back, it serves its sessions fresh; nothing else moved.
+#[actix_web::test]
+async fn a_dead_server_costs_only_its_own_sessions() {
+    let mut trio = Trio::start(&[1, 1, 1]);
+    let io_timeout = Duration::from_secs(1);
+    let retry_interval = Duration::from_millis(500);
+    let store = trio
+        .builder()
+        .io_timeout(io_timeout)
+        .connect_timeout(io_timeout)
+        .retry_interval(retry_interval)
+        .build()
+        .unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let made = make_sessions(&app, &trio, 90).await;
+
+    trio.servers[VICTIM].pause();
+    // All at once: the victim's sessions wait out the timeout together, and mark it down.
+    for (m, (reply, _)) in made.iter().zip(read_all(&app, made.iter()).await) {
+        if m.owner == VICTIM {
+            assert_eq!(reply.status, 503, "session {}: {reply:?}", m.n);
+        } else {
+            assert_own_data(m, &reply, false);
+        }
+    }
+    // Marked down: 503 at once, well inside the timeout.
+    for (m, (reply, took)) in made.iter().zip(read_all(&app, made.iter()).await) {
+        if m.owner == VICTIM {
+            assert_eq!(reply.status, 503, "session {}: {reply:?}", m.n);
+            assert!(took < io_timeout / 4, "session {}: 503 after {took:?}", m.n);
+        } else {
+            assert_own_data(m, &reply, false);
+        }
+    }
+
+    trio.servers[VICTIM].restart();
+    tokio::time::sleep(retry_interval + Duration::from_millis(100)).await;
+    // One request tries it again and puts it back in service...
+    let first = made.iter().find(|m| m.owner == VICTIM).unwrap();
+    let reply = app.get("/get/p/k", Some(&first.cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "none"));
+    // ...then its sessions start fresh, and every other session is as it was.
+    for (m, (reply, _)) in made.iter().zip(read_all(&app, made.iter()).await) {
+        assert_own_data(m, &reply, m.owner == VICTIM);
+        if m.owner == VICTIM {
+            assert_eq!(reply.body, "none", "session {}", m.n);
+        }
+    }
+}
+
+/// Opted in to start fresh: with a server stalled, its sessions and new ones work on the
+/// live servers, nothing is written to it, a logout of its sessions still fails closed,
+/// and when it answers again no live session has moved.
+#[actix_web::test]
+async fn start_fresh_writes_nothing_to_a_dead_server_and_moves_nothing_back() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let retry_interval = Duration::from_millis(500);
+    let store = trio
+        .builder()
+        .when_server_down(WhenDown::StartFresh)
+        .io_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .retry_interval(retry_interval)
+        .build()
+        .unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let made = make_sessions(&app, &trio, 60).await;
+    let (victims, others): (Vec<&Made>, Vec<&Made>) = made.iter().partition(|m| m.owner == VICTIM);
+    assert!(
+        victims.len() >= 4,
+        "{} sessions on the victim",
+        victims.len()
+    );
+    const WRITES: [&str; 4] = ["cmd_set", "cmd_touch", "delete_hits", "delete_misses"];
+    let writes = |m: &Memcached| WRITES.map(|w| m.stats()[w]);
+    let before = writes(&trio.servers[VICTIM]);
+
+    trio.servers[VICTIM].pause();
+    // Its sessions read as fresh ones.
+    for m in &victims {
+        let reply = app.get("/get/p/k", Some(&m.cookie)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "none"),
+            "{}",
+            m.n
+        );
+        assert!(reply.cookie.is_none(), "nothing written, no new cookie");
+    }
+    // Half of them store something: it goes under a new id on a live server.
+    let (movers, stayers) = victims.split_at(victims.len() / 2);
+    let mut moved = Vec::new();
+    for m in movers {
+        let reply = app
+            .get(&format!("/set/p/k/{}", m.n + 1000), Some(&m.cookie))
+            .await;
+        assert_eq!(reply.status, 200, "{}: {reply:?}", m.n);
+        assert_ne!(trio.owner(&app.store.last_created()), VICTIM);
+        moved.push(Made {
+            cookie: reply.cookie(),
+            owner: trio.owner(&app.store.last_created()),
+            n: m.n + 1000,
+        });
+    }
+    // New sessions never go to it.
+    let mut new = Vec::new();
+    for n in 2000..2030 {
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let owner = trio.owner(&app.store.last_created());
+        assert_ne!(owner, VICTIM, "new session {n} placed on the dead server");
+        new.push(Made {
+            cookie: reply.cookie(),
+            owner,
+            n,
+        });
+    }
+    // A logout or login of a session that cannot be reached is not a silent success.
+    for path in ["/purge", "/renew"] {
+        let reply = app.get(path, Some(&stayers[0].cookie)).await;
+        assert_eq!(reply.status, 503, "{path}: {reply:?}");
+        assert!(reply.cookie.is_none(), "{path}: the cookie stays");
+    }
+    for m in others.iter().copied().chain(&moved).chain(&new) {
+        let reply = app.get("/get/p/k", Some(&m.cookie)).await;
+        assert_own_data(m, &reply, false);
+    }
+
+    // It answers again (it had stalled, not died): nothing was written to it meanwhile.
+    trio.servers[VICTIM].resume();
+    assert_eq!(writes(&trio.servers[VICTIM]), before, "{WRITES:?}");
+    tokio::time::sleep(retry_interval + Duration::from_millis(100)).await;
+    // Every live session reads back where it was: those that stayed find their data again,
+    // those that moved and the new ones keep theirs.
+    for m in stayers
+        .iter()
+        .chain(&others)
+        .copied()
+        .chain(&moved)
+        .chain(&new)
+    {
+        let reply = app.get("/get/p/k", Some(&m.cookie)).await;
+        assert_own_data(m, &reply, false);
+    }
+}
+
+/// A new session whose server fails goes under another id at once: not one 503, even
+/// before the server is marked down, and only ids of live servers are handed out.
+#[actix_web::test]
+async fn new_sessions_go_around_a_dead_server_from_its_first_failure() {
+    let mut trio = Trio::start(&[1, 1, 1]);
+    let store = trio.builder().failure_limit(1).build().unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    trio.servers[VICTIM].stop();
+    for n in 0..30 {
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_ne!(trio.owner(&app.store.last_created()), VICTIM);
+    }
+    assert!(
+        app.store.calls().creates > 30,
+        "some id fell on the dead server and was drawn again"
+    );
+}
+
+/// The first request to a server marked down, once its retry interval is over, is a read:
+/// a write sent to a server that has stalled would land when it wakes, unseen.
+#[actix_web::test]
+async fn a_server_tried_again_is_asked_a_read_before_any_write() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let retry_interval = Duration::from_millis(200);
+    let store = trio
+        .builder()
+        .failure_limit(1)
+        .io_timeout(Duration::from_millis(200))
+        .retry_interval(retry_interval)
+        .build()
+        .unwrap();
+    let on_victim = || loop {
+        let id = SessionId::generate().unwrap();
+        if trio.owner(&id) == VICTIM {
+            return id;
+        }
+    };
+    let sets = || trio.servers[VICTIM].stats()["cmd_set"];
+    let before = sets();
+    trio.servers[VICTIM].pause();
+    assert!(store.load(&on_victim()).await.is_err(), "marks it down");
+    let id = on_victim();
+    assert!(!store.accepts(&id), "marked down: no new session there");
+    tokio::time::sleep(retry_interval + Duration::from_millis(50)).await;
+    assert!(store.accepts(&id), "due to be tried again");
+    let e = store.create(&id, b"{}", Duration::from_secs(60)).await;
+    assert!(e.is_err(), "{e:?}");
+    trio.servers[VICTIM].resume();
+    assert_eq!(sets(), before, "no write reached it");
+    assert_eq!(trio.servers[VICTIM].holds(&[key(&id)]), [false]);
+}
