@@ -320,8 +320,10 @@ async fn new_sessions_go_around_a_dead_server_from_its_first_failure() {
 async fn a_server_tried_again_is_asked_a_read_before_any_write() {
     let trio = Trio::start(&[1, 1, 1]);
     let retry_interval = Duration::from_millis(200);
+    // Two connections, both open before it stalls: the write would find one still live.
     let store = trio
         .builder()
+        .pool_max_size(2)
         .failure_limit(1)
         .io_timeout(Duration::from_millis(200))
         .retry_interval(retry_interval)
@@ -334,6 +336,9 @@ async fn a_server_tried_again_is_asked_a_read_before_any_write() {
         }
     };
     let sets = || trio.servers[VICTIM].stats()["cmd_set"];
+    for _ in 0..2 {
+        assert_eq!(store.load(&on_victim()).await.unwrap(), None);
+    }
     let before = sets();
     trio.servers[VICTIM].pause();
     assert!(store.load(&on_victim()).await.is_err(), "marks it down");
@@ -344,6 +349,8 @@ async fn a_server_tried_again_is_asked_a_read_before_any_write() {
     let e = store.create(&id, b"{}", Duration::from_secs(60)).await;
     assert!(e.is_err(), "{e:?}");
     trio.servers[VICTIM].resume();
+    // Time to work through whatever reached its socket while it stalled.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sets(), before, "no write reached it");
     assert_eq!(trio.servers[VICTIM].holds(&[key(&id)]), [false]);
 }
