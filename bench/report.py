@@ -9,6 +9,7 @@ import sys
 SERVERS = {
     "bare": "bare actix-web (no session)",
     "memcache": "**this crate, MemcacheStore**",
+    "memcache-3": "this crate, MemcacheStore over 3 memcached",
     "memcache-r2d2": "this crate, MemcacheStore::from_r2d2",
     "memcache-exp": "this crate's middleware, memcache::exp::AsyncMetaClient",
     "actix-redis": "actix-session + Redis",
@@ -40,6 +41,14 @@ for route in ROUTES:
             row.append(f"{rps / mean(base, route, 0):.2f}" if (base, route) in runs else "")
         print("| " + " | ".join(row) + " |")
 rounds = max(len(v) for v in runs.values())
+# Three servers against one, round by round (each round ran both back to back): medians.
+for route in ROUTES:
+    one, three = runs.get(("memcache", route)), runs.get(("memcache-3", route))
+    if one and three:
+        ratios = [t[0] / o[0] for o, t in zip(one, three)]
+        print(f"\n3 servers / 1 server, /{route}: median {statistics.median(ratios):.2f}"
+              f" over {len(ratios)} rounds ({', '.join(f'{r:.2f}' for r in ratios)})", end="")
+print()
 print(f"\nMeans over {rounds} rounds; every server ran each route once per round, in turn.")
 if bad:
     print("\nNOT ALL 2xx:\n  " + "\n  ".join(bad))

@@ -11,8 +11,10 @@
 # session while its last request is still in flight: with 100, /incr sees a few 409s,
 # which is this crate refusing a lost update that actix-session would make silently.
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
-#   (the store's pool_max_size) and SERVERS="memcache actix-redis" are knobs for experiments;
-#   SERVERS may also name memcache-exp (this crate's middleware over memcache::exp's client).
+#   (the store's pool_max_size), SERVERS="memcache actix-redis" and ROUTES="read incr" are
+#   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
+#   memcache::exp's client) and memcache-3 (MemcacheStore over three memcached servers):
+#   SERVERS="memcache memcache-3" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -20,7 +22,7 @@ ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 SESSIONS=${SESSIONS:-1000}
 SERVERS=${SERVERS:-"bare memcache memcache-r2d2 actix-redis actix-cookie"}
-ROUTES="plain read incr login"
+ROUTES=${ROUTES:-"plain read incr login"}
 
 . scripts/install-missing.sh
 install_missing memcached:memcached redis-server:redis-server wrk:wrk pkg-config:pkg-config openssl
@@ -50,21 +52,28 @@ wait_port() {
     return 1
 }
 
-mc_port=$(free_port)
 as_root=()
 [ "$(id -u)" = 0 ] && as_root=(-u root)
-memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 1024 -t "${MEMCACHED_THREADS:-4}" \
-    -d -P "$work/memcached.pid"
+# Three memcached servers: the first alone serves the one-server runs.
+mc_ports=()
+for i in 1 2 3; do
+    port=$(free_port)
+    memcached "${as_root[@]}" -l 127.0.0.1 -p "$port" -U 0 -m 1024 -t "${MEMCACHED_THREADS:-4}" \
+        -d -P "$work/memcached-$i.pid"
+    mc_ports+=("$port")
+done
+mc_port=${mc_ports[0]}
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
-wait_port "$mc_port"
+for port in "${mc_ports[@]}"; do wait_port "$port"; done
 wait_port "$redis_port"
 
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
         case $server in
+            memcache-3) url="memcache://127.0.0.1:${mc_ports[0]},127.0.0.1:${mc_ports[1]},127.0.0.1:${mc_ports[2]}" ;;
             memcache*) url="memcache://127.0.0.1:$mc_port" ;;
             actix-redis) url="redis://127.0.0.1:$redis_port" ;;
             *) url="" ;;
@@ -88,6 +97,6 @@ done
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
     "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "Command: ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS bash scripts/bench.sh"
+echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS bash scripts/bench.sh"
 echo
 python3 bench/report.py "$results"

@@ -1,6 +1,6 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|memcache|memcache-3|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
 //! async client (`exp_store`), to compare the two clients.
 //!
@@ -124,7 +124,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|memcache|memcache-3|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -216,7 +216,7 @@ async fn main() -> io::Result<()> {
     let url = args.get(3).cloned().unwrap_or_default();
     match kind.as_str() {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
-        "memcache" => serve_ours(port, native_store(url)?).await,
+        "memcache" | "memcache-3" => serve_ours(port, native_store(url)?).await,
         "memcache-r2d2" => serve_ours(port, r2d2_store(url)?).await,
         "memcache-exp" => {
             let addr = url.trim_start_matches("memcache://");
