@@ -1,8 +1,8 @@
-//! Micro-benchmarks of the per-request hot paths: the cookie codec, the JSON record, and
-//! the merge after a lost compare-and-swap. `cargo bench --manifest-path bench/Cargo.toml`.
+//! Micro-benchmarks of the per-request hot paths: the cookie codec, the JSON record, the
+//! merge after a lost compare-and-swap, and finding a session's server on the ring. `cargo bench --manifest-path bench/Cargo.toml`.
 
 use actix_memcache_session::bench::{decode, decode_encode, merge, sample, Codec};
-use actix_memcache_session::{Key, SessionId};
+use actix_memcache_session::{Distribution, Ketama, Key, MemcacheServer, SessionId};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
@@ -40,5 +40,18 @@ fn commit_merge(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cookie, record, commit_merge);
+fn ring(c: &mut Criterion) {
+    let key = format!("session:{}", SessionId::generate().unwrap());
+    for n in [3, 30] {
+        let servers: Vec<MemcacheServer> = (0..n)
+            .map(|i| MemcacheServer::new(format!("10.0.0.{i}"), 11211, 1))
+            .collect();
+        let ring = Ketama::new(&servers);
+        c.bench_function(&format!("ketama lookup ({n} servers)"), |b| {
+            b.iter(|| ring.server_for(black_box(key.as_bytes())))
+        });
+    }
+}
+
+criterion_group!(benches, cookie, record, commit_merge, ring);
 criterion_main!(benches);
