@@ -169,6 +169,14 @@ impl Memcached {
     /// nothing, like a host that stopped responding.
     pub fn pause(&self) {
         self.signal("-STOP");
+        // A signal is delivered, not obeyed, when kill(1) returns: wait until every
+        // thread has stopped, or a request could still be answered.
+        let pid = self.child.as_ref().expect("memcached is running").id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_stopped(pid) {
+            assert!(Instant::now() < deadline, "memcached {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Undoes [`pause`](Self::pause).
@@ -224,6 +232,17 @@ impl Memcached {
         }
         stats
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T`).
+fn all_stopped(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
 }
 
 impl Drop for Memcached {

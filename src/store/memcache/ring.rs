@@ -94,8 +94,12 @@ pub trait Distribution: Send + Sync + 'static {
 /// ```
 /// use actix_memcache_session::{Distribution, Ketama, MemcacheServer};
 ///
-/// let ring = Ketama::new(&[MemcacheServer::new("10.0.0.1", 11211, 1), MemcacheServer::new("10.0.0.2", 11211, 2)]);
-/// assert_eq!(ring.points(), 480);
+/// let ring = Ketama::new(&[
+///     MemcacheServer::new("10.0.0.1", 11211, 1),
+///     MemcacheServer::new("10.0.0.2", 11211, 2),
+/// ]);
+/// // 160 points a server on average, shared 1:2 and rounded down to fours: 104 + 212.
+/// assert_eq!(ring.points(), 316);
 /// assert!(ring.server_for(b"session:abc") < 2);
 /// ```
 #[derive(Debug, Clone)]
