@@ -228,7 +228,8 @@ impl UnitOfWork {
         let store = &*self.backend.store;
         let stored = match store.load(&cookie.id).await {
             Err(StoreError::Unavailable(e)) if store.when_down() == WhenDown::StartFresh => {
-                tracing::warn!(id = ?cookie.id, error = %e, "session's server is down: starting fresh");
+                // Per request, so not a warning: the store logs the server going down.
+                tracing::debug!(id = ?cookie.id, error = %e, "server down: starting fresh");
                 return Ok(Some(SessionData {
                     unreachable: Some(cookie.id),
                     ..SessionData::fresh()

@@ -97,10 +97,17 @@ impl Fleet {
         let result = member.endpoint.execute(request).await;
         // Only the server's silence counts against it: a refusal of a configuration or
         // of a runtime says nothing about whether it is up.
-        match &result {
-            Ok(_) => member.health.record(true, Instant::now()),
-            Err(StoreError::Unavailable(_)) => member.health.record(false, Instant::now()),
-            Err(_) => {}
+        let answered = match &result {
+            Ok(_) => true,
+            Err(StoreError::Unavailable(_)) => false,
+            Err(_) => return result,
+        };
+        if member.health.record(answered, Instant::now()) {
+            if answered {
+                tracing::info!(server = %member.server, "memcached server back in service");
+            } else {
+                tracing::warn!(server = %member.server, "memcached server marked down");
+            }
         }
         result
     }

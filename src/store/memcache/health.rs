@@ -92,16 +92,17 @@ impl Health {
     }
 
     /// Counts a request's outcome: an answer puts the server back in service; the
-    /// `limit`-th failure in a row marks it down.
-    pub(crate) fn record(&self, answered: bool, now: Instant) {
+    /// `limit`-th failure in a row marks it down. `true` when this outcome did either
+    /// (worth a log line; the outcomes between are not).
+    pub(crate) fn record(&self, answered: bool, now: Instant) -> bool {
         if answered {
             // A load first: in service, the hot path writes nothing shared.
-            if self.failures.load(Ordering::Acquire) != 0
-                && self.failures.swap(0, Ordering::AcqRel) != 0
-            {
-                self.retry_at.store(0, Ordering::Release);
+            if self.failures.load(Ordering::Acquire) == 0 {
+                return false;
             }
-            return;
+            let was_down = self.failures.swap(0, Ordering::AcqRel) >= self.limit;
+            self.retry_at.store(0, Ordering::Release);
+            return was_down;
         }
         let failures = self
             .failures
@@ -111,6 +112,7 @@ impl Health {
             let retry_at = self.ms(now).saturating_add(self.interval_ms());
             self.retry_at.store(retry_at, Ordering::Release);
         }
+        failures == self.limit
     }
 }
 
@@ -126,14 +128,16 @@ mod tests {
         let health = Health::new(3, INTERVAL);
         let now = Instant::now();
         for _ in 0..2 {
-            health.record(false, now);
+            assert!(!health.record(false, now));
             assert!(health.admit(&NAME, now).is_ok(), "below the limit");
         }
-        health.record(false, now);
+        assert!(health.record(false, now), "the limit: marked down");
         let down = health.admit(&NAME, now).unwrap_err();
         assert!(down.to_string().contains("10.0.0.1"), "{down}");
         assert!(!health.is_up(now));
-        health.record(true, now);
+        assert!(!health.record(false, now), "already down");
+        assert!(health.record(true, now), "back in service");
+        assert!(!health.record(true, now), "still in service");
         assert!(health.admit(&NAME, now).is_ok());
         assert!(health.is_up(now));
     }
