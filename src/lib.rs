@@ -69,7 +69,7 @@ pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
 pub use session::{Package, Session};
 pub use store::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,
-    SessionStore, StoreError, Stored, Update, Version, WhenDown,
+    Protocol, SessionStore, StoreError, Stored, Update, Version, WhenDown,
 };
 pub use unit_of_work::SessionStatus;
 

@@ -17,6 +17,8 @@ mod session_store;
 
 pub(crate) use erased::ErasedStore;
 pub use error::StoreError;
-pub use memcache::{Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder};
+pub use memcache::{
+    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, Protocol,
+};
 pub use memory::MemoryStore;
 pub use session_store::{SessionStore, Stored, Update, Version, WhenDown};

@@ -21,6 +21,14 @@ mod native {
     }
 }
 
+mod text {
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::text_store());
+
+    mod http {
+        crate::http::http_suite!(crate::memcached::text_store());
+    }
+}
+
 mod r2d2_binary {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(""));
 

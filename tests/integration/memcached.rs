@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::MemcacheStore;
+use actix_memcache_session::{MemcacheStore, Protocol};
 
 pub struct Memcached {
     child: Option<Child>,
@@ -48,6 +48,14 @@ pub fn with_server<T>(f: impl FnOnce(&mut Memcached) -> T) -> T {
 /// A `MemcacheStore` on this thread's memcached.
 pub fn store() -> MemcacheStore {
     MemcacheStore::new(&with_server(|m| m.url())).expect("valid URL")
+}
+
+/// A `MemcacheStore` speaking the text protocol to this thread's memcached.
+pub fn text_store() -> MemcacheStore {
+    MemcacheStore::builder(with_server(|m| m.url()))
+        .protocol(Protocol::Text)
+        .build()
+        .expect("valid URL")
 }
 
 /// The URL of a store over `servers`.

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::protocol::{check_version, Line, Request, Status};
+use super::protocol::{check_version, short, Line, Op, Protocol, Request, Status};
 
 /// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
 /// shorter; a line without an end is not buffered without bound.
@@ -41,6 +41,10 @@ struct Waiter {
     opaque: u32,
     /// A set, the only command `SERVER_ERROR object too large` can answer.
     set: bool,
+    /// What was asked, and (text protocol reads only) of which key: a text reply is
+    /// checked against them.
+    op: Op,
+    key: Option<Rc<str>>,
     reply: oneshot::Sender<io::Result<Reply>>,
 }
 
@@ -56,6 +60,7 @@ struct Shared {
     failed: RefCell<Option<(io::ErrorKind, Rc<str>)>>,
     /// Largest value accepted in a reply.
     max_value: usize,
+    protocol: Protocol,
 }
 
 impl Shared {
@@ -93,11 +98,12 @@ impl Connection {
         port: u16,
         io_timeout: Duration,
         max_value: usize,
+        protocol: Protocol,
     ) -> io::Result<Self> {
         let mut stream = TcpStream::connect((host, port)).await?;
         // Writes are already batched; waiting to coalesce more would only add latency.
         stream.set_nodelay(true)?;
-        match tokio::time::timeout(io_timeout, handshake(&mut stream)).await {
+        match tokio::time::timeout(io_timeout, handshake(&mut stream, protocol)).await {
             Ok(result) => result?,
             Err(_) => return Err(timed_out("waiting for memcached's version")),
         }
@@ -109,6 +115,7 @@ impl Connection {
             next_opaque: Cell::new(0),
             failed: RefCell::new(None),
             max_value,
+            protocol,
         });
         let tasks = spawn_local_pair(
             write_loop(Rc::clone(&shared), write),
@@ -133,10 +140,14 @@ impl Connection {
         }
         let opaque = self.shared.next_opaque.get();
         self.shared.next_opaque.set(opaque.wrapping_add(1));
-        request.write_to(&mut self.shared.outbox.borrow_mut(), opaque);
+        let protocol = self.shared.protocol;
+        request.write_to(&mut self.shared.outbox.borrow_mut(), protocol, opaque);
+        let reads = matches!(request.op, Op::Get | Op::Exists);
         self.shared.waiters.borrow_mut().push_back(Waiter {
             opaque,
             set: request.is_set(),
+            op: request.op,
+            key: (protocol == Protocol::Text && reads).then(|| request.key.into()),
             reply: tx,
         });
         self.shared.wake_writer.notify_one();
@@ -161,13 +172,22 @@ impl Drop for Connection {
     }
 }
 
-/// Asks `version` and refuses a server whose meta protocol this client cannot speak.
-async fn handshake(stream: &mut TcpStream) -> io::Result<()> {
+/// Asks `version` and refuses a server whose meta protocol this client cannot speak (any
+/// memcached, or proxy in front of one, speaks the text protocol).
+async fn handshake(stream: &mut TcpStream, protocol: Protocol) -> io::Result<()> {
     stream.write_all(b"version\r\n").await?;
     let mut line = Vec::with_capacity(64);
     let mut reader = BufReader::new(stream);
     read_line(&mut reader, &mut line).await?;
-    check_version(&line).map_err(|why| {
+    let checked = match protocol {
+        Protocol::Meta => check_version(&line),
+        Protocol::Text if line.starts_with(b"VERSION ") => Ok(()),
+        Protocol::Text => Err(format!(
+            "the server at this address answered {:?} to `version`; is it memcached?",
+            short(&String::from_utf8_lossy(&line))
+        )),
+    };
+    checked.map_err(|why| {
         tracing::error!(%why, "memcached refused");
         io::Error::new(io::ErrorKind::Unsupported, why)
     })
@@ -208,7 +228,11 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
     let mut socket = BufReader::with_capacity(16 * 1024, socket);
     let mut line = Vec::with_capacity(64);
     loop {
-        let (opaque, reply) = match read_reply(&mut socket, &mut line, shared.max_value).await {
+        let read = match shared.protocol {
+            Protocol::Meta => read_reply(&mut socket, &mut line, shared.max_value).await,
+            Protocol::Text => read_text_reply(&mut socket, &mut line, &shared).await,
+        };
+        let (opaque, reply) = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::warn!(error = %e, "memcached connection ended");
@@ -219,9 +243,11 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         let Some(waiter) = shared.waiters.borrow_mut().pop_front() else {
             return out_of_step(&shared, None, "a reply nobody asked for");
         };
-        let in_step = match reply.status {
-            Status::TooLarge => waiter.set,
-            _ => opaque == Some(waiter.opaque),
+        let in_step = match (&reply.status, shared.protocol) {
+            (Status::TooLarge, _) => waiter.set,
+            // Checked against this waiter's request as it was read.
+            (_, Protocol::Text) => true,
+            (_, Protocol::Meta) => opaque == Some(waiter.opaque),
         };
         if !in_step {
             return out_of_step(&shared, Some(waiter), "a reply for another request");
@@ -273,8 +299,53 @@ async fn read_reply(
 ) -> io::Result<(Option<u32>, Reply)> {
     read_line(socket, line).await?;
     let Line { status, opaque } = Line::parse(line).map_err(|fatal| invalid(fatal.0))?;
+    let data = read_value(socket, &status, max_value).await?;
+    Ok((opaque, Reply { status, data }))
+}
+
+/// A text-protocol reply, parsed for the request it should answer (the oldest waiting):
+/// a `VALUE` must name its key and end with `END`.
+async fn read_text_reply(
+    socket: &mut BufReader<OwnedReadHalf>,
+    line: &mut Vec<u8>,
+    shared: &Shared,
+) -> io::Result<(Option<u32>, Reply)> {
+    read_line(socket, line).await?;
+    let Some((op, key)) = shared
+        .waiters
+        .borrow()
+        .front()
+        .map(|w| (w.op, w.key.clone()))
+    else {
+        return Err(invalid(format!(
+            "memcached sent a reply nobody asked for: {:?}",
+            short(&String::from_utf8_lossy(line))
+        )));
+    };
+    let status = super::text::parse(line, op, key.as_deref().unwrap_or_default())
+        .map_err(|fatal| invalid(fatal.0))?;
+    let data = read_value(socket, &status, shared.max_value).await?;
+    if matches!(status, Status::Value { .. }) {
+        read_line(socket, line).await?;
+        if line != b"END" {
+            return Err(invalid(format!(
+                "memcached sent {:?} where END should follow a value",
+                short(&String::from_utf8_lossy(line))
+            )));
+        }
+    }
+    Ok((None, Reply { status, data }))
+}
+
+/// The data block a `Value` status announces, bounded by `max_value` before anything is
+/// allocated; empty for any other status.
+async fn read_value(
+    socket: &mut BufReader<OwnedReadHalf>,
+    status: &Status,
+    max_value: usize,
+) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
-    if let Status::Value { len, .. } = status {
+    if let Status::Value { len, .. } = *status {
         if len > max_value {
             return Err(invalid(format!(
                 "memcached announced a {len}-byte value, over the {max_value}-byte item limit"
@@ -287,7 +358,7 @@ async fn read_reply(
         }
         data.truncate(len);
     }
-    Ok((opaque, Reply { status, data }))
+    Ok(data)
 }
 
 fn invalid(why: String) -> io::Error {

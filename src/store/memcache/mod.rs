@@ -11,6 +11,8 @@ mod protocol;
 mod r2d2;
 mod ring;
 mod store;
+mod text;
 
+pub use protocol::Protocol;
 pub use ring::{Distribution, Ketama, MemcacheServer};
 pub use store::{MemcacheStore, MemcacheStoreBuilder};

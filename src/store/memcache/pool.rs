@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
-use super::protocol::Request;
+use super::protocol::{Protocol, Request};
 use crate::store::StoreError;
 
 /// Tells stores apart in the per-thread table; clones of a store share a number.
@@ -48,6 +48,7 @@ pub(crate) struct Limits {
     pub(crate) io_timeout: Duration,
     /// Largest value a reply may announce.
     pub(crate) max_value: usize,
+    pub(crate) protocol: Protocol,
 }
 
 /// This thread's connections to one endpoint.
@@ -145,7 +146,13 @@ impl Endpoint {
         if let Some(conn) = slot.live() {
             return Ok((conn, true));
         }
-        let open = Connection::open(&self.host, self.port, limits.io_timeout, limits.max_value);
+        let open = Connection::open(
+            &self.host,
+            self.port,
+            limits.io_timeout,
+            limits.max_value,
+            limits.protocol,
+        );
         let conn = match timeout(limits.connect_timeout, open).await {
             Ok(Ok(conn)) => Rc::new(conn),
             Ok(Err(e)) => return Err(store_error(e)),
@@ -199,6 +206,7 @@ mod tests {
                     connect_timeout: Duration::from_secs(1),
                     io_timeout: Duration::from_secs(1),
                     max_value: 1024,
+                    protocol: Protocol::Meta,
                 },
             ))
         };

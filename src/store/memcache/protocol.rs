@@ -1,5 +1,5 @@
-//! memcached's meta protocol: the five commands a session store needs, written as bytes,
-//! and the replies they can get. No I/O here.
+//! The commands a session store needs, and memcached's meta protocol: how they are
+//! written, and the replies they can get. No I/O here. (The text protocol is in `text`.)
 //!
 //! - `mg <key> v c` reads a value and its CAS token: `VA <len> c<cas>` + data, or `EN`.
 //! - `ms <key> <len> T<ttl> ME` adds: `HD`, or `NS` when the key exists.
@@ -21,13 +21,48 @@ const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
 /// the `HD`/`NS`/`EX`/`NF` codes arrived in 1.6.10.
 pub(crate) const MIN_VERSION: (u32, u32, u32) = (1, 6, 10);
 
-/// A request, ready to write once the connection gives it its opaque token.
+/// Which of memcached's protocols a [`MemcacheStore`](crate::MemcacheStore) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// The meta protocol (memcached 1.6.10 or later; the default): every reply echoes its
+    /// request's opaque token, and a read and its TTL reset are one command.
+    #[default]
+    Meta,
+    /// The classic text protocol (`gets`, `cas`, `add`, `touch`, `delete`), for proxies
+    /// that speak nothing else (twemproxy, mcrouter) and memcached older than 1.6.10.
+    /// Replies carry no token: each is checked against the command it answers (a `VALUE`
+    /// line must name the key asked for), and anything else ends the connection.
+    Text,
+}
+
+/// What a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// The value and its CAS token.
+    Get,
+    /// Whether the key exists, changing nothing.
+    Exists,
+    /// Store if absent.
+    Add,
+    /// Store if the CAS token still matches.
+    Cas(u64),
+    /// Reset the TTL.
+    Touch,
+    Delete,
+    /// Delete if the CAS token still matches.
+    DeleteIf(u64),
+}
+
+/// A request, written out by the connection in its protocol once it has an opaque token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request<'a> {
-    /// The command line, without the opaque token and `\r\n`.
-    line: String,
+    pub(crate) op: Op,
+    pub(crate) key: &'a str,
     /// The data block of a set.
-    data: Option<&'a [u8]>,
+    pub(crate) data: Option<&'a [u8]>,
+    /// memcached's expiry (see [`exptime`]), for sets and touch.
+    pub(crate) exptime: u64,
     /// Whether sending it twice does no harm: reads, touch and unconditional delete. A
     /// write whose outcome is unknown must not be resent: a second CAS would answer
     /// "conflict" for a write that landed, a second conditional delete "not found" for a
@@ -36,57 +71,74 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn get(key: &str) -> Self {
-        Self::command(format!("mg {key} v c"), None, true)
+    pub(crate) fn get(key: &'a str) -> Self {
+        Self::new(Op::Get, key, None, 0)
     }
 
-    pub(crate) fn add(key: &str, data: &'a [u8], ttl: Duration, now: u64) -> Self {
-        let line = format!("ms {key} {} T{} ME", data.len(), exptime(ttl, now));
-        Self::command(line, Some(data), false)
+    /// Whether the item exists, changing nothing: a harmless first request to a server
+    /// that is being tried again.
+    pub(crate) fn exists(key: &'a str) -> Self {
+        Self::new(Op::Exists, key, None, 0)
     }
 
-    pub(crate) fn cas(key: &str, data: &'a [u8], cas: u64, ttl: Duration, now: u64) -> Self {
-        let line = format!("ms {key} {} T{} C{cas}", data.len(), exptime(ttl, now));
-        Self::command(line, Some(data), false)
+    pub(crate) fn add(key: &'a str, data: &'a [u8], ttl: Duration, now: u64) -> Self {
+        Self::new(Op::Add, key, Some(data), exptime(ttl, now))
     }
 
-    pub(crate) fn touch(key: &str, ttl: Duration, now: u64) -> Self {
-        Self::command(format!("mg {key} T{}", exptime(ttl, now)), None, true)
+    pub(crate) fn cas(key: &'a str, data: &'a [u8], cas: u64, ttl: Duration, now: u64) -> Self {
+        Self::new(Op::Cas(cas), key, Some(data), exptime(ttl, now))
     }
 
-    /// Whether the item exists (`HD` or `EN`), changing nothing: a harmless first
-    /// request to a server that is being tried again.
-    pub(crate) fn exists(key: &str) -> Self {
-        Self::command(format!("mg {key}"), None, true)
+    pub(crate) fn touch(key: &'a str, ttl: Duration, now: u64) -> Self {
+        Self::new(Op::Touch, key, None, exptime(ttl, now))
     }
 
-    pub(crate) fn delete(key: &str) -> Self {
-        Self::command(format!("md {key}"), None, true)
+    pub(crate) fn delete(key: &'a str) -> Self {
+        Self::new(Op::Delete, key, None, 0)
     }
 
     /// Deletes only if the item's CAS token is still `cas`.
-    pub(crate) fn delete_if(key: &str, cas: u64) -> Self {
-        Self::command(format!("md {key} C{cas}"), None, false)
+    pub(crate) fn delete_if(key: &'a str, cas: u64) -> Self {
+        Self::new(Op::DeleteIf(cas), key, None, 0)
     }
 
-    fn command(line: String, data: Option<&'a [u8]>, idempotent: bool) -> Self {
+    fn new(op: Op, key: &'a str, data: Option<&'a [u8]>, exptime: u64) -> Self {
+        let idempotent = matches!(op, Op::Get | Op::Exists | Op::Touch | Op::Delete);
         Self {
-            line,
+            op,
+            key,
             data,
+            exptime,
             idempotent,
         }
     }
 
-    /// Whether it carries a data block (a set).
+    /// Whether a set's `SERVER_ERROR object too large` may answer it.
     pub(crate) fn is_set(&self) -> bool {
         self.data.is_some()
     }
 
-    /// Appends the request to `out`, tagged with `opaque`.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, opaque: u32) {
-        out.extend_from_slice(self.line.as_bytes());
+    /// Appends the request to `out` in `protocol`, tagged with `opaque` (meta only).
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, protocol: Protocol, opaque: u32) {
+        match protocol {
+            Protocol::Meta => self.write_meta(out, opaque),
+            Protocol::Text => super::text::write(self, out),
+        }
+    }
+
+    fn write_meta(&self, out: &mut Vec<u8>, opaque: u32) {
+        let (key, exp) = (self.key, self.exptime);
+        let len = self.data.map_or(0, <[u8]>::len);
         // Straight into the outbox: no string per command. Writing to a Vec cannot fail.
-        let _ = write!(out, " O{opaque}\r\n");
+        let _ = match self.op {
+            Op::Get => write!(out, "mg {key} v c O{opaque}\r\n"),
+            Op::Exists => write!(out, "mg {key} O{opaque}\r\n"),
+            Op::Add => write!(out, "ms {key} {len} T{exp} ME O{opaque}\r\n"),
+            Op::Cas(cas) => write!(out, "ms {key} {len} T{exp} C{cas} O{opaque}\r\n"),
+            Op::Touch => write!(out, "mg {key} T{exp} O{opaque}\r\n"),
+            Op::Delete => write!(out, "md {key} O{opaque}\r\n"),
+            Op::DeleteIf(cas) => write!(out, "md {key} C{cas} O{opaque}\r\n"),
+        };
         if let Some(data) = self.data {
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
@@ -197,7 +249,7 @@ impl Line {
 }
 
 /// At most 100 characters of a server's text, for logs.
-fn short(text: &str) -> String {
+pub(crate) fn short(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
@@ -225,8 +277,9 @@ pub(crate) fn check_version(line: &[u8]) -> Result<(), String> {
     if found < MIN_VERSION {
         let (a, b, c) = MIN_VERSION;
         return Err(format!(
-            "memcached {} is too old: the meta protocol this store speaks needs {a}.{b}.{c} or \
-             later; upgrade memcached",
+            "memcached {} is too old: the meta protocol needs {a}.{b}.{c} or later; upgrade \
+             memcached, or have the store speak the text protocol \
+             (MemcacheStore::builder(url).protocol(Protocol::Text))",
             short(version)
         ));
     }
@@ -239,7 +292,7 @@ mod tests {
 
     fn text(r: &Request<'_>, opaque: u32) -> String {
         let mut out = Vec::new();
-        r.write_to(&mut out, opaque);
+        r.write_to(&mut out, Protocol::Meta, opaque);
         String::from_utf8(out).unwrap()
     }
 

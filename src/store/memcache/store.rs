@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::fleet::Fleet;
 use super::health::Health;
 use super::pool::{Endpoint, Limits};
-use super::protocol::{Request, Status};
+use super::protocol::{Protocol, Request, Status};
 use super::ring::{Distribution, Ketama, MemcacheServer, DEFAULT_PORT};
 use crate::clock::now_unix;
 use crate::id::SessionId;
@@ -71,6 +71,7 @@ pub struct MemcacheStore {
     prefix: Arc<str>,
     max_item_size: usize,
     when_down: WhenDown,
+    protocol: Protocol,
     backend: Backend,
 }
 
@@ -102,6 +103,7 @@ impl MemcacheStore {
             io_timeout: Duration::from_secs(1),
             key_prefix: DEFAULT_PREFIX.to_owned(),
             max_item_size: MAX_ITEM_SIZE,
+            protocol: Protocol::Meta,
             weights: Vec::new(),
             failure_limit: 3,
             retry_interval: Duration::from_secs(1),
@@ -122,6 +124,7 @@ impl MemcacheStore {
             prefix: DEFAULT_PREFIX.into(),
             max_item_size: MAX_ITEM_SIZE,
             when_down: WhenDown::FailClosed,
+            protocol: Protocol::Meta,
             backend: Backend::R2d2(super::r2d2::R2d2Backend::new(pool)),
         }
     }
@@ -210,7 +213,15 @@ impl SessionStore for MemcacheStore {
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(fleet) => native_delete(fleet, &key, Some(version)).await,
+            Backend::Native(fleet) => {
+                let outcome = native_delete(fleet, &key, Some(version)).await?;
+                // The text protocol's conditional delete left a tombstone: remove it, so
+                // that a touch cannot find it.
+                if self.protocol == Protocol::Text && outcome == Update::Updated {
+                    native_delete(fleet, &key, None).await?;
+                }
+                Ok(outcome)
+            }
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.delete_if(key, version).await,
         }
@@ -236,6 +247,8 @@ fn unexpected(status: Status) -> StoreError {
 async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreError> {
     let reply = fleet.execute(key, &Request::get(key)).await?;
     match reply.status {
+        // The text protocol's conditional delete leaves an empty tombstone for a second.
+        Status::Value { .. } if reply.data.is_empty() => Ok(None),
         Status::Value { cas: Some(cas), .. } => Ok(Some(Stored {
             data: reply.data,
             version: Version::new(cas),
@@ -317,6 +330,7 @@ pub struct MemcacheStoreBuilder {
     io_timeout: Duration,
     key_prefix: String,
     max_item_size: usize,
+    protocol: Protocol,
     weights: Vec<(String, u32)>,
     failure_limit: u32,
     retry_interval: Duration,
@@ -373,6 +387,14 @@ impl MemcacheStoreBuilder {
     /// because memcached answers a too-large write by dropping the stored session.
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
+        self
+    }
+
+    /// Which of memcached's protocols to speak. Default: [`Protocol::Meta`] (memcached
+    /// 1.6.10 or later). [`Protocol::Text`] for a proxy (twemproxy, mcrouter) or an older
+    /// memcached: the same semantics, checked the same way.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -464,6 +486,7 @@ impl MemcacheStoreBuilder {
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
             max_value: self.max_item_size,
+            protocol: self.protocol,
         };
         let distribution = (servers.len() > 1).then(|| match self.distribution {
             Some(MakeDistribution(make)) => make(&servers),
@@ -482,6 +505,7 @@ impl MemcacheStoreBuilder {
             prefix: self.key_prefix.into(),
             max_item_size: self.max_item_size,
             when_down: self.when_down,
+            protocol: self.protocol,
             backend: Backend::Native(Arc::new(fleet)),
         })
     }
