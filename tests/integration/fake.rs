@@ -16,7 +16,8 @@ use std::time::Duration;
 pub struct Command {
     /// The command line, without `\r\n`.
     pub line: String,
-    /// Its first word: `mg`, `ms`, `md`, `version`.
+    /// Its first word: `mg`, `ms`, `md`, `version`; in the text protocol `gets`, `add`,
+    /// `cas`, `touch`, `delete`.
     pub verb: String,
 }
 
@@ -32,8 +33,8 @@ pub enum Answer {
 
 type Script = dyn Fn(&Command) -> Answer + Send + Sync;
 
-/// A scripted memcached: a small in-memory meta-protocol server whose answers `script`
-/// may replace, command by command.
+/// A scripted memcached: a small in-memory server of the meta and text commands the store
+/// sends, whose answers `script` may replace, command by command.
 pub struct FakeMemcached {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -88,8 +89,14 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
         }
         let line = line.trim_end().to_owned();
         let words: Vec<&str> = line.split(' ').collect();
-        let data = if words[0] == "ms" {
-            let len: usize = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(0);
+        // Where a set's data length stands: `ms <key> <len>`, `add|cas <key> 0 <exp> <len>`.
+        let len_at = match words[0] {
+            "ms" => Some(2),
+            "add" | "cas" => Some(4),
+            _ => None,
+        };
+        let data = if let Some(at) = len_at {
+            let len: usize = words.get(at).and_then(|w| w.parse().ok()).unwrap_or(0);
             let mut data = vec![0; len + 2];
             if reader.read_exact(&mut data).is_err() {
                 return;
@@ -114,10 +121,13 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
     }
 }
 
-/// memcached's answer to the few meta commands the store sends.
+/// memcached's answer to the few commands the store sends.
 fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
     if words[0] == "version" {
         return b"VERSION 1.6.18\r\n".to_vec();
+    }
+    if let Some(reply) = normal_text(words, &data, items) {
+        return reply;
     }
     let key = words.get(1).copied().unwrap_or_default().to_owned();
     let flags = &words[2.min(words.len())..];
@@ -167,7 +177,47 @@ fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
     format!("{reply}{opaque}\r\n").into_bytes()
 }
 
-/// A proxy to `upstream` that, the first time a client sends a write (`ms`), forwards it
+/// memcached's answer to a text-protocol command, if it is one.
+fn normal_text(words: &[&str], data: &Option<Vec<u8>>, items: &mut Items) -> Option<Vec<u8>> {
+    let key = words.get(1).copied().unwrap_or_default().to_owned();
+    let current = items.map.get(&key).map(|(_, cas)| *cas);
+    let reply = match words[0] {
+        "gets" => {
+            let Some((value, cas)) = items.map.get(&key) else {
+                return Some(b"END\r\n".to_vec());
+            };
+            let mut bytes = format!("VALUE {key} 0 {} {cas}\r\n", value.len()).into_bytes();
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\r\nEND\r\n");
+            return Some(bytes);
+        }
+        "add" if current.is_some() => "NOT_STORED",
+        "cas" => match (current, words.get(5).and_then(|c| c.parse::<u64>().ok())) {
+            (None, _) => "NOT_FOUND",
+            (Some(cas), Some(given)) if cas == given => {
+                items.next_cas += 1;
+                let value = data.clone().unwrap_or_default();
+                items.map.insert(key, (value, items.next_cas));
+                "STORED"
+            }
+            _ => "EXISTS",
+        },
+        "add" => {
+            items.next_cas += 1;
+            let value = data.clone().unwrap_or_default();
+            items.map.insert(key, (value, items.next_cas));
+            "STORED"
+        }
+        "touch" if current.is_some() => "TOUCHED",
+        "delete" if items.map.remove(&key).is_some() => "DELETED",
+        "touch" | "delete" => "NOT_FOUND",
+        _ => return None,
+    };
+    Some(format!("{reply}\r\n").into_bytes())
+}
+
+/// A proxy to `upstream` that, the first time a client sends a write (`ms`; `cas` or `add`
+/// in the text protocol), forwards it
 /// and then closes the connection without passing the reply back: the write landed, and
 /// the client cannot know. Later connections pass through untouched.
 pub struct DroppingProxy {
@@ -213,7 +263,13 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, once: &AtomicBool, drop
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        let write = chunk.starts_with(b"ms ") || chunk.windows(4).any(|w| w == b"\nms ");
+        // A meta or text write: `ms`, `cas`, `add`.
+        let write = [&b"ms "[..], b"cas ", b"add "].iter().any(|verb| {
+            chunk.starts_with(verb)
+                || chunk
+                    .windows(verb.len() + 1)
+                    .any(|w| w[0] == b'\n' && &w[1..] == *verb)
+        });
         if write && !once.swap(true, Ordering::SeqCst) {
             dropping.store(true, Ordering::SeqCst);
             let _ = to.write_all(chunk);

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::{Key, MemcacheStore, SessionId, SessionStore, StoreError, Update};
+use actix_memcache_session::{
+    Key, MemcacheStore, Protocol, SessionId, SessionStore, StoreError, Update,
+};
 use futures_util::future::{join, join_all};
 use futures_util::FutureExt;
 
@@ -24,8 +26,13 @@ fn run<T>(test: impl std::future::Future<Output = T>) -> T {
 
 /// A store on `url` with short timeouts, so a missing reply costs little.
 fn quick_store(url: String) -> MemcacheStore {
+    quick_store_speaking(url, Protocol::Meta)
+}
+
+fn quick_store_speaking(url: String, protocol: Protocol) -> MemcacheStore {
     MemcacheStore::builder(url)
         .io_timeout(Duration::from_millis(300))
+        .protocol(protocol)
         .build()
         .unwrap()
 }
@@ -267,41 +274,55 @@ async fn a_refused_server_is_503_for_the_session_routes() {
 /// change that was saved.
 #[actix_web::test]
 async fn a_write_whose_reply_is_lost_is_503_not_409() {
-    let key = Key::generate();
-    let direct = TestApp::with(CountingStore::new(store()), key.clone(), |b| b).await;
-    let cookie = direct.get("/set/p/k/1", None).await.cookie();
-    let proxy = DroppingProxy::start(with_server(|m| m.addr()));
-    let through = TestApp::with(CountingStore::new(quick_store(proxy.url())), key, |b| b).await;
+    for protocol in [Protocol::Meta, Protocol::Text] {
+        let key = Key::generate();
+        let direct = TestApp::with(CountingStore::new(store()), key.clone(), |b| b).await;
+        let cookie = direct.get("/set/p/k/1", None).await.cookie();
+        let proxy = DroppingProxy::start(with_server(|m| m.addr()));
+        let quick = quick_store_speaking(proxy.url(), protocol);
+        let through = TestApp::with(CountingStore::new(quick), key, |b| b).await;
 
-    let reply = through.get("/set/p/k/2", Some(&cookie)).await;
-    assert!(
-        proxy.dropped.load(Ordering::SeqCst),
-        "the proxy dropped the write's reply"
-    );
-    assert_eq!(reply.status, 503, "{reply:?}");
-    assert!(reply.cookie.is_none());
-    assert_eq!(
-        direct.get("/get/p/k", Some(&cookie)).await.body,
-        "2",
-        "it had landed"
-    );
-    assert_eq!(through.store.calls().updates, 1, "and was not sent twice");
+        let reply = through.get("/set/p/k/2", Some(&cookie)).await;
+        assert!(
+            proxy.dropped.load(Ordering::SeqCst),
+            "{protocol:?}: the proxy dropped the write's reply"
+        );
+        assert_eq!(reply.status, 503, "{protocol:?}: {reply:?}");
+        assert!(reply.cookie.is_none());
+        assert_eq!(
+            direct.get("/get/p/k", Some(&cookie)).await.body,
+            "2",
+            "{protocol:?}: it had landed"
+        );
+        assert_eq!(
+            through.store.calls().updates,
+            1,
+            "{protocol:?}: and was not sent twice"
+        );
+    }
 }
 
 /// A new session whose add landed but whose reply was lost: 503, and not created a second
 /// time under another id.
 #[actix_web::test]
 async fn a_create_whose_reply_is_lost_is_503_and_not_repeated() {
-    let proxy = DroppingProxy::start(with_server(|m| m.addr()));
-    let app = TestApp::new(CountingStore::new(quick_store(proxy.url()))).await;
-    let items = || with_server(|m| m.stats())["curr_items"];
-    let before = items();
-    let reply = app.get("/set/p/k/1", None).await;
-    assert!(proxy.dropped.load(Ordering::SeqCst));
-    assert_eq!(reply.status, 503, "{reply:?}");
-    assert!(reply.cookie.is_none());
-    assert_eq!(items(), before + 1, "one add, the one that landed");
-    assert_eq!(app.store.calls().creates, 1);
+    for protocol in [Protocol::Meta, Protocol::Text] {
+        let proxy = DroppingProxy::start(with_server(|m| m.addr()));
+        let quick = quick_store_speaking(proxy.url(), protocol);
+        let app = TestApp::new(CountingStore::new(quick)).await;
+        let items = || with_server(|m| m.stats())["curr_items"];
+        let before = items();
+        let reply = app.get("/set/p/k/1", None).await;
+        assert!(proxy.dropped.load(Ordering::SeqCst));
+        assert_eq!(reply.status, 503, "{protocol:?}: {reply:?}");
+        assert!(reply.cookie.is_none());
+        assert_eq!(
+            items(),
+            before + 1,
+            "{protocol:?}: one add, the one that landed"
+        );
+        assert_eq!(app.store.calls().creates, 1);
+    }
 }
 
 /// memcached run with `-C` gives every item CAS token 0: compare-and-swap cannot work.
@@ -364,4 +385,90 @@ fn outside_a_local_set_the_store_errs_instead_of_panicking() {
             Update::Updated
         );
     });
+}
+
+/// The text protocol has no opaque token: a reply is checked against the command it
+/// answers. A write answered twice shifts its extra line onto the reads waiting behind it
+/// on the pipelined connection: none of them gets another session's data.
+#[test]
+fn text_a_doubled_reply_never_hands_a_session_another_sessions_data() {
+    let (fake, armed) = fake_once("cas", |_| Answer::Send(b"STORED\r\nSTORED\r\n".to_vec()));
+    let store = quick_store_speaking(fake.url(), Protocol::Text);
+    run(async {
+        let ids = ids(6);
+        for id in &ids {
+            assert!(store.create(id, id.as_str().as_bytes(), TTL).await.unwrap());
+        }
+        let version = store.load(&ids[0]).await.unwrap().unwrap().version;
+        armed.store(true, Ordering::SeqCst);
+        let write = store.update(&ids[0], b"new", version, TTL);
+        let reads = join_all(ids[1..].iter().map(|id| store.load(id)));
+        let (_, reads) = join(write, reads).await;
+        for (id, read) in ids[1..].iter().zip(reads) {
+            match read {
+                Ok(Some(stored)) => assert_eq!(stored.data, id.as_str().as_bytes()),
+                Ok(None) => panic!("session {id:?} read as missing"),
+                Err(e) => assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}"),
+            }
+        }
+        for id in &ids[1..] {
+            let stored = store.load(id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.data,
+                id.as_str().as_bytes(),
+                "a new connection is in step"
+            );
+        }
+    });
+}
+
+/// A `VALUE` line that names another key than the one asked for ends the connection: the
+/// value is never handed over.
+#[test]
+fn text_a_value_for_another_key_is_refused() {
+    let (fake, armed) = fake_once("gets", |_| {
+        Answer::Send(b"VALUE session:someone-else 0 6 1\r\ntheirs\r\nEND\r\n".to_vec())
+    });
+    let store = quick_store_speaking(fake.url(), Protocol::Text);
+    run(async {
+        let id = SessionId::generate().unwrap();
+        store.create(&id, b"mine", TTL).await.unwrap();
+        armed.store(true, Ordering::SeqCst);
+        own_or_unavailable(store.load(&id).await, b"mine");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"mine");
+    });
+}
+
+/// Absurd `VALUE` lengths, a value not followed by `END`, garbage: the connection ends at
+/// once (the read is resent on a new one, or 503), no panic, nothing allocated for the
+/// length.
+#[test]
+fn text_absurd_lengths_and_garbage_end_the_connection() {
+    let replies: [&[u8]; 5] = [
+        b"VALUE {key} 0 18446744073709551615 1\r\n",
+        b"VALUE {key} 0 4294967296 1\r\n",
+        b"VALUE {key} 0 4 1\r\nkept\r\nVALUE {key} 0 4 1\r\n",
+        b"\xff\xfe\x00garbage\r\n",
+        b"SERVER_ERROR temporary failure\r\n",
+    ];
+    for reply in replies {
+        let (fake, armed) = fake_once("gets", move |c| {
+            let key = c.line.trim_start_matches("gets ");
+            let reply = String::from_utf8_lossy(reply).replace("{key}", key);
+            Answer::Send(reply.into_bytes())
+        });
+        let store = quick_store_speaking(fake.url(), Protocol::Text);
+        run(async {
+            let id = SessionId::generate().unwrap();
+            store.create(&id, b"kept", TTL).await.unwrap();
+            armed.store(true, Ordering::SeqCst);
+            let started = Instant::now();
+            own_or_unavailable(store.load(&id).await, b"kept");
+            assert!(
+                started.elapsed() < Duration::from_millis(250),
+                "refused at once, not by the timeout"
+            );
+            assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"kept");
+        });
+    }
 }
