@@ -4,12 +4,13 @@
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+# nutcracker installs to /usr/sbin, which a non-login shell may not have on its PATH.
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
-# memcached for the integration tests; OpenSSL headers for the `r2d2` feature's
-# `memcache` dependency.
+# memcached and nutcracker (twemproxy) for the integration tests; OpenSSL headers for the
+# `r2d2` feature's `memcache` dependency.
 . scripts/install-missing.sh
-install_missing memcached:memcached pkg-config:pkg-config openssl
+install_missing memcached:memcached nutcracker:nutcracker pkg-config:pkg-config openssl
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

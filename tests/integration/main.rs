@@ -10,6 +10,8 @@ mod http;
 mod memcache;
 mod memcached;
 mod memory;
+mod nutcracker;
+mod proxy;
 mod support;
 
 use actix_web::{test, web, App};

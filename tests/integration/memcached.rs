@@ -27,7 +27,7 @@ thread_local! {
 /// tests would then share one server, and one would kill it under the other.
 static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -59,8 +59,8 @@ pub fn text_store() -> MemcacheStore {
 }
 
 /// The URL of a store over `servers`.
-pub fn fleet_url(servers: &[Memcached]) -> String {
-    let addrs: Vec<String> = servers.iter().map(|m| m.addr().to_string()).collect();
+pub fn fleet_url<'a>(servers: impl IntoIterator<Item = &'a Memcached>) -> String {
+    let addrs: Vec<String> = servers.into_iter().map(|m| m.addr().to_string()).collect();
     format!("memcache://{}", addrs.join(","))
 }
 
@@ -71,7 +71,7 @@ pub fn fleet_store() -> MemcacheStore {
         if fleet.is_empty() {
             fleet.extend((0..3).map(|_| Memcached::start()));
         }
-        fleet_url(&fleet)
+        fleet_url(fleet.iter())
     });
     MemcacheStore::new(&url).expect("valid URL")
 }

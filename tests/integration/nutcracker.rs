@@ -1,0 +1,103 @@
+//! A real twemproxy (`nutcracker`) on a free loopback port, in front of memcached servers
+//! of its own, with libmemcached's ring (`distribution: ketama`, `hash: md5`); stopped by
+//! pid when dropped.
+
+use std::cell::RefCell;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::{MemcacheStore, Protocol};
+
+use crate::memcached::{free_port, Memcached};
+
+pub struct Nutcracker {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+    /// The servers behind it, with their weights.
+    pub servers: Vec<(Memcached, u32)>,
+}
+
+thread_local! {
+    static PROXY: RefCell<Option<Nutcracker>> = const { RefCell::new(None) };
+}
+
+/// A text-protocol `MemcacheStore` through this thread's nutcracker (over two memcached).
+pub fn proxy_store() -> MemcacheStore {
+    let url = PROXY.with(|p| {
+        p.borrow_mut()
+            .get_or_insert_with(|| Nutcracker::start(&[1, 1]))
+            .url()
+    });
+    MemcacheStore::builder(url)
+        .protocol(Protocol::Text)
+        .build()
+        .expect("valid URL")
+}
+
+impl Nutcracker {
+    /// nutcracker over new memcached servers with these weights.
+    pub fn start(weights: &[u32]) -> Self {
+        let servers: Vec<(Memcached, u32)> =
+            weights.iter().map(|&w| (Memcached::start(), w)).collect();
+        let port = free_port();
+        let listed: Vec<String> = servers
+            .iter()
+            .map(|(m, w)| format!("   - {}:{w}", m.addr()))
+            .collect();
+        let config = std::env::temp_dir().join(format!("nutcracker-{port}.yml"));
+        let yaml = format!(
+            "pool:\n  listen: 127.0.0.1:{port}\n  hash: md5\n  distribution: ketama\n  \
+             timeout: 1000\n  servers:\n{}\n",
+            listed.join("\n")
+        );
+        std::fs::write(&config, yaml).expect("nutcracker config");
+        let stats = free_port().to_string();
+        let spawn = |program: &str| {
+            Command::new(program)
+                .arg("-c")
+                .arg(&config)
+                .args(["-s", &stats, "-o", "/dev/null"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        let child = spawn("nutcracker")
+            .or_else(|_| spawn("/usr/sbin/nutcracker"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nutcracker ({e}): install it with `sudo apt-get install -y \
+                     nutcracker`, or run `bash scripts/test.sh`, which installs it"
+                )
+            });
+        let mut proxy = Self {
+            child,
+            port,
+            config,
+            servers,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("nutcracker exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "nutcracker did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nutcracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
