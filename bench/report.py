@@ -10,6 +10,8 @@ SERVERS = {
     "bare": "bare actix-web (no session)",
     "memcache": "**this crate, MemcacheStore**",
     "memcache-3": "this crate, MemcacheStore over 3 memcached",
+    "memcache-text": "this crate, MemcacheStore, text protocol",
+    "memcache-proxy": "this crate, MemcacheStore, text protocol through nutcracker",
     "memcache-r2d2": "this crate, MemcacheStore::from_r2d2",
     "memcache-exp": "this crate's middleware, memcache::exp::AsyncMetaClient",
     "actix-redis": "actix-session + Redis",

@@ -13,11 +13,14 @@
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
 #   (the store's pool_max_size), SERVERS="memcache actix-redis" and ROUTES="read incr" are
 #   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
-#   memcache::exp's client) and memcache-3 (MemcacheStore over three memcached servers):
+#   memcache::exp's client), memcache-3 (MemcacheStore over three memcached servers),
+#   memcache-text (the text protocol) and memcache-proxy (text, through nutcracker over the
+#   first memcached):
 #   SERVERS="memcache memcache-3" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
+#   SERVERS="memcache memcache-text memcache-proxy" ROUTES="read incr" bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 SESSIONS=${SESSIONS:-1000}
@@ -25,7 +28,8 @@ SERVERS=${SERVERS:-"bare memcache memcache-r2d2 actix-redis actix-cookie"}
 ROUTES=${ROUTES:-"plain read incr login"}
 
 . scripts/install-missing.sh
-install_missing memcached:memcached redis-server:redis-server wrk:wrk pkg-config:pkg-config openssl
+install_missing memcached:memcached nutcracker:nutcracker redis-server:redis-server wrk:wrk \
+    pkg-config:pkg-config openssl
 
 echo "== building the bench server (release)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
@@ -63,16 +67,23 @@ for i in 1 2 3; do
     mc_ports+=("$port")
 done
 mc_port=${mc_ports[0]}
+# nutcracker in front of the first memcached, for memcache-proxy.
+nc_port=$(free_port)
+printf 'pool:\n  listen: 127.0.0.1:%s\n  hash: md5\n  distribution: ketama\n  timeout: 1000\n  servers:\n   - 127.0.0.1:%s:1\n' \
+    "$nc_port" "$mc_port" >"$work/nutcracker.yml"
+nutcracker -c "$work/nutcracker.yml" -d -p "$work/nutcracker.pid" -o "$work/nutcracker.log" \
+    -s "$(free_port)"
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
-for port in "${mc_ports[@]}"; do wait_port "$port"; done
+for port in "${mc_ports[@]}" "$nc_port"; do wait_port "$port"; done
 wait_port "$redis_port"
 
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
         case $server in
+            memcache-proxy) url="memcache://127.0.0.1:$nc_port" ;;
             memcache-3) url="memcache://127.0.0.1:${mc_ports[0]},127.0.0.1:${mc_ports[1]},127.0.0.1:${mc_ports[2]}" ;;
             memcache*) url="memcache://127.0.0.1:$mc_port" ;;
             actix-redis) url="redis://127.0.0.1:$redis_port" ;;

@@ -1,6 +1,6 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-3|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|memcache|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
 //! async client (`exp_store`), to compare the two clients.
 //!
@@ -124,7 +124,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-3|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|memcache|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -195,6 +195,14 @@ fn native_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore
     builder.build().map_err(io::Error::other)
 }
 
+/// `MemcacheStore` speaking the text protocol (to memcached, or to a proxy).
+fn text_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> {
+    actix_memcache_session::MemcacheStore::builder(url)
+        .protocol(actix_memcache_session::Protocol::Text)
+        .build()
+        .map_err(io::Error::other)
+}
+
 /// `MemcacheStore::from_r2d2` over a pool as a user would configure it.
 fn r2d2_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> {
     let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
@@ -217,6 +225,7 @@ async fn main() -> io::Result<()> {
     match kind.as_str() {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
         "memcache" | "memcache-3" => serve_ours(port, native_store(url)?).await,
+        "memcache-text" | "memcache-proxy" => serve_ours(port, text_store(url)?).await,
         "memcache-r2d2" => serve_ours(port, r2d2_store(url)?).await,
         "memcache-exp" => {
             let addr = url.trim_start_matches("memcache://");
