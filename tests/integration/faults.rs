@@ -387,6 +387,28 @@ fn outside_a_local_set_the_store_errs_instead_of_panicking() {
     });
 }
 
+/// A memcached too old for the meta protocol works in the text protocol.
+#[test]
+fn a_memcached_older_than_1_6_10_works_in_the_text_protocol() {
+    let fake = FakeMemcached::start(|c| match c.verb.as_str() {
+        "version" => Answer::Send(b"VERSION 1.6.9\r\n".to_vec()),
+        _ => Answer::Normal,
+    });
+    let store = quick_store_speaking(fake.url(), Protocol::Text);
+    run(async {
+        let id = SessionId::generate().unwrap();
+        assert!(store.create(&id, b"mine", TTL).await.unwrap());
+        let stored = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(stored.data, b"mine");
+        let update = store
+            .update(&id, b"new", stored.version, TTL)
+            .await
+            .unwrap();
+        assert_eq!(update, Update::Updated);
+        assert!(store.touch(&id, TTL).await.unwrap());
+    });
+}
+
 /// The text protocol has no opaque token: a reply is checked against the command it
 /// answers. A write answered twice shifts its extra line onto the reads waiting behind it
 /// on the pipelined connection: none of them gets another session's data.

@@ -391,7 +391,10 @@ mod tests {
         assert!(check_version(b"VERSION 2.0.0-rc1").is_ok());
         let old = check_version(b"VERSION 1.6.9").unwrap_err();
         assert!(old.contains("1.6.9") && old.contains("1.6.10"), "{old}");
-        assert!(old.contains("Protocol::Text"), "points at the text mode: {old}");
+        assert!(
+            old.contains("Protocol::Text"),
+            "points at the text mode: {old}"
+        );
         assert!(check_version(b"VERSION 1.5.22").is_err());
         assert!(check_version(b"ERROR")
             .unwrap_err()
