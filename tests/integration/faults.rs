@@ -126,6 +126,22 @@ async fn write_with_reads_behind_it(
     write
 }
 
+/// Stores a session, arms the fault, and reads the session through it: its own data (the
+/// read resent on a new connection) or 503, at once rather than by the timeout; then a
+/// read on a new connection finds it.
+async fn read_through_fault(store: &MemcacheStore, armed: &AtomicBool) {
+    let id = SessionId::generate().unwrap();
+    store.create(&id, b"mine", TTL).await.unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    own_or_unavailable(store.load(&id).await, b"mine");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "refused at once, not by the timeout"
+    );
+    assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"mine");
+}
+
 /// A reply whose opaque token names another request ends the connection.
 #[test]
 fn a_reply_for_another_request_ends_the_connection() {
@@ -133,13 +149,7 @@ fn a_reply_for_another_request_ends_the_connection() {
         Answer::Send(format!("EN O{}9\r\n", opaque(c)).into_bytes())
     });
     let store = quick_store(fake.url());
-    run(async {
-        let id = SessionId::generate().unwrap();
-        store.create(&id, b"mine", TTL).await.unwrap();
-        armed.store(true, Ordering::SeqCst);
-        own_or_unavailable(store.load(&id).await, b"mine");
-        assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"mine");
-    });
+    run(read_through_fault(&store, &armed));
 }
 
 /// Lengths and lines from the wire are checked before anything is allocated for them: an
@@ -164,18 +174,7 @@ fn absurd_lengths_endless_lines_and_garbage_end_the_connection() {
         };
         let (fake, armed) = fake_once("mg", move |_| Answer::Send(reply.clone()));
         let store = quick_store(fake.url());
-        run(async {
-            let id = SessionId::generate().unwrap();
-            store.create(&id, b"kept", TTL).await.unwrap();
-            armed.store(true, Ordering::SeqCst);
-            let started = Instant::now();
-            own_or_unavailable(store.load(&id).await, b"kept");
-            assert!(
-                started.elapsed() < Duration::from_millis(250),
-                "refused at once, not by the timeout"
-            );
-            assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"kept");
-        });
+        run(read_through_fault(&store, &armed));
     }
 }
 
@@ -436,13 +435,7 @@ fn text_a_value_for_another_key_is_refused() {
         Answer::Send(b"VALUE session:someone-else 0 6 1\r\ntheirs\r\nEND\r\n".to_vec())
     });
     let store = quick_store_speaking(fake.url(), Protocol::Text);
-    run(async {
-        let id = SessionId::generate().unwrap();
-        store.create(&id, b"mine", TTL).await.unwrap();
-        armed.store(true, Ordering::SeqCst);
-        own_or_unavailable(store.load(&id).await, b"mine");
-        assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"mine");
-    });
+    run(read_through_fault(&store, &armed));
 }
 
 /// Absurd `VALUE` lengths, a value not followed by `END`, garbage: the connection ends at
@@ -464,17 +457,6 @@ fn text_absurd_lengths_and_garbage_end_the_connection() {
             Answer::Send(reply.into_bytes())
         });
         let store = quick_store_speaking(fake.url(), Protocol::Text);
-        run(async {
-            let id = SessionId::generate().unwrap();
-            store.create(&id, b"kept", TTL).await.unwrap();
-            armed.store(true, Ordering::SeqCst);
-            let started = Instant::now();
-            own_or_unavailable(store.load(&id).await, b"kept");
-            assert!(
-                started.elapsed() < Duration::from_millis(250),
-                "refused at once, not by the timeout"
-            );
-            assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"kept");
-        });
+        run(read_through_fault(&store, &armed));
     }
 }
