@@ -113,11 +113,12 @@ impl Fleet {
     }
 
     /// Whether a new session may be stored under `key`: its server is not marked down.
-    /// (A key the distribution misplaces is accepted, so that its write reports why.)
-    pub(crate) fn accepts(&self, key: &str) -> bool {
+    /// (A key the distribution misplaces is accepted, so that its write reports why.) The
+    /// key is only made for a fleet: a single server costs nothing here.
+    pub(crate) fn accepts(&self, key: impl FnOnce() -> String) -> bool {
         self.distribution.is_none()
             || self
-                .member(key)
+                .member(&key())
                 .map_or(true, |member| member.health.is_up(Instant::now()))
     }
 }
