@@ -52,6 +52,16 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// A [`TypedPackage`](crate::TypedPackage)'s type does not serialize to a JSON
+    /// object, or the stored package does not fit it.
+    #[error("session package {package:?} does not fit its declared type")]
+    PackageType {
+        /// The package.
+        package: String,
+        /// The serializer's or deserializer's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The encoded session exceeds the configured size limit; nothing was written.
     #[error("session data is {size} bytes, over the {limit}-byte limit; nothing was saved")]
     TooLarge {
@@ -72,6 +82,10 @@ pub enum SessionError {
     /// No randomness for a new session id.
     #[error("cannot generate a session id")]
     Entropy(#[source] std::io::Error),
+    /// [`Savepoint::rollback`](crate::Savepoint::rollback) on a savepoint that an earlier
+    /// rollback discarded, or after the request's unit of work ended.
+    #[error("the savepoint was discarded by a rollback to an earlier one, or the request ended")]
+    InvalidSavepoint,
     /// `Session` was extracted in an app without the `MemcacheSession` middleware.
     #[error("the MemcacheSession middleware is not installed for this route")]
     MissingMiddleware,
@@ -123,6 +137,7 @@ impl SessionError {
             }
             Self::Serialize { .. } => "a session value cannot be stored as JSON",
             Self::Deserialize { .. } => "a session value does not have the requested type",
+            Self::PackageType { .. } => "a session package does not fit its declared type",
             Self::Store(StoreError::TooLarge { .. }) => {
                 "session data exceeds the store's item limit; nothing was saved"
             }
@@ -131,6 +146,7 @@ impl SessionError {
             | Self::Conflict
             | Self::Ended
             | Self::Entropy(_)
+            | Self::InvalidSavepoint
             | Self::MissingMiddleware => return self.to_string(),
         };
         fixed.to_owned()

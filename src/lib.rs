@@ -54,23 +54,31 @@ mod clock;
 mod config;
 mod cookie;
 mod error;
+mod flash;
+mod hooks;
 mod id;
 mod middleware;
 mod record;
+mod savepoint;
 mod session;
 mod store;
+mod transaction;
+mod typed;
 mod unit_of_work;
 
 pub use config::MemcacheSessionBuilder;
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;
+pub use flash::{FlashMessage, Level};
 pub use id::SessionId;
 pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
+pub use savepoint::Savepoint;
 pub use session::{Package, Session};
 pub use store::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,
     Protocol, SessionStore, StoreError, Stored, Update, Version, WhenDown,
 };
+pub use typed::TypedPackage;
 pub use unit_of_work::SessionStatus;
 
 #[cfg(feature = "testing")]

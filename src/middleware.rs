@@ -1,6 +1,7 @@
 //! The middleware: opens a unit of work per request and decides, from the response,
 //! whether it commits or aborts.
 
+use std::panic::{resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use actix_service::{Service, Transform};
@@ -8,6 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::FutureExt;
 
 use crate::config::MemcacheSessionBuilder;
 use crate::cookie::Key;
@@ -100,17 +102,27 @@ where
         req.extensions_mut().insert(Rc::clone(&uow));
         let response = self.service.call(req);
         Box::pin(async move {
-            // An inner service's error or a panic leaves here early. A handler's `Err`
-            // arrives as a response carrying the error, with the error's own status, which
-            // may be below 400 (a 303 "log in first"): it aborts all the same.
-            let res = response.await?;
-            if uow.loaded().is_none()
-                || res.response().error().is_some()
-                || !uow.config().commits_on(res.status())
-            {
+            // An inner service's error or a panic aborts, and goes on its way once the
+            // abort hooks ran.
+            let res = match AssertUnwindSafe(response).catch_unwind().await {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    uow.abort().await;
+                    return Err(e);
+                }
+                Err(panic) => {
+                    uow.abort().await;
+                    resume_unwind(panic);
+                }
+            };
+            // A handler's `Err` arrives as a response carrying the error, with the error's
+            // own status, which may be below 400 (a 303 "log in first"): it aborts all the
+            // same.
+            if res.response().error().is_some() || !uow.config().commits_on(res.status()) {
+                uow.abort().await;
                 return Ok(res.map_into_left_body());
             }
-            let cookie = match uow.commit().await {
+            let cookie = match uow.finish().await {
                 Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
                 Ok(CookieAction::Issue(id)) => uow.config().cookie(Some(&id)),
                 Ok(CookieAction::Remove) => uow.config().cookie(None),

@@ -60,6 +60,10 @@ impl Record {
         self.packages.get(package)?.get(key)
     }
 
+    pub(crate) fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.get(name)
+    }
+
     pub(crate) fn keys(&self, package: &str) -> Vec<String> {
         self.packages
             .get(package)

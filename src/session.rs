@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::rc::Rc;
 
 use actix_web::dev::Payload;
@@ -9,9 +10,13 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::error::SessionError;
-use crate::unit_of_work::{SessionData, SessionStatus, UnitOfWork};
+use crate::hooks::Outcome;
+use crate::savepoint::Savepoint;
+use crate::transaction::Transaction;
+use crate::unit_of_work::{SessionStatus, UnitOfWork};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
@@ -38,7 +43,7 @@ const MAX_VALUE_DEPTH: usize = 100;
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    data: Rc<RefCell<SessionData>>,
+    tx: Rc<RefCell<Transaction>>,
 }
 
 impl Session {
@@ -47,7 +52,7 @@ impl Session {
     /// the handle is used.
     pub fn package(&self, name: impl Into<String>) -> Package {
         Package {
-            data: Rc::clone(&self.data),
+            tx: Rc::clone(&self.tx),
             name: name.into(),
         }
     }
@@ -55,18 +60,77 @@ impl Session {
     /// Moves the session's data to a new id and retires the old one; call it when the
     /// user's privileges change (at login) so that an id seen before cannot be used after.
     pub fn renew(&self) {
-        self.data.borrow_mut().renew();
+        self.tx.borrow_mut().data.renew();
     }
 
     /// Deletes the session and removes the cookie (at logout). Data written after this in
     /// the same request goes into a new session.
     pub fn purge(&self) {
-        self.data.borrow_mut().purge();
+        self.tx.borrow_mut().data.purge();
     }
 
     /// What this request has done to the session so far.
     pub fn status(&self) -> SessionStatus {
-        self.data.borrow().status()
+        self.tx.borrow().status()
+    }
+
+    /// Ends this request's unit of work without writing anything, whatever the response
+    /// status: no data, no renew or purge, no touch and no cookie change. The handler can
+    /// still answer 200. [`status`](Self::status) then reports
+    /// [`SessionStatus::Aborted`], and the [`after_abort`](Self::after_abort) hooks run.
+    /// It cannot be undone, not even by a savepoint.
+    pub fn abort(&self) {
+        self.tx.borrow_mut().abort();
+    }
+
+    /// Marks the session as it is now; see [`Savepoint`].
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint::new(Rc::clone(&self.tx))
+    }
+
+    /// Registers `hook` to run once this request's changes are stored (or, with nothing
+    /// to write, once the request ended in a committing status).
+    ///
+    /// Hooks run in the order registered, after the store answered and before the
+    /// response leaves. They cannot change the outcome: a hook that returns an error or
+    /// panics is logged at level error, the others still run, and the client gets the
+    /// response the handler made, with its cookie, since the change is stored. When the
+    /// request aborts instead (error status, handler error or panic, [`abort`](Self::abort),
+    /// or a commit that fails with 409, 413 or 503) the hook never runs. Changes a hook
+    /// makes to the session are not written.
+    ///
+    /// ```
+    /// use actix_memcache_session::Session;
+    ///
+    /// async fn change_email(session: Session) -> actix_web::Result<&'static str> {
+    ///     session.package("account").insert("email", "new@example.com")?;
+    ///     session.after_commit(|| async {
+    ///         // send_mail("your email changed").await?
+    ///         Ok::<_, std::io::Error>(())
+    ///     });
+    ///     Ok("changed")
+    /// }
+    /// ```
+    pub fn after_commit<F, Fut, E>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: Into<Box<dyn std::error::Error>>,
+    {
+        self.tx.borrow_mut().hooks.add(Outcome::Committed, hook);
+    }
+
+    /// Registers `hook` to run if this request's unit of work aborts: an error status, a
+    /// handler error or panic, [`abort`](Self::abort), or a commit that fails (409, 413,
+    /// 503). It runs before the response leaves, like
+    /// [`after_commit`](Self::after_commit) hooks, and the same way cannot change it.
+    pub fn after_abort<F, Fut, E>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: Into<Box<dyn std::error::Error>>,
+    {
+        self.tx.borrow_mut().hooks.add(Outcome::Aborted, hook);
     }
 }
 
@@ -87,13 +151,13 @@ impl FromRequest for Session {
         let Some(uow) = uow else {
             return Box::pin(async { Err(SessionError::MissingMiddleware) });
         };
-        if let Some(data) = uow.loaded() {
-            return Box::pin(async { Ok(Session { data }) });
+        if let Some(tx) = uow.loaded() {
+            return Box::pin(async { Ok(Session { tx }) });
         }
         let cookies = uow.config().incoming(req);
         Box::pin(async move {
             Ok(Session {
-                data: uow.load(cookies).await?,
+                tx: uow.load(cookies).await?,
             })
         })
     }
@@ -104,7 +168,7 @@ impl FromRequest for Session {
 /// Values are stored as JSON, so any `Serialize` type goes in and any `Deserialize` type
 /// comes out.
 pub struct Package {
-    data: Rc<RefCell<SessionData>>,
+    tx: Rc<RefCell<Transaction>>,
     name: String,
 }
 
@@ -120,8 +184,9 @@ impl Package {
     /// An invalid name or key, or a stored value that is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.check(key)?;
-        let data = self.data.borrow();
-        data.get(&self.name, key)
+        let tx = self.tx.borrow();
+        tx.data
+            .get(&self.name, key)
             .map(|value| T::deserialize(value))
             .transpose()
             .map_err(|source| SessionError::Deserialize {
@@ -137,16 +202,12 @@ impl Package {
     /// more than 100 levels deep (it could not be read back).
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         self.check(key)?;
-        let serialize_error = |source| SessionError::Serialize {
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
             key: key.to_owned(),
             source,
-        };
-        let value = serde_json::to_value(value).map_err(serialize_error)?;
-        if deeper_than(&value, MAX_VALUE_DEPTH) {
-            let why = format!("nested more than {MAX_VALUE_DEPTH} levels deep");
-            return Err(serialize_error(serde::ser::Error::custom(why)));
-        }
-        self.data.borrow_mut().put(&self.name, key, Some(value));
+        })?;
+        let value = readable(key, value)?;
+        self.tx.borrow_mut().data.put(&self.name, key, Some(value));
         Ok(())
     }
 
@@ -156,7 +217,7 @@ impl Package {
     /// An invalid name or key.
     pub fn remove(&self, key: &str) -> Result<bool, SessionError> {
         let present = self.contains_key(key)?;
-        self.data.borrow_mut().put(&self.name, key, None);
+        self.tx.borrow_mut().data.put(&self.name, key, None);
         Ok(present)
     }
 
@@ -166,7 +227,7 @@ impl Package {
     /// An invalid name or key.
     pub fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
         self.check(key)?;
-        Ok(self.data.borrow().get(&self.name, key).is_some())
+        Ok(self.tx.borrow().data.get(&self.name, key).is_some())
     }
 
     /// The package's keys, sorted.
@@ -175,7 +236,7 @@ impl Package {
     /// An invalid package name.
     pub fn keys(&self) -> Result<Vec<String>, SessionError> {
         validate("package name", &self.name)?;
-        Ok(self.data.borrow().keys(&self.name))
+        Ok(self.tx.borrow().data.keys(&self.name))
     }
 
     /// Removes every key of this package (and only of this package).
@@ -183,10 +244,50 @@ impl Package {
     /// # Errors
     /// An invalid package name.
     pub fn clear(&self) -> Result<(), SessionError> {
-        let keys = self.keys()?;
-        let mut data = self.data.borrow_mut();
-        for key in keys {
-            data.put(&self.name, &key, None);
+        self.replace(Map::new())
+    }
+
+    /// The package's entries as they are now.
+    pub(crate) fn entries(&self) -> Result<Map<String, Value>, SessionError> {
+        validate("package name", &self.name)?;
+        let tx = self.tx.borrow();
+        let entries = tx.data.entries(&self.name).into_iter().flatten();
+        Ok(entries.map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// Removes the entries this request loaded (not those it added) and returns them. The
+    /// removal does not depend on what was read: a concurrent request that removed them
+    /// too is not a conflict.
+    pub(crate) fn take_loaded(&self) -> Result<Map<String, Value>, SessionError> {
+        validate("package name", &self.name)?;
+        let mut tx = self.tx.borrow_mut();
+        let loaded = tx.data.loaded_entries(&self.name);
+        for key in loaded.keys() {
+            tx.data.put_blind(&self.name, key, None);
+        }
+        Ok(loaded.into_iter().collect())
+    }
+
+    /// Makes the package hold exactly `entries`: each is set (an equal value is not a
+    /// change) and every other key removed. All are checked before any is applied.
+    pub(crate) fn replace(&self, entries: Map<String, Value>) -> Result<(), SessionError> {
+        validate("package name", &self.name)?;
+        let entries = entries
+            .into_iter()
+            .map(|(key, value)| {
+                validate("key", &key)?;
+                let value = readable(&key, value)?;
+                Ok((key, value))
+            })
+            .collect::<Result<Map<_, _>, SessionError>>()?;
+        let mut tx = self.tx.borrow_mut();
+        for key in tx.data.keys(&self.name) {
+            if !entries.contains_key(&key) {
+                tx.data.put(&self.name, &key, None);
+            }
+        }
+        for (key, value) in entries {
+            tx.data.put(&self.name, &key, Some(value));
         }
         Ok(())
     }
@@ -203,9 +304,20 @@ impl fmt::Debug for Package {
     }
 }
 
+/// `value`, if it can be read back once stored: not nested more than 100 levels deep.
+fn readable(key: &str, value: Value) -> Result<Value, SessionError> {
+    if deeper_than(&value, MAX_VALUE_DEPTH) {
+        let why = format!("nested more than {MAX_VALUE_DEPTH} levels deep");
+        return Err(SessionError::Serialize {
+            key: key.to_owned(),
+            source: serde::ser::Error::custom(why),
+        });
+    }
+    Ok(value)
+}
+
 /// Whether `value` nests arrays and objects more than `levels` deep; looks no deeper.
-fn deeper_than(value: &serde_json::Value, levels: usize) -> bool {
-    use serde_json::Value;
+fn deeper_than(value: &Value, levels: usize) -> bool {
     let mut children: Box<dyn Iterator<Item = &Value>> = match value {
         Value::Array(items) => Box::new(items.iter()),
         Value::Object(entries) => Box::new(entries.values()),
@@ -238,8 +350,8 @@ mod tests {
     use super::*;
 
     /// `[[[...0...]]]` with `levels` arrays.
-    fn nested(levels: usize) -> serde_json::Value {
-        (0..levels).fold(0.into(), |inner, _| serde_json::Value::Array(vec![inner]))
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(0.into(), |inner, _| Value::Array(vec![inner]))
     }
 
     #[test]

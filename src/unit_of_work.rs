@@ -15,9 +15,11 @@ use crate::clock::now_unix;
 use crate::config::Config;
 use crate::cookie::Verified;
 use crate::error::SessionError;
+use crate::hooks::{Hooks, Outcome};
 use crate::id::SessionId;
 use crate::record::Record;
 use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
+use crate::transaction::Transaction;
 
 /// New ids the store reports taken before concluding it is broken (a 128-bit collision
 /// never happens).
@@ -33,7 +35,7 @@ pub(crate) struct Backend {
 }
 
 /// A session that exists in the store, as this request found it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Existing {
     id: SessionId,
     version: Version,
@@ -42,14 +44,14 @@ struct Existing {
     by_fallback: bool,
 }
 
-/// The session's in-memory copy and the change set; what [`Session`](crate::Session)
-/// reads and writes.
-#[derive(Debug)]
+/// The session's in-memory copy and the change set: what [`Session`](crate::Session)
+/// reads and writes, and what a savepoint copies.
+#[derive(Debug, Clone)]
 pub(crate) struct SessionData {
     existing: Option<Existing>,
     data: Record,
-    /// Each changed (package, key) with its value as loaded: the merge's conflict test.
-    changes: BTreeMap<(String, String), Option<Value>>,
+    /// Each changed (package, key) entry: the merge's conflict test.
+    changes: BTreeMap<(String, String), Change>,
     /// A purged (or renewed) session's id, deleted on commit.
     retired: Option<SessionId>,
     /// The session the cookie named, when its server could not be reached and the store
@@ -57,6 +59,16 @@ pub(crate) struct SessionData {
     unreachable: Option<SessionId>,
     renewed: bool,
     purged: bool,
+}
+
+/// One changed entry.
+#[derive(Debug, Clone)]
+struct Change {
+    /// The value as loaded.
+    original: Option<Value>,
+    /// The change does not depend on what was read (removing a flash message once shown):
+    /// a concurrent commit that already made the same change is not a conflict.
+    blind: bool,
 }
 
 /// What a session did in this request, as [`Session::status`](crate::Session::status)
@@ -72,10 +84,12 @@ pub enum SessionStatus {
     Renewed,
     /// [`purge`](crate::Session::purge) was called: the session is deleted.
     Purged,
+    /// [`abort`](crate::Session::abort) was called: nothing of this request is written.
+    Aborted,
 }
 
 impl SessionData {
-    fn fresh() -> Self {
+    pub(crate) fn fresh() -> Self {
         Self::with(Record::new(now_unix()))
     }
 
@@ -103,6 +117,16 @@ impl SessionData {
     /// Sets (`Some`) or removes (`None`) an entry, remembering its loaded value the first
     /// time it changes. Writing the value already there is not a change.
     pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
+        self.change(package, key, value, false);
+    }
+
+    /// Like [`put`](Self::put), for a change that does not depend on what was read; see
+    /// [`Change::blind`].
+    pub(crate) fn put_blind(&mut self, package: &str, key: &str, value: Option<Value>) {
+        self.change(package, key, value, true);
+    }
+
+    fn change(&mut self, package: &str, key: &str, value: Option<Value>, blind: bool) {
         let current = self.data.get(package, key);
         if current == value.as_ref() {
             return;
@@ -110,18 +134,43 @@ impl SessionData {
         let original = current.cloned();
         self.changes
             .entry((package.to_owned(), key.to_owned()))
-            .or_insert(original);
+            .or_insert(Change { original, blind });
         self.data.put(package, key, value);
     }
 
+    /// A package's entries as this request loaded them, before its own changes.
+    pub(crate) fn loaded_entries(&self, package: &str) -> BTreeMap<String, Value> {
+        let mut entries = self.data.package(package).cloned().unwrap_or_default();
+        for ((p, key), change) in &self.changes {
+            match (p == package, &change.original) {
+                (false, _) => {}
+                (true, Some(original)) => {
+                    entries.insert(key.clone(), original.clone());
+                }
+                (true, None) => {
+                    entries.remove(key);
+                }
+            }
+        }
+        entries
+    }
+
+    /// A package's entries as they are now.
+    pub(crate) fn entries(&self, package: &str) -> Option<&BTreeMap<String, Value>> {
+        self.data.package(package)
+    }
+
     /// Re-applies this request's changes onto `latest`, the data another request committed
-    /// meanwhile. A key both changed is a conflict: first committer wins.
+    /// meanwhile. A key both changed is a conflict (first committer wins), unless this
+    /// request's change was blind and already made.
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
-        for ((package, key), original) in &self.changes {
-            if latest.get(package, key) != original.as_ref() {
+        for ((package, key), change) in &self.changes {
+            let ours = self.data.get(package, key);
+            let theirs = latest.get(package, key);
+            if theirs != change.original.as_ref() && !(change.blind && theirs == ours) {
                 return Err(SessionError::Conflict);
             }
-            latest.put(package, key, self.data.get(package, key).cloned());
+            latest.put(package, key, ours.cloned());
         }
         self.data = latest;
         Ok(())
@@ -176,7 +225,7 @@ pub(crate) enum CookieAction {
 /// One request's session work.
 pub(crate) struct UnitOfWork {
     backend: Rc<Backend>,
-    session: OnceCell<Rc<RefCell<SessionData>>>,
+    session: OnceCell<Rc<RefCell<Transaction>>>,
 }
 
 impl UnitOfWork {
@@ -192,7 +241,7 @@ impl UnitOfWork {
     }
 
     /// The session, if this request has loaded it.
-    pub(crate) fn loaded(&self) -> Option<Rc<RefCell<SessionData>>> {
+    pub(crate) fn loaded(&self) -> Option<Rc<RefCell<Transaction>>> {
         self.session.get().cloned()
     }
 
@@ -202,7 +251,7 @@ impl UnitOfWork {
     pub(crate) async fn load(
         &self,
         cookies: Vec<Verified>,
-    ) -> Result<Rc<RefCell<SessionData>>, SessionError> {
+    ) -> Result<Rc<RefCell<Transaction>>, SessionError> {
         // Two extractors in one request share one load: the second waits for the first.
         let session = self
             .session
@@ -214,9 +263,9 @@ impl UnitOfWork {
                         break;
                     }
                 }
-                Ok::<_, SessionError>(Rc::new(RefCell::new(
+                Ok::<_, SessionError>(Rc::new(RefCell::new(Transaction::new(
                     data.unwrap_or_else(SessionData::fresh),
-                )))
+                ))))
             })
             .await?;
         Ok(Rc::clone(session))
@@ -277,17 +326,42 @@ impl UnitOfWork {
         }
     }
 
-    /// Writes what the request changed. Nothing is written for a session that was never
-    /// loaded or did not change, except a `touch` when its cookie is due for refresh.
-    pub(crate) async fn commit(&self) -> Result<CookieAction, SessionError> {
-        let Some(cell) = self.session.get() else {
+    /// Takes the session's data and hooks out of a loaded session, so that no borrow is
+    /// held across the store's awaits; `None` for the data when the handler aborted.
+    fn take(&self) -> Option<(Option<SessionData>, Hooks)> {
+        Some(self.session.get()?.borrow_mut().finish())
+    }
+
+    /// Ends the request writing nothing, and runs the abort hooks.
+    pub(crate) async fn abort(&self) {
+        if let Some((_, hooks)) = self.take() {
+            hooks.run(Outcome::Aborted).await;
+        }
+    }
+
+    /// Commits what the request changed, unless the handler aborted, then runs the hooks
+    /// of the branch taken: a failed commit runs the abort hooks.
+    pub(crate) async fn finish(&self) -> Result<CookieAction, SessionError> {
+        let Some((data, hooks)) = self.take() else {
             return Ok(CookieAction::Keep);
         };
-        // Take the data out so no borrow is held across the store's awaits.
-        let mut s = cell.replace(SessionData::fresh());
+        let (outcome, result) = match data {
+            None => (Outcome::Aborted, Ok(CookieAction::Keep)),
+            Some(data) => match self.commit(data).await {
+                Ok(action) => (Outcome::Committed, Ok(action)),
+                Err(e) => (Outcome::Aborted, Err(e)),
+            },
+        };
+        hooks.run(outcome).await;
+        result
+    }
+
+    /// Writes what the request changed. Nothing is written for a session that did not
+    /// change, except a `touch` when its cookie is due for refresh.
+    async fn commit(&self, mut s: SessionData) -> Result<CookieAction, SessionError> {
         let store = &*self.backend.store;
         s.changes
-            .retain(|(p, k), original| s.data.get(p, k) != original.as_ref());
+            .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
         let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => CookieAction::Issue(self.create(&s.data).await?),

@@ -1,0 +1,170 @@
+//! Flash messages: a message set for the next request ("Saved", "Wrong password") and
+//! shown once, consumed only when the request that shows it commits.
+//!
+//! Kept in the package `actix-memcache-session.flash`, one key per message (its send time
+//! and a random suffix), so that a request sending a message and another showing older
+//! ones change different keys and both land through the per-key merge.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::SessionError;
+use crate::session::Session;
+
+/// The package flash messages are kept in.
+const PACKAGE: &str = "actix-memcache-session.flash";
+/// Hex digits of the send time (microseconds) at the start of a message's key.
+const TIME_DIGITS: usize = 16;
+
+/// How important a [`FlashMessage`] is, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Level {
+    /// For developers.
+    Debug,
+    /// Informative.
+    Info,
+    /// Something the user did worked.
+    Success,
+    /// Worth the user's attention.
+    Warning,
+    /// Something the user did failed.
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Success => "success",
+            Self::Warning => "warning",
+            Self::Error => "error",
+        })
+    }
+}
+
+/// A message for the user's next request; see [`Session::send_flash`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlashMessage {
+    level: Level,
+    content: String,
+}
+
+impl FlashMessage {
+    /// A message of `level`.
+    pub fn new(level: Level, content: impl Into<String>) -> Self {
+        Self {
+            level,
+            content: content.into(),
+        }
+    }
+
+    /// A [`Level::Debug`] message.
+    pub fn debug(content: impl Into<String>) -> Self {
+        Self::new(Level::Debug, content)
+    }
+
+    /// A [`Level::Info`] message.
+    pub fn info(content: impl Into<String>) -> Self {
+        Self::new(Level::Info, content)
+    }
+
+    /// A [`Level::Success`] message.
+    pub fn success(content: impl Into<String>) -> Self {
+        Self::new(Level::Success, content)
+    }
+
+    /// A [`Level::Warning`] message.
+    pub fn warning(content: impl Into<String>) -> Self {
+        Self::new(Level::Warning, content)
+    }
+
+    /// A [`Level::Error`] message.
+    pub fn error(content: impl Into<String>) -> Self {
+        Self::new(Level::Error, content)
+    }
+
+    /// The message's level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The message's text.
+    pub fn content(&self) -> &str {
+        &self.content
+    }
+}
+
+impl Session {
+    /// Keeps `message` for a later request to show with
+    /// [`incoming_flashes`](Self::incoming_flashes); like any change, it is stored only if
+    /// this request commits.
+    ///
+    /// ```
+    /// use actix_memcache_session::{FlashMessage, Session};
+    /// use actix_web::{http::header, HttpResponse};
+    ///
+    /// async fn save(session: Session) -> actix_web::Result<HttpResponse> {
+    ///     session.package("profile").insert("name", "Ada")?;
+    ///     session.send_flash(FlashMessage::success("Saved"))?;
+    ///     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish())
+    /// }
+    ///
+    /// async fn show(session: Session) -> actix_web::Result<String> {
+    ///     let shown: Vec<String> = session
+    ///         .incoming_flashes()?
+    ///         .iter()
+    ///         .map(|m| format!("{}: {}", m.level(), m.content()))
+    ///         .collect();
+    ///     Ok(shown.join("\n"))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::Entropy`] when the operating system has no randomness for the
+    /// message's key.
+    pub fn send_flash(&self, message: FlashMessage) -> Result<(), SessionError> {
+        let package = self.package(PACKAGE);
+        // Keys sort in send order: after every message already there, even one sent in
+        // the same microsecond or before the clock stepped back.
+        let last = package.keys()?.iter().filter_map(|key| sent_at(key)).max();
+        let at = now_micros().max(last.map_or(0, |last| last.saturating_add(1)));
+        let mut suffix = [0u8; 4];
+        getrandom::getrandom(&mut suffix).map_err(|e| SessionError::Entropy(e.into()))?;
+        let key = format!("{at:016x}-{:08x}", u32::from_be_bytes(suffix));
+        package.insert(&key, message)
+    }
+
+    /// The messages earlier requests sent, oldest first. They are removed from the session
+    /// if this request commits, so an error page (or a request that aborts) leaves them for
+    /// the next one. Messages this request sent are not among them. Calling it again in the
+    /// same request returns the same messages; a stored message this release cannot read
+    /// is dropped with a warning.
+    ///
+    /// # Errors
+    /// Never in practice: the package name is valid.
+    pub fn incoming_flashes(&self) -> Result<Vec<FlashMessage>, SessionError> {
+        let entries = self.package(PACKAGE).take_loaded()?;
+        Ok(entries.into_iter().filter_map(readable).collect())
+    }
+}
+
+fn readable((key, value): (String, Value)) -> Option<FlashMessage> {
+    FlashMessage::deserialize(value)
+        .inspect_err(|e| tracing::warn!(key, error = %e, "unreadable flash message dropped"))
+        .ok()
+}
+
+/// When the message under `key` was sent, in microseconds.
+fn sent_at(key: &str) -> Option<u64> {
+    u64::from_str_radix(key.get(..TIME_DIGITS)?, 16).ok()
+}
+
+fn now_micros() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,96 @@
+//! The handler's side of a request's unit of work: the session data with its savepoints,
+//! the hooks to run at the end, and whether the handler aborted.
+
+use crate::error::SessionError;
+use crate::hooks::{HookCount, Hooks};
+use crate::unit_of_work::{SessionData, SessionStatus};
+
+/// What the handlers of one request share through [`Session`](crate::Session).
+pub(crate) struct Transaction {
+    pub(crate) data: SessionData,
+    pub(crate) hooks: Hooks,
+    /// Open savepoints, oldest first.
+    savepoints: Vec<Mark>,
+    next_savepoint: u64,
+    aborted: bool,
+    /// Set once the unit of work took the data: later changes go nowhere.
+    finished: bool,
+}
+
+/// What rolling back to one savepoint restores.
+struct Mark {
+    serial: u64,
+    data: SessionData,
+    hooks: HookCount,
+}
+
+impl Transaction {
+    pub(crate) fn new(data: SessionData) -> Self {
+        Self {
+            data,
+            hooks: Hooks::default(),
+            savepoints: Vec::new(),
+            next_savepoint: 0,
+            aborted: false,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn status(&self) -> SessionStatus {
+        if self.aborted {
+            SessionStatus::Aborted
+        } else {
+            self.data.status()
+        }
+    }
+
+    pub(crate) fn abort(&mut self) {
+        self.aborted = true;
+    }
+
+    /// Opens a savepoint; its serial names it.
+    pub(crate) fn savepoint(&mut self) -> u64 {
+        let serial = self.next_savepoint;
+        self.next_savepoint += 1;
+        self.savepoints.push(Mark {
+            serial,
+            data: self.data.clone(),
+            hooks: self.hooks.count(),
+        });
+        serial
+    }
+
+    /// Restores the data and hooks as they were when savepoint `serial` was taken. The
+    /// savepoints taken after it are gone; it stays open, to roll back to again.
+    pub(crate) fn rollback(&mut self, serial: u64) -> Result<(), SessionError> {
+        let Some(at) = self.position(serial).filter(|_| !self.finished) else {
+            return Err(SessionError::InvalidSavepoint);
+        };
+        self.savepoints.truncate(at + 1);
+        let mark = &self.savepoints[at];
+        self.data = mark.data.clone();
+        self.hooks.truncate(mark.hooks);
+        Ok(())
+    }
+
+    /// Forgets savepoint `serial`, if it is still open.
+    pub(crate) fn release(&mut self, serial: u64) {
+        if let Some(at) = self.position(serial) {
+            self.savepoints.remove(at);
+        }
+    }
+
+    fn position(&self, serial: u64) -> Option<usize> {
+        self.savepoints.iter().position(|m| m.serial == serial)
+    }
+
+    /// Hands the data and hooks to the unit of work at the end of the request; `None` for
+    /// the data when the handler aborted.
+    pub(crate) fn finish(&mut self) -> (Option<SessionData>, Hooks) {
+        self.finished = true;
+        self.savepoints.clear();
+        let data = std::mem::replace(&mut self.data, SessionData::fresh());
+        let hooks = std::mem::take(&mut self.hooks);
+        ((!self.aborted).then_some(data), hooks)
+    }
+}

@@ -1,0 +1,174 @@
+//! Typed packages: a package declared once with its serde type, each top-level field one
+//! key, so that handlers cannot disagree on its shape and the per-key merge still works
+//! field by field.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::SessionError;
+use crate::session::Session;
+
+/// A package whose entries are the fields of a `T`, declared once as a constant.
+///
+/// [`Session::get`] reads the package as a `T`, [`Session::set`] stores a `T` field by
+/// field and [`Session::update`] does both around a closure. A field equal to what is
+/// stored is not a change, so two requests that change different fields both land; two
+/// that change the same field conflict (409) as with [`Package`](crate::Package).
+///
+/// ```
+/// use actix_memcache_session::{Session, TypedPackage};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Default)]
+/// struct Cart {
+///     items: Vec<String>,
+///     coupon: Option<String>,
+/// }
+///
+/// const CART: TypedPackage<Cart> = TypedPackage::new("shop.cart");
+///
+/// async fn add(session: Session) -> actix_web::Result<String> {
+///     let mut cart = session.get(&CART)?; // Cart::default() for an empty package
+///     cart.items.push("apple".into());
+///     session.set(&CART, &cart)?;
+///     session.update(&CART, |cart| cart.coupon = None)?;
+///     Ok(format!("{} items", cart.items.len()))
+/// }
+/// ```
+///
+/// `T` must serialize to a JSON object (a struct or a map). A field missing from the
+/// stored package takes its value from `T::default()`, so a field added to the type in a
+/// later release reads as its default in older sessions.
+pub struct TypedPackage<T> {
+    name: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> TypedPackage<T> {
+    /// The package `name`, holding a `T`. The name is checked like
+    /// [`Session::package`]'s, when the package is used.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _type: PhantomData,
+        }
+    }
+
+    /// The package's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for TypedPackage<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for TypedPackage<T> {}
+
+impl<T> fmt::Debug for TypedPackage<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedPackage")
+            .field("name", &self.name)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl Session {
+    /// The package as a `T`: its entries over the fields of `T::default()`.
+    ///
+    /// # Errors
+    /// An invalid package name, a `T` that does not serialize to a JSON object, or stored
+    /// entries that do not fit `T` ([`SessionError::PackageType`]); the stored data is left
+    /// as it is.
+    pub fn get<T>(&self, package: &TypedPackage<T>) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        let mut fields = to_object(package, &T::default())?;
+        fields.extend(self.package(package.name).entries()?);
+        T::deserialize(Value::Object(fields)).map_err(|source| SessionError::PackageType {
+            package: package.name.to_owned(),
+            source,
+        })
+    }
+
+    /// Stores `value` as the package: each field one key. A field equal to what is
+    /// stored is not a change, nor is a field still at its default that the package does
+    /// not hold (it reads as the default already), so reading a package and setting it
+    /// back writes nothing. Keys `value` does not serialize (a field skipped when `None`,
+    /// or one the type no longer has) are removed.
+    ///
+    /// # Errors
+    /// An invalid package name or field name, a `T` that does not serialize to a JSON
+    /// object ([`SessionError::PackageType`]), or a field nested too deep to read back.
+    /// Nothing is changed then.
+    pub fn set<T>(&self, package: &TypedPackage<T>, value: &T) -> Result<(), SessionError>
+    where
+        T: Serialize + Default,
+    {
+        let handle = self.package(package.name);
+        let stored = handle.entries()?;
+        let defaults = to_object(package, &T::default())?;
+        let mut fields = to_object(package, value)?;
+        fields.retain(|key, value| stored.contains_key(key) || defaults.get(key) != Some(value));
+        handle.replace(fields)
+    }
+
+    /// Reads the package as a `T`, lets `change` modify it, and stores it; returns what
+    /// `change` returns.
+    ///
+    /// # Errors
+    /// Those of [`get`](Self::get) and [`set`](Self::set); nothing is changed then.
+    pub fn update<T, R>(
+        &self,
+        package: &TypedPackage<T>,
+        change: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        let mut value = self.get(package)?;
+        let result = change(&mut value);
+        self.set(package, &value)?;
+        Ok(result)
+    }
+}
+
+fn to_object<T: Serialize>(
+    package: &TypedPackage<T>,
+    value: &T,
+) -> Result<Map<String, Value>, SessionError> {
+    let error = |source| SessionError::PackageType {
+        package: package.name.to_owned(),
+        source,
+    };
+    match serde_json::to_value(value).map_err(error)? {
+        Value::Object(fields) => Ok(fields),
+        other => {
+            let why = format!(
+                "the type serializes to a JSON {}, not an object",
+                kind(&other)
+            );
+            Err(error(serde::ser::Error::custom(why)))
+        }
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
