@@ -168,3 +168,60 @@ fn now_micros() -> u64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since_epoch.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use crate::unit_of_work::SessionData;
+
+    #[test]
+    fn keys_sort_in_send_order_even_behind_a_clock_that_stepped_back() {
+        let mut record = Record::new(0);
+        let ahead = now_micros() + 3_600_000_000;
+        let message = serde_json::to_value(FlashMessage::info("from the future")).unwrap();
+        record.put(PACKAGE, &format!("{ahead:016x}-00000000"), Some(message));
+        let session = Session::detached(SessionData::with(record));
+        for n in 0..5 {
+            session
+                .send_flash(FlashMessage::info(n.to_string()))
+                .unwrap();
+        }
+        let package = session.package(PACKAGE);
+        let contents: Vec<String> = package
+            .keys()
+            .unwrap()
+            .iter()
+            .map(|key| package.get::<FlashMessage>(key).unwrap().unwrap().content)
+            .collect();
+        assert_eq!(contents, ["from the future", "0", "1", "2", "3", "4"]);
+        let incoming = session.incoming_flashes().unwrap();
+        assert_eq!(incoming, [FlashMessage::info("from the future")]);
+    }
+
+    #[test]
+    fn unreadable_messages_are_dropped_and_consumed() {
+        let mut record = Record::new(0);
+        record.put(
+            PACKAGE,
+            "0000000000000001-0",
+            Some(Value::from("not a message")),
+        );
+        let ok = serde_json::to_value(FlashMessage::error("kept")).unwrap();
+        record.put(PACKAGE, "0000000000000002-0", Some(ok));
+        let session = Session::detached(SessionData::with(record));
+        assert_eq!(
+            session.incoming_flashes().unwrap(),
+            [FlashMessage::error("kept")]
+        );
+        assert!(session.package(PACKAGE).keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn levels_are_stored_by_name() {
+        let stored = serde_json::to_string(&FlashMessage::warning("w")).unwrap();
+        assert_eq!(stored, r#"{"level":"warning","content":"w"}"#);
+        assert_eq!(Level::Success.to_string(), "success");
+        assert!(Level::Debug < Level::Error);
+    }
+}

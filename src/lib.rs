@@ -37,6 +37,10 @@
 //!    concurrent commits to other keys and answering 409 when another request changed the
 //!    same key. An error response, handler error or panic writes nothing.
 //!
+//! Handlers can take part in the unit of work: [`TypedPackage`]s, [`Savepoint`]s,
+//! [`Session::abort`], hooks run after the commit or abort ([`Session::after_commit`]),
+//! and flash messages consumed only when the request commits ([`Session::send_flash`]).
+//!
 //! Stores: [`MemcacheStore`] (memcached through this crate's pipelined meta-protocol
 //! client), [`MemoryStore`] (in-process, for quick starts and tests), or your own
 //! [`SessionStore`].

@@ -134,6 +134,16 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A session over `data` outside any request, for unit tests.
+    pub(crate) fn detached(data: crate::unit_of_work::SessionData) -> Self {
+        Self {
+            tx: Rc::new(RefCell::new(Transaction::new(data))),
+        }
+    }
+}
+
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")

@@ -94,3 +94,43 @@ impl Transaction {
         ((!self.aborted).then_some(data), hooks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::savepoint::Savepoint;
+
+    #[test]
+    fn a_dropped_savepoint_frees_its_copy_and_an_ended_request_refuses_rollback() {
+        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
+        let outer = Savepoint::new(Rc::clone(&tx));
+        {
+            let _inner = Savepoint::new(Rc::clone(&tx));
+            assert_eq!(tx.borrow().savepoints.len(), 2);
+        }
+        assert_eq!(tx.borrow().savepoints.len(), 1);
+        assert!(outer.rollback().is_ok());
+        assert!(
+            outer.rollback().is_ok(),
+            "a savepoint can be rolled back to again"
+        );
+        tx.borrow_mut().finish();
+        assert!(matches!(
+            outer.rollback(),
+            Err(SessionError::InvalidSavepoint)
+        ));
+    }
+
+    #[test]
+    fn abort_outlives_a_rollback() {
+        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
+        let before = Savepoint::new(Rc::clone(&tx));
+        tx.borrow_mut().abort();
+        before.rollback().unwrap();
+        assert_eq!(tx.borrow().status(), SessionStatus::Aborted);
+        assert!(tx.borrow_mut().finish().0.is_none(), "nothing to commit");
+    }
+}

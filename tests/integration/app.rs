@@ -2,16 +2,22 @@
 
 use std::sync::Arc;
 
+use std::cell::RefCell;
+
 use actix_http::Request;
-use actix_memcache_session::{Key, MemcacheSession, MemcacheSessionBuilder, Session, SessionStore};
+use actix_memcache_session::{
+    FlashMessage, Key, Level, MemcacheSession, MemcacheSessionBuilder, Session, SessionError,
+    SessionStore, TypedPackage,
+};
 use actix_service::boxed::{self, BoxService};
-use actix_service::ServiceExt;
+use actix_service::{Service, ServiceExt};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{test, web, App, Error, HttpResponse};
 use futures_util::future::join;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -30,6 +36,25 @@ pub struct TestApp<S> {
     service: BoxService<Request, ServiceResponse, Error>,
     pub store: CountingStore<S>,
     gate: Arc<Gate>,
+    pub hooks: web::Data<HookLog>,
+}
+
+/// What the session hooks of `/hooks/...` requests did, in order: `"commit:<mode>:<n>"`
+/// with the store's write count when the hook ran, or `"abort:<mode>"`.
+pub struct HookLog {
+    entries: RefCell<Vec<String>>,
+    writes: Box<dyn Fn() -> usize>,
+}
+
+impl HookLog {
+    /// The entries so far, emptied.
+    pub fn take(&self) -> Vec<String> {
+        self.entries.take()
+    }
+
+    fn push(&self, entry: String) {
+        self.entries.borrow_mut().push(entry);
+    }
 }
 
 type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
@@ -49,8 +74,14 @@ impl<S: SessionStore + Clone> TestApp<S> {
             go: Semaphore::new(0),
         });
         let middleware = configure(MemcacheSession::builder(store.clone(), key)).build();
+        let counted = store.clone();
+        let hooks = web::Data::new(HookLog {
+            entries: RefCell::default(),
+            writes: Box::new(move || counted.calls().writes()),
+        });
         let app = App::new()
             .app_data(web::Data::from(Arc::clone(&gate)))
+            .app_data(hooks.clone())
             .wrap(middleware)
             // Outside the session middleware: must see every response, failed commits too.
             .wrap(DefaultHeaders::new().add((OUTER_HEADER, "seen")))
@@ -76,12 +107,47 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/renew", web::get().to(renew))
             .route("/purge", web::get().to(purge))
             .route("/purge-then-set/{p}/{k}/{v}", web::get().to(purge_then_set))
-            .route("/status", web::get().to(status));
+            .route("/status", web::get().to(status))
+            .route("/typed", web::get().to(typed_get))
+            .route("/typed/set/{field}/{v}", web::get().to(typed_set))
+            .route(
+                "/gated/typed/set/{field}/{v}",
+                web::get().to(gated_typed_set),
+            )
+            .route("/typed/misfit", web::get().to(typed_misfit))
+            .route("/typed/not-an-object", web::get().to(typed_not_an_object))
+            .route("/savepoints", web::get().to(savepoints))
+            .route("/savepoint/purge", web::get().to(savepoint_purge))
+            .route("/abort/{p}/{k}/{v}", web::get().to(abort))
+            .route("/hooks/{mode}", web::get().to(hooked))
+            .service(
+                // A service inside the session middleware that fails after the handler.
+                web::scope("/inner-error")
+                    .wrap_fn(|req, srv| {
+                        let response = srv.call(req);
+                        async move {
+                            response.await?;
+                            Err::<ServiceResponse, _>(actix_web::error::ErrorForbidden(
+                                "inner service failed",
+                            ))
+                        }
+                    })
+                    .route("/{mode}", web::get().to(hooked)),
+            )
+            .route("/flash/send/{level}/{text}", web::get().to(flash_send))
+            .route("/flash/show", web::get().to(flash_show))
+            .route("/gated/flash/show", web::get().to(gated_flash_show))
+            .route("/flash/show-then-500", web::get().to(flash_show_then_500))
+            .route(
+                "/flash/show-and-send/{text}",
+                web::get().to(flash_show_and_send),
+            );
         let service = test::init_service(app).await;
         Self {
             service: boxed::service(service.map(ServiceResponse::map_into_boxed_body)),
             store,
             gate,
+            hooks,
         }
     }
 
@@ -261,4 +327,182 @@ async fn purge_then_set(
 
 async fn status(s: Session) -> String {
     format!("{:?}", s.status())
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Profile {
+    name: String,
+    visits: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+}
+
+const PROFILE: TypedPackage<Profile> = TypedPackage::new("profile");
+
+async fn typed_get(s: Session) -> actix_web::Result<String> {
+    Ok(format!("{:?}", s.get(&PROFILE)?))
+}
+
+async fn typed_set(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (field, v) = path.into_inner();
+    s.update(&PROFILE, |p| match field.as_str() {
+        "name" => p.name = v,
+        "visits" => p.visits = v.parse().unwrap_or_default(),
+        "nickname" => p.nickname = (v != "none").then_some(v),
+        _ => {}
+    })?;
+    Ok(format!("{:?}", s.status()))
+}
+
+async fn gated_typed_set(
+    s: Session,
+    gate: web::Data<Gate>,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    pass(&gate).await;
+    typed_set(s, path).await
+}
+
+/// A type that disagrees with `Profile` on `name`.
+#[derive(Default, Serialize, Deserialize)]
+struct Misfit {
+    name: u64,
+}
+
+async fn typed_misfit(s: Session) -> actix_web::Result<String> {
+    let misfit: TypedPackage<Misfit> = TypedPackage::new("profile");
+    s.update(&misfit, |m| m.name += 1)?;
+    Ok("ok".to_owned())
+}
+
+async fn typed_not_an_object(s: Session) -> actix_web::Result<String> {
+    let list: TypedPackage<Vec<u32>> = TypedPackage::new("profile");
+    s.set(&list, &vec![1])?;
+    Ok("ok".to_owned())
+}
+
+/// a=1, then b, c, d in savepoints rolled back, then e=5; reports whether rolling back to
+/// a savepoint discarded by an earlier rollback is refused.
+async fn savepoints(s: Session, log: web::Data<HookLog>) -> actix_web::Result<String> {
+    let p = s.package("p");
+    p.insert("a", 1)?;
+    let outer = s.savepoint();
+    p.insert("b", 2)?;
+    let log = log.into_inner();
+    s.after_commit(move || async move {
+        log.push("commit:rolled-back".to_owned());
+        Ok::<_, SessionError>(())
+    });
+    let inner = s.savepoint();
+    p.insert("c", 3)?;
+    inner.rollback()?;
+    let after_inner = p.keys()?.join(",");
+    p.insert("d", 4)?;
+    outer.rollback()?;
+    p.insert("e", 5)?;
+    let refused = matches!(inner.rollback(), Err(SessionError::InvalidSavepoint));
+    Ok(format!(
+        "{after_inner} {} refused={refused}",
+        p.keys()?.join(",")
+    ))
+}
+
+async fn savepoint_purge(s: Session) -> actix_web::Result<String> {
+    let before = s.savepoint();
+    s.purge();
+    let purged = format!("{:?}", s.status());
+    before.rollback()?;
+    Ok(format!("{purged} {:?}", s.status()))
+}
+
+async fn abort(s: Session, path: web::Path<(String, String, String)>) -> actix_web::Result<String> {
+    let (p, k, v) = path.into_inner();
+    s.package(p).insert(&k, json(&v))?;
+    s.renew();
+    s.abort();
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Registers a hook of each branch, plus a failing and a panicking commit hook before
+/// them, then ends as `mode` says.
+async fn hooked(
+    s: Session,
+    mode: web::Path<String>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<HttpResponse> {
+    let mode = mode.into_inner();
+    s.after_commit(|| async { Err::<(), _>("the mail server is down") });
+    s.after_commit(|| async {
+        panic!("a hook panics");
+        #[allow(unreachable_code)]
+        Ok::<_, SessionError>(())
+    });
+    let (on_commit, on_abort) = (log.clone().into_inner(), log.into_inner());
+    let tag = mode.clone();
+    s.after_commit(move || async move {
+        on_commit.push(format!("commit:{tag}:{}", (on_commit.writes)()));
+        Ok::<_, SessionError>(())
+    });
+    let tag = mode.clone();
+    s.after_abort(move || async move {
+        on_abort.push(format!("abort:{tag}"));
+        Ok::<_, SessionError>(())
+    });
+    let value = if mode == "too-large" {
+        "x".repeat(5000)
+    } else {
+        mode.clone()
+    };
+    s.package("p").insert("hooked", value)?;
+    match mode.as_str() {
+        "status" => Ok(HttpResponse::InternalServerError().finish()),
+        "error" => Err(actix_web::error::ErrorBadRequest("handler failed")),
+        "panic" => panic!("handler panicked after registering hooks"),
+        "abort" => {
+            s.abort();
+            Ok(HttpResponse::Ok().body("aborted"))
+        }
+        _ => Ok(HttpResponse::Ok().body("ok")),
+    }
+}
+
+async fn flash_send(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (level, text) = path.into_inner();
+    let level = match level.as_str() {
+        "error" => Level::Error,
+        "warning" => Level::Warning,
+        _ => Level::Info,
+    };
+    s.send_flash(FlashMessage::new(level, text))?;
+    Ok("sent".to_owned())
+}
+
+fn shown(s: &Session) -> actix_web::Result<String> {
+    let messages = s.incoming_flashes()?;
+    let shown: Vec<String> = messages
+        .iter()
+        .map(|m| format!("{}:{}", m.level(), m.content()))
+        .collect();
+    Ok(shown.join("|"))
+}
+
+async fn flash_show(s: Session) -> actix_web::Result<String> {
+    shown(&s)
+}
+
+async fn gated_flash_show(s: Session, gate: web::Data<Gate>) -> actix_web::Result<String> {
+    pass(&gate).await;
+    shown(&s)
+}
+
+async fn flash_show_then_500(s: Session) -> actix_web::Result<HttpResponse> {
+    let body = shown(&s)?;
+    Ok(HttpResponse::InternalServerError().body(body))
+}
+
+async fn flash_show_and_send(s: Session, text: web::Path<String>) -> actix_web::Result<String> {
+    s.send_flash(FlashMessage::info(text.into_inner()))?;
+    let first = shown(&s)?;
+    let again = shown(&s)?;
+    Ok(format!("{first} / {again}"))
 }

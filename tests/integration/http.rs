@@ -55,6 +55,17 @@ macro_rules! http_suite {
             undecodable_stored_session_gets_fresh_session,
             packages_are_isolated,
             package_operations,
+            typed_package_round_trips_field_by_field,
+            typed_fields_changed_by_concurrent_requests_both_land,
+            typed_package_that_does_not_fit_is_an_error_and_keeps_the_data,
+            rollback_to_a_savepoint_writes_only_what_came_before,
+            rollback_undoes_a_purge,
+            abort_with_200_writes_nothing,
+            hooks_run_once_on_the_branch_taken,
+            handler_panic_runs_the_abort_hooks,
+            flash_messages_are_shown_once,
+            flash_read_by_a_failed_request_is_still_there,
+            flash_sent_while_another_request_shows_older_ones_both_land,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -623,4 +634,230 @@ pub async fn package_operations<S: SessionStore + Clone>(store: S) {
     assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "k");
     let reply: Reply = app.get("/keys/empty", Some(&cookie)).await;
     assert_eq!(reply.body, "");
+}
+
+// 8. Taking part in the unit of work.
+
+pub async fn typed_package_round_trips_field_by_field<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let empty = r#"Profile { name: "", visits: 0, nickname: None }"#;
+    assert_eq!(app.get("/typed", Some(&cookie)).await.body, empty);
+    let reply = app.get("/typed/set/visits/0", Some(&cookie)).await;
+    assert_eq!(
+        reply.body, "Unchanged",
+        "a default field not stored is not a change"
+    );
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(
+        app.get("/typed/set/name/ada", Some(&cookie)).await.body,
+        "Changed"
+    );
+    assert_eq!(
+        app.get("/typed/set/nickname/a", Some(&cookie)).await.status,
+        200
+    );
+    assert_eq!(app.store.calls().updates, 2);
+    assert_eq!(
+        app.get("/get/profile/name", Some(&cookie)).await.body,
+        r#""ada""#
+    );
+    assert_eq!(
+        app.get("/keys/profile", Some(&cookie)).await.body,
+        "name,nickname"
+    );
+    let same = app.get("/typed/set/name/ada", Some(&cookie)).await;
+    assert_eq!(same.body, "Unchanged");
+    // `nickname` is skipped when `None`: setting it so removes the key.
+    app.get("/typed/set/nickname/none", Some(&cookie)).await;
+    assert_eq!(app.get("/keys/profile", Some(&cookie)).await.body, "name");
+    assert_eq!(
+        app.get("/typed", Some(&cookie)).await.body,
+        r#"Profile { name: "ada", visits: 0, nickname: None }"#
+    );
+    assert_eq!(app.store.calls().updates, 3);
+    assert_eq!(value(&app, &cookie).await, "1", "other packages untouched");
+}
+
+pub async fn typed_fields_changed_by_concurrent_requests_both_land<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let (a, b) = app
+        .interleave("/gated/typed/set/name/ada", "/typed/set/visits/7", &cookie)
+        .await;
+    assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+    assert_eq!(
+        app.get("/typed", Some(&cookie)).await.body,
+        r#"Profile { name: "ada", visits: 7, nickname: None }"#
+    );
+    let (a, b) = app
+        .interleave("/gated/typed/set/name/bob", "/typed/set/name/eve", &cookie)
+        .await;
+    assert_eq!(
+        (a.status, b.status),
+        (409, 200),
+        "the same field: {a:?} {b:?}"
+    );
+    assert!(app.get("/typed", Some(&cookie)).await.body.contains("eve"));
+}
+
+pub async fn typed_package_that_does_not_fit_is_an_error_and_keeps_the_data<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/typed/set/name/ada", Some(&cookie)).await;
+    app.store.reset();
+    for path in ["/typed/misfit", "/typed/not-an-object"] {
+        let reply = app.get(path, Some(&cookie)).await;
+        assert_eq!(reply.status, 500, "{path}: {reply:?}");
+        assert_eq!(
+            reply.body,
+            "a session package does not fit its declared type"
+        );
+        assert!(reply.cookie.is_none());
+    }
+    assert_eq!(app.store.calls().writes(), 0);
+    assert!(app.get("/typed", Some(&cookie)).await.body.contains("ada"));
+}
+
+pub async fn rollback_to_a_savepoint_writes_only_what_came_before<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/savepoints", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "a,b,k a,e,k refused=true");
+    assert_eq!(app.store.calls().updates, 1);
+    assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "a,e,k");
+    assert_eq!(
+        app.hooks.take(),
+        Vec::<String>::new(),
+        "a hook registered after the savepoint is rolled back with it"
+    );
+}
+
+pub async fn rollback_undoes_a_purge<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/savepoint/purge", Some(&cookie)).await;
+    assert_eq!(reply.body, "Purged Unchanged");
+    assert!(reply.cookie.is_none(), "{reply:?}");
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn abort_with_200_writes_nothing<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/abort/p/k/2", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "Aborted"));
+    assert!(reply.cookie.is_none(), "no cookie change: {reply:?}");
+    let reply = app.get("/abort/p/k/2", None).await;
+    assert!(reply.cookie.is_none(), "no new session either");
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+/// Each way a request ends runs exactly the hooks of its branch, once; a commit hook
+/// runs after the store answered, and a failing or panicking hook changes nothing.
+pub async fn hooks_run_once_on_the_branch_taken<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(1000)).await;
+    let cookie = started(&app).await;
+    let reply = app.get("/hooks/ok", Some(&cookie)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "ok"),
+        "{reply:?}"
+    );
+    assert_eq!(app.hooks.take(), ["commit:ok:1"], "after the update landed");
+    let reply = app.get("/hooks/new", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.cookie.is_some(), "the stored change keeps its cookie");
+    assert_eq!(app.hooks.take(), ["commit:new:2"]);
+    for (mode, status) in [
+        ("status", 500),
+        ("error", 400),
+        ("abort", 200),
+        ("too-large", 413),
+    ] {
+        let reply = app.get(&format!("/hooks/{mode}"), Some(&cookie)).await;
+        assert_eq!(reply.status, status, "{mode}: {reply:?}");
+        assert_eq!(app.hooks.take(), [format!("abort:{mode}")], "{mode}");
+    }
+    let reply = app.get("/inner-error/inner", Some(&cookie)).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(app.hooks.take(), ["abort:inner"]);
+    assert_eq!(app.store.calls().writes(), 2);
+    assert_eq!(
+        app.get("/get/p/hooked", Some(&cookie)).await.body,
+        r#""ok""#
+    );
+}
+
+pub async fn handler_panic_runs_the_abort_hooks<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let outcome = AssertUnwindSafe(app.get("/hooks/panic", Some(&cookie)))
+        .catch_unwind()
+        .await;
+    assert!(outcome.is_err(), "the handler's panic goes on");
+    assert_eq!(app.hooks.take(), ["abort:panic"]);
+    assert_eq!(app.store.calls().writes(), 0);
+}
+
+pub async fn flash_messages_are_shown_once<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/flash/send/info/saved", Some(&cookie)).await;
+    app.get("/flash/send/error/oops", Some(&cookie)).await;
+    let reply = app.get("/flash/show-and-send/next", Some(&cookie)).await;
+    assert_eq!(
+        reply.body, "info:saved|error:oops / info:saved|error:oops",
+        "oldest first, not the one sent now, the same when read twice"
+    );
+    assert_eq!(
+        app.get("/flash/show", Some(&cookie)).await.body,
+        "info:next"
+    );
+    assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
+    assert_eq!(value(&app, &cookie).await, "1");
+}
+
+pub async fn flash_read_by_a_failed_request_is_still_there<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/flash/send/warning/check", Some(&cookie)).await;
+    let failed = app.get("/flash/show-then-500", Some(&cookie)).await;
+    assert_eq!(
+        (failed.status, failed.body.as_str()),
+        (500, "warning:check")
+    );
+    assert_eq!(
+        app.get("/flash/show", Some(&cookie)).await.body,
+        "warning:check"
+    );
+    assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
+}
+
+/// Showing messages and sending one touch different keys: both land. Two requests
+/// showing the same message both succeed (the message is gone after either).
+pub async fn flash_sent_while_another_request_shows_older_ones_both_land<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    app.get("/flash/send/info/old", Some(&cookie)).await;
+    let (shown, sent) = app
+        .interleave("/gated/flash/show", "/flash/send/info/new", &cookie)
+        .await;
+    assert_eq!(
+        (shown.status, sent.status),
+        (200, 200),
+        "{shown:?} {sent:?}"
+    );
+    assert_eq!(shown.body, "info:old");
+    let (a, b) = app
+        .interleave("/gated/flash/show", "/flash/show", &cookie)
+        .await;
+    assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+    assert_eq!((a.body.as_str(), b.body.as_str()), ("info:new", "info:new"));
+    assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
 }
