@@ -82,6 +82,10 @@ pub enum SessionError {
     /// No randomness for a new session id.
     #[error("cannot generate a session id")]
     Entropy(#[source] std::io::Error),
+    /// Text that is not a session id, given to
+    /// [`SessionId::from_str`](crate::SessionId).
+    #[error("not a session id")]
+    InvalidSessionId,
     /// [`Savepoint::rollback`](crate::Savepoint::rollback) on a savepoint that an earlier
     /// rollback discarded, or after the request's unit of work ended.
     #[error("the savepoint was discarded by a rollback to an earlier one, or the request ended")]
@@ -97,7 +101,7 @@ const RETRY_AFTER_SECS: &str = "1";
 impl ResponseError for SessionError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidName { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidName { .. } | Self::InvalidSessionId => StatusCode::BAD_REQUEST,
             Self::Conflict | Self::Ended => StatusCode::CONFLICT,
             Self::TooLarge { .. } | Self::Store(StoreError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -147,6 +151,7 @@ impl SessionError {
             | Self::Ended
             | Self::Entropy(_)
             | Self::InvalidSavepoint
+            | Self::InvalidSessionId
             | Self::MissingMiddleware => return self.to_string(),
         };
         fixed.to_owned()

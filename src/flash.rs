@@ -171,8 +171,12 @@ fn now_micros() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
     use super::*;
     use crate::record::Record;
+    use crate::transaction::Transaction;
     use crate::unit_of_work::SessionData;
 
     #[test]
@@ -181,7 +185,9 @@ mod tests {
         let ahead = now_micros() + 3_600_000_000;
         let message = serde_json::to_value(FlashMessage::info("from the future")).unwrap();
         record.put(PACKAGE, &format!("{ahead:016x}-00000000"), Some(message));
-        let session = Session::detached(SessionData::with(record));
+        let session = Session::new(Rc::new(RefCell::new(Transaction::new(SessionData::with(
+            record,
+        )))));
         for n in 0..5 {
             session
                 .send_flash(FlashMessage::info(n.to_string()))
@@ -209,7 +215,9 @@ mod tests {
         );
         let ok = serde_json::to_value(FlashMessage::error("kept")).unwrap();
         record.put(PACKAGE, "0000000000000002-0", Some(ok));
-        let session = Session::detached(SessionData::with(record));
+        let session = Session::new(Rc::new(RefCell::new(Transaction::new(SessionData::with(
+            record,
+        )))));
         assert_eq!(
             session.incoming_flashes().unwrap(),
             [FlashMessage::error("kept")]

@@ -1,9 +1,12 @@
 //! Session ids: 128 bits from the operating system's CSPRNG.
 
 use std::fmt;
+use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+
+use crate::error::SessionError;
 
 /// Bytes of randomness in an id: 128 bits, as OWASP asks of session ids.
 pub(crate) const ID_BYTES: usize = 16;
@@ -47,6 +50,29 @@ impl SessionId {
     }
 }
 
+/// Reads an id back from [`as_str`](SessionId::as_str)'s form, as an app that recorded
+/// it would (to reach the session through [`Sessions`](crate::Sessions)).
+///
+/// ```
+/// use actix_memcache_session::SessionId;
+///
+/// let id = SessionId::generate().unwrap();
+/// assert_eq!(id.as_str().parse::<SessionId>().unwrap(), id);
+/// assert!("not an id".parse::<SessionId>().is_err());
+/// ```
+impl FromStr for SessionId {
+    type Err = SessionError;
+
+    fn from_str(text: &str) -> Result<Self, SessionError> {
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            // Only the canonical spelling: one id, one text.
+            Ok(ID_BYTES) if URL_SAFE_NO_PAD.encode(bytes) == text => Ok(Self::from_bytes(bytes)),
+            _ => Err(SessionError::InvalidSessionId),
+        }
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -74,6 +100,34 @@ mod tests {
             .as_str()
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn only_the_canonical_text_of_an_id_parses() {
+        let id = SessionId::generate().unwrap();
+        assert_eq!(id.as_str().parse::<SessionId>().unwrap(), id);
+        let last = id.as_str().len() - 1;
+        // The last character carries 2 unused bits: a sibling spelling decodes to the
+        // same bytes with a lax decoder.
+        let sibling = format!(
+            "{}{}",
+            &id.as_str()[..last],
+            if id.as_str().ends_with('A') { 'B' } else { 'A' }
+        );
+        for bad in [
+            "",
+            "short",
+            &format!("{}=", id.as_str()),
+            &format!("{}A", id.as_str()),
+            &"!".repeat(22),
+            &sibling,
+        ] {
+            let parsed = bad.parse::<SessionId>();
+            assert!(
+                parsed.is_err() || parsed.unwrap().as_str() == bad,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

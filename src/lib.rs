@@ -56,6 +56,7 @@
 mod backoff;
 mod clock;
 mod config;
+mod container;
 mod cookie;
 mod error;
 mod flash;
@@ -71,6 +72,7 @@ mod typed;
 mod unit_of_work;
 
 pub use config::MemcacheSessionBuilder;
+pub use container::{OpenSession, Sessions};
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;
 pub use flash::{FlashMessage, Level};

@@ -12,6 +12,7 @@ use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::FutureExt;
 
 use crate::config::MemcacheSessionBuilder;
+use crate::container::Sessions;
 use crate::cookie::Key;
 use crate::store::SessionStore;
 use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
@@ -54,6 +55,12 @@ impl MemcacheSession {
     /// A builder to change the defaults.
     pub fn builder<S: SessionStore>(store: S, key: Key) -> MemcacheSessionBuilder {
         MemcacheSessionBuilder::new(store, key)
+    }
+
+    /// The container over this middleware's store and settings: sessions by id, outside
+    /// a request.
+    pub fn sessions(&self) -> Sessions {
+        Sessions::new(Rc::clone(&self.backend))
     }
 
     pub(crate) fn from_backend(backend: Rc<Backend>) -> Self {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::SessionError;
 use crate::hooks::Outcome;
+use crate::id::SessionId;
 use crate::savepoint::Savepoint;
 use crate::transaction::Transaction;
 use crate::unit_of_work::{SessionStatus, UnitOfWork};
@@ -47,6 +48,18 @@ pub struct Session {
 }
 
 impl Session {
+    pub(crate) fn new(tx: Rc<RefCell<Transaction>>) -> Self {
+        Self { tx }
+    }
+
+    /// The id the session is stored under, to record which sessions a user has (and reach
+    /// them later through [`Sessions`](crate::Sessions)). `None` for a session not stored
+    /// yet (new in this request, or purged by it): its id is drawn when it is first
+    /// written. After [`renew`](Self::renew) it is still the old id until the commit.
+    pub fn id(&self) -> Option<SessionId> {
+        self.tx.borrow().data.id().cloned()
+    }
+
     /// The entries of one package: an application's or library's own namespace, so that
     /// code sharing a session cannot clobber each other's keys. Names are checked when
     /// the handle is used.
@@ -131,16 +144,6 @@ impl Session {
         E: Into<Box<dyn std::error::Error>>,
     {
         self.tx.borrow_mut().hooks.add(Outcome::Aborted, hook);
-    }
-}
-
-#[cfg(test)]
-impl Session {
-    /// A session over `data` outside any request, for unit tests.
-    pub(crate) fn detached(data: crate::unit_of_work::SessionData) -> Self {
-        Self {
-            tx: Rc::new(RefCell::new(Transaction::new(data))),
-        }
     }
 }
 

@@ -110,6 +110,11 @@ impl SessionData {
         self.data.get(package, key)
     }
 
+    /// The id the session is stored under, if it is.
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        self.existing.as_ref().map(|e| &e.id)
+    }
+
     pub(crate) fn keys(&self, package: &str) -> Vec<String> {
         self.data.keys(package)
     }
@@ -240,6 +245,10 @@ impl UnitOfWork {
         &self.backend.config
     }
 
+    pub(crate) fn backend(&self) -> Rc<Backend> {
+        Rc::clone(&self.backend)
+    }
+
     /// The session, if this request has loaded it.
     pub(crate) fn loaded(&self) -> Option<Rc<RefCell<Transaction>>> {
         self.session.get().cloned()
@@ -258,7 +267,7 @@ impl UnitOfWork {
             .get_or_try_init(|| async {
                 let mut data = None;
                 for cookie in cookies {
-                    data = self.read(cookie).await?;
+                    data = self.read(cookie, WhenDown::StartFresh).await?;
                     if data.is_some() {
                         break;
                     }
@@ -271,12 +280,38 @@ impl UnitOfWork {
         Ok(Rc::clone(session))
     }
 
-    /// The live session a cookie names, if there is one; a fresh one standing in for it if
-    /// its server is down and the store says to start fresh.
-    async fn read(&self, cookie: Verified) -> Result<Option<SessionData>, SessionError> {
+    /// Opens the live session `id` outside a request (the container), or `None`. A session
+    /// whose server is down is an error here, whatever the store says to do for requests.
+    pub(crate) async fn open(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
+        let by_id = Verified {
+            id: id.clone(),
+            // As if just issued: opening a session is no reason to touch it.
+            issued: now_unix(),
+            by_fallback: false,
+        };
+        let Some(data) = self.read(by_id, WhenDown::FailClosed).await? else {
+            return Ok(None);
+        };
+        let tx = Rc::new(RefCell::new(Transaction::new(data)));
+        Ok(Some(Rc::clone(
+            self.session.get_or_init(|| async { tx }).await,
+        )))
+    }
+
+    /// The live session a cookie names, if there is one. When its server is down and both
+    /// `allowed` and the store say to start fresh, a fresh one stands in for it.
+    async fn read(
+        &self,
+        cookie: Verified,
+        allowed: WhenDown,
+    ) -> Result<Option<SessionData>, SessionError> {
         let store = &*self.backend.store;
+        let start_fresh = allowed == WhenDown::StartFresh && store.when_down() == allowed;
         let stored = match store.load(&cookie.id).await {
-            Err(StoreError::Unavailable(e)) if store.when_down() == WhenDown::StartFresh => {
+            Err(StoreError::Unavailable(e)) if start_fresh => {
                 // Per request, so not a warning: the store logs the server going down.
                 tracing::debug!(id = ?cookie.id, error = %e, "server down: starting fresh");
                 return Ok(Some(SessionData {

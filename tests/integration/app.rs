@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use actix_http::Request;
 use actix_memcache_session::{
     FlashMessage, Key, Level, MemcacheSession, MemcacheSessionBuilder, Session, SessionError,
-    SessionStore, TypedPackage,
+    SessionStore, Sessions, TypedPackage,
 };
 use actix_service::boxed::{self, BoxService};
 use actix_service::{Service, ServiceExt};
@@ -37,6 +37,8 @@ pub struct TestApp<S> {
     pub store: CountingStore<S>,
     gate: Arc<Gate>,
     pub hooks: web::Data<HookLog>,
+    /// The container over the same middleware.
+    pub sessions: Sessions,
 }
 
 /// What the session hooks of `/hooks/...` requests did, in order: `"commit:<mode>:<n>"`
@@ -74,6 +76,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             go: Semaphore::new(0),
         });
         let middleware = configure(MemcacheSession::builder(store.clone(), key)).build();
+        let sessions = middleware.sessions();
         let counted = store.clone();
         let hooks = web::Data::new(HookLog {
             entries: RefCell::default(),
@@ -108,6 +111,9 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/purge", web::get().to(purge))
             .route("/purge-then-set/{p}/{k}/{v}", web::get().to(purge_then_set))
             .route("/status", web::get().to(status))
+            .route("/id", web::get().to(id))
+            .route("/set-and-id/{p}/{k}/{v}", web::get().to(set_and_id))
+            .route("/container/purge-own", web::get().to(purge_own))
             .route("/typed", web::get().to(typed_get))
             .route("/typed/set/{field}/{v}", web::get().to(typed_set))
             .route(
@@ -148,6 +154,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             store,
             gate,
             hooks,
+            sessions,
         }
     }
 
@@ -179,11 +186,22 @@ impl<S: SessionStore + Clone> TestApp<S> {
     /// Runs `gated` (a `/gated/...` path) until it has loaded the session, then `path` to
     /// completion, then lets `gated` change and commit: load, load, commit, commit.
     pub async fn interleave(&self, gated: &str, path: &str, cookie: &Cookie<'_>) -> (Reply, Reply) {
+        self.interleave_with(gated, cookie, self.get(path, Some(cookie)))
+            .await
+    }
+
+    /// As [`interleave`](Self::interleave), with any work in the middle.
+    pub async fn interleave_with<T>(
+        &self,
+        gated: &str,
+        cookie: &Cookie<'_>,
+        middle: impl std::future::Future<Output = T>,
+    ) -> (Reply, T) {
         let other = async {
             self.gate.loaded.acquire().await.unwrap().forget();
-            let reply = self.get(path, Some(cookie)).await;
+            let done = middle.await;
             self.gate.go.add_permits(1);
-            reply
+            done
         };
         join(self.get(gated, Some(cookie)), other).await
     }
@@ -505,4 +523,27 @@ async fn flash_show_and_send(s: Session, text: web::Path<String>) -> actix_web::
     let first = shown(&s)?;
     let again = shown(&s)?;
     Ok(format!("{first} / {again}"))
+}
+
+async fn id(s: Session) -> String {
+    s.id()
+        .map_or_else(|| "none".to_owned(), |id| id.to_string())
+}
+
+/// Sets a value and reports the id before the commit.
+async fn set_and_id(
+    s: Session,
+    path: web::Path<(String, String, String)>,
+) -> actix_web::Result<String> {
+    set(s.clone(), path).await?;
+    Ok(id(s).await)
+}
+
+/// Purges this request's own session through the container.
+async fn purge_own(s: Session, sessions: Sessions) -> actix_web::Result<String> {
+    let id = s
+        .id()
+        .ok_or_else(|| actix_web::error::ErrorNotFound("no session"))?;
+    sessions.purge(&id).await?;
+    Ok("purged".to_owned())
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::{
-    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, SessionId,
-    SessionStore, WhenDown,
+    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, SessionError,
+    SessionId, SessionStore, StoreError, WhenDown,
 };
 use actix_web::cookie::Cookie;
 use futures_util::future::join_all;
@@ -225,6 +225,13 @@ async fn start_fresh_writes_nothing_to_a_dead_server_and_moves_nothing_back() {
     const WRITES: [&str; 4] = ["cmd_set", "cmd_touch", "delete_hits", "delete_misses"];
     let writes = |m: &Memcached| WRITES.map(|w| m.stats()[w]);
     let before = writes(&trio.servers[VICTIM]);
+    let stayer = victims.last().unwrap();
+    let stayer_id: SessionId = app
+        .get("/id", Some(&stayer.cookie))
+        .await
+        .body
+        .parse()
+        .unwrap();
 
     trio.servers[VICTIM].pause();
     // Its sessions read as fresh ones.
@@ -272,6 +279,13 @@ async fn start_fresh_writes_nothing_to_a_dead_server_and_moves_nothing_back() {
         assert_eq!(reply.status, 503, "{path}: {reply:?}");
         assert!(reply.cookie.is_none(), "{path}: the cookie stays");
     }
+    // Nor does the container stand a fresh session in for one it cannot reach.
+    let opened = app.sessions.open(&stayer_id).await;
+    assert!(
+        matches!(opened, Err(SessionError::Store(StoreError::Unavailable(_)))),
+        "{opened:?}"
+    );
+    assert!(app.sessions.purge(&stayer_id).await.is_err());
     for m in others.iter().copied().chain(&moved).chain(&new) {
         let reply = app.get("/get/p/k", Some(&m.cookie)).await;
         assert_own_data(m, &reply, false);

@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use actix_memcache_session::{Key, SessionStore};
+use actix_memcache_session::{Key, SessionError, SessionId, SessionStore};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use futures_util::FutureExt;
@@ -66,6 +66,10 @@ macro_rules! http_suite {
             flash_messages_are_shown_once,
             flash_read_by_a_failed_request_is_still_there,
             flash_sent_while_another_request_shows_older_ones_both_land,
+            session_id_is_none_until_stored,
+            container_reads_changes_and_purges_by_id,
+            container_change_racing_a_request_change_to_another_key_both_land,
+            container_change_to_the_same_key_as_a_request_conflicts,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -860,4 +864,113 @@ pub async fn flash_sent_while_another_request_shows_older_ones_both_land<
     assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
     assert_eq!((a.body.as_str(), b.body.as_str()), ("info:new", "info:new"));
     assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
+}
+
+// 9. Sessions outside a request.
+
+pub async fn session_id_is_none_until_stored<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let reply = app.get("/set-and-id/p/k/1", None).await;
+    assert_eq!(
+        reply.body, "none",
+        "a new session has no id before its commit"
+    );
+    let id = app.store.last_created();
+    let cookie = reply.cookie();
+    assert_eq!(app.get("/id", Some(&cookie)).await.body, id.as_str());
+    assert_eq!(app.get("/id", None).await.body, "none");
+    let renewed = app.get("/renew", Some(&cookie)).await.cookie();
+    assert_ne!(app.get("/id", Some(&renewed)).await.body, id.as_str());
+}
+
+pub async fn container_reads_changes_and_purges_by_id<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let id: SessionId = id.as_str().parse().unwrap();
+    let open = app
+        .sessions
+        .open(&id)
+        .await
+        .unwrap()
+        .expect("the session is live");
+    assert_eq!(open.package("p").get::<u32>("k").unwrap(), Some(1));
+    assert_eq!(open.id(), Some(id.clone()));
+    open.package("p").insert("note", "from an admin").unwrap();
+    open.commit().await.unwrap();
+    let reply = app.get("/get/p/note", Some(&cookie)).await;
+    assert_eq!(reply.body, r#""from an admin""#);
+    assert!(reply.cookie.is_none(), "the client's cookie is still good");
+
+    let unchanged = app.sessions.open(&id).await.unwrap().unwrap();
+    app.store.reset();
+    unchanged.commit().await.unwrap();
+    assert_eq!(
+        app.store.calls().writes(),
+        0,
+        "nothing changed, nothing written"
+    );
+    let dropped = app.sessions.open(&id).await.unwrap().unwrap();
+    dropped.package("p").insert("k", 2).unwrap();
+    drop(dropped);
+    assert_eq!(
+        value(&app, &cookie).await,
+        "1",
+        "dropped without commit: not written"
+    );
+
+    app.sessions.purge(&id).await.unwrap();
+    assert!(app.sessions.open(&id).await.unwrap().is_none());
+    assert_eq!(value(&app, &cookie).await, "none");
+    app.sessions.purge(&id).await.unwrap();
+    let unknown = SessionId::generate().unwrap();
+    assert!(app.sessions.open(&unknown).await.unwrap().is_none());
+
+    let cookie = started(&app).await;
+    assert_eq!(
+        app.get("/container/purge-own", Some(&cookie)).await.body,
+        "purged"
+    );
+    assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A request loads, the container changes another key and commits, the request commits:
+/// both land. Then the other way round: the container opens first and commits last.
+pub async fn container_change_racing_a_request_change_to_another_key_both_land<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let container = async {
+        let open = app.sessions.open(&id).await.unwrap().unwrap();
+        open.package("p").insert("b", 20).unwrap();
+        open.commit().await
+    };
+    let (request, committed) = app
+        .interleave_with("/gated/set/p/a/10", &cookie, container)
+        .await;
+    assert_eq!(request.status, 200, "{request:?}");
+    committed.unwrap();
+    assert_eq!(app.get("/get/p/a", Some(&cookie)).await.body, "10");
+    assert_eq!(app.get("/get/p/b", Some(&cookie)).await.body, "20");
+
+    let open = app.sessions.open(&id).await.unwrap().unwrap();
+    assert_eq!(app.get("/set/p/c/30", Some(&cookie)).await.status, 200);
+    open.package("p").insert("d", 40).unwrap();
+    open.commit().await.unwrap();
+    assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "a,b,c,d,k");
+    assert_eq!(app.get("/get/p/c", Some(&cookie)).await.body, "30");
+}
+
+pub async fn container_change_to_the_same_key_as_a_request_conflicts<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let open = app.sessions.open(&id).await.unwrap().unwrap();
+    assert_eq!(app.get("/set/p/k/2", Some(&cookie)).await.status, 200);
+    open.package("p").insert("k", 3).unwrap();
+    assert!(matches!(open.commit().await, Err(SessionError::Conflict)));
+    assert_eq!(value(&app, &cookie).await, "2", "first committer wins");
 }

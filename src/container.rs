@@ -1,0 +1,132 @@
+//! The container: sessions by id, outside a request, for admin pages, background jobs and
+//! tests. The same store, settings, compare-and-swap and per-key merge as a request; no
+//! cookie is involved.
+
+use std::fmt;
+use std::ops::Deref;
+use std::rc::Rc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{ready, Ready};
+
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::session::Session;
+use crate::unit_of_work::{Backend, UnitOfWork};
+
+/// Every session of one middleware's store, by id.
+///
+/// Get it from the middleware ([`MemcacheSession::sessions`](crate::MemcacheSession::sessions))
+/// or extract it in a handler. The ids come from [`Session::id`], recorded by the app
+/// (which sessions a user has); this handle never reads an id from a request.
+///
+/// ```
+/// use actix_memcache_session::{SessionId, Sessions};
+///
+/// /// An admin action: leave a note in another user's session.
+/// async fn note(sessions: Sessions, id: SessionId) -> actix_web::Result<&'static str> {
+///     let Some(session) = sessions.open(&id).await? else {
+///         return Ok("that session has ended");
+///     };
+///     session.package("admin").insert("note", "please re-read the terms")?;
+///     session.commit().await?; // merged with the user's own concurrent changes
+///     Ok("noted")
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    backend: Rc<Backend>,
+}
+
+impl Sessions {
+    pub(crate) fn new(backend: Rc<Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// Opens the live session `id`, or `None` if it does not exist, has expired or cannot
+    /// be read. Change it through the returned handle as in a request, then
+    /// [`commit`](OpenSession::commit).
+    ///
+    /// # Errors
+    /// The store failing (also with [`WhenDown::StartFresh`](crate::WhenDown): a session
+    /// is never replaced by a fresh one here).
+    pub async fn open(&self, id: &SessionId) -> Result<Option<OpenSession>, SessionError> {
+        let uow = UnitOfWork::new(Rc::clone(&self.backend));
+        let Some(tx) = uow.open(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(OpenSession {
+            session: Session::new(tx),
+            uow,
+        }))
+    }
+
+    /// Deletes session `id`: its client's next request gets a fresh session. Deleting a
+    /// session that does not exist is not an error.
+    ///
+    /// # Errors
+    /// The store failing.
+    pub async fn purge(&self, id: &SessionId) -> Result<(), SessionError> {
+        self.backend.store.delete(id).await?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
+}
+
+impl FromRequest for Sessions {
+    type Error = SessionError;
+    type Future = Ready<Result<Self, SessionError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
+        ready(
+            uow.map(|uow| Self::new(uow.backend()))
+                .ok_or(SessionError::MissingMiddleware),
+        )
+    }
+}
+
+/// A session opened by id with [`Sessions::open`]: a [`Session`] (it dereferences to one)
+/// whose changes are written by [`commit`](Self::commit).
+///
+/// Dropping it without committing writes nothing and runs no hooks. `renew()` moves the
+/// session to an id no cookie names, so its client's next request starts fresh.
+pub struct OpenSession {
+    session: Session,
+    uow: UnitOfWork,
+}
+
+impl OpenSession {
+    /// Writes the changes with compare-and-swap, merging with concurrent commits to other
+    /// keys, then runs the session's hooks; a session that did not change writes nothing.
+    ///
+    /// # Errors
+    /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
+    /// the same key, [`SessionError::Ended`] when the session was purged meanwhile,
+    /// [`SessionError::TooLarge`], or the store failing. Nothing is written then.
+    pub async fn commit(self) -> Result<(), SessionError> {
+        self.uow.finish().await.map(drop)
+    }
+}
+
+impl Deref for OpenSession {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl fmt::Debug for OpenSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenSession")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
