@@ -28,6 +28,9 @@ const MAX_SIZE: usize = 1024 * 1024;
 /// retrying: well under what a user notices, long enough that 8 concurrent writers of
 /// different keys of one session all land (measured; see the README).
 const RETRY_BUDGET: Duration = Duration::from_millis(250);
+/// Default cap on a session's own timeouts (`Session::set_timeouts`): 30 days, a common
+/// "keep me signed in" period.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest idle timeout: browsers cap a cookie's lifetime at 400 days anyway.
 const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Longest retry budget: past it a request waits on a race longer than on a timeout.
@@ -50,8 +53,9 @@ pub(crate) struct Config {
     persistent: bool,
     pub(crate) idle_timeout: Duration,
     pub(crate) absolute_timeout: Option<Duration>,
-    /// Whole seconds after which a cookie is re-issued (and a read-only session touched).
-    pub(crate) refresh_after: u64,
+    /// The cap on a session's own timeouts.
+    pub(crate) max_lifetime: Duration,
+    refresh_fraction: f64,
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     pub(crate) max_size: usize,
     pub(crate) retry_budget: Duration,
@@ -60,6 +64,13 @@ pub(crate) struct Config {
 impl Config {
     pub(crate) fn commits_on(&self, status: StatusCode) -> bool {
         (self.commit_on)(status)
+    }
+
+    /// Whole seconds after which a cookie for a session with this idle timeout is
+    /// re-issued (and a read-only session touched).
+    pub(crate) fn refresh_after(&self, idle: Duration) -> u64 {
+        // Truncation is intended: whole seconds, as the cookie stamps are.
+        (idle.as_secs_f64() * self.refresh_fraction) as u64
     }
 
     /// The request's valid, unexpired session cookies, in the order sent (browsers send
@@ -89,17 +100,29 @@ impl Config {
             tracing::debug!(id = ?verified.id, "session cookie stamped in the future; refused");
             return None;
         }
-        if now.saturating_sub(verified.issued) > self.idle_timeout.as_secs() {
+        // A format-2 cookie carries its session's own idle timeout, under the signature.
+        let idle = verified.idle.map_or(self.idle_timeout, |secs| {
+            Duration::from_secs(secs.into()).min(self.max_lifetime)
+        });
+        if now.saturating_sub(verified.issued) > idle.as_secs() {
             tracing::debug!(id = ?verified.id, "session cookie expired");
             return None;
         }
         Some(verified)
     }
 
-    /// The `Set-Cookie` for a session: its id signed with the current key, issued now; or,
-    /// without an id, a cookie that removes it.
-    pub(crate) fn cookie(&self, id: Option<&crate::SessionId>) -> Cookie<'static> {
-        let value = id.map_or_else(String::new, |id| self.codec.encode(id, now_unix()));
+    /// The `Set-Cookie` for a session: its id signed with the current key, issued now, with
+    /// its own idle timeout if it has one; or, without an id, a cookie that removes it.
+    pub(crate) fn cookie(
+        &self,
+        id: Option<&crate::SessionId>,
+        own_idle: Option<Duration>,
+    ) -> Cookie<'static> {
+        // At most 400 days (the cap is checked at build), so it fits.
+        let idle_secs = own_idle.map(|idle| u32::try_from(idle.as_secs()).unwrap_or(u32::MAX));
+        let value = id.map_or_else(String::new, |id| {
+            self.codec.encode(id, now_unix(), idle_secs)
+        });
         let mut cookie = Cookie::build(self.codec.name().to_owned(), value)
             .path(self.path.clone())
             .secure(self.secure)
@@ -111,6 +134,8 @@ impl Config {
         }
         if id.is_none() {
             cookie.make_removal();
+        } else if let Some(idle) = own_idle {
+            cookie.set_max_age(seconds(idle));
         } else if self.persistent {
             cookie.set_max_age(seconds(self.idle_timeout));
         }
@@ -153,6 +178,7 @@ pub struct MemcacheSessionBuilder {
     persistent: bool,
     idle_timeout: Duration,
     absolute_timeout: Option<Duration>,
+    max_lifetime: Duration,
     refresh_fraction: f64,
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     max_size: usize,
@@ -174,6 +200,7 @@ impl MemcacheSessionBuilder {
             persistent: false,
             idle_timeout: IDLE_TIMEOUT,
             absolute_timeout: Some(ABSOLUTE_TIMEOUT),
+            max_lifetime: MAX_LIFETIME,
             refresh_fraction: REFRESH_FRACTION,
             commit_on: Box::new(|status: StatusCode| status.as_u16() < 400),
             max_size: MAX_SIZE,
@@ -250,6 +277,14 @@ impl MemcacheSessionBuilder {
         self
     }
 
+    /// The longest idle or absolute timeout a handler can give one session with
+    /// [`Session::set_timeouts`](crate::Session::set_timeouts) ("keep me signed in"); longer
+    /// ones are cut to it. Default: 30 days. Must be from 1 second to 400 days.
+    pub fn max_session_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
     /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
@@ -304,7 +339,6 @@ impl MemcacheSessionBuilder {
 
     fn backend(self) -> Backend {
         self.check();
-        let idle = self.idle_timeout.as_secs_f64();
         let config = Config {
             codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
             secure: self.secure,
@@ -315,8 +349,8 @@ impl MemcacheSessionBuilder {
             persistent: self.persistent,
             idle_timeout: self.idle_timeout,
             absolute_timeout: self.absolute_timeout,
-            // Truncation is intended: whole seconds, as the cookie stamps are.
-            refresh_after: (idle * self.refresh_fraction) as u64,
+            max_lifetime: self.max_lifetime,
+            refresh_fraction: self.refresh_fraction,
             commit_on: self.commit_on,
             max_size: self.max_size,
             retry_budget: self.retry_budget,
@@ -359,6 +393,11 @@ impl MemcacheSessionBuilder {
         assert!(
             self.absolute_timeout.is_none_or(|t| !t.is_zero()),
             "absolute_timeout must be above zero (None turns it off)"
+        );
+        let max = self.max_lifetime;
+        assert!(
+            max >= Duration::from_secs(1) && max <= MAX_IDLE_TIMEOUT,
+            "max_session_lifetime {max:?} must be from 1 second to 400 days"
         );
         assert!(self.max_size > 0, "max_size must be above zero");
         assert!(
@@ -417,7 +456,7 @@ mod tests {
         let now = now_unix();
         let idle = config.idle_timeout.as_secs();
         let accepted = |issued: u64| {
-            let value = config.codec.encode(&id, issued);
+            let value = config.codec.encode(&id, issued, None);
             let req = actix_web::test::TestRequest::default()
                 .insert_header((header::COOKIE, format!("id={value}")))
                 .to_http_request();

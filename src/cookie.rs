@@ -4,6 +4,12 @@
 //! as 8 big-endian bytes of Unix seconds, and HMAC-SHA256 over the cookie name, the id and
 //! the issue time. Binding the name stops a value minted for one cookie being replayed in
 //! another; the timestamp lets a stale cookie be refused without asking the store.
+//!
+//! A session with its own idle timeout (remember me) gets format 2:
+//! `base64url(2 ‖ id ‖ issued ‖ idle ‖ mac)`, the idle timeout as 4 big-endian bytes of
+//! seconds, so its age is still checked without a store read. The two are told apart by
+//! length; format 1 stays what every other session gets, so cookies issued before format 2
+//! existed keep working.
 
 use std::fmt;
 
@@ -20,10 +26,17 @@ type HmacSha256 = Hmac<Sha256>;
 /// Shortest key accepted: 256 bits, the HMAC-SHA256 output size.
 const MIN_KEY_BYTES: usize = 32;
 const STAMP_BYTES: usize = 8;
+const IDLE_BYTES: usize = 4;
 const MAC_BYTES: usize = 32;
-const RAW_BYTES: usize = ID_BYTES + STAMP_BYTES + MAC_BYTES;
-/// Length of an encoded cookie value; anything else is refused before decoding.
-const VALUE_CHARS: usize = (RAW_BYTES * 4).div_ceil(3);
+/// What format 1 signs: id and issue time.
+const SIGNED_V1: usize = ID_BYTES + STAMP_BYTES;
+/// What format 2 signs: its version byte, id, issue time and idle timeout.
+const SIGNED_V2: usize = 1 + ID_BYTES + STAMP_BYTES + IDLE_BYTES;
+const FORMAT_2: u8 = 2;
+const MAX_RAW_BYTES: usize = SIGNED_V2 + MAC_BYTES;
+/// Lengths of encoded cookie values; anything else is refused before decoding.
+const V1_CHARS: usize = ((SIGNED_V1 + MAC_BYTES) * 4).div_ceil(3);
+const V2_CHARS: usize = ((SIGNED_V2 + MAC_BYTES) * 4).div_ceil(3);
 
 /// A secret key that signs session cookies.
 ///
@@ -115,6 +128,8 @@ pub(crate) struct Verified {
     pub(crate) issued: u64,
     /// Signed with a fallback key: re-issue it under the current key.
     pub(crate) by_fallback: bool,
+    /// The session's own idle timeout in seconds (format 2).
+    pub(crate) idle: Option<u32>,
 }
 
 /// Why a cookie value was refused; only ever logged.
@@ -152,43 +167,64 @@ impl CookieCodec {
         mac
     }
 
-    /// The cookie value for `id`, issued at `issued` (Unix seconds).
-    pub(crate) fn encode(&self, id: &SessionId, issued: u64) -> String {
-        let mut raw = [0u8; RAW_BYTES];
-        raw[..ID_BYTES].copy_from_slice(id.as_bytes());
-        raw[ID_BYTES..ID_BYTES + STAMP_BYTES].copy_from_slice(&issued.to_be_bytes());
-        let tag = self
-            .mac(&self.key, &raw[..ID_BYTES + STAMP_BYTES])
-            .finalize()
-            .into_bytes();
-        raw[ID_BYTES + STAMP_BYTES..].copy_from_slice(&tag);
-        URL_SAFE_NO_PAD.encode(raw)
+    /// The cookie value for `id`, issued at `issued` (Unix seconds); format 2 when the
+    /// session has its own `idle` timeout (seconds).
+    pub(crate) fn encode(&self, id: &SessionId, issued: u64, idle: Option<u32>) -> String {
+        let mut raw = [0u8; MAX_RAW_BYTES];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            raw[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        if idle.is_some() {
+            put(&[FORMAT_2]);
+        }
+        put(id.as_bytes());
+        put(&issued.to_be_bytes());
+        if let Some(idle) = idle {
+            put(&idle.to_be_bytes());
+        }
+        let tag = self.mac(&self.key, &raw[..at]).finalize().into_bytes();
+        raw[at..at + MAC_BYTES].copy_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(&raw[..at + MAC_BYTES])
     }
 
     /// Checks a cookie value against the current key, then each fallback key.
     pub(crate) fn decode(&self, value: &str) -> Result<Verified, Rejected> {
-        if value.len() != VALUE_CHARS {
-            return Err(Rejected::Malformed);
-        }
-        let mut raw = [0u8; RAW_BYTES];
-        match URL_SAFE_NO_PAD.decode_slice(value, &mut raw) {
-            Ok(RAW_BYTES) => {}
+        let signed_len = match value.len() {
+            V1_CHARS => SIGNED_V1,
+            V2_CHARS => SIGNED_V2,
             _ => return Err(Rejected::Malformed),
-        }
-        let (signed, tag) = raw.split_at(ID_BYTES + STAMP_BYTES);
+        };
+        let mut buffer = [0u8; MAX_RAW_BYTES];
+        let raw = match URL_SAFE_NO_PAD.decode_slice(value, &mut buffer) {
+            Ok(n) if n == signed_len + MAC_BYTES => &buffer[..n],
+            _ => return Err(Rejected::Malformed),
+        };
+        let (signed, tag) = raw.split_at(signed_len);
         let by_fallback = std::iter::once(&self.key)
             .chain(&self.fallback_keys)
             .position(|key| self.mac(key, signed).verify_slice(tag).is_ok())
             .ok_or(Rejected::BadSignature)?
             > 0;
-        let mut id = [0u8; ID_BYTES];
-        id.copy_from_slice(&signed[..ID_BYTES]);
-        let mut stamp = [0u8; STAMP_BYTES];
-        stamp.copy_from_slice(&signed[ID_BYTES..]);
+        // Only signed bytes from here on.
+        let fields = match signed.split_first() {
+            Some((&FORMAT_2, rest)) if signed_len == SIGNED_V2 => rest,
+            _ if signed_len == SIGNED_V1 => signed,
+            _ => return Err(Rejected::Malformed),
+        };
+        let (id, rest) = fields.split_at(ID_BYTES);
+        let (stamp, idle) = rest.split_at(STAMP_BYTES);
         Ok(Verified {
-            id: SessionId::from_bytes(id),
-            issued: u64::from_be_bytes(stamp),
+            id: SessionId::from_bytes(id.try_into().map_err(|_| Rejected::Malformed)?),
+            issued: u64::from_be_bytes(stamp.try_into().map_err(|_| Rejected::Malformed)?),
             by_fallback,
+            idle: match idle.len() {
+                0 => None,
+                _ => Some(u32::from_be_bytes(
+                    idle.try_into().map_err(|_| Rejected::Malformed)?,
+                )),
+            },
         })
     }
 }
@@ -214,35 +250,68 @@ mod tests {
     fn round_trip() {
         let key = Key::generate();
         let id = SessionId::generate().unwrap();
-        let value = codec(&key).encode(&id, 1_700_000_000);
-        assert_eq!(value.len(), VALUE_CHARS);
+        let value = codec(&key).encode(&id, 1_700_000_000, None);
+        assert_eq!(value.len(), V1_CHARS);
         let v = codec(&key).decode(&value).unwrap();
         assert_eq!(v.id, id);
         assert_eq!(v.issued, 1_700_000_000);
         assert!(!v.by_fallback);
+        assert_eq!(v.idle, None);
+    }
+
+    #[test]
+    fn format_2_carries_the_idle_timeout() {
+        let key = Key::generate();
+        let id = SessionId::generate().unwrap();
+        let value = codec(&key).encode(&id, 1_700_000_000, Some(7 * 86_400));
+        assert_eq!(value.len(), V2_CHARS);
+        let v = codec(&key).decode(&value).unwrap();
+        assert_eq!(
+            (v.id, v.issued, v.idle),
+            (id, 1_700_000_000, Some(7 * 86_400))
+        );
+    }
+
+    /// A format-1 value is 56 bytes and a format-2 one 61, so neither can pass for the
+    /// other; and a 61-byte value must start with the version byte under the signature.
+    #[test]
+    fn a_signed_value_of_format_2_length_without_its_version_is_refused() {
+        let key = Key::generate();
+        let mut raw = vec![9u8; SIGNED_V2];
+        let tag = codec(&key).mac(&key, &raw).finalize().into_bytes();
+        raw.extend_from_slice(&tag);
+        let value = URL_SAFE_NO_PAD.encode(&raw);
+        assert_eq!(value.len(), V2_CHARS);
+        assert_eq!(codec(&key).decode(&value).unwrap_err(), Rejected::Malformed);
     }
 
     #[test]
     fn every_flipped_character_is_refused() {
         let key = Key::generate();
-        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42);
-        for i in 0..value.len() {
-            let mut bytes = value.clone().into_bytes();
-            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-            let tampered = String::from_utf8(bytes).unwrap();
-            assert!(codec(&key).decode(&tampered).is_err(), "position {i}");
+        let id = SessionId::generate().unwrap();
+        for value in [
+            codec(&key).encode(&id, 42, None),
+            codec(&key).encode(&id, 42, Some(60)),
+        ] {
+            for i in 0..value.len() {
+                let mut bytes = value.clone().into_bytes();
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).unwrap();
+                assert!(codec(&key).decode(&tampered).is_err(), "position {i}");
+            }
         }
     }
 
     #[test]
     fn truncated_padded_and_garbage_values_are_malformed() {
         let key = Key::generate();
-        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42);
+        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None);
         for bad in [
             &value[..value.len() - 1],
             &format!("{value}A"),
             "",
-            &"!".repeat(VALUE_CHARS),
+            &"!".repeat(V1_CHARS),
+            &"!".repeat(V2_CHARS),
         ] {
             assert_eq!(codec(&key).decode(bad).unwrap_err(), Rejected::Malformed);
         }
@@ -251,7 +320,7 @@ mod tests {
     #[test]
     fn another_key_or_cookie_name_is_a_bad_signature() {
         let key = Key::generate();
-        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42);
+        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None);
         let other = codec(&Key::generate()).decode(&value).unwrap_err();
         assert_eq!(other, Rejected::BadSignature);
         let renamed = CookieCodec::new("other".into(), key, vec![]).decode(&value);
@@ -261,7 +330,7 @@ mod tests {
     #[test]
     fn fallback_keys_verify_and_are_flagged() {
         let old = Key::generate();
-        let value = codec(&old).encode(&SessionId::generate().unwrap(), 42);
+        let value = codec(&old).encode(&SessionId::generate().unwrap(), 42, None);
         let rotated = CookieCodec::new("id".into(), Key::generate(), vec![old]);
         assert!(rotated.decode(&value).unwrap().by_fallback);
     }

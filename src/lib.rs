@@ -62,6 +62,7 @@ mod error;
 mod flash;
 mod hooks;
 mod id;
+mod lifetime;
 mod middleware;
 mod record;
 mod savepoint;

@@ -17,6 +17,7 @@ use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::hooks::{Hooks, Outcome};
 use crate::id::SessionId;
+use crate::lifetime::Timeouts;
 use crate::record::Record;
 use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
 use crate::transaction::Transaction;
@@ -42,6 +43,8 @@ struct Existing {
     /// When the request's cookie was issued, and whether an old key signed it.
     issued: u64,
     by_fallback: bool,
+    /// The idle timeout the request's cookie carried (format 2), in seconds.
+    cookie_idle: Option<u64>,
 }
 
 /// The session's in-memory copy and the change set: what [`Session`](crate::Session)
@@ -221,8 +224,9 @@ impl SessionData {
 pub(crate) enum CookieAction {
     /// Leave the client's cookie as it is.
     Keep,
-    /// Issue a cookie for this id, stamped now.
-    Issue(SessionId),
+    /// Issue a cookie for this id, stamped now, with the session's own idle timeout if it
+    /// has one.
+    Issue(SessionId, Option<Duration>),
     /// Tell the client to drop its cookie.
     Remove,
 }
@@ -291,6 +295,7 @@ impl UnitOfWork {
             // As if just issued: opening a session is no reason to touch it.
             issued: now_unix(),
             by_fallback: false,
+            idle: None,
         };
         let Some(data) = self.read(by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
@@ -342,23 +347,20 @@ impl UnitOfWork {
                 version: stored.version,
                 issued: cookie.issued,
                 by_fallback: cookie.by_fallback,
+                cookie_idle: cookie.idle.map(u64::from),
             }),
             data,
             ..SessionData::fresh()
         }))
     }
 
-    /// How long the store should keep this session: the idle timeout, cut short by the
-    /// absolute timeout. Zero means it is over.
+    fn timeouts(&self, data: &Record) -> Timeouts {
+        Timeouts::of(data, &self.backend.config)
+    }
+
+    /// How long the store should keep this session. Zero means it is over.
     fn ttl(&self, data: &Record) -> Duration {
-        let config = &self.backend.config;
-        match config.absolute_timeout {
-            None => config.idle_timeout,
-            Some(absolute) => {
-                let age = Duration::from_secs(now_unix().saturating_sub(data.created));
-                config.idle_timeout.min(absolute.saturating_sub(age))
-            }
-        }
+        self.timeouts(data).ttl(data.created, now_unix())
     }
 
     /// Takes the session's data and hooks out of a loaded session, so that no borrow is
@@ -398,18 +400,21 @@ impl UnitOfWork {
         s.changes
             .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
+        let issue = |id, data: &Record| CookieAction::Issue(id, self.timeouts(data).cookie_idle());
         let action = match s.existing.take() {
-            None if dirty && !s.data.is_empty() => CookieAction::Issue(self.create(&s.data).await?),
+            None if dirty && !s.data.is_empty() => issue(self.create(&s.data).await?, &s.data),
             None => CookieAction::Keep,
-            Some(existing) if s.renewed => {
-                CookieAction::Issue(self.renew(&existing, &mut s).await?)
-            }
+            Some(existing) if s.renewed => issue(self.renew(&existing, &mut s).await?, &s.data),
             Some(existing) => {
-                let refresh =
-                    now_unix().saturating_sub(existing.issued) >= self.backend.config.refresh_after;
-                // A cookie signed by a fallback key is re-signed; like a refresh, that only
-                // needs the store to confirm the session is still there.
-                let reissue = refresh || existing.by_fallback;
+                let timeouts = self.timeouts(&s.data);
+                let age = now_unix().saturating_sub(existing.issued);
+                let refresh = age >= self.backend.config.refresh_after(timeouts.idle);
+                // A cookie signed by a fallback key is re-signed, and one that does not
+                // carry the session's own idle timeout (set by this request, or outside a
+                // request) is re-issued with it; like a refresh, these only need the store
+                // to confirm the session is still there.
+                let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle;
+                let reissue = refresh || existing.by_fallback || stale;
                 if dirty {
                     self.update(&existing, &mut s).await?;
                 } else if reissue && !store.touch(&existing.id, self.ttl(&s.data)).await? {
@@ -418,7 +423,7 @@ impl UnitOfWork {
                     return Ok(CookieAction::Keep);
                 }
                 if reissue {
-                    CookieAction::Issue(existing.id)
+                    issue(existing.id, &s.data)
                 } else {
                     CookieAction::Keep
                 }

@@ -1,6 +1,7 @@
 //! The test application every store's HTTP suite runs against.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::cell::RefCell;
 
@@ -112,6 +113,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/purge-then-set/{p}/{k}/{v}", web::get().to(purge_then_set))
             .route("/status", web::get().to(status))
             .route("/id", web::get().to(id))
+            .route("/remember/{idle}/{absolute}", web::get().to(remember))
+            .route("/timeouts/{idle}/{absolute}", web::get().to(timeouts))
             .route("/set-and-id/{p}/{k}/{v}", web::get().to(set_and_id))
             .route("/container/purge-own", web::get().to(purge_own))
             .route("/typed", web::get().to(typed_get))
@@ -546,4 +549,17 @@ async fn purge_own(s: Session, sessions: Sessions) -> actix_web::Result<String> 
         .ok_or_else(|| actix_web::error::ErrorNotFound("no session"))?;
     sessions.purge(&id).await?;
     Ok("purged".to_owned())
+}
+
+/// A login with "keep me signed in": renew, `p/k = 1`, and the session's own timeouts.
+async fn remember(s: Session, path: web::Path<(u64, u64)>) -> actix_web::Result<String> {
+    s.renew();
+    s.package("p").insert("k", 1)?;
+    timeouts(s, path).await
+}
+
+async fn timeouts(s: Session, path: web::Path<(u64, u64)>) -> actix_web::Result<String> {
+    let (idle, absolute) = path.into_inner();
+    s.set_timeouts(Duration::from_secs(idle), Duration::from_secs(absolute))?;
+    Ok(format!("{:?}", s.status()))
 }

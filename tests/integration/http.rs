@@ -70,6 +70,9 @@ macro_rules! http_suite {
             container_reads_changes_and_purges_by_id,
             container_change_racing_a_request_change_to_another_key_both_land,
             container_change_to_the_same_key_as_a_request_conflicts,
+            remember_me_outlives_the_default_idle_timeout,
+            own_timeouts_are_capped_by_the_maximum,
+            own_timeouts_set_without_a_login_reissue_the_cookie,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -973,4 +976,81 @@ pub async fn container_change_to_the_same_key_as_a_request_conflicts<S: SessionS
     open.package("p").insert("k", 3).unwrap();
     assert!(matches!(open.commit().await, Err(SessionError::Conflict)));
     assert_eq!(value(&app, &cookie).await, "2", "first committer wins");
+}
+
+/// A format-2 cookie: it carries the session's own idle timeout.
+const FORMAT_2_CHARS: usize = 82;
+
+pub async fn remember_me_outlives_the_default_idle_timeout<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.idle_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let normal = started(&app).await;
+    let normal_id = app.store.last_created();
+    assert_eq!(normal.max_age(), None, "a session cookie by default");
+    let reply = app.get("/remember/30/60", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let remembered = reply.cookie();
+    assert_eq!(remembered.value().len(), FORMAT_2_CHARS);
+    assert_eq!(
+        remembered.max_age(),
+        Some(actix_web::cookie::time::Duration::seconds(30))
+    );
+    let remembered_id = app.store.last_created();
+
+    actix_web::rt::time::sleep(Duration::from_millis(2_200)).await;
+    assert!(app.store.inner.load(&normal_id).await.unwrap().is_none());
+    assert_eq!(value(&app, &normal).await, "none");
+    assert!(app
+        .store
+        .inner
+        .load(&remembered_id)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        value(&app, &remembered).await,
+        "1",
+        "kept past the default idle timeout"
+    );
+}
+
+pub async fn own_timeouts_are_capped_by_the_maximum<S: SessionStore + Clone>(store: S) {
+    // The store keeps entries a minute: only the cap can end the session early.
+    let store = CountingStore::new(store).with_ttl_floor(Duration::from_secs(60));
+    let app = TestApp::configured(store, |b| b.max_session_lifetime(Duration::from_secs(2))).await;
+    let reply = app.get("/remember/3600/86400", None).await;
+    let cookie = reply.cookie();
+    assert_eq!(
+        cookie.max_age(),
+        Some(actix_web::cookie::time::Duration::seconds(2))
+    );
+    assert_eq!(value(&app, &cookie).await, "1");
+    actix_web::rt::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(
+        value(&app, &cookie).await,
+        "none",
+        "ended by the cap, not after an hour"
+    );
+}
+
+pub async fn own_timeouts_set_without_a_login_reissue_the_cookie<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/timeouts/600/3600", Some(&cookie)).await;
+    assert_eq!(reply.body, "Changed");
+    let reissued = reply.cookie();
+    assert_eq!(reissued.value().len(), FORMAT_2_CHARS);
+    assert_eq!(app.store.calls().updates, 1);
+    let again = app.get("/timeouts/600/3600", Some(&reissued)).await;
+    assert_eq!(again.body, "Unchanged");
+    assert!(again.cookie.is_none(), "the cookie already carries them");
+    assert_eq!(value(&app, &reissued).await, "1");
+    assert_eq!(
+        value(&app, &cookie).await,
+        "1",
+        "the old cookie still works"
+    );
 }
