@@ -7,12 +7,12 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::session::Session;
+use crate::session::{unit_of_work, Session};
 use crate::unit_of_work::{Backend, UnitOfWork};
 
 /// Every session of one middleware's store, by id.
@@ -84,11 +84,7 @@ impl FromRequest for Sessions {
     type Future = Ready<Result<Self, SessionError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
-        ready(
-            uow.map(|uow| Self::new(uow.backend()))
-                .ok_or(SessionError::MissingMiddleware),
-        )
+        ready(unit_of_work(req).map(|uow| Self::new(uow.backend())))
     }
 }
 

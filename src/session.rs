@@ -160,9 +160,9 @@ impl FromRequest for Session {
     type Future = LocalBoxFuture<'static, Result<Self, SessionError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
-        let Some(uow) = uow else {
-            return Box::pin(async { Err(SessionError::MissingMiddleware) });
+        let uow = match unit_of_work(req) {
+            Ok(uow) => uow,
+            Err(e) => return Box::pin(async { Err(e) }),
         };
         if let Some(tx) = uow.loaded() {
             return Box::pin(async { Ok(Session { tx }) });
@@ -174,6 +174,12 @@ impl FromRequest for Session {
             })
         })
     }
+}
+
+/// The request's unit of work, put there by the middleware.
+pub(crate) fn unit_of_work(req: &HttpRequest) -> Result<Rc<UnitOfWork>, SessionError> {
+    let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
+    uow.ok_or(SessionError::MissingMiddleware)
 }
 
 /// One package of a [`Session`]: typed access to its keys.

@@ -13,8 +13,6 @@ pub(crate) struct Transaction {
     savepoints: Vec<Mark>,
     next_savepoint: u64,
     aborted: bool,
-    /// Set once the unit of work took the data: later changes go nowhere.
-    finished: bool,
 }
 
 /// What rolling back to one savepoint restores.
@@ -32,7 +30,6 @@ impl Transaction {
             savepoints: Vec::new(),
             next_savepoint: 0,
             aborted: false,
-            finished: false,
         }
     }
 
@@ -63,7 +60,7 @@ impl Transaction {
     /// Restores the data and hooks as they were when savepoint `serial` was taken. The
     /// savepoints taken after it are gone; it stays open, to roll back to again.
     pub(crate) fn rollback(&mut self, serial: u64) -> Result<(), SessionError> {
-        let Some(at) = self.position(serial).filter(|_| !self.finished) else {
+        let Some(at) = self.position(serial) else {
             return Err(SessionError::InvalidSavepoint);
         };
         self.savepoints.truncate(at + 1);
@@ -85,9 +82,9 @@ impl Transaction {
     }
 
     /// Hands the data and hooks to the unit of work at the end of the request; `None` for
-    /// the data when the handler aborted.
+    /// the data when the handler aborted. The savepoints go too: rolling back to one is an
+    /// error from then on, and later changes go nowhere.
     pub(crate) fn finish(&mut self) -> (Option<SessionData>, Hooks) {
-        self.finished = true;
         self.savepoints.clear();
         let data = std::mem::replace(&mut self.data, SessionData::fresh());
         let hooks = std::mem::take(&mut self.hooks);

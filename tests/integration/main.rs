@@ -16,21 +16,34 @@ mod support;
 
 use actix_web::{test, web, App};
 
-/// Extracting `Session` without the middleware is a clear 500, not a panic.
+/// Extracting `Session` or `Sessions` without the middleware is a clear 500, not a panic.
 #[actix_web::test]
 async fn session_without_middleware_is_a_clear_500() {
-    let app =
-        test::init_service(App::new().route(
-            "/",
-            web::get().to(|s: actix_memcache_session::Session| async move {
-                format!("{:?}", s.status())
-            }),
-        ))
-        .await;
-    let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
-    assert_eq!(res.status(), 500);
-    let body = test::read_body(res).await;
-    assert!(String::from_utf8_lossy(&body).contains("middleware is not installed"));
+    let app = test::init_service(
+        App::new()
+            .route(
+                "/session",
+                web::get().to(|s: actix_memcache_session::Session| async move {
+                    format!("{:?}", s.status())
+                }),
+            )
+            .route(
+                "/sessions",
+                web::get()
+                    .to(|s: actix_memcache_session::Sessions| async move { format!("{s:?}") }),
+            ),
+    )
+    .await;
+    for path in ["/session", "/sessions"] {
+        let req = test::TestRequest::get().uri(path).to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), 500, "{path}");
+        let body = test::read_body(res).await;
+        assert!(
+            String::from_utf8_lossy(&body).contains("middleware is not installed"),
+            "{path}"
+        );
+    }
 }
 
 /// A store that cannot be reached gives 503 with `Retry-After` where the session is used,
