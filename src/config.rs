@@ -12,7 +12,7 @@ use crate::clock::now_unix;
 use crate::cookie::{cookies_named, CookieCodec, Key, Verified};
 use crate::middleware::MemcacheSession;
 use crate::store::{ErasedStore, SessionStore};
-use crate::unit_of_work::Backend;
+use crate::unit_of_work::{Backend, Issue};
 
 /// Default idle timeout: 30 minutes, the upper end OWASP suggests for ordinary apps.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -66,6 +66,17 @@ impl Config {
         (self.commit_on)(status)
     }
 
+    /// How long a user's generation item is kept from a bind: as long as any session bound
+    /// then can live (it would otherwise sign them out early), and an hour more for the
+    /// time the commit takes.
+    pub(crate) fn generation_ttl(&self) -> Duration {
+        let longest = self
+            .absolute_timeout
+            .unwrap_or(MAX_IDLE_TIMEOUT)
+            .max(self.max_lifetime);
+        longest + Duration::from_secs(3600)
+    }
+
     /// Whole seconds after which a cookie for a session with this idle timeout is
     /// re-issued (and a read-only session touched).
     pub(crate) fn refresh_after(&self, idle: Duration) -> u64 {
@@ -112,16 +123,15 @@ impl Config {
     }
 
     /// The `Set-Cookie` for a session: its id signed with the current key, issued now, with
-    /// its own idle timeout if it has one; or, without an id, a cookie that removes it.
-    pub(crate) fn cookie(
-        &self,
-        id: Option<&crate::SessionId>,
-        own_idle: Option<Duration>,
-    ) -> Cookie<'static> {
+    /// its own idle timeout and its user's hint if it has them; or, without one, a cookie
+    /// that removes it.
+    pub(crate) fn cookie(&self, issue: Option<&Issue>) -> Cookie<'static> {
+        let own_idle = issue.and_then(|issue| issue.idle);
         // At most 400 days (the cap is checked at build), so it fits.
         let idle_secs = own_idle.map(|idle| u32::try_from(idle.as_secs()).unwrap_or(u32::MAX));
-        let value = id.map_or_else(String::new, |id| {
-            self.codec.encode(id, now_unix(), idle_secs)
+        let value = issue.map_or_else(String::new, |issue| {
+            self.codec
+                .encode(&issue.id, now_unix(), idle_secs, issue.user.as_ref())
         });
         let mut cookie = Cookie::build(self.codec.name().to_owned(), value)
             .path(self.path.clone())
@@ -132,7 +142,7 @@ impl Config {
         if let Some(domain) = &self.domain {
             cookie.set_domain(domain.clone());
         }
-        if id.is_none() {
+        if issue.is_none() {
             cookie.make_removal();
         } else if let Some(idle) = own_idle {
             cookie.set_max_age(seconds(idle));
@@ -456,7 +466,7 @@ mod tests {
         let now = now_unix();
         let idle = config.idle_timeout.as_secs();
         let accepted = |issued: u64| {
-            let value = config.codec.encode(&id, issued, None);
+            let value = config.codec.encode(&id, issued, None, None);
             let req = actix_web::test::TestRequest::default()
                 .insert_header((header::COOKIE, format!("id={value}")))
                 .to_http_request();

@@ -36,7 +36,7 @@ use crate::unit_of_work::{Backend, UnitOfWork};
 /// ```
 #[derive(Clone)]
 pub struct Sessions {
-    backend: Rc<Backend>,
+    pub(crate) backend: Rc<Backend>,
 }
 
 impl Sessions {

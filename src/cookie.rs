@@ -7,9 +7,17 @@
 //!
 //! A session with its own idle timeout (remember me) gets format 2:
 //! `base64url(2 ‖ id ‖ issued ‖ idle ‖ mac)`, the idle timeout as 4 big-endian bytes of
-//! seconds, so its age is still checked without a store read. The two are told apart by
-//! length; format 1 stays what every other session gets, so cookies issued before format 2
-//! existed keep working.
+//! seconds, so its age is still checked without a store read.
+//!
+//! A session bound to a user gets format 3:
+//! `base64url(3 ‖ id ‖ issued ‖ idle ‖ hint ‖ mac)`, the idle timeout 0 for the
+//! middleware's, and `hint` the 16-byte id of the user's generation item (see `user.rs`)
+//! XOR a pad, HMAC over the session id, so the store can read that item together with the
+//! session. The pad hides it: the item's id is a plain hash of the user's id, which a
+//! dictionary could reverse.
+//!
+//! The formats are told apart by length; format 1 stays what every other session gets, so
+//! cookies issued before the later formats existed keep working.
 
 use std::fmt;
 
@@ -32,11 +40,18 @@ const MAC_BYTES: usize = 32;
 const SIGNED_V1: usize = ID_BYTES + STAMP_BYTES;
 /// What format 2 signs: its version byte, id, issue time and idle timeout.
 const SIGNED_V2: usize = 1 + ID_BYTES + STAMP_BYTES + IDLE_BYTES;
+/// What format 3 signs: format 2's fields and the hint.
+const SIGNED_V3: usize = SIGNED_V2 + ID_BYTES;
 const FORMAT_2: u8 = 2;
-const MAX_RAW_BYTES: usize = SIGNED_V2 + MAC_BYTES;
+const FORMAT_3: u8 = 3;
+const MAX_RAW_BYTES: usize = SIGNED_V3 + MAC_BYTES;
 /// Lengths of encoded cookie values; anything else is refused before decoding.
 const V1_CHARS: usize = ((SIGNED_V1 + MAC_BYTES) * 4).div_ceil(3);
 const V2_CHARS: usize = ((SIGNED_V2 + MAC_BYTES) * 4).div_ceil(3);
+const V3_CHARS: usize = ((SIGNED_V3 + MAC_BYTES) * 4).div_ceil(3);
+/// Marks the pad's MAC input, which is also shorter than any signed cookie: a pad is never
+/// a valid signature.
+const PAD_DOMAIN: u8 = 0xFF;
 
 /// A secret key that signs session cookies.
 ///
@@ -128,8 +143,11 @@ pub(crate) struct Verified {
     pub(crate) issued: u64,
     /// Signed with a fallback key: re-issue it under the current key.
     pub(crate) by_fallback: bool,
-    /// The session's own idle timeout in seconds (format 2).
+    /// The session's own idle timeout in seconds (format 2, or 3 when not 0).
     pub(crate) idle: Option<u32>,
+    /// The id of the session's user's generation item (format 3): a hint, so the store
+    /// reads it with the session; the stored session says whether it is the right one.
+    pub(crate) user: Option<SessionId>,
 }
 
 /// Why a cookie value was refused; only ever logged.
@@ -167,22 +185,49 @@ impl CookieCodec {
         mac
     }
 
+    /// The pad that hides a user hint in the cookie of session `id`.
+    fn pad(&self, key: &Key, id: &[u8]) -> [u8; ID_BYTES] {
+        let mac = self.mac(key, &[&[PAD_DOMAIN][..], id].concat());
+        let mut pad = [0u8; ID_BYTES];
+        pad.copy_from_slice(&mac.finalize().into_bytes()[..ID_BYTES]);
+        pad
+    }
+
     /// The cookie value for `id`, issued at `issued` (Unix seconds); format 2 when the
-    /// session has its own `idle` timeout (seconds).
-    pub(crate) fn encode(&self, id: &SessionId, issued: u64, idle: Option<u32>) -> String {
+    /// session has its own `idle` timeout (seconds), format 3 when it is bound to a user
+    /// whose generation item is `user`.
+    pub(crate) fn encode(
+        &self,
+        id: &SessionId,
+        issued: u64,
+        idle: Option<u32>,
+        user: Option<&SessionId>,
+    ) -> String {
         let mut raw = [0u8; MAX_RAW_BYTES];
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             raw[at..at + bytes.len()].copy_from_slice(bytes);
             at += bytes.len();
         };
-        if idle.is_some() {
-            put(&[FORMAT_2]);
+        match (idle, user) {
+            (_, Some(_)) => put(&[FORMAT_3]),
+            (Some(_), None) => put(&[FORMAT_2]),
+            (None, None) => {}
         }
         put(id.as_bytes());
         put(&issued.to_be_bytes());
-        if let Some(idle) = idle {
-            put(&idle.to_be_bytes());
+        if idle.is_some() || user.is_some() {
+            put(&idle.unwrap_or(0).to_be_bytes());
+        }
+        if let Some(user) = user {
+            let pad = self.pad(&self.key, id.as_bytes());
+            let hint: Vec<u8> = user
+                .as_bytes()
+                .iter()
+                .zip(pad)
+                .map(|(u, p)| u ^ p)
+                .collect();
+            put(&hint);
         }
         let tag = self.mac(&self.key, &raw[..at]).finalize().into_bytes();
         raw[at..at + MAC_BYTES].copy_from_slice(&tag);
@@ -194,6 +239,7 @@ impl CookieCodec {
         let signed_len = match value.len() {
             V1_CHARS => SIGNED_V1,
             V2_CHARS => SIGNED_V2,
+            V3_CHARS => SIGNED_V3,
             _ => return Err(Rejected::Malformed),
         };
         let mut buffer = [0u8; MAX_RAW_BYTES];
@@ -202,31 +248,48 @@ impl CookieCodec {
             _ => return Err(Rejected::Malformed),
         };
         let (signed, tag) = raw.split_at(signed_len);
-        let by_fallback = std::iter::once(&self.key)
+        let (index, key) = std::iter::once(&self.key)
             .chain(&self.fallback_keys)
-            .position(|key| self.mac(key, signed).verify_slice(tag).is_ok())
-            .ok_or(Rejected::BadSignature)?
-            > 0;
+            .enumerate()
+            .find(|(_, key)| self.mac(key, signed).verify_slice(tag).is_ok())
+            .ok_or(Rejected::BadSignature)?;
         // Only signed bytes from here on.
         let fields = match signed.split_first() {
             Some((&FORMAT_2, rest)) if signed_len == SIGNED_V2 => rest,
+            Some((&FORMAT_3, rest)) if signed_len == SIGNED_V3 => rest,
             _ if signed_len == SIGNED_V1 => signed,
             _ => return Err(Rejected::Malformed),
         };
         let (id, rest) = fields.split_at(ID_BYTES);
-        let (stamp, idle) = rest.split_at(STAMP_BYTES);
+        let (stamp, rest) = rest.split_at(STAMP_BYTES);
+        let (idle, hint) = rest.split_at(rest.len().min(IDLE_BYTES));
+        let user = match hint.len() {
+            0 => None,
+            _ => {
+                let pad = self.pad(key, id);
+                let hint: [u8; ID_BYTES] = field(hint)?;
+                Some(SessionId::from_bytes(std::array::from_fn(|i| {
+                    hint[i] ^ pad[i]
+                })))
+            }
+        };
         Ok(Verified {
-            id: SessionId::from_bytes(id.try_into().map_err(|_| Rejected::Malformed)?),
-            issued: u64::from_be_bytes(stamp.try_into().map_err(|_| Rejected::Malformed)?),
-            by_fallback,
+            id: SessionId::from_bytes(field(id)?),
+            issued: u64::from_be_bytes(field(stamp)?),
+            by_fallback: index > 0,
             idle: match idle.len() {
                 0 => None,
-                _ => Some(u32::from_be_bytes(
-                    idle.try_into().map_err(|_| Rejected::Malformed)?,
-                )),
+                _ => Some(u32::from_be_bytes(field(idle)?)).filter(|&secs| secs > 0),
             },
+            user,
         })
     }
+}
+
+/// A fixed-size field of a decoded value (the lengths are checked before, so never
+/// `Malformed` in practice).
+fn field<const N: usize>(bytes: &[u8]) -> Result<[u8; N], Rejected> {
+    bytes.try_into().map_err(|_| Rejected::Malformed)
 }
 
 /// The values of every cookie called `name` in a `Cookie` request header, in order,
@@ -250,7 +313,7 @@ mod tests {
     fn round_trip() {
         let key = Key::generate();
         let id = SessionId::generate().unwrap();
-        let value = codec(&key).encode(&id, 1_700_000_000, None);
+        let value = codec(&key).encode(&id, 1_700_000_000, None, None);
         assert_eq!(value.len(), V1_CHARS);
         let v = codec(&key).decode(&value).unwrap();
         assert_eq!(v.id, id);
@@ -263,7 +326,7 @@ mod tests {
     fn format_2_carries_the_idle_timeout() {
         let key = Key::generate();
         let id = SessionId::generate().unwrap();
-        let value = codec(&key).encode(&id, 1_700_000_000, Some(7 * 86_400));
+        let value = codec(&key).encode(&id, 1_700_000_000, Some(7 * 86_400), None);
         assert_eq!(value.len(), V2_CHARS);
         let v = codec(&key).decode(&value).unwrap();
         assert_eq!(
@@ -272,17 +335,59 @@ mod tests {
         );
     }
 
-    /// A format-1 value is 56 bytes and a format-2 one 61, so neither can pass for the
-    /// other; and a 61-byte value must start with the version byte under the signature.
     #[test]
-    fn a_signed_value_of_format_2_length_without_its_version_is_refused() {
+    fn format_3_carries_the_user_hint_hidden() {
         let key = Key::generate();
-        let mut raw = vec![9u8; SIGNED_V2];
-        let tag = codec(&key).mac(&key, &raw).finalize().into_bytes();
-        raw.extend_from_slice(&tag);
-        let value = URL_SAFE_NO_PAD.encode(&raw);
-        assert_eq!(value.len(), V2_CHARS);
-        assert_eq!(codec(&key).decode(&value).unwrap_err(), Rejected::Malformed);
+        let (id, item) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        for idle in [None, Some(3600)] {
+            let value = codec(&key).encode(&id, 1_700_000_000, idle, Some(&item));
+            assert_eq!(value.len(), V3_CHARS);
+            let v = codec(&key).decode(&value).unwrap();
+            assert_eq!(
+                (v.id, v.idle, v.user),
+                (id.clone(), idle, Some(item.clone()))
+            );
+            let raw = URL_SAFE_NO_PAD.decode(&value).unwrap();
+            assert!(
+                !raw.windows(ID_BYTES).any(|w| w == item.as_bytes()),
+                "the item's id is not in clear"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hint_signed_by_a_fallback_key_is_read_with_that_key() {
+        let old = Key::generate();
+        let (id, item) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        let value = codec(&old).encode(&id, 42, None, Some(&item));
+        let rotated = CookieCodec::new("id".into(), Key::generate(), vec![old]);
+        let v = rotated.decode(&value).unwrap();
+        assert!(v.by_fallback);
+        assert_eq!(v.user, Some(item));
+    }
+
+    /// Format 1, 2 and 3 values are 56, 61 and 77 bytes, so none can pass for another;
+    /// and a format-2 or -3 value must start with its own version byte under the signature.
+    #[test]
+    fn a_signed_value_of_format_2_or_3_length_without_its_version_is_refused() {
+        let key = Key::generate();
+        for (signed, chars, wrong) in [(SIGNED_V2, V2_CHARS, [9, 3]), (SIGNED_V3, V3_CHARS, [9, 2])]
+        {
+            for first in wrong {
+                let mut raw = vec![first; signed];
+                let tag = codec(&key).mac(&key, &raw).finalize().into_bytes();
+                raw.extend_from_slice(&tag);
+                let value = URL_SAFE_NO_PAD.encode(&raw);
+                assert_eq!(value.len(), chars);
+                assert_eq!(codec(&key).decode(&value).unwrap_err(), Rejected::Malformed);
+            }
+        }
     }
 
     #[test]
@@ -290,8 +395,9 @@ mod tests {
         let key = Key::generate();
         let id = SessionId::generate().unwrap();
         for value in [
-            codec(&key).encode(&id, 42, None),
-            codec(&key).encode(&id, 42, Some(60)),
+            codec(&key).encode(&id, 42, None, None),
+            codec(&key).encode(&id, 42, Some(60), None),
+            codec(&key).encode(&id, 42, None, Some(&id)),
         ] {
             for i in 0..value.len() {
                 let mut bytes = value.clone().into_bytes();
@@ -305,13 +411,14 @@ mod tests {
     #[test]
     fn truncated_padded_and_garbage_values_are_malformed() {
         let key = Key::generate();
-        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None);
+        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None, None);
         for bad in [
             &value[..value.len() - 1],
             &format!("{value}A"),
             "",
             &"!".repeat(V1_CHARS),
             &"!".repeat(V2_CHARS),
+            &"!".repeat(V3_CHARS),
         ] {
             assert_eq!(codec(&key).decode(bad).unwrap_err(), Rejected::Malformed);
         }
@@ -320,7 +427,7 @@ mod tests {
     #[test]
     fn another_key_or_cookie_name_is_a_bad_signature() {
         let key = Key::generate();
-        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None);
+        let value = codec(&key).encode(&SessionId::generate().unwrap(), 42, None, None);
         let other = codec(&Key::generate()).decode(&value).unwrap_err();
         assert_eq!(other, Rejected::BadSignature);
         let renamed = CookieCodec::new("other".into(), key, vec![]).decode(&value);
@@ -330,7 +437,7 @@ mod tests {
     #[test]
     fn fallback_keys_verify_and_are_flagged() {
         let old = Key::generate();
-        let value = codec(&old).encode(&SessionId::generate().unwrap(), 42, None);
+        let value = codec(&old).encode(&SessionId::generate().unwrap(), 42, None, None);
         let rotated = CookieCodec::new("id".into(), Key::generate(), vec![old]);
         assert!(rotated.decode(&value).unwrap().by_fallback);
     }

@@ -71,6 +71,7 @@ mod store;
 mod transaction;
 mod typed;
 mod unit_of_work;
+mod user;
 
 pub use config::MemcacheSessionBuilder;
 pub use container::{OpenSession, Sessions};

@@ -132,8 +132,8 @@ where
             }
             let cookie = match uow.finish().await {
                 Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
-                Ok(CookieAction::Issue(id, idle)) => uow.config().cookie(Some(&id), idle),
-                Ok(CookieAction::Remove) => uow.config().cookie(None, None),
+                Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
+                Ok(CookieAction::Remove) => uow.config().cookie(None),
                 Err(e) => return Ok(res.error_response(e).map_into_right_body()),
             };
             let mut res = res.map_into_left_body();

@@ -44,7 +44,7 @@ const MAX_VALUE_DEPTH: usize = 100;
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    tx: Rc<RefCell<Transaction>>,
+    pub(crate) tx: Rc<RefCell<Transaction>>,
 }
 
 impl Session {

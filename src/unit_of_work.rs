@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_util::future::join;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -21,6 +22,7 @@ use crate::lifetime::Timeouts;
 use crate::record::Record;
 use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
 use crate::transaction::Transaction;
+use crate::user;
 
 /// New ids the store reports taken before concluding it is broken (a 128-bit collision
 /// never happens).
@@ -45,6 +47,8 @@ struct Existing {
     by_fallback: bool,
     /// The idle timeout the request's cookie carried (format 2), in seconds.
     cookie_idle: Option<u64>,
+    /// The user generation item the request's cookie named (format 3).
+    cookie_user: Option<SessionId>,
 }
 
 /// The session's in-memory copy and the change set: what [`Session`](crate::Session)
@@ -60,6 +64,11 @@ pub(crate) struct SessionData {
     /// The session the cookie named, when its server could not be reached and the store
     /// said to start fresh: a purge or renew must still remove it.
     unreachable: Option<SessionId>,
+    /// The session the cookie named, found signed out (its user's generation ended), at
+    /// the version read: removed on commit unless written since.
+    signed_out: Option<(SessionId, Version)>,
+    /// The user whose generation ends on commit, signing out all their sessions.
+    signing_out: Option<String>,
     renewed: bool,
     purged: bool,
 }
@@ -104,6 +113,8 @@ impl SessionData {
             changes: BTreeMap::new(),
             retired: None,
             unreachable: None,
+            signed_out: None,
+            signing_out: None,
             renewed: false,
             purged: false,
         }
@@ -201,9 +212,24 @@ impl SessionData {
             .or(self.unreachable.take());
         *self = Self {
             retired,
+            signing_out: self.signing_out.take(),
             purged: true,
             ..Self::fresh()
         };
+    }
+
+    /// Ends the bound user's generation on commit, signing them out of every session;
+    /// this one is purged, or, if `keep_this`, copies the generation that follows.
+    pub(crate) fn sign_out(&mut self, keep_this: bool) {
+        let user = user::bound(&self.data).map(str::to_owned);
+        if keep_this {
+            if user.is_some() {
+                self.put(user::PACKAGE, user::GENERATION, None);
+            }
+        } else {
+            self.purge();
+        }
+        self.signing_out = user.or(self.signing_out.take());
     }
 
     pub(crate) fn status(&self) -> SessionStatus {
@@ -224,11 +250,20 @@ impl SessionData {
 pub(crate) enum CookieAction {
     /// Leave the client's cookie as it is.
     Keep,
-    /// Issue a cookie for this id, stamped now, with the session's own idle timeout if it
-    /// has one.
-    Issue(SessionId, Option<Duration>),
+    /// Issue a cookie, stamped now.
+    Issue(Issue),
     /// Tell the client to drop its cookie.
     Remove,
+}
+
+/// What a cookie to issue says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Issue {
+    pub(crate) id: SessionId,
+    /// The session's own idle timeout, if it has one.
+    pub(crate) idle: Option<Duration>,
+    /// The generation item of the user the session is bound to, if it is.
+    pub(crate) user: Option<SessionId>,
 }
 
 /// One request's session work.
@@ -296,18 +331,25 @@ impl UnitOfWork {
             issued: now_unix(),
             by_fallback: false,
             idle: None,
+            user: None,
         };
         let Some(data) = self.read(by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
         };
+        if data.existing.is_none() {
+            // Signed out everywhere: as good as gone.
+            return Ok(None);
+        }
         let tx = Rc::new(RefCell::new(Transaction::new(data)));
         Ok(Some(Rc::clone(
             self.session.get_or_init(|| async { tx }).await,
         )))
     }
 
-    /// The live session a cookie names, if there is one. When its server is down and both
-    /// `allowed` and the store say to start fresh, a fresh one stands in for it.
+    /// The live session a cookie names, if there is one. When its server (or its user's
+    /// generation item's) is down and both `allowed` and the store say to start fresh, a
+    /// fresh one stands in for it. A session whose user was signed out everywhere comes
+    /// back fresh, with the old one to remove.
     async fn read(
         &self,
         cookie: Verified,
@@ -315,16 +357,17 @@ impl UnitOfWork {
     ) -> Result<Option<SessionData>, SessionError> {
         let store = &*self.backend.store;
         let start_fresh = allowed == WhenDown::StartFresh && store.when_down() == allowed;
-        let stored = match store.load(&cookie.id).await {
-            Err(StoreError::Unavailable(e)) if start_fresh => {
-                // Per request, so not a warning: the store logs the server going down.
-                tracing::debug!(id = ?cookie.id, error = %e, "server down: starting fresh");
-                return Ok(Some(SessionData {
-                    unreachable: Some(cookie.id),
-                    ..SessionData::fresh()
-                }));
+        // A bound session's cookie names its user's generation item: one round trip for both.
+        let (stored, hinted) = match &cookie.user {
+            None => (store.load(&cookie.id).await, None),
+            Some(hint) => {
+                let (stored, item) = join(store.load(&cookie.id), store.load(hint)).await;
+                (stored, Some((hint, item)))
             }
-            stored => stored?,
+        };
+        let stored = match or_fresh(stored, &cookie.id, start_fresh)? {
+            Ok(stored) => stored,
+            Err(fresh) => return Ok(Some(fresh)),
         };
         let Some(stored) = stored else {
             tracing::debug!(id = ?cookie.id, "no stored session for cookie");
@@ -341,6 +384,25 @@ impl UnitOfWork {
             tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
             return Ok(None);
         }
+        if let Some(item) = self.user_item(&data) {
+            let generation = match hinted {
+                Some((hint, generation)) if *hint == item => generation,
+                // Bound since the cookie was issued (or outside a request): a second round
+                // trip, once; the commit re-issues the cookie with the hint.
+                _ => store.load(&item).await,
+            };
+            let generation = match or_fresh(generation, &cookie.id, start_fresh)? {
+                Ok(generation) => generation,
+                Err(fresh) => return Ok(Some(fresh)),
+            };
+            if !user::signed_in(&data, generation.as_ref()) {
+                tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
+                return Ok(Some(SessionData {
+                    signed_out: Some((cookie.id, stored.version)),
+                    ..SessionData::fresh()
+                }));
+            }
+        }
         Ok(Some(SessionData {
             existing: Some(Existing {
                 id: cookie.id,
@@ -348,6 +410,7 @@ impl UnitOfWork {
                 issued: cookie.issued,
                 by_fallback: cookie.by_fallback,
                 cookie_idle: cookie.idle.map(u64::from),
+                cookie_user: cookie.user,
             }),
             data,
             ..SessionData::fresh()
@@ -397,10 +460,31 @@ impl UnitOfWork {
     /// change, except a `touch` when its cookie is due for refresh.
     async fn commit(&self, mut s: SessionData) -> Result<CookieAction, SessionError> {
         let store = &*self.backend.store;
+        // The user's generation first: a commit that fails after it leaves this session
+        // signed out with the others, never the others signed in.
+        if let Some(user) = s.signing_out.take() {
+            let item = user::item(self.backend.config.codec.name(), &user);
+            store.delete(&item).await?;
+        }
+        // Bound (or kept through a sign-out of the others) by this request.
+        if let Some(item) = self
+            .user_item(&s.data)
+            .filter(|_| user::lacks_generation(&s.data))
+        {
+            let ttl = self.backend.config.generation_ttl();
+            let generation = user::start(store, &item, ttl).await?;
+            s.put(user::PACKAGE, user::GENERATION, Some(generation));
+        }
         s.changes
             .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
-        let issue = |id, data: &Record| CookieAction::Issue(id, self.timeouts(data).cookie_idle());
+        let issue = |id, data: &Record| {
+            CookieAction::Issue(Issue {
+                id,
+                idle: self.timeouts(data).cookie_idle(),
+                user: self.user_item(data),
+            })
+        };
         let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => issue(self.create(&s.data).await?, &s.data),
             None => CookieAction::Keep,
@@ -413,7 +497,8 @@ impl UnitOfWork {
                 // carry the session's own idle timeout (set by this request, or outside a
                 // request) is re-issued with it; like a refresh, these only need the store
                 // to confirm the session is still there.
-                let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle;
+                let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
+                    || self.user_item(&s.data) != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
                 if dirty {
                     self.update(&existing, &mut s).await?;
@@ -432,11 +517,22 @@ impl UnitOfWork {
         if let Some(old) = &s.retired {
             store.delete(old).await?;
         }
-        // Purged with nothing new to issue: the client drops its cookie.
-        if s.purged && action == CookieAction::Keep {
+        let mut ended = s.purged;
+        if let Some((old, version)) = &s.signed_out {
+            // Written since, by a login racing this request: not this request's to end.
+            ended |= store.delete_if(old, *version).await? != Update::Conflict;
+        }
+        // Ended with nothing new to issue: the client drops its cookie.
+        if ended && action == CookieAction::Keep {
             return Ok(CookieAction::Remove);
         }
         Ok(action)
+    }
+
+    /// The generation item of the user a session is bound to, if it is.
+    fn user_item(&self, data: &Record) -> Option<SessionId> {
+        let user = user::bound(data)?;
+        Some(user::item(self.backend.config.codec.name(), user))
     }
 
     fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {
@@ -560,5 +656,25 @@ impl UnitOfWork {
             }
             version = self.rebase(&existing.id, s, &mut backoff).await?;
         }
+    }
+}
+
+/// A store read (`Ok`), or, when its server is down and the request may start fresh, the
+/// fresh session that stands in for the one the cookie names (`Err`).
+fn or_fresh(
+    read: Result<Option<Stored>, StoreError>,
+    id: &SessionId,
+    start_fresh: bool,
+) -> Result<Result<Option<Stored>, SessionData>, SessionError> {
+    match read {
+        Err(StoreError::Unavailable(e)) if start_fresh => {
+            // Per request, so not a warning: the store logs the server going down.
+            tracing::debug!(?id, error = %e, "server down: starting fresh");
+            Ok(Err(SessionData {
+                unreachable: Some(id.clone()),
+                ..SessionData::fresh()
+            }))
+        }
+        read => Ok(Ok(read?)),
     }
 }

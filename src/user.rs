@@ -1,0 +1,232 @@
+//! Sessions bound to a user, and signing a user out of all of them at once.
+//!
+//! Each user who has a bound session has a generation item in the store: a random value
+//! under an id derived from the user's id. Binding a session copies the value into it;
+//! signing out everywhere deletes the item. A bound session is signed in only while its
+//! copy equals the item, so an evicted item signs the user out (fails closed) and never
+//! leaves a session signed in. The item is read together with the session (its id rides,
+//! hidden, in the cookie), so a bound session still costs one round trip; an unbound one
+//! reads nothing more.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::container::Sessions;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::record::Record;
+use crate::session::Session;
+use crate::store::{ErasedStore, StoreError, Stored};
+
+/// The package a session's binding is kept in.
+pub(crate) const PACKAGE: &str = "actix-memcache-session.user";
+/// The user's id, as the app gave it.
+const USER: &str = "id";
+/// The copy of the user's generation the session was bound with.
+pub(crate) const GENERATION: &str = "generation";
+/// A generation: 64 random bits as lowercase hex.
+const GENERATION_CHARS: usize = 16;
+/// Domain separation for the item id, so it is no other hash of the user's id.
+const ITEM_DOMAIN: &[u8] = b"actix-memcache-session user generation\0";
+/// Tries to find or start a generation while sign-outs race with it: each lost race means
+/// a sign-out just ended the generation read.
+const START_ATTEMPTS: usize = 3;
+
+/// The id of `user`'s generation item, for the sessions of cookie `cookie_name`: the first
+/// 16 bytes of SHA-256 over a fixed prefix, the cookie name, a zero byte and the user's id.
+/// No key goes in, so rotating the signing key keeps every binding.
+pub(crate) fn item(cookie_name: &str, user: &str) -> SessionId {
+    let digest = Sha256::new()
+        .chain_update(ITEM_DOMAIN)
+        .chain_update(cookie_name)
+        .chain_update([0])
+        .chain_update(user)
+        .finalize();
+    SessionId::from_bytes(std::array::from_fn(|i| digest[i]))
+}
+
+/// The user a session is bound to.
+pub(crate) fn bound(data: &Record) -> Option<&str> {
+    data.get(PACKAGE, USER)?.as_str()
+}
+
+/// Whether a session lacks its copy of its user's generation: a bound one then still has
+/// to copy it, as only a request that bound it (or signed out the user's other sessions)
+/// leaves it so.
+pub(crate) fn lacks_generation(data: &Record) -> bool {
+    data.get(PACKAGE, GENERATION).is_none()
+}
+
+/// Whether a session bound to a user is still signed in: its copy of the generation is the
+/// one in `item`. A missing item (signed out, or evicted) or one this crate did not write
+/// signs it out.
+pub(crate) fn signed_in(data: &Record, item: Option<&Stored>) -> bool {
+    let copy = data.get(PACKAGE, GENERATION).and_then(Value::as_str);
+    match (copy, item) {
+        (Some(copy), Some(item)) => is_generation(&item.data) && copy.as_bytes() == item.data,
+        _ => false,
+    }
+}
+
+fn is_generation(bytes: &[u8]) -> bool {
+    bytes.len() == GENERATION_CHARS && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The user's current generation, starting one if there is none, and keeping the item for
+/// at least `ttl` from now (it must outlive every session bound to it).
+pub(crate) async fn start(
+    store: &dyn ErasedStore,
+    item: &SessionId,
+    ttl: Duration,
+) -> Result<Value, SessionError> {
+    for _ in 0..START_ATTEMPTS {
+        let mut bits = [0u8; GENERATION_CHARS / 2];
+        getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
+        let candidate: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+        if store.create(item, candidate.as_bytes(), ttl).await? {
+            return Ok(candidate.into());
+        }
+        let Some(current) = store.load(item).await? else {
+            continue;
+        };
+        if !is_generation(&current.data) {
+            // Not ours (memory corruption, a foreign writer): replace it. Any session that
+            // matched it is signed out, which is the safe side.
+            store.delete(item).await?;
+            continue;
+        }
+        // A sign-out between the read and the touch ends what was read: start over.
+        if store.touch(item, ttl).await? {
+            let text =
+                String::from_utf8(current.data).map_err(|e| StoreError::Protocol(e.to_string()))?;
+            return Ok(text.into());
+        }
+    }
+    let why = "a user's generation was ended by a sign-out at every try";
+    Err(StoreError::Protocol(why.into()).into())
+}
+
+impl Session {
+    /// Binds this session to `user` (the app's id for the user: a number or name, never
+    /// shown to the client), typically at login, with [`renew`](Self::renew). The session
+    /// then ends when [`sign_out_everywhere`](Self::sign_out_everywhere) or
+    /// [`Sessions::sign_out_everywhere`] signs that user out.
+    ///
+    /// Like any change it is written only if the request commits. The commit also reads
+    /// (or starts) the user's generation item in the store, so it costs a round trip or
+    /// two more; requests of a bound session after that cost none, as the item is read
+    /// with the session. Binding a session bound to someone else moves it to `user`.
+    ///
+    /// ```
+    /// use actix_memcache_session::Session;
+    ///
+    /// async fn login(session: Session) -> actix_web::Result<&'static str> {
+    ///     // ... check the password of user 42 ...
+    ///     session.renew();
+    ///     session.bind_user("42")?;
+    ///     Ok("welcome")
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// Never in practice: the package name is valid.
+    pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
+        let package = self.package(PACKAGE);
+        package.insert(USER, user)?;
+        // Copied from the store at commit (see `lacks_generation`).
+        package.remove(GENERATION).map(drop)
+    }
+
+    /// The user this session is bound to, if any.
+    ///
+    /// # Errors
+    /// Never in practice: the package name is valid.
+    pub fn user(&self) -> Result<Option<String>, SessionError> {
+        self.package(PACKAGE).get(USER)
+    }
+
+    /// Signs this session's user out of every session, this one included, when the request
+    /// commits: the other sessions find out on their next request, which then starts with
+    /// an empty session; this one is [`purge`](Self::purge)d. Without a bound user it only
+    /// purges this session.
+    ///
+    /// If the commit fails after the user's generation ended, this session is signed out
+    /// too: the failure never leaves a session signed in.
+    pub fn sign_out_everywhere(&self) {
+        self.tx.borrow_mut().data.sign_out(false);
+    }
+
+    /// Signs this session's user out of every other session when the request commits (a
+    /// password change), keeping this one signed in. Without a bound user it does nothing.
+    pub fn sign_out_other_sessions(&self) {
+        self.tx.borrow_mut().data.sign_out(true);
+    }
+}
+
+impl Sessions {
+    /// Signs `user` out of every session bound to them, now: each finds out on its next
+    /// request (or [`open`](Self::open)), which sees no session. Signing out a user without
+    /// sessions is not an error.
+    ///
+    /// # Errors
+    /// The store failing; then nobody is signed out, and trying again is safe.
+    pub async fn sign_out_everywhere(&self, user: &str) -> Result<(), SessionError> {
+        let item = item(self.backend.config.codec.name(), user);
+        self.backend.store.delete(&item).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound_with(generation: &str) -> Record {
+        let mut data = Record::new(0);
+        data.put(PACKAGE, USER, Some("ada".into()));
+        data.put(PACKAGE, GENERATION, Some(generation.into()));
+        data
+    }
+
+    fn stored(bytes: &[u8]) -> Stored {
+        Stored {
+            data: bytes.to_vec(),
+            version: crate::store::Version::new(1),
+        }
+    }
+
+    #[test]
+    fn signed_in_only_with_the_item_as_copied() {
+        let data = bound_with("0123456789abcdef");
+        assert!(signed_in(&data, Some(&stored(b"0123456789abcdef"))));
+        assert!(!signed_in(&data, Some(&stored(b"0123456789abcdee"))));
+        assert!(!signed_in(&data, None), "an evicted item signs out");
+        let mut no_copy = data.clone();
+        no_copy.put(PACKAGE, GENERATION, None);
+        assert!(!signed_in(&no_copy, Some(&stored(b"0123456789abcdef"))));
+    }
+
+    #[test]
+    fn an_item_this_crate_did_not_write_matches_nothing() {
+        for odd in [
+            "",
+            "0123456789ABCDEF",
+            "0123456789abcdef0",
+            "0123456789abcde ",
+        ] {
+            let data = bound_with(odd);
+            assert!(!signed_in(&data, Some(&stored(odd.as_bytes()))), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn items_differ_by_user_and_cookie_and_are_not_concatenations() {
+        let a = item("id", "ada");
+        assert_eq!(a, item("id", "ada"));
+        assert_ne!(a, item("id", "bob"));
+        assert_ne!(a, item("sid", "ada"));
+        assert_ne!(item("id", "1ada"), item("id1", "ada"));
+    }
+}
