@@ -117,6 +117,15 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/timeouts/{idle}/{absolute}", web::get().to(timeouts))
             .route("/set-and-id/{p}/{k}/{v}", web::get().to(set_and_id))
             .route("/container/purge-own", web::get().to(purge_own))
+            .route("/login/{user}", web::get().to(login))
+            .route("/bind/{user}", web::get().to(bind))
+            .route("/whoami", web::get().to(whoami))
+            .route("/sign-out-everywhere", web::get().to(sign_out_everywhere))
+            .route(
+                "/sign-out-everywhere-then-500",
+                web::get().to(sign_out_everywhere_then_500),
+            )
+            .route("/sign-out-others", web::get().to(sign_out_others))
             .route("/typed", web::get().to(typed_get))
             .route("/typed/set/{field}/{v}", web::get().to(typed_set))
             .route(
@@ -549,6 +558,37 @@ async fn purge_own(s: Session, sessions: Sessions) -> actix_web::Result<String> 
         .ok_or_else(|| actix_web::error::ErrorNotFound("no session"))?;
     sessions.purge(&id).await?;
     Ok("purged".to_owned())
+}
+
+/// A login: renew, `p/k = 1`, and the session bound to `user`.
+async fn login(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
+    s.renew();
+    s.package("p").insert("k", 1)?;
+    bind(s, user).await
+}
+
+async fn bind(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
+    s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
+}
+
+async fn whoami(s: Session) -> actix_web::Result<String> {
+    Ok(s.user()?.unwrap_or_else(|| "none".to_owned()))
+}
+
+async fn sign_out_everywhere(s: Session) -> String {
+    s.sign_out_everywhere();
+    format!("{:?}", s.status())
+}
+
+async fn sign_out_everywhere_then_500(s: Session) -> HttpResponse {
+    s.sign_out_everywhere();
+    HttpResponse::InternalServerError().finish()
+}
+
+async fn sign_out_others(s: Session) -> String {
+    s.sign_out_other_sessions();
+    format!("{:?}", s.status())
 }
 
 /// A login with "keep me signed in": renew, `p/k = 1`, and the session's own timeouts.

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use futures_util::FutureExt;
 
 use crate::app::TestApp;
-use crate::support::{tampered, Calls, CountingStore, Reply};
+use crate::support::{generation_item, tampered, Calls, CountingStore, Reply};
 
 macro_rules! http_suite {
     ($make:expr) => {
@@ -73,6 +73,14 @@ macro_rules! http_suite {
             remember_me_outlives_the_default_idle_timeout,
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
+            sign_out_everywhere_ends_every_session_of_the_user_and_no_other,
+            sign_out_everywhere_from_the_container,
+            an_evicted_generation_item_signs_the_user_out,
+            sign_out_of_other_sessions_keeps_this_one,
+            sign_out_in_a_failed_request_signs_nobody_out,
+            bound_session_reads_its_generation_with_the_session,
+            session_bound_outside_a_request_gets_its_hint_on_the_next_request,
+            signed_out_session_rewritten_meanwhile_is_not_removed,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1052,5 +1060,241 @@ pub async fn own_timeouts_set_without_a_login_reissue_the_cookie<S: SessionStore
         value(&app, &cookie).await,
         "1",
         "the old cookie still works"
+    );
+}
+
+// 9. Sessions outside a request: sign out everywhere.
+
+/// A format-3 cookie: it carries the hidden hint of a bound session's user.
+const FORMAT_3_CHARS: usize = 103;
+
+/// Logs `user` in on a fresh client; the session's cookie and id.
+async fn log_in<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    user: &str,
+) -> (Cookie<'static>, SessionId) {
+    let reply = app.get(&format!("/login/{user}"), None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let cookie = reply.cookie();
+    assert_eq!(cookie.value().len(), FORMAT_3_CHARS, "{cookie}");
+    (cookie, app.store.last_created())
+}
+
+async fn whoami<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) -> String {
+    let reply = app.get("/whoami", Some(cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body
+}
+
+/// Three sessions of ada and one of bob, each signed in.
+async fn three_and_one<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+) -> (Vec<(Cookie<'static>, SessionId)>, Cookie<'static>) {
+    let mut ada = Vec::new();
+    for _ in 0..3 {
+        ada.push(log_in(app, "ada").await);
+    }
+    let (bob, _) = log_in(app, "bob").await;
+    for (cookie, _) in &ada {
+        assert_eq!(whoami(app, cookie).await, "ada");
+    }
+    assert_eq!(whoami(app, &bob).await, "bob");
+    (ada, bob)
+}
+
+pub async fn sign_out_everywhere_ends_every_session_of_the_user_and_no_other<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    let reply = app.get("/sign-out-everywhere", Some(&ada[0].0)).await;
+    assert_eq!(reply.body, "Purged");
+    assert_eq!(
+        reply.cookie().value(),
+        "",
+        "this session's cookie is removed"
+    );
+    assert!(app.store.inner.load(&ada[0].1).await.unwrap().is_none());
+    for (cookie, id) in &ada[1..] {
+        let reply = app.get("/whoami", Some(cookie)).await;
+        assert_eq!(reply.body, "none", "signed out");
+        assert_eq!(reply.cookie().value(), "", "and told to drop the cookie");
+        assert!(
+            app.store.inner.load(id).await.unwrap().is_none(),
+            "the signed-out session is removed"
+        );
+    }
+    assert_eq!(value(&app, &ada[1].0).await, "none", "no data either");
+    assert_eq!(
+        whoami(&app, &bob).await,
+        "bob",
+        "another user stays signed in"
+    );
+    let (again, _) = log_in(&app, "ada").await;
+    assert_eq!(whoami(&app, &again).await, "ada", "a new login works");
+    assert_eq!(
+        whoami(&app, &ada[2].0).await,
+        "none",
+        "the old ones stay out"
+    );
+}
+
+pub async fn sign_out_everywhere_from_the_container<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert!(
+        app.sessions.open(&ada[0].1).await.unwrap().is_none(),
+        "the container does not open a signed-out session"
+    );
+    for (cookie, _) in &ada {
+        assert_eq!(whoami(&app, cookie).await, "none");
+    }
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    app.sessions.sign_out_everywhere("nobody").await.unwrap();
+}
+
+/// memcached may evict the user's item under memory pressure: the user is then signed
+/// out, never left signed in.
+pub async fn an_evicted_generation_item_signs_the_user_out<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    let item = generation_item("ada");
+    assert!(
+        app.store.inner.load(&item).await.unwrap().is_some(),
+        "the derivation is as documented"
+    );
+    app.store.inner.delete(&item).await.unwrap();
+    for (cookie, _) in &ada {
+        assert_eq!(whoami(&app, cookie).await, "none");
+    }
+    assert_eq!(whoami(&app, &bob).await, "bob");
+}
+
+pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    let reply = app.get("/sign-out-others", Some(&ada[0].0)).await;
+    assert_eq!(reply.body, "Changed");
+    assert!(reply.cookie.is_none(), "the cookie is still good");
+    assert_eq!(whoami(&app, &ada[0].0).await, "ada", "this one stays");
+    assert_eq!(value(&app, &ada[0].0).await, "1");
+    for (cookie, _) in &ada[1..] {
+        assert_eq!(whoami(&app, cookie).await, "none");
+    }
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    // The kept session is bound to the new generation: a later sign-out ends it too.
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(whoami(&app, &ada[0].0).await, "none");
+}
+
+pub async fn sign_out_in_a_failed_request_signs_nobody_out<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    app.store.reset();
+    let reply = app
+        .get("/sign-out-everywhere-then-500", Some(&ada[0].0))
+        .await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(app.store.calls().writes(), 0, "nothing written");
+    for (cookie, _) in &ada {
+        assert_eq!(whoami(&app, cookie).await, "ada");
+    }
+}
+
+/// A bound session's request reads its user's item too, and an unbound one does not;
+/// neither writes.
+pub async fn bound_session_reads_its_generation_with_the_session<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = log_in(&app, "ada").await;
+    let unbound = started(&app).await;
+    app.store.reset();
+    assert_eq!(whoami(&app, &ada).await, "ada");
+    assert_eq!(
+        app.store.calls(),
+        Calls {
+            loads: 2,
+            ..Calls::default()
+        }
+    );
+    app.store.reset();
+    assert_eq!(whoami(&app, &unbound).await, "none");
+    assert_eq!(
+        app.store.calls(),
+        Calls {
+            loads: 1,
+            ..Calls::default()
+        }
+    );
+}
+
+/// Bound through the container, its client's cookie has no hint: the next request finds
+/// the item anyway (a second read) and re-issues the cookie with it.
+pub async fn session_bound_outside_a_request_gets_its_hint_on_the_next_request<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let open = app.sessions.open(&id).await.unwrap().unwrap();
+    open.bind_user("ada").unwrap();
+    open.commit().await.unwrap();
+    app.store.reset();
+    let reply = app.get("/whoami", Some(&cookie)).await;
+    assert_eq!(reply.body, "ada");
+    let reissued = reply.cookie();
+    assert_eq!(reissued.value().len(), FORMAT_3_CHARS);
+    assert_eq!(app.store.calls().loads, 2);
+    let again = app.get("/whoami", Some(&reissued)).await;
+    assert!(again.cookie.is_none(), "the hint is there now");
+    // Rebound to bob without a new login: the hint follows.
+    let reply = app.get("/bind/bob", Some(&reissued)).await;
+    assert_eq!(reply.body, "Changed");
+    let bob = reply.cookie();
+    assert_ne!(bob.value(), reissued.value());
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(whoami(&app, &bob).await, "bob", "no longer ada's");
+    assert_eq!(
+        whoami(&app, &reissued).await,
+        "bob",
+        "the old cookie is a hint only"
+    );
+}
+
+/// A request finds its session signed out, and before it commits the session is written
+/// again (as a sign-out of the other sessions, racing, rewrites it): the request does not
+/// remove it.
+pub async fn signed_out_session_rewritten_meanwhile_is_not_removed<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (cookie, id) = log_in(&app, "ada").await;
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    let rewrite = async {
+        let stored = app.store.inner.load(&id).await.unwrap().unwrap();
+        let ttl = Duration::from_secs(60);
+        app.store
+            .inner
+            .update(&id, &stored.data, stored.version, ttl)
+            .await
+            .unwrap()
+    };
+    let (reply, rewritten) = app
+        .interleave_with("/gated/get/p/k", &cookie, rewrite)
+        .await;
+    assert_eq!(rewritten, actix_memcache_session::Update::Updated);
+    assert_eq!(reply.body, "none", "{reply:?}");
+    assert!(
+        reply.cookie.is_none(),
+        "the cookie is not the request's to remove"
+    );
+    assert!(
+        app.store.inner.load(&id).await.unwrap().is_some(),
+        "not removed"
     );
 }

@@ -207,3 +207,21 @@ impl SessionStore for DownStore {
         Err(down())
     }
 }
+
+/// The id of `user`'s generation item under the default cookie name, derived as the README
+/// documents it: written out here rather than taken from the crate, so that a change of
+/// the derivation (which would sign every user out on upgrade) fails a test.
+pub fn generation_item(user: &str) -> SessionId {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let input = [
+        &b"actix-memcache-session user generation\0"[..],
+        b"id",
+        &[0],
+        user.as_bytes(),
+    ]
+    .concat();
+    let digest = Sha256::digest(input);
+    URL_SAFE_NO_PAD.encode(&digest[..16]).parse().unwrap()
+}
