@@ -182,6 +182,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SessionStore;
 
     fn bound_with(generation: &str) -> Record {
         let mut data = Record::new(0);
@@ -219,6 +220,81 @@ mod tests {
             let data = bound_with(odd);
             assert!(!signed_in(&data, Some(&stored(odd.as_bytes()))), "{odd:?}");
         }
+    }
+
+    #[actix_web::test]
+    async fn start_keeps_the_current_generation_and_replaces_a_foreign_item() {
+        let store = crate::store::MemoryStore::new();
+        let item = item("id", "ada");
+        let ttl = Duration::from_secs(60);
+        let first = start(&store, &item, ttl).await.unwrap();
+        assert!(is_generation(first.as_str().unwrap().as_bytes()));
+        assert_eq!(start(&store, &item, ttl).await.unwrap(), first, "kept");
+        ErasedStore::delete(&store, &item).await.unwrap();
+        let second = start(&store, &item, ttl).await.unwrap();
+        assert_ne!(second, first, "a signed-out generation never comes back");
+        ErasedStore::delete(&store, &item).await.unwrap();
+        assert!(ErasedStore::create(&store, &item, b"garbage", ttl)
+            .await
+            .unwrap());
+        let replaced = start(&store, &item, ttl).await.unwrap();
+        let stored = ErasedStore::load(&store, &item).await.unwrap().unwrap();
+        assert_eq!(replaced.as_str().unwrap().as_bytes(), stored.data);
+    }
+
+    /// A memory store where a sign-out lands between `start`'s read and its touch, once.
+    struct SignOutBeforeTouch(crate::store::MemoryStore, std::cell::Cell<bool>);
+
+    impl SessionStore for SignOutBeforeTouch {
+        async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
+            SessionStore::load(&self.0, id).await
+        }
+        async fn create(
+            &self,
+            id: &SessionId,
+            data: &[u8],
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            SessionStore::create(&self.0, id, data, ttl).await
+        }
+        async fn update(
+            &self,
+            id: &SessionId,
+            data: &[u8],
+            version: crate::store::Version,
+            ttl: Duration,
+        ) -> Result<crate::store::Update, StoreError> {
+            SessionStore::update(&self.0, id, data, version, ttl).await
+        }
+        async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
+            if self.1.replace(false) {
+                SessionStore::delete(&self.0, id).await?;
+            }
+            SessionStore::touch(&self.0, id, ttl).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+            SessionStore::delete(&self.0, id).await
+        }
+        async fn delete_if(
+            &self,
+            id: &SessionId,
+            version: crate::store::Version,
+        ) -> Result<crate::store::Update, StoreError> {
+            SessionStore::delete_if(&self.0, id, version).await
+        }
+    }
+
+    #[actix_web::test]
+    async fn start_does_not_return_a_generation_signed_out_under_it() {
+        let store = SignOutBeforeTouch(crate::store::MemoryStore::new(), false.into());
+        let item = item("id", "ada");
+        let ttl = Duration::from_secs(60);
+        let read = start(&store, &item, ttl).await.unwrap();
+        store.1.set(true);
+        let after = start(&store, &item, ttl).await.unwrap();
+        assert_ne!(after, read, "the generation read was signed out: a new one");
+        let stored = ErasedStore::load(&store, &item).await.unwrap().unwrap();
+        assert_eq!(after.as_str().unwrap().as_bytes(), stored.data);
     }
 
     #[test]

@@ -298,3 +298,80 @@ fn pump_replies(mut from: TcpStream, mut to: TcpStream, dropping: &AtomicBool) {
     }
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// A proxy to `upstream` that counts round trips: the times a client sends after a reply
+/// reached it. Replies are held back a while, so a command sent right after another, before
+/// any reply (pipelined), counts with it, while one sent only after a reply counts anew.
+pub struct TurnCountingProxy {
+    addr: SocketAddr,
+    turns: Arc<Turns>,
+}
+
+#[derive(Default)]
+struct Turns {
+    count: std::sync::atomic::AtomicUsize,
+    /// The last bytes through went to the client.
+    replied: AtomicBool,
+}
+
+/// How long a reply is held back: far longer than two commands of one request apart.
+const REPLY_DELAY: Duration = Duration::from_millis(50);
+
+impl TurnCountingProxy {
+    pub fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let turns = Arc::new(Turns::default());
+        let counting = Arc::clone(&turns);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (up, down) = (Arc::clone(&counting), Arc::clone(&counting));
+                thread::spawn(move || {
+                    pump(client, server, |_| {
+                        if up.replied.swap(false, Ordering::SeqCst) {
+                            up.count.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                });
+                thread::spawn(move || {
+                    pump(s2, c2, |_| {
+                        thread::sleep(REPLY_DELAY);
+                        down.replied.store(true, Ordering::SeqCst);
+                    })
+                });
+            }
+        });
+        turns.replied.store(true, Ordering::SeqCst);
+        Self { addr, turns }
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://{}", self.addr)
+    }
+
+    /// Round trips since the last call.
+    pub fn take(&self) -> usize {
+        self.turns.count.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to`, calling `before` ahead of each chunk, until either side closes.
+fn pump(mut from: TcpStream, mut to: TcpStream, before: impl Fn(&[u8])) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        before(&buf[..n]);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 
 use crate::app::TestApp;
 use crate::memcached::{fleet_url, Memcached};
-use crate::support::{CountingStore, Reply};
+use crate::support::{generation_item, CountingStore, Reply};
 
 mod suites {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::fleet_store());
@@ -367,4 +367,42 @@ async fn a_server_tried_again_is_asked_a_read_before_any_write() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sets(), before, "no write reached it");
     assert_eq!(trio.servers[VICTIM].holds(&[key(&id)]), [false]);
+}
+
+/// A bound session whose user's generation item sits on a stalled server (its own server
+/// answering): 503 by default, a fresh session with start-fresh; never signed in unchecked,
+/// and never signed out for it: when the server answers again the session is as it was.
+#[actix_web::test]
+async fn a_users_item_on_a_stalled_server_fails_closed() {
+    for when in [WhenDown::FailClosed, WhenDown::StartFresh] {
+        let trio = Trio::start(&[1, 1, 1]);
+        let store = trio
+            .builder()
+            .when_server_down(when)
+            .io_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let app = TestApp::new(CountingStore::new(store)).await;
+        let item_owner = trio.owner(&generation_item("ada"));
+        let cookie = loop {
+            let cookie = app.get("/login/ada", None).await.cookie();
+            if trio.owner(&app.store.last_created()) != item_owner {
+                break cookie;
+            }
+        };
+        trio.servers[item_owner].pause();
+        let reply = app.get("/whoami", Some(&cookie)).await;
+        match when {
+            WhenDown::FailClosed => assert_eq!(reply.status, 503, "{reply:?}"),
+            _ => assert_eq!((reply.status, reply.body.as_str()), (200, "none")),
+        }
+        assert!(reply.cookie.is_none(), "{when:?}: the cookie stays");
+        trio.servers[item_owner].resume();
+        assert_eq!(
+            app.get("/whoami", Some(&cookie)).await.body,
+            "ada",
+            "{when:?}"
+        );
+    }
 }

@@ -4,12 +4,13 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::{MemcacheStore, StoreError};
+use actix_memcache_session::{MemcacheStore, Protocol, StoreError};
 use futures_util::future::join_all;
 
 use actix_web::cookie::Cookie;
 
 use crate::app::TestApp;
+use crate::fake::TurnCountingProxy;
 use crate::memcached::{store, with_server};
 use crate::support::{CountingStore, Reply};
 
@@ -90,6 +91,29 @@ async fn memcached_sees_no_needless_commands() {
         before[1] + 1,
         "a change: one write"
     );
+}
+
+/// A session bound to a user reads its user's generation item in the same round trip as
+/// the session, in both protocols; its login costs more, once.
+#[actix_web::test]
+async fn a_bound_session_is_read_in_one_round_trip() {
+    for protocol in [Protocol::Meta, Protocol::Text] {
+        let proxy = TurnCountingProxy::start(with_server(|m| m.addr()));
+        let store = MemcacheStore::builder(proxy.url())
+            .protocol(protocol)
+            .build()
+            .unwrap();
+        let app = TestApp::new(CountingStore::new(store)).await;
+        let cookie = app.get("/login/ada", None).await.cookie();
+        assert!(
+            proxy.take() > 1,
+            "{protocol:?}: a login reads and starts the generation"
+        );
+        app.store.reset();
+        assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "ada");
+        assert_eq!(app.store.calls().loads, 2, "{protocol:?}: session and item");
+        assert_eq!(proxy.take(), 1, "{protocol:?}: one round trip for both");
+    }
 }
 
 /// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
