@@ -9,6 +9,7 @@ import sys
 SERVERS = {
     "bare": "bare actix-web (no session)",
     "memcache": "**this crate, MemcacheStore**",
+    "memcache-bound": "this crate, MemcacheStore, sessions bound to users",
     "memcache-3": "this crate, MemcacheStore over 3 memcached",
     "memcache-text": "this crate, MemcacheStore, text protocol",
     "memcache-proxy": "this crate, MemcacheStore, text protocol through nutcracker",
@@ -43,13 +44,19 @@ for route in ROUTES:
             row.append(f"{rps / mean(base, route, 0):.2f}" if (base, route) in runs else "")
         print("| " + " | ".join(row) + " |")
 rounds = max(len(v) for v in runs.values())
-# Three servers against one, round by round (each round ran both back to back): medians.
+# Variants of MemcacheStore against it, round by round (each round ran both back to back):
+# medians of the req/s and p50 ratios.
+PAIRS = {"memcache-3": "3 servers / 1 server", "memcache-bound": "bound / unbound"}
 for route in ROUTES:
-    one, three = runs.get(("memcache", route)), runs.get(("memcache-3", route))
-    if one and three:
-        ratios = [t[0] / o[0] for o, t in zip(one, three)]
-        print(f"\n3 servers / 1 server, /{route}: median {statistics.median(ratios):.2f}"
-              f" over {len(ratios)} rounds ({', '.join(f'{r:.2f}' for r in ratios)})", end="")
+    for variant, label in PAIRS.items():
+        base, other = runs.get(("memcache", route)), runs.get((variant, route))
+        if not (base and other):
+            continue
+        ratios = [o[0] / b[0] for b, o in zip(base, other)]
+        p50s = [o[1] / b[1] for b, o in zip(base, other)]
+        print(f"\n{label}, /{route}: req/s median {statistics.median(ratios):.2f}"
+              f" over {len(ratios)} rounds ({', '.join(f'{r:.2f}' for r in ratios)}),"
+              f" p50 median {statistics.median(p50s):.2f}", end="")
 print()
 print(f"\nMeans over {rounds} rounds; every server ran each route once per round, in turn.")
 if bad:

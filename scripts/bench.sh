@@ -14,10 +14,12 @@
 #   (the store's pool_max_size), SERVERS="memcache actix-redis" and ROUTES="read incr" are
 #   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
 #   memcache::exp's client), memcache-3 (MemcacheStore over three memcached servers),
-#   memcache-text (the text protocol) and memcache-proxy (text, through nutcracker over the
-#   first memcached):
+#   memcache-text (the text protocol), memcache-proxy (text, through nutcracker over the
+#   first memcached) and memcache-bound (every session bound to a user, for sign out
+#   everywhere):
 #   SERVERS="memcache memcache-3" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 #   SERVERS="memcache memcache-text memcache-proxy" ROUTES="read incr" bash scripts/bench.sh
+#   SERVERS="memcache memcache-bound" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"

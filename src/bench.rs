@@ -19,7 +19,7 @@ impl Codec {
 
     /// A signed cookie value.
     pub fn sign(&self, id: &SessionId, issued: u64) -> String {
-        self.0.encode(id, issued, None)
+        self.0.encode(id, issued, None, None)
     }
 
     /// Whether a cookie value verifies.

@@ -212,6 +212,7 @@ impl SessionData {
             .or(self.unreachable.take());
         *self = Self {
             retired,
+            signed_out: self.signed_out.take(),
             signing_out: self.signing_out.take(),
             purged: true,
             ..Self::fresh()

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::join;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -82,26 +83,29 @@ pub(crate) async fn start(
     ttl: Duration,
 ) -> Result<Value, SessionError> {
     for _ in 0..START_ATTEMPTS {
-        let mut bits = [0u8; GENERATION_CHARS / 2];
-        getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
-        let candidate: String = bits.iter().map(|b| format!("{b:02x}")).collect();
-        if store.create(item, candidate.as_bytes(), ttl).await? {
-            return Ok(candidate.into());
-        }
-        let Some(current) = store.load(item).await? else {
-            continue;
-        };
-        if !is_generation(&current.data) {
-            // Not ours (memory corruption, a foreign writer): replace it. Any session that
-            // matched it is signed out, which is the safe side.
-            store.delete(item).await?;
-            continue;
-        }
-        // A sign-out between the read and the touch ends what was read: start over.
-        if store.touch(item, ttl).await? {
-            let text =
-                String::from_utf8(current.data).map_err(|e| StoreError::Protocol(e.to_string()))?;
-            return Ok(text.into());
+        // The usual case, a user with a generation already: one round trip for both.
+        let (current, touched) = join(store.load(item), store.touch(item, ttl)).await;
+        match (current?, touched?) {
+            (Some(current), _) if !is_generation(&current.data) => {
+                // Not ours (memory corruption, a foreign writer): replace it. Any session
+                // that matched it is signed out, which is the safe side.
+                store.delete(item).await?;
+            }
+            (Some(current), true) => {
+                let text = String::from_utf8(current.data)
+                    .map_err(|e| StoreError::Protocol(e.to_string()))?;
+                return Ok(text.into());
+            }
+            // Ended by a sign-out between the read and the touch: start over.
+            (Some(_), false) => {}
+            (None, _) => {
+                let mut bits = [0u8; GENERATION_CHARS / 2];
+                getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
+                let candidate: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+                if store.create(item, candidate.as_bytes(), ttl).await? {
+                    return Ok(candidate.into());
+                }
+            }
         }
     }
     let why = "a user's generation was ended by a sign-out at every try";

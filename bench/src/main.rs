@@ -1,8 +1,10 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|memcache|memcache-bound|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
-//! async client (`exp_store`), to compare the two clients.
+//! async client (`exp_store`), to compare the two clients; `memcache-bound` is `memcache`
+//! with each session bound to one of 100 users at login, so every read also checks the
+//! user's generation (sign out everywhere).
 //!
 //! - `GET /login` starts a session: `counter = 0` and a 200-byte string; sets the cookie.
 //! - `GET /incr` reads `counter`, adds 1, stores it: a write on every request.
@@ -61,6 +63,25 @@ mod ours {
             Some(n) => Ok(HttpResponse::Ok().body(n.to_string())),
             None => Ok(super::unauthorized()),
         }
+    }
+}
+
+/// This crate's middleware, each session bound to a user at login: ten sessions a user.
+mod bound {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use actix_memcache_session::Session;
+    use actix_web::{HttpResponse, Result};
+
+    pub use super::ours::{incr, read};
+
+    const USERS: u64 = 100;
+    static LOGINS: AtomicU64 = AtomicU64::new(0);
+
+    pub async fn login(s: Session) -> Result<HttpResponse> {
+        let user = LOGINS.fetch_add(1, Ordering::Relaxed) % USERS;
+        s.bind_user(&format!("user-{user}"))?;
+        super::ours::login(s).await
     }
 }
 
@@ -124,7 +145,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|memcache|memcache-bound|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -149,8 +170,8 @@ where
         .await
 }
 
-/// This crate's middleware over `store`.
-async fn serve_ours<S>(port: u16, store: S) -> io::Result<()>
+/// This crate's middleware over `store`, with `routes`.
+async fn serve_ours<S>(port: u16, store: S, routes: fn(&mut web::ServiceConfig)) -> io::Result<()>
 where
     S: actix_memcache_session::SessionStore + Clone + Send,
 {
@@ -160,7 +181,7 @@ where
         let session = MemcacheSession::builder(store.clone(), key.clone())
             .cookie_secure(false)
             .build();
-        App::new().wrap(session).configure(routes!(ours))
+        App::new().wrap(session).configure(routes)
     })
     .await
 }
@@ -224,12 +245,15 @@ async fn main() -> io::Result<()> {
     let url = args.get(3).cloned().unwrap_or_default();
     match kind.as_str() {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
-        "memcache" | "memcache-3" => serve_ours(port, native_store(url)?).await,
-        "memcache-text" | "memcache-proxy" => serve_ours(port, text_store(url)?).await,
-        "memcache-r2d2" => serve_ours(port, r2d2_store(url)?).await,
+        "memcache" | "memcache-3" => serve_ours(port, native_store(url)?, routes!(ours)).await,
+        "memcache-bound" => serve_ours(port, native_store(url)?, routes!(bound)).await,
+        "memcache-text" | "memcache-proxy" => {
+            serve_ours(port, text_store(url)?, routes!(ours)).await
+        }
+        "memcache-r2d2" => serve_ours(port, r2d2_store(url)?, routes!(ours)).await,
         "memcache-exp" => {
             let addr = url.trim_start_matches("memcache://");
-            serve_ours(port, exp_store::connect(addr).await?).await
+            serve_ours(port, exp_store::connect(addr).await?, routes!(ours)).await
         }
         "actix-redis" => {
             let store = RedisSessionStore::new(url)
