@@ -495,9 +495,9 @@ impl UnitOfWork {
                 let age = now_unix().saturating_sub(existing.issued);
                 let refresh = age >= self.backend.config.refresh_after(timeouts.idle);
                 // A cookie signed by a fallback key is re-signed, and one that does not
-                // carry the session's own idle timeout (set by this request, or outside a
-                // request) is re-issued with it; like a refresh, these only need the store
-                // to confirm the session is still there.
+                // carry the session's own idle timeout or its user's hint (set by this
+                // request, or outside a request) is re-issued with them; like a refresh,
+                // these only need the store to confirm the session is still there.
                 let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
                     || self.user_item(&s.data) != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
