@@ -1,7 +1,7 @@
 //! What both examples share: picking the store, and serving an app with the middleware.
 
 use actix_memcache_session::{Key, MemcacheSession, MemcacheStore, MemoryStore};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 
 /// The store the example runs on.
 #[derive(Clone)]
@@ -42,7 +42,27 @@ impl Store {
     }
 }
 
-/// Serves `routes` behind the session middleware on `127.0.0.1:$PORT` (8080 by default).
+/// Readiness, for a load balancer: 503 while memcached does not answer, so it stops sending
+/// requests that would get 503 anyway.
+async fn ready(store: web::Data<Store>) -> HttpResponse {
+    let answer = match store.get_ref() {
+        Store::Memcache(store) => store.ping().await,
+        Store::Memory(store) => store.ping().await,
+    };
+    match answer {
+        Ok(()) => HttpResponse::Ok().body("ready\n"),
+        Err(e) => {
+            eprintln!(
+                "not ready: {e}: {}",
+                std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+            );
+            HttpResponse::ServiceUnavailable().body("session store unavailable\n")
+        }
+    }
+}
+
+/// Serves `routes` behind the session middleware on `127.0.0.1:$PORT` (8080 by default),
+/// with `GET /ready` for readiness.
 pub async fn serve(name: &str, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<()> {
     let store = Store::from_env()?;
     // A fresh key per run: sessions end with the process. Load a stored secret with
@@ -56,6 +76,8 @@ pub async fn serve(name: &str, routes: fn(&mut web::ServiceConfig)) -> std::io::
     HttpServer::new(move || {
         App::new()
             .wrap(store.middleware(key.clone()))
+            .app_data(web::Data::new(store.clone()))
+            .route("/ready", web::get().to(ready))
             .configure(routes)
     })
     .bind(("127.0.0.1", port))?

@@ -48,6 +48,15 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Whether the store can serve: always, it is in this process. Here so that code written
+    /// against [`MemcacheStore::ping`](crate::MemcacheStore::ping) runs on it too.
+    ///
+    /// # Errors
+    /// Never.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The lock; a panic elsewhere while holding it leaves consistent data (every update
     /// is a single insert), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, Inner> {

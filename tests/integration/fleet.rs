@@ -406,3 +406,22 @@ async fn a_users_item_on_a_stalled_server_fails_closed() {
         );
     }
 }
+
+/// `ping` asks every server: one stalled fails it, naming that one; answering again, it
+/// passes.
+#[actix_web::test]
+async fn ping_fails_while_any_server_is_stalled() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let store = trio
+        .builder()
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    store.ping().await.unwrap();
+    trio.servers[1].pause();
+    let err = store.ping().await.unwrap_err();
+    let why = std::error::Error::source(&err).unwrap().to_string();
+    assert!(why.contains(&trio.servers[1].addr().to_string()), "{why}");
+    trio.servers[1].resume();
+    store.ping().await.unwrap();
+}

@@ -116,6 +116,31 @@ async fn a_bound_session_is_read_in_one_round_trip() {
     }
 }
 
+/// `ping`, for a readiness route: fine with memcached there, in every client; an error
+/// naming the server, within the timeout, with nothing listening.
+#[actix_web::test]
+async fn ping_tells_whether_memcached_answers() {
+    store().ping().await.unwrap();
+    crate::memcached::text_store().ping().await.unwrap();
+    crate::memcached::r2d2_store("").ping().await.unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nobody = MemcacheStore::new(&format!("memcache://127.0.0.1:{port}")).unwrap();
+    let started = Instant::now();
+    let err = nobody.ping().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let why = std::error::Error::source(&err).unwrap().to_string();
+    assert!(why.contains(&format!("127.0.0.1:{port}")), "{why}");
+}
+
 /// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
 /// other routes are unaffected.
 #[actix_web::test]

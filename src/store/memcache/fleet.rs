@@ -115,6 +115,25 @@ impl Fleet {
     /// Whether a new session may be stored under `key`: its server is not marked down.
     /// (A key the distribution misplaces is accepted, so that its write reports why.) The
     /// key is only made for a fleet: a single server costs nothing here.
+    /// Asks every server a harmless read at once, with the store's timeouts; the first
+    /// that fails is the error, naming its server. Marks servers down and back as any
+    /// request does.
+    pub(crate) async fn ping(&self, key: &str) -> Result<(), StoreError> {
+        let request = &Request::exists(key);
+        let asked = self
+            .members
+            .iter()
+            .map(|member| async move { (member, Self::attempt(member, request).await) });
+        for (member, reply) in futures_util::future::join_all(asked).await {
+            if let Err(e) = reply {
+                let cause = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                let why = format!("memcached at {} did not answer: {cause}", member.server);
+                return Err(StoreError::Unavailable(why.into()));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn accepts(&self, key: impl FnOnce() -> String) -> bool {
         self.distribution.is_none()
             || self

@@ -129,6 +129,36 @@ impl MemcacheStore {
         }
     }
 
+    /// Whether the store can serve now: a harmless read (of `key_prefix + "ping"`) to every
+    /// server at once, within the store's timeouts. For a readiness route: a load balancer
+    /// then stops sending requests that would get 503. Through `from_r2d2`, one read through
+    /// the pool.
+    ///
+    /// ```no_run
+    /// use actix_memcache_session::MemcacheStore;
+    /// use actix_web::{web, HttpResponse};
+    ///
+    /// async fn ready(store: web::Data<MemcacheStore>) -> HttpResponse {
+    ///     match store.ping().await {
+    ///         Ok(()) => HttpResponse::Ok().body("ready"),
+    ///         Err(_) => HttpResponse::ServiceUnavailable().body("session store down"),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] naming the first server that did not answer (or
+    /// answered out of protocol).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut key = self.prefix.to_string();
+        key.push_str("ping");
+        match &self.backend {
+            Backend::Native(fleet) => fleet.ping(&key).await,
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2(pool) => pool.load(key).await.map(drop),
+        }
+    }
+
     fn key(&self, id: &SessionId) -> String {
         let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
         key.push_str(&self.prefix);
