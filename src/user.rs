@@ -66,13 +66,19 @@ pub(crate) fn lacks_generation(data: &Record) -> bool {
 pub(crate) fn signed_in(data: &Record, item: Option<&Stored>) -> bool {
     let copy = data.get(PACKAGE, GENERATION).and_then(Value::as_str);
     match (copy, item) {
-        (Some(copy), Some(item)) => is_generation(&item.data) && copy.as_bytes() == item.data,
+        (Some(copy), Some(item)) => generation(&item.data) == Some(copy),
         _ => false,
     }
 }
 
-fn is_generation(bytes: &[u8]) -> bool {
-    bytes.len() == GENERATION_CHARS && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+/// The generation stored bytes hold, if they are one this crate wrote.
+fn generation(bytes: &[u8]) -> Option<&str> {
+    let hex = bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if bytes.len() == GENERATION_CHARS && hex {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 /// The user's current generation, starting one if there is none, and keeping the item for
@@ -86,18 +92,14 @@ pub(crate) async fn start(
         // The usual case, a user with a generation already: one round trip for both.
         let (current, touched) = join(store.load(item), store.touch(item, ttl)).await;
         match (current?, touched?) {
-            (Some(current), _) if !is_generation(&current.data) => {
+            (Some(current), touched) => match generation(&current.data) {
+                Some(found) if touched => return Ok(found.into()),
+                // Ended by a sign-out between the read and the touch: start over.
+                Some(_) => {}
                 // Not ours (memory corruption, a foreign writer): replace it. Any session
                 // that matched it is signed out, which is the safe side.
-                store.delete(item).await?;
-            }
-            (Some(current), true) => {
-                let text = String::from_utf8(current.data)
-                    .map_err(|e| StoreError::Protocol(e.to_string()))?;
-                return Ok(text.into());
-            }
-            // Ended by a sign-out between the read and the touch: start over.
-            (Some(_), false) => {}
+                None => store.delete(item).await?,
+            },
             (None, _) => {
                 let mut bits = [0u8; GENERATION_CHARS / 2];
                 getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
@@ -232,7 +234,7 @@ mod tests {
         let item = item("id", "ada");
         let ttl = Duration::from_secs(60);
         let first = start(&store, &item, ttl).await.unwrap();
-        assert!(is_generation(first.as_str().unwrap().as_bytes()));
+        assert!(generation(first.as_str().unwrap().as_bytes()).is_some());
         assert_eq!(start(&store, &item, ttl).await.unwrap(), first, "kept");
         ErasedStore::delete(&store, &item).await.unwrap();
         let second = start(&store, &item, ttl).await.unwrap();

@@ -244,7 +244,7 @@ impl DroppingProxy {
                     Arc::clone(&dropping),
                 );
                 thread::spawn(move || pump_requests(client, server, &once, &dropping));
-                thread::spawn(move || pump_replies(s2, c2, &dropping2));
+                thread::spawn(move || pump(s2, c2, || !dropping2.load(Ordering::SeqCst)));
             }
         });
         Self { addr, dropped }
@@ -285,20 +285,6 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, once: &AtomicBool, drop
     let _ = to.shutdown(Shutdown::Both);
 }
 
-fn pump_replies(mut from: TcpStream, mut to: TcpStream, dropping: &AtomicBool) {
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if dropping.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-}
-
 /// A proxy to `upstream` that counts round trips: the times a client sends after a reply
 /// reached it. Replies are held back a while, so a command sent right after another, before
 /// any reply (pipelined), counts with it, while one sent only after a reply counts anew.
@@ -331,16 +317,18 @@ impl TurnCountingProxy {
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (up, down) = (Arc::clone(&counting), Arc::clone(&counting));
                 thread::spawn(move || {
-                    pump(client, server, |_| {
+                    pump(client, server, || {
                         if up.replied.swap(false, Ordering::SeqCst) {
                             up.count.fetch_add(1, Ordering::SeqCst);
                         }
+                        true
                     })
                 });
                 thread::spawn(move || {
-                    pump(s2, c2, |_| {
+                    pump(s2, c2, || {
                         thread::sleep(REPLY_DELAY);
                         down.replied.store(true, Ordering::SeqCst);
+                        true
                     })
                 });
             }
@@ -359,16 +347,16 @@ impl TurnCountingProxy {
     }
 }
 
-/// Copies `from` to `to`, calling `before` ahead of each chunk, until either side closes.
-fn pump(mut from: TcpStream, mut to: TcpStream, before: impl Fn(&[u8])) {
+/// Copies `from` to `to`, asking `before` ahead of each chunk whether to go on, until it
+/// says no or either side closes.
+fn pump(mut from: TcpStream, mut to: TcpStream, before: impl Fn() -> bool) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        before(&buf[..n]);
-        if to.write_all(&buf[..n]).is_err() {
+        if !before() || to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
