@@ -46,7 +46,11 @@ for route in ROUTES:
 rounds = max(len(v) for v in runs.values())
 # Variants of MemcacheStore against it, round by round (each round ran both back to back):
 # medians of the req/s and p50 ratios.
-PAIRS = {"memcache-3": "3 servers / 1 server", "memcache-bound": "bound / unbound"}
+PAIRS = {
+    "memcache-3": "3 servers / 1 server",
+    "memcache-bound": "bound / unbound",
+    "memcache-metrics": "metrics on / off",
+}
 for route in ROUTES:
     for variant, label in PAIRS.items():
         base, other = runs.get(("memcache", route)), runs.get((variant, route))

@@ -15,11 +15,13 @@
 #   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
 #   memcache::exp's client), memcache-3 (MemcacheStore over three memcached servers),
 #   memcache-text (the text protocol), memcache-proxy (text, through nutcracker over the
-#   first memcached) and memcache-bound (every session bound to a user, for sign out
-#   everywhere):
+#   first memcached), memcache-bound (every session bound to a user, for sign out
+#   everywhere) and memcache-metrics (the `metrics` feature with a Prometheus recorder;
+#   built apart, so that `memcache` runs without the feature):
 #   SERVERS="memcache memcache-3" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 #   SERVERS="memcache memcache-text memcache-proxy" ROUTES="read incr" bash scripts/bench.sh
 #   SERVERS="memcache memcache-bound" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
+#   SERVERS="memcache memcache-metrics" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
@@ -33,10 +35,6 @@ ROUTES=${ROUTES:-"plain read incr login"}
 install_missing memcached:memcached nutcracker:nutcracker redis-server:redis-server wrk:wrk \
     pkg-config:pkg-config openssl
 
-echo "== building the bench server (release)"
-cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
-server_bin=bench/target/release/bench-server
-
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -45,6 +43,17 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+echo "== building the bench server (release)"
+build() {
+    cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server "$@"
+}
+if [[ " $SERVERS " == *" memcache-metrics "* ]]; then
+    build --features metrics
+    cp bench/target/release/bench-server "$work/bench-server-metrics"
+fi
+build
+server_bin=bench/target/release/bench-server
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -92,7 +101,9 @@ for round in $(seq "$ROUNDS"); do
             *) url="" ;;
         esac
         port=$(free_port)
-        "$server_bin" "$server" "$port" "$url" &
+        bin=$server_bin
+        [ "$server" = memcache-metrics ] && bin="$work/bench-server-metrics"
+        "$bin" "$server" "$port" "$url" &
         pid=$!
         pids+=("$pid")
         wait_port "$port"

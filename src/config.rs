@@ -10,6 +10,7 @@ use actix_web::HttpRequest;
 
 use crate::clock::now_unix;
 use crate::cookie::{cookies_named, CookieCodec, Key, Verified};
+use crate::metrics::{Refused, SessionMetrics};
 use crate::middleware::MemcacheSession;
 use crate::store::{ErasedStore, SessionStore};
 use crate::unit_of_work::{Backend, Issue};
@@ -59,6 +60,7 @@ pub(crate) struct Config {
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     pub(crate) max_size: usize,
     pub(crate) retry_budget: Duration,
+    pub(crate) metrics: SessionMetrics,
 }
 
 impl Config {
@@ -103,12 +105,14 @@ impl Config {
             Ok(v) => v,
             Err(why) => {
                 tracing::debug!(?why, "session cookie refused");
+                self.metrics.refused(Refused::Invalid);
                 return None;
             }
         };
         if verified.issued > now.saturating_add(CLOCK_SKEW) {
             // Signed while a clock was wrong: it would otherwise never expire.
             tracing::debug!(id = ?verified.id, "session cookie stamped in the future; refused");
+            self.metrics.refused(Refused::Future);
             return None;
         }
         // A format-2 cookie carries its session's own idle timeout, under the signature.
@@ -117,6 +121,7 @@ impl Config {
         });
         if now.saturating_sub(verified.issued) > idle.as_secs() {
             tracing::debug!(id = ?verified.id, "session cookie expired");
+            self.metrics.refused(Refused::Expired);
             return None;
         }
         Some(verified)
@@ -364,6 +369,7 @@ impl MemcacheSessionBuilder {
             commit_on: self.commit_on,
             max_size: self.max_size,
             retry_budget: self.retry_budget,
+            metrics: SessionMetrics::new(),
         };
         Backend {
             store: self.store,

@@ -49,6 +49,10 @@
 //! - `r2d2`: `MemcacheStore::from_r2d2` over an existing `r2d2-memcache` pool (pulls in
 //!   OpenSSL through the `memcache` crate).
 //! - `testing`: the store acceptance suite, `testing` and `store_acceptance_suite!`.
+//! - `metrics`: metrics through the `metrics` facade (memcached operations by
+//!   OpenTelemetry's database conventions, session loads, commits, retries, touches and
+//!   sizes); the README's "Observability" lists them. Without it, the unit of work's
+//!   outcome still goes on the request's span (field `session.outcome`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -63,6 +67,7 @@ mod flash;
 mod hooks;
 mod id;
 mod lifetime;
+mod metrics;
 mod middleware;
 mod record;
 mod savepoint;

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use crate::config::MemcacheSessionBuilder;
 use crate::container::Sessions;
 use crate::cookie::Key;
+use crate::metrics::Commit;
 use crate::store::SessionStore;
 use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
 
@@ -115,19 +116,23 @@ where
             let res = match AssertUnwindSafe(response).catch_unwind().await {
                 Ok(Ok(res)) => res,
                 Ok(Err(e)) => {
-                    uow.abort().await;
+                    uow.abort(Commit::AbortedByHandler).await;
                     return Err(e);
                 }
                 Err(panic) => {
-                    uow.abort().await;
+                    uow.abort(Commit::AbortedByHandler).await;
                     resume_unwind(panic);
                 }
             };
             // A handler's `Err` arrives as a response carrying the error, with the error's
             // own status, which may be below 400 (a 303 "log in first"): it aborts all the
             // same.
-            if res.response().error().is_some() || !uow.config().commits_on(res.status()) {
-                uow.abort().await;
+            if res.response().error().is_some() {
+                uow.abort(Commit::AbortedByHandler).await;
+                return Ok(res.map_into_left_body());
+            }
+            if !uow.config().commits_on(res.status()) {
+                uow.abort(Commit::AbortedByStatus).await;
                 return Ok(res.map_into_left_body());
             }
             let cookie = match uow.finish().await {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use actix_web::ResponseError;
 use futures_util::future::join;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -19,6 +20,7 @@ use crate::error::SessionError;
 use crate::hooks::{Hooks, Outcome};
 use crate::id::SessionId;
 use crate::lifetime::Timeouts;
+use crate::metrics::{Commit, Load, Touch};
 use crate::record::Record;
 use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
 use crate::transaction::Transaction;
@@ -233,6 +235,19 @@ impl SessionData {
         self.signing_out = user.or(self.signing_out.take());
     }
 
+    /// How the load that made this went.
+    fn loaded(&self) -> Load {
+        if self.existing.is_some() {
+            Load::Hit
+        } else if self.signed_out.is_some() {
+            Load::SignedOut
+        } else if self.unreachable.is_some() {
+            Load::Down
+        } else {
+            Load::Miss
+        }
+    }
+
     pub(crate) fn status(&self) -> SessionStatus {
         if self.purged {
             SessionStatus::Purged
@@ -305,13 +320,23 @@ impl UnitOfWork {
         let session = self
             .session
             .get_or_try_init(|| async {
+                let metrics = &self.backend.config.metrics;
+                let named = !cookies.is_empty();
                 let mut data = None;
                 for cookie in cookies {
-                    data = self.read(cookie, WhenDown::StartFresh).await?;
+                    data = self
+                        .read(cookie, WhenDown::StartFresh)
+                        .await
+                        .inspect_err(|_| metrics.load(Load::Error))?;
                     if data.is_some() {
                         break;
                     }
                 }
+                metrics.load(match &data {
+                    Some(data) => data.loaded(),
+                    None if named => Load::Miss,
+                    None => Load::Fresh,
+                });
                 Ok::<_, SessionError>(Rc::new(RefCell::new(Transaction::new(
                     data.unwrap_or_else(SessionData::fresh),
                 ))))
@@ -433,9 +458,11 @@ impl UnitOfWork {
         Some(self.session.get()?.borrow_mut().finish())
     }
 
-    /// Ends the request writing nothing, and runs the abort hooks.
-    pub(crate) async fn abort(&self) {
+    /// Ends the request writing nothing, for `why` (an abort outcome), and runs the abort
+    /// hooks.
+    pub(crate) async fn abort(&self, why: Commit) {
         if let Some((_, hooks)) = self.take() {
+            self.backend.config.metrics.commit(why);
             hooks.run(Outcome::Aborted).await;
         }
     }
@@ -447,20 +474,28 @@ impl UnitOfWork {
             return Ok(CookieAction::Keep);
         };
         let (outcome, result) = match data {
-            None => (Outcome::Aborted, Ok(CookieAction::Keep)),
+            None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
             Some(data) => match self.commit(data).await {
-                Ok(action) => (Outcome::Committed, Ok(action)),
-                Err(e) => (Outcome::Aborted, Err(e)),
+                Ok((action, outcome)) => (outcome, Ok(action)),
+                Err(e) => (Commit::failed(e.status_code()), Err(e)),
             },
+        };
+        self.backend.config.metrics.commit(outcome);
+        let outcome = match outcome {
+            Commit::Written | Commit::Unchanged => Outcome::Committed,
+            _ => Outcome::Aborted,
         };
         hooks.run(outcome).await;
         result
     }
 
-    /// Writes what the request changed. Nothing is written for a session that did not
-    /// change, except a `touch` when its cookie is due for refresh.
-    async fn commit(&self, mut s: SessionData) -> Result<CookieAction, SessionError> {
+    /// Writes what the request changed, and says whether it wrote anything. Nothing is
+    /// written for a session that did not change, except a `touch` when its cookie is due
+    /// for refresh.
+    async fn commit(&self, mut s: SessionData) -> Result<(CookieAction, Commit), SessionError> {
         let store = &*self.backend.store;
+        let metrics = &self.backend.config.metrics;
+        let mut wrote = s.signing_out.is_some() || s.retired.is_some() || s.signed_out.is_some();
         // The user's generation first: a commit that fails after it leaves this session
         // signed out with the others, never the others signed in.
         if let Some(user) = s.signing_out.take() {
@@ -479,6 +514,7 @@ impl UnitOfWork {
         s.changes
             .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
+        wrote |= dirty;
         let issue = |id, data: &Record| {
             CookieAction::Issue(Issue {
                 id,
@@ -503,10 +539,15 @@ impl UnitOfWork {
                 let reissue = refresh || existing.by_fallback || stale;
                 if dirty {
                     self.update(&existing, &mut s).await?;
-                } else if reissue && !store.touch(&existing.id, self.ttl(&s.data)).await? {
+                } else if !reissue {
+                    metrics.touch(Touch::Skipped);
+                } else if store.touch(&existing.id, self.ttl(&s.data)).await? {
+                    metrics.touch(Touch::Done);
+                } else {
                     // Gone since this request loaded it: another request renewed or purged
                     // it, and the cookie the client has now is that request's to set.
-                    return Ok(CookieAction::Keep);
+                    metrics.touch(Touch::Gone);
+                    return Ok((CookieAction::Keep, Commit::Unchanged));
                 }
                 if reissue {
                     issue(existing.id, &s.data)
@@ -523,11 +564,16 @@ impl UnitOfWork {
             // Written since, by a login racing this request: not this request's to end.
             ended |= store.delete_if(old, *version).await? != Update::Conflict;
         }
+        let outcome = if wrote {
+            Commit::Written
+        } else {
+            Commit::Unchanged
+        };
         // Ended with nothing new to issue: the client drops its cookie.
         if ended && action == CookieAction::Keep {
-            return Ok(CookieAction::Remove);
+            return Ok((CookieAction::Remove, outcome));
         }
-        Ok(action)
+        Ok((action, outcome))
     }
 
     /// The generation item of the user a session is bound to, if it is.
@@ -538,6 +584,7 @@ impl UnitOfWork {
 
     fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {
         let bytes = data.encode();
+        self.backend.config.metrics.size(bytes.len());
         let limit = self.backend.config.max_size;
         if bytes.len() > limit {
             return Err(SessionError::TooLarge {
@@ -595,6 +642,7 @@ impl UnitOfWork {
             tracing::debug!(?id, "retry budget spent on concurrent commits");
             return Err(SessionError::Conflict);
         }
+        self.backend.config.metrics.merge_retry();
         let Some(Stored { data, version }) = self.backend.store.load(id).await? else {
             return Err(SessionError::Ended);
         };

@@ -1,10 +1,12 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-bound|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
 //! async client (`exp_store`), to compare the two clients; `memcache-bound` is `memcache`
 //! with each session bound to one of 100 users at login, so every read also checks the
-//! user's generation (sign out everywhere).
+//! user's generation (sign out everywhere). `memcache-metrics` (feature `metrics`) is
+//! `memcache` with the crate's metrics and a Prometheus recorder, rendered every 5 s as a
+//! scrape would.
 //!
 //! - `GET /login` starts a session: `counter = 0` and a 200-byte string; sets the cookie.
 //! - `GET /incr` reads `counter`, adds 1, stores it: a write on every request.
@@ -145,7 +147,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-bound|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -234,6 +236,21 @@ fn r2d2_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> 
     Ok(actix_memcache_session::MemcacheStore::from_r2d2(pool))
 }
 
+/// Installs a Prometheus recorder (before the store and middleware take their handles),
+/// rendered every 5 s as a scrape would.
+#[cfg(feature = "metrics")]
+fn install_prometheus() -> io::Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(io::Error::other)?;
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        handle.run_upkeep();
+        std::hint::black_box(handle.render());
+    });
+    Ok(())
+}
+
 #[actix_web::main]
 async fn main() -> io::Result<()> {
     use actix_session::storage::{CookieSessionStore, RedisSessionStore};
@@ -247,6 +264,11 @@ async fn main() -> io::Result<()> {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
         "memcache" | "memcache-3" => serve_ours(port, native_store(url)?, routes!(ours)).await,
         "memcache-bound" => serve_ours(port, native_store(url)?, routes!(bound)).await,
+        #[cfg(feature = "metrics")]
+        "memcache-metrics" => {
+            install_prometheus()?;
+            serve_ours(port, native_store(url)?, routes!(ours)).await
+        }
         "memcache-text" | "memcache-proxy" => {
             serve_ours(port, text_store(url)?, routes!(ours)).await
         }

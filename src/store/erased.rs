@@ -1,9 +1,11 @@
 //! An object-safe view of any [`SessionStore`], so the middleware and unit of work are
-//! compiled once rather than once per store type.
+//! compiled once rather than once per store type. Each operation runs in a debug-level
+//! span: one place covers every store.
 
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
+use tracing::Instrument;
 
 use crate::id::SessionId;
 use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
@@ -46,7 +48,7 @@ impl<S: SessionStore> ErasedStore for S {
         &'a self,
         id: &'a SessionId,
     ) -> LocalBoxFuture<'a, Result<Option<Stored>, StoreError>> {
-        Box::pin(SessionStore::load(self, id))
+        Box::pin(SessionStore::load(self, id).instrument(span("load", id)))
     }
 
     fn create<'a>(
@@ -55,7 +57,7 @@ impl<S: SessionStore> ErasedStore for S {
         data: &'a [u8],
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::create(self, id, data, ttl))
+        Box::pin(SessionStore::create(self, id, data, ttl).instrument(span("create", id)))
     }
 
     fn update<'a>(
@@ -65,7 +67,7 @@ impl<S: SessionStore> ErasedStore for S {
         version: Version,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        Box::pin(SessionStore::update(self, id, data, version, ttl))
+        Box::pin(SessionStore::update(self, id, data, version, ttl).instrument(span("update", id)))
     }
 
     fn touch<'a>(
@@ -73,11 +75,11 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, ttl))
+        Box::pin(SessionStore::touch(self, id, ttl).instrument(span("touch", id)))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> LocalBoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::delete(self, id))
+        Box::pin(SessionStore::delete(self, id).instrument(span("delete", id)))
     }
 
     fn delete_if<'a>(
@@ -85,7 +87,7 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         version: Version,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        Box::pin(SessionStore::delete_if(self, id, version))
+        Box::pin(SessionStore::delete_if(self, id, version).instrument(span("delete_if", id)))
     }
 
     fn accepts(&self, id: &SessionId) -> bool {
@@ -95,4 +97,9 @@ impl<S: SessionStore> ErasedStore for S {
     fn when_down(&self) -> WhenDown {
         SessionStore::when_down(self)
     }
+}
+
+/// The span of one store operation; the id shows only as its short prefix.
+fn span(op: &'static str, id: &SessionId) -> tracing::Span {
+    tracing::debug_span!("session.store", op, id = ?id)
 }

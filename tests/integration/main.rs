@@ -11,6 +11,7 @@ mod memcache;
 mod memcached;
 mod memory;
 mod nutcracker;
+mod observability;
 mod proxy;
 mod support;
 

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::protocol::{check_version, short, Line, Op, Protocol, Request, Status};
+use crate::metrics::ServerMetrics;
 
 /// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
 /// shorter; a line without an end is not buffered without bound.
@@ -88,7 +89,8 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects, checks that the server speaks this client's meta protocol (within
     /// `io_timeout`), and starts the writer and reader tasks on this thread's `LocalSet`
-    /// (every actix worker runs one).
+    /// (every actix worker runs one). The connection counts in `metrics` while its reader
+    /// runs.
     ///
     /// # Errors
     /// I/O errors; `Unsupported` for a server too old or not memcached, or outside a
@@ -99,6 +101,7 @@ impl Connection {
         io_timeout: Duration,
         max_value: usize,
         protocol: Protocol,
+        metrics: &ServerMetrics,
     ) -> io::Result<Self> {
         let mut stream = TcpStream::connect((host, port)).await?;
         // Writes are already batched; waiting to coalesce more would only add latency.
@@ -117,10 +120,12 @@ impl Connection {
             max_value,
             protocol,
         });
-        let tasks = spawn_local_pair(
-            write_loop(Rc::clone(&shared), write),
-            read_loop(Rc::clone(&shared), read),
-        )?;
+        let open = metrics.connection();
+        let reader = Rc::clone(&shared);
+        let tasks = spawn_local_pair(write_loop(Rc::clone(&shared), write), async move {
+            let _open = open;
+            read_loop(reader, read).await;
+        })?;
         Ok(Self { shared, tasks })
     }
 

@@ -103,6 +103,7 @@ impl Fleet {
             Err(_) => return result,
         };
         if member.health.record(answered, Instant::now()) {
+            member.endpoint.metrics.health(answered);
             if answered {
                 tracing::info!(server = %member.server, "memcached server back in service");
             } else {

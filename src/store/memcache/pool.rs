@@ -17,7 +17,8 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
-use super::protocol::{Protocol, Request};
+use super::protocol::{Op, Protocol, Request};
+use crate::metrics::{Operation, ServerMetrics};
 use crate::store::StoreError;
 
 /// Tells stores apart in the per-thread table; clones of a store share a number.
@@ -38,6 +39,7 @@ pub(crate) struct Endpoint {
     host: String,
     port: u16,
     limits: Limits,
+    pub(crate) metrics: ServerMetrics,
 }
 
 /// How many connections a worker keeps to a server, how long to wait, how much to accept.
@@ -78,6 +80,7 @@ impl Endpoint {
     pub(crate) fn new(host: String, port: u16, limits: Limits) -> Self {
         Self {
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
+            metrics: ServerMetrics::new(Some((&host, port))),
             host,
             port,
             limits,
@@ -103,6 +106,18 @@ impl Endpoint {
         })
     }
 
+    /// Runs one request, timed.
+    pub(crate) async fn execute(
+        self: &Arc<Self>,
+        request: &Request<'_>,
+    ) -> Result<Reply, StoreError> {
+        let started = self.metrics.start();
+        let result = self.run(request).await;
+        self.metrics
+            .operation(operation(request.op), started, &result);
+        result
+    }
+
     /// Runs one request.
     ///
     /// A read, touch or delete that fails on a connection opened before it (memcached
@@ -111,10 +126,7 @@ impl Endpoint {
     /// connection dropped, and a second compare-and-swap or add would then report a
     /// conflict for a write that was saved; its caller gets 503 instead. A timeout is not
     /// retried: the client gets its 503 within `io_timeout`.
-    pub(crate) async fn execute(
-        self: &Arc<Self>,
-        request: &Request<'_>,
-    ) -> Result<Reply, StoreError> {
+    async fn run(self: &Arc<Self>, request: &Request<'_>) -> Result<Reply, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Unsupported(NO_LOCAL_SET.into()));
         }
@@ -152,6 +164,7 @@ impl Endpoint {
             limits.io_timeout,
             limits.max_value,
             limits.protocol,
+            &self.metrics,
         );
         let conn = match timeout(limits.connect_timeout, open).await {
             Ok(Ok(conn)) => Rc::new(conn),
@@ -173,6 +186,17 @@ impl Endpoint {
                 Err(e)
             }
         }
+    }
+}
+
+/// How OpenTelemetry names what a request asks.
+fn operation(op: Op) -> Operation {
+    match op {
+        Op::Get | Op::Exists => Operation::Get,
+        Op::Add => Operation::Add,
+        Op::Cas(_) => Operation::Set,
+        Op::Touch => Operation::Touch,
+        Op::Delete | Op::DeleteIf(_) => Operation::Delete,
     }
 }
 

@@ -9,6 +9,7 @@
 //! an empty value reads as no session, so the tombstone is never mistaken for one.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError};
@@ -17,11 +18,13 @@ use r2d2_memcache::MemcacheConnectionManager;
 
 use super::protocol::exptime;
 use crate::clock::now_unix;
+use crate::metrics::{Operation, ServerMetrics};
 use crate::store::{StoreError, Stored, Update, Version};
 
 #[derive(Clone)]
 pub(crate) struct R2d2Backend {
     pool: Pool<MemcacheConnectionManager>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl fmt::Debug for R2d2Backend {
@@ -55,29 +58,42 @@ fn store_error(e: MemcacheError, size: usize) -> StoreError {
 
 impl R2d2Backend {
     pub(crate) fn new(pool: Pool<MemcacheConnectionManager>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            metrics: Arc::new(ServerMetrics::new(None)),
+        }
     }
 
-    /// Runs `op` with a pooled client on actix's blocking thread pool.
+    /// Runs `op` (named `name`, timed) with a pooled client on actix's blocking thread
+    /// pool.
     async fn run<T: Send + 'static>(
         &self,
+        name: Operation,
         size: usize,
         op: impl FnOnce(&Client) -> Result<T, MemcacheError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let pool = self.pool.clone();
-        actix_web::web::block(move || {
+        let started = self.metrics.start();
+        let result = actix_web::web::block(move || {
             let client = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             op(&client).map_err(|e| store_error(e, size))
         })
         .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+        .and_then(|result| result);
+        self.metrics.operation(name, started, &result);
+        let state = self.pool.state();
+        self.metrics.pool(state.connections, state.idle_connections);
+        result
     }
 
     pub(crate) async fn load(&self, key: String) -> Result<Option<Stored>, StoreError> {
         let found = self
-            .run(0, move |c| c.get::<(Vec<u8>, u32, Option<u64>)>(&key))
+            .run(Operation::Get, 0, move |c| {
+                c.get::<(Vec<u8>, u32, Option<u64>)>(&key)
+            })
             .await?;
         match found {
             None => Ok(None),
@@ -97,7 +113,7 @@ impl R2d2Backend {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let data = data.to_vec();
-        self.run(data.len(), move |c| {
+        self.run(Operation::Add, data.len(), move |c| {
             match c.add(&key, data.as_slice(), expiration(ttl)) {
                 Ok(()) => Ok(c.get::<Vec<u8>>(&key)?.as_deref() == Some(data.as_slice())),
                 Err(MemcacheError::CommandError(CommandError::KeyExists)) => Ok(false),
@@ -115,7 +131,7 @@ impl R2d2Backend {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         let data = data.to_vec();
-        self.run(data.len(), move |c| {
+        self.run(Operation::Set, data.len(), move |c| {
             compare_and_swap(c, &key, &data, version, ttl)
         })
         .await
@@ -127,7 +143,7 @@ impl R2d2Backend {
         key: String,
         version: Version,
     ) -> Result<Update, StoreError> {
-        self.run(0, move |c| {
+        self.run(Operation::Delete, 0, move |c| {
             let outcome = compare_and_swap(c, &key, b"", version, Duration::from_secs(1))?;
             if outcome == Update::Updated {
                 delete(c, &key)?;
@@ -138,16 +154,20 @@ impl R2d2Backend {
     }
 
     pub(crate) async fn touch(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
-        self.run(0, move |c| match c.touch(&key, expiration(ttl)) {
-            Err(e) if not_found(&e) => Ok(false),
-            other => other,
+        self.run(Operation::Touch, 0, move |c| {
+            match c.touch(&key, expiration(ttl)) {
+                Err(e) if not_found(&e) => Ok(false),
+                other => other,
+            }
         })
         .await
     }
 
     pub(crate) async fn delete(&self, key: String) -> Result<Update, StoreError> {
-        self.run(0, move |c| delete(c, &key).map(|()| Update::Updated))
-            .await
+        self.run(Operation::Delete, 0, move |c| {
+            delete(c, &key).map(|()| Update::Updated)
+        })
+        .await
     }
 }
 

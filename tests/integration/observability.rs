@@ -1,0 +1,381 @@
+//! Metrics (feature `metrics`) after scripted requests against a real memcached, recorded
+//! by `metrics-util`'s debugging recorder installed for this test's thread only; and the
+//! session's outcome on the request's tracing span.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_memcache_session::{Key, MemcacheSession, MemcacheStore, Session};
+use actix_web::dev::Service;
+use actix_web::{test, web, App};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Instrument, Metadata, Subscriber};
+
+use crate::app::TestApp;
+use crate::memcached::{r2d2_store, store, Memcached};
+use crate::support::{tampered, CountingStore};
+
+/// Every metric recorded since the last snapshot (the debugging recorder's snapshots
+/// reset counters and gauges): (name, sorted labels) -> value.
+struct Metrics(HashMap<(String, Vec<(String, String)>), DebugValue>);
+
+impl Metrics {
+    fn of(snapshotter: &Snapshotter) -> Self {
+        let mut all = HashMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let mut labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            all.insert((key.name().to_owned(), labels), value);
+        }
+        Self(all)
+    }
+
+    /// The metrics called `name` whose labels include `with`.
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        with: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a [(String, String)], &'a DebugValue)> + 'a {
+        self.0.iter().filter_map(move |((n, labels), value)| {
+            let has = |(k, v): &(&str, &str)| labels.iter().any(|(lk, lv)| lk == k && lv == v);
+            (n == name && with.iter().all(has)).then_some((labels.as_slice(), value))
+        })
+    }
+
+    /// The sum of the counters called `name` with `with` among their labels.
+    fn counter(&self, name: &str, with: &[(&str, &str)]) -> u64 {
+        self.matching(name, with)
+            .map(|(_, v)| match v {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{name} is not a counter: {other:?}"),
+            })
+            .sum()
+    }
+
+    /// Samples of the histograms called `name` with `with` among their labels.
+    fn samples(&self, name: &str, with: &[(&str, &str)]) -> Vec<f64> {
+        self.matching(name, with)
+            .flat_map(|(_, v)| match v {
+                DebugValue::Histogram(samples) => samples.iter().map(|s| s.into_inner()),
+                other => panic!("{name} is not a histogram: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn gauge(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+        self.matching(name, with)
+            .map(|(_, v)| match v {
+                DebugValue::Gauge(g) => g.into_inner(),
+                other => panic!("{name} is not a gauge: {other:?}"),
+            })
+            .sum()
+    }
+
+    /// Every label set used, for the cardinality check.
+    fn labels(&self) -> impl Iterator<Item = &(String, String)> {
+        self.0.keys().flat_map(|(_, labels)| labels)
+    }
+}
+
+fn commits(m: &Metrics, outcome: &str) -> u64 {
+    m.counter("session.commits", &[("outcome", outcome)])
+}
+
+fn loads(m: &Metrics, result: &str) -> u64 {
+    m.counter("session.loads", &[("result", result)])
+}
+
+/// A commit, a read, aborts of each kind, a merge, a 409, a 413, a refused cookie, and
+/// 503s with memcached stopped: each counted once under its own label, and memcached's
+/// operations timed with OpenTelemetry's attributes.
+#[actix_web::test]
+async fn counters_follow_scripted_requests() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut memcached = Memcached::start();
+    let port = memcached.addr().port().to_string();
+    let server = [
+        ("server.address", "127.0.0.1"),
+        ("server.port", port.as_str()),
+    ];
+    let store = MemcacheStore::new(&memcached.url()).unwrap();
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(2000)).await;
+
+    let first = app.get("/set/p/k/1", None).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let cookie = first.cookie();
+    assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
+    assert_eq!(
+        app.get("/set-status/500/p/k/2", Some(&cookie)).await.status,
+        500
+    );
+    assert_eq!(app.get("/set-err/p/k/2", Some(&cookie)).await.status, 400);
+    assert_eq!(app.get("/abort/p/k/2", Some(&cookie)).await.status, 200);
+    let (a, b) = app
+        .interleave("/gated/set/p/a/1", "/set/p/b/1", &cookie)
+        .await;
+    assert_eq!((a.status, b.status), (200, 200));
+    let (a, b) = app
+        .interleave("/gated/set/p/k/3", "/set/p/k/4", &cookie)
+        .await;
+    assert_eq!((a.status, b.status), (409, 200));
+    assert_eq!(app.get("/big/p/k/5000", Some(&cookie)).await.status, 413);
+    assert_eq!(
+        app.get("/get/p/k", Some(&tampered(&cookie))).await.body,
+        "none"
+    );
+
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(
+        loads(&m, "fresh"),
+        2,
+        "the first request and the tampered cookie"
+    );
+    assert_eq!(loads(&m, "hit"), 9);
+    assert_eq!(
+        m.counter("session.cookies.refused", &[("reason", "invalid")]),
+        1
+    );
+    assert_eq!(
+        commits(&m, "written"),
+        4,
+        "first, both merged writers, the winner"
+    );
+    assert_eq!(
+        commits(&m, "unchanged"),
+        2,
+        "a read, and the tampered cookie's"
+    );
+    assert_eq!(commits(&m, "aborted_by_status"), 1);
+    assert_eq!(
+        commits(&m, "aborted_by_handler"),
+        2,
+        "an Err and an abort()"
+    );
+    assert_eq!(commits(&m, "conflict"), 1);
+    assert_eq!(commits(&m, "too_large"), 1);
+    assert_eq!(
+        m.counter("session.merge.retries", &[]),
+        2,
+        "the merge and the 409"
+    );
+    assert_eq!(m.counter("session.touches", &[("result", "skipped")]), 1);
+    let sizes = m.samples("session.size", &[]);
+    assert!(
+        sizes.iter().any(|&s| s > 5000.0),
+        "the refused one: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|&s| s > 0.0), "{sizes:?}");
+    for op in ["get", "add", "set"] {
+        let ok = [
+            &server[..],
+            &[("db.system.name", "memcached"), ("db.operation.name", op)],
+        ]
+        .concat();
+        let seconds = m.samples("db.client.operation.duration", &ok);
+        assert!(!seconds.is_empty(), "{op} timed");
+        assert!(
+            seconds.iter().all(|&s| s > 0.0 && s < 5.0),
+            "{op}: {seconds:?}"
+        );
+    }
+    assert_eq!(m.gauge("db.client.connection.count", &server), 1.0);
+
+    memcached.stop();
+    let down = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(down.status, 503, "{down:?}");
+    let fresh = app.get("/set/p/k/1", None).await;
+    assert_eq!(fresh.status, 503, "{fresh:?}");
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(loads(&m, "error"), 1);
+    assert_eq!(commits(&m, "unavailable"), 1, "the new session's add");
+    let failed = [&server[..], &[("error.type", "unavailable")]].concat();
+    assert_eq!(m.samples("db.client.operation.duration", &failed).len(), 2);
+    assert_eq!(
+        m.gauge("db.client.connection.count", &server),
+        -1.0,
+        "since the last snapshot, the one connection closed with memcached"
+    );
+    for (key, value) in m.labels() {
+        assert!(
+            value.len() < 40 && !value.contains('/') && !value.contains('='),
+            "{key}={value}: a label holds only a fixed or configured value"
+        );
+    }
+}
+
+/// A fleet counts a server marked down and back in service, by server.
+#[actix_web::test]
+async fn servers_marked_down_and_back_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let up = Memcached::start();
+    let mut flaky = Memcached::start();
+    let url = crate::memcached::fleet_url([&up, &flaky]);
+    let store = MemcacheStore::builder(url)
+        .failure_limit(1)
+        .retry_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let port = flaky.addr().port().to_string();
+    let flaky_labels = [("server.port", port.as_str())];
+    store.ping().await.unwrap();
+    flaky.stop();
+    assert!(store.ping().await.is_err());
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(m.counter("session.server.marked_down", &flaky_labels), 1);
+    assert_eq!(m.counter("session.server.marked_down", &[]), 1, "only it");
+    assert_eq!(m.counter("session.server.back", &[]), 0);
+    flaky.restart();
+    store.ping().await.unwrap();
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(m.counter("session.server.back", &flaky_labels), 1);
+}
+
+/// Through `from_r2d2` operations are timed without a server (the pool does not say which),
+/// and the pool's connections are counted idle and used.
+#[actix_web::test]
+async fn an_r2d2_pool_is_timed_and_its_connections_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let app = TestApp::new(CountingStore::new(r2d2_store(""))).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
+    let m = Metrics::of(&snapshotter);
+    let get = [
+        ("db.system.name", "memcached"),
+        ("db.operation.name", "get"),
+    ];
+    assert_eq!(m.samples("db.client.operation.duration", &get).len(), 1);
+    assert!(m
+        .matching("db.client.operation.duration", &[])
+        .all(|(labels, _)| { labels.iter().all(|(k, _)| k != "server.address") }));
+    let idle = [("db.client.connection.state", "idle")];
+    assert!(m.gauge("db.client.connection.count", &idle) >= 1.0);
+}
+
+/// Records the `session.outcome` values recorded on spans, and the store operations' spans,
+/// keeping the span stack so that `Span::current()` works.
+#[derive(Default)]
+struct Capture {
+    next: AtomicU64,
+    spans: Mutex<HashMap<u64, &'static Metadata<'static>>>,
+    stack: Mutex<Vec<u64>>,
+    outcomes: Arc<Mutex<Vec<String>>>,
+    store_ops: Arc<Mutex<Vec<String>>>,
+}
+
+/// Collects one field's values as text.
+struct Field1<'a>(&'a str, Vec<String>);
+
+impl Visit for Field1<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == self.0 {
+            self.1.push(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == self.0 {
+            self.1.push(format!("{value:?}"));
+        }
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.spans.lock().unwrap().insert(id, span.metadata());
+        if span.metadata().name() == "session.store" {
+            let mut op = Field1("op", Vec::new());
+            span.record(&mut op);
+            self.store_ops.lock().unwrap().extend(op.1);
+        }
+        Id::from_u64(id)
+    }
+
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        let mut outcome = Field1("session.outcome", Vec::new());
+        values.record(&mut outcome);
+        self.outcomes.lock().unwrap().extend(outcome.1);
+    }
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, span: &Id) {
+        self.stack.lock().unwrap().push(span.into_u64());
+    }
+
+    fn exit(&self, _: &Id) {
+        self.stack.lock().unwrap().pop();
+    }
+
+    fn current_span(&self) -> tracing_core::span::Current {
+        let top = self.stack.lock().unwrap().last().copied();
+        match top.and_then(|id| Some((id, *self.spans.lock().unwrap().get(&id)?))) {
+            Some((id, meta)) => tracing_core::span::Current::new(Id::from_u64(id), meta),
+            None => tracing_core::span::Current::none(),
+        }
+    }
+}
+
+/// The outcome lands on the request's span (as `tracing-actix-web`'s root span, when it
+/// declares `session.outcome`), and each store operation has a debug span.
+#[actix_web::test]
+async fn the_outcome_is_recorded_on_the_request_span() {
+    let capture = Capture::default();
+    let outcomes = Arc::clone(&capture.outcomes);
+    let store_ops = Arc::clone(&capture.store_ops);
+    let _default = tracing::subscriber::set_default(capture);
+    let app = test::init_service(
+        App::new()
+            .wrap(MemcacheSession::new(store(), Key::generate()))
+            .wrap_fn(|req, srv| {
+                let span = tracing::info_span!("request", session.outcome = tracing::field::Empty);
+                srv.call(req).instrument(span)
+            })
+            .route(
+                "/set",
+                web::get().to(|s: Session| async move {
+                    s.package("p").insert("k", 1)?;
+                    Ok::<_, actix_web::Error>("ok")
+                }),
+            )
+            .route(
+                "/fail",
+                web::get().to(|s: Session| async move {
+                    s.package("p").insert("k", 2)?;
+                    Err::<String, _>(actix_web::error::ErrorBadRequest("no"))
+                }),
+            ),
+    )
+    .await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;
+    assert_eq!(res.status(), 200);
+    let cookie = res.response().cookies().next().unwrap().into_owned();
+    let req = test::TestRequest::get().uri("/fail").cookie(cookie);
+    assert_eq!(
+        test::call_service(&app, req.to_request()).await.status(),
+        400
+    );
+    assert_eq!(*outcomes.lock().unwrap(), ["written", "aborted_by_handler"]);
+    let ops = store_ops.lock().unwrap();
+    assert_eq!(*ops, ["create", "load"], "one span per store operation");
+}
