@@ -473,19 +473,19 @@ impl UnitOfWork {
         let Some((data, hooks)) = self.take() else {
             return Ok(CookieAction::Keep);
         };
-        let (outcome, result) = match data {
+        let (ended, result) = match data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
             Some(data) => match self.commit(data).await {
-                Ok((action, outcome)) => (outcome, Ok(action)),
+                Ok((action, ended)) => (ended, Ok(action)),
                 Err(e) => (Commit::failed(e.status_code()), Err(e)),
             },
         };
-        self.backend.config.metrics.commit(outcome);
-        let outcome = match outcome {
+        self.backend.config.metrics.commit(ended);
+        let branch = match ended {
             Commit::Written | Commit::Unchanged => Outcome::Committed,
             _ => Outcome::Aborted,
         };
-        hooks.run(outcome).await;
+        hooks.run(branch).await;
         result
     }
 
@@ -514,7 +514,8 @@ impl UnitOfWork {
         s.changes
             .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
         let dirty = s.renewed || !s.changes.is_empty();
-        wrote |= dirty;
+        // A new session left empty is not stored.
+        wrote |= dirty && (s.existing.is_some() || !s.data.is_empty());
         let issue = |id, data: &Record| {
             CookieAction::Issue(Issue {
                 id,

@@ -133,12 +133,17 @@ async fn counters_follow_scripted_requests() {
         app.get("/get/p/k", Some(&tampered(&cookie))).await.body,
         "none"
     );
+    let renewed_empty = app.get("/renew", None).await;
+    assert!(
+        renewed_empty.cookie.is_none(),
+        "an empty new session is not stored"
+    );
 
     let m = Metrics::of(&snapshotter);
     assert_eq!(
         loads(&m, "fresh"),
-        2,
-        "the first request and the tampered cookie"
+        3,
+        "no cookie twice, and the tampered one"
     );
     assert_eq!(loads(&m, "hit"), 9);
     assert_eq!(
@@ -152,8 +157,8 @@ async fn counters_follow_scripted_requests() {
     );
     assert_eq!(
         commits(&m, "unchanged"),
-        2,
-        "a read, and the tampered cookie's"
+        3,
+        "a read, the tampered cookie's, an empty session renewed"
     );
     assert_eq!(commits(&m, "aborted_by_status"), 1);
     assert_eq!(
