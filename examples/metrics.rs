@@ -5,13 +5,15 @@
 //! `curl http://127.0.0.1:8080/metrics`.
 
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_memcache_session::Session;
 use actix_web::{web, HttpResponse};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The recorder's handle, for the `/metrics` route.
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -35,22 +37,7 @@ async fn metrics() -> HttpResponse {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     // Before the store and middleware are built: they take their metric handles then.
-    let handle = PrometheusBuilder::new()
-        // Histograms as buckets (aggregatable across instances) rather than summaries.
-        .set_buckets_for_metric(
-            Matcher::Full("db.client.operation.duration".into()),
-            &[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ],
-        )
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full("session.size".into()),
-                &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0],
-            )
-        })
-        .and_then(|b| b.install_recorder())
-        .map_err(std::io::Error::other)?;
+    let handle = prometheus::install().map_err(std::io::Error::other)?;
     // The exporter drains its histograms on upkeep; a scrape does too, but not every
     // deployment scrapes often.
     let upkeep = handle.clone();

@@ -20,7 +20,7 @@ echo "== cargo clippy -D warnings (default features, then all)"
 cargo clippy --lib -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 # The benchmark crate builds apart (actix-session, redis, criterion); it must not rot.
-cargo clippy --manifest-path bench/Cargo.toml --all-targets -- -D warnings
+cargo clippy --manifest-path bench/Cargo.toml --all-targets --all-features -- -D warnings
 
 echo "== rust-version is no lower than any dependency's"
 cargo metadata --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |

@@ -20,6 +20,9 @@
 //! answer the same bodies without one, as the floor the others are measured against.
 
 mod exp_store;
+#[cfg(feature = "metrics")]
+#[path = "../../examples/common/prometheus.rs"]
+mod prometheus;
 
 use std::io;
 
@@ -236,27 +239,11 @@ fn r2d2_store(url: String) -> io::Result<actix_memcache_session::MemcacheStore> 
     Ok(actix_memcache_session::MemcacheStore::from_r2d2(pool))
 }
 
-/// Installs a Prometheus recorder (before the store and middleware take their handles),
-/// with histograms as buckets as `examples/metrics.rs` sets them, rendered every 5 s as a
-/// scrape would.
+/// Installs the Prometheus recorder of `examples/metrics.rs` (before the store and
+/// middleware take their handles), rendered every 5 s as a scrape would.
 #[cfg(feature = "metrics")]
 fn install_prometheus() -> io::Result<()> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("db.client.operation.duration".into()),
-            &[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ],
-        )
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full("session.size".into()),
-                &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0],
-            )
-        })
-        .and_then(|b| b.install_recorder())
-        .map_err(io::Error::other)?;
+    let handle = prometheus::install().map_err(io::Error::other)?;
     std::thread::spawn(move || loop {
         std::thread::sleep(std::time::Duration::from_secs(5));
         handle.run_upkeep();
