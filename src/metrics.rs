@@ -241,11 +241,19 @@ pub(crate) struct ServerMetrics {
     #[cfg(feature = "metrics")]
     durations: Box<[Histogram]>,
     #[cfg(feature = "metrics")]
-    connections: Gauge,
-    #[cfg(feature = "metrics")]
-    down: Counter,
-    #[cfg(feature = "metrics")]
-    back: Counter,
+    kind: Kind,
+}
+
+/// What else is known: a server's connections and health, or a pool's connections.
+#[cfg(feature = "metrics")]
+enum Kind {
+    Server {
+        connections: Gauge,
+        down: Counter,
+        back: Counter,
+    },
+    #[cfg(feature = "r2d2")]
+    Pool { idle: Gauge, used: Gauge },
 }
 
 impl std::fmt::Debug for ServerMetrics {
@@ -269,40 +277,58 @@ impl Drop for OpenConnection {
 
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 impl ServerMetrics {
-    /// The metrics of the server at `host:port`; without one (an `r2d2` pool, whose
-    /// servers this crate does not see), only the system's name labels them.
-    pub(crate) fn new(server: Option<(&str, u16)>) -> Self {
+    /// The metrics of the memcached server at `host:port`.
+    pub(crate) fn server(host: &str, port: u16) -> Self {
         #[cfg(feature = "metrics")]
         {
-            describe();
-            let mut labels = vec![Label::from_static_parts("db.system.name", "memcached")];
-            if let Some((host, port)) = server {
-                labels.push(Label::new("server.address", host.to_owned()));
-                labels.push(Label::new("server.port", port.to_string()));
-            }
-            let with = |name: &'static str, value: &'static str| {
-                let mut labels = labels.clone();
-                labels.push(Label::from_static_parts(name, value));
-                labels
-            };
-            Self {
-                durations: Operation::ALL
-                    .iter()
-                    .map(|op| {
-                        metrics::histogram!(
-                            OPERATION_DURATION,
-                            with("db.operation.name", op.label())
-                        )
-                    })
-                    .collect(),
+            let labels = vec![
+                Label::from_static_parts("db.system.name", "memcached"),
+                Label::new("server.address", host.to_owned()),
+                Label::new("server.port", port.to_string()),
+            ];
+            let kind = Kind::Server {
                 connections: metrics::gauge!(CONNECTION_COUNT, labels.clone()),
                 down: metrics::counter!(SERVERS_DOWN, labels.clone()),
                 back: metrics::counter!(SERVERS_BACK, labels.clone()),
-                labels,
-            }
+            };
+            Self::with(labels, kind)
         }
         #[cfg(not(feature = "metrics"))]
         Self {}
+    }
+
+    /// The metrics of an `r2d2` pool, whose servers this crate does not see: only the
+    /// system's name labels them.
+    #[cfg(feature = "r2d2")]
+    pub(crate) fn pool() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let labels = vec![Label::from_static_parts("db.system.name", "memcached")];
+            let state = |value| with_label(&labels, "db.client.connection.state", value);
+            let kind = Kind::Pool {
+                idle: metrics::gauge!(CONNECTION_COUNT, state("idle")),
+                used: metrics::gauge!(CONNECTION_COUNT, state("used")),
+            };
+            Self::with(labels, kind)
+        }
+        #[cfg(not(feature = "metrics"))]
+        Self {}
+    }
+
+    #[cfg(feature = "metrics")]
+    fn with(labels: Vec<Label>, kind: Kind) -> Self {
+        describe();
+        Self {
+            durations: Operation::ALL
+                .iter()
+                .map(|op| {
+                    let labels = with_label(&labels, "db.operation.name", op.label());
+                    metrics::histogram!(OPERATION_DURATION, labels)
+                })
+                .collect(),
+            kind,
+            labels,
+        }
     }
 
     pub(crate) fn start(&self) -> Started {
@@ -326,8 +352,7 @@ impl ServerMetrics {
                 Ok(_) => self.durations[op as usize].record(seconds),
                 // Rare: a handle per error is taken when it happens.
                 Err(e) => {
-                    let mut labels = self.labels.clone();
-                    labels.push(Label::from_static_parts("db.operation.name", op.label()));
+                    let mut labels = with_label(&self.labels, "db.operation.name", op.label());
                     labels.push(Label::from_static_parts("error.type", error_type(e)));
                     metrics::histogram!(OPERATION_DURATION, labels).record(seconds);
                 }
@@ -338,33 +363,47 @@ impl ServerMetrics {
     /// Counts a connection as open until the returned guard drops.
     pub(crate) fn connection(&self) -> OpenConnection {
         #[cfg(feature = "metrics")]
-        {
-            self.connections.increment(1.0);
-            OpenConnection(self.connections.clone())
+        match &self.kind {
+            Kind::Server { connections, .. } => {
+                connections.increment(1.0);
+                OpenConnection(connections.clone())
+            }
+            #[cfg(feature = "r2d2")]
+            Kind::Pool { .. } => OpenConnection(Gauge::noop()),
         }
         #[cfg(not(feature = "metrics"))]
         OpenConnection()
     }
 
-    /// Sets a pool's connection counts (`r2d2`): `open` in all, `idle` of them unused.
+    /// Sets a pool's connection counts from `state` (`open` in all, `idle` of them unused),
+    /// asked only when there are metrics to set.
     #[cfg(feature = "r2d2")]
-    pub(crate) fn pool(&self, open: u32, idle: u32) {
+    pub(crate) fn pool_state(&self, state: impl FnOnce() -> (u32, u32)) {
         #[cfg(feature = "metrics")]
-        for (state, count) in [("idle", idle), ("used", open.saturating_sub(idle))] {
-            let mut labels = self.labels.clone();
-            labels.push(Label::from_static_parts(
-                "db.client.connection.state",
-                state,
-            ));
-            metrics::gauge!(CONNECTION_COUNT, labels).set(f64::from(count));
+        if let Kind::Pool { idle, used } = &self.kind {
+            let (open, unused) = state();
+            idle.set(f64::from(unused));
+            used.set(f64::from(open.saturating_sub(unused)));
         }
     }
 
     /// Counts the server marked down (`up == false`) or back in service.
     pub(crate) fn health(&self, up: bool) {
         #[cfg(feature = "metrics")]
-        if up { &self.back } else { &self.down }.increment(1);
+        match &self.kind {
+            Kind::Server { down, back, .. } => if up { back } else { down }.increment(1),
+            #[cfg(feature = "r2d2")]
+            Kind::Pool { .. } => {}
+        }
     }
+}
+
+/// `labels` and one more.
+#[cfg(feature = "metrics")]
+fn with_label(labels: &[Label], key: &'static str, value: &'static str) -> Vec<Label> {
+    let mut labels = labels.to_vec();
+    labels.push(Label::from_static_parts(key, value));
+    labels
 }
 
 /// OpenTelemetry's `error.type`: the kind of failure, from a fixed set.

@@ -80,7 +80,7 @@ impl Endpoint {
     pub(crate) fn new(host: String, port: u16, limits: Limits) -> Self {
         Self {
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
-            metrics: ServerMetrics::new(Some((&host, port))),
+            metrics: ServerMetrics::server(&host, port),
             host,
             port,
             limits,

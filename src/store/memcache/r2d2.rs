@@ -60,7 +60,7 @@ impl R2d2Backend {
     pub(crate) fn new(pool: Pool<MemcacheConnectionManager>) -> Self {
         Self {
             pool,
-            metrics: Arc::new(ServerMetrics::new(None)),
+            metrics: Arc::new(ServerMetrics::pool()),
         }
     }
 
@@ -84,8 +84,10 @@ impl R2d2Backend {
         .map_err(|e| StoreError::Unavailable(Box::new(e)))
         .and_then(|result| result);
         self.metrics.operation(name, started, &result);
-        let state = self.pool.state();
-        self.metrics.pool(state.connections, state.idle_connections);
+        self.metrics.pool_state(|| {
+            let state = self.pool.state();
+            (state.connections, state.idle_connections)
+        });
         result
     }
 
