@@ -1,12 +1,17 @@
 """Prints the benchmark table from RESULTS_TSV (server, route, round, req/s, p50 us,
-p99 us, non-2xx, socket errors): means over rounds, and each server's ratio to bare actix
-and to actix-session + Redis on the same route. Exits 1 if any response was not 2xx.
+p99 us, non-2xx, socket errors, requests; for /write also its 409s and memcached's
+compare-and-swap hits and misses over the run): means over rounds, and each server's ratio to its
+reference (the one-round-trip floor on /read, /incr and /login, the do-nothing middleware
+on /plain) and to actix-session + Redis on the same route; then, round by round, this
+crate against its targets and its variants. Exits 1 if any response was not 2xx.
 """
 import collections
 import statistics
 import sys
 
 SERVERS = {
+    "floor": "floor: one round trip per read, two per write",
+    "do-nothing": "bare actix-web inside a do-nothing middleware",
     "bare": "bare actix-web (no session)",
     "memcache": "**this crate, MemcacheStore**",
     "memcache-bound": "this crate, MemcacheStore, sessions bound to users",
@@ -14,24 +19,63 @@ SERVERS = {
     "memcache-text": "this crate, MemcacheStore, text protocol",
     "memcache-proxy": "this crate, MemcacheStore, text protocol through nutcracker",
     "memcache-r2d2": "this crate, MemcacheStore::from_r2d2",
+    "memcache-metrics": "this crate, MemcacheStore, metrics on (Prometheus)",
     "memcache-exp": "this crate's middleware, memcache::exp::AsyncMetaClient",
     "actix-redis": "actix-session + Redis",
     "actix-cookie": "actix-session cookie store",
 }
-ROUTES = ["plain", "read", "incr", "login"]
+ROUTES = ["plain", "read", "incr", "login", "write"]
+REFERENCE = {"plain": "do-nothing"}
+# This crate's targets (issue 13): (route, reference, column, at least / at most, bound).
+TARGETS = [
+    ("plain", "do-nothing", 0, ">=", 0.98),
+    ("read", "floor", 0, ">=", 0.90),
+    ("incr", "floor", 0, ">=", 0.90),
+    ("read", "floor", 2, "<=", 1.25),
+    ("incr", "floor", 2, "<=", 1.25),
+    ("read", "actix-redis", 0, ">=", 1.5),
+    ("incr", "actix-redis", 0, ">=", 1.5),
+]
+# Variants of MemcacheStore against it.
+PAIRS = {
+    "memcache-3": "3 servers / 1 server",
+    "memcache-bound": "bound / unbound",
+    "memcache-metrics": "metrics on / off",
+}
+COLUMN = {0: "req/s", 2: "p99"}
 
 runs = collections.defaultdict(list)
+# Per server, round by round: (commits/s, share answered 409, share of compare-and-swaps
+# that lost a race).
+contention = collections.defaultdict(list)
 bad = []
 for line in open(sys.argv[1]):
-    server, route, rnd, rps, p50, p99, non2xx, errors = line.split()
+    server, route, rnd, rps, p50, p99, non2xx, errors, requests, *write = line.split()
     runs[server, route].append((float(rps), float(p50), float(p99)))
-    if int(non2xx) or int(errors):
+    # On /write a 409 is an answer (the retry budget ran out), not a failure.
+    conflicts = int(write[0]) if write else 0
+    if int(non2xx) - conflicts or int(errors):
         bad.append(f"{server} /{route} round {rnd}: {non2xx} non-2xx, {errors} socket errors")
+    if write:
+        hits, misses = int(write[1]), int(write[2])
+        contention[server].append((float(rps) * (1 - conflicts / int(requests)),
+                                   conflicts / int(requests), misses / max(hits + misses, 1)))
+
 
 def mean(server, route, i):
     return statistics.mean(r[i] for r in runs[server, route])
 
-print("| server | route | req/s | p50 ms | p99 ms | x bare | x actix-session+Redis |")
+
+def ratios(server, base, route, i):
+    """Round by round (each round ran both back to back): server's figure over base's."""
+    return [o[i] / b[i] for b, o in zip(runs[base, route], runs[server, route])]
+
+
+def described(rs):
+    return f"median {statistics.median(rs):.2f} over {len(rs)} rounds ({', '.join(f'{r:.2f}' for r in rs)})"
+
+
+print("| server | route | req/s | p50 ms | p99 ms | x reference | x actix-session+Redis |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for route in ROUTES:
     for server, name in SERVERS.items():
@@ -40,30 +84,37 @@ for route in ROUTES:
         rps = mean(server, route, 0)
         row = [name, f"/{route}", f"{rps:,.0f}", f"{mean(server, route, 1) / 1000:.2f}",
                f"{mean(server, route, 2) / 1000:.2f}"]
-        for base in ("bare", "actix-redis"):
+        for base in (REFERENCE.get(route, "floor"), "actix-redis"):
             row.append(f"{rps / mean(base, route, 0):.2f}" if (base, route) in runs else "")
         print("| " + " | ".join(row) + " |")
 rounds = max(len(v) for v in runs.values())
-# Variants of MemcacheStore against it, round by round (each round ran both back to back):
-# medians of the req/s and p50 ratios.
-PAIRS = {
-    "memcache-3": "3 servers / 1 server",
-    "memcache-bound": "bound / unbound",
-    "memcache-metrics": "metrics on / off",
-}
+
+shown = False
+for route, base, i, op, bound in TARGETS:
+    if not (runs.get(("memcache", route)) and runs.get((base, route))):
+        continue
+    if not shown:
+        print("\nThis crate against its targets, round by round:")
+        shown = True
+    rs = ratios("memcache", base, route, i)
+    median = statistics.median(rs)
+    met = median >= bound if op == ">=" else median <= bound
+    print(f"  /{route} {COLUMN[i]} / {base}: {described(rs)}; target {op} {bound}:"
+          f" {'met' if met else 'NOT MET'}")
 for route in ROUTES:
     for variant, label in PAIRS.items():
-        base, other = runs.get(("memcache", route)), runs.get((variant, route))
-        if not (base and other):
+        if not (runs.get(("memcache", route)) and runs.get((variant, route))):
             continue
-        ratios = [o[0] / b[0] for b, o in zip(base, other)]
-        p50s = [o[1] / b[1] for b, o in zip(base, other)]
-        print(f"\n{label}, /{route}: req/s median {statistics.median(ratios):.2f}"
-              f" over {len(ratios)} rounds ({', '.join(f'{r:.2f}' for r in ratios)}),"
-              f" p50 median {statistics.median(p50s):.2f}", end="")
+        print(f"\n{label}, /{route}: req/s {described(ratios(variant, 'memcache', route, 0))},"
+              f" p50 median {statistics.median(ratios(variant, 'memcache', route, 1)):.2f}", end="")
+for server, rows in contention.items():
+    print(f"\n/write, {server}: commits/s median {statistics.median(r[0] for r in rows):,.0f},"
+          f" 409s {statistics.median(r[1] for r in rows):.1%},"
+          f" compare-and-swaps that lost a race {statistics.median(r[2] for r in rows):.1%}"
+          f" ({len(rows)} rounds)", end="")
 print()
 print(f"\nMeans over {rounds} rounds; every server ran each route once per round, in turn.")
 if bad:
     print("\nNOT ALL 2xx:\n  " + "\n  ".join(bad))
     sys.exit(1)
-print("Every response was 2xx.")
+print("Every response was 2xx" + (", but the 409s of /write." if contention else "."))

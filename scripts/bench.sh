@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The load benchmark: this crate (MemcacheStore, and from_r2d2) against bare actix-web and
-# actix-session (Redis store, cookie store), four routes each, wrk -t2 -c64, servers
-# interleaved over ROUNDS rounds; prints a table of req/s, p50, p99 and ratios.
+# The load benchmark: this crate (MemcacheStore, and from_r2d2) against its references (the
+# one-round-trip floor, a do-nothing middleware) and actix-session (Redis store, cookie
+# store), four routes each, wrk -t2 -c64, servers interleaved over ROUNDS rounds; prints a
+# table of req/s, p50, p99 and ratios, and this crate's ratios to its targets.
 # Installs memcached, redis-server and wrk with apt-get when missing. Stops only the
 # processes it started, by pid.
 #
@@ -22,13 +23,22 @@
 #   SERVERS="memcache memcache-text memcache-proxy" ROUTES="read incr" bash scripts/bench.sh
 #   SERVERS="memcache memcache-bound" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 #   SERVERS="memcache memcache-metrics" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
+# CONNECTIONS (wrk -c, default 64) and SESSION_BYTES (the size of each session's string,
+# default 200) scale the load:
+#   CONNECTIONS=1024 SERVERS="floor memcache" ROUTES="read incr" bash scripts/bench.sh
+# The route `write` is WRITERS (default 8) concurrent writers of one session, each on its
+# own key, one connection each; it also reports memcached's compare-and-swap counters:
+#   WRITERS=64 SERVERS=memcache ROUTES=write bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 SESSIONS=${SESSIONS:-1000}
-SERVERS=${SERVERS:-"bare memcache memcache-r2d2 actix-redis actix-cookie"}
+SERVERS=${SERVERS:-"floor do-nothing memcache memcache-r2d2 actix-redis actix-cookie"}
+CONNECTIONS=${CONNECTIONS:-64}
+WRITERS=${WRITERS:-8}
+export SESSION_BYTES=${SESSION_BYTES:-200}
 ROUTES=${ROUTES:-"plain read incr login"}
 
 . scripts/install-missing.sh
@@ -96,7 +106,7 @@ for round in $(seq "$ROUNDS"); do
         case $server in
             memcache-proxy) url="memcache://127.0.0.1:$nc_port" ;;
             memcache-3) url="memcache://127.0.0.1:${mc_ports[0]},127.0.0.1:${mc_ports[1]},127.0.0.1:${mc_ports[2]}" ;;
-            memcache*) url="memcache://127.0.0.1:$mc_port" ;;
+            memcache* | floor) url="memcache://127.0.0.1:$mc_port" ;;
             actix-redis) url="redis://127.0.0.1:$redis_port" ;;
             *) url="" ;;
         esac
@@ -109,8 +119,16 @@ for round in $(seq "$ROUNDS"); do
         wait_port "$port"
         python3 bench/mint.py "http://127.0.0.1:$port" "$SESSIONS" "$work/cookies"
         for route in $ROUTES; do
-            line=$(wrk -t2 -c64 -d"$DURATION" --latency -s bench/wrk.lua \
-                "http://127.0.0.1:$port/$route" -- "$work/cookies" 2 | grep '^RESULT')
+            if [ "$route" = write ]; then
+                read -r hits badval < <(python3 bench/mcstats.py "$mc_port")
+                line=$(wrk -t"$WRITERS" -c"$WRITERS" -d"$DURATION" --latency -s bench/wrk.lua \
+                    "http://127.0.0.1:$port/" -- "$work/cookies" "$WRITERS" write | grep '^RESULT')
+                read -r hits2 badval2 < <(python3 bench/mcstats.py "$mc_port")
+                line="$line $((hits2 - hits)) $((badval2 - badval))"
+            else
+                line=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk.lua \
+                    "http://127.0.0.1:$port/$route" -- "$work/cookies" 2 | grep '^RESULT')
+            fi
             echo "$server $route $round ${line#RESULT }" | tee -a "$results"
         done
         kill "$pid"
@@ -121,6 +139,6 @@ done
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
     "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS bash scripts/bench.sh"
+echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES bash scripts/bench.sh"
 echo
 python3 bench/report.py "$results"

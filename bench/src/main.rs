@@ -1,17 +1,22 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
 //! async client (`exp_store`), to compare the two clients; `memcache-bound` is `memcache`
 //! with each session bound to one of 100 users at login, so every read also checks the
 //! user's generation (sign out everywhere). `memcache-metrics` (feature `metrics`) is
 //! `memcache` with the crate's metrics and a Prometheus recorder, rendered every 5 s as a
-//! scrape would.
+//! scrape would. `floor` (module `floor`) is the least a memcached session can cost: one
+//! round trip per read, two per write, no signing, no JSON; `do-nothing` is `bare` inside a
+//! middleware that does nothing but what every session middleware does (`do_nothing`).
 //!
-//! - `GET /login` starts a session: `counter = 0` and a 200-byte string; sets the cookie.
+//! - `GET /login` starts a session: `counter = 0` and a 200-byte string (`SESSION_BYTES`
+//!   bytes if set); sets the cookie.
 //! - `GET /incr` reads `counter`, adds 1, stores it: a write on every request.
 //! - `GET /read` reads `counter`: no write.
 //! - `GET /plain` never touches the session.
+//! - `GET /write?w=<n>` adds 1 to the session's key `w<n>`: concurrent writers of one
+//!   session, each on its own key.
 //!
 //! `MEMCACHE_CONNECTIONS` sets `pool_max_size` for `memcache` (default: the store's).
 //!
@@ -19,7 +24,9 @@
 //! error in wrk's count of non-2xx responses. `bare` has no session at all: its routes
 //! answer the same bodies without one, as the floor the others are measured against.
 
+mod do_nothing;
 mod exp_store;
+mod floor;
 #[cfg(feature = "metrics")]
 #[path = "../../examples/common/prometheus.rs"]
 mod prometheus;
@@ -34,6 +41,19 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 const BLOB: &str = "The quick brown fox jumps over the lazy dog, and a session carries a little \
                     more than a counter: a user name, a locale, a cart summary. This string \
                     stands in for all of that, 200 bytes.";
+
+/// The string each session carries besides its counter: `SESSION_BYTES` bytes of [`BLOB`]
+/// repeated (default: [`BLOB`] once).
+fn blob() -> &'static str {
+    static BLOB_OF_SIZE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BLOB_OF_SIZE.get_or_init(|| {
+        let size = std::env::var("SESSION_BYTES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(BLOB.len());
+        BLOB.chars().cycle().take(size).collect()
+    })
+}
 
 /// Two workers, one per core, for every server alike.
 const WORKERS: usize = 2;
@@ -50,7 +70,7 @@ mod ours {
     pub async fn login(s: Session) -> Result<HttpResponse> {
         let p = s.package("bench");
         p.insert("counter", 0u64)?;
-        p.insert("blob", super::BLOB)?;
+        p.insert("blob", super::blob())?;
         Ok(HttpResponse::Ok().body("0"))
     }
 
@@ -69,6 +89,17 @@ mod ours {
             None => Ok(super::unauthorized()),
         }
     }
+
+    pub async fn write(s: Session, request: actix_web::HttpRequest) -> Result<HttpResponse> {
+        let p = s.package("bench");
+        if !p.contains_key("counter")? {
+            return Ok(super::unauthorized());
+        }
+        let key = request.query_string().replace('=', "");
+        let n = p.get::<u64>(&key)?.unwrap_or(0) + 1;
+        p.insert(&key, n)?;
+        Ok(HttpResponse::Ok().body(n.to_string()))
+    }
 }
 
 /// This crate's middleware, each session bound to a user at login: ten sessions a user.
@@ -78,7 +109,7 @@ mod bound {
     use actix_memcache_session::Session;
     use actix_web::{HttpResponse, Result};
 
-    pub use super::ours::{incr, read};
+    pub use super::ours::{incr, read, write};
 
     const USERS: u64 = 100;
     static LOGINS: AtomicU64 = AtomicU64::new(0);
@@ -97,7 +128,7 @@ mod theirs {
 
     pub async fn login(s: Session) -> Result<HttpResponse> {
         s.insert("counter", 0u64)?;
-        s.insert("blob", super::BLOB)?;
+        s.insert("blob", super::blob())?;
         Ok(HttpResponse::Ok().body("0"))
     }
 
@@ -114,6 +145,18 @@ mod theirs {
             Some(n) => Ok(HttpResponse::Ok().body(n.to_string())),
             None => Ok(super::unauthorized()),
         }
+    }
+
+    /// actix-session has no compare-and-swap: concurrent writers of one session overwrite
+    /// each other's keys silently.
+    pub async fn write(s: Session, request: actix_web::HttpRequest) -> Result<HttpResponse> {
+        if s.get::<u64>("counter")?.is_none() {
+            return Ok(super::unauthorized());
+        }
+        let key = request.query_string().replace('=', "");
+        let n = s.get::<u64>(&key)?.unwrap_or(0) + 1;
+        s.insert(&key, n)?;
+        Ok(HttpResponse::Ok().body(n.to_string()))
     }
 }
 
@@ -136,7 +179,8 @@ macro_rules! routes {
             app.route("/login", web::get().to($m::login))
                 .route("/incr", web::get().to($m::incr))
                 .route("/read", web::get().to($m::read))
-                .route("/plain", web::get().to(plain));
+                .route("/plain", web::get().to(plain))
+                .route("/write", web::get().to($m::write));
         }
     };
 }
@@ -150,7 +194,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -263,6 +307,23 @@ async fn main() -> io::Result<()> {
     let url = args.get(3).cloned().unwrap_or_default();
     match kind.as_str() {
         "bare" => serve(port, || App::new().configure(bare_routes)).await,
+        "do-nothing" => {
+            serve(port, || {
+                App::new()
+                    .wrap(do_nothing::DoNothing)
+                    .configure(bare_routes)
+            })
+            .await
+        }
+        "floor" => {
+            let addr = floor::Addr(url.trim_start_matches("memcache://").to_owned());
+            serve(port, move || {
+                App::new()
+                    .app_data(web::Data::new(addr.clone()))
+                    .configure(floor::routes)
+            })
+            .await
+        }
         "memcache" | "memcache-3" => serve_ours(port, native_store(url)?, routes!(ours)).await,
         "memcache-bound" => serve_ours(port, native_store(url)?, routes!(bound)).await,
         #[cfg(feature = "metrics")]
