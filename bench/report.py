@@ -1,4 +1,5 @@
-"""Prints the benchmark table from RESULTS_TSV (server, route, round, req/s, p50 us,
+"""Prints the benchmark table from RESULTS_TSV (server, route, round, server CPU clock
+ticks over the run, req/s, p50 us,
 p99 us, non-2xx, socket errors, requests; for /write also its 409s and memcached's
 compare-and-swap hits and misses over the run): means over rounds, and each server's ratio to its
 reference (the one-round-trip floor on /read, /incr and /login, the do-nothing middleware
@@ -6,6 +7,7 @@ on /plain) and to actix-session + Redis on the same route; then, round by round,
 crate against its targets and its variants. Exits 1 if any response was not 2xx.
 """
 import collections
+import os
 import statistics
 import sys
 
@@ -43,6 +45,7 @@ PAIRS = {
     "memcache-metrics": "metrics on / off",
 }
 COLUMN = {0: "req/s", 2: "p99"}
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 runs = collections.defaultdict(list)
 # Per server, round by round: (commits/s, share answered 409, share of compare-and-swaps
@@ -50,8 +53,9 @@ runs = collections.defaultdict(list)
 contention = collections.defaultdict(list)
 bad = []
 for line in open(sys.argv[1]):
-    server, route, rnd, rps, p50, p99, non2xx, errors, requests, *write = line.split()
-    runs[server, route].append((float(rps), float(p50), float(p99)))
+    server, route, rnd, ticks, rps, p50, p99, non2xx, errors, requests, *write = line.split()
+    cpu_us = int(ticks) * 1e6 / TICKS_PER_SECOND / int(requests)
+    runs[server, route].append((float(rps), float(p50), float(p99), cpu_us))
     # On /write a 409 is an answer (the retry budget ran out), not a failure.
     conflicts = int(write[0]) if write else 0
     if int(non2xx) - conflicts or int(errors):
@@ -75,15 +79,15 @@ def described(rs):
     return f"median {statistics.median(rs):.2f} over {len(rs)} rounds ({', '.join(f'{r:.2f}' for r in rs)})"
 
 
-print("| server | route | req/s | p50 ms | p99 ms | x reference | x actix-session+Redis |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| server | route | req/s | p50 ms | p99 ms | server CPU µs/req | x reference | x actix-session+Redis |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for route in ROUTES:
     for server, name in SERVERS.items():
         if (server, route) not in runs:
             continue
         rps = mean(server, route, 0)
         row = [name, f"/{route}", f"{rps:,.0f}", f"{mean(server, route, 1) / 1000:.2f}",
-               f"{mean(server, route, 2) / 1000:.2f}"]
+               f"{mean(server, route, 2) / 1000:.2f}", f"{mean(server, route, 3):.1f}"]
         for base in (REFERENCE.get(route, "floor"), "actix-redis"):
             row.append(f"{rps / mean(base, route, 0):.2f}" if (base, route) in runs else "")
         print("| " + " | ".join(row) + " |")

@@ -29,6 +29,10 @@
 # The route `write` is WRITERS (default 8) concurrent writers of one session, each on its
 # own key, one connection each; it also reports memcached's compare-and-swap counters:
 #   WRITERS=64 SERVERS=memcache ROUTES=write bash scripts/bench.sh
+# Every run also reports the server's CPU time per request (/proc/<pid>/stat around the
+# run). PROFILE_DIR=dir records each run with `perf record -g` on the server into
+# dir/<server>-<route>-<round>.data (installs linux-perf when missing):
+#   PROFILE_DIR=/tmp/prof SERVERS="floor memcache" ROUTES=read ROUNDS=1 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
@@ -44,6 +48,10 @@ ROUTES=${ROUTES:-"plain read incr login"}
 . scripts/install-missing.sh
 install_missing memcached:memcached nutcracker:nutcracker redis-server:redis-server wrk:wrk \
     pkg-config:pkg-config openssl
+if [ -n "${PROFILE_DIR:-}" ]; then
+    install_missing perf:linux-perf
+    mkdir -p "$PROFILE_DIR"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -67,6 +75,10 @@ server_bin=bench/target/release/bench-server
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# User and system CPU time of process $1 so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 wait_port() {
     for _ in $(seq 200); do
@@ -119,6 +131,12 @@ for round in $(seq "$ROUNDS"); do
         wait_port "$port"
         python3 bench/mint.py "http://127.0.0.1:$port" "$SESSIONS" "$work/cookies"
         for route in $ROUTES; do
+            perf_pid=
+            if [ -n "${PROFILE_DIR:-}" ]; then
+                perf record -q -g -p "$pid" -o "$PROFILE_DIR/$server-$route-$round.data" &
+                perf_pid=$!
+            fi
+            cpu=$(cpu_ticks "$pid")
             if [ "$route" = write ]; then
                 read -r hits badval < <(python3 bench/mcstats.py "$mc_port")
                 line=$(wrk -t"$WRITERS" -c"$WRITERS" -d"$DURATION" --latency -s bench/wrk.lua \
@@ -129,7 +147,12 @@ for round in $(seq "$ROUNDS"); do
                 line=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk.lua \
                     "http://127.0.0.1:$port/$route" -- "$work/cookies" 2 | grep '^RESULT')
             fi
-            echo "$server $route $round ${line#RESULT }" | tee -a "$results"
+            cpu=$(($(cpu_ticks "$pid") - cpu))
+            if [ -n "$perf_pid" ]; then
+                kill -INT "$perf_pid"
+                wait "$perf_pid" || true
+            fi
+            echo "$server $route $round $cpu ${line#RESULT }" | tee -a "$results"
         done
         kill "$pid"
         wait "$pid" 2>/dev/null || true

@@ -148,8 +148,13 @@ async fn client(addr: &str) -> Rc<OnceCell<Client>> {
 #[derive(Clone)]
 pub struct Addr(pub String);
 
-fn session(request: &HttpRequest) -> Option<String> {
-    request.cookie("sid").map(|c| format!("f:{}", c.value()))
+/// The session id in the request's `sid` cookie, read straight from the header (actix's
+/// cookie jar would parse and allocate every cookie).
+fn session(request: &HttpRequest) -> Option<&str> {
+    let header = request.headers().get("cookie")?.to_str().ok()?;
+    header
+        .split("; ")
+        .find_map(|cookie| cookie.strip_prefix("sid="))
 }
 
 async fn login(addr: web::Data<Addr>) -> HttpResponse {
@@ -177,8 +182,8 @@ async fn login(addr: web::Data<Addr>) -> HttpResponse {
 
 /// The counter of the session the cookie names, with its CAS token and the rest of the
 /// value; `None` without a live session.
-async fn load(client: &Client, key: &str) -> Option<(u64, u64, Vec<u8>)> {
-    let reply = client.call(format_args!("mg {key} v c\r\n"), None).await;
+async fn load(client: &Client, id: &str) -> Option<(u64, u64, Vec<u8>)> {
+    let reply = client.call(format_args!("mg f:{id} v c\r\n"), None).await;
     if &reply.code != b"VA" {
         return None;
     }
@@ -191,23 +196,23 @@ async fn load(client: &Client, key: &str) -> Option<(u64, u64, Vec<u8>)> {
 }
 
 async fn read(request: HttpRequest, addr: web::Data<Addr>) -> HttpResponse {
-    let Some(key) = session(&request) else {
+    let Some(id) = session(&request) else {
         return super::unauthorized();
     };
     let cell = client(&addr.0).await;
-    match load(cell.get().expect("opened"), &key).await {
+    match load(cell.get().expect("opened"), id).await {
         Some((n, _, _)) => HttpResponse::Ok().body(n.to_string()),
         None => super::unauthorized(),
     }
 }
 
 async fn incr(request: HttpRequest, addr: web::Data<Addr>) -> HttpResponse {
-    let Some(key) = session(&request) else {
+    let Some(id) = session(&request) else {
         return super::unauthorized();
     };
     let cell = client(&addr.0).await;
     let client = cell.get().expect("opened");
-    let Some((n, cas, data)) = load(client, &key).await else {
+    let Some((n, cas, data)) = load(client, id).await else {
         return super::unauthorized();
     };
     let rest = &data[data.iter().position(|&b| b == b' ').unwrap_or(0)..];
@@ -215,7 +220,7 @@ async fn incr(request: HttpRequest, addr: web::Data<Addr>) -> HttpResponse {
     value.extend_from_slice(rest);
     let reply = client
         .call(
-            format_args!("ms {key} {} C{cas} T3600\r\n", value.len()),
+            format_args!("ms f:{id} {} C{cas} T3600\r\n", value.len()),
             Some(&value),
         )
         .await;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# What one request costs the bench server in user space, counted rather than timed (this
+# machine's noise does not move it): heap allocations and bytes (valgrind's dhat) and
+# instructions (valgrind's callgrind). Each server runs under the tool twice, for FEW and
+# MANY sequential requests on one connection after minting 20 sessions; the difference
+# divided by MANY - FEW is the cost of one request, start-up and minting cancelled out.
+# Installs memcached and valgrind with apt-get when missing; stops what it started by pid.
+#
+#   SERVERS="floor memcache" ROUTES="read incr" bash scripts/per-request.sh
+#   FEW=500 MANY=1500 SERVERS="do-nothing memcache" ROUTES=plain bash scripts/per-request.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
+SERVERS=${SERVERS:-"floor do-nothing memcache"}
+ROUTES=${ROUTES:-"plain read incr"}
+FEW=${FEW:-1000}
+MANY=${MANY:-3000}
+
+. scripts/install-missing.sh
+install_missing memcached:memcached valgrind:valgrind pkg-config:pkg-config openssl
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building the bench server (release)"
+cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
+server_bin=bench/target/release/bench-server
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 600); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
+
+as_root=()
+[ "$(id -u)" = 0 ] && as_root=(-u root)
+mc_port=$(free_port)
+memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 256 -d -P "$work/memcached.pid"
+wait_port "$mc_port"
+
+# Runs `server` under `tool` for `count` requests to `route`; prints the tool's totals.
+measure() {
+    local tool=$1 server=$2 route=$3 count=$4 port pid
+    port=$(free_port)
+    case $tool in
+        dhat) valgrind --tool=dhat --dhat-out-file="$work/out" \
+            "$server_bin" "$server" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
+        callgrind) valgrind --tool=callgrind --callgrind-out-file="$work/out" \
+            "$server_bin" "$server" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
+    esac
+    pid=$!
+    pids+=("$pid")
+    wait_port "$port"
+    python3 bench/mint.py "http://127.0.0.1:$port" 20 "$work/cookies"
+    python3 - "$port" "$route" "$count" "$work/cookies" <<'PY'
+import http.client, sys
+port, route, count, cookies = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+cookie = open(cookies).readline().strip()
+conn = http.client.HTTPConnection("127.0.0.1", int(port))
+for _ in range(count):
+    conn.request("GET", "/" + route, headers={"Cookie": cookie})
+    response = conn.getresponse()
+    response.read()
+    if response.status != 200:
+        sys.exit(f"/{route} answered {response.status}")
+PY
+    kill -INT "$pid"
+    wait "$pid" || true
+    case $tool in
+        # "Total: 7,096,872 bytes in 60,522 blocks"
+        dhat) grep 'Total:' "$work/log" | tr -d , | awk '{print $3, $6}' ;;
+        # "==pid== Collected : 123456789"
+        callgrind) grep 'Collected' "$work/log" | awk '{print $4}' ;;
+    esac
+}
+
+echo
+echo "| server | route | allocations/req | bytes allocated/req | instructions/req |"
+echo "|---|---|---:|---:|---:|"
+for server in $SERVERS; do
+    for route in $ROUTES; do
+        read -r bytes1 blocks1 < <(measure dhat "$server" "$route" "$FEW")
+        read -r bytes2 blocks2 < <(measure dhat "$server" "$route" "$MANY")
+        ir1=$(measure callgrind "$server" "$route" "$FEW")
+        ir2=$(measure callgrind "$server" "$route" "$MANY")
+        python3 -c "
+import sys
+n = $MANY - $FEW
+print(f'| $server | /$route | {($blocks2 - $blocks1) / n:.1f} | {($bytes2 - $bytes1) / n:,.0f} | {($ir2 - $ir1) / n:,.0f} |')"
+    done
+done
+echo
+echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" FEW=$FEW MANY=$MANY bash scripts/per-request.sh"
