@@ -8,9 +8,10 @@
 #
 #   bash scripts/bench.sh                 # 2 rounds of 10 s per server and route
 #   ROUNDS=3 DURATION=20s bash scripts/bench.sh
-# SESSIONS (default 1000) must be large enough that a wrk thread does not come back to a
-# session while its last request is still in flight: with 100, /incr sees a few 409s,
-# which is this crate refusing a lost update that actix-session would make silently.
+# SESSIONS (default 1000, or 4 per connection when that is more) must be large enough that
+# a wrk thread does not come back to a session while its last request is still in flight:
+# with 100, /incr sees a few 409s, which is this crate refusing a lost update that
+# actix-session would make silently.
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
 #   (the store's pool_max_size), SERVERS="memcache actix-redis" and ROUTES="read incr" are
 #   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
@@ -38,9 +39,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
-SESSIONS=${SESSIONS:-1000}
 SERVERS=${SERVERS:-"floor do-nothing memcache memcache-r2d2 actix-redis actix-cookie"}
 CONNECTIONS=${CONNECTIONS:-64}
+SESSIONS=${SESSIONS:-$((CONNECTIONS * 4 > 1000 ? CONNECTIONS * 4 : 1000))}
 WRITERS=${WRITERS:-8}
 export SESSION_BYTES=${SESSION_BYTES:-200}
 ROUTES=${ROUTES:-"plain read incr login"}
