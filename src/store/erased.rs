@@ -2,6 +2,7 @@
 //! compiled once rather than once per store type. Each operation runs in a debug-level
 //! span: one place covers every store.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
@@ -48,7 +49,7 @@ impl<S: SessionStore> ErasedStore for S {
         &'a self,
         id: &'a SessionId,
     ) -> LocalBoxFuture<'a, Result<Option<Stored>, StoreError>> {
-        Box::pin(SessionStore::load(self, id).instrument(span("load", id)))
+        boxed("load", id, SessionStore::load(self, id))
     }
 
     fn create<'a>(
@@ -57,7 +58,7 @@ impl<S: SessionStore> ErasedStore for S {
         data: &'a [u8],
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::create(self, id, data, ttl).instrument(span("create", id)))
+        boxed("create", id, SessionStore::create(self, id, data, ttl))
     }
 
     fn update<'a>(
@@ -67,7 +68,11 @@ impl<S: SessionStore> ErasedStore for S {
         version: Version,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        Box::pin(SessionStore::update(self, id, data, version, ttl).instrument(span("update", id)))
+        boxed(
+            "update",
+            id,
+            SessionStore::update(self, id, data, version, ttl),
+        )
     }
 
     fn touch<'a>(
@@ -75,11 +80,11 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, ttl).instrument(span("touch", id)))
+        boxed("touch", id, SessionStore::touch(self, id, ttl))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> LocalBoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::delete(self, id).instrument(span("delete", id)))
+        boxed("delete", id, SessionStore::delete(self, id))
     }
 
     fn delete_if<'a>(
@@ -87,7 +92,7 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         version: Version,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        Box::pin(SessionStore::delete_if(self, id, version).instrument(span("delete_if", id)))
+        boxed("delete_if", id, SessionStore::delete_if(self, id, version))
     }
 
     fn accepts(&self, id: &SessionId) -> bool {
@@ -99,7 +104,18 @@ impl<S: SessionStore> ErasedStore for S {
     }
 }
 
-/// The span of one store operation; the id shows only as its short prefix.
-fn span(op: &'static str, id: &SessionId) -> tracing::Span {
-    tracing::debug_span!("session.store", op, id = ?id)
+/// `future`, boxed, inside the debug span of one store operation (the id shows only as its
+/// short prefix) when a subscriber wants the span. Without one the span is left out: it
+/// would cost an enter and an exit on every poll and record nothing.
+fn boxed<'a, T>(
+    op: &'static str,
+    id: &SessionId,
+    future: impl Future<Output = T> + 'a,
+) -> LocalBoxFuture<'a, T> {
+    let span = tracing::debug_span!("session.store", op, id = ?id);
+    if span.is_disabled() {
+        Box::pin(future)
+    } else {
+        Box::pin(future.instrument(span))
+    }
 }

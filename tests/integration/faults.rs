@@ -220,6 +220,29 @@ fn a_silent_server_times_out_into_an_error() {
     });
 }
 
+/// A slow server that still answers each request within the I/O timeout: every request
+/// succeeds, however long the connection has been busy (the timeout runs from each
+/// request's own send, not from the connection's first or oldest).
+#[test]
+fn a_slow_server_within_the_timeout_never_times_out() {
+    let fake = FakeMemcached::start(|c| {
+        if c.verb == "mg" {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Answer::Normal
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        store.create(&id, b"slow", TTL).await.unwrap();
+        let started = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"slow");
+        }
+        assert!(started.elapsed() >= Duration::from_millis(800));
+    });
+}
+
 /// memcached out of memory on a write has dropped the item: 503, and the log says so.
 #[test]
 fn out_of_memory_on_a_write_is_an_error_that_says_the_item_was_dropped() {

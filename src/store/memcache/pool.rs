@@ -175,16 +175,12 @@ impl Endpoint {
         Ok((conn, true))
     }
 
+    /// Sends `request` and waits for its reply, which the connection's watchdog bounds by
+    /// `io_timeout`: a late reply ends the connection (later requests get a new one).
     async fn exchange(&self, conn: &Connection, request: &Request<'_>) -> io::Result<Reply> {
-        match timeout(self.limits.io_timeout, conn.send(request)).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
-            Err(_) => {
-                // memcached stopped answering: later requests get a new connection.
-                let e = timed_out("waiting for memcached's reply");
-                conn.kill(e.kind(), &e.to_string());
-                Err(e)
-            }
+        match conn.send(request).await {
+            Ok(reply) => reply,
+            Err(_) => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
         }
     }
 }
