@@ -8,10 +8,11 @@
 #
 #   bash scripts/bench.sh                 # 2 rounds of 10 s per server and route
 #   ROUNDS=3 DURATION=20s bash scripts/bench.sh
-# SESSIONS (default 1000, or 4 per connection when that is more) must be large enough that
+# SESSIONS (default 4000, or 4 per connection when that is more) must be large enough that
 # a wrk thread does not come back to a session while its last request is still in flight:
 # with 100, /incr sees a few 409s, which is this crate refusing a lost update that
-# actix-session would make silently.
+# actix-session would make silently; with 1000, a stall of the machine was once enough for
+# 5 of the floor's 740,000 compare-and-swaps.
 #   MEMCACHED_THREADS=2 (memcached -t, default 4 as memcached's own), MEMCACHE_CONNECTIONS=1
 #   (the store's pool_max_size), SERVERS="memcache actix-redis" and ROUTES="read incr" are
 #   knobs for experiments; SERVERS may also name memcache-exp (this crate's middleware over
@@ -41,7 +42,7 @@ ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 SERVERS=${SERVERS:-"floor do-nothing memcache memcache-r2d2 actix-redis actix-cookie"}
 CONNECTIONS=${CONNECTIONS:-64}
-SESSIONS=${SESSIONS:-$((CONNECTIONS * 4 > 1000 ? CONNECTIONS * 4 : 1000))}
+SESSIONS=${SESSIONS:-$((CONNECTIONS * 4 > 4000 ? CONNECTIONS * 4 : 4000))}
 WRITERS=${WRITERS:-8}
 export SESSION_BYTES=${SESSION_BYTES:-200}
 ROUTES=${ROUTES:-"plain read incr login"}
