@@ -11,7 +11,6 @@
 //! reply is only ever handed to the request it answers. Error lines carry no token: after
 //! one, nobody can know how many lines are still coming, so they end the connection.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
@@ -126,24 +125,46 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Straight into the outbox, piece by piece: no string per command, and no
+    /// `core::fmt` (its machinery cost about 1,000 instructions a command).
     fn write_meta(&self, out: &mut Vec<u8>, opaque: u32) {
-        let (key, exp) = (self.key, self.exptime);
-        let len = self.data.map_or(0, <[u8]>::len);
-        // Straight into the outbox: no string per command. Writing to a Vec cannot fail.
-        let _ = match self.op {
-            Op::Get => write!(out, "mg {key} v c O{opaque}\r\n"),
-            Op::Exists => write!(out, "mg {key} O{opaque}\r\n"),
-            Op::Add => write!(out, "ms {key} {len} T{exp} ME O{opaque}\r\n"),
-            Op::Cas(cas) => write!(out, "ms {key} {len} T{exp} C{cas} O{opaque}\r\n"),
-            Op::Touch => write!(out, "mg {key} T{exp} O{opaque}\r\n"),
-            Op::Delete => write!(out, "md {key} O{opaque}\r\n"),
-            Op::DeleteIf(cas) => write!(out, "md {key} C{cas} O{opaque}\r\n"),
-        };
+        let exp = self.exptime;
+        let len = self.data.map_or(0, <[u8]>::len) as u64;
+        out.extend_from_slice(match self.op {
+            Op::Get | Op::Exists | Op::Touch => b"mg ",
+            Op::Add | Op::Cas(_) => b"ms ",
+            Op::Delete | Op::DeleteIf(_) => b"md ",
+        });
+        out.extend_from_slice(self.key.as_bytes());
+        match self.op {
+            Op::Get => out.extend_from_slice(b" v c"),
+            Op::Exists | Op::Delete => {}
+            Op::Add => {
+                number(out, b" ", len);
+                number(out, b" T", exp);
+                out.extend_from_slice(b" ME");
+            }
+            Op::Cas(cas) => {
+                number(out, b" ", len);
+                number(out, b" T", exp);
+                number(out, b" C", cas);
+            }
+            Op::Touch => number(out, b" T", exp),
+            Op::DeleteIf(cas) => number(out, b" C", cas),
+        }
+        number(out, b" O", opaque.into());
+        out.extend_from_slice(b"\r\n");
         if let Some(data) = self.data {
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// Appends `prefix` and `value` in decimal.
+fn number(out: &mut Vec<u8>, prefix: &[u8], value: u64) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// memcached's expiry for a TTL: whole seconds, at least 1 (0 would mean "never"), and a
@@ -315,6 +336,11 @@ mod tests {
         assert_eq!(text(&Request::touch("k", secs, 0), 4), "mg k T60 O4\r\n");
         assert_eq!(text(&Request::delete("k"), 5), "md k O5\r\n");
         assert_eq!(text(&Request::delete_if("k", 9), 6), "md k C9 O6\r\n");
+        assert_eq!(text(&Request::exists("k"), 0), "mg k O0\r\n");
+        assert_eq!(
+            text(&Request::delete_if("k", u64::MAX), u32::MAX),
+            format!("md k C{} O{}\r\n", u64::MAX, u32::MAX)
+        );
     }
 
     #[test]
