@@ -54,15 +54,7 @@ if [ -n "${PROFILE_DIR:-}" ]; then
     install_missing perf:linux-perf
     mkdir -p "$PROFILE_DIR"
 fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/servers.sh
 
 echo "== building the bench server (release)"
 build() {
@@ -75,20 +67,9 @@ fi
 build
 server_bin=bench/target/release/bench-server
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 # User and system CPU time of process $1 so far, in clock ticks.
 cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat"
-}
-wait_port() {
-    for _ in $(seq 200); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on port $1" >&2
-    return 1
 }
 
 as_root=()

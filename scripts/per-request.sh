@@ -18,31 +18,11 @@ MANY=${MANY:-3000}
 
 . scripts/install-missing.sh
 install_missing memcached:memcached valgrind:valgrind pkg-config:pkg-config openssl
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/servers.sh
 
 echo "== building the bench server (release)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
 server_bin=bench/target/release/bench-server
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    for _ in $(seq 600); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on port $1" >&2
-    return 1
-}
 
 as_root=()
 [ "$(id -u)" = 0 ] && as_root=(-u root)
@@ -62,7 +42,8 @@ measure() {
     esac
     pid=$!
     pids+=("$pid")
-    wait_port "$port"
+    # valgrind starts slowly: up to 30 s.
+    wait_port "$port" 600
     python3 bench/mint.py "http://127.0.0.1:$port" 20 "$work/cookies"
     python3 - "$port" "$route" "$count" "$work/cookies" <<'PY'
 import http.client, sys

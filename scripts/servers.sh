@@ -1,0 +1,25 @@
+# Sourced by the scripts that start servers. Makes a work directory, $work, removed on
+# exit, when every process started is stopped by its pid: those in the array $pids and
+# those whose pidfile is $work/*.pid. Then:
+#   port=$(free_port)      a loopback port nothing listens on now
+#   wait_port PORT [TRIES] waits (TRIES x 50 ms, default 200) until something listens on it
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq "${2:-200}"); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
