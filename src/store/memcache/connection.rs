@@ -8,8 +8,8 @@
 //! One watchdog task per connection keeps the I/O timeout: replies come in order, so only
 //! the oldest waiting request can be the first to run late, and when it does the
 //! connection ends and every waiting request fails with `TimedOut`. One timer per
-//! connection, not one per request (a timer-wheel entry per command cost about 5,000
-//! instructions, a tenth of a write's).
+//! connection rather than a timer-wheel entry per command: with debug spans left out when
+//! nobody listens, that saved about 2% of a request's instructions.
 //!
 //! Nothing from the wire is trusted: each reply must echo its request's opaque token, an
 //! error line or a reply nobody asked for ends the connection (every waiting request
