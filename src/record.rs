@@ -11,6 +11,9 @@ use serde_json::Value;
 
 const FORMAT: u32 = 1;
 
+/// Room reserved for an encoded session: most fit in it without growing the buffer.
+const ENCODE_CAPACITY: usize = 1024;
+
 type Package = BTreeMap<String, Value>;
 
 /// One session's data as stored.
@@ -49,7 +52,10 @@ impl Record {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("string-keyed JSON values always serialize")
+        // serde_json's own start (128 bytes) grows twice for a typical session.
+        let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+        serde_json::to_writer(&mut out, self).expect("string-keyed JSON values always serialize");
+        out
     }
 
     pub(crate) fn is_empty(&self) -> bool {
