@@ -133,15 +133,18 @@ fn parse(buf: &[u8]) -> Option<(Reply, usize)> {
 }
 
 thread_local! {
-    static CLIENT: Rc<OnceCell<Client>> = Rc::new(OnceCell::new());
+    static CLIENT: Rc<OnceCell<Rc<Client>>> = Rc::new(OnceCell::new());
 }
 
 /// This worker's connection to memcached, opened on first use.
-async fn client(addr: &str) -> Rc<OnceCell<Client>> {
+async fn client(addr: &str) -> Rc<Client> {
     let cell = CLIENT.with(Rc::clone);
-    cell.get_or_init(|| async { Client::open(addr).await.expect("connecting to memcached") })
+    let client = cell
+        .get_or_init(|| async {
+            Rc::new(Client::open(addr).await.expect("connecting to memcached"))
+        })
         .await;
-    cell
+    Rc::clone(client)
 }
 
 /// Where memcached is, as `host:port`.
@@ -165,10 +168,8 @@ async fn login(addr: web::Data<Addr>) -> HttpResponse {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let value = format!("0 {}", super::blob());
-    let cell = client(&addr.0).await;
-    let reply = cell
-        .get()
-        .expect("opened")
+    let reply = client(&addr.0)
+        .await
         .call(
             format_args!("ms f:{id} {} T3600\r\n", value.len()),
             Some(value.as_bytes()),
@@ -180,9 +181,17 @@ async fn login(addr: web::Data<Addr>) -> HttpResponse {
         .body("0")
 }
 
-/// The counter of the session the cookie names, with its CAS token and the rest of the
-/// value; `None` without a live session.
-async fn load(client: &Client, id: &str) -> Option<(u64, u64, Vec<u8>)> {
+/// A live session as read: its counter, its CAS token, and the value, whose counter ends
+/// at `space`.
+struct Loaded {
+    n: u64,
+    cas: u64,
+    data: Vec<u8>,
+    space: usize,
+}
+
+/// The session the cookie names; `None` without a live one.
+async fn load(client: &Client, id: &str) -> Option<Loaded> {
     let reply = client.call(format_args!("mg f:{id} v c\r\n"), None).await;
     if &reply.code != b"VA" {
         return None;
@@ -192,16 +201,20 @@ async fn load(client: &Client, id: &str) -> Option<(u64, u64, Vec<u8>)> {
         .ok()?
         .parse()
         .ok()?;
-    Some((n, reply.cas, reply.data))
+    Some(Loaded {
+        n,
+        cas: reply.cas,
+        data: reply.data,
+        space,
+    })
 }
 
 async fn read(request: HttpRequest, addr: web::Data<Addr>) -> HttpResponse {
     let Some(id) = session(&request) else {
         return super::unauthorized();
     };
-    let cell = client(&addr.0).await;
-    match load(cell.get().expect("opened"), id).await {
-        Some((n, _, _)) => HttpResponse::Ok().body(n.to_string()),
+    match load(&*client(&addr.0).await, id).await {
+        Some(Loaded { n, .. }) => HttpResponse::Ok().body(n.to_string()),
         None => super::unauthorized(),
     }
 }
@@ -210,14 +223,18 @@ async fn incr(request: HttpRequest, addr: web::Data<Addr>) -> HttpResponse {
     let Some(id) = session(&request) else {
         return super::unauthorized();
     };
-    let cell = client(&addr.0).await;
-    let client = cell.get().expect("opened");
-    let Some((n, cas, data)) = load(client, id).await else {
+    let client = client(&addr.0).await;
+    let Some(Loaded {
+        n,
+        cas,
+        data,
+        space,
+    }) = load(&client, id).await
+    else {
         return super::unauthorized();
     };
-    let rest = &data[data.iter().position(|&b| b == b' ').unwrap_or(0)..];
     let mut value = (n + 1).to_string().into_bytes();
-    value.extend_from_slice(rest);
+    value.extend_from_slice(&data[space..]);
     let reply = client
         .call(
             format_args!("ms f:{id} {} C{cas} T3600\r\n", value.len()),

@@ -15,8 +15,8 @@
 //! - `GET /incr` reads `counter`, adds 1, stores it: a write on every request.
 //! - `GET /read` reads `counter`: no write.
 //! - `GET /plain` never touches the session.
-//! - `GET /write?w=<n>` adds 1 to the session's key `w<n>`: concurrent writers of one
-//!   session, each on its own key.
+//! - `GET /write?w=<n>` (this crate only) adds 1 to the session's key `w<n>`: concurrent
+//!   writers of one session, each on its own key.
 //!
 //! `MEMCACHE_CONNECTIONS` sets `pool_max_size` for `memcache` (default: the store's).
 //!
@@ -109,7 +109,7 @@ mod bound {
     use actix_memcache_session::Session;
     use actix_web::{HttpResponse, Result};
 
-    pub use super::ours::{incr, read, write};
+    pub use super::ours::{incr, read};
 
     const USERS: u64 = 100;
     static LOGINS: AtomicU64 = AtomicU64::new(0);
@@ -146,18 +146,6 @@ mod theirs {
             None => Ok(super::unauthorized()),
         }
     }
-
-    /// actix-session has no compare-and-swap: concurrent writers of one session overwrite
-    /// each other's keys silently.
-    pub async fn write(s: Session, request: actix_web::HttpRequest) -> Result<HttpResponse> {
-        if s.get::<u64>("counter")?.is_none() {
-            return Ok(super::unauthorized());
-        }
-        let key = request.query_string().replace('=', "");
-        let n = s.get::<u64>(&key)?.unwrap_or(0) + 1;
-        s.insert(&key, n)?;
-        Ok(HttpResponse::Ok().body(n.to_string()))
-    }
 }
 
 /// Session-free handlers with the same answers.
@@ -179,8 +167,7 @@ macro_rules! routes {
             app.route("/login", web::get().to($m::login))
                 .route("/incr", web::get().to($m::incr))
                 .route("/read", web::get().to($m::read))
-                .route("/plain", web::get().to(plain))
-                .route("/write", web::get().to($m::write));
+                .route("/plain", web::get().to(plain));
         }
     };
 }
@@ -219,7 +206,8 @@ where
         .await
 }
 
-/// This crate's middleware over `store`, with `routes`.
+/// This crate's middleware over `store`, with `routes` and `/write` (concurrent writers of
+/// one session; actix-session has no compare-and-swap, so it would only overwrite).
 async fn serve_ours<S>(port: u16, store: S, routes: fn(&mut web::ServiceConfig)) -> io::Result<()>
 where
     S: actix_memcache_session::SessionStore + Clone + Send,
@@ -230,7 +218,10 @@ where
         let session = MemcacheSession::builder(store.clone(), key.clone())
             .cookie_secure(false)
             .build();
-        App::new().wrap(session).configure(routes)
+        App::new()
+            .wrap(session)
+            .configure(routes)
+            .route("/write", web::get().to(ours::write))
     })
     .await
 }
