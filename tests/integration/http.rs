@@ -525,9 +525,13 @@ pub async fn renew_moves_data_to_a_new_id<S: SessionStore + Clone>(store: S) {
 }
 
 /// A renew (login) starts the session's life: the absolute timeout counts from it.
+///
+/// Ages are counted in whole seconds, so a sleep of `s` can age a session by `s + 1`: with
+/// 4 s, renewing after 2 s and reading 2 s later leaves up to a second for a slow machine
+/// at each step, while the first life is surely over.
 pub async fn renew_starts_the_absolute_timeout_afresh<S: SessionStore + Clone>(store: S) {
     let store = CountingStore::new(store).with_ttl_floor(Duration::from_secs(60));
-    let app = TestApp::configured(store, |b| b.absolute_timeout(Duration::from_secs(3))).await;
+    let app = TestApp::configured(store, |b| b.absolute_timeout(Duration::from_secs(4))).await;
     let cookie = started(&app).await;
     actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
     let renewed = app.get("/renew", Some(&cookie)).await.cookie();
