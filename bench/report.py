@@ -4,7 +4,8 @@ p99 us, non-2xx, socket errors, requests; for /write also its 409s and memcached
 compare-and-swap hits and misses over the run): means over rounds, and each server's ratio to its
 reference (the one-round-trip floor on /read, /incr and /login, the do-nothing middleware
 on /plain) and to actix-session + Redis on the same route; then, round by round, this
-crate against its targets and its variants. Exits 1 if any response was not 2xx.
+crate against its targets and its variants (a server named <server>-baseline is <server>
+built at the revision in $BASELINE). Exits 1 if any response was not 2xx.
 """
 import collections
 import os
@@ -38,14 +39,19 @@ TARGETS = [
     ("read", "actix-redis", 0, ">=", 1.5),
     ("incr", "actix-redis", 0, ">=", 1.5),
 ]
-# Variants of MemcacheStore against it.
+# Variants of MemcacheStore against it: label, (numerator, denominator).
 PAIRS = {
-    "memcache-3": "3 servers / 1 server",
-    "memcache-bound": "bound / unbound",
-    "memcache-metrics": "metrics on / off",
+    "3 servers / 1 server": ("memcache-3", "memcache"),
+    "bound / unbound": ("memcache-bound", "memcache"),
+    "metrics on / off": ("memcache-metrics", "memcache"),
+    "this tree / baseline": ("memcache", "memcache-baseline"),
 }
 COLUMN = {0: "req/s", 2: "p99"}
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+baseline = os.environ.get("BASELINE")
+for server, name in list(SERVERS.items()):
+    SERVERS[server + "-baseline"] = f"{name.strip('*')} at {baseline}"
 
 runs = collections.defaultdict(list)
 # Per server, round by round: (commits/s, share answered 409, share of compare-and-swaps
@@ -106,11 +112,12 @@ for route, base, i, op, bound in TARGETS:
     print(f"  /{route} {COLUMN[i]} / {base}: {described(rs)}; target {op} {bound}:"
           f" {'met' if met else 'NOT MET'}")
 for route in ROUTES:
-    for variant, label in PAIRS.items():
-        if not (runs.get(("memcache", route)) and runs.get((variant, route))):
+    for label, (variant, base) in PAIRS.items():
+        if not (runs.get((base, route)) and runs.get((variant, route))):
             continue
-        print(f"\n{label}, /{route}: req/s {described(ratios(variant, 'memcache', route, 0))},"
-              f" p50 median {statistics.median(ratios(variant, 'memcache', route, 1)):.2f}", end="")
+        print(f"\n{label}, /{route}: req/s {described(ratios(variant, base, route, 0))},"
+              f" p50 median {statistics.median(ratios(variant, base, route, 1)):.2f},"
+              f" CPU/req {described(ratios(variant, base, route, 3))}", end="")
 for server, rows in contention.items():
     print(f"\n/write, {server}: commits/s median {statistics.median(r[0] for r in rows):,.0f},"
           f" 409s {statistics.median(r[1] for r in rows):.1%},"

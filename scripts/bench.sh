@@ -31,6 +31,10 @@
 # The route `write` is WRITERS (default 8) concurrent writers of one session, each on its
 # own key, one connection each; it also reports memcached's compare-and-swap counters:
 #   WRITERS=64 SERVERS=memcache ROUTES=write bash scripts/bench.sh
+# BASELINE=<git revision> also builds that revision's bench server (in bench/target-baseline,
+# kept for the next run) and runs it as every server named <server>-baseline, to measure a
+# change against the commit before it in one run:
+#   BASELINE=HEAD~1 SERVERS="memcache memcache-baseline" ROUNDS=5 bash scripts/bench.sh
 # Every run also reports the server's CPU time per request (/proc/<pid>/stat around the
 # run). PROFILE_DIR=dir records each run with `perf record -g` on the server into
 # dir/<server>-<route>-<round>.data (installs linux-perf when missing):
@@ -66,6 +70,14 @@ if [[ " $SERVERS " == *" memcache-metrics "* ]]; then
 fi
 build
 server_bin=bench/target/release/bench-server
+if [ -n "${BASELINE:-}" ]; then
+    echo "== building the bench server at $BASELINE (release)"
+    git worktree add --quiet --detach "$work/baseline" "$BASELINE"
+    CARGO_TARGET_DIR="$PWD/bench/target-baseline" cargo build --release --quiet \
+        --manifest-path "$work/baseline/bench/Cargo.toml" --bin bench-server
+    cp bench/target-baseline/release/bench-server "$work/bench-server-baseline"
+    git worktree remove --force "$work/baseline"
+fi
 
 # User and system CPU time of process $1 so far, in clock ticks.
 cpu_ticks() {
@@ -107,8 +119,13 @@ for round in $(seq "$ROUNDS"); do
         esac
         port=$(free_port)
         bin=$server_bin
+        kind=$server
         [ "$server" = memcache-metrics ] && bin="$work/bench-server-metrics"
-        "$bin" "$server" "$port" "$url" &
+        if [[ "$server" == *-baseline ]]; then
+            bin="$work/bench-server-baseline"
+            kind=${server%-baseline}
+        fi
+        "$bin" "$kind" "$port" "$url" &
         pid=$!
         pids+=("$pid")
         wait_port "$port"
@@ -145,6 +162,6 @@ done
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
     "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES bash scripts/bench.sh"
+echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES bash scripts/bench.sh"
 echo
-python3 bench/report.py "$results"
+BASELINE=${BASELINE:-} python3 bench/report.py "$results"

@@ -116,26 +116,31 @@ where
             let res = match AssertUnwindSafe(response).catch_unwind().await {
                 Ok(Ok(res)) => res,
                 Ok(Err(e)) => {
-                    uow.abort(Commit::AbortedByHandler).await;
+                    abort(&uow, Commit::AbortedByHandler).await;
                     return Err(e);
                 }
                 Err(panic) => {
-                    uow.abort(Commit::AbortedByHandler).await;
+                    abort(&uow, Commit::AbortedByHandler).await;
                     resume_unwind(panic);
                 }
             };
+            if uow.loaded().is_none() {
+                // Nothing loaded: nothing to commit or abort.
+                return Ok(res.map_into_left_body());
+            }
             // A handler's `Err` arrives as a response carrying the error, with the error's
             // own status, which may be below 400 (a 303 "log in first"): it aborts all the
             // same.
             if res.response().error().is_some() {
-                uow.abort(Commit::AbortedByHandler).await;
+                abort(&uow, Commit::AbortedByHandler).await;
                 return Ok(res.map_into_left_body());
             }
             if !uow.config().commits_on(res.status()) {
-                uow.abort(Commit::AbortedByStatus).await;
+                abort(&uow, Commit::AbortedByStatus).await;
                 return Ok(res.map_into_left_body());
             }
-            let cookie = match uow.finish().await {
+            // Boxed apart, like `abort`.
+            let cookie = match Box::pin(uow.finish()).await {
                 Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
                 Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
                 Ok(CookieAction::Remove) => uow.config().cookie(None),
@@ -150,4 +155,11 @@ where
             Ok(res)
         })
     }
+}
+
+/// Ends `uow` writing nothing. Boxed, like the commit: this middleware's own future, boxed
+/// for every request, stays small (glibc's malloc takes a slower path from 1 KiB), and the
+/// larger ones are allocated only by requests that loaded their session.
+async fn abort(uow: &UnitOfWork, why: Commit) {
+    Box::pin(uow.abort(why)).await;
 }

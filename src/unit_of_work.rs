@@ -322,16 +322,10 @@ impl UnitOfWork {
             .get_or_try_init(|| async {
                 let metrics = &self.backend.config.metrics;
                 let named = !cookies.is_empty();
-                let mut data = None;
-                for cookie in cookies {
-                    data = self
-                        .read(cookie, WhenDown::StartFresh)
-                        .await
-                        .inspect_err(|_| metrics.load(Load::Error))?;
-                    if data.is_some() {
-                        break;
-                    }
-                }
+                let data = self
+                    .first_live(cookies)
+                    .await
+                    .inspect_err(|_| metrics.load(Load::Error))?;
                 metrics.load(match &data {
                     Some(data) => data.loaded(),
                     None if named => Load::Miss,
@@ -343,6 +337,21 @@ impl UnitOfWork {
             })
             .await?;
         Ok(Rc::clone(session))
+    }
+
+    /// The session of the first cookie that names a live one. Returns as soon as it is read,
+    /// so that no session's data is held across a store's await: this future, boxed with
+    /// every request's extractor, stays under 1 KB.
+    async fn first_live(
+        &self,
+        cookies: Vec<Verified>,
+    ) -> Result<Option<SessionData>, SessionError> {
+        for cookie in cookies {
+            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
     }
 
     /// Opens the live session `id` outside a request (the container), or `None`. A session
@@ -475,7 +484,7 @@ impl UnitOfWork {
         };
         let (ended, result) = match data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
-            Some(data) => match self.commit(data).await {
+            Some(mut data) => match self.commit(&mut data).await {
                 Ok((action, ended)) => (ended, Ok(action)),
                 Err(e) => (Commit::failed(e.status_code()), Err(e)),
             },
@@ -492,7 +501,10 @@ impl UnitOfWork {
     /// Writes what the request changed, and says whether it wrote anything. Nothing is
     /// written for a session that did not change, except a `touch` when its cookie is due
     /// for refresh.
-    async fn commit(&self, mut s: SessionData) -> Result<(CookieAction, Commit), SessionError> {
+    ///
+    /// It borrows the data rather than taking it, so that its future does not hold a
+    /// second copy.
+    async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
         let store = &*self.backend.store;
         let metrics = &self.backend.config.metrics;
         let mut wrote = s.signing_out.is_some() || s.retired.is_some() || s.signed_out.is_some();
@@ -526,7 +538,7 @@ impl UnitOfWork {
         let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => issue(self.create(&s.data).await?, &s.data),
             None => CookieAction::Keep,
-            Some(existing) if s.renewed => issue(self.renew(&existing, &mut s).await?, &s.data),
+            Some(existing) if s.renewed => issue(self.renew(&existing, s).await?, &s.data),
             Some(existing) => {
                 let timeouts = self.timeouts(&s.data);
                 let age = now_unix().saturating_sub(existing.issued);
@@ -539,7 +551,7 @@ impl UnitOfWork {
                     || self.user_item(&s.data) != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
                 if dirty {
-                    self.update(&existing, &mut s).await?;
+                    self.update(&existing, s).await?;
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
                 } else if store.touch(&existing.id, self.ttl(&s.data)).await? {

@@ -148,9 +148,16 @@ impl Endpoint {
     /// The slot's live connection, opening one if needed; `true` if it was opened for
     /// this request.
     async fn connection(&self, slot: &Slot) -> Result<(Rc<Connection>, bool), StoreError> {
-        if let Some(conn) = slot.live() {
-            return Ok((conn, false));
+        match slot.live() {
+            Some(conn) => Ok((conn, false)),
+            // Rare, and its futures are large: boxed, so that every operation's future
+            // stays under 1 KB, below which glibc serves it from its per-thread caches.
+            None => Box::pin(self.connect(slot)).await,
         }
+    }
+
+    /// Opens the slot's connection, unless a concurrent request did it meanwhile.
+    async fn connect(&self, slot: &Slot) -> Result<(Rc<Connection>, bool), StoreError> {
         let limits = &self.limits;
         let _connecting = timeout(limits.connect_timeout, slot.connecting.lock())
             .await
