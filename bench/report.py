@@ -23,6 +23,7 @@ SERVERS = {
     "memcache-proxy": "this crate, MemcacheStore, text protocol through nutcracker",
     "memcache-r2d2": "this crate, MemcacheStore::from_r2d2",
     "memcache-metrics": "this crate, MemcacheStore, metrics on (Prometheus)",
+    "memcache-metrics-atomic": "this crate, MemcacheStore, metrics on (atomic recorder)",
     "memcache-exp": "this crate's middleware, memcache::exp::AsyncMetaClient",
     "actix-redis": "actix-session + Redis",
     "actix-cookie": "actix-session cookie store",
@@ -44,6 +45,7 @@ PAIRS = {
     "3 servers / 1 server": ("memcache-3", "memcache"),
     "bound / unbound": ("memcache-bound", "memcache"),
     "metrics on / off": ("memcache-metrics", "memcache"),
+    "metrics on, atomic recorder / off": ("memcache-metrics-atomic", "memcache"),
     "this tree / baseline": ("memcache", "memcache-baseline"),
 }
 COLUMN = {0: "req/s", 2: "p99"}

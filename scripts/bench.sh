@@ -20,7 +20,8 @@
 #   memcache-text (the text protocol), memcache-proxy (text, through nutcracker over the
 #   first memcached), memcache-bound (every session bound to a user, for sign out
 #   everywhere) and memcache-metrics (the `metrics` feature with a Prometheus recorder;
-#   built apart, so that `memcache` runs without the feature):
+#   built apart, so that `memcache` runs without the feature; memcache-metrics-atomic has
+#   the bench's atomic recorder instead, to tell the crate's cost from the exporter's):
 #   SERVERS="memcache memcache-3" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
 #   SERVERS="memcache memcache-text memcache-proxy" ROUTES="read incr" bash scripts/bench.sh
 #   SERVERS="memcache memcache-bound" ROUTES="read incr" ROUNDS=5 bash scripts/bench.sh
@@ -60,24 +61,8 @@ if [ -n "${PROFILE_DIR:-}" ]; then
 fi
 . scripts/servers.sh
 
-echo "== building the bench server (release)"
-build() {
-    cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server "$@"
-}
-if [[ " $SERVERS " == *" memcache-metrics "* ]]; then
-    build --features metrics
-    cp bench/target/release/bench-server "$work/bench-server-metrics"
-fi
-build
-server_bin=bench/target/release/bench-server
-if [ -n "${BASELINE:-}" ]; then
-    echo "== building the bench server at $BASELINE (release)"
-    git worktree add --quiet --detach "$work/baseline" "$BASELINE"
-    CARGO_TARGET_DIR="$PWD/bench/target-baseline" cargo build --release --quiet \
-        --manifest-path "$work/baseline/bench/Cargo.toml" --bin bench-server
-    cp bench/target-baseline/release/bench-server "$work/bench-server-baseline"
-    git worktree remove --force "$work/baseline"
-fi
+. scripts/bench-servers.sh
+build_bench_servers
 
 # User and system CPU time of process $1 so far, in clock ticks.
 cpu_ticks() {
@@ -118,13 +103,7 @@ for round in $(seq "$ROUNDS"); do
             *) url="" ;;
         esac
         port=$(free_port)
-        bin=$server_bin
-        kind=$server
-        [ "$server" = memcache-metrics ] && bin="$work/bench-server-metrics"
-        if [[ "$server" == *-baseline ]]; then
-            bin="$work/bench-server-baseline"
-            kind=${server%-baseline}
-        fi
+        read -r bin kind < <(bench_server "$server")
         "$bin" "$kind" "$port" "$url" &
         pid=$!
         pids+=("$pid")

@@ -8,6 +8,10 @@
 #
 #   SERVERS="floor memcache" ROUTES="read incr" bash scripts/per-request.sh
 #   FEW=500 MANY=1500 SERVERS="do-nothing memcache" ROUTES=plain bash scripts/per-request.sh
+# SERVERS may also name memcache-metrics and, with BASELINE=<revision>, <server>-baseline,
+# as in scripts/bench.sh:
+#   SERVERS="memcache memcache-metrics" ROUTES="read incr" bash scripts/per-request.sh
+#   BASELINE=HEAD SERVERS="memcache memcache-baseline" bash scripts/per-request.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
@@ -20,9 +24,8 @@ MANY=${MANY:-3000}
 install_missing memcached:memcached valgrind:valgrind pkg-config:pkg-config openssl
 . scripts/servers.sh
 
-echo "== building the bench server (release)"
-cargo build --release --quiet --manifest-path bench/Cargo.toml --bin bench-server
-server_bin=bench/target/release/bench-server
+. scripts/bench-servers.sh
+build_bench_servers
 
 as_root=()
 [ "$(id -u)" = 0 ] && as_root=(-u root)
@@ -32,13 +35,14 @@ wait_port "$mc_port"
 
 # Runs `server` under `tool` for `count` requests to `route`; prints the tool's totals.
 measure() {
-    local tool=$1 server=$2 route=$3 count=$4 port pid
+    local tool=$1 server=$2 route=$3 count=$4 port pid bin kind
     port=$(free_port)
+    read -r bin kind < <(bench_server "$server")
     case $tool in
         dhat) valgrind --tool=dhat --dhat-out-file="$work/out" \
-            "$server_bin" "$server" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
+            "$bin" "$kind" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
         callgrind) valgrind --tool=callgrind --callgrind-out-file="$work/out" \
-            "$server_bin" "$server" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
+            "$bin" "$kind" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
     esac
     pid=$!
     pids+=("$pid")
@@ -83,4 +87,4 @@ print(f'| $server | /$route | {($blocks2 - $blocks1) / n:.1f} | {($bytes2 - $byt
     done
 done
 echo
-echo "Command: SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" FEW=$FEW MANY=$MANY bash scripts/per-request.sh"
+echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" FEW=$FEW MANY=$MANY bash scripts/per-request.sh"

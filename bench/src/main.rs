@@ -1,12 +1,13 @@
 //! The load-test server: four routes over one session implementation per process.
 //!
-//! `bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
+//! `bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-metrics-atomic|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> <port>
 //! [store-url]`; `memcache-exp` is this crate's middleware over the `memcache` crate's
 //! async client (`exp_store`), to compare the two clients; `memcache-bound` is `memcache`
 //! with each session bound to one of 100 users at login, so every read also checks the
 //! user's generation (sign out everywhere). `memcache-metrics` (feature `metrics`) is
 //! `memcache` with the crate's metrics and a Prometheus recorder, rendered every 5 s as a
-//! scrape would. `floor` (module `floor`) is the least a memcached session can cost: one
+//! scrape would; `memcache-metrics-atomic` the same with the least a recorder can do
+//! (`atomic_recorder`). `floor` (module `floor`) is the least a memcached session can cost: one
 //! round trip per read, two per write, no signing, no JSON; `do-nothing` is `bare` inside a
 //! middleware that does nothing but what every session middleware does (`do_nothing`).
 //!
@@ -24,6 +25,8 @@
 //! error in wrk's count of non-2xx responses. `bare` has no session at all: its routes
 //! answer the same bodies without one, as the floor the others are measured against.
 
+#[cfg(feature = "metrics")]
+mod atomic_recorder;
 mod do_nothing;
 mod exp_store;
 mod floor;
@@ -181,7 +184,7 @@ fn bare_routes(app: &mut web::ServiceConfig) {
 
 fn usage() -> io::Error {
     io::Error::other(
-        "usage: bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
+        "usage: bench-server <bare|do-nothing|floor|memcache|memcache-bound|memcache-metrics|memcache-metrics-atomic|memcache-3|memcache-text|memcache-proxy|memcache-r2d2|memcache-exp|actix-redis|actix-cookie> \
          <port> [url]",
     )
 }
@@ -320,6 +323,11 @@ async fn main() -> io::Result<()> {
         #[cfg(feature = "metrics")]
         "memcache-metrics" => {
             install_prometheus()?;
+            serve_ours(port, native_store(url)?, routes!(ours)).await
+        }
+        #[cfg(feature = "metrics")]
+        "memcache-metrics-atomic" => {
+            atomic_recorder::install()?;
             serve_ours(port, native_store(url)?, routes!(ours)).await
         }
         "memcache-text" | "memcache-proxy" => {
