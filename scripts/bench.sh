@@ -141,6 +141,6 @@ done
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
     "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES bash scripts/bench.sh"
+echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES MEMCACHED_THREADS=${MEMCACHED_THREADS:-4} bash scripts/bench.sh"
 echo
 BASELINE=${BASELINE:-} python3 bench/report.py "$results"
