@@ -36,6 +36,7 @@
 # kept for the next run) and runs it as every server named <server>-baseline, to measure a
 # change against the commit before it in one run:
 #   BASELINE=HEAD~1 SERVERS="memcache memcache-baseline" ROUNDS=5 bash scripts/bench.sh
+# SERVER_WORKERS (default 2, one per core) sets the bench server's actix workers.
 # Every run also reports the server's CPU time per request (/proc/<pid>/stat around the
 # run). PROFILE_DIR=dir records each run with `perf record -g` on the server into
 # dir/<server>-<route>-<round>.data (installs linux-perf when missing):
@@ -50,6 +51,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 SESSIONS=${SESSIONS:-$((CONNECTIONS * 4 > 4000 ? CONNECTIONS * 4 : 4000))}
 WRITERS=${WRITERS:-8}
 export SESSION_BYTES=${SESSION_BYTES:-200}
+export SERVER_WORKERS=${SERVER_WORKERS:-2}
 ROUTES=${ROUTES:-"plain read incr login"}
 
 . scripts/install-missing.sh
@@ -141,6 +143,6 @@ done
 echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr);" \
     "memcached $(memcached -V | cut -d' ' -f2), redis $(redis-server -v | sed 's/.*v=\([^ ]*\).*/\1/'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES MEMCACHED_THREADS=${MEMCACHED_THREADS:-4} bash scripts/bench.sh"
+echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" ROUNDS=$ROUNDS DURATION=$DURATION SESSIONS=$SESSIONS CONNECTIONS=$CONNECTIONS WRITERS=$WRITERS SESSION_BYTES=$SESSION_BYTES MEMCACHED_THREADS=${MEMCACHED_THREADS:-4} SERVER_WORKERS=$SERVER_WORKERS bash scripts/bench.sh"
 echo
 BASELINE=${BASELINE:-} python3 bench/report.py "$results"

@@ -58,8 +58,14 @@ fn blob() -> &'static str {
     })
 }
 
-/// Two workers, one per core, for every server alike.
-const WORKERS: usize = 2;
+/// Two workers, one per core, for every server alike, unless `SERVER_WORKERS` says
+/// otherwise (one worker shares nothing between cores).
+fn workers() -> usize {
+    std::env::var("SERVER_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2)
+}
 
 fn unauthorized() -> HttpResponse {
     HttpResponse::Unauthorized().body("no session")
@@ -203,7 +209,7 @@ where
     B: MessageBody + 'static,
 {
     HttpServer::new(app)
-        .workers(WORKERS)
+        .workers(workers())
         .bind(("127.0.0.1", port))?
         .run()
         .await
