@@ -27,8 +27,10 @@ impl Timeouts {
     /// The session's own timeouts, each capped at the middleware's maximum; else the
     /// middleware's.
     pub(crate) fn of(data: &Record, config: &Config) -> Self {
+        // Looked up once: most sessions have no package of their own timeouts.
+        let own = data.package(PACKAGE);
         let seconds = |key| {
-            let secs = data.get(PACKAGE, key)?.as_u64()?;
+            let secs = own?.get(key)?.as_u64()?;
             Some(Duration::from_secs(secs).clamp(Duration::from_secs(1), config.max_lifetime))
         };
         match (seconds(IDLE), seconds(ABSOLUTE)) {
