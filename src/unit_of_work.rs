@@ -514,13 +514,16 @@ impl UnitOfWork {
             let item = user::item(self.backend.config.codec.name(), &user);
             store.delete(&item).await?;
         }
+        // The user's item, worked out once (a SHA-256 for a bound session): nothing below
+        // changes the user until the write, which may rebase onto another request's.
+        let user_item = self.user_item(&s.data);
         // Bound (or kept through a sign-out of the others) by this request.
-        if let Some(item) = self
-            .user_item(&s.data)
+        if let Some(item) = user_item
+            .as_ref()
             .filter(|_| user::lacks_generation(&s.data))
         {
             let ttl = self.backend.config.generation_ttl();
-            let generation = user::start(store, &item, ttl).await?;
+            let generation = user::start(store, item, ttl).await?;
             s.put(user::PACKAGE, user::GENERATION, Some(generation));
         }
         s.changes
@@ -548,7 +551,7 @@ impl UnitOfWork {
                 // request, or outside a request) is re-issued with them; like a refresh,
                 // these only need the store to confirm the session is still there.
                 let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
-                    || self.user_item(&s.data) != existing.cookie_user;
+                    || user_item != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
                 if dirty {
                     self.update(&existing, s).await?;
