@@ -93,8 +93,7 @@ impl Config {
         let now = now_unix();
         req.headers()
             .get_all(header::COOKIE)
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| cookies_named(h, self.codec.name()))
+            .flat_map(|h| cookies_named(h.as_bytes(), self.codec.name()))
             .take(MAX_CANDIDATES)
             .filter_map(|value| self.verify(value, now))
             .collect()
@@ -487,6 +486,24 @@ mod tests {
         assert!(!accepted(u64::MAX), "one that would never expire");
         assert!(accepted(now - idle + 5));
         assert!(!accepted(now - idle - 5), "expired");
+    }
+
+    #[test]
+    fn a_cookie_next_to_one_outside_ascii_is_found() {
+        let config = builder().backend().config;
+        let id = crate::SessionId::generate().unwrap();
+        let value = config.codec.encode(&id, now_unix(), None, None);
+        let mut header = b"lang=fran\xe7ais; id=".to_vec();
+        header.extend_from_slice(value.as_bytes());
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((
+                header::COOKIE,
+                header::HeaderValue::from_bytes(&header).unwrap(),
+            ))
+            .to_http_request();
+        let found = config.incoming(&req);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, id);
     }
 
     #[test]

@@ -293,11 +293,16 @@ fn field<const N: usize>(bytes: &[u8]) -> Result<[u8; N], Rejected> {
 }
 
 /// The values of every cookie called `name` in a `Cookie` request header, in order,
-/// without parsing the others.
-pub(crate) fn cookies_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
-    header.split(';').filter_map(move |pair| {
-        let (n, v) = pair.trim().split_once('=')?;
-        (n == name).then_some(v)
+/// without parsing the others: as bytes, so that another cookie's byte outside ASCII (an
+/// application's Latin-1 value) does not hide the session's, nor cost a check of every byte.
+pub(crate) fn cookies_named<'a>(header: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a str> {
+    header.split(|&b| b == b';').filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        if &pair[..eq] != name.as_bytes() {
+            return None;
+        }
+        std::str::from_utf8(&pair[eq + 1..]).ok()
     })
 }
 
@@ -455,10 +460,18 @@ mod tests {
 
     #[test]
     fn finds_every_cookie_of_a_name() {
-        let named = |header, name| cookies_named(header, name).collect::<Vec<_>>();
-        let header = "a=1; id=xyz;b=2; id=abc";
+        fn named<'a>(header: &'a [u8], name: &'a str) -> Vec<&'a str> {
+            cookies_named(header, name).collect()
+        }
+        let header = b"a=1; id=xyz;b=2; id=abc";
         assert_eq!(named(header, "id"), ["xyz", "abc"]);
         assert_eq!(named(header, "b"), ["2"]);
         assert!(named(header, "i").is_empty());
+        assert_eq!(
+            named(b"lang=fran\xe7ais; id=xyz", "id"),
+            ["xyz"],
+            "another cookie's Latin-1 byte"
+        );
+        assert!(named(b"id=\xff", "id").is_empty(), "not UTF-8: no value");
     }
 }
