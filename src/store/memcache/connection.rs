@@ -101,8 +101,6 @@ impl Shared {
 
 pub(crate) struct Connection {
     shared: Rc<Shared>,
-    /// Writer, reader, watchdog.
-    tasks: [JoinHandle<()>; 3],
 }
 
 impl Connection {
@@ -154,13 +152,19 @@ impl Connection {
             watchdog(Rc::clone(&shared)),
         )?;
         *shared.tasks.borrow_mut() = tasks.iter().map(JoinHandle::abort_handle).collect();
-        Ok(Self { shared, tasks })
+        Ok(Self { shared })
     }
 
     /// Whether it still takes requests: not failed, and its tasks still run (they end
     /// with the runtime that spawned them).
     pub(crate) fn is_alive(&self) -> bool {
-        self.shared.failed.borrow().is_none() && !self.tasks.iter().any(JoinHandle::is_finished)
+        self.shared.failed.borrow().is_none()
+            && !self
+                .shared
+                .tasks
+                .borrow()
+                .iter()
+                .any(AbortHandle::is_finished)
     }
 
     /// Queues `request` with the next opaque token; the receiver gets its reply, or the
