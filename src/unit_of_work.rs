@@ -479,12 +479,14 @@ impl UnitOfWork {
     /// Commits what the request changed, unless the handler aborted, then runs the hooks
     /// of the branch taken: a failed commit runs the abort hooks.
     pub(crate) async fn finish(&self) -> Result<CookieAction, SessionError> {
-        let Some((data, hooks)) = self.take() else {
+        let Some((mut data, hooks)) = self.take() else {
             return Ok(CookieAction::Keep);
         };
-        let (ended, result) = match data {
+        let (ended, result) = match &mut data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
-            Some(mut data) => match self.commit(&mut data).await {
+            // Boxed apart: with this future around it, it would pass the 1 KiB from which
+            // glibc's malloc takes its slower path (which then consolidates its caches).
+            Some(data) => match Box::pin(self.commit(data)).await {
                 Ok((action, ended)) => (ended, Ok(action)),
                 Err(e) => (Commit::failed(e.status_code()), Err(e)),
             },
