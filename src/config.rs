@@ -1,7 +1,6 @@
-//! Configuration: the builder, its defaults and the reasons for them, and the cookie policy
-//! that follows from it.
+//! The settings a builder made, and what one middleware's requests share (`Backend`):
+//! the store and the cookie policy that follows from the settings.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -9,55 +8,39 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
 
 use crate::clock::now_unix;
-use crate::cookie::{cookies_named, CookieCodec, Key, Verified};
+use crate::cookie::{cookies_named, CookieCodec, Issue, Verified};
 use crate::metrics::{Refused, SessionMetrics};
-use crate::middleware::MemcacheSession;
-use crate::store::{ErasedStore, SessionStore};
-use crate::unit_of_work::{Backend, Issue};
+use crate::store::ErasedStore;
 
-/// Default idle timeout: 30 minutes, the upper end OWASP suggests for ordinary apps.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Default absolute timeout: 12 hours, a working day; bounds how long a stolen cookie is
-/// worth anything, however busy the session is kept.
-const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
-/// Default refresh point: a quarter of the idle timeout. Reads then cost a `touch` at most
-/// once per quarter, and a session always survives at least 3/4 of the idle timeout.
-const REFRESH_FRACTION: f64 = 0.25;
-/// Default size limit: memcached's default item size.
-const MAX_SIZE: usize = 1024 * 1024;
-/// Default time a commit that lost a compare-and-swap race keeps re-reading, merging and
-/// retrying: well under what a user notices, long enough that 8 concurrent writers of
-/// different keys of one session all land (measured; see the README).
-const RETRY_BUDGET: Duration = Duration::from_millis(250);
-/// Default cap on a session's own timeouts (`Session::set_timeouts`): 30 days, a common
-/// "keep me signed in" period.
-const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest idle timeout: browsers cap a cookie's lifetime at 400 days anyway.
-const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
-/// Longest retry budget: past it a request waits on a race longer than on a timeout.
-const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
+pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How far a cookie's timestamp may lie ahead of this server's clock (another server of
 /// the same site, a few seconds off); further ahead, it is refused.
 const CLOCK_SKEW: u64 = 60;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;
+/// What one middleware instance shares with its requests' units of work.
+pub(crate) struct Backend {
+    pub(crate) store: Box<dyn ErasedStore>,
+    pub(crate) config: Config,
+}
 
 /// The settings of one middleware; built once per worker.
 pub(crate) struct Config {
     pub(crate) codec: CookieCodec,
-    secure: bool,
-    http_only: bool,
-    same_site: SameSite,
-    path: String,
-    domain: Option<String>,
-    persistent: bool,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) persistent: bool,
     pub(crate) idle_timeout: Duration,
     pub(crate) absolute_timeout: Option<Duration>,
     /// The cap on a session's own timeouts.
     pub(crate) max_lifetime: Duration,
-    refresh_fraction: f64,
-    commit_on: Box<dyn Fn(StatusCode) -> bool>,
+    pub(crate) refresh_fraction: f64,
+    pub(crate) commit_on: Box<dyn Fn(StatusCode) -> bool>,
     pub(crate) max_size: usize,
     pub(crate) retry_budget: Duration,
     pub(crate) metrics: SessionMetrics,
@@ -160,313 +143,20 @@ impl Config {
 fn seconds(d: Duration) -> actix_web::cookie::time::Duration {
     actix_web::cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
-
-/// Builds a [`MemcacheSession`]; every setter says its default.
-///
-/// ```
-/// use std::time::Duration;
-/// use actix_memcache_session::{Key, MemcacheSession, MemoryStore};
-/// use actix_web::cookie::SameSite;
-///
-/// let old_key = Key::generate();
-/// let session = MemcacheSession::builder(MemoryStore::new(), Key::generate())
-///     .cookie_name("sid")
-///     .cookie_same_site(SameSite::Strict)
-///     .idle_timeout(Duration::from_secs(15 * 60))
-///     .fallback_keys(vec![old_key])
-///     .commit_on(|status| status.is_success())
-///     .build();
-/// # let _ = actix_web::App::new().wrap(session);
-/// ```
-#[must_use = "call .build() to get the middleware"]
-pub struct MemcacheSessionBuilder {
-    store: Box<dyn ErasedStore>,
-    key: Key,
-    fallback_keys: Vec<Key>,
-    cookie_name: String,
-    secure: bool,
-    http_only: bool,
-    same_site: SameSite,
-    path: String,
-    domain: Option<String>,
-    persistent: bool,
-    idle_timeout: Duration,
-    absolute_timeout: Option<Duration>,
-    max_lifetime: Duration,
-    refresh_fraction: f64,
-    commit_on: Box<dyn Fn(StatusCode) -> bool>,
-    max_size: usize,
-    retry_budget: Duration,
-}
-
-impl MemcacheSessionBuilder {
-    pub(crate) fn new<S: SessionStore>(store: S, key: Key) -> Self {
-        Self {
-            store: Box::new(store),
-            key,
-            fallback_keys: Vec::new(),
-            cookie_name: "id".to_owned(),
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Lax,
-            path: "/".to_owned(),
-            domain: None,
-            persistent: false,
-            idle_timeout: IDLE_TIMEOUT,
-            absolute_timeout: Some(ABSOLUTE_TIMEOUT),
-            max_lifetime: MAX_LIFETIME,
-            refresh_fraction: REFRESH_FRACTION,
-            commit_on: Box::new(|status: StatusCode| status.as_u16() < 400),
-            max_size: MAX_SIZE,
-            retry_budget: RETRY_BUDGET,
-        }
-    }
-
-    /// The cookie's name. Default: `"id"`, as actix-session and tower-sessions use.
-    ///
-    /// A name starting with `__Host-` makes browsers refuse the cookie unless it is
-    /// `Secure`, has `Path=/` and no `Domain`, so a subdomain cannot set or shadow it
-    /// (cookie tossing); [`build`](Self::build) checks those rules. `__Secure-` requires
-    /// `Secure`.
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.cookie_name = name.into();
-        self
-    }
-
-    /// Send the cookie over HTTPS only. Default: `true`; set `false` for plain-HTTP
-    /// development only, or the session id travels in clear text.
-    pub fn cookie_secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
-        self
-    }
-
-    /// Hide the cookie from JavaScript. Default: `true`, so an XSS bug cannot read the
-    /// session id.
-    pub fn cookie_http_only(mut self, http_only: bool) -> Self {
-        self.http_only = http_only;
-        self
-    }
-
-    /// The cookie's `SameSite`. Default: [`SameSite::Lax`]: not sent on cross-site
-    /// sub-requests (a CSRF defence) but kept on top-level navigation, so links into the
-    /// site keep the user logged in.
-    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
-        self.same_site = same_site;
-        self
-    }
-
-    /// The cookie's `Path`. Default: `"/"`, the whole site.
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
-        self
-    }
-
-    /// The cookie's `Domain`. Default: none, so only the host that set it receives it.
-    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        self.domain = Some(domain.into());
-        self
-    }
-
-    /// Give the cookie a `Max-Age` of the idle timeout, so it outlives the browser.
-    /// Default: `false`: the cookie ends with the browser session, the least it needs.
-    pub fn cookie_persistent(mut self, persistent: bool) -> Self {
-        self.persistent = persistent;
-        self
-    }
-
-    /// Sliding expiry: a session unused this long ends, in the store and in the cookie's
-    /// signed timestamp. Default: 30 minutes. Must be from 1 second to 400 days (browsers
-    /// keep no cookie longer).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// A session ends this long after it was created, however active; [`renew`] (at
-    /// login) starts it afresh. Default: 12 hours; `None` turns it off.
-    ///
-    /// [`renew`]: crate::Session::renew
-    pub fn absolute_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.absolute_timeout = timeout.into();
-        self
-    }
-
-    /// The longest idle or absolute timeout a handler can give one session with
-    /// [`Session::set_timeouts`](crate::Session::set_timeouts) ("keep me signed in"); longer
-    /// ones are cut to it. Default: 30 days. Must be from 1 second to 400 days.
-    pub fn max_session_lifetime(mut self, max: Duration) -> Self {
-        self.max_lifetime = max;
-        self
-    }
-
-    /// When a cookie is older than this fraction of the idle timeout, a request that uses
-    /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
-    /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
-    pub fn refresh_fraction(mut self, fraction: f64) -> Self {
-        self.refresh_fraction = fraction.clamp(0.0, 1.0);
-        self
-    }
-
-    /// Old keys that still verify cookies (which are then re-signed with the current key),
-    /// for rotating keys without logging everyone out. Default: none.
-    pub fn fallback_keys(mut self, keys: Vec<Key>) -> Self {
-        self.fallback_keys = keys;
-        self
-    }
-
-    /// Which response statuses commit the session's changes; others abort. Default:
-    /// 1xx-3xx, so an error response never leaves half a change behind.
-    pub fn commit_on(mut self, rule: impl Fn(StatusCode) -> bool + 'static) -> Self {
-        self.commit_on = Box::new(rule);
-        self
-    }
-
-    /// Largest encoded session, in bytes; a bigger one gets 413 and nothing is written.
-    /// Default: 1 MiB, memcached's default item size. Must be above zero.
-    pub fn max_size(mut self, bytes: usize) -> Self {
-        self.max_size = bytes;
-        self
-    }
-
-    /// How long a commit that lost a compare-and-swap race to a concurrent request keeps
-    /// trying: it waits a jittered, growing pause, re-reads, merges its own changed keys
-    /// onto the winner's data, and writes again, until it lands or this budget is spent
-    /// (then 409). Changes to the same key never retry: first committer wins. Default:
-    /// 250 ms. At most 60 s; zero means one attempt.
-    pub fn retry_budget(mut self, budget: Duration) -> Self {
-        self.retry_budget = budget;
-        self
-    }
-
-    /// The middleware.
-    ///
-    /// # Panics
-    /// At start-up rather than on every request, on a setting that could never work: a
-    /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
-    /// character; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
-    /// domain, or a `__Secure-` cookie that is not `Secure` (browsers would drop it); an
-    /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
-    /// zero, a retry budget over 60 s, or a NaN refresh fraction.
-    pub fn build(self) -> MemcacheSession {
-        MemcacheSession::from_backend(Rc::new(self.backend()))
-    }
-
-    fn backend(self) -> Backend {
-        self.check();
-        let config = Config {
-            codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
-            secure: self.secure,
-            http_only: self.http_only,
-            same_site: self.same_site,
-            path: self.path,
-            domain: self.domain,
-            persistent: self.persistent,
-            idle_timeout: self.idle_timeout,
-            absolute_timeout: self.absolute_timeout,
-            max_lifetime: self.max_lifetime,
-            refresh_fraction: self.refresh_fraction,
-            commit_on: self.commit_on,
-            max_size: self.max_size,
-            retry_budget: self.retry_budget,
-            metrics: SessionMetrics::new(),
-        };
-        Backend {
-            store: self.store,
-            config,
-        }
-    }
-}
-
-impl MemcacheSessionBuilder {
-    fn check(&self) {
-        let name = &self.cookie_name;
-        assert!(is_token(name), "cookie name {name:?} is not an HTTP token");
-        for (what, value) in [("path", Some(&self.path)), ("domain", self.domain.as_ref())] {
-            assert!(
-                value.is_none_or(|v| is_attribute_value(v)),
-                "cookie {what} {value:?} contains ';' or a control character"
-            );
-        }
-        if name.starts_with("__Host-") {
-            assert!(
-                self.secure && self.path == "/" && self.domain.is_none(),
-                "a {name:?} cookie must be Secure, with path \"/\" and no domain, or browsers \
-                 drop it"
-            );
-        }
-        if name.starts_with("__Secure-") {
-            assert!(
-                self.secure,
-                "a {name:?} cookie must be Secure, or browsers drop it"
-            );
-        }
-        let idle = self.idle_timeout;
-        assert!(
-            !idle.is_zero() && idle <= MAX_IDLE_TIMEOUT,
-            "idle_timeout {idle:?} must be above zero and at most 400 days"
-        );
-        assert!(
-            self.absolute_timeout.is_none_or(|t| !t.is_zero()),
-            "absolute_timeout must be above zero (None turns it off)"
-        );
-        let max = self.max_lifetime;
-        assert!(
-            max >= Duration::from_secs(1) && max <= MAX_IDLE_TIMEOUT,
-            "max_session_lifetime {max:?} must be from 1 second to 400 days"
-        );
-        assert!(self.max_size > 0, "max_size must be above zero");
-        assert!(
-            self.retry_budget <= MAX_RETRY_BUDGET,
-            "retry_budget {:?} is over 60 s",
-            self.retry_budget
-        );
-        assert!(!self.refresh_fraction.is_nan(), "refresh_fraction is NaN");
-    }
-}
-
-/// RFC 6265 cookie names are RFC 7230 tokens.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
-/// A `Path` or `Domain` value must not end the attribute early or break the header.
-fn is_attribute_value(value: &str) -> bool {
-    !value.contains(';') && !value.chars().any(char::is_control)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Key, MemcacheSession, MemoryStore};
 
-    #[test]
-    fn cookie_names_must_be_tokens() {
-        assert!(is_token("id") && is_token("__Host-sid"));
-        for bad in ["", "a b", "a=b", "a;b", "é", "a\"b"] {
-            assert!(!is_token(bad), "{bad:?}");
-        }
-        assert!(is_attribute_value("/app") && !is_attribute_value("/; Secure"));
-    }
-
-    fn builder() -> MemcacheSessionBuilder {
-        MemcacheSessionBuilder::new(crate::MemoryStore::new(), Key::generate())
-    }
-
-    /// The panic message `build` gives for `builder`, if it panics.
-    fn refusal(builder: MemcacheSessionBuilder) -> Option<String> {
-        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()));
-        let payload = panic.err()?;
-        Some(match payload.downcast::<String>() {
-            Ok(message) => *message,
-            Err(payload) => payload.downcast_ref::<&str>().unwrap().to_string(),
-        })
+    fn config() -> Config {
+        MemcacheSession::builder(MemoryStore::new(), Key::generate())
+            .backend()
+            .config
     }
 
     #[test]
     fn cookies_stamped_in_the_future_or_expired_are_refused() {
-        let config = builder().backend().config;
+        let config = config();
         let id = crate::SessionId::generate().unwrap();
         let now = now_unix();
         let idle = config.idle_timeout.as_secs();
@@ -490,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_cookie_next_to_one_outside_ascii_is_found() {
-        let config = builder().backend().config;
+        let config = config();
         let id = crate::SessionId::generate().unwrap();
         let value = config.codec.encode(&id, now_unix(), None, None);
         let mut header = b"lang=fran\xe7ais; id=".to_vec();
@@ -504,54 +194,5 @@ mod tests {
         let found = config.incoming(&req);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, id);
-    }
-
-    #[test]
-    fn build_refuses_settings_that_cannot_work() {
-        let day = Duration::from_secs(24 * 3600);
-        for (builder, expected) in [
-            (builder().cookie_name("bad name"), "is not an HTTP token"),
-            (builder().cookie_path("/; Secure"), "contains ';'"),
-            (
-                builder().cookie_name("__Host-id").cookie_secure(false),
-                "must be Secure",
-            ),
-            (
-                builder().cookie_name("__Host-id").cookie_path("/app"),
-                "no domain",
-            ),
-            (
-                builder()
-                    .cookie_name("__Host-id")
-                    .cookie_domain("example.com"),
-                "no domain",
-            ),
-            (
-                builder().cookie_name("__Secure-id").cookie_secure(false),
-                "must be Secure",
-            ),
-            (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
-            (builder().idle_timeout(401 * day), "idle_timeout"),
-            (builder().idle_timeout(Duration::MAX), "idle_timeout"),
-            (
-                builder().absolute_timeout(Duration::ZERO),
-                "absolute_timeout",
-            ),
-            (builder().max_size(0), "max_size"),
-            (
-                builder().retry_budget(Duration::from_secs(61)),
-                "retry_budget",
-            ),
-            (builder().refresh_fraction(f64::NAN), "NaN"),
-        ] {
-            let message = refusal(builder).expect("build panics");
-            assert!(message.contains(expected), "{message}");
-        }
-        assert_eq!(refusal(builder().cookie_name("__Host-id")), None);
-        assert_eq!(
-            refusal(builder().idle_timeout(400 * day).absolute_timeout(None)),
-            None
-        );
-        assert_eq!(refusal(builder().retry_budget(Duration::ZERO)), None);
     }
 }

@@ -20,6 +20,7 @@
 //! cookies issued before the later formats existed keep working.
 
 use std::fmt;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -147,6 +148,16 @@ pub(crate) struct Verified {
     pub(crate) idle: Option<u32>,
     /// The id of the session's user's generation item (format 3): a hint, so the store
     /// reads it with the session; the stored session says whether it is the right one.
+    pub(crate) user: Option<SessionId>,
+}
+
+/// What a cookie to issue says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Issue {
+    pub(crate) id: SessionId,
+    /// The session's own idle timeout, if it has one.
+    pub(crate) idle: Option<Duration>,
+    /// The generation item of the user the session is bound to, if it is.
     pub(crate) user: Option<SessionId>,
 }
 

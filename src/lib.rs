@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 mod backoff;
+mod builder;
 mod clock;
 mod config;
 mod container;
@@ -78,7 +79,7 @@ mod typed;
 mod unit_of_work;
 mod user;
 
-pub use config::MemcacheSessionBuilder;
+pub use builder::MemcacheSessionBuilder;
 pub use container::{OpenSession, Sessions};
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;

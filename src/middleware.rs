@@ -11,12 +11,10 @@ use actix_web::{Error, HttpMessage};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::FutureExt;
 
-use crate::config::MemcacheSessionBuilder;
+use crate::config::Backend;
 use crate::container::Sessions;
-use crate::cookie::Key;
 use crate::metrics::Commit;
-use crate::store::SessionStore;
-use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
+use crate::unit_of_work::{CookieAction, UnitOfWork};
 
 /// Session middleware: wrap an `App` (or scope) with it and extract
 /// [`Session`](crate::Session) in handlers.
@@ -36,7 +34,7 @@ use crate::unit_of_work::{Backend, CookieAction, UnitOfWork};
 /// ```
 ///
 /// For each request it commits the session's changes when the response status passes
-/// [`commit_on`](MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes nothing
+/// [`commit_on`](crate::MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes nothing
 /// otherwise, nor when the handler fails (whatever the status of its error), panics or
 /// calls [`Session::abort`](crate::Session::abort). A failed commit replaces the response
 /// with the error's (409, 413 or 503), as a response, so middleware wrapped outside
@@ -47,17 +45,8 @@ pub struct MemcacheSession {
     backend: Rc<Backend>,
 }
 
+// `new` and `builder` are with the builder, in `builder.rs`.
 impl MemcacheSession {
-    /// The middleware over `store`, signing cookies with `key`, with every default.
-    pub fn new<S: SessionStore>(store: S, key: Key) -> Self {
-        Self::builder(store, key).build()
-    }
-
-    /// A builder to change the defaults.
-    pub fn builder<S: SessionStore>(store: S, key: Key) -> MemcacheSessionBuilder {
-        MemcacheSessionBuilder::new(store, key)
-    }
-
     /// The container over this middleware's store and settings: sessions by id, outside
     /// a request.
     pub fn sessions(&self) -> Sessions {

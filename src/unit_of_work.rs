@@ -14,15 +14,15 @@ use tokio::sync::OnceCell;
 
 use crate::backoff::Backoff;
 use crate::clock::now_unix;
-use crate::config::Config;
-use crate::cookie::Verified;
+use crate::config::{Backend, Config};
+use crate::cookie::{Issue, Verified};
 use crate::error::SessionError;
 use crate::hooks::{Hooks, Outcome};
 use crate::id::SessionId;
 use crate::lifetime::Timeouts;
 use crate::metrics::{Commit, Load, Touch};
 use crate::record::Record;
-use crate::store::{ErasedStore, StoreError, Stored, Update, Version, WhenDown};
+use crate::store::{StoreError, Stored, Update, Version, WhenDown};
 use crate::transaction::Transaction;
 use crate::user;
 
@@ -32,12 +32,6 @@ const CREATE_ATTEMPTS: usize = 3;
 /// Ids drawn for a new session, counting those skipped because their server is down:
 /// with one server of three down, all 64 fall on it with probability 3^-64.
 const MAX_DRAWS: usize = 64;
-
-/// What one middleware instance shares with its requests' units of work.
-pub(crate) struct Backend {
-    pub(crate) store: Box<dyn ErasedStore>,
-    pub(crate) config: Config,
-}
 
 /// A session that exists in the store, as this request found it.
 #[derive(Debug, Clone)]
@@ -270,16 +264,6 @@ pub(crate) enum CookieAction {
     Issue(Issue),
     /// Tell the client to drop its cookie.
     Remove,
-}
-
-/// What a cookie to issue says.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Issue {
-    pub(crate) id: SessionId,
-    /// The session's own idle timeout, if it has one.
-    pub(crate) idle: Option<Duration>,
-    /// The generation item of the user the session is bound to, if it is.
-    pub(crate) user: Option<SessionId>,
 }
 
 /// One request's session work.
