@@ -59,7 +59,8 @@ impl Config {
             .absolute_timeout
             .unwrap_or(MAX_IDLE_TIMEOUT)
             .max(self.max_lifetime);
-        longest + Duration::from_secs(3600)
+        // Saturating: an absolute timeout may be set as long as `Duration::MAX`.
+        longest.saturating_add(Duration::from_secs(3600))
     }
 
     /// Whole seconds after which a cookie for a session with this idle timeout is

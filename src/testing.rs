@@ -58,6 +58,7 @@ macro_rules! store_acceptance_suite {
             entries_expire_after_their_ttl,
             touch_extends_the_ttl,
             update_resets_the_ttl,
+            any_ttl_however_long_keeps_the_entry,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -235,4 +236,21 @@ pub async fn update_resets_the_ttl<S: SessionStore>(store: S) {
     store.update(&id, b"two", version, TTL).await.unwrap();
     __rt::time::sleep(PAST_SHORT_TTL).await;
     assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}
+
+/// A TTL of a century, or `Duration::MAX`, keeps the entry rather than losing it at once
+/// (memcached takes an expiry past January 2038 as already past) or panicking.
+pub async fn any_ttl_however_long_keeps_the_entry<S: SessionStore>(store: S) {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    for ttl in [century, Duration::MAX] {
+        let id = new_id();
+        assert!(store.create(&id, b"one", ttl).await.unwrap());
+        assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"one"[..]));
+        assert!(store.touch(&id, ttl).await.unwrap());
+        assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"one"[..]));
+        let version = store.load(&id).await.unwrap().unwrap().version;
+        let updated = store.update(&id, b"two", version, ttl).await.unwrap();
+        assert_eq!(updated, Update::Updated);
+        assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+    }
 }

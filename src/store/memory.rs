@@ -9,6 +9,9 @@ use crate::store::{SessionStore, StoreError, Stored, Update, Version};
 
 /// Sweep expired entries once per this many writes, so abandoned sessions free memory.
 const SWEEP_EVERY: u64 = 1024;
+/// The longest TTL kept as given: longer than any process runs, and short enough that an
+/// `Instant` can hold the expiry (a `Duration::MAX` TTL would overflow it).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Sessions kept in this process's memory: lost on restart, not shared between processes.
 ///
@@ -92,10 +95,15 @@ impl Inner {
         let entry = Entry {
             data: data.to_vec(),
             version: self.writes,
-            expires: Instant::now() + ttl,
+            expires: expiry(ttl),
         };
         self.entries.insert(id.clone(), entry);
     }
+}
+
+/// When an entry written now with `ttl` expires.
+fn expiry(ttl: Duration) -> Instant {
+    Instant::now() + ttl.min(MAX_TTL)
 }
 
 impl SessionStore for MemoryStore {
@@ -134,7 +142,7 @@ impl SessionStore for MemoryStore {
         Ok(self
             .lock()
             .live(id)
-            .map(|e| e.expires = Instant::now() + ttl)
+            .map(|e| e.expires = expiry(ttl))
             .is_some())
     }
 

@@ -74,6 +74,7 @@ macro_rules! http_suite {
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
             sign_out_everywhere_ends_every_session_of_the_user_and_no_other,
+            a_login_under_an_endless_absolute_timeout_stays_signed_in,
             sign_out_everywhere_from_the_container,
             an_evicted_generation_item_signs_the_user_out,
             sign_out_of_other_sessions_keeps_this_one,
@@ -1143,6 +1144,21 @@ pub async fn sign_out_everywhere_ends_every_session_of_the_user_and_no_other<
         "none",
         "the old ones stay out"
     );
+}
+
+/// The user's generation item lives as long as the longest session: with an absolute
+/// timeout of `Duration::MAX` that sum overflowed (a panic), and past January 2038
+/// memcached takes the expiry as already past (every login signed out at once).
+pub async fn a_login_under_an_endless_absolute_timeout_stays_signed_in<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.absolute_timeout(Duration::MAX)
+    })
+    .await;
+    let (cookie, _) = log_in(&app, "ada").await;
+    assert_eq!(whoami(&app, &cookie).await, "ada");
+    assert_eq!(value(&app, &cookie).await, "1");
 }
 
 pub async fn sign_out_everywhere_from_the_container<S: SessionStore + Clone>(store: S) {

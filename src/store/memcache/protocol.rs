@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
 const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
+/// The latest expiry memcached can store: it reads the number as a signed 32-bit one, and
+/// takes a later timestamp as already past (measured: the item is gone at once).
+const MAX_EXPTIME: u64 = i32::MAX as u64;
 
 /// The oldest memcached whose meta protocol this client speaks: `ms <key> <datalen>` and
 /// the `HD`/`NS`/`EX`/`NF` codes arrived in 1.6.10.
@@ -168,11 +171,13 @@ fn number(out: &mut Vec<u8>, prefix: &[u8], value: u64) {
 }
 
 /// memcached's expiry for a TTL: whole seconds, at least 1 (0 would mean "never"), and a
-/// timestamp past 30 days.
+/// timestamp past 30 days, at most [`MAX_EXPTIME`] (January 2038), however long the TTL.
 pub(crate) fn exptime(ttl: Duration, now: u64) -> u64 {
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     match secs.max(1) {
-        s if s > MAX_RELATIVE_TTL => now + s,
+        s if s > MAX_RELATIVE_TTL => now.saturating_add(s).min(MAX_EXPTIME),
         s => s,
     }
 }
@@ -361,6 +366,18 @@ mod tests {
         assert_eq!(exptime(Duration::ZERO, 0), 1);
         let long = Duration::from_secs(MAX_RELATIVE_TTL + 1);
         assert_eq!(exptime(long, 1_000), 1_000 + MAX_RELATIVE_TTL + 1);
+    }
+
+    #[test]
+    fn ttls_past_2038_stop_there() {
+        let now = 1_800_000_000;
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        assert_eq!(exptime(century, now), MAX_EXPTIME);
+        assert_eq!(exptime(Duration::MAX, now), MAX_EXPTIME);
+        assert_eq!(
+            exptime(Duration::from_secs(u64::MAX), u64::MAX),
+            MAX_EXPTIME
+        );
     }
 
     #[test]
