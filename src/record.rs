@@ -82,12 +82,20 @@ impl Record {
     /// Sets (`Some`) or removes (`None`) one entry; an emptied package is dropped.
     pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
         match value {
-            Some(value) => {
-                self.packages
-                    .entry(package.to_owned())
-                    .or_default()
-                    .insert(key.to_owned(), value);
-            }
+            // In place when the package or the key is there already: no copy of either
+            // name to allocate and drop.
+            Some(value) => match self.packages.get_mut(package) {
+                Some(p) => match p.get_mut(key) {
+                    Some(slot) => *slot = value,
+                    None => {
+                        p.insert(key.to_owned(), value);
+                    }
+                },
+                None => {
+                    let p = BTreeMap::from([(key.to_owned(), value)]);
+                    self.packages.insert(package.to_owned(), p);
+                }
+            },
             None => {
                 if let Some(p) = self.packages.get_mut(package) {
                     p.remove(key);

@@ -431,8 +431,8 @@ impl UnitOfWork {
                 cookie_idle: cookie.idle.map(u64::from),
                 cookie_user: cookie.user,
             }),
-            data,
-            ..SessionData::fresh()
+            // Not `..fresh()`: that would read the clock for a record thrown away.
+            ..SessionData::with(data)
         }))
     }
 
