@@ -113,7 +113,7 @@ where
                     resume_unwind(panic);
                 }
             };
-            if uow.loaded().is_none() {
+            if !uow.is_loaded() {
                 // Nothing loaded: nothing to commit or abort.
                 return Ok(res.map_into_left_body());
             }

@@ -293,6 +293,11 @@ impl UnitOfWork {
         self.session.get().cloned()
     }
 
+    /// Whether this request has loaded its session.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.session.initialized()
+    }
+
     /// Loads the session named by the request's verified cookies, once: the first that
     /// names a live session. Unknown, expired or unreadable sessions come back fresh.
     /// Only a failing store is an error.
