@@ -32,6 +32,7 @@ const RETRY_BUDGET: Duration = Duration::from_millis(250);
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest retry budget: past it a request waits on a race longer than on a timeout.
 const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
+
 impl MemcacheSession {
     /// The middleware over `store`, signing cookies with `key`, with every default.
     pub fn new<S: SessionStore>(store: S, key: Key) -> Self {

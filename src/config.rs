@@ -20,6 +20,7 @@ const CLOCK_SKEW: u64 = 60;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;
+
 /// What one middleware instance shares with its requests' units of work.
 pub(crate) struct Backend {
     pub(crate) store: Box<dyn ErasedStore>,
