@@ -321,6 +321,7 @@ fn is_token(name: &str) -> bool {
 fn is_attribute_value(value: &str) -> bool {
     !value.contains(';') && !value.chars().any(char::is_control)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,7 @@ impl Config {
 fn seconds(d: Duration) -> actix_web::cookie::time::Duration {
     actix_web::cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
