@@ -1,4 +1,5 @@
-//! Wall-clock time in the whole seconds that cookies, records and memcached use.
+//! Wall-clock time: the whole seconds that cookies, records and memcached use, and the
+//! microseconds that order flash messages.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,4 +8,11 @@ pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Unix time in microseconds; 0 before 1970, like [`now_unix`].
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

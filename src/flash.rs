@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::clock::now_micros;
 use crate::error::SessionError;
 use crate::session::Session;
 
@@ -162,11 +163,6 @@ fn readable((key, value): (String, Value)) -> Option<FlashMessage> {
 /// When the message under `key` was sent, in microseconds.
 fn sent_at(key: &str) -> Option<u64> {
     u64::from_str_radix(key.get(..TIME_DIGITS)?, 16).ok()
-}
-
-fn now_micros() -> u64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
