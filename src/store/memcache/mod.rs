@@ -2,6 +2,7 @@
 //! "Choosing the client") with pipelined connections per worker thread, and optionally an
 //! `r2d2-memcache` pool users already run.
 
+mod builder;
 mod connection;
 mod fleet;
 mod health;
@@ -13,6 +14,7 @@ mod ring;
 mod store;
 mod text;
 
+pub use builder::MemcacheStoreBuilder;
 pub use protocol::Protocol;
 pub use ring::{Distribution, Ketama, MemcacheServer};
-pub use store::{MemcacheStore, MemcacheStoreBuilder};
+pub use store::MemcacheStore;
