@@ -12,8 +12,6 @@ use std::time::Instant;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-use crate::store::StoreError;
-
 /// The metrics' names (the README's table).
 #[cfg(feature = "metrics")]
 mod names {
@@ -338,22 +336,18 @@ impl ServerMetrics {
         )
     }
 
-    /// Records how long `op` took, and how it failed if it did.
-    pub(crate) fn operation<T>(
-        &self,
-        op: Operation,
-        started: Started,
-        result: &Result<T, StoreError>,
-    ) {
+    /// Records how long `op` took, and how it failed if it did (OpenTelemetry's
+    /// `error.type`, [`StoreError::error_type`](crate::StoreError)).
+    pub(crate) fn operation(&self, op: Operation, started: Started, failed: Option<&'static str>) {
         #[cfg(feature = "metrics")]
         {
             let seconds = started.0.elapsed().as_secs_f64();
-            match result {
-                Ok(_) => self.durations[op as usize].record(seconds),
+            match failed {
+                None => self.durations[op as usize].record(seconds),
                 // Rare: a handle per error is taken when it happens.
-                Err(e) => {
+                Some(error_type) => {
                     let mut labels = with_label(&self.labels, "db.operation.name", op.label());
-                    labels.push(Label::from_static_parts("error.type", error_type(e)));
+                    labels.push(Label::from_static_parts("error.type", error_type));
                     metrics::histogram!(OPERATION_DURATION, labels).record(seconds);
                 }
             }
@@ -404,25 +398,6 @@ fn with_label(labels: &[Label], key: &'static str, value: &'static str) -> Vec<L
     let mut labels = labels.to_vec();
     labels.push(Label::from_static_parts(key, value));
     labels
-}
-
-/// OpenTelemetry's `error.type`: the kind of failure, from a fixed set.
-#[cfg(feature = "metrics")]
-fn error_type(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Unavailable(cause)
-            if cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
-        {
-            "timeout"
-        }
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::TooLarge { .. } => "too_large",
-        StoreError::InvalidConfig(_) => "invalid_config",
-        StoreError::Protocol(_) => "protocol",
-        StoreError::Unsupported(_) => "unsupported",
-    }
 }
 
 #[cfg(feature = "metrics")]

@@ -27,3 +27,25 @@ pub enum StoreError {
     #[error("session store unusable: {0}")]
     Unsupported(String),
 }
+
+impl StoreError {
+    /// The kind of failure, from a fixed set, as OpenTelemetry's `error.type` labels it on
+    /// the metrics: `timeout`, `unavailable`, `too_large`, `invalid_config`, `protocol` or
+    /// `unsupported`.
+    pub(crate) fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(cause)
+                if cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+            {
+                "timeout"
+            }
+            Self::Unavailable(_) => "unavailable",
+            Self::TooLarge { .. } => "too_large",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::Protocol(_) => "protocol",
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+}

@@ -113,8 +113,9 @@ impl Endpoint {
     ) -> Result<Reply, StoreError> {
         let started = self.metrics.start();
         let result = self.run(request).await;
+        let failed = result.as_ref().err().map(StoreError::error_type);
         self.metrics
-            .operation(operation(request.op), started, &result);
+            .operation(operation(request.op), started, failed);
         result
     }
 

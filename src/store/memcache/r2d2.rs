@@ -83,7 +83,8 @@ impl R2d2Backend {
         .await
         .map_err(|e| StoreError::Unavailable(Box::new(e)))
         .and_then(|result| result);
-        self.metrics.operation(name, started, &result);
+        let failed = result.as_ref().err().map(StoreError::error_type);
+        self.metrics.operation(name, started, failed);
         self.metrics.pool_state(|| {
             let state = self.pool.state();
             (state.connections, state.idle_connections)
