@@ -34,12 +34,12 @@ use crate::unit_of_work::{CookieAction, UnitOfWork};
 /// ```
 ///
 /// For each request it commits the session's changes when the response status passes
-/// [`commit_on`](crate::MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes nothing
-/// otherwise, nor when the handler fails (whatever the status of its error), panics or
-/// calls [`Session::abort`](crate::Session::abort). A failed commit replaces the response
-/// with the error's (409, 413 or 503), as a response, so middleware wrapped outside
-/// (logging, headers, CORS) still sees it; `Set-Cookie` is only sent after the store
-/// accepted.
+/// [`commit_on`](crate::MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes
+/// nothing otherwise, nor when the handler fails (whatever the status of its error),
+/// panics or calls [`Session::abort`](crate::Session::abort). A failed commit replaces the
+/// response with the error's (409, 413 or 503), as a response, so middleware wrapped
+/// outside (logging, headers, CORS) still sees it; `Set-Cookie` is only sent after the
+/// store accepted.
 #[derive(Clone)]
 pub struct MemcacheSession {
     backend: Rc<Backend>,

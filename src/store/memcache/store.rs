@@ -69,9 +69,10 @@ pub(super) enum Backend {
 
 impl MemcacheStore {
     /// A store over an existing `r2d2-memcache` pool (feature `r2d2`), with the default
-    /// key prefix and item size limit. Each operation runs on actix's blocking thread pool (`web::block`),
-    /// since the `memcache` client blocks; timeouts are the pool's own. Prefer
-    /// [`MemcacheStore::new`] unless the pool is already there: the README compares them.
+    /// key prefix and item size limit. Each operation runs on actix's blocking thread pool
+    /// (`web::block`), since the `memcache` client blocks; timeouts are the pool's own.
+    /// Prefer [`MemcacheStore::new`] unless the pool is already there: the README compares
+    /// them.
     #[cfg(feature = "r2d2")]
     pub fn from_r2d2(
         pool: r2d2_memcache::r2d2::Pool<r2d2_memcache::MemcacheConnectionManager>,
