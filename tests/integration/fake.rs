@@ -29,15 +29,20 @@ pub enum Answer {
     Send(Vec<u8>),
     /// Nothing, ever: the client must time out.
     Silence,
+    /// Close the connection without answering (as twemproxy does on a meta command).
+    Hangup,
 }
 
 type Script = dyn Fn(&Command) -> Answer + Send + Sync;
 
 /// A scripted memcached: a small in-memory server of the meta and text commands the store
-/// sends, whose answers `script` may replace, command by command.
+/// sends, whose answers `script` may replace, command by command. It answers as the
+/// memcached version it is set to (1.6.18 unless told), with that version's quirks: see
+/// [`FakeMemcached::set_version`].
 pub struct FakeMemcached {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    version: Arc<Mutex<(u32, u32, u32)>>,
 }
 
 #[derive(Default)]
@@ -53,7 +58,9 @@ impl FakeMemcached {
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
         let items = Arc::new(Mutex::new(Items::default()));
+        let version = Arc::new(Mutex::new((1, 6, 18)));
         let stopping = Arc::clone(&stop);
+        let serving = Arc::clone(&version);
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
@@ -61,10 +68,35 @@ impl FakeMemcached {
                 }
                 let Ok(conn) = conn else { continue };
                 let (script, items) = (Arc::clone(&script), Arc::clone(&items));
-                thread::spawn(move || serve(conn, &*script, &items));
+                let version = Arc::clone(&serving);
+                thread::spawn(move || serve(conn, &*script, &items, &version));
             }
         });
-        Self { addr, stop }
+        Self {
+            addr,
+            stop,
+            version,
+        }
+    }
+
+    /// A fake of memcached `version`, answering as it does.
+    pub fn of_version(
+        version: (u32, u32, u32),
+        script: impl Fn(&Command) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let fake = Self::start(script);
+        fake.set_version(version);
+        fake
+    }
+
+    /// Answers from now on as memcached `version` does (measured with the release builds
+    /// in `shared/memcached-versions`): before 1.6.18 a miss (`EN`) carries no opaque
+    /// token and `md` replies have two spaces before it; on 1.6.10 to 1.6.12 `md <key>
+    /// C<cas>` answers `EX` even with the right CAS; before 1.6.10 the meta commands the
+    /// store sends are refused (`CLIENT_ERROR`, then `ERROR` for a data line), and before
+    /// 1.6 there is no meta command at all (`ERROR`).
+    pub fn set_version(&self, version: (u32, u32, u32)) {
+        *self.version.lock().unwrap() = version;
     }
 
     pub fn url(&self) -> String {
@@ -79,7 +111,7 @@ impl Drop for FakeMemcached {
     }
 }
 
-fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
+fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex<(u32, u32, u32)>) {
     let mut out = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     loop {
@@ -110,10 +142,12 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
             verb: words[0].to_owned(),
             line: line.clone(),
         };
+        let version = *version.lock().unwrap();
         let reply = match script(&command) {
-            Answer::Normal => normal(&words, data, &mut items.lock().unwrap()),
+            Answer::Normal => normal(&words, data, &mut items.lock().unwrap(), version),
             Answer::Send(bytes) => bytes,
             Answer::Silence => continue,
+            Answer::Hangup => return,
         };
         if out.write_all(&reply).is_err() {
             return;
@@ -121,14 +155,37 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>) {
     }
 }
 
-/// memcached's answer to the few commands the store sends.
-fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
+/// memcached `version`'s answer to the few commands the store sends.
+fn normal(
+    words: &[&str],
+    data: Option<Vec<u8>>,
+    items: &mut Items,
+    version: (u32, u32, u32),
+) -> Vec<u8> {
     if words[0] == "version" {
-        return b"VERSION 1.6.18\r\n".to_vec();
+        let (a, b, c) = version;
+        return format!("VERSION {a}.{b}.{c}\r\n").into_bytes();
     }
     if let Some(reply) = normal_text(words, &data, items) {
         return reply;
     }
+    let meta = matches!(words[0], "mg" | "ms" | "md" | "mn");
+    if meta && version < (1, 6, 0) {
+        return b"ERROR\r\n".to_vec();
+    }
+    if words[0] == "mn" {
+        return b"MN\r\n".to_vec();
+    }
+    if meta && version < (1, 6, 10) {
+        // 1.6.9's `ms` takes `<key> <flags>*`: today's data length is an invalid flag, and
+        // the data line that follows is an unknown command.
+        return match words[0] {
+            "ms" => b"CLIENT_ERROR invalid flag\r\nERROR\r\n".to_vec(),
+            _ => b"CLIENT_ERROR bad command line format\r\n".to_vec(),
+        };
+    }
+    let tokenless_miss = version < (1, 6, 18);
+    let md_space = if version < (1, 6, 18) { " " } else { "" };
     let key = words.get(1).copied().unwrap_or_default().to_owned();
     let flags = &words[2.min(words.len())..];
     let flag = |f: char| flags.iter().find_map(|w| w.strip_prefix(f));
@@ -136,6 +193,7 @@ fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
     let cas_given = flag('C').and_then(|c| c.parse::<u64>().ok());
     let reply = match words[0] {
         "mg" => match items.map.get(&key) {
+            None if tokenless_miss => return b"EN\r\n".to_vec(),
             None => "EN".to_owned(),
             Some((value, cas)) if flags.contains(&"v") => {
                 let mut bytes = format!("VA {} c{cas}{opaque}\r\n", value.len()).into_bytes();
@@ -165,11 +223,15 @@ fn normal(words: &[&str], data: Option<Vec<u8>>, items: &mut Items) -> Vec<u8> {
             }
         }
         "md" => match (items.map.get(&key), cas_given) {
-            (None, _) => "NF".to_owned(),
-            (Some((_, cas)), Some(given)) if *cas != given => "EX".to_owned(),
+            (None, _) => format!("NF{md_space}"),
+            (Some((_, cas)), Some(given)) if *cas != given => format!("EX{md_space}"),
+            // The conditional delete that never deletes.
+            (Some(_), Some(_)) if ((1, 6, 10)..(1, 6, 13)).contains(&version) => {
+                format!("EX{md_space}")
+            }
             _ => {
                 items.map.remove(&key);
-                "HD".to_owned()
+                format!("HD{md_space}")
             }
         },
         _ => return b"ERROR\r\n".to_vec(),

@@ -263,7 +263,7 @@ fn out_of_memory_on_a_write_is_an_error_that_says_the_item_was_dropped() {
     });
 }
 
-/// A server older than 1.6.10 is refused by name, with the minimum.
+/// A server older than 1.6.18, told to speak meta, is refused by name, with the minimum.
 #[test]
 fn a_memcached_too_old_for_the_meta_protocol_is_refused_by_version() {
     let fake = FakeMemcached::start(|c| match c.verb.as_str() {
@@ -279,7 +279,7 @@ fn a_memcached_too_old_for_the_meta_protocol_is_refused_by_version() {
         let StoreError::Unsupported(why) = &e else {
             panic!("{e:?}")
         };
-        assert!(why.contains("1.6.9") && why.contains("1.6.10"), "{why}");
+        assert!(why.contains("1.6.9") && why.contains("1.6.18"), "{why}");
     });
 }
 

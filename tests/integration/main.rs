@@ -14,6 +14,7 @@ mod nutcracker;
 mod observability;
 mod proxy;
 mod support;
+mod versions;
 
 use actix_web::{test, web, App};
 

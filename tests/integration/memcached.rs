@@ -1,4 +1,7 @@
 //! A real memcached per test thread, on a free loopback port, stopped when the thread ends.
+//! `MEMCACHED=/path/to/memcached` runs another build than the one on `PATH` (for
+//! `scripts/test-versions.sh`); `MEMCACHED_OTHER` names a second one for the tests of a
+//! fleet of mixed versions.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -12,6 +15,8 @@ use actix_memcache_session::{MemcacheStore, Protocol};
 
 pub struct Memcached {
     child: Option<Child>,
+    /// The binary it runs.
+    program: String,
     port: u16,
     /// Options beyond the harness's own.
     extra: Vec<String>,
@@ -89,6 +94,11 @@ pub fn r2d2_store(options: &str) -> MemcacheStore {
     MemcacheStore::from_r2d2(pool)
 }
 
+/// The memcached binary the tests run: `$MEMCACHED`, or `memcached` on `PATH`.
+pub fn program() -> String {
+    std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".to_owned())
+}
+
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
@@ -102,9 +112,15 @@ impl Memcached {
 
     /// A memcached of its own (not this thread's), with extra command-line options.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_program(&program(), extra)
+    }
+
+    /// A memcached of its own from the binary at `program`.
+    pub fn start_program(program: &str, extra: &[&str]) -> Self {
         for _ in 0..5 {
             let mut server = Self {
                 child: None,
+                program: program.to_owned(),
                 port: free_port(),
                 extra: extra.iter().map(|&o| o.to_owned()).collect(),
             };
@@ -117,7 +133,7 @@ impl Memcached {
 
     /// Starts memcached on `self.port`; `false` if it exited instead (port taken).
     fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("memcached");
+        let mut cmd = Command::new(&self.program);
         cmd.args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0"])
             .args(["-t", "1", "-m", "64"])
             .args(&self.extra)
@@ -128,8 +144,9 @@ impl Memcached {
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
-                "cannot start memcached ({e}): install it with `sudo apt-get install -y \
-                 memcached`, or run `bash scripts/test.sh`, which installs it"
+                "cannot start {} ({e}): install memcached with `sudo apt-get install -y \
+                 memcached`, or run `bash scripts/test.sh`, which installs it",
+                self.program
             )
         });
         let child = self.child.insert(child);
@@ -201,23 +218,38 @@ impl Memcached {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
-    /// Whether the server holds each of `keys`, asked directly (`mg <key>`).
+    /// Whether the server holds each of `keys`, asked directly (`gets <key>`, which every
+    /// version answers).
     pub fn holds(&self, keys: &[String]) -> Vec<bool> {
         let mut conn = TcpStream::connect(self.addr()).expect("probe connection");
         let mut batch = String::new();
         for key in keys {
-            batch.push_str(&format!("mg {key}\r\n"));
+            batch.push_str(&format!("gets {key}\r\n"));
         }
         conn.write_all(batch.as_bytes()).unwrap();
-        let mut lines = BufReader::new(conn).lines();
+        let mut reader = BufReader::new(conn);
+        let mut line = String::new();
+        let mut read_line = |line: &mut String| {
+            line.clear();
+            reader.read_line(line).expect("a reply");
+            line.trim_end().to_owned()
+        };
         keys.iter()
-            .map(
-                |key| match lines.next().expect("a reply").unwrap().as_str() {
-                    "HD" => true,
-                    "EN" => false,
-                    other => panic!("mg {key}: {other}"),
-                },
-            )
+            .map(|key| {
+                let first = read_line(&mut line);
+                if first == "END" {
+                    return false;
+                }
+                let len: usize = match first.split(' ').collect::<Vec<_>>()[..] {
+                    ["VALUE", k, _, len, _] if k == key => len.parse().expect("a length"),
+                    _ => panic!("gets {key}: {first}"),
+                };
+                // Session data is JSON, one line; the length says where it ends.
+                let data = read_line(&mut line);
+                assert_eq!(data.len(), len, "gets {key}: data");
+                assert_eq!(read_line(&mut line), "END", "gets {key}");
+                true
+            })
             .collect()
     }
 

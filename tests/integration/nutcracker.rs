@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::{MemcacheStore, Protocol};
+use actix_memcache_session::MemcacheStore;
 
 use crate::memcached::{free_port, Memcached};
 
@@ -24,17 +24,15 @@ thread_local! {
     static PROXY: RefCell<Option<Nutcracker>> = const { RefCell::new(None) };
 }
 
-/// A text-protocol `MemcacheStore` through this thread's nutcracker (over two memcached).
+/// A `MemcacheStore` with every default through this thread's nutcracker (over two
+/// memcached): it finds on connect that the proxy speaks only the text protocol.
 pub fn proxy_store() -> MemcacheStore {
     let url = PROXY.with(|p| {
         p.borrow_mut()
             .get_or_insert_with(|| Nutcracker::start(&[1, 1]))
             .url()
     });
-    MemcacheStore::builder(url)
-        .protocol(Protocol::Text)
-        .build()
-        .expect("valid URL")
+    MemcacheStore::new(&url).expect("valid URL")
 }
 
 impl Nutcracker {

@@ -22,10 +22,7 @@ mod suites {
 #[actix_web::test]
 async fn the_proxy_and_the_crate_place_every_session_alike() {
     let proxy = Nutcracker::start(&[3, 1, 2]);
-    let through = MemcacheStore::builder(proxy.url())
-        .protocol(actix_memcache_session::Protocol::Text)
-        .build()
-        .unwrap();
+    let through = MemcacheStore::new(&proxy.url()).unwrap();
     let servers: Vec<MemcacheServer> = proxy
         .servers
         .iter()

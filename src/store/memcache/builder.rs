@@ -47,7 +47,7 @@ impl MemcacheStore {
             io_timeout: Duration::from_secs(1),
             key_prefix: DEFAULT_PREFIX.to_owned(),
             max_item_size: MAX_ITEM_SIZE,
-            protocol: Protocol::Meta,
+            protocol: Protocol::Auto,
             weights: Vec::new(),
             failure_limit: 3,
             retry_interval: Duration::from_secs(1),
@@ -127,9 +127,10 @@ impl MemcacheStoreBuilder {
         self
     }
 
-    /// Which of memcached's protocols to speak. Default: [`Protocol::Meta`] (memcached
-    /// 1.6.10 or later). [`Protocol::Text`] for a proxy (twemproxy, mcrouter) or an older
-    /// memcached: the same semantics, checked the same way.
+    /// Which of memcached's protocols to speak. Default: [`Protocol::Auto`], chosen per
+    /// server on each connect: the meta protocol on memcached 1.6.18 or later, the text
+    /// protocol on older ones and through proxies (twemproxy, mcrouter), with the same
+    /// semantics, checked the same way. [`Protocol::Meta`] or [`Protocol::Text`] forces one.
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
         self
@@ -242,7 +243,6 @@ impl MemcacheStoreBuilder {
             prefix: self.key_prefix.into(),
             max_item_size: self.max_item_size,
             when_down: self.when_down,
-            protocol: self.protocol,
             backend: Backend::Native(Arc::new(fleet)),
         })
     }

@@ -30,7 +30,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::protocol::{check_version, short, Line, Op, Protocol, Request, Status};
+use super::handshake::{after_probe, after_version, Next};
+use super::protocol::{short, Line, Op, Protocol, Request, Spoken, Status};
 use crate::metrics::ServerMetrics;
 
 /// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
@@ -76,7 +77,7 @@ struct Shared {
     tasks: RefCell<Vec<AbortHandle>>,
     /// Largest value accepted in a reply.
     max_value: usize,
-    protocol: Protocol,
+    spoken: Spoken,
 }
 
 impl Shared {
@@ -104,15 +105,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects, checks that the server speaks this client's meta protocol (within
-    /// `io_timeout`), and starts the writer, reader and watchdog tasks on this thread's
-    /// `LocalSet` (every actix worker runs one). Each request then gets its reply, or an
-    /// error, within `io_timeout`. The connection counts in `metrics` while its reader
-    /// runs.
+    /// Connects, settles which protocol to speak (`protocol`, or for `Auto` what the
+    /// server proves: see `handshake`), and starts the writer, reader and watchdog tasks on
+    /// this thread's `LocalSet` (every actix worker runs one). Each request then gets its
+    /// reply, or an error, within `io_timeout`. The connection counts in `metrics` while its
+    /// reader runs. Also returns why it speaks what it speaks, for the log.
     ///
     /// # Errors
-    /// I/O errors; `Unsupported` for a server too old or not memcached, or outside a
-    /// `LocalSet`.
+    /// I/O errors; `Unsupported` for a server this client cannot use as configured (too
+    /// old for a forced meta protocol, or not memcached), or outside a `LocalSet`.
     pub(crate) async fn open(
         host: &str,
         port: u16,
@@ -120,14 +121,8 @@ impl Connection {
         max_value: usize,
         protocol: Protocol,
         metrics: &ServerMetrics,
-    ) -> io::Result<Self> {
-        let mut stream = TcpStream::connect((host, port)).await?;
-        // Writes are already batched; waiting to coalesce more would only add latency.
-        stream.set_nodelay(true)?;
-        match tokio::time::timeout(io_timeout, handshake(&mut stream, protocol)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(timed_out("waiting for memcached's version")),
-        }
+    ) -> io::Result<(Self, String)> {
+        let (stream, spoken, why) = settle(host, port, protocol, io_timeout).await?;
         let (read, write) = stream.into_split();
         let shared = Rc::new(Shared {
             outbox: RefCell::new(Vec::with_capacity(4096)),
@@ -139,7 +134,7 @@ impl Connection {
             failed: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
             max_value,
-            protocol,
+            spoken,
         });
         let open = metrics.connection();
         let reader = Rc::clone(&shared);
@@ -152,7 +147,12 @@ impl Connection {
             watchdog(Rc::clone(&shared)),
         )?;
         *shared.tasks.borrow_mut() = tasks.iter().map(JoinHandle::abort_handle).collect();
-        Ok(Self { shared })
+        Ok((Self { shared }, why))
+    }
+
+    /// The protocol it speaks.
+    pub(crate) fn spoken(&self) -> Spoken {
+        self.shared.spoken
     }
 
     /// Whether it still takes requests: not failed, and its tasks still run (they end
@@ -177,14 +177,14 @@ impl Connection {
         }
         let opaque = self.shared.next_opaque.get();
         self.shared.next_opaque.set(opaque.wrapping_add(1));
-        let protocol = self.shared.protocol;
-        request.write_to(&mut self.shared.outbox.borrow_mut(), protocol, opaque);
+        let spoken = self.shared.spoken;
+        request.write_to(&mut self.shared.outbox.borrow_mut(), spoken, opaque);
         let reads = matches!(request.op, Op::Get | Op::Exists);
         self.shared.waiters.borrow_mut().push_back(Waiter {
             opaque,
             set: request.is_set(),
             op: request.op,
-            key: (protocol == Protocol::Text && reads).then(|| request.key.into()),
+            key: (spoken == Spoken::Text && reads).then(|| request.key.into()),
             deadline: Instant::now() + self.shared.io_timeout,
             reply: tx,
         });
@@ -203,25 +203,77 @@ impl Drop for Connection {
     }
 }
 
-/// Asks `version` and refuses a server whose meta protocol this client cannot speak (any
-/// memcached, or proxy in front of one, speaks the text protocol).
-async fn handshake(stream: &mut TcpStream, protocol: Protocol) -> io::Result<()> {
-    stream.write_all(b"version\r\n").await?;
+/// Opens a stream and settles its protocol: asks `version`, and where that names a meta
+/// protocol that is complete, the meta no-op `mn`. A server that fails that proof (a proxy
+/// closes the connection) gets the text protocol on a second stream: whatever it answered
+/// may have left the first out of step.
+async fn settle(
+    host: &str,
+    port: u16,
+    protocol: Protocol,
+    io_timeout: Duration,
+) -> io::Result<(TcpStream, Spoken, String)> {
+    let mut stream = connect(host, port).await?;
     let mut line = Vec::with_capacity(64);
-    let mut reader = BufReader::new(stream);
-    read_line(&mut reader, &mut line).await?;
-    let checked = match protocol {
-        Protocol::Meta => check_version(&line),
-        Protocol::Text if line.starts_with(b"VERSION ") => Ok(()),
-        Protocol::Text => Err(format!(
-            "the server at this address answered {:?} to `version`; is it memcached?",
-            short(&String::from_utf8_lossy(&line))
-        )),
+    ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
+    let why = match after_version(protocol, &line) {
+        Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
+        Next::Speak(_, why) => return Ok((stream, Spoken::Text, why)),
+        Next::Refuse(why) => return Err(refused(why)),
+        Next::ProbeMeta(why) => why,
     };
-    checked.map_err(|why| {
-        tracing::error!(%why, "memcached refused");
-        io::Error::new(io::ErrorKind::Unsupported, why)
-    })
+    let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
+        Ok(()) => Some(&line[..]),
+        Err(e) if closed(&e) => None,
+        Err(e) => return Err(e),
+    };
+    let Err(why) = after_probe(probe) else {
+        return Ok((stream, Spoken::Meta, why));
+    };
+    drop(stream);
+    let mut stream = connect(host, port).await?;
+    ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
+    match after_version(Protocol::Text, &line) {
+        Next::Refuse(why) => Err(refused(why)),
+        Next::Speak(..) | Next::ProbeMeta(_) => Ok((stream, Spoken::Text, why)),
+    }
+}
+
+async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((host, port)).await?;
+    // Writes are already batched; waiting to coalesce more would only add latency.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends `command` and reads its one-line answer into `line`, within `io_timeout`.
+async fn ask(
+    stream: &mut TcpStream,
+    command: &[u8],
+    line: &mut Vec<u8>,
+    io_timeout: Duration,
+) -> io::Result<()> {
+    let exchange = async {
+        stream.write_all(command).await?;
+        read_line(&mut BufReader::new(&mut *stream), line).await
+    };
+    match tokio::time::timeout(io_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out("waiting for memcached's handshake")),
+    }
+}
+
+/// Whether `e` says the peer closed the connection.
+fn closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+fn refused(why: String) -> io::Error {
+    tracing::error!(%why, "memcached refused");
+    io::Error::new(io::ErrorKind::Unsupported, why)
 }
 
 /// Spawns the tasks on this thread's `LocalSet`. tokio has no fallible `spawn_local`, so
@@ -292,9 +344,9 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
     let mut socket = BufReader::with_capacity(16 * 1024, socket);
     let mut line = Vec::with_capacity(64);
     loop {
-        let read = match shared.protocol {
-            Protocol::Meta => read_reply(&mut socket, &mut line, shared.max_value).await,
-            Protocol::Text => read_text_reply(&mut socket, &mut line, &shared).await,
+        let read = match shared.spoken {
+            Spoken::Meta => read_reply(&mut socket, &mut line, shared.max_value).await,
+            Spoken::Text => read_text_reply(&mut socket, &mut line, &shared).await,
         };
         let (opaque, reply) = match read {
             Ok(read) => read,
@@ -307,11 +359,11 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         let Some(waiter) = shared.waiters.borrow_mut().pop_front() else {
             return out_of_step(&shared, None, "a reply nobody asked for");
         };
-        let in_step = match (&reply.status, shared.protocol) {
+        let in_step = match (&reply.status, shared.spoken) {
             (Status::TooLarge, _) => waiter.set,
             // Checked against this waiter's request as it was read.
-            (_, Protocol::Text) => true,
-            (_, Protocol::Meta) => opaque == Some(waiter.opaque),
+            (_, Spoken::Text) => true,
+            (_, Spoken::Meta) => opaque == Some(waiter.opaque),
         };
         if !in_step {
             return out_of_step(&shared, Some(waiter), "a reply for another request");

@@ -5,6 +5,7 @@
 mod builder;
 mod connection;
 mod fleet;
+mod handshake;
 mod health;
 mod pool;
 mod protocol;

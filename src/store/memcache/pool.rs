@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
-use super::protocol::{Op, Protocol, Request};
+use super::protocol::{Op, Protocol, Request, Spoken};
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::StoreError;
 
@@ -39,6 +39,9 @@ pub(crate) struct Endpoint {
     host: String,
     port: u16,
     limits: Limits,
+    /// The protocol its last new connection chose (0: none yet, else `1 + Spoken`), so the
+    /// choice is logged once per server and again only when it changes.
+    spoken: AtomicU8,
     pub(crate) metrics: ServerMetrics,
 }
 
@@ -84,6 +87,7 @@ impl Endpoint {
             host,
             port,
             limits,
+            spoken: AtomicU8::new(0),
         }
     }
 
@@ -175,12 +179,25 @@ impl Endpoint {
             &self.metrics,
         );
         let conn = match timeout(limits.connect_timeout, open).await {
-            Ok(Ok(conn)) => Rc::new(conn),
+            Ok(Ok((conn, why))) => {
+                self.chose(conn.spoken(), &why);
+                Rc::new(conn)
+            }
             Ok(Err(e)) => return Err(store_error(e)),
             Err(_) => return Err(store_error(timed_out("connecting to memcached"))),
         };
         *slot.conn.borrow_mut() = Some(Rc::clone(&conn));
         Ok((conn, true))
+    }
+
+    /// Logs a new connection's protocol the first time, and when it is not the last one's
+    /// (a server restarted as another version, or a proxy put in front of it).
+    fn chose(&self, spoken: Spoken, why: &str) {
+        let code = 1 + spoken as u8;
+        if self.spoken.swap(code, Ordering::Relaxed) != code {
+            let server = format!("{}:{}", self.host, self.port);
+            tracing::info!(%server, protocol = %spoken, why, "memcached protocol chosen");
+        }
     }
 
     /// Sends `request` and waits for its reply, which the connection's watchdog bounds by

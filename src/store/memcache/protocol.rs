@@ -19,23 +19,41 @@ const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
 /// takes a later timestamp as already past (measured: the item is gone at once).
 const MAX_EXPTIME: u64 = i32::MAX as u64;
 
-/// The oldest memcached whose meta protocol this client speaks: `ms <key> <datalen>` and
-/// the `HD`/`NS`/`EX`/`NF` codes arrived in 1.6.10.
-pub(crate) const MIN_VERSION: (u32, u32, u32) = (1, 6, 10);
-
 /// Which of memcached's protocols a [`MemcacheStore`](crate::MemcacheStore) speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Protocol {
-    /// The meta protocol (memcached 1.6.10 or later; the default): every reply echoes its
-    /// request's opaque token, and a read and its TTL reset are one command.
+    /// Chosen per server on each connect (the default): the meta protocol where it is
+    /// complete (memcached 1.6.18 or later, proven by an answer to the meta no-op `mn`),
+    /// the text protocol everywhere else (older memcached, proxies). Logged at info once
+    /// per server, with the reason, and again when a server comes back speaking the other.
     #[default]
+    Auto,
+    /// The meta protocol, always (memcached 1.6.18 or later; an older server is refused
+    /// by name): every reply echoes its request's opaque token, and a read and its TTL
+    /// reset are one command.
     Meta,
-    /// The classic text protocol (`gets`, `cas`, `add`, `touch`, `delete`), for proxies
-    /// that speak nothing else (twemproxy, mcrouter) and memcached older than 1.6.10.
-    /// Replies carry no token: each is checked against the command it answers (a `VALUE`
-    /// line must name the key asked for), and anything else ends the connection.
+    /// The classic text protocol (`gets`, `cas`, `add`, `touch`, `delete`), always: what
+    /// every memcached since 1.4 and every proxy (twemproxy, mcrouter) speaks. Replies
+    /// carry no token: each is checked against the command it answers (a `VALUE` line
+    /// must name the key asked for), and anything else ends the connection.
     Text,
+}
+
+/// The protocol one connection speaks, once its handshake chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spoken {
+    Meta,
+    Text,
+}
+
+impl std::fmt::Display for Spoken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Meta => "meta",
+            Self::Text => "text",
+        })
+    }
 }
 
 /// What a request asks.
@@ -120,11 +138,11 @@ impl<'a> Request<'a> {
         self.data.is_some()
     }
 
-    /// Appends the request to `out` in `protocol`, tagged with `opaque` (meta only).
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, protocol: Protocol, opaque: u32) {
-        match protocol {
-            Protocol::Meta => self.write_meta(out, opaque),
-            Protocol::Text => super::text::write(self, out),
+    /// Appends the request to `out` in `spoken`, tagged with `opaque` (meta only).
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, spoken: Spoken, opaque: u32) {
+        match spoken {
+            Spoken::Meta => self.write_meta(out, opaque),
+            Spoken::Text => super::text::write(self, out),
         }
     }
 
@@ -200,6 +218,9 @@ pub(crate) enum Status {
     /// `SERVER_ERROR object too large for cache`: memcached swallowed the data block and
     /// answers with this one line; the connection stays in step.
     TooLarge,
+    /// `STORED` to the text protocol's conditional delete: the item is now an empty
+    /// tombstone that expires in a second (an unconditional delete removes it sooner).
+    Tombstoned,
 }
 
 /// One reply line: its status and the opaque token it echoed (`None` only for
@@ -279,46 +300,13 @@ pub(crate) fn short(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
-/// The version in a `VERSION <x.y.z>` line, if the server is at least [`MIN_VERSION`].
-///
-/// # Errors
-/// What to log: the line is not a version, or the version is too old.
-pub(crate) fn check_version(line: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(line);
-    let Some(version) = text.strip_prefix("VERSION ") else {
-        return Err(format!(
-            "the server at this address answered {:?} to `version`; is it memcached?",
-            short(&text)
-        ));
-    };
-    let mut parts = version.split('.').map(|p| {
-        let digits = p.bytes().take_while(u8::is_ascii_digit).count();
-        p[..digits].parse::<u32>().unwrap_or(0)
-    });
-    let found = (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    );
-    if found < MIN_VERSION {
-        let (a, b, c) = MIN_VERSION;
-        return Err(format!(
-            "memcached {} is too old: the meta protocol needs {a}.{b}.{c} or later; upgrade \
-             memcached, or have the store speak the text protocol \
-             (MemcacheStore::builder(url).protocol(Protocol::Text))",
-            short(version)
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn text(r: &Request<'_>, opaque: u32) -> String {
         let mut out = Vec::new();
-        r.write_to(&mut out, Protocol::Meta, opaque);
+        r.write_to(&mut out, Spoken::Meta, opaque);
         String::from_utf8(out).unwrap()
     }
 
@@ -424,23 +412,5 @@ mod tests {
         }
         let oom = Line::parse(b"SERVER_ERROR out of memory storing object").unwrap_err();
         assert!(oom.0.contains("dropped the item"), "{}", oom.0);
-    }
-
-    #[test]
-    fn versions_below_the_minimum_are_refused_by_name() {
-        assert!(check_version(b"VERSION 1.6.18").is_ok());
-        assert!(check_version(b"VERSION 1.6.10").is_ok());
-        assert!(check_version(b"VERSION 1.10.0").is_ok());
-        assert!(check_version(b"VERSION 2.0.0-rc1").is_ok());
-        let old = check_version(b"VERSION 1.6.9").unwrap_err();
-        assert!(old.contains("1.6.9") && old.contains("1.6.10"), "{old}");
-        assert!(
-            old.contains("Protocol::Text"),
-            "points at the text mode: {old}"
-        );
-        assert!(check_version(b"VERSION 1.5.22").is_err());
-        assert!(check_version(b"ERROR")
-            .unwrap_err()
-            .contains("is it memcached"));
     }
 }

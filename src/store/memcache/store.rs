@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fleet::Fleet;
-use super::protocol::{Protocol, Request, Status};
+use super::protocol::{Request, Status};
 use crate::clock::now_unix;
 use crate::id::SessionId;
 use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
@@ -19,7 +19,8 @@ const CAS_DISABLED: &str = "memcached gives every item the CAS token 0: it runs 
 const ITEM_OVERHEAD: usize = 64;
 
 /// Session data in memcached, through non-blocking, pipelined connections that speak
-/// memcached's meta protocol (memcached 1.6 or later).
+/// memcached's meta protocol where the server's is complete (1.6.18 or later) and the text
+/// protocol elsewhere (any older memcached, proxies): see [`Protocol`](crate::Protocol).
 ///
 /// Each session is one item under `key_prefix + id`, written with compare-and-swap
 /// (`ms ... C<cas>`), created with add semantics, refreshed with `mg ... T<ttl>` (touch),
@@ -56,7 +57,6 @@ pub struct MemcacheStore {
     pub(super) prefix: Arc<str>,
     pub(super) max_item_size: usize,
     pub(super) when_down: WhenDown,
-    pub(super) protocol: Protocol,
     pub(super) backend: Backend,
 }
 
@@ -81,7 +81,6 @@ impl MemcacheStore {
             prefix: DEFAULT_PREFIX.into(),
             max_item_size: MAX_ITEM_SIZE,
             when_down: WhenDown::FailClosed,
-            protocol: Protocol::Meta,
             backend: Backend::R2d2(super::r2d2::R2d2Backend::new(pool)),
         }
     }
@@ -201,18 +200,7 @@ impl SessionStore for MemcacheStore {
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         let key = self.key(id);
         match &self.backend {
-            Backend::Native(fleet) => {
-                let outcome = native_delete(fleet, &key, Some(version)).await?;
-                // The text protocol's conditional delete left a tombstone: remove it, so
-                // that a touch cannot find it. The session is already gone either way, and
-                // the tombstone expires in a second, so a failure here does not undo that.
-                if self.protocol == Protocol::Text && outcome == Update::Updated {
-                    if let Err(e) = native_delete(fleet, &key, None).await {
-                        tracing::debug!(error = %e, "tombstone left to expire");
-                    }
-                }
-                Ok(outcome)
-            }
+            Backend::Native(fleet) => native_delete(fleet, &key, Some(version)).await,
             #[cfg(feature = "r2d2")]
             Backend::R2d2(pool) => pool.delete_if(key, version).await,
         }
@@ -305,6 +293,15 @@ async fn native_delete(
     };
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
+        Status::Tombstoned => {
+            // The text protocol's conditional delete left a tombstone: remove it, so that
+            // a touch cannot find it. The session is already gone either way, and the
+            // tombstone expires in a second, so a failure here does not undo that.
+            if let Err(e) = fleet.execute(key, &Request::delete(key)).await {
+                tracing::debug!(error = %e, "tombstone left to expire");
+            }
+            Ok(Update::Updated)
+        }
         Status::Exists => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
         status => Err(unexpected(status)),

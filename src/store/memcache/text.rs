@@ -1,5 +1,5 @@
 //! memcached's classic text protocol, for what does not speak meta: twemproxy and mcrouter,
-//! and memcached before 1.6.10. No I/O here.
+//! and memcached before 1.6.18. No I/O here.
 //!
 //! - `gets <key>` reads: `VALUE <key> <flags> <len> <cas>` + data + `END`, or `END`.
 //! - `add <key> 0 <exptime> <len>` adds: `STORED`, or `NOT_STORED` when the key exists.
@@ -54,7 +54,8 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
     let status = match (op, first) {
         (Op::Get | Op::Exists, "VALUE") => return value(&mut words, key).ok_or_else(unexpected),
         (Op::Get | Op::Exists, "END") => Status::Miss,
-        (Op::Add | Op::Cas(_) | Op::DeleteIf(_), "STORED") => Status::Done,
+        (Op::Add | Op::Cas(_), "STORED") => Status::Done,
+        (Op::DeleteIf(_), "STORED") => Status::Tombstoned,
         (Op::Add, "NOT_STORED") => Status::NotStored,
         (Op::Cas(_) | Op::DeleteIf(_), "EXISTS") => Status::Exists,
         (Op::Cas(_) | Op::DeleteIf(_) | Op::Delete, "NOT_FOUND") => Status::NotFound,
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(ok(b"NOT_STORED", Op::Add), Status::NotStored);
         assert_eq!(ok(b"EXISTS", Op::Cas(1)), Status::Exists);
         assert_eq!(ok(b"NOT_FOUND", Op::Cas(1)), Status::NotFound);
-        assert_eq!(ok(b"STORED", Op::DeleteIf(1)), Status::Done);
+        assert_eq!(ok(b"STORED", Op::DeleteIf(1)), Status::Tombstoned);
         assert_eq!(ok(b"TOUCHED", Op::Touch), Status::Done);
         assert_eq!(ok(b"NOT_FOUND", Op::Touch), Status::Miss);
         assert_eq!(ok(b"DELETED", Op::Delete), Status::Done);

@@ -1,0 +1,207 @@
+//! Which protocol a new connection speaks: what a server's answer to `version` (and, for
+//! a server new enough for the meta protocol, to the meta no-op `mn`) proves. No I/O here;
+//! the connection asks, this file decides.
+//!
+//! The version alone is not proof: through twemproxy `version` is answered by one of the
+//! backends (a 1.6.18 says 1.6.18) while any meta command closes the connection, and with
+//! that backend down it answers `SERVER_ERROR`. So a server is spoken to in meta only when
+//! it names a version whose meta protocol is complete *and* answers `mn` with `MN`.
+
+use super::protocol::{short, Protocol};
+
+/// The oldest memcached whose meta protocol is complete for this client: 1.6.10 brought
+/// `ms <key> <datalen>` and `HD`/`NS`/`EX`/`NF`, but until 1.6.18 a miss (`EN`) carries no
+/// opaque token (a reply cannot be matched to its request), and on 1.6.10 to 1.6.12 a
+/// conditional delete with the right CAS fails.
+pub(crate) const META_SINCE: (u32, u32, u32) = (1, 6, 18);
+
+/// What the answer to `version` decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Speak this protocol; the reason, for the log.
+    Speak(Protocol, String),
+    /// Ask `mn`: meta if it answers `MN`, else the text protocol on a new connection.
+    ProbeMeta(String),
+    /// This server cannot be used as configured; what to log and return.
+    Refuse(String),
+}
+
+/// The version in a `VERSION <x.y.z>` line (missing parts read as 0), or `None` if the
+/// line is not one.
+fn version(line: &str) -> Option<(u32, u32, u32)> {
+    let version = line.strip_prefix("VERSION ")?;
+    let mut parts = version.split('.').map(|p| {
+        let digits = p.bytes().take_while(u8::is_ascii_digit).count();
+        p[..digits].parse::<u32>().unwrap_or(0)
+    });
+    Some((
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    ))
+}
+
+/// What to do after `configured` asked `version` and got `line` (without `\r\n`).
+pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
+    let text = String::from_utf8_lossy(line);
+    let said = short(&text);
+    // memcached itself never answers `version` with an error: this is a proxy whose
+    // backend for the key-less command is down. Its other backends may serve.
+    let proxy_down = text.starts_with("SERVER_ERROR");
+    let Some(found) = version(&text) else {
+        return match (configured, proxy_down) {
+            (Protocol::Meta, true) => Next::Refuse(format!(
+                "the proxy at this address answered {said:?} to `version`, so the meta \
+                 protocol cannot be confirmed; leave the protocol to the default \
+                 (Protocol::Auto) or set Protocol::Text"
+            )),
+            (_, true) => Next::Speak(
+                Protocol::Text,
+                format!("a proxy answered {said:?} to `version`: the text protocol"),
+            ),
+            (_, false) => Next::Refuse(format!(
+                "the server at this address answered {said:?} to `version`; is it memcached?"
+            )),
+        };
+    };
+    let (a, b, c) = META_SINCE;
+    let complete = found >= META_SINCE;
+    let named = said.trim_start_matches("VERSION ");
+    match configured {
+        Protocol::Text => Next::Speak(
+            Protocol::Text,
+            format!("memcached {named}: the text protocol, as configured"),
+        ),
+        Protocol::Meta if complete => Next::Speak(
+            Protocol::Meta,
+            format!("memcached {named}: the meta protocol, as configured"),
+        ),
+        Protocol::Meta => Next::Refuse(format!(
+            "memcached {named} is too old for this client's meta protocol, which needs \
+             {a}.{b}.{c} or later; upgrade memcached, or leave the protocol to the default \
+             (Protocol::Auto), which speaks the text protocol to it"
+        )),
+        Protocol::Auto if complete => Next::ProbeMeta(format!(
+            "memcached {named} answers the meta no-op: the meta protocol"
+        )),
+        Protocol::Auto => Next::Speak(
+            Protocol::Text,
+            format!(
+                "memcached {named} is older than {a}.{b}.{c}, whose meta protocol is the \
+                 first complete one: the text protocol"
+            ),
+        ),
+    }
+}
+
+/// What the answer to `mn` decides after [`Next::ProbeMeta`]: `line` is the reply, or
+/// `None` if the connection closed. `Err` names why the text protocol it is (on a new
+/// connection: whatever answered may not be in step).
+pub(crate) fn after_probe(line: Option<&[u8]>) -> Result<(), String> {
+    match line {
+        Some(b"MN") => Ok(()),
+        Some(other) => Err(format!(
+            "the server names a version with the meta protocol but answered {:?} to the meta \
+             no-op (a proxy): the text protocol",
+            short(&String::from_utf8_lossy(other))
+        )),
+        None => Err(
+            "the server names a version with the meta protocol but closed the connection at \
+             the meta no-op (a proxy, such as twemproxy): the text protocol"
+                .to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speaks(configured: Protocol, line: &[u8]) -> Protocol {
+        match after_version(configured, line) {
+            Next::Speak(protocol, _) => protocol,
+            Next::ProbeMeta(_) => Protocol::Meta,
+            Next::Refuse(why) => panic!("{configured:?} refused {line:?}: {why}"),
+        }
+    }
+
+    fn refused(configured: Protocol, line: &[u8]) -> String {
+        match after_version(configured, line) {
+            Next::Refuse(why) => why,
+            other => panic!("{configured:?} took {line:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn by_default_meta_is_probed_from_1_6_18_and_text_spoken_before() {
+        for new in [
+            "VERSION 1.6.18",
+            "VERSION 1.6.45",
+            "VERSION 1.10.0",
+            "VERSION 2.0.0-rc1",
+        ] {
+            assert!(
+                matches!(
+                    after_version(Protocol::Auto, new.as_bytes()),
+                    Next::ProbeMeta(_)
+                ),
+                "{new}"
+            );
+        }
+        for old in [
+            "VERSION 1.6.17",
+            "VERSION 1.6.10",
+            "VERSION 1.6.9",
+            "VERSION 1.5.22",
+        ] {
+            assert_eq!(
+                speaks(Protocol::Auto, old.as_bytes()),
+                Protocol::Text,
+                "{old}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_proxy_whose_backend_is_down_is_spoken_to_in_text() {
+        let line = b"SERVER_ERROR Connection refused";
+        assert_eq!(speaks(Protocol::Auto, line), Protocol::Text);
+        assert_eq!(speaks(Protocol::Text, line), Protocol::Text);
+        assert!(refused(Protocol::Meta, line).contains("Protocol::Text"));
+    }
+
+    #[test]
+    fn a_forced_protocol_is_kept_or_refused_by_name() {
+        assert_eq!(speaks(Protocol::Text, b"VERSION 1.6.45"), Protocol::Text);
+        assert!(matches!(
+            after_version(Protocol::Meta, b"VERSION 1.6.18"),
+            Next::Speak(Protocol::Meta, _)
+        ));
+        let old = refused(Protocol::Meta, b"VERSION 1.6.14");
+        assert!(old.contains("1.6.14") && old.contains("1.6.18"), "{old}");
+        assert!(
+            old.contains("Protocol::Auto"),
+            "points at the default: {old}"
+        );
+    }
+
+    #[test]
+    fn what_is_not_memcached_is_refused() {
+        for configured in [Protocol::Auto, Protocol::Meta, Protocol::Text] {
+            for line in [&b"ERROR"[..], b"", b"HTTP/1.1 400 Bad Request", b"\xff\xfe"] {
+                assert!(
+                    refused(configured, line).contains("is it memcached"),
+                    "{configured:?} {line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_mn_proves_the_meta_protocol() {
+        assert!(after_probe(Some(b"MN")).is_ok());
+        assert!(after_probe(Some(b"ERROR")).unwrap_err().contains("ERROR"));
+        assert!(after_probe(Some(b"MN O1")).is_err());
+        assert!(after_probe(None).unwrap_err().contains("closed"));
+    }
+}
