@@ -36,3 +36,11 @@ cargo test --all-features -- --test-threads=8 --skip concurrent_writers
 # alone: beside seven other test threads on two cores, a starved thread spends its budget
 # without running.
 cargo test --all-features --test integration concurrent_writers -- --test-threads=1
+
+echo "== the memcached releases users run (scripts/test-versions.sh)"
+if [ -f ../shared/memcached-versions/build.sh ]; then
+    bash scripts/test-versions.sh
+else
+    echo "skipped: ../shared/memcached-versions is not beside this checkout, so only the" \
+        "distribution's memcached ($(memcached -V)) was tested"
+fi

@@ -303,7 +303,7 @@ async fn a_refused_server_is_503_for_the_session_routes() {
 /// change that was saved.
 #[actix_web::test]
 async fn a_write_whose_reply_is_lost_is_503_not_409() {
-    for protocol in [Protocol::Meta, Protocol::Text] {
+    for protocol in [Protocol::Auto, Protocol::Text] {
         let key = Key::generate();
         let direct = TestApp::with(CountingStore::new(store()), key.clone(), |b| b).await;
         let cookie = direct.get("/set/p/k/1", None).await.cookie();
@@ -335,7 +335,7 @@ async fn a_write_whose_reply_is_lost_is_503_not_409() {
 /// time under another id.
 #[actix_web::test]
 async fn a_create_whose_reply_is_lost_is_503_and_not_repeated() {
-    for protocol in [Protocol::Meta, Protocol::Text] {
+    for protocol in [Protocol::Auto, Protocol::Text] {
         let proxy = DroppingProxy::start(with_server(|m| m.addr()));
         let quick = quick_store_speaking(proxy.url(), protocol);
         let app = TestApp::new(CountingStore::new(quick)).await;

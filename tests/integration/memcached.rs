@@ -74,7 +74,12 @@ pub fn fleet_store() -> MemcacheStore {
     let url = FLEET.with(|fleet| {
         let mut fleet = fleet.borrow_mut();
         if fleet.is_empty() {
-            fleet.extend((0..3).map(|_| Memcached::start()));
+            // With `MEMCACHED_OTHER`, the middle server runs that build: a mixed fleet.
+            let other = std::env::var("MEMCACHED_OTHER").ok();
+            fleet.extend((0..3).map(|i| match (&other, i) {
+                (Some(other), 1) => Memcached::start_program(other, &[]),
+                _ => Memcached::start(),
+            }));
         }
         fleet_url(fleet.iter())
     });
@@ -251,6 +256,21 @@ impl Memcached {
                 true
             })
             .collect()
+    }
+
+    /// The version it names (`version`).
+    pub fn version(&self) -> (u32, u32, u32) {
+        let mut conn = TcpStream::connect(self.addr()).expect("version connection");
+        conn.write_all(b"version\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).unwrap();
+        let parts: Vec<u32> = line
+            .trim_end()
+            .trim_start_matches("VERSION ")
+            .split('.')
+            .map(|p| p.parse().expect("a version number"))
+            .collect();
+        (parts[0], parts[1], parts[2])
     }
 
     /// memcached's own counters (`stats`).
