@@ -41,8 +41,8 @@
 //! [`Session::abort`], hooks run after the commit or abort ([`Session::after_commit`]),
 //! and flash messages consumed only when the request commits ([`Session::send_flash`]).
 //!
-//! Stores: [`MemcacheStore`] (memcached through this crate's pipelined meta-protocol
-//! client), [`MemoryStore`] (in-process, for quick starts and tests), or your own
+//! Stores: [`MemcacheStore`] (memcached 1.5.22 or later, or a proxy, through this crate's
+//! pipelined client), [`MemoryStore`] (in-process, for quick starts and tests), or your own
 //! [`SessionStore`].
 //!
 //! Features:

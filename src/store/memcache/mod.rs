@@ -1,6 +1,7 @@
-//! The memcached store: a small meta-protocol client of our own (why: see the README's
-//! "Choosing the client") with pipelined connections per worker thread, and optionally an
-//! `r2d2-memcache` pool users already run.
+//! The memcached store: a small client of our own (why: see the README's "Choosing the
+//! client") that speaks the meta or the text protocol, whichever each server proves on
+//! connect, with pipelined connections per worker thread, and optionally an `r2d2-memcache`
+//! pool users already run.
 
 mod builder;
 mod connection;
