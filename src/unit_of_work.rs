@@ -64,9 +64,20 @@ pub(crate) struct SessionData {
     /// the version read: removed on commit unless written since.
     signed_out: Option<(SessionId, Version)>,
     /// The user whose generation ends on commit, signing out all their sessions.
-    signing_out: Option<String>,
+    signing_out: Option<SignOut>,
     renewed: bool,
     purged: bool,
+}
+
+/// A sign-out of a user's sessions, ended on commit.
+#[derive(Debug, Clone)]
+struct SignOut {
+    user: String,
+    /// The generation this session held when the sign-out was asked (`None` if bound in
+    /// this request): the end is conditional on it being still the current one.
+    held: Option<String>,
+    /// This session stays signed in, under a new generation.
+    keep_this: bool,
 }
 
 /// One changed entry.
@@ -218,7 +229,12 @@ impl SessionData {
     /// Ends the bound user's generation on commit, signing them out of every session;
     /// this one is purged, or, if `keep_this`, copies the generation that follows.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
+        let earlier = self.signing_out.take();
         let user = user::bound(&self.data).map(str::to_owned);
+        // A second sign-out in the request keeps what the session held at the first.
+        let held = user::held(&self.data)
+            .map(str::to_owned)
+            .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
         if keep_this {
             if user.is_some() {
                 self.put(user::PACKAGE, user::GENERATION, None);
@@ -226,7 +242,14 @@ impl SessionData {
         } else {
             self.purge();
         }
-        self.signing_out = user.or(self.signing_out.take());
+        self.signing_out = match user {
+            Some(user) => Some(SignOut {
+                user,
+                held,
+                keep_this,
+            }),
+            None => earlier,
+        };
     }
 
     /// How the load that made this went.
@@ -501,9 +524,17 @@ impl UnitOfWork {
         let mut wrote = s.signing_out.is_some() || s.retired.is_some() || s.signed_out.is_some();
         // The user's generation first: a commit that fails after it leaves this session
         // signed out with the others, never the others signed in.
-        if let Some(user) = s.signing_out.take() {
-            let item = user::item(self.backend.config.codec.name(), &user);
-            store.delete(&item).await?;
+        if let Some(out) = s.signing_out.take() {
+            let item = user::item(self.backend.config.codec.name(), &out.user);
+            let ttl = self.backend.config.generation_ttl();
+            let keep = out.keep_this;
+            match user::end(store, &item, out.held.as_deref(), keep, ttl).await? {
+                user::Ending::Rotated(next) => s.put(user::PACKAGE, user::GENERATION, Some(next)),
+                user::Ending::Ended => {}
+                // Signed out since it was read: it ends, and ends nobody else.
+                user::Ending::Revoked if keep => s.purge(),
+                user::Ending::Revoked => {}
+            }
         }
         // The user's item, worked out once (a SHA-256 for a bound session): nothing below
         // changes the user until the write, which may rebase onto another request's.

@@ -19,7 +19,7 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::record::Record;
 use crate::session::Session;
-use crate::store::{ErasedStore, StoreError, Stored};
+use crate::store::{ErasedStore, StoreError, Stored, Update};
 
 /// The package a session's binding is kept in.
 pub(crate) const PACKAGE: &str = "actix-memcache-session.user";
@@ -51,6 +51,11 @@ pub(crate) fn item(cookie_name: &str, user: &str) -> SessionId {
 /// The user a session is bound to.
 pub(crate) fn bound(data: &Record) -> Option<&str> {
     data.get(PACKAGE, USER)?.as_str()
+}
+
+/// The copy of its user's generation a session holds, if any.
+pub(crate) fn held(data: &Record) -> Option<&str> {
+    data.get(PACKAGE, GENERATION)?.as_str()
 }
 
 /// Whether a session lacks its copy of its user's generation: a bound one then still has
@@ -101,9 +106,7 @@ pub(crate) async fn start(
                 None => store.delete(item).await?,
             },
             (None, _) => {
-                let mut bits = [0u8; GENERATION_CHARS / 2];
-                getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
-                let candidate: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+                let candidate = new_generation()?;
                 if store.create(item, candidate.as_bytes(), ttl).await? {
                     return Ok(candidate.into());
                 }
@@ -112,6 +115,63 @@ pub(crate) async fn start(
     }
     let why = "a user's generation was ended by a sign-out at every try";
     Err(StoreError::Protocol(why.into()).into())
+}
+
+/// A new generation: 64 random bits as lowercase hex.
+fn new_generation() -> Result<String, SessionError> {
+    let mut bits = [0u8; GENERATION_CHARS / 2];
+    getrandom::getrandom(&mut bits).map_err(|e| SessionError::Entropy(e.into()))?;
+    Ok(bits.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What ending a user's generation from one of their sessions did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Ended; a session that keeps itself signed in holds this new generation.
+    Rotated(Value),
+    /// Ended, and nobody holds a new one.
+    Ended,
+    /// The session no longer held the current generation (signed out, or another of the
+    /// user's sessions rotated it, since it was read): it is signed out itself, and the
+    /// generation that others may hold now is left alone.
+    Revoked,
+}
+
+/// Ends the user's generation at `item` on behalf of a session that holds `held` (`None`:
+/// bound in this very request, so it answers for the user as a login does). The end is
+/// conditional on `held` still being the current generation, with compare-and-swap: a
+/// revoked session cannot sign itself back in, nor sign out a login that came after its
+/// revocation. `keep` rotates to a new generation instead of deleting, for the session
+/// that stays signed in; it lives `ttl`.
+pub(crate) async fn end(
+    store: &dyn ErasedStore,
+    item: &SessionId,
+    held: Option<&str>,
+    keep: bool,
+    ttl: Duration,
+) -> Result<Ending, SessionError> {
+    let Some(held) = held else {
+        store.delete(item).await?;
+        return Ok(Ending::Ended);
+    };
+    let current = store.load(item).await?;
+    let Some(current) = current.filter(|c| generation(&c.data) == Some(held)) else {
+        return Ok(Ending::Revoked);
+    };
+    if keep {
+        let next = new_generation()?;
+        let outcome = store
+            .update(item, next.as_bytes(), current.version, ttl)
+            .await?;
+        return Ok(match outcome {
+            Update::Updated => Ending::Rotated(next.into()),
+            Update::Conflict | Update::Missing => Ending::Revoked,
+        });
+    }
+    Ok(match store.delete_if(item, current.version).await? {
+        Update::Updated => Ending::Ended,
+        Update::Conflict | Update::Missing => Ending::Revoked,
+    })
 }
 
 impl Session {
@@ -159,13 +219,21 @@ impl Session {
     /// purges this session.
     ///
     /// If the commit fails after the user's generation ended, this session is signed out
-    /// too: the failure never leaves a session signed in.
+    /// too: the failure never leaves a session signed in. A session that was itself signed
+    /// out since it was read (by [`Sessions::sign_out_everywhere`] or another device)
+    /// ends nothing more: a login that came after that stays signed in.
     pub fn sign_out_everywhere(&self) {
         self.tx.borrow_mut().data.sign_out(false);
     }
 
     /// Signs this session's user out of every other session when the request commits (a
     /// password change), keeping this one signed in. Without a bound user it does nothing.
+    ///
+    /// The user's generation is rotated with compare-and-swap, only if this session still
+    /// holds the current one. If it does not (it was signed out since it was read, or
+    /// another device signed out the others first), this session is signed out instead:
+    /// a revoked session never signs itself back in, and of two devices pressing "sign out
+    /// other devices" at once, one stays.
     pub fn sign_out_other_sessions(&self) {
         self.tx.borrow_mut().data.sign_out(true);
     }

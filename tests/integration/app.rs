@@ -126,6 +126,14 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_everywhere_then_500),
             )
             .route("/sign-out-others", web::get().to(sign_out_others))
+            .route(
+                "/gated/sign-out-others",
+                web::get().to(gated_sign_out_others),
+            )
+            .route(
+                "/gated/sign-out-everywhere",
+                web::get().to(gated_sign_out_everywhere),
+            )
             .route("/typed", web::get().to(typed_get))
             .route("/typed/set/{field}/{v}", web::get().to(typed_set))
             .route(
@@ -589,6 +597,18 @@ async fn sign_out_everywhere_then_500(s: Session) -> HttpResponse {
 async fn sign_out_others(s: Session) -> String {
     s.sign_out_other_sessions();
     format!("{:?}", s.status())
+}
+
+async fn gated_sign_out_others(s: Session, gate: web::Data<Gate>) -> actix_web::Result<String> {
+    s.user()?;
+    pass(&gate).await;
+    Ok(sign_out_others(s).await)
+}
+
+async fn gated_sign_out_everywhere(s: Session, gate: web::Data<Gate>) -> actix_web::Result<String> {
+    s.user()?;
+    pass(&gate).await;
+    Ok(sign_out_everywhere(s).await)
 }
 
 /// A login with "keep me signed in": renew, `p/k = 1`, and the session's own timeouts.

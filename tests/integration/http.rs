@@ -79,6 +79,9 @@ macro_rules! http_suite {
             an_evicted_generation_item_signs_the_user_out,
             sign_out_of_other_sessions_keeps_this_one,
             sign_out_in_a_failed_request_signs_nobody_out,
+            a_revoked_session_signing_out_the_others_stays_signed_out,
+            two_devices_signing_out_the_others_at_once_leave_one_signed_in,
+            a_revoked_session_signing_out_everywhere_spares_a_later_login,
             bound_session_reads_its_generation_with_the_session,
             session_bound_outside_a_request_gets_its_hint_on_the_next_request,
             signed_out_session_rewritten_meanwhile_is_not_removed,
@@ -1208,6 +1211,80 @@ pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(
     // The kept session is bound to the new generation: a later sign-out ends it too.
     app.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&app, &ada[0].0).await, "none");
+}
+
+/// A session read before an admin signed its user out, then asking to sign out the other
+/// sessions: it was revoked, so it is signed out itself (its cookie removed, nothing
+/// restored), and a login that came after the admin's sign-out stays signed in.
+pub async fn a_revoked_session_signing_out_the_others_stays_signed_out<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    let (reply, fresh) = app
+        .interleave_with("/gated/sign-out-others", &ada[0].0, async {
+            app.sessions.sign_out_everywhere("ada").await.unwrap();
+            log_in(&app, "ada").await
+        })
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.cookie().value(), "", "told to drop its cookie");
+    assert_eq!(whoami(&app, &ada[0].0).await, "none", "the revoked session");
+    assert!(app.store.inner.load(&ada[0].1).await.unwrap().is_none());
+    for (cookie, _) in &ada[1..] {
+        assert_eq!(whoami(&app, cookie).await, "none");
+    }
+    assert_eq!(whoami(&app, &fresh.0).await, "ada", "the later login");
+    assert_eq!(whoami(&app, &bob).await, "bob");
+}
+
+/// Two of a user's devices press "sign out other devices" at once: the first to commit
+/// rotates the generation; the other no longer holds it and is signed out. One stays.
+pub async fn two_devices_signing_out_the_others_at_once_leave_one_signed_in<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    let (late, first) = app
+        .interleave_with(
+            "/gated/sign-out-others",
+            &ada[0].0,
+            app.get("/sign-out-others", Some(&ada[1].0)),
+        )
+        .await;
+    assert_eq!(first.body, "Changed", "{first:?}");
+    assert_eq!(late.status, 200, "{late:?}");
+    assert_eq!(
+        late.cookie().value(),
+        "",
+        "the second is signed out: {late:?}"
+    );
+    assert_eq!(whoami(&app, &ada[1].0).await, "ada", "the first stays");
+    assert_eq!(whoami(&app, &ada[0].0).await, "none");
+    assert_eq!(whoami(&app, &ada[2].0).await, "none");
+}
+
+/// A session revoked by an admin, then signing out everywhere: it ends, and a login that
+/// came after the revocation stays signed in.
+pub async fn a_revoked_session_signing_out_everywhere_spares_a_later_login<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    let (reply, fresh) = app
+        .interleave_with("/gated/sign-out-everywhere", &ada[0].0, async {
+            app.sessions.sign_out_everywhere("ada").await.unwrap();
+            log_in(&app, "ada").await
+        })
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.cookie().value(), "", "{reply:?}");
+    assert_eq!(whoami(&app, &ada[0].0).await, "none");
+    assert_eq!(whoami(&app, &fresh.0).await, "ada", "the later login");
 }
 
 pub async fn sign_out_in_a_failed_request_signs_nobody_out<S: SessionStore + Clone>(store: S) {
