@@ -599,8 +599,10 @@ impl UnitOfWork {
         }
         let mut ended = s.purged;
         if let Some((old, version)) = &s.signed_out {
-            // Written since, by a login racing this request: not this request's to end.
-            ended |= store.delete_if(old, *version).await? != Update::Conflict;
+            // Only the request that deletes it ends it: one written since (a login racing
+            // this request) is not this one's to end, and one already deleted was ended by
+            // another request, whose cookie the client may hold by now.
+            ended |= store.delete_if(old, *version).await? == Update::Updated;
         }
         let outcome = if wrote {
             Commit::Written

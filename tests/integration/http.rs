@@ -85,6 +85,7 @@ macro_rules! http_suite {
             bound_session_reads_its_generation_with_the_session,
             session_bound_outside_a_request_gets_its_hint_on_the_next_request,
             signed_out_session_rewritten_meanwhile_is_not_removed,
+            signed_out_session_removed_meanwhile_leaves_the_new_login_cookie,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1394,4 +1395,32 @@ pub async fn signed_out_session_rewritten_meanwhile_is_not_removed<S: SessionSto
         app.store.inner.load(&id).await.unwrap().is_some(),
         "not removed"
     );
+}
+
+/// Two requests of one browser carry a signed-out session's cookie; one of them logs in
+/// (and removes the stale session). The other, finding it already gone, must not send a
+/// removal cookie: that would wipe the login that happened meanwhile.
+pub async fn signed_out_session_removed_meanwhile_leaves_the_new_login_cookie<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (cookie, id) = log_in(&app, "ada").await;
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    let (reply, login) = app
+        .interleave("/gated/get/p/k", "/login/ada", &cookie)
+        .await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert!(!login.cookie().value().is_empty(), "the login's cookie");
+    assert!(
+        app.store.inner.load(&id).await.unwrap().is_none(),
+        "removed by the login"
+    );
+    assert_eq!(reply.body, "none", "{reply:?}");
+    assert!(
+        reply.cookie.is_none(),
+        "the request that did not delete it leaves the cookie alone: {reply:?}"
+    );
+    assert_eq!(whoami(&app, &login.cookie()).await, "ada");
 }
