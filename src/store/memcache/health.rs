@@ -7,17 +7,22 @@
 //! Shared by every worker thread: one worker's failures spare the others their timeouts.
 //! Time is monotonic, so a wall clock that jumps changes nothing.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Bits of the state that count failures (the rest: when the next probe may go).
+const COUNT_BITS: u32 = 16;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// One server's recent record.
 #[derive(Debug)]
 pub(crate) struct Health {
-    /// Failures since the last success.
-    failures: AtomicU32,
-    /// While marked down: when the next probe may go, in ms since `epoch` (never 0).
-    /// 0: in service.
-    retry_at: AtomicU64,
+    /// One value, so that a success and a failure racing on two workers cannot leave half
+    /// of each (the failure count cleared, the retry time set, and no success after to
+    /// clear it): failures since the last success in the low [`COUNT_BITS`] bits
+    /// (saturating), and above them, while marked down, when the next probe may go, in ms
+    /// since `epoch` (never 0); 0 there: in service.
+    state: AtomicU64,
     epoch: Instant,
     limit: u32,
     interval: Duration,
@@ -34,31 +39,43 @@ pub(crate) struct Down {
     retry_in: Duration,
 }
 
+/// The state's parts: (failures, retry at).
+fn split(state: u64) -> (u64, u64) {
+    (state & COUNT_MASK, state >> COUNT_BITS)
+}
+
+fn join(failures: u64, retry_at: u64) -> u64 {
+    (retry_at << COUNT_BITS) | failures.min(COUNT_MASK)
+}
+
 impl Health {
     pub(crate) fn new(limit: u32, interval: Duration) -> Self {
         Self {
-            failures: AtomicU32::new(0),
-            retry_at: AtomicU64::new(0),
+            state: AtomicU64::new(0),
             epoch: Instant::now(),
             limit,
             interval,
         }
     }
 
-    /// `now` in ms since `epoch`, never 0.
+    /// `now` in ms since `epoch`, never 0, and small enough to fit above the count (about
+    /// 8,900 years).
     fn ms(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.epoch).as_millis();
-        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+        let max = u64::MAX >> COUNT_BITS;
+        u64::try_from(since).unwrap_or(max).min(max - 1) + 1
     }
 
-    fn interval_ms(&self) -> u64 {
-        u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX / 2)
+    fn retry_after(&self, now: u64) -> u64 {
+        let interval = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_add(interval).min(u64::MAX >> COUNT_BITS)
     }
 
     /// May a request go to the server now? Not while it is marked down, except one probe
     /// per retry interval: `Ok(true)` for that one. `server` names it in the error.
     pub(crate) fn admit(&self, server: &dyn std::fmt::Display, now: Instant) -> Result<bool, Down> {
-        let retry_at = self.retry_at.load(Ordering::Acquire);
+        let state = self.state.load(Ordering::Acquire);
+        let (failures, retry_at) = split(state);
         if retry_at == 0 {
             return Ok(false);
         }
@@ -66,10 +83,10 @@ impl Health {
         // Past the interval, the request that moves the next retry forward is the probe.
         if now >= retry_at
             && self
-                .retry_at
+                .state
                 .compare_exchange(
-                    retry_at,
-                    now.saturating_add(self.interval_ms()),
+                    state,
+                    join(failures, self.retry_after(now)),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -87,7 +104,7 @@ impl Health {
     /// Whether a new session may be placed on the server: it is in service, or due for a
     /// probe (a new session is how a server nobody else asks for gets back in service).
     pub(crate) fn is_up(&self, now: Instant) -> bool {
-        let retry_at = self.retry_at.load(Ordering::Acquire);
+        let (_, retry_at) = split(self.state.load(Ordering::Acquire));
         retry_at == 0 || self.ms(now) >= retry_at
     }
 
@@ -97,22 +114,33 @@ impl Health {
     pub(crate) fn record(&self, answered: bool, now: Instant) -> bool {
         if answered {
             // A load first: in service, the hot path writes nothing shared.
-            if self.failures.load(Ordering::Acquire) == 0 {
+            if self.state.load(Ordering::Acquire) == 0 {
                 return false;
             }
-            let was_down = self.failures.swap(0, Ordering::AcqRel) >= self.limit;
-            self.retry_at.store(0, Ordering::Release);
-            return was_down;
+            let (_, retry_at) = split(self.state.swap(0, Ordering::AcqRel));
+            return retry_at != 0;
         }
-        let failures = self
-            .failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        if failures >= self.limit {
-            let retry_at = self.ms(now).saturating_add(self.interval_ms());
-            self.retry_at.store(retry_at, Ordering::Release);
+        let limit = u64::from(self.limit);
+        let now = self.ms(now);
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let (failures, retry_at) = split(state);
+            let failures = (failures + 1).min(COUNT_MASK);
+            let retry_at = if failures >= limit {
+                self.retry_after(now)
+            } else {
+                retry_at
+            };
+            match self.state.compare_exchange_weak(
+                state,
+                join(failures, retry_at),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return failures == limit,
+                Err(actual) => state = actual,
+            }
         }
-        failures == self.limit
     }
 }
 
@@ -183,5 +211,40 @@ mod tests {
         let health = Health::new(1, INTERVAL);
         health.record(false, before);
         assert!(health.admit(&NAME, before).is_err());
+    }
+    /// A success racing a failure on other threads (workers share the record) must never
+    /// leave the server marked down with no failure counted, which no success then clears:
+    /// after the race, a successful probe puts it back in service.
+    #[test]
+    fn a_success_racing_a_failure_never_leaves_it_down_for_good() {
+        use std::sync::{Arc, Barrier, Mutex};
+        const ROUNDS: usize = 20_000;
+        let health = Mutex::new(Arc::new(Health::new(1, INTERVAL)));
+        let barrier = Barrier::new(3);
+        let mut stuck = 0;
+        std::thread::scope(|scope| {
+            for answered in [false, true] {
+                let (health, barrier) = (&health, &barrier);
+                scope.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        barrier.wait();
+                        let health = Arc::clone(&health.lock().unwrap());
+                        health.record(answered, Instant::now());
+                        barrier.wait();
+                    }
+                });
+            }
+            for _ in 0..ROUNDS {
+                *health.lock().unwrap() = Arc::new(Health::new(1, INTERVAL));
+                barrier.wait();
+                barrier.wait();
+                let health = Arc::clone(&health.lock().unwrap());
+                let now = Instant::now();
+                // The probe that follows, once due, succeeds.
+                health.record(true, now);
+                stuck += usize::from(!health.is_up(now));
+            }
+        });
+        assert_eq!(stuck, 0, "rounds left down after a successful probe");
     }
 }
