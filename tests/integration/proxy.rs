@@ -5,11 +5,14 @@
 use std::time::Duration;
 
 use actix_memcache_session::{
-    Distribution, Ketama, MemcacheServer, MemcacheStore, SessionId, SessionStore,
+    Distribution, Ketama, Key, MemcacheServer, MemcacheStore, SessionId, SessionStore,
 };
+use futures_util::future::join_all;
 
+use crate::app::TestApp;
 use crate::memcached::fleet_url;
 use crate::nutcracker::Nutcracker;
+use crate::support::CountingStore;
 
 mod suites {
     actix_memcache_session::store_acceptance_suite!(crate::nutcracker::proxy_store());
@@ -53,5 +56,59 @@ async fn the_proxy_and_the_crate_place_every_session_alike() {
     for id in &ids {
         let stored = direct.load(id).await.unwrap().expect("found directly");
         assert_eq!(stored.data, id.as_str().as_bytes());
+    }
+}
+
+/// The ring nutcracker uses for its servers (`distribution: ketama`, `hash: md5`).
+fn ring_of(proxy: &Nutcracker) -> Ketama {
+    let servers: Vec<MemcacheServer> = proxy
+        .servers
+        .iter()
+        .map(|(m, w)| MemcacheServer::new("127.0.0.1", m.addr().port(), *w))
+        .collect();
+    Ketama::new(&servers)
+}
+
+/// One backend behind nutcracker stops. nutcracker answers a command for its keys with one
+/// `SERVER_ERROR` line, in order within a pipelined batch, and keeps the connection; it
+/// answers the key-less `version` from one backend, with `SERVER_ERROR` when that one is
+/// down. So only the dead backend's sessions get 503: every other session, read
+/// concurrently over the shared pipelined connection, and over new connections whose
+/// handshake may meet that error, answers 200 with its own data. Each backend is the dead
+/// one in turn, so the one that answers `version` is among them.
+#[actix_web::test]
+async fn behind_a_proxy_a_dead_backend_costs_only_its_own_sessions() {
+    for victim in 0..3 {
+        let mut proxy = Nutcracker::start(&[1, 1, 1]);
+        let key = Key::generate();
+        let url = proxy.url();
+        let store = || CountingStore::new(MemcacheStore::new(&url).unwrap());
+        let app = TestApp::with(store(), key.clone(), |b| b).await;
+        let mut made = Vec::new();
+        for n in 0..24 {
+            let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            made.push((reply.cookie(), app.store.last_created(), n.to_string()));
+        }
+        let ring = ring_of(&proxy);
+        let on_victim =
+            |id: &SessionId| ring.server_for(format!("session:{id}").as_bytes()) == victim;
+        assert!(
+            made.iter().any(|(_, id, _)| on_victim(id)),
+            "victim {victim} holds some"
+        );
+        proxy.servers[victim].0.stop();
+        let fresh = TestApp::with(store(), key.clone(), |b| b).await;
+        for (which, app) in [("shared connection", &app), ("new connections", &fresh)] {
+            let replies = join_all(made.iter().map(|(c, _, _)| app.get("/get/p/k", Some(c)))).await;
+            for ((_, id, value), reply) in made.iter().zip(replies) {
+                if on_victim(id) {
+                    assert_eq!(reply.status, 503, "{which}, victim {victim}: {reply:?}");
+                } else {
+                    assert_eq!(reply.status, 200, "{which}, victim {victim}: {reply:?}");
+                    assert_eq!(&reply.body, value, "{which}: its own data");
+                }
+            }
+        }
     }
 }

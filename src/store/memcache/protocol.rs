@@ -218,6 +218,10 @@ pub(crate) enum Status {
     /// `SERVER_ERROR object too large for cache`: memcached swallowed the data block and
     /// answers with this one line; the connection stays in step.
     TooLarge,
+    /// A one-line `SERVER_ERROR` in the text protocol: this request failed, and the
+    /// connection is still in step. A proxy answers so for a key whose backend is down,
+    /// and memcached when it cannot store an item (then it has dropped the one stored).
+    ServerError(String),
     /// `STORED` to the text protocol's conditional delete: the item is now an empty
     /// tombstone that expires in a second (an unconditional delete removes it sooner).
     Tombstoned,

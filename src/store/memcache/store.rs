@@ -219,8 +219,13 @@ impl SessionStore for MemcacheStore {
     }
 }
 
+/// A reply the operation cannot get: a server error for this request alone (503, the
+/// server answered), or one out of protocol.
 fn unexpected(status: Status) -> StoreError {
-    StoreError::Protocol(format!("unexpected memcached reply {status:?}"))
+    match status {
+        Status::ServerError(why) => StoreError::Unavailable(why.into()),
+        status => StoreError::Protocol(format!("unexpected memcached reply {status:?}")),
+    }
 }
 
 async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreError> {

@@ -11,7 +11,8 @@
 //!
 //! Replies carry no token, so each is checked against the command it answers: only the
 //! words that command can get are accepted, and a `VALUE` line must name the key asked
-//! for. Anything else ends the connection.
+//! for. A `SERVER_ERROR` line fails its own request only (see [`Status::ServerError`]);
+//! anything else ends the connection.
 
 use std::io::Write as _;
 
@@ -65,13 +66,24 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
             return Ok(Status::TooLarge)
         }
         (_, "SERVER_ERROR") if text.contains("out of memory") => {
-            return Err(Fatal(format!(
+            return Ok(Status::ServerError(format!(
                 "memcached is out of memory ({:?}); it has dropped the item stored under that \
                  key",
                 short(&text)
             )))
         }
-        (_, "ERROR" | "CLIENT_ERROR" | "SERVER_ERROR") => {
+        // One line that fails this request only: a proxy (twemproxy) answers so for a key
+        // whose backend is down, in order within a pipelined batch, and keeps the
+        // connection.
+        (_, "SERVER_ERROR") => {
+            return Ok(Status::ServerError(format!(
+                "memcached (or the proxy in front of it) answered {:?}",
+                short(&text)
+            )))
+        }
+        // Real memcached may follow these with a stray line (a data block read as a
+        // command): nobody can know how many lines are still coming.
+        (_, "ERROR" | "CLIENT_ERROR") => {
             return Err(Fatal(format!("memcached error {:?}", short(&text))))
         }
         _ => return Err(unexpected()),
@@ -179,13 +191,35 @@ mod tests {
             (b"SERVER_ERROR object too large for cache", Op::Get),
             (b"ERROR", Op::Touch),
             (b"CLIENT_ERROR bad data chunk", Op::Add),
-            (b"SERVER_ERROR temporary failure", Op::Get),
             (b"", Op::Get),
             (b"\xff\xfe", Op::Delete),
         ] {
             assert!(parse(line, op, "k").is_err(), "{line:?} to {op:?}");
         }
-        let oom = parse(b"SERVER_ERROR out of memory storing object", Op::Add, "k").unwrap_err();
-        assert!(oom.0.contains("dropped the item"), "{}", oom.0);
+    }
+
+    /// A proxy's `SERVER_ERROR` for a key whose backend is down is one line for one
+    /// request: that request fails, and the connection stays.
+    #[test]
+    fn a_server_error_fails_its_request_only() {
+        for op in [
+            Op::Get,
+            Op::Add,
+            Op::Cas(1),
+            Op::Touch,
+            Op::Delete,
+            Op::DeleteIf(1),
+        ] {
+            let Ok(Status::ServerError(why)) = parse(b"SERVER_ERROR Connection refused", op, "k")
+            else {
+                panic!("{op:?}")
+            };
+            assert!(why.contains("Connection refused"), "{why}");
+        }
+        let oom = parse(b"SERVER_ERROR out of memory storing object", Op::Add, "k");
+        let Ok(Status::ServerError(why)) = oom else {
+            panic!("{oom:?}")
+        };
+        assert!(why.contains("dropped the item"), "{why}");
     }
 }
