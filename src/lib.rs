@@ -90,7 +90,7 @@ pub use savepoint::Savepoint;
 pub use session::{Package, Session};
 pub use store::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,
-    Protocol, SessionStore, StoreError, Stored, Update, Version, WhenDown,
+    Protocol, ServerPing, SessionStore, StoreError, Stored, Update, Version, WhenDown,
 };
 pub use typed::TypedPackage;
 pub use unit_of_work::SessionStatus;

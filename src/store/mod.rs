@@ -18,7 +18,7 @@ mod session_store;
 pub(crate) use erased::ErasedStore;
 pub use error::StoreError;
 pub use memcache::{
-    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, Protocol,
+    Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, Protocol, ServerPing,
 };
 pub use memory::MemoryStore;
 pub use session_store::{SessionStore, Stored, Update, Version, WhenDown};

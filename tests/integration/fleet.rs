@@ -407,21 +407,51 @@ async fn a_users_item_on_a_stalled_server_fails_closed() {
     }
 }
 
-/// `ping` asks every server: one stalled fails it, naming that one; answering again, it
-/// passes.
+/// Readiness holds while any server answers: one stalled server costs only its own
+/// sessions, so `ping` stays `Ok` (every app instance would otherwise leave the load
+/// balancer at once: a full outage), and `ping_servers` names the stalled one. A server
+/// marked down is reported at once, not waited on; with every server silent, `ping` fails,
+/// naming each.
 #[actix_web::test]
-async fn ping_fails_while_any_server_is_stalled() {
+async fn readiness_holds_while_any_server_answers() {
     let trio = Trio::start(&[1, 1, 1]);
+    let io_timeout = Duration::from_millis(300);
     let store = trio
         .builder()
-        .io_timeout(Duration::from_millis(300))
+        .io_timeout(io_timeout)
+        .failure_limit(1)
+        .retry_interval(Duration::from_millis(500))
         .build()
         .unwrap();
     store.ping().await.unwrap();
     trio.servers[1].pause();
+    store.ping().await.expect("two of three answer");
+    let started = Instant::now();
+    let report = store.ping_servers().await;
+    assert!(
+        started.elapsed() < io_timeout / 2,
+        "the stalled server, marked down, is not waited on: {:?}",
+        started.elapsed()
+    );
+    for (at, server) in report.iter().enumerate() {
+        assert_eq!(server.server, trio.servers[at].addr().to_string());
+        assert_eq!(server.result.is_ok(), at != 1, "{at}: {:?}", server.result);
+    }
+    let down = report[1].result.as_ref().unwrap_err();
+    let why = std::error::Error::source(down).unwrap().to_string();
+    assert!(why.contains("marked down"), "{why}");
+    trio.servers[0].pause();
+    trio.servers[2].pause();
     let err = store.ping().await.unwrap_err();
     let why = std::error::Error::source(&err).unwrap().to_string();
-    assert!(why.contains(&trio.servers[1].addr().to_string()), "{why}");
-    trio.servers[1].resume();
+    for server in &trio.servers {
+        assert!(why.contains(&server.addr().to_string()), "{why}");
+    }
+    for server in &trio.servers {
+        server.resume();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
     store.ping().await.unwrap();
+    let report = store.ping_servers().await;
+    assert!(report.iter().all(|s| s.result.is_ok()), "{report:?}");
 }

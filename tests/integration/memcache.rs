@@ -371,3 +371,47 @@ async fn sixty_four_concurrent_writers_lose_no_update() {
     assert_eq!(ok + conflicts, 64 * 50);
     assert!(ok > 0);
 }
+
+/// Readiness through `from_r2d2` with memcached down returns within the pool's
+/// `connection_timeout` (it hung for over a minute: r2d2-memcache's inner pool waits 30 s
+/// per check), and a check made while one is still blocked fails at once rather than
+/// taking another blocking thread. Run on a thread of its own, not joined: the blocked
+/// call outlives the test, and a runtime's shutdown waits for its blocking calls.
+#[test]
+fn r2d2_readiness_is_bounded_while_memcached_is_down() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let mut server = crate::memcached::Memcached::start();
+            let manager = r2d2_memcache::MemcacheConnectionManager::new(server.url().as_str());
+            let pool = r2d2_memcache::r2d2::Pool::builder()
+                .max_size(1)
+                .connection_timeout(Duration::from_millis(500))
+                .build(manager)
+                .expect("r2d2 pool");
+            let store = MemcacheStore::from_r2d2(pool);
+            let up = store.ping().await;
+            server.stop();
+            let started = Instant::now();
+            let first = store.ping().await;
+            let first_took = started.elapsed();
+            let second = store.ping().await;
+            let _ = tx.send((up, first, first_took, second, started.elapsed()));
+            std::future::pending::<()>().await;
+        });
+    });
+    let (up, first, first_took, second, both_took) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("readiness answered within 20 s");
+    up.expect("ready while memcached runs");
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert!(first_took < Duration::from_secs(3), "{first_took:?}");
+    assert!(
+        matches!(second, Err(StoreError::Unavailable(_))),
+        "{second:?}"
+    );
+    assert!(both_took < Duration::from_secs(6), "{both_took:?}");
+}

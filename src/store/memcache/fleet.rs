@@ -9,6 +9,7 @@ use super::connection::Reply;
 use super::health::Health;
 use super::pool::Endpoint;
 use super::protocol::Request;
+use super::readiness::ServerPing;
 use super::ring::{Distribution, MemcacheServer};
 use crate::store::StoreError;
 
@@ -76,7 +77,16 @@ impl Fleet {
         key: &str,
         request: &Request<'_>,
     ) -> Result<Reply, StoreError> {
-        let member = self.member(key)?;
+        self.send(self.member(key)?, key, request).await
+    }
+
+    /// Sends `request`, about `key`, to `member`, unless it is marked down.
+    async fn send(
+        &self,
+        member: &Member,
+        key: &str,
+        request: &Request<'_>,
+    ) -> Result<Reply, StoreError> {
         if self.distribution.is_none() {
             return member.endpoint.execute(request).await;
         }
@@ -113,28 +123,24 @@ impl Fleet {
         result
     }
 
+    /// Asks every server a harmless read (of `key`) at once, with the store's timeouts,
+    /// and reports each, in the URL's order. A server marked down is not asked before its
+    /// retry interval is over: its report is at once that it is down. Marks servers down
+    /// and back as any request does.
+    pub(crate) async fn ping_each(&self, key: &str) -> Vec<ServerPing> {
+        let request = &Request::exists(key);
+        let asked = self.members.iter().map(|member| async move {
+            ServerPing {
+                server: member.server.to_string(),
+                result: self.send(member, key, request).await.map(drop),
+            }
+        });
+        futures_util::future::join_all(asked).await
+    }
+
     /// Whether a new session may be stored under `key`: its server is not marked down.
     /// (A key the distribution misplaces is accepted, so that its write reports why.) The
     /// key is only made for a fleet: a single server costs nothing here.
-    /// Asks every server a harmless read at once, with the store's timeouts; the first
-    /// that fails is the error, naming its server. Marks servers down and back as any
-    /// request does.
-    pub(crate) async fn ping(&self, key: &str) -> Result<(), StoreError> {
-        let request = &Request::exists(key);
-        let asked = self
-            .members
-            .iter()
-            .map(|member| async move { (member, Self::attempt(member, request).await) });
-        for (member, reply) in futures_util::future::join_all(asked).await {
-            if let Err(e) = reply {
-                let cause = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
-                let why = format!("memcached at {} did not answer: {cause}", member.server);
-                return Err(StoreError::Unavailable(why.into()));
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn accepts(&self, key: impl FnOnce() -> String) -> bool {
         self.distribution.is_none()
             || self

@@ -12,11 +12,13 @@ mod pool;
 mod protocol;
 #[cfg(feature = "r2d2")]
 mod r2d2;
+mod readiness;
 mod ring;
 mod store;
 mod text;
 
 pub use builder::MemcacheStoreBuilder;
 pub use protocol::Protocol;
+pub use readiness::ServerPing;
 pub use ring::{Distribution, Ketama, MemcacheServer};
 pub use store::MemcacheStore;

@@ -9,6 +9,7 @@
 //! an empty value reads as no session, so the tombstone is never mistaken for one.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use crate::store::{StoreError, Stored, Update, Version};
 pub(crate) struct R2d2Backend {
     pool: Pool<MemcacheConnectionManager>,
     metrics: Arc<ServerMetrics>,
+    /// A readiness check is blocked in the pool.
+    pinging: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for R2d2Backend {
@@ -32,6 +35,16 @@ impl fmt::Debug for R2d2Backend {
         f.debug_struct("R2d2Backend")
             .field("state", &self.pool.state())
             .finish()
+    }
+}
+
+/// Marks the readiness check over when dropped: when the blocking call returns, panics,
+/// or never runs.
+struct Done(Arc<AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -61,6 +74,7 @@ impl R2d2Backend {
         Self {
             pool,
             metrics: Arc::new(ServerMetrics::pool()),
+            pinging: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -90,6 +104,37 @@ impl R2d2Backend {
             (state.connections, state.idle_connections)
         });
         result
+    }
+
+    /// A read for readiness, bounded by the pool's `connection_timeout`: the blocking
+    /// client can hang far longer (r2d2-memcache's inner pool waits 30 s per check), and
+    /// its thread cannot be stopped, so while one check is still blocked the next fails at
+    /// once instead of taking another thread.
+    pub(crate) async fn ping(&self, key: String) -> Result<(), StoreError> {
+        if self.pinging.swap(true, Ordering::AcqRel) {
+            let why = "the previous readiness check through the r2d2 pool has not returned";
+            return Err(StoreError::Unavailable(why.into()));
+        }
+        let done = Done(Arc::clone(&self.pinging));
+        let pool = self.pool.clone();
+        let check = actix_web::web::block(move || {
+            let _done = done;
+            pool.get()
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))
+                .and_then(|client| {
+                    client
+                        .get::<Vec<u8>>(&key)
+                        .map(drop)
+                        .map_err(|e| store_error(e, 0))
+                })
+        });
+        match tokio::time::timeout(self.pool.connection_timeout(), check).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
+            Err(_) => Err(StoreError::Unavailable(
+                "no answer through the r2d2 pool within its connection_timeout".into(),
+            )),
+        }
     }
 
     pub(crate) async fn load(&self, key: String) -> Result<Option<Stored>, StoreError> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::fleet::Fleet;
 use super::protocol::{Request, Status};
+use super::readiness::ServerPing;
 use crate::clock::now_unix;
 use crate::id::SessionId;
 use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
@@ -85,10 +86,18 @@ impl MemcacheStore {
         }
     }
 
-    /// Whether the store can serve now: a harmless read (of `key_prefix + "ping"`) to every
-    /// server at once, within the store's timeouts. For a readiness route: a load balancer
-    /// then stops sending requests that would get 503. Through `from_r2d2`, one read through
-    /// the pool.
+    /// Whether the store can serve now, for a readiness route: a harmless read (of
+    /// `key_prefix + "ping"`) to every server at once, within the store's timeouts. `Ok`
+    /// while **at least one server answers**: with several servers, one down costs only
+    /// its own sessions (503 for them, or fresh ones with [`WhenDown::StartFresh`]), and
+    /// every instance of the app shares the same servers, so taking instances out of the
+    /// load balancer would turn that share into a full outage. A server already marked
+    /// down is not waited on. [`ping_servers`](Self::ping_servers) reports each server,
+    /// for dashboards and alerts.
+    ///
+    /// Through [`from_r2d2`](Self::from_r2d2), one read through the pool, bounded by the
+    /// pool's `connection_timeout` (the blocking client may hang longer: while one check
+    /// is still blocked, the next one fails at once instead of taking another thread).
     ///
     /// ```no_run
     /// use actix_memcache_session::MemcacheStore;
@@ -103,15 +112,57 @@ impl MemcacheStore {
     /// ```
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] naming the first server that did not answer (or
-    /// answered out of protocol).
+    /// [`StoreError::Unavailable`] when no server answered, naming each and why (or a
+    /// configuration refusal, when every server was refused).
     pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut failed = Vec::new();
+        for ping in self.ping_servers().await {
+            match ping.result {
+                Ok(()) => return Ok(()),
+                Err(e) => failed.push((ping.server, e)),
+            }
+        }
+        if failed.len() == 1 {
+            if let Some((_, StoreError::Unsupported(why))) = failed.first() {
+                return Err(StoreError::Unsupported(why.clone()));
+            }
+        }
+        let named: Vec<String> = failed
+            .iter()
+            .map(|(server, e)| {
+                let cause = std::error::Error::source(e).map_or(e.to_string(), |s| s.to_string());
+                format!("memcached at {server} did not answer: {cause}")
+            })
+            .collect();
+        Err(StoreError::Unavailable(named.join("; ").into()))
+    }
+
+    /// Each server's answer to the read [`ping`](Self::ping) sends, in the URL's order,
+    /// for a dashboard: which servers answer, and why the others do not. A server marked
+    /// down is reported so at once, without waiting on it.
+    ///
+    /// ```no_run
+    /// use actix_memcache_session::MemcacheStore;
+    ///
+    /// # async fn report(store: MemcacheStore) {
+    /// for server in store.ping_servers().await {
+    ///     match server.result {
+    ///         Ok(()) => println!("{}: up", server.server),
+    ///         Err(e) => println!("{}: {e}", server.server),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn ping_servers(&self) -> Vec<ServerPing> {
         let mut key = self.prefix.to_string();
         key.push_str("ping");
         match &self.backend {
-            Backend::Native(fleet) => fleet.ping(&key).await,
+            Backend::Native(fleet) => fleet.ping_each(&key).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.load(key).await.map(drop),
+            Backend::R2d2(pool) => vec![ServerPing {
+                server: "r2d2 pool".to_owned(),
+                result: pool.ping(key).await,
+            }],
         }
     }
 
