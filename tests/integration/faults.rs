@@ -483,3 +483,34 @@ fn text_absurd_lengths_and_garbage_end_the_connection() {
         run(read_through_fault(&store, &armed));
     }
 }
+
+/// A request's time limit covers its resend: a read whose connection drops just before its
+/// time is up is resent on a new connection, which gets what is left of `io_timeout`, not
+/// a second one (with memcached hung, such reads answered 503 after twice the timeout).
+#[test]
+fn a_resent_read_stays_within_one_io_timeout() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let hung = Arc::clone(&dropped);
+    let fake = FakeMemcached::start(move |c| match c.verb.as_str() {
+        "mg" if !hung.swap(true, Ordering::SeqCst) => {
+            std::thread::sleep(Duration::from_millis(250));
+            Answer::Hangup
+        }
+        "version" if hung.load(Ordering::SeqCst) => Answer::Silence,
+        _ => Answer::Normal,
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        assert!(store.create(&id, b"mine", TTL).await.unwrap());
+        let started = Instant::now();
+        let read = store.load(&id).await;
+        let took = started.elapsed();
+        assert!(dropped.load(Ordering::SeqCst), "the connection dropped");
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        assert!(
+            took < Duration::from_millis(450),
+            "one io_timeout (300 ms) for both attempts, not 250 ms and another 300: {took:?}"
+        );
+    });
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at, Instant};
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
 use super::protocol::{Op, Protocol, Request, Spoken};
@@ -126,8 +126,8 @@ impl Endpoint {
     /// Runs one request.
     ///
     /// A read, touch or delete that fails on a connection opened before it (memcached
-    /// restarted since) is sent once more on a new connection, so the first request after
-    /// a restart already succeeds. A write is never resent: it may have landed before the
+    /// restarted since) is sent once more on a new connection, within what is left of its
+    /// `io_timeout`, so the first request after a restart already succeeds. A write is never resent: it may have landed before the
     /// connection dropped, and a second compare-and-swap or add would then report a
     /// conflict for a write that was saved; its caller gets 503 instead. A timeout is not
     /// retried: the client gets its 503 within `io_timeout`.
@@ -139,12 +139,23 @@ impl Endpoint {
         let n = pool.next.get();
         pool.next.set(n.wrapping_add(1));
         let slot = &pool.slots[n % pool.slots.len()];
+        let started = Instant::now();
         let (conn, fresh) = self.connection(slot).await?;
         match self.exchange(&conn, request).await {
             Ok(reply) => Ok(reply),
             Err(e) if request.idempotent && !fresh && e.kind() != io::ErrorKind::TimedOut => {
-                let (conn, _) = self.connection(slot).await?;
-                self.exchange(&conn, request).await.map_err(store_error)
+                // One time limit for the request, resend included: the resend gets what is
+                // left of `io_timeout`, not a second one.
+                let resend = async {
+                    let (conn, _) = self.connection(slot).await?;
+                    self.exchange(&conn, request).await.map_err(store_error)
+                };
+                match timeout_at(started + self.limits.io_timeout, resend).await {
+                    Ok(result) => result,
+                    Err(_) => Err(store_error(timed_out(
+                        "waiting for memcached's reply (resent on a new connection)",
+                    ))),
+                }
             }
             Err(e) => Err(store_error(e)),
         }
