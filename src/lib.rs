@@ -74,6 +74,7 @@ mod record;
 mod savepoint;
 mod session;
 mod store;
+mod to_completion;
 mod transaction;
 mod typed;
 mod unit_of_work;

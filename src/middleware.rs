@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use crate::config::Backend;
 use crate::container::Sessions;
 use crate::metrics::Commit;
+use crate::to_completion::ToCompletion;
 use crate::unit_of_work::{CookieAction, UnitOfWork};
 
 /// Session middleware: wrap an `App` (or scope) with it and extract
@@ -128,8 +129,13 @@ where
                 abort(&uow, Commit::AbortedByStatus).await;
                 return Ok(res.map_into_left_body());
             }
-            // Boxed apart, like `abort`.
-            let cookie = match Box::pin(uow.finish()).await {
+            // Boxed apart, like `abort`, and run to its end even if the client goes away
+            // meanwhile: a change stored must run its hooks.
+            let finish = {
+                let uow = Rc::clone(&uow);
+                ToCompletion::new(async move { uow.finish().await })
+            };
+            let cookie = match finish.await {
                 Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
                 Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
                 Ok(CookieAction::Remove) => uow.config().cookie(None),
@@ -146,9 +152,11 @@ where
     }
 }
 
-/// Ends `uow` writing nothing. Boxed, like the commit: this middleware's own future, boxed
-/// for every request, stays small (glibc's malloc takes a slower path from 1 KiB), and the
+/// Ends `uow` writing nothing, and runs its abort hooks to their end even if the client
+/// goes away meanwhile. Boxed, like the commit: this middleware's own future, boxed for
+/// every request, stays small (glibc's malloc takes a slower path from 1 KiB), and the
 /// larger ones are allocated only by requests that loaded their session.
-async fn abort(uow: &UnitOfWork, why: Commit) {
-    Box::pin(uow.abort(why)).await;
+async fn abort(uow: &Rc<UnitOfWork>, why: Commit) {
+    let uow = Rc::clone(uow);
+    ToCompletion::new(async move { uow.abort(why).await }).await;
 }

@@ -2,7 +2,7 @@
 //! (package, key) entries the handler changed, and at the end either commits them with
 //! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use crate::lifetime::Timeouts;
 use crate::metrics::{Commit, Load, Touch};
 use crate::record::Record;
 use crate::store::{StoreError, Stored, Update, Version, WhenDown};
+use crate::to_completion;
 use crate::transaction::Transaction;
 use crate::user;
 
@@ -293,6 +294,8 @@ pub(crate) enum CookieAction {
 pub(crate) struct UnitOfWork {
     backend: Rc<Backend>,
     session: OnceCell<Rc<RefCell<Transaction>>>,
+    /// Committed or aborted: its data and hooks were taken.
+    ended: Cell<bool>,
 }
 
 impl UnitOfWork {
@@ -300,6 +303,7 @@ impl UnitOfWork {
         Self {
             backend,
             session: OnceCell::new(),
+            ended: Cell::new(false),
         }
     }
 
@@ -476,7 +480,9 @@ impl UnitOfWork {
     /// Takes the session's data and hooks out of a loaded session, so that no borrow is
     /// held across the store's awaits; `None` for the data when the handler aborted.
     fn take(&self) -> Option<(Option<SessionData>, Hooks)> {
-        Some(self.session.get()?.borrow_mut().finish())
+        let taken = self.session.get()?.try_borrow_mut().ok()?.finish();
+        self.ended.set(true);
+        Some(taken)
     }
 
     /// Ends the request writing nothing, for `why` (an abort outcome), and runs the abort
@@ -744,6 +750,21 @@ impl UnitOfWork {
                 return Err(SessionError::Ended);
             }
             version = self.rebase(&existing.id, s, &mut backoff).await?;
+        }
+    }
+}
+
+impl Drop for UnitOfWork {
+    /// Dropped with its session loaded but neither committed nor aborted: the request's
+    /// future was dropped (its client went away) before the response came back. Nothing
+    /// was written, so the abort hooks run, once, on this thread's `LocalSet`.
+    fn drop(&mut self) {
+        if self.ended.get() {
+            return;
+        }
+        if let Some((_, hooks)) = self.take() {
+            self.backend.config.metrics.commit(Commit::AbortedByHandler);
+            to_completion::finish_elsewhere(hooks.run(Outcome::Aborted));
         }
     }
 }

@@ -1,0 +1,147 @@
+//! A client that goes away: a real HTTP server over real memcached, and a client that resets
+//! its socket (TCP RST) mid-request. actix then drops the request's future; the unit of
+//! work must still end exactly once, its hooks run to their end.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_memcache_session::{Key, MemcacheSession, Session};
+use actix_web::{web, App, HttpServer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::memcached::{free_port, store};
+
+/// What the hooks did, and the two points a test holds them at.
+#[derive(Default)]
+struct Hold {
+    log: Mutex<Vec<&'static str>>,
+    /// Told when the request reached its hold point.
+    reached: Notify,
+    /// Lets it go on.
+    go: Notify,
+}
+
+impl Hold {
+    fn push(&self, entry: &'static str) {
+        self.log.lock().unwrap().push(entry);
+    }
+
+    fn log(&self) -> Vec<&'static str> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `entry` is logged, at most `within`.
+    async fn until(&self, entry: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(&entry) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+/// Stores a change; its after-commit hook ("send the mail") holds after the change is
+/// stored.
+async fn commit_then_hold(s: Session, hold: web::Data<Hold>) -> actix_web::Result<&'static str> {
+    s.package("p").insert("k", 1)?;
+    let hold = hold.into_inner();
+    s.after_commit(move || async move {
+        hold.push("stored");
+        hold.reached.notify_one();
+        hold.go.notified().await;
+        hold.push("mail sent");
+        Ok::<_, std::convert::Infallible>(())
+    });
+    Ok("ok")
+}
+
+/// Changes the session, then holds in the handler, before anything is stored.
+async fn hold_in_handler(s: Session, hold: web::Data<Hold>) -> actix_web::Result<&'static str> {
+    s.package("p").insert("k", 1)?;
+    let after = hold.clone().into_inner();
+    s.after_abort(move || async move {
+        after.push("aborted");
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let committed = hold.clone().into_inner();
+    s.after_commit(move || async move {
+        committed.push("committed");
+        Ok::<_, std::convert::Infallible>(())
+    });
+    hold.reached.notify_one();
+    hold.go.notified().await;
+    Ok("ok")
+}
+
+/// A server on a free port over this thread's memcached, with the two routes.
+fn serve(hold: &Arc<Hold>) -> u16 {
+    let port = free_port();
+    let (key, store, hold) = (Key::generate(), store(), web::Data::from(Arc::clone(hold)));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(hold.clone())
+            .wrap(MemcacheSession::new(store.clone(), key.clone()))
+            .route("/commit-then-hold", web::get().to(commit_then_hold))
+            .route("/hold-in-handler", web::get().to(hold_in_handler))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", port))
+    .expect("a free port")
+    .run();
+    actix_web::rt::spawn(server);
+    port
+}
+
+/// Sends `GET path`, waits until the request reached its hold point, then resets the
+/// connection (RST, not a clean close) and lets the request go on.
+async fn reset_at_the_hold(port: u16, path: &str, hold: &Hold) {
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), hold.reached.notified())
+        .await
+        .expect("the request reached its hold point");
+    client.set_zero_linger().unwrap();
+    drop(client);
+    // Time for the server to see the reset and drop the request's future.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hold.go.notify_one();
+}
+
+/// The change is stored and the client resets before the after-commit hook finished: the
+/// hook still runs to its end, once.
+#[actix_web::test]
+async fn a_client_reset_after_the_commit_does_not_cut_its_hooks_short() {
+    let hold = Arc::new(Hold::default());
+    let port = serve(&hold);
+    reset_at_the_hold(port, "/commit-then-hold", &hold).await;
+    assert!(
+        hold.until("mail sent", Duration::from_secs(3)).await,
+        "the hook ran to its end: {:?}",
+        hold.log()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hold.log(), ["stored", "mail sent"], "once");
+}
+
+/// The client resets while the handler still runs: nothing is stored, and the abort hooks
+/// run, once (they never ran: neither branch was taken).
+#[actix_web::test]
+async fn a_client_reset_during_the_handler_runs_the_abort_hooks() {
+    let hold = Arc::new(Hold::default());
+    let port = serve(&hold);
+    reset_at_the_hold(port, "/hold-in-handler", &hold).await;
+    assert!(
+        hold.until("aborted", Duration::from_secs(3)).await,
+        "the abort hooks ran: {:?}",
+        hold.log()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hold.log(), ["aborted"], "once, and nothing committed");
+}
