@@ -109,13 +109,15 @@ pub struct Ketama {
 }
 
 impl Ketama {
-    /// The ring over `servers`, in their order. Servers of weight 0 get no points; with no
-    /// weight at all, the ring is empty and every key goes to server 0.
+    /// The ring over `servers`, in their order. A weight of 0 counts as 1, as libmemcached
+    /// counts it (the builder refuses it), so that every client places keys alike; with no
+    /// server at all, the ring is empty and every key goes to position 0.
     pub fn new(servers: &[MemcacheServer]) -> Self {
-        let total: u64 = servers.iter().map(|s| u64::from(s.weight)).sum();
+        let weight = |s: &MemcacheServer| s.weight.max(1);
+        let total: u64 = servers.iter().map(|s| u64::from(weight(s))).sum();
         let mut points = Vec::new();
         for (position, server) in (0u32..).zip(servers) {
-            let per_server = points_for(server.weight, total, servers.len());
+            let per_server = points_for(weight(server), total, servers.len());
             let name = server.to_string();
             for n in 0..per_server / 4 {
                 let words = md5_words(format!("{name}-{n}").as_bytes());

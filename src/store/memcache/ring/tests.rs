@@ -239,9 +239,19 @@ fn weights_share_sessions_in_proportion() {
     }
 }
 
+/// libmemcached counts a weight of 0 as 1: such a server still gets its share, so keys
+/// land where other clients put them (it got no points, and its keys went elsewhere).
 #[test]
-fn a_ring_without_weight_sends_everything_to_the_first_server() {
-    let ring = Ketama::new(&servers(&[0, 0]));
+fn a_weight_of_0_counts_as_1_as_in_libmemcached() {
+    let zero = Ketama::new(&servers(&[0, 1, 0]));
+    let one = Ketama::new(&servers(&[1, 1, 1]));
+    assert_eq!(zero.points(), one.points());
+    assert_eq!(owners(&zero), owners(&one));
+}
+
+#[test]
+fn a_ring_without_servers_sends_everything_to_position_0() {
+    let ring = Ketama::new(&[]);
     assert_eq!(ring.points(), 0);
     assert_eq!(ring.server_for(b"any"), 0);
 }
