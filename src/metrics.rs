@@ -128,6 +128,8 @@ labels! {
         Gone => "gone",
         /// Not due: nothing sent.
         Skipped => "skipped",
+        /// The store failed: the response stands, the cookie is kept as it was.
+        Failed => "failed",
     }
 }
 

@@ -585,13 +585,23 @@ impl UnitOfWork {
                     self.update(&existing, s).await?;
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
-                } else if store.touch(&existing.id, self.ttl(&s.data)).await? {
-                    metrics.touch(Touch::Done);
                 } else {
-                    // Gone since this request loaded it: another request renewed or purged
-                    // it, and the cookie the client has now is that request's to set.
-                    metrics.touch(Touch::Gone);
-                    return Ok((CookieAction::Keep, Commit::Unchanged));
+                    match store.touch(&existing.id, self.ttl(&s.data)).await {
+                        Ok(true) => metrics.touch(Touch::Done),
+                        // Gone since this request loaded it: another request renewed or
+                        // purged it, and the cookie the client has now is that request's.
+                        Ok(false) => {
+                            metrics.touch(Touch::Gone);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                        // Nothing was to be written: the read-only answer stands, and the
+                        // refresh waits for the next request.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session refresh failed; cookie kept");
+                            metrics.touch(Touch::Failed);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                    }
                 }
                 if reissue {
                     issue(existing.id, &s.data)

@@ -32,6 +32,7 @@ macro_rules! http_suite {
             renew_racing_a_committed_write_keeps_it,
             renew_racing_a_purge_is_409_and_revives_nothing,
             read_after_a_concurrent_renew_keeps_the_new_cookie,
+            a_failed_refresh_keeps_the_read_only_answer,
             failed_commits_pass_through_outer_middleware,
             default_cookie_attributes,
             builder_cookie_attributes,
@@ -321,6 +322,23 @@ pub async fn read_after_a_concurrent_renew_keeps_the_new_cookie<S: SessionStore 
     assert_eq!((poll.status, poll.body.as_str()), (200, "1"));
     assert!(poll.cookie.is_none(), "no cookie change: {:?}", poll.cookie);
     assert_eq!(value(&app, &login.cookie()).await, "1");
+}
+
+/// A read-only request whose cookie is due for refresh: if the refresh's touch fails, the
+/// answer stands (200, nothing was to be written) and the cookie is kept as it was; the
+/// next request refreshes it.
+pub async fn a_failed_refresh_keeps_the_read_only_answer<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    let cookie = started(&app).await;
+    app.store.fail_touches(true);
+    let read = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!((read.status, read.body.as_str()), (200, "1"), "{read:?}");
+    assert!(read.cookie.is_none(), "not re-issued: {:?}", read.cookie);
+    assert_eq!(app.store.calls().touches, 1, "it was tried");
+    app.store.fail_touches(false);
+    let read = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert!(read.cookie.is_some(), "refreshed by the next request");
 }
 
 /// A commit that fails answers with its error as a response, so middleware wrapped

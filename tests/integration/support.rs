@@ -37,6 +37,8 @@ pub struct CountingStore<S> {
     calls: Rc<Cell<Calls>>,
     created: Rc<RefCell<Vec<SessionId>>>,
     ttl_floor: Duration,
+    /// Touches fail as if the store were down.
+    failing_touches: Rc<Cell<bool>>,
 }
 
 impl<S: SessionStore> CountingStore<S> {
@@ -46,7 +48,13 @@ impl<S: SessionStore> CountingStore<S> {
             calls: Rc::default(),
             created: Rc::default(),
             ttl_floor: Duration::ZERO,
+            failing_touches: Rc::default(),
         }
+    }
+
+    /// From now on touches fail (`true`) as if the store were down, or work again.
+    pub fn fail_touches(&self, fail: bool) {
+        self.failing_touches.set(fail);
     }
 
     pub fn with_ttl_floor(mut self, floor: Duration) -> Self {
@@ -107,6 +115,9 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
 
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
         self.count(|c| c.touches += 1);
+        if self.failing_touches.get() {
+            return Err(StoreError::Unavailable("touches fail in this test".into()));
+        }
         self.inner.touch(id, ttl.max(self.ttl_floor)).await
     }
 
