@@ -64,6 +64,7 @@ mod config;
 mod container;
 mod cookie;
 mod error;
+mod finite;
 mod flash;
 mod hooks;
 mod id;

@@ -217,14 +217,17 @@ impl Package {
     /// Stores `value` under `key`.
     ///
     /// # Errors
-    /// An invalid name or key, or a value that cannot be JSON or nests arrays and objects
-    /// more than 100 levels deep (it could not be read back).
+    /// An invalid name or key, or a value that cannot be JSON (a float NaN or infinity
+    /// among them: JSON would store it as `null`) or nests arrays and objects more than 100
+    /// levels deep (it could not be read back).
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         self.check(key)?;
-        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+        let serialize = |source| SessionError::Serialize {
             key: key.to_owned(),
             source,
-        })?;
+        };
+        crate::finite::check(&value).map_err(|e| serialize(serde::ser::Error::custom(e)))?;
+        let value = serde_json::to_value(value).map_err(serialize)?;
         let value = readable(key, value)?;
         self.tx.borrow_mut().data.put(&self.name, key, Some(value));
         Ok(())

@@ -150,6 +150,7 @@ fn to_object<T: Serialize>(
         package: package.name.to_owned(),
         source,
     };
+    crate::finite::check(value).map_err(|e| error(serde::ser::Error::custom(e)))?;
     match serde_json::to_value(value).map_err(error)? {
         Value::Object(fields) => Ok(fields),
         other => {

@@ -101,6 +101,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/set-panic/{p}/{k}/{v}", web::get().to(set_panic))
             .route("/set-err-303/{p}/{k}/{v}", web::get().to(set_err_303))
             .route("/deep/{p}/{k}/{levels}", web::get().to(deep))
+            .route("/nan/{p}/{k}", web::get().to(nan))
             .route("/gated/set/{p}/{k}/{v}", web::get().to(gated_set))
             .route("/gated/get/{p}/{k}", web::get().to(gated_get))
             .route("/gated/renew", web::get().to(gated_renew))
@@ -293,6 +294,13 @@ async fn deep(s: Session, path: web::Path<(String, String, usize)>) -> actix_web
     let (p, k, levels) = path.into_inner();
     let value = (0..levels).fold(Value::from(0), |inner, _| Value::Array(vec![inner]));
     s.package(p).insert(&k, value)?;
+    Ok("ok".to_owned())
+}
+
+/// Stores a float NaN under `p/k`, in a list.
+async fn nan(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (p, k) = path.into_inner();
+    s.package(p).insert(&k, vec![1.0, f64::NAN])?;
     Ok("ok".to_owned())
 }
 

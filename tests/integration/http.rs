@@ -53,6 +53,7 @@ macro_rules! http_suite {
             oversized_session_is_refused_and_nothing_written,
             invalid_names_get_400,
             values_too_deep_to_read_back_are_refused,
+            a_nan_is_refused_at_insert_and_nothing_is_lost,
             undecodable_stored_session_gets_fresh_session,
             packages_are_isolated,
             package_operations,
@@ -627,6 +628,23 @@ pub async fn invalid_names_get_400<S: SessionStore + Clone>(store: S) {
 
 /// A value nested deeper than can be read back is refused at `insert`; the stored session
 /// stays as it was (stored, it would have become unreadable: the whole session lost).
+/// JSON has no NaN: stored, it became `null` and every later read of the session answered
+/// 500. It is refused at `insert` (500, saying the value cannot be stored as JSON), and the
+/// session keeps what it had.
+pub async fn a_nan_is_refused_at_insert_and_nothing_is_lost<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/nan/p/n", Some(&cookie)).await;
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert!(
+        reply.body.contains("cannot be stored as JSON"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(app.store.calls().updates, 0, "nothing written");
+    assert_eq!(value(&app, &cookie).await, "1");
+    assert_eq!(app.get("/get/p/n", Some(&cookie)).await.body, "none");
+}
+
 pub async fn values_too_deep_to_read_back_are_refused<S: SessionStore + Clone>(store: S) {
     let (app, cookie) = with_session(store).await;
     assert_eq!(app.get("/deep/p/d/100", Some(&cookie)).await.status, 200);
