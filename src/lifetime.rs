@@ -101,4 +101,16 @@ impl Session {
         package.insert(IDLE, idle.as_secs().max(1))?;
         package.insert(ABSOLUTE, absolute.as_secs().max(1))
     }
+
+    /// Drops this session's own timeouts: it lives by the middleware's again, and its
+    /// cookie, re-issued, is a browser-session cookie again ("keep me signed in" turned
+    /// off). Written only if the request commits, like any change.
+    ///
+    /// # Errors
+    /// Never in practice: the package name is valid.
+    pub fn clear_timeouts(&self) -> Result<(), SessionError> {
+        let package = self.package(PACKAGE);
+        package.remove(IDLE)?;
+        package.remove(ABSOLUTE).map(drop)
+    }
 }

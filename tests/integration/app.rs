@@ -116,6 +116,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/id", web::get().to(id))
             .route("/remember/{idle}/{absolute}", web::get().to(remember))
             .route("/timeouts/{idle}/{absolute}", web::get().to(timeouts))
+            .route("/clear-timeouts", web::get().to(clear_timeouts))
             .route("/set-and-id/{p}/{k}/{v}", web::get().to(set_and_id))
             .route("/container/purge-own", web::get().to(purge_own))
             .route("/login/{user}", web::get().to(login))
@@ -624,6 +625,11 @@ async fn remember(s: Session, path: web::Path<(u64, u64)>) -> actix_web::Result<
     s.renew();
     s.package("p").insert("k", 1)?;
     timeouts(s, path).await
+}
+
+async fn clear_timeouts(s: Session) -> actix_web::Result<String> {
+    s.clear_timeouts()?;
+    Ok(format!("{:?}", s.status()))
 }
 
 async fn timeouts(s: Session, path: web::Path<(u64, u64)>) -> actix_web::Result<String> {

@@ -75,6 +75,7 @@ macro_rules! http_suite {
             remember_me_outlives_the_default_idle_timeout,
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
+            own_timeouts_can_be_cleared,
             sign_out_everywhere_ends_every_session_of_the_user_and_no_other,
             a_login_under_an_endless_absolute_timeout_stays_signed_in,
             sign_out_everywhere_from_the_container,
@@ -1106,6 +1107,25 @@ pub async fn own_timeouts_set_without_a_login_reissue_the_cookie<S: SessionStore
         "1",
         "the old cookie still works"
     );
+}
+
+/// "Keep me signed in" turned off: the session lives by the middleware's timeouts again,
+/// and its cookie, re-issued, is a browser-session cookie again.
+pub async fn own_timeouts_can_be_cleared<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let kept = app.get("/timeouts/600/3600", Some(&cookie)).await.cookie();
+    assert!(kept.max_age().is_some(), "persistent: {kept}");
+    let reply = app.get("/clear-timeouts", Some(&kept)).await;
+    assert_eq!(reply.body, "Changed", "{reply:?}");
+    let cleared = reply.cookie();
+    assert_ne!(cleared.value().len(), FORMAT_2_CHARS, "{cleared}");
+    assert!(
+        cleared.max_age().is_none(),
+        "a session cookie again: {cleared}"
+    );
+    assert_eq!(value(&app, &cleared).await, "1");
+    let again = app.get("/clear-timeouts", Some(&cleared)).await;
+    assert_eq!(again.body, "Unchanged", "nothing left to clear");
 }
 
 // 9. Sessions outside a request: sign out everywhere.
