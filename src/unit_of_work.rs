@@ -545,14 +545,17 @@ impl UnitOfWork {
         // The user's item, worked out once (a SHA-256 for a bound session): nothing below
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);
-        // Bound (or kept through a sign-out of the others) by this request.
-        if let Some(item) = user_item
-            .as_ref()
-            .filter(|_| user::lacks_generation(&s.data))
-        {
+        if let Some(item) = &user_item {
             let ttl = self.backend.config.generation_ttl();
-            let generation = user::start(store, item, ttl).await?;
-            s.put(user::PACKAGE, user::GENERATION, Some(generation));
+            if user::lacks_generation(&s.data) {
+                // Bound (or kept through a sign-out of the others) by this request.
+                let generation = user::start(store, item, ttl).await?;
+                s.put(user::PACKAGE, user::GENERATION, Some(generation));
+            } else if s.renewed {
+                // A renewed session starts its life afresh: the item must outlive it, as
+                // at login. Gone meanwhile, the session is signed out at its next read.
+                store.touch(item, ttl).await?;
+            }
         }
         s.changes
             .retain(|(p, k), change| s.data.get(p, k) != change.original.as_ref());
