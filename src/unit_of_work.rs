@@ -384,13 +384,17 @@ impl UnitOfWork {
             idle: None,
             user: None,
         };
-        let Some(data) = self.read(by_id, WhenDown::FailClosed).await? else {
+        let Some(mut data) = self.read(by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
         };
-        if data.existing.is_none() {
+        let Some(existing) = data.existing.as_mut() else {
             // Signed out everywhere: as good as gone.
             return Ok(None);
-        }
+        };
+        // No cookie to re-issue here: as if it carried what the session says, so that an
+        // unchanged session is not touched (which would extend its life).
+        existing.cookie_idle = self.timeouts(&data.data).cookie_idle().map(|d| d.as_secs());
+        existing.cookie_user = self.user_item(&data.data);
         let tx = Rc::new(RefCell::new(Transaction::new(data)));
         Ok(Some(Rc::clone(
             self.session.get_or_init(|| async { tx }).await,

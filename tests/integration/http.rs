@@ -70,6 +70,7 @@ macro_rules! http_suite {
             flash_sent_while_another_request_shows_older_ones_both_land,
             session_id_is_none_until_stored,
             container_reads_changes_and_purges_by_id,
+            container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing,
             container_change_racing_a_request_change_to_another_key_both_land,
             container_change_to_the_same_key_as_a_request_conflicts,
             remember_me_outlives_the_default_idle_timeout,
@@ -939,6 +940,27 @@ pub async fn session_id_is_none_until_stored<S: SessionStore + Clone>(store: S) 
     assert_eq!(app.get("/id", None).await.body, "none");
     let renewed = app.get("/renew", Some(&cookie)).await.cookie();
     assert_ne!(app.get("/id", Some(&renewed)).await.body, id.as_str());
+}
+
+/// Opening a "keep me signed in" or bound session by id and committing it unchanged writes
+/// nothing: the container has no cookie to re-issue, so it must not touch the session (and
+/// extend its life) as a request with an old cookie would.
+pub async fn container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let kept = app.get("/remember/600/3600", None).await;
+    assert_eq!(kept.status, 200, "{kept:?}");
+    let kept = app.store.last_created();
+    let (_, bound) = log_in(&app, "ada").await;
+    for id in [kept, bound] {
+        let open = app.sessions.open(&id).await.unwrap().expect("live");
+        app.store.reset();
+        open.commit().await.unwrap();
+        assert_eq!(app.store.calls().writes(), 0, "{:?}", app.store.calls());
+    }
 }
 
 pub async fn container_reads_changes_and_purges_by_id<S: SessionStore + Clone>(store: S) {
