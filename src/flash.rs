@@ -18,6 +18,9 @@ use crate::session::Session;
 const PACKAGE: &str = "actix-memcache-session.flash";
 /// Hex digits of the send time (microseconds) at the start of a message's key.
 const TIME_DIGITS: usize = 16;
+/// Unread messages a session keeps: sending one more drops the oldest, so a loop that
+/// sends without a page that shows them cannot grow the session without bound.
+pub(crate) const MAX_UNREAD: usize = 32;
 
 /// How important a [`FlashMessage`] is, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,7 +106,8 @@ impl FlashMessage {
 impl Session {
     /// Keeps `message` for a later request to show with
     /// [`incoming_flashes`](Self::incoming_flashes); like any change, it is stored only if
-    /// this request commits.
+    /// this request commits. A session keeps at most 32 unread messages: sending one more
+    /// drops the oldest.
     ///
     /// ```
     /// use actix_memcache_session::{FlashMessage, Session};
@@ -132,7 +136,14 @@ impl Session {
         let package = self.package(PACKAGE);
         // Keys sort in send order: after every message already there, even one sent in
         // the same microsecond or before the clock stepped back.
-        let last = package.keys()?.iter().filter_map(|key| sent_at(key)).max();
+        let mut keys = package.keys()?;
+        keys.sort_unstable();
+        let last = keys.iter().filter_map(|key| sent_at(key)).max();
+        // The oldest go, blindly: a request showing them concurrently removes them too.
+        let over = (keys.len() + 1).saturating_sub(MAX_UNREAD);
+        for oldest in &keys[..over] {
+            self.tx.borrow_mut().data.put_blind(PACKAGE, oldest, None);
+        }
         let at = now_micros().max(last.map_or(0, |last| last.saturating_add(1)));
         let mut suffix = [0u8; 4];
         getrandom::getrandom(&mut suffix).map_err(|e| SessionError::Entropy(e.into()))?;
@@ -219,6 +230,28 @@ mod tests {
             [FlashMessage::error("kept")]
         );
         assert!(session.package(PACKAGE).keys().unwrap().is_empty());
+    }
+
+    /// Sending past the cap drops the oldest unread messages, keeping the newest in order.
+    #[test]
+    fn unread_messages_are_capped_oldest_dropped() {
+        let session = Session::new(Rc::new(RefCell::new(
+            Transaction::new(SessionData::fresh()),
+        )));
+        for n in 0..MAX_UNREAD + 8 {
+            session
+                .send_flash(FlashMessage::info(n.to_string()))
+                .unwrap();
+        }
+        let package = session.package(PACKAGE);
+        let contents: Vec<String> = package
+            .keys()
+            .unwrap()
+            .iter()
+            .map(|key| package.get::<FlashMessage>(key).unwrap().unwrap().content)
+            .collect();
+        let newest: Vec<String> = (8..MAX_UNREAD + 8).map(|n| n.to_string()).collect();
+        assert_eq!(contents, newest);
     }
 
     #[test]
