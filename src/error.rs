@@ -20,6 +20,7 @@ use crate::store::StoreError;
 /// | [`Conflict`](Self::Conflict), [`Ended`](Self::Ended) | 409 |
 /// | [`TooLarge`](Self::TooLarge), store's [`StoreError::TooLarge`] | 413 |
 /// | other [`Store`](Self::Store) errors | 503, with `Retry-After` |
+/// | [`SignedOut`](Self::SignedOut) | the status of the failure it wraps |
 /// | the rest | 500 |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +80,11 @@ pub enum SessionError {
     /// The store failed; says how, in the store's words.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request signed its user out of every session (or of every other one), and that
+    /// happened, but the rest of its change failed: every session of the user, this one
+    /// included, is signed out; nothing else was saved. Answers as the failure it wraps.
+    #[error("the user was signed out of every session, but the rest of the change failed")]
+    SignedOut(#[source] Box<SessionError>),
     /// No randomness for a new session id.
     #[error("cannot generate a session id")]
     Entropy(#[source] std::io::Error),
@@ -101,6 +107,7 @@ const RETRY_AFTER_SECS: &str = "1";
 impl ResponseError for SessionError {
     fn status_code(&self) -> StatusCode {
         match self {
+            Self::SignedOut(failure) => failure.status_code(),
             Self::InvalidName { .. } | Self::InvalidSessionId => StatusCode::BAD_REQUEST,
             Self::Conflict | Self::Ended => StatusCode::CONFLICT,
             Self::TooLarge { .. } | Self::Store(StoreError::TooLarge { .. }) => {
@@ -136,6 +143,12 @@ impl SessionError {
     /// What the client is told: nothing it sent and nothing the store said.
     fn public_message(&self) -> String {
         let fixed = match self {
+            Self::SignedOut(failure) => {
+                return format!(
+                    "signed out of every session, but the rest was not saved: {}",
+                    failure.public_message()
+                )
+            }
             Self::InvalidName { what, reason, .. } => {
                 return format!("invalid session {what}: {reason}")
             }
@@ -207,6 +220,9 @@ mod tests {
             SessionError::Store(StoreError::Protocol(secret.into())),
             SessionError::Store(StoreError::Unsupported(secret.into())),
             SessionError::Store(StoreError::Unavailable(secret.into())),
+            SessionError::SignedOut(Box::new(SessionError::Store(StoreError::Protocol(
+                secret.into(),
+            )))),
         ] {
             assert!(e.to_string().contains(secret) || causes(&e).contains(secret));
             let body = body(&e);

@@ -529,23 +529,34 @@ impl UnitOfWork {
     /// It borrows the data rather than taking it, so that its future does not hold a
     /// second copy.
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
-        let store = &*self.backend.store;
-        let metrics = &self.backend.config.metrics;
-        let mut wrote = s.signing_out.is_some() || s.retired.is_some() || s.signed_out.is_some();
         // The user's generation first: a commit that fails after it leaves this session
         // signed out with the others, never the others signed in.
-        if let Some(out) = s.signing_out.take() {
-            let item = user::item(self.backend.config.codec.name(), &out.user);
-            let ttl = self.backend.config.generation_ttl();
-            let keep = out.keep_this;
-            match user::end(store, &item, out.held.as_deref(), keep, ttl).await? {
-                user::Ending::Rotated(next) => s.put(user::PACKAGE, user::GENERATION, Some(next)),
-                user::Ending::Ended => {}
-                // Signed out since it was read: it ends, and ends nobody else.
-                user::Ending::Revoked if keep => s.purge(),
-                user::Ending::Revoked => {}
-            }
+        let Some(out) = s.signing_out.take() else {
+            return self.write(s).await;
+        };
+        let store = &*self.backend.store;
+        let item = user::item(self.backend.config.codec.name(), &out.user);
+        let ttl = self.backend.config.generation_ttl();
+        let keep = out.keep_this;
+        match user::end(store, &item, out.held.as_deref(), keep, ttl).await? {
+            user::Ending::Rotated(next) => s.put(user::PACKAGE, user::GENERATION, Some(next)),
+            user::Ending::Ended => {}
+            // Signed out since it was read: it ends, and ends nobody else.
+            user::Ending::Revoked if keep => s.purge(),
+            user::Ending::Revoked => return self.write(s).await,
         }
+        // The sign-out happened: a failure from here on must say so, not "nothing saved".
+        let written = self.write(s).await;
+        written
+            .map(|(action, _)| (action, Commit::Written))
+            .map_err(|e| SessionError::SignedOut(Box::new(e)))
+    }
+
+    /// The rest of the commit, once a sign-out of the user's sessions is settled.
+    async fn write(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
+        let store = &*self.backend.store;
+        let metrics = &self.backend.config.metrics;
+        let mut wrote = s.retired.is_some() || s.signed_out.is_some();
         // The user's item, worked out once (a SHA-256 for a bound session): nothing below
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);

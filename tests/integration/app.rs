@@ -129,6 +129,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/sign-out-others", web::get().to(sign_out_others))
             .route(
+                "/sign-out-everywhere-then-big/{n}",
+                web::get().to(sign_out_everywhere_then_big),
+            )
+            .route(
                 "/gated/sign-out-others",
                 web::get().to(gated_sign_out_others),
             )
@@ -601,6 +605,16 @@ async fn sign_out_everywhere(s: Session) -> String {
 async fn sign_out_everywhere_then_500(s: Session) -> HttpResponse {
     s.sign_out_everywhere();
     HttpResponse::InternalServerError().finish()
+}
+
+/// Signs out everywhere, then stores `n` bytes in the (purged, so new) session.
+async fn sign_out_everywhere_then_big(
+    s: Session,
+    n: web::Path<usize>,
+) -> actix_web::Result<String> {
+    s.sign_out_everywhere();
+    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
+    Ok(format!("{:?}", s.status()))
 }
 
 async fn sign_out_others(s: Session) -> String {

@@ -83,6 +83,7 @@ macro_rules! http_suite {
             an_evicted_generation_item_signs_the_user_out,
             sign_out_of_other_sessions_keeps_this_one,
             sign_out_in_a_failed_request_signs_nobody_out,
+            a_sign_out_whose_commit_then_fails_says_what_happened,
             renewing_a_bound_session_keeps_its_users_item_alive,
             a_revoked_session_signing_out_the_others_stays_signed_out,
             two_devices_signing_out_the_others_at_once_leave_one_signed_in,
@@ -1379,6 +1380,35 @@ pub async fn renewing_a_bound_session_keeps_its_users_item_alive<S: SessionStore
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(app.store.calls().touches, 1, "the item's TTL reset");
     assert_eq!(whoami(&app, &reply.cookie()).await, "ada");
+}
+
+/// A sign-out everywhere that happened, then a commit that failed after it (413 here): the
+/// response keeps the failure's status but says the user was signed out, since every
+/// session was, rather than "nothing was saved".
+pub async fn a_sign_out_whose_commit_then_fails_says_what_happened<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(400)).await;
+    let (ada, bob) = three_and_one(&app).await;
+    let reply = app
+        .get("/sign-out-everywhere-then-big/1000", Some(&ada[0].0))
+        .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with("signed out of every session, but the rest was not saved"),
+        "{}",
+        reply.body
+    );
+    for (cookie, _) in &ada {
+        assert_eq!(
+            whoami(&app, cookie).await,
+            "none",
+            "signed out, as the body says"
+        );
+    }
+    assert_eq!(whoami(&app, &bob).await, "bob");
 }
 
 pub async fn sign_out_in_a_failed_request_signs_nobody_out<S: SessionStore + Clone>(store: S) {
