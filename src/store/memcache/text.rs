@@ -65,6 +65,14 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
         (Op::Add | Op::Cas(_), "SERVER_ERROR") if text.contains("too large") => {
             return Ok(Status::TooLarge)
         }
+        // Only a set is refused for its size: to anything else it answers another request,
+        // and the connection is out of step.
+        (_, "SERVER_ERROR") if text.contains("too large") => return Err(unexpected()),
+        (Op::Get | Op::Exists | Op::Touch | Op::Delete, "SERVER_ERROR")
+            if text.contains("storing") =>
+        {
+            return Err(unexpected())
+        }
         (_, "SERVER_ERROR") if text.contains("out of memory") => {
             return Ok(Status::ServerError(format!(
                 "memcached is out of memory ({:?}); it has dropped the item stored under that \
@@ -189,6 +197,9 @@ mod tests {
             (b"NOT_STORED", Op::Cas(1)),
             (b"STORED extra", Op::Add),
             (b"SERVER_ERROR object too large for cache", Op::Get),
+            (b"SERVER_ERROR object too large for cache", Op::Delete),
+            (b"SERVER_ERROR out of memory storing object", Op::Get),
+            (b"SERVER_ERROR out of memory storing object", Op::Touch),
             (b"ERROR", Op::Touch),
             (b"CLIENT_ERROR bad data chunk", Op::Add),
             (b"", Op::Get),
