@@ -53,6 +53,8 @@ const V3_CHARS: usize = ((SIGNED_V3 + MAC_BYTES) * 4).div_ceil(3);
 /// Marks the pad's MAC input, which is also shorter than any signed cookie: a pad is never
 /// a valid signature.
 const PAD_DOMAIN: u8 = 0xFF;
+/// Domain separation for a user's generation item id (see [`CookieCodec::user_items`]).
+const ITEM_DOMAIN: u8 = 0xFE;
 
 /// A secret key that signs session cookies.
 ///
@@ -194,6 +196,21 @@ impl CookieCodec {
         mac.update(&[0]);
         mac.update(signed);
         mac
+    }
+
+    /// The ids of `user`'s generation item under each key, the current one first: the
+    /// first 16 bytes of HMAC-SHA256(key, cookie name ‖ 0 ‖ 0xFE ‖ user id). The key goes
+    /// in, so two apps sharing a memcached (even with every default) never share a user's
+    /// item; a session remembers the item it was bound with, so rotating the key keeps
+    /// every binding, and signing a user out ends the items of every key.
+    pub(crate) fn user_items<'a>(&'a self, user: &'a str) -> impl Iterator<Item = SessionId> + 'a {
+        std::iter::once(&self.key)
+            .chain(&self.fallback_keys)
+            .map(move |key| {
+                let mac = self.mac(key, &[&[ITEM_DOMAIN][..], user.as_bytes()].concat());
+                let digest = mac.finalize().into_bytes();
+                SessionId::from_bytes(std::array::from_fn(|i| digest[i]))
+            })
     }
 
     /// The pad that hides a user hint in the cookie of session `id`.
@@ -448,6 +465,28 @@ mod tests {
         assert_eq!(other, Rejected::BadSignature);
         let renamed = CookieCodec::new("other".into(), key, vec![]).decode(&value);
         assert_eq!(renamed.unwrap_err(), Rejected::BadSignature);
+    }
+
+    #[test]
+    fn user_items_differ_by_user_cookie_and_key_and_are_not_concatenations() {
+        let key = Key::generate();
+        let codec = |name: &str| CookieCodec::new(name.into(), key.clone(), vec![]);
+        let item = |name: &str, user: &str| codec(name).user_items(user).next().unwrap();
+        let a = item("id", "ada");
+        assert_eq!(a, item("id", "ada"));
+        assert_ne!(a, item("id", "bob"));
+        assert_ne!(a, item("sid", "ada"));
+        assert_ne!(item("id", "1ada"), item("id1", "ada"));
+        let other_app = CookieCodec::new("id".into(), Key::generate(), vec![]);
+        assert_ne!(
+            a,
+            other_app.user_items("ada").next().unwrap(),
+            "another key"
+        );
+        let rotated = CookieCodec::new("id".into(), Key::generate(), vec![key.clone()]);
+        let items: Vec<SessionId> = rotated.user_items("ada").collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1], a, "the fallback key's item comes second");
     }
 
     #[test]

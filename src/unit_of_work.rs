@@ -74,6 +74,9 @@ pub(crate) struct SessionData {
 #[derive(Debug, Clone)]
 struct SignOut {
     user: String,
+    /// The item the session was bound with (`None` if bound in this request: the current
+    /// key's).
+    item: Option<SessionId>,
     /// The generation this session held when the sign-out was asked (`None` if bound in
     /// this request): the end is conditional on it being still the current one.
     held: Option<String>,
@@ -236,6 +239,8 @@ impl SessionData {
         let held = user::held(&self.data)
             .map(str::to_owned)
             .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
+        let item =
+            user::item_of(&self.data).or_else(|| earlier.as_ref().and_then(|e| e.item.clone()));
         if keep_this {
             if user.is_some() {
                 self.put(user::PACKAGE, user::GENERATION, None);
@@ -246,6 +251,7 @@ impl SessionData {
         self.signing_out = match user {
             Some(user) => Some(SignOut {
                 user,
+                item,
                 held,
                 keep_this,
             }),
@@ -535,7 +541,9 @@ impl UnitOfWork {
             return self.write(s).await;
         };
         let store = &*self.backend.store;
-        let item = user::item(self.backend.config.codec.name(), &out.user);
+        let Some(item) = out.item.or_else(|| self.current_item(&out.user)) else {
+            return self.write(s).await;
+        };
         let ttl = self.backend.config.generation_ttl();
         let keep = out.keep_this;
         match user::end(store, &item, out.held.as_deref(), keep, ttl).await? {
@@ -557,7 +565,7 @@ impl UnitOfWork {
         let store = &*self.backend.store;
         let metrics = &self.backend.config.metrics;
         let mut wrote = s.retired.is_some() || s.signed_out.is_some();
-        // The user's item, worked out once (a SHA-256 for a bound session): nothing below
+        // The user's item, worked out once (an HMAC for a session bound now): nothing below
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);
         if let Some(item) = &user_item {
@@ -566,6 +574,7 @@ impl UnitOfWork {
                 // Bound (or kept through a sign-out of the others) by this request.
                 let generation = user::start(store, item, ttl).await?;
                 s.put(user::PACKAGE, user::GENERATION, Some(generation));
+                s.put(user::PACKAGE, user::ITEM, Some(item.as_str().into()));
             } else if s.renewed {
                 // A renewed session starts its life afresh: the item must outlive it, as
                 // at login. Gone meanwhile, the session is signed out at its next read.
@@ -653,7 +662,12 @@ impl UnitOfWork {
     /// The generation item of the user a session is bound to, if it is.
     fn user_item(&self, data: &Record) -> Option<SessionId> {
         let user = user::bound(data)?;
-        Some(user::item(self.backend.config.codec.name(), user))
+        user::item_of(data).or_else(|| self.current_item(user))
+    }
+
+    /// The id of `user`'s generation item under the current key.
+    fn current_item(&self, user: &str) -> Option<SessionId> {
+        self.backend.config.codec.user_items(user).next()
     }
 
     fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use actix_http::Request;
 use actix_memcache_session::{
     FlashMessage, Key, Level, MemcacheSession, MemcacheSessionBuilder, Session, SessionError,
-    SessionStore, Sessions, TypedPackage,
+    SessionId, SessionStore, Sessions, TypedPackage,
 };
 use actix_service::boxed::{self, BoxService};
 use actix_service::{Service, ServiceExt};
@@ -40,6 +40,8 @@ pub struct TestApp<S> {
     pub hooks: web::Data<HookLog>,
     /// The container over the same middleware.
     pub sessions: Sessions,
+    /// The secret the key was made from, when the app made it.
+    secret: Option<Vec<u8>>,
 }
 
 /// What the session hooks of `/hooks/...` requests did, in order: `"commit:<mode>:<n>"`
@@ -64,11 +66,23 @@ type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
 
 impl<S: SessionStore + Clone> TestApp<S> {
     pub async fn new(store: CountingStore<S>) -> Self {
-        Self::with(store, Key::generate(), |b| b).await
+        Self::configured(store, |b| b).await
     }
 
+    /// An app with a key of its own, whose secret it keeps (see `generation_item`).
     pub async fn configured(store: CountingStore<S>, configure: Configure) -> Self {
-        Self::with(store, Key::generate(), configure).await
+        let mut secret = vec![0; 64];
+        getrandom::getrandom(&mut secret).unwrap();
+        let key = Key::try_from(&secret[..]).unwrap();
+        let mut app = Self::with(store, key, configure).await;
+        app.secret = Some(secret);
+        app
+    }
+
+    /// The id of `user`'s generation item in this app (made by `new` or `configured`).
+    pub fn generation_item(&self, user: &str) -> SessionId {
+        let secret = self.secret.as_deref().expect("an app that made its key");
+        crate::support::generation_item(secret, user)
     }
 
     pub async fn with(store: CountingStore<S>, key: Key, configure: Configure) -> Self {
@@ -181,6 +195,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             gate,
             hooks,
             sessions,
+            secret: None,
         }
     }
 

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 
 use crate::app::TestApp;
 use crate::memcached::{fleet_url, Memcached};
-use crate::support::{generation_item, CountingStore, Reply};
+use crate::support::{CountingStore, Reply};
 
 mod suites {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::fleet_store());
@@ -384,7 +384,7 @@ async fn a_users_item_on_a_stalled_server_fails_closed() {
             .build()
             .unwrap();
         let app = TestApp::new(CountingStore::new(store)).await;
-        let item_owner = trio.owner(&generation_item("ada"));
+        let item_owner = trio.owner(&app.generation_item("ada"));
         let cookie = loop {
             let cookie = app.get("/login/ada", None).await.cookie();
             if trio.owner(&app.store.last_created()) != item_owner {

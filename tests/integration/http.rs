@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use futures_util::FutureExt;
 
 use crate::app::TestApp;
-use crate::support::{generation_item, tampered, Calls, CountingStore, Reply};
+use crate::support::{tampered, Calls, CountingStore, Reply};
 
 macro_rules! http_suite {
     ($make:expr) => {
@@ -81,6 +81,8 @@ macro_rules! http_suite {
             a_login_under_an_endless_absolute_timeout_stays_signed_in,
             sign_out_everywhere_from_the_container,
             an_evicted_generation_item_signs_the_user_out,
+            two_apps_sharing_a_store_keep_their_users_apart,
+            a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all,
             sign_out_of_other_sessions_keeps_this_one,
             sign_out_in_a_failed_request_signs_nobody_out,
             a_sign_out_whose_commit_then_fails_says_what_happened,
@@ -1265,7 +1267,7 @@ pub async fn sign_out_everywhere_from_the_container<S: SessionStore + Clone>(sto
 pub async fn an_evicted_generation_item_signs_the_user_out<S: SessionStore + Clone>(store: S) {
     let app = TestApp::new(CountingStore::new(store)).await;
     let (ada, bob) = three_and_one(&app).await;
-    let item = generation_item("ada");
+    let item = app.generation_item("ada");
     assert!(
         app.store.inner.load(&item).await.unwrap().is_some(),
         "the derivation is as documented"
@@ -1275,6 +1277,46 @@ pub async fn an_evicted_generation_item_signs_the_user_out<S: SessionStore + Clo
         assert_eq!(whoami(&app, cookie).await, "none");
     }
     assert_eq!(whoami(&app, &bob).await, "bob");
+}
+
+/// Two apps over one store with every default (cookie name, key prefix) but their own keys:
+/// the same user id in each is not the same user, and signing it out of one leaves the
+/// other alone.
+pub async fn two_apps_sharing_a_store_keep_their_users_apart<S: SessionStore + Clone>(store: S) {
+    let one = TestApp::new(CountingStore::new(store.clone())).await;
+    let other = TestApp::new(CountingStore::new(store)).await;
+    let (in_one, _) = log_in(&one, "ada").await;
+    let (in_other, _) = log_in(&other, "ada").await;
+    one.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(whoami(&one, &in_one).await, "none");
+    assert_eq!(
+        whoami(&other, &in_other).await,
+        "ada",
+        "the other app's ada"
+    );
+}
+
+/// The key a session was bound under is rotated out (kept as a fallback): the binding
+/// holds, and a sign-out everywhere ends the sessions bound under either key.
+pub async fn a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    const OLD: [u8; 32] = [7; 32];
+    let old = Key::try_from(&OLD[..]).unwrap();
+    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+    let (bound_before, _) = log_in(&before, "ada").await;
+    let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
+        b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
+    })
+    .await;
+    let reply = after.get("/whoami", Some(&bound_before)).await;
+    assert_eq!(reply.body, "ada", "the binding holds across the rotation");
+    let (bound_after, _) = log_in(&after, "ada").await;
+    after.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(whoami(&after, &bound_before).await, "none");
+    assert_eq!(whoami(&after, &bound_after).await, "none");
 }
 
 pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(store: S) {

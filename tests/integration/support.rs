@@ -219,20 +219,16 @@ impl SessionStore for DownStore {
     }
 }
 
-/// The id of `user`'s generation item under the default cookie name, derived as the README
-/// documents it: written out here rather than taken from the crate, so that a change of
-/// the derivation (which would sign every user out on upgrade) fails a test.
-pub fn generation_item(user: &str) -> SessionId {
+/// The id of `user`'s generation item under the default cookie name, for the key made
+/// from `secret`, derived as the README documents it: written out here rather than taken
+/// from the crate, so that a change of the derivation (which would sign every user out on
+/// upgrade) fails a test.
+pub fn generation_item(secret: &[u8], user: &str) -> SessionId {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use sha2::{Digest, Sha256};
-    let input = [
-        &b"actix-memcache-session user generation\0"[..],
-        b"id",
-        &[0],
-        user.as_bytes(),
-    ]
-    .concat();
-    let digest = Sha256::digest(input);
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(&[&b"id"[..], &[0], &[0xFE], user.as_bytes()].concat());
+    let digest = mac.finalize().into_bytes();
     URL_SAFE_NO_PAD.encode(&digest[..16]).parse().unwrap()
 }
