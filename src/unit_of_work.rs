@@ -613,11 +613,20 @@ impl UnitOfWork {
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
                 } else {
-                    match store.touch(&existing.id, self.ttl(&s.data)).await {
-                        Ok(true) => metrics.touch(Touch::Done),
-                        // Gone since this request loaded it: another request renewed or
-                        // purged it, and the cookie the client has now is that request's.
-                        Ok(false) => {
+                    // Read with the touch (pipelined: one round trip), to re-issue the cookie
+                    // only for the session as loaded: one renewed meanwhile by a login may
+                    // still stand (its old id not yet removed, or a tombstone), and its
+                    // cookie would overwrite the login's.
+                    let id = &existing.id;
+                    let (touched, now) =
+                        join(store.touch(id, self.ttl(&s.data)), store.load(id)).await;
+                    match touched.and_then(|touched| Ok((touched, now?))) {
+                        Ok((true, Some(now))) if now.version == existing.version => {
+                            metrics.touch(Touch::Done);
+                        }
+                        // Gone or changed since this request loaded it: another request
+                        // renewed, purged or wrote it, and the cookie is that request's.
+                        Ok(_) => {
                             metrics.touch(Touch::Gone);
                             return Ok((CookieAction::Keep, Commit::Unchanged));
                         }
