@@ -4,7 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// What went wrong with a session; each case maps to a clear HTTP answer, so `?` works in
 /// handlers.

@@ -9,7 +9,8 @@ use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
+use crate::store::error::StoreError;
+use crate::store::session_store::{SessionStore, Stored, Update, Version, WhenDown};
 
 pub(crate) trait ErasedStore {
     fn load<'a>(

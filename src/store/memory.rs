@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError, Stored, Update, Version};
+use crate::store::error::StoreError;
+use crate::store::session_store::{SessionStore, Stored, Update, Version};
 
 /// Sweep expired entries once per this many writes, so abandoned sessions free memory.
 const SWEEP_EVERY: u64 = 1024;

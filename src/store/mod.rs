@@ -10,7 +10,8 @@
 //! Every store must pass the same acceptance suite: see `testing` (feature `testing`).
 
 mod erased;
-mod error;
+// By file, so that the crate's error (which wraps it) does not depend on every store.
+pub(crate) mod error;
 mod memcache;
 mod memory;
 mod session_store;

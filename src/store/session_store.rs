@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::id::SessionId;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// A version token for compare-and-swap: memcached's CAS value, or a counter.
 ///

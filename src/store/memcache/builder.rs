@@ -11,7 +11,8 @@ use super::pool::{Endpoint, Limits};
 use super::protocol::Protocol;
 use super::ring::{Distribution, Ketama, MemcacheServer, DEFAULT_PORT};
 use super::store::{Backend, MemcacheStore, DEFAULT_PREFIX, MAX_ITEM_SIZE};
-use crate::store::{StoreError, WhenDown};
+use crate::store::error::StoreError;
+use crate::store::session_store::WhenDown;
 
 /// memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;

@@ -11,7 +11,7 @@ use super::pool::Endpoint;
 use super::protocol::Request;
 use super::readiness::ServerPing;
 use super::ring::{Distribution, MemcacheServer};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// One server: its name, its connections, its record.
 struct Member {

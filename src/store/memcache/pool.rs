@@ -19,7 +19,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
 use super::protocol::{Op, Protocol, Request, Spoken};
 use crate::metrics::{Operation, ServerMetrics};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// Tells stores apart in the per-thread table; clones of a store share a number.
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(0);

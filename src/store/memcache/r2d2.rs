@@ -20,7 +20,8 @@ use r2d2_memcache::MemcacheConnectionManager;
 use super::protocol::exptime;
 use crate::clock::now_unix;
 use crate::metrics::{Operation, ServerMetrics};
-use crate::store::{StoreError, Stored, Update, Version};
+use crate::store::error::StoreError;
+use crate::store::session_store::{Stored, Update, Version};
 
 #[derive(Clone)]
 pub(crate) struct R2d2Backend {

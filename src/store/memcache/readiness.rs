@@ -1,6 +1,6 @@
 //! What a readiness check reports for each server of a store.
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// One server's answer to [`MemcacheStore::ping_servers`](crate::MemcacheStore::ping_servers),
 /// for a dashboard: which servers answer, and why the others do not.

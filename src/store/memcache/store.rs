@@ -8,7 +8,8 @@ use super::protocol::{Request, Status};
 use super::readiness::ServerPing;
 use crate::clock::now_unix;
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError, Stored, Update, Version, WhenDown};
+use crate::store::error::StoreError;
+use crate::store::session_store::{SessionStore, Stored, Update, Version, WhenDown};
 
 /// memcached's default item size limit (`-I`).
 pub(super) const MAX_ITEM_SIZE: usize = 1024 * 1024;
