@@ -31,7 +31,8 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use super::handshake::{after_probe, after_version, Next};
-use super::protocol::{short, Line, Op, Protocol, Request, Spoken, Status};
+use super::meta::Line;
+use super::protocol::{short, Op, Protocol, Request, Spoken, Status};
 use crate::metrics::ServerMetrics;
 
 /// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
@@ -178,7 +179,11 @@ impl Connection {
         let opaque = self.shared.next_opaque.get();
         self.shared.next_opaque.set(opaque.wrapping_add(1));
         let spoken = self.shared.spoken;
-        request.write_to(&mut self.shared.outbox.borrow_mut(), spoken, opaque);
+        let outbox = &mut self.shared.outbox.borrow_mut();
+        match spoken {
+            Spoken::Meta => super::meta::write(request, outbox, opaque),
+            Spoken::Text => super::text::write(request, outbox),
+        }
         let reads = matches!(request.op, Op::Get | Op::Exists);
         self.shared.waiters.borrow_mut().push_back(Waiter {
             opaque,
