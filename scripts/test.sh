@@ -22,6 +22,9 @@ cargo clippy --all-targets --all-features -- -D warnings
 # The benchmark crate builds apart (actix-session, redis, criterion); it must not rot.
 cargo clippy --manifest-path bench/Cargo.toml --all-targets --all-features -- -D warnings
 
+echo "== no import circle among the source files"
+python3 scripts/check_circles.py
+
 echo "== rust-version is no lower than any dependency's"
 cargo metadata --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
     python3 scripts/check_msrv.py

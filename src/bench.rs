@@ -4,8 +4,7 @@
 use serde_json::Value;
 
 use crate::cookie::CookieCodec;
-use crate::record::Record;
-use crate::unit_of_work::SessionData;
+use crate::unit_of_work::{Record, SessionData};
 use crate::{Key, SessionId};
 
 /// The cookie codec, as the middleware uses it.

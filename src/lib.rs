@@ -57,44 +57,29 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod backoff;
-mod builder;
 mod clock;
 mod config;
-mod container;
 mod cookie;
 mod error;
-mod finite;
-mod flash;
-mod hooks;
 mod id;
-mod lifetime;
 mod metrics;
 mod middleware;
-mod record;
-mod savepoint;
 mod session;
 mod store;
 mod to_completion;
-mod transaction;
-mod typed;
 mod unit_of_work;
-mod user;
 
-pub use builder::MemcacheSessionBuilder;
-pub use container::{OpenSession, Sessions};
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;
-pub use flash::{FlashMessage, Level};
 pub use id::SessionId;
-pub use middleware::{MemcacheSession, MemcacheSessionMiddleware};
-pub use savepoint::Savepoint;
-pub use session::{Package, Session};
+pub use middleware::{MemcacheSession, MemcacheSessionBuilder, MemcacheSessionMiddleware};
+pub use session::{
+    FlashMessage, Level, OpenSession, Package, Savepoint, Session, Sessions, TypedPackage,
+};
 pub use store::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,
     Protocol, ServerPing, SessionStore, StoreError, Stored, Update, Version, WhenDown,
 };
-pub use typed::TypedPackage;
 pub use unit_of_work::SessionStatus;
 
 #[cfg(feature = "testing")]

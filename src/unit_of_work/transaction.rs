@@ -1,9 +1,9 @@
 //! The handler's side of a request's unit of work: the session data with its savepoints,
 //! the hooks to run at the end, and whether the handler aborted.
 
+use super::data::{SessionData, SessionStatus};
+use super::hooks::{HookCount, Hooks};
 use crate::error::SessionError;
-use crate::hooks::{HookCount, Hooks};
-use crate::unit_of_work::{SessionData, SessionStatus};
 
 /// What the handlers of one request share through [`Session`](crate::Session).
 pub(crate) struct Transaction {
@@ -94,40 +94,35 @@ impl Transaction {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
     use super::*;
-    use crate::savepoint::Savepoint;
 
     #[test]
-    fn a_dropped_savepoint_frees_its_copy_and_an_ended_request_refuses_rollback() {
-        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
-        let outer = Savepoint::new(Rc::clone(&tx));
-        {
-            let _inner = Savepoint::new(Rc::clone(&tx));
-            assert_eq!(tx.borrow().savepoints.len(), 2);
-        }
-        assert_eq!(tx.borrow().savepoints.len(), 1);
-        assert!(outer.rollback().is_ok());
+    fn a_released_savepoint_frees_its_copy_and_an_ended_request_refuses_rollback() {
+        let mut tx = Transaction::new(SessionData::fresh());
+        let outer = tx.savepoint();
+        let inner = tx.savepoint();
+        assert_eq!(tx.savepoints.len(), 2);
+        tx.release(inner);
+        assert_eq!(tx.savepoints.len(), 1);
+        assert!(tx.rollback(outer).is_ok());
         assert!(
-            outer.rollback().is_ok(),
+            tx.rollback(outer).is_ok(),
             "a savepoint can be rolled back to again"
         );
-        tx.borrow_mut().finish();
+        tx.finish();
         assert!(matches!(
-            outer.rollback(),
+            tx.rollback(outer),
             Err(SessionError::InvalidSavepoint)
         ));
     }
 
     #[test]
     fn abort_outlives_a_rollback() {
-        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
-        let before = Savepoint::new(Rc::clone(&tx));
-        tx.borrow_mut().abort();
-        before.rollback().unwrap();
-        assert_eq!(tx.borrow().status(), SessionStatus::Aborted);
-        assert!(tx.borrow_mut().finish().0.is_none(), "nothing to commit");
+        let mut tx = Transaction::new(SessionData::fresh());
+        let before = tx.savepoint();
+        tx.abort();
+        tx.rollback(before).unwrap();
+        assert_eq!(tx.status(), SessionStatus::Aborted);
+        assert!(tx.finish().0.is_none(), "nothing to commit");
     }
 }

@@ -1,4 +1,6 @@
-//! Sessions bound to a user, and signing a user out of all of them at once.
+//! The rules of sessions bound to a user, as the commit applies them: the user's
+//! generation item, whether a session is still signed in, and ending a generation. (The
+//! methods a handler calls are `Session::bind_user` and the sign-outs, in `session/`.)
 //!
 //! Each user who has a bound session has a generation item in the store: a random value
 //! under an id derived from the user's id and the signing key (see
@@ -14,17 +16,15 @@ use std::time::Duration;
 use futures_util::future::join;
 use serde_json::Value;
 
-use crate::container::Sessions;
+use super::record::Record;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::record::Record;
-use crate::session::Session;
 use crate::store::{ErasedStore, StoreError, Stored, Update};
 
 /// The package a session's binding is kept in.
 pub(crate) const PACKAGE: &str = "actix-memcache-session.user";
 /// The user's id, as the app gave it.
-const USER: &str = "id";
+pub(crate) const USER: &str = "id";
 /// The copy of the user's generation the session was bound with.
 pub(crate) const GENERATION: &str = "generation";
 /// The id of the generation item the session was bound with (it depends on the key of the
@@ -165,93 +165,6 @@ pub(crate) async fn end(
         Update::Updated => Ending::Ended,
         Update::Conflict | Update::Missing => Ending::Revoked,
     })
-}
-
-impl Session {
-    /// Binds this session to `user` (the app's id for the user: a number or name, never
-    /// shown to the client), typically at login, with [`renew`](Self::renew). The session
-    /// then ends when [`sign_out_everywhere`](Self::sign_out_everywhere) or
-    /// [`Sessions::sign_out_everywhere`] signs that user out.
-    ///
-    /// Like any change it is written only if the request commits. The commit also reads
-    /// (or starts) the user's generation item in the store, so it costs a round trip or
-    /// two more; requests of a bound session after that cost none, as the item is read
-    /// with the session. Binding a session bound to someone else moves it to `user`.
-    ///
-    /// ```
-    /// use actix_memcache_session::Session;
-    ///
-    /// async fn login(session: Session) -> actix_web::Result<&'static str> {
-    ///     // ... check the password of user 42 ...
-    ///     session.renew();
-    ///     session.bind_user("42")?;
-    ///     Ok("welcome")
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    /// Never in practice: the package name is valid.
-    pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
-        let package = self.package(PACKAGE);
-        package.insert(USER, user)?;
-        // Copied from the store at commit (see `lacks_generation`), with the item's id.
-        package.remove(ITEM)?;
-        package.remove(GENERATION).map(drop)
-    }
-
-    /// The user this session is bound to, if any.
-    ///
-    /// # Errors
-    /// Never in practice: the package name is valid.
-    pub fn user(&self) -> Result<Option<String>, SessionError> {
-        self.package(PACKAGE).get(USER)
-    }
-
-    /// Signs this session's user out of every session, this one included, when the request
-    /// commits: the other sessions find out on their next request, which then starts with
-    /// an empty session; this one is [`purge`](Self::purge)d. Without a bound user it only
-    /// purges this session.
-    ///
-    /// If the commit fails after the user's generation ended, this session is signed out
-    /// too: the failure never leaves a session signed in. A session that was itself signed
-    /// out since it was read (by [`Sessions::sign_out_everywhere`] or another device)
-    /// ends nothing more: a login that came after that stays signed in.
-    pub fn sign_out_everywhere(&self) {
-        self.tx.borrow_mut().data.sign_out(false);
-    }
-
-    /// Signs this session's user out of every other session when the request commits (a
-    /// password change), keeping this one signed in. Without a bound user it does nothing.
-    ///
-    /// The user's generation is rotated with compare-and-swap, only if this session still
-    /// holds the current one. If it does not (it was signed out since it was read, or
-    /// another device signed out the others first), this session is signed out instead:
-    /// a revoked session never signs itself back in, and of two devices pressing "sign out
-    /// other devices" at once, one stays.
-    pub fn sign_out_other_sessions(&self) {
-        self.tx.borrow_mut().data.sign_out(true);
-    }
-}
-
-impl Sessions {
-    /// Signs `user` out of every session bound to them, now: each finds out on its next
-    /// request (or [`open`](Self::open)), which sees no session. Signing out a user without
-    /// sessions is not an error.
-    ///
-    /// # Errors
-    /// The store failing; then nobody is signed out, and trying again is safe.
-    pub async fn sign_out_everywhere(&self, user: &str) -> Result<(), SessionError> {
-        let codec = &self.backend.config.codec;
-        let store = &*self.backend.store;
-        // The item of every key a session may have been bound under.
-        let ended = codec
-            .user_items(user)
-            .map(|item| async move { store.delete(&item).await });
-        for result in futures_util::future::join_all(ended).await {
-            result?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

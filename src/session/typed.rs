@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::extractor::Session;
 use crate::error::SessionError;
-use crate::session::Session;
 
 /// A package whose entries are the fields of a `T`, declared once as a constant.
 ///
@@ -150,7 +150,7 @@ fn to_object<T: Serialize>(
         package: package.name.to_owned(),
         source,
     };
-    crate::finite::check(value).map_err(|e| error(serde::ser::Error::custom(e)))?;
+    super::finite::check(value).map_err(|e| error(serde::ser::Error::custom(e)))?;
     match serde_json::to_value(value).map_err(error)? {
         Value::Object(fields) => Ok(fields),
         other => {

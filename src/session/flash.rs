@@ -10,9 +10,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::extractor::Session;
 use crate::clock::now_micros;
 use crate::error::SessionError;
-use crate::session::Session;
 
 /// The package flash messages are kept in.
 const PACKAGE: &str = "actix-memcache-session.flash";
@@ -182,9 +182,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::record::Record;
-    use crate::transaction::Transaction;
-    use crate::unit_of_work::SessionData;
+    use crate::unit_of_work::{Record, SessionData, Transaction};
 
     #[test]
     fn keys_sort_in_send_order_even_behind_a_clock_that_stepped_back() {

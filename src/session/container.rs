@@ -10,10 +10,10 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 
+use super::extractor::{unit_of_work, Session};
 use crate::config::Backend;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::session::{unit_of_work, Session};
 use crate::unit_of_work::UnitOfWork;
 
 /// Every session of one middleware's store, by id.

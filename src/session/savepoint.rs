@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::SessionError;
-use crate::transaction::Transaction;
+use crate::unit_of_work::Transaction;
 
 /// A point in this request's session changes, from
 /// [`Session::savepoint`](crate::Session::savepoint).

@@ -7,10 +7,10 @@ use std::time::Duration;
 use actix_web::cookie::SameSite;
 use actix_web::http::StatusCode;
 
+use super::service::MemcacheSession;
 use crate::config::{Backend, Config, MAX_IDLE_TIMEOUT};
 use crate::cookie::{CookieCodec, Key};
 use crate::metrics::SessionMetrics;
-use crate::middleware::MemcacheSession;
 use crate::store::{ErasedStore, SessionStore};
 
 /// Default idle timeout: 30 minutes, the upper end OWASP suggests for ordinary apps.

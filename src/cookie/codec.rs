@@ -1,4 +1,4 @@
-//! The cookie codec: signing keys, and the signed, timestamped session-id cookie value.
+//! The cookie codec: the signed, timestamped session-id cookie value.
 //!
 //! A cookie value is `base64url(id ‖ issued ‖ mac)`: the 16-byte session id, the issue time
 //! as 8 big-endian bytes of Unix seconds, and HMAC-SHA256 over the cookie name, the id and
@@ -11,7 +11,7 @@
 //!
 //! A session bound to a user gets format 3:
 //! `base64url(3 ‖ id ‖ issued ‖ idle ‖ hint ‖ mac)`, the idle timeout 0 for the
-//! middleware's, and `hint` the 16-byte id of the user's generation item (see `user.rs`)
+//! middleware's, and `hint` the 16-byte id of the user's generation item (see `CookieCodec::user_items`)
 //! XOR a pad, HMAC over the session id, so the store can read that item together with the
 //! session. The pad hides it: the item's id is a plain hash of the user's id, which a
 //! dictionary could reverse.
@@ -19,21 +19,15 @@
 //! The formats are told apart by length; format 1 stays what every other session gets, so
 //! cookies issued before the later formats existed keep working.
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use hmac::Mac;
 
+use super::key::{HmacSha256, Key};
 use crate::id::{SessionId, ID_BYTES};
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// Shortest key accepted: 256 bits, the HMAC-SHA256 output size.
-const MIN_KEY_BYTES: usize = 32;
 const STAMP_BYTES: usize = 8;
 const IDLE_BYTES: usize = 4;
 const MAC_BYTES: usize = 32;
@@ -55,88 +49,6 @@ const V3_CHARS: usize = ((SIGNED_V3 + MAC_BYTES) * 4).div_ceil(3);
 const PAD_DOMAIN: u8 = 0xFF;
 /// Domain separation for a user's generation item id (see [`CookieCodec::user_items`]).
 const ITEM_DOMAIN: u8 = 0xFE;
-
-/// A secret key that signs session cookies.
-///
-/// `Debug` never shows the bytes, and `==` compares in constant time.
-///
-/// ```
-/// use actix_memcache_session::Key;
-///
-/// let key = Key::generate();
-/// assert!(Key::try_from(&[7u8; 16][..]).is_err()); // shorter than 32 bytes
-/// let from_secret = Key::try_from(&[7u8; 64][..]).unwrap();
-/// assert_ne!(key, from_secret);
-/// assert_eq!(format!("{key:?}"), "Key(..)");
-/// ```
-#[derive(Clone)]
-pub struct Key {
-    bytes: Box<[u8]>,
-    /// The keyed MAC state, prepared once: cloning it is cheaper than re-keying per cookie.
-    mac: HmacSha256,
-}
-
-impl Key {
-    /// A new random 64-byte key from the operating system's CSPRNG.
-    ///
-    /// Sessions signed with it end when the process does; load a stored secret with
-    /// [`Key::try_from`] to keep sessions across restarts.
-    ///
-    /// # Panics
-    /// When the operating system cannot supply randomness. This runs at start-up, not per
-    /// request.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 64];
-        getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
-        Self::new(&bytes)
-    }
-
-    fn new(bytes: &[u8]) -> Self {
-        let mac = HmacSha256::new_from_slice(bytes).expect("HMAC accepts a key of any length");
-        Self {
-            bytes: bytes.into(),
-            mac,
-        }
-    }
-}
-
-impl TryFrom<&[u8]> for Key {
-    type Error = KeyError;
-
-    /// A key from a secret of at least 32 bytes.
-    fn try_from(secret: &[u8]) -> Result<Self, KeyError> {
-        if secret.len() < MIN_KEY_BYTES {
-            return Err(KeyError::TooShort { len: secret.len() });
-        }
-        Ok(Self::new(secret))
-    }
-}
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key(..)")
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes.ct_eq(&other.bytes).into()
-    }
-}
-
-impl Eq for Key {}
-
-/// Why a secret cannot be a [`Key`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The secret is shorter than 32 bytes.
-    #[error("a session key needs at least {MIN_KEY_BYTES} bytes, got {len}")]
-    TooShort {
-        /// Length of the secret that was offered.
-        len: usize,
-    },
-}
 
 /// What a valid cookie says.
 #[derive(Debug)]
@@ -495,17 +407,6 @@ mod tests {
         let value = codec(&old).encode(&SessionId::generate().unwrap(), 42, None, None);
         let rotated = CookieCodec::new("id".into(), Key::generate(), vec![old]);
         assert!(rotated.decode(&value).unwrap().by_fallback);
-    }
-
-    #[test]
-    fn key_equality_and_length_rule() {
-        let a = Key::try_from(&[1u8; 32][..]).unwrap();
-        assert_eq!(a, Key::try_from(&[1u8; 32][..]).unwrap());
-        assert_ne!(a, Key::try_from(&[2u8; 32][..]).unwrap());
-        assert!(matches!(
-            Key::try_from(&[1u8; 31][..]),
-            Err(KeyError::TooShort { len: 31 })
-        ));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::FutureExt;
 
 use crate::config::Backend;
-use crate::container::Sessions;
 use crate::metrics::Commit;
+use crate::session::Sessions;
 use crate::to_completion::ToCompletion;
 use crate::unit_of_work::{CookieAction, UnitOfWork};
 

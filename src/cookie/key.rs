@@ -1,0 +1,111 @@
+//! `Key`: the secret that signs session cookies, keyed for HMAC-SHA256 once. Its bytes
+//! never leave it.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest key accepted: 256 bits, the HMAC-SHA256 output size.
+const MIN_KEY_BYTES: usize = 32;
+
+/// A secret key that signs session cookies.
+///
+/// `Debug` never shows the bytes, and `==` compares in constant time.
+///
+/// ```
+/// use actix_memcache_session::Key;
+///
+/// let key = Key::generate();
+/// assert!(Key::try_from(&[7u8; 16][..]).is_err()); // shorter than 32 bytes
+/// let from_secret = Key::try_from(&[7u8; 64][..]).unwrap();
+/// assert_ne!(key, from_secret);
+/// assert_eq!(format!("{key:?}"), "Key(..)");
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    bytes: Box<[u8]>,
+    /// The keyed MAC state, prepared once: cloning it is cheaper than re-keying per cookie.
+    pub(super) mac: HmacSha256,
+}
+
+impl Key {
+    /// A new random 64-byte key from the operating system's CSPRNG.
+    ///
+    /// Sessions signed with it end when the process does; load a stored secret with
+    /// [`Key::try_from`] to keep sessions across restarts.
+    ///
+    /// # Panics
+    /// When the operating system cannot supply randomness. This runs at start-up, not per
+    /// request.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 64];
+        getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
+        Self::new(&bytes)
+    }
+
+    fn new(bytes: &[u8]) -> Self {
+        let mac = HmacSha256::new_from_slice(bytes).expect("HMAC accepts a key of any length");
+        Self {
+            bytes: bytes.into(),
+            mac,
+        }
+    }
+}
+
+impl TryFrom<&[u8]> for Key {
+    type Error = KeyError;
+
+    /// A key from a secret of at least 32 bytes.
+    fn try_from(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort { len: secret.len() });
+        }
+        Ok(Self::new(secret))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.ct_eq(&other.bytes).into()
+    }
+}
+
+impl Eq for Key {}
+
+/// Why a secret cannot be a [`Key`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The secret is shorter than 32 bytes.
+    #[error("a session key needs at least {MIN_KEY_BYTES} bytes, got {len}")]
+    TooShort {
+        /// Length of the secret that was offered.
+        len: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_equality_and_length_rule() {
+        let a = Key::try_from(&[1u8; 32][..]).unwrap();
+        assert_eq!(a, Key::try_from(&[1u8; 32][..]).unwrap());
+        assert_ne!(a, Key::try_from(&[2u8; 32][..]).unwrap());
+        assert!(matches!(
+            Key::try_from(&[1u8; 31][..]),
+            Err(KeyError::TooShort { len: 31 })
+        ));
+    }
+}

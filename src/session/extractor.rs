@@ -1,0 +1,169 @@
+//! The `Session` extractor and its package-scoped handles.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use super::package::Package;
+use super::savepoint::Savepoint;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::unit_of_work::{Outcome, SessionStatus, Transaction, UnitOfWork};
+
+/// The current request's session: session -> package -> key -> JSON value.
+///
+/// Extracting it loads the session from the store (once per request); everything after
+/// that works on an in-memory copy, and the middleware writes the changes when the
+/// response is a success. Clones share the same session.
+///
+/// ```
+/// use actix_memcache_session::Session;
+///
+/// async fn add_to_cart(session: Session) -> actix_web::Result<String> {
+///     let cart = session.package("shop.cart");
+///     let n: u32 = cart.get("items")?.unwrap_or(0);
+///     cart.insert("items", n + 1)?;
+///     Ok(format!("{}", n + 1))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) tx: Rc<RefCell<Transaction>>,
+}
+
+impl Session {
+    pub(crate) fn new(tx: Rc<RefCell<Transaction>>) -> Self {
+        Self { tx }
+    }
+
+    /// The id the session is stored under, to record which sessions a user has (and reach
+    /// them later through [`Sessions`](crate::Sessions)). `None` for a session not stored
+    /// yet (new in this request, or purged by it): its id is drawn when it is first
+    /// written. After [`renew`](Self::renew) it is still the old id until the commit.
+    pub fn id(&self) -> Option<SessionId> {
+        self.tx.borrow().data.id().cloned()
+    }
+
+    /// The entries of one package: an application's or library's own namespace, so that
+    /// code sharing a session cannot clobber each other's keys. Names are checked when
+    /// the handle is used.
+    pub fn package(&self, name: impl Into<String>) -> Package {
+        Package::new(Rc::clone(&self.tx), name.into())
+    }
+
+    /// Moves the session's data to a new id and retires the old one; call it when the
+    /// user's privileges change (at login) so that an id seen before cannot be used after.
+    pub fn renew(&self) {
+        self.tx.borrow_mut().data.renew();
+    }
+
+    /// Deletes the session and removes the cookie (at logout). Data written after this in
+    /// the same request goes into a new session.
+    pub fn purge(&self) {
+        self.tx.borrow_mut().data.purge();
+    }
+
+    /// What this request has done to the session so far.
+    pub fn status(&self) -> SessionStatus {
+        self.tx.borrow().status()
+    }
+
+    /// Ends this request's unit of work without writing anything, whatever the response
+    /// status: no data, no renew or purge, no touch and no cookie change. The handler can
+    /// still answer 200. [`status`](Self::status) then reports
+    /// [`SessionStatus::Aborted`], and the [`after_abort`](Self::after_abort) hooks run.
+    /// It cannot be undone, not even by a savepoint.
+    pub fn abort(&self) {
+        self.tx.borrow_mut().abort();
+    }
+
+    /// Marks the session as it is now; see [`Savepoint`].
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint::new(Rc::clone(&self.tx))
+    }
+
+    /// Registers `hook` to run once this request's changes are stored (or, with nothing
+    /// to write, once the request ended in a committing status).
+    ///
+    /// Hooks run in the order registered, after the store answered and before the
+    /// response leaves. They cannot change the outcome: a hook that returns an error or
+    /// panics is logged at level error, the others still run, and the client gets the
+    /// response the handler made, with its cookie, since the change is stored. When the
+    /// request aborts instead (error status, handler error or panic, [`abort`](Self::abort),
+    /// or a commit that fails with 409, 413 or 503) the hook never runs. Changes a hook
+    /// makes to the session are not written.
+    ///
+    /// ```
+    /// use actix_memcache_session::Session;
+    ///
+    /// async fn change_email(session: Session) -> actix_web::Result<&'static str> {
+    ///     session.package("account").insert("email", "new@example.com")?;
+    ///     session.after_commit(|| async {
+    ///         // send_mail("your email changed").await?
+    ///         Ok::<_, std::io::Error>(())
+    ///     });
+    ///     Ok("changed")
+    /// }
+    /// ```
+    pub fn after_commit<F, Fut, E>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: Into<Box<dyn std::error::Error>>,
+    {
+        self.tx.borrow_mut().hooks.add(Outcome::Committed, hook);
+    }
+
+    /// Registers `hook` to run if this request's unit of work aborts: an error status, a
+    /// handler error or panic, [`abort`](Self::abort), or a commit that fails (409, 413,
+    /// 503). It runs before the response leaves, like
+    /// [`after_commit`](Self::after_commit) hooks, and the same way cannot change it.
+    pub fn after_abort<F, Fut, E>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: Into<Box<dyn std::error::Error>>,
+    {
+        self.tx.borrow_mut().hooks.add(Outcome::Aborted, hook);
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRequest for Session {
+    type Error = SessionError;
+    type Future = LocalBoxFuture<'static, Result<Self, SessionError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let uow = match unit_of_work(req) {
+            Ok(uow) => uow,
+            Err(e) => return Box::pin(async { Err(e) }),
+        };
+        if let Some(tx) = uow.loaded() {
+            return Box::pin(async { Ok(Session { tx }) });
+        }
+        let cookies = uow.config().incoming(req);
+        Box::pin(async move {
+            Ok(Session {
+                tx: uow.load(cookies).await?,
+            })
+        })
+    }
+}
+
+/// The request's unit of work, put there by the middleware.
+pub(crate) fn unit_of_work(req: &HttpRequest) -> Result<Rc<UnitOfWork>, SessionError> {
+    let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
+    uow.ok_or(SessionError::MissingMiddleware)
+}

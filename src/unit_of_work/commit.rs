@@ -1,0 +1,369 @@
+//! Committing: what the request changed is written with compare-and-swap, rebased onto
+//! concurrent commits, or nothing is written; then the hooks of the branch taken run. A
+//! sign-out of the user's sessions goes first.
+
+use actix_web::ResponseError;
+use futures_util::future::join;
+
+use super::backoff::Backoff;
+use super::data::{Existing, SessionData};
+use super::generation;
+use super::hooks::{Hooks, Outcome};
+use super::load::UnitOfWork;
+use super::record::Record;
+use crate::clock::now_unix;
+use crate::cookie::Issue;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::metrics::{Commit, Touch};
+use crate::store::{StoreError, Stored, Update, Version};
+use crate::to_completion;
+
+/// New ids the store reports taken before concluding it is broken (a 128-bit collision
+/// never happens).
+const CREATE_ATTEMPTS: usize = 3;
+/// Ids drawn for a new session, counting those skipped because their server is down:
+/// with one server of three down, all 64 fall on it with probability 3^-64.
+const MAX_DRAWS: usize = 64;
+
+/// What the response's `Set-Cookie` should say after a commit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CookieAction {
+    /// Leave the client's cookie as it is.
+    Keep,
+    /// Issue a cookie, stamped now.
+    Issue(Issue),
+    /// Tell the client to drop its cookie.
+    Remove,
+}
+
+impl UnitOfWork {
+    /// Takes the session's data and hooks out of a loaded session, so that no borrow is
+    /// held across the store's awaits; `None` for the data when the handler aborted.
+    fn take(&self) -> Option<(Option<SessionData>, Hooks)> {
+        let taken = self.session.get()?.try_borrow_mut().ok()?.finish();
+        self.ended.set(true);
+        Some(taken)
+    }
+
+    /// Ends the request writing nothing, for `why` (an abort outcome), and runs the abort
+    /// hooks.
+    pub(crate) async fn abort(&self, why: Commit) {
+        if let Some((_, hooks)) = self.take() {
+            self.backend.config.metrics.commit(why);
+            hooks.run(Outcome::Aborted).await;
+        }
+    }
+
+    /// Commits what the request changed, unless the handler aborted, then runs the hooks
+    /// of the branch taken: a failed commit runs the abort hooks.
+    pub(crate) async fn finish(&self) -> Result<CookieAction, SessionError> {
+        let Some((mut data, hooks)) = self.take() else {
+            return Ok(CookieAction::Keep);
+        };
+        let (ended, result) = match &mut data {
+            None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
+            // Boxed apart: with this future around it, it would pass the 1 KiB from which
+            // glibc's malloc takes its slower path (which then consolidates its caches).
+            Some(data) => match Box::pin(self.commit(data)).await {
+                Ok((action, ended)) => (ended, Ok(action)),
+                Err(e) => (Commit::failed(e.status_code()), Err(e)),
+            },
+        };
+        self.backend.config.metrics.commit(ended);
+        let branch = match ended {
+            Commit::Written | Commit::Unchanged => Outcome::Committed,
+            _ => Outcome::Aborted,
+        };
+        hooks.run(branch).await;
+        result
+    }
+
+    /// Writes what the request changed, and says whether it wrote anything. Nothing is
+    /// written for a session that did not change, except a `touch` when its cookie is due
+    /// for refresh.
+    ///
+    /// It borrows the data rather than taking it, so that its future does not hold a
+    /// second copy.
+    async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
+        // The user's generation first: a commit that fails after it leaves this session
+        // signed out with the others, never the others signed in.
+        let Some(out) = s.signing_out.take() else {
+            return self.write(s).await;
+        };
+        let store = &*self.backend.store;
+        let Some(item) = out.item.or_else(|| self.current_item(&out.user)) else {
+            return self.write(s).await;
+        };
+        let ttl = self.backend.config.generation_ttl();
+        let keep = out.keep_this;
+        match generation::end(store, &item, out.held.as_deref(), keep, ttl).await? {
+            generation::Ending::Rotated(next) => {
+                s.put(generation::PACKAGE, generation::GENERATION, Some(next))
+            }
+            generation::Ending::Ended => {}
+            // Signed out since it was read: it ends, and ends nobody else.
+            generation::Ending::Revoked if keep => s.purge(),
+            generation::Ending::Revoked => return self.write(s).await,
+        }
+        // The sign-out happened: a failure from here on must say so, not "nothing saved".
+        let written = self.write(s).await;
+        written
+            .map(|(action, _)| (action, Commit::Written))
+            .map_err(|e| SessionError::SignedOut(Box::new(e)))
+    }
+
+    /// The rest of the commit, once a sign-out of the user's sessions is settled.
+    async fn write(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
+        let store = &*self.backend.store;
+        let metrics = &self.backend.config.metrics;
+        let mut wrote = s.retired.is_some() || s.signed_out.is_some();
+        // The user's item, worked out once (an HMAC for a session bound now): nothing below
+        // changes the user until the write, which may rebase onto another request's.
+        let user_item = self.user_item(&s.data);
+        if let Some(item) = &user_item {
+            let ttl = self.backend.config.generation_ttl();
+            if generation::lacks_generation(&s.data) {
+                // Bound (or kept through a sign-out of the others) by this request.
+                let generation = generation::start(store, item, ttl).await?;
+                s.put(
+                    generation::PACKAGE,
+                    generation::GENERATION,
+                    Some(generation),
+                );
+                s.put(
+                    generation::PACKAGE,
+                    generation::ITEM,
+                    Some(item.as_str().into()),
+                );
+            } else if s.renewed {
+                // A renewed session starts its life afresh: the item must outlive it, as
+                // at login. Gone meanwhile, the session is signed out at its next read.
+                store.touch(item, ttl).await?;
+            }
+        }
+        let dirty = s.settle();
+        // A new session left empty is not stored.
+        wrote |= dirty && (s.existing.is_some() || !s.data.is_empty());
+        let issue = |id, data: &Record| {
+            CookieAction::Issue(Issue {
+                id,
+                idle: self.timeouts(data).cookie_idle(),
+                user: self.user_item(data),
+            })
+        };
+        let action = match s.existing.take() {
+            None if dirty && !s.data.is_empty() => issue(self.create(&s.data).await?, &s.data),
+            None => CookieAction::Keep,
+            Some(existing) if s.renewed => issue(self.renew(&existing, s).await?, &s.data),
+            Some(existing) => {
+                let timeouts = self.timeouts(&s.data);
+                let age = now_unix().saturating_sub(existing.issued);
+                let refresh = age >= self.backend.config.refresh_after(timeouts.idle);
+                // A cookie signed by a fallback key is re-signed, and one that does not
+                // carry the session's own idle timeout or its user's hint (set by this
+                // request, or outside a request) is re-issued with them; like a refresh,
+                // these only need the store to confirm the session is still there.
+                let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
+                    || user_item != existing.cookie_user;
+                let reissue = refresh || existing.by_fallback || stale;
+                if dirty {
+                    self.update(&existing, s).await?;
+                } else if !reissue {
+                    metrics.touch(Touch::Skipped);
+                } else {
+                    // Read with the touch (pipelined: one round trip), to re-issue the cookie
+                    // only for the session as loaded: one renewed meanwhile by a login may
+                    // still stand (its old id not yet removed, or a tombstone), and its
+                    // cookie would overwrite the login's.
+                    let id = &existing.id;
+                    let (touched, now) =
+                        join(store.touch(id, self.ttl(&s.data)), store.load(id)).await;
+                    match touched.and_then(|touched| Ok((touched, now?))) {
+                        Ok((true, Some(now))) if now.version == existing.version => {
+                            metrics.touch(Touch::Done);
+                        }
+                        // Gone or changed since this request loaded it: another request
+                        // renewed, purged or wrote it, and the cookie is that request's.
+                        Ok(_) => {
+                            metrics.touch(Touch::Gone);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                        // Nothing was to be written: the read-only answer stands, and the
+                        // refresh waits for the next request.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session refresh failed; cookie kept");
+                            metrics.touch(Touch::Failed);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                    }
+                }
+                if reissue {
+                    issue(existing.id, &s.data)
+                } else {
+                    CookieAction::Keep
+                }
+            }
+        };
+        if let Some(old) = &s.retired {
+            store.delete(old).await?;
+        }
+        let mut ended = s.purged;
+        if let Some((old, version)) = &s.signed_out {
+            // Only the request that deletes it ends it: one written since (a login racing
+            // this request) is not this one's to end, and one already deleted was ended by
+            // another request, whose cookie the client may hold by now.
+            ended |= store.delete_if(old, *version).await? == Update::Updated;
+        }
+        let outcome = if wrote {
+            Commit::Written
+        } else {
+            Commit::Unchanged
+        };
+        // Ended with nothing new to issue: the client drops its cookie.
+        if ended && action == CookieAction::Keep {
+            return Ok((CookieAction::Remove, outcome));
+        }
+        Ok((action, outcome))
+    }
+
+    fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {
+        let bytes = data.encode();
+        self.backend.config.metrics.size(bytes.len());
+        let limit = self.backend.config.max_size;
+        if bytes.len() > limit {
+            return Err(SessionError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Stores a new session under a new id, one the store accepts: never on a server
+    /// known to be down, so nothing has to move when it is back.
+    async fn create(&self, data: &Record) -> Result<SessionId, SessionError> {
+        let bytes = self.encode(data)?;
+        let ttl = self.ttl(data);
+        let store = &*self.backend.store;
+        let mut taken = 0;
+        for _ in 0..MAX_DRAWS {
+            let id = SessionId::generate().map_err(SessionError::Entropy)?;
+            if !store.accepts(&id) {
+                continue;
+            }
+            match store.create(&id, &bytes, ttl).await {
+                Ok(true) => return Ok(id),
+                Ok(false) => {}
+                // The id's server failed and the store now turns it away: a new session
+                // loses nothing by going elsewhere.
+                Err(StoreError::Unavailable(e)) if !store.accepts(&id) => {
+                    tracing::debug!(error = %e, "new session's server is down: another id");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            taken += 1;
+            if taken == CREATE_ATTEMPTS {
+                let why = "the store reports every new session id as taken";
+                return Err(StoreError::Protocol(why.into()).into());
+            }
+        }
+        let why = "every id drawn for a new session belongs to a server that is down";
+        Err(StoreError::Unavailable(why.into()).into())
+    }
+
+    /// After losing a compare-and-swap race: waits (jittered, within the retry budget),
+    /// re-reads the session, and re-applies this request's changes onto what the winner
+    /// wrote. Returns the version to try next. A key both changed is a conflict (first
+    /// committer wins); a session gone meanwhile was ended by another request.
+    async fn rebase(
+        &self,
+        id: &SessionId,
+        s: &mut SessionData,
+        backoff: &mut Backoff,
+    ) -> Result<Version, SessionError> {
+        if !backoff.wait().await {
+            tracing::debug!(?id, "retry budget spent on concurrent commits");
+            return Err(SessionError::Conflict);
+        }
+        self.backend.config.metrics.merge_retry();
+        let Some(Stored { data, version }) = self.backend.store.load(id).await? else {
+            return Err(SessionError::Ended);
+        };
+        let Ok(latest) = Record::decode(&data) else {
+            return Err(SessionError::Ended);
+        };
+        s.rebase(latest)?;
+        Ok(version)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backend.config.retry_budget)
+    }
+
+    /// Compare-and-swap, rebasing onto concurrent commits until it lands or the retry
+    /// budget is spent.
+    async fn update(&self, existing: &Existing, s: &mut SessionData) -> Result<(), SessionError> {
+        let store = &*self.backend.store;
+        let mut version = existing.version;
+        let mut backoff = self.backoff();
+        loop {
+            let bytes = self.encode(&s.data)?;
+            match store
+                .update(&existing.id, &bytes, version, self.ttl(&s.data))
+                .await?
+            {
+                Update::Updated => return Ok(()),
+                Update::Missing => return Err(SessionError::Ended),
+                Update::Conflict => {}
+            }
+            version = self.rebase(&existing.id, s, &mut backoff).await?;
+        }
+    }
+
+    /// Moves the session to a new id: creates the new one first (a renew that fails
+    /// half-way must not lose the session), then removes the old one only if it is still
+    /// the version this request built on. A write committed meanwhile is rebased into the
+    /// new id; a session purged meanwhile is not brought back (409, nothing created).
+    async fn renew(
+        &self,
+        existing: &Existing,
+        s: &mut SessionData,
+    ) -> Result<SessionId, SessionError> {
+        let store = &*self.backend.store;
+        let mut version = existing.version;
+        let mut backoff = self.backoff();
+        loop {
+            // A login starts the session's life: the absolute timeout counts from here.
+            s.data.created = now_unix();
+            let new = self.create(&s.data).await?;
+            // If this fails the outcome is unknown (it is never resent): keeping `new`
+            // costs at most an orphan that expires, removing it could lose the session.
+            let outcome = store.delete_if(&existing.id, version).await?;
+            if outcome == Update::Updated {
+                return Ok(new);
+            }
+            store.delete(&new).await?;
+            if outcome == Update::Missing {
+                return Err(SessionError::Ended);
+            }
+            version = self.rebase(&existing.id, s, &mut backoff).await?;
+        }
+    }
+}
+
+impl Drop for UnitOfWork {
+    /// Dropped with its session loaded but neither committed nor aborted: the request's
+    /// future was dropped (its client went away) before the response came back. Nothing
+    /// was written, so the abort hooks run, once, on this thread's `LocalSet`.
+    fn drop(&mut self) {
+        if self.ended.get() {
+            return;
+        }
+        if let Some((_, hooks)) = self.take() {
+            self.backend.config.metrics.commit(Commit::AbortedByHandler);
+            to_completion::finish_elsewhere(hooks.run(Outcome::Aborted));
+        }
+    }
+}

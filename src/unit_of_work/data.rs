@@ -1,0 +1,274 @@
+//! The session's in-memory copy and its change set: what a handler's `Session` reads and
+//! writes, what a savepoint copies, and the merge rules the commit applies (which entries
+//! changed, rebasing onto a concurrent commit, blind changes, purge, renew, sign-out).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::generation;
+use super::record::Record;
+use crate::clock::now_unix;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::metrics::Load;
+use crate::store::Version;
+
+/// A session that exists in the store, as this request found it.
+#[derive(Debug, Clone)]
+pub(super) struct Existing {
+    pub(super) id: SessionId,
+    pub(super) version: Version,
+    /// When the request's cookie was issued, and whether an old key signed it.
+    pub(super) issued: u64,
+    pub(super) by_fallback: bool,
+    /// The idle timeout the request's cookie carried (format 2), in seconds.
+    pub(super) cookie_idle: Option<u64>,
+    /// The user generation item the request's cookie named (format 3).
+    pub(super) cookie_user: Option<SessionId>,
+}
+
+/// The session's in-memory copy and the change set: what [`Session`](crate::Session)
+/// reads and writes, and what a savepoint copies.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionData {
+    pub(super) existing: Option<Existing>,
+    pub(super) data: Record,
+    /// Each changed (package, key) entry: the merge's conflict test.
+    pub(super) changes: BTreeMap<(String, String), Change>,
+    /// A purged (or renewed) session's id, deleted on commit.
+    pub(super) retired: Option<SessionId>,
+    /// The session the cookie named, when its server could not be reached and the store
+    /// said to start fresh: a purge or renew must still remove it.
+    pub(super) unreachable: Option<SessionId>,
+    /// The session the cookie named, found signed out (its user's generation ended), at
+    /// the version read: removed on commit unless written since.
+    pub(super) signed_out: Option<(SessionId, Version)>,
+    /// The user whose generation ends on commit, signing out all their sessions.
+    pub(super) signing_out: Option<SignOut>,
+    pub(super) renewed: bool,
+    pub(super) purged: bool,
+}
+
+/// A sign-out of a user's sessions, ended on commit.
+#[derive(Debug, Clone)]
+pub(super) struct SignOut {
+    pub(super) user: String,
+    /// The item the session was bound with (`None` if bound in this request: the current
+    /// key's).
+    pub(super) item: Option<SessionId>,
+    /// The generation this session held when the sign-out was asked (`None` if bound in
+    /// this request): the end is conditional on it being still the current one.
+    pub(super) held: Option<String>,
+    /// This session stays signed in, under a new generation.
+    pub(super) keep_this: bool,
+}
+
+/// One changed entry.
+#[derive(Debug, Clone)]
+pub(super) struct Change {
+    /// The value as loaded.
+    pub(super) original: Option<Value>,
+    /// The change does not depend on what was read (removing a flash message once shown):
+    /// a concurrent commit that already made the same change is not a conflict.
+    pub(super) blind: bool,
+}
+
+/// What a session did in this request, as [`Session::status`](crate::Session::status)
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// Nothing changed; nothing will be written.
+    Unchanged,
+    /// Entries changed; they are written if the response commits.
+    Changed,
+    /// [`renew`](crate::Session::renew) was called: the data moves to a new id.
+    Renewed,
+    /// [`purge`](crate::Session::purge) was called: the session is deleted.
+    Purged,
+    /// [`abort`](crate::Session::abort) was called: nothing of this request is written.
+    Aborted,
+}
+
+impl SessionData {
+    pub(crate) fn fresh() -> Self {
+        Self::with(Record::new(now_unix()))
+    }
+
+    /// `data` as loaded, with nothing changed yet.
+    pub(crate) fn with(data: Record) -> Self {
+        Self {
+            existing: None,
+            data,
+            changes: BTreeMap::new(),
+            retired: None,
+            unreachable: None,
+            signed_out: None,
+            signing_out: None,
+            renewed: false,
+            purged: false,
+        }
+    }
+
+    pub(crate) fn get(&self, package: &str, key: &str) -> Option<&Value> {
+        self.data.get(package, key)
+    }
+
+    /// The id the session is stored under, if it is.
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        self.existing.as_ref().map(|e| &e.id)
+    }
+
+    pub(crate) fn keys(&self, package: &str) -> Vec<String> {
+        self.data.keys(package)
+    }
+
+    /// Sets (`Some`) or removes (`None`) an entry, remembering its loaded value the first
+    /// time it changes. Writing the value already there is not a change.
+    pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
+        self.change(package, key, value, false);
+    }
+
+    /// Like [`put`](Self::put), for a change that does not depend on what was read; see
+    /// [`Change::blind`].
+    pub(crate) fn put_blind(&mut self, package: &str, key: &str, value: Option<Value>) {
+        self.change(package, key, value, true);
+    }
+
+    fn change(&mut self, package: &str, key: &str, value: Option<Value>, blind: bool) {
+        let current = self.data.get(package, key);
+        if current == value.as_ref() {
+            return;
+        }
+        let original = current.cloned();
+        self.changes
+            .entry((package.to_owned(), key.to_owned()))
+            .or_insert(Change { original, blind });
+        self.data.put(package, key, value);
+    }
+
+    /// A package's entries as this request loaded them, before its own changes.
+    pub(crate) fn loaded_entries(&self, package: &str) -> BTreeMap<String, Value> {
+        let mut entries = self.data.package(package).cloned().unwrap_or_default();
+        for ((p, key), change) in &self.changes {
+            match (p == package, &change.original) {
+                (false, _) => {}
+                (true, Some(original)) => {
+                    entries.insert(key.clone(), original.clone());
+                }
+                (true, None) => {
+                    entries.remove(key);
+                }
+            }
+        }
+        entries
+    }
+
+    /// A package's entries as they are now.
+    pub(crate) fn entries(&self, package: &str) -> Option<&BTreeMap<String, Value>> {
+        self.data.package(package)
+    }
+
+    /// Re-applies this request's changes onto `latest`, the data another request committed
+    /// meanwhile. A key both changed is a conflict (first committer wins), unless this
+    /// request's change was blind and already made.
+    pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
+        for ((package, key), change) in &self.changes {
+            let ours = self.data.get(package, key);
+            let theirs = latest.get(package, key);
+            if theirs != change.original.as_ref() && !(change.blind && theirs == ours) {
+                return Err(SessionError::Conflict);
+            }
+            latest.put(package, key, ours.cloned());
+        }
+        self.data = latest;
+        Ok(())
+    }
+
+    pub(crate) fn renew(&mut self) {
+        self.renewed = true;
+        // A login must end the session the cookie named, even one not reached.
+        if let Some(id) = self.unreachable.take() {
+            self.retired = Some(id);
+        }
+    }
+
+    pub(crate) fn purge(&mut self) {
+        let retired = self
+            .existing
+            .take()
+            .map(|e| e.id)
+            .or(self.retired.take())
+            .or(self.unreachable.take());
+        *self = Self {
+            retired,
+            signed_out: self.signed_out.take(),
+            signing_out: self.signing_out.take(),
+            purged: true,
+            ..Self::fresh()
+        };
+    }
+
+    /// Ends the bound user's generation on commit, signing them out of every session;
+    /// this one is purged, or, if `keep_this`, copies the generation that follows.
+    pub(crate) fn sign_out(&mut self, keep_this: bool) {
+        let earlier = self.signing_out.take();
+        let user = generation::bound(&self.data).map(str::to_owned);
+        // A second sign-out in the request keeps what the session held at the first.
+        let held = generation::held(&self.data)
+            .map(str::to_owned)
+            .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
+        let item = generation::item_of(&self.data)
+            .or_else(|| earlier.as_ref().and_then(|e| e.item.clone()));
+        if keep_this {
+            if user.is_some() {
+                self.put(generation::PACKAGE, generation::GENERATION, None);
+            }
+        } else {
+            self.purge();
+        }
+        self.signing_out = match user {
+            Some(user) => Some(SignOut {
+                user,
+                item,
+                held,
+                keep_this,
+            }),
+            None => earlier,
+        };
+    }
+
+    /// How the load that made this went.
+    pub(super) fn loaded(&self) -> Load {
+        if self.existing.is_some() {
+            Load::Hit
+        } else if self.signed_out.is_some() {
+            Load::SignedOut
+        } else if self.unreachable.is_some() {
+            Load::Down
+        } else {
+            Load::Miss
+        }
+    }
+
+    /// Forgets changes that ended where they began (a value set back), and says whether
+    /// anything is left to write: a change, or a renew.
+    pub(super) fn settle(&mut self) -> bool {
+        self.changes
+            .retain(|(p, k), change| self.data.get(p, k) != change.original.as_ref());
+        self.renewed || !self.changes.is_empty()
+    }
+
+    pub(crate) fn status(&self) -> SessionStatus {
+        if self.purged {
+            SessionStatus::Purged
+        } else if self.renewed {
+            SessionStatus::Renewed
+        } else if self.changes.is_empty() {
+            SessionStatus::Unchanged
+        } else {
+            SessionStatus::Changed
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Loading: a unit of work per request, which reads the session its cookies name once, when
+//! a handler first asks (the session, its user's generation item with it, and whether it is
+//! still signed in and within its timeouts).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::join;
+use tokio::sync::OnceCell;
+
+use super::data::{Existing, SessionData};
+use super::generation;
+use super::record::Record;
+use super::timeouts::Timeouts;
+use super::transaction::Transaction;
+use crate::clock::now_unix;
+use crate::config::{Backend, Config};
+use crate::cookie::Verified;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::metrics::Load;
+use crate::store::{StoreError, Stored, WhenDown};
+
+/// One request's session work.
+pub(crate) struct UnitOfWork {
+    pub(super) backend: Rc<Backend>,
+    pub(super) session: OnceCell<Rc<RefCell<Transaction>>>,
+    /// Committed or aborted: its data and hooks were taken.
+    pub(super) ended: Cell<bool>,
+}
+
+impl UnitOfWork {
+    pub(crate) fn new(backend: Rc<Backend>) -> Self {
+        Self {
+            backend,
+            session: OnceCell::new(),
+            ended: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.backend.config
+    }
+
+    pub(crate) fn backend(&self) -> Rc<Backend> {
+        Rc::clone(&self.backend)
+    }
+
+    /// The session, if this request has loaded it.
+    pub(crate) fn loaded(&self) -> Option<Rc<RefCell<Transaction>>> {
+        self.session.get().cloned()
+    }
+
+    /// Whether this request has loaded its session.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.session.initialized()
+    }
+
+    /// Loads the session named by the request's verified cookies, once: the first that
+    /// names a live session. Unknown, expired or unreadable sessions come back fresh.
+    /// Only a failing store is an error.
+    pub(crate) async fn load(
+        &self,
+        cookies: Vec<Verified>,
+    ) -> Result<Rc<RefCell<Transaction>>, SessionError> {
+        // Two extractors in one request share one load: the second waits for the first.
+        let session = self
+            .session
+            .get_or_try_init(|| async {
+                let metrics = &self.backend.config.metrics;
+                let named = !cookies.is_empty();
+                let data = self
+                    .first_live(cookies)
+                    .await
+                    .inspect_err(|_| metrics.load(Load::Error))?;
+                metrics.load(match &data {
+                    Some(data) => data.loaded(),
+                    None if named => Load::Miss,
+                    None => Load::Fresh,
+                });
+                Ok::<_, SessionError>(Rc::new(RefCell::new(Transaction::new(
+                    data.unwrap_or_else(SessionData::fresh),
+                ))))
+            })
+            .await?;
+        Ok(Rc::clone(session))
+    }
+
+    /// The session of the first cookie that names a live one. Returns as soon as it is read,
+    /// so that no session's data is held across a store's await: this future, boxed with
+    /// every request's extractor, stays under 1 KB.
+    async fn first_live(
+        &self,
+        cookies: Vec<Verified>,
+    ) -> Result<Option<SessionData>, SessionError> {
+        for cookie in cookies {
+            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens the live session `id` outside a request (the container), or `None`. A session
+    /// whose server is down is an error here, whatever the store says to do for requests.
+    pub(crate) async fn open(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
+        let by_id = Verified {
+            id: id.clone(),
+            // As if just issued: opening a session is no reason to touch it.
+            issued: now_unix(),
+            by_fallback: false,
+            idle: None,
+            user: None,
+        };
+        let Some(mut data) = self.read(by_id, WhenDown::FailClosed).await? else {
+            return Ok(None);
+        };
+        let Some(existing) = data.existing.as_mut() else {
+            // Signed out everywhere: as good as gone.
+            return Ok(None);
+        };
+        // No cookie to re-issue here: as if it carried what the session says, so that an
+        // unchanged session is not touched (which would extend its life).
+        existing.cookie_idle = self.timeouts(&data.data).cookie_idle().map(|d| d.as_secs());
+        existing.cookie_user = self.user_item(&data.data);
+        let tx = Rc::new(RefCell::new(Transaction::new(data)));
+        Ok(Some(Rc::clone(
+            self.session.get_or_init(|| async { tx }).await,
+        )))
+    }
+
+    /// The live session a cookie names, if there is one. When its server (or its user's
+    /// generation item's) is down and both `allowed` and the store say to start fresh, a
+    /// fresh one stands in for it. A session whose user was signed out everywhere comes
+    /// back fresh, with the old one to remove.
+    async fn read(
+        &self,
+        cookie: Verified,
+        allowed: WhenDown,
+    ) -> Result<Option<SessionData>, SessionError> {
+        let store = &*self.backend.store;
+        let start_fresh = allowed == WhenDown::StartFresh && store.when_down() == allowed;
+        // A bound session's cookie names its user's generation item: one round trip for both.
+        let (stored, hinted) = match &cookie.user {
+            None => (store.load(&cookie.id).await, None),
+            Some(hint) => {
+                let (stored, item) = join(store.load(&cookie.id), store.load(hint)).await;
+                (stored, Some((hint, item)))
+            }
+        };
+        let stored = match or_fresh(stored, &cookie.id, start_fresh)? {
+            Ok(stored) => stored,
+            Err(fresh) => return Ok(Some(fresh)),
+        };
+        let Some(stored) = stored else {
+            tracing::debug!(id = ?cookie.id, "no stored session for cookie");
+            return Ok(None);
+        };
+        let data = match Record::decode(&stored.data) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");
+                return Ok(None);
+            }
+        };
+        if self.ttl(&data).is_zero() {
+            tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
+            return Ok(None);
+        }
+        if let Some(item) = self.user_item(&data) {
+            let generation = match hinted {
+                Some((hint, generation)) if *hint == item => generation,
+                // Bound since the cookie was issued (or outside a request): a second round
+                // trip, once; the commit re-issues the cookie with the hint.
+                _ => store.load(&item).await,
+            };
+            let generation = match or_fresh(generation, &cookie.id, start_fresh)? {
+                Ok(generation) => generation,
+                Err(fresh) => return Ok(Some(fresh)),
+            };
+            if !generation::signed_in(&data, generation.as_ref()) {
+                tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
+                return Ok(Some(SessionData {
+                    signed_out: Some((cookie.id, stored.version)),
+                    ..SessionData::fresh()
+                }));
+            }
+        }
+        Ok(Some(SessionData {
+            existing: Some(Existing {
+                id: cookie.id,
+                version: stored.version,
+                issued: cookie.issued,
+                by_fallback: cookie.by_fallback,
+                cookie_idle: cookie.idle.map(u64::from),
+                cookie_user: cookie.user,
+            }),
+            // Not `..fresh()`: that would read the clock for a record thrown away.
+            ..SessionData::with(data)
+        }))
+    }
+
+    pub(super) fn timeouts(&self, data: &Record) -> Timeouts {
+        Timeouts::of(data, &self.backend.config)
+    }
+
+    /// How long the store should keep this session. Zero means it is over.
+    pub(super) fn ttl(&self, data: &Record) -> Duration {
+        self.timeouts(data).ttl(data.created, now_unix())
+    }
+
+    /// The generation item of the user a session is bound to, if it is.
+    pub(super) fn user_item(&self, data: &Record) -> Option<SessionId> {
+        let user = generation::bound(data)?;
+        generation::item_of(data).or_else(|| self.current_item(user))
+    }
+
+    /// The id of `user`'s generation item under the current key.
+    pub(super) fn current_item(&self, user: &str) -> Option<SessionId> {
+        self.backend.config.codec.user_items(user).next()
+    }
+}
+
+/// A store read (`Ok`), or, when its server is down and the request may start fresh, the
+/// fresh session that stands in for the one the cookie names (`Err`).
+fn or_fresh(
+    read: Result<Option<Stored>, StoreError>,
+    id: &SessionId,
+    start_fresh: bool,
+) -> Result<Result<Option<Stored>, SessionData>, SessionError> {
+    match read {
+        Err(StoreError::Unavailable(e)) if start_fresh => {
+            // Per request, so not a warning: the store logs the server going down.
+            tracing::debug!(?id, error = %e, "server down: starting fresh");
+            Ok(Err(SessionData {
+                unreachable: Some(id.clone()),
+                ..SessionData::fresh()
+            }))
+        }
+        read => Ok(Ok(read?)),
+    }
+}

@@ -1,0 +1,33 @@
+//! The unit of work: one per request. It loads the session lazily, records which
+//! (package, key) entries the handler changed, and at the end either commits them with
+//! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
+//!
+//! The module is layered bottom-up:
+//! - `record`: the stored JSON format.
+//! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
+//!   to a user, which the load and the commit apply.
+//! - `data`: the in-memory copy and its change set, with the merge rules.
+//! - `hooks`, `transaction`: the handler's side (data, savepoints, hooks, abort).
+//! - `load`: the unit of work, and reading the session once.
+//! - `backoff`, `commit`: writing it, retrying within a budget, then the hooks.
+
+mod backoff;
+mod commit;
+mod data;
+pub(crate) mod generation;
+mod hooks;
+mod load;
+mod record;
+pub(crate) mod timeouts;
+mod transaction;
+
+pub(crate) use commit::CookieAction;
+// For unit tests elsewhere and the benchmarks.
+#[cfg(any(test, feature = "__bench"))]
+pub(crate) use data::SessionData;
+pub use data::SessionStatus;
+pub(crate) use hooks::Outcome;
+pub(crate) use load::UnitOfWork;
+#[cfg(any(test, feature = "__bench"))]
+pub(crate) use record::Record;
+pub(crate) use transaction::Transaction;
