@@ -272,3 +272,203 @@ impl SessionData {
         }
     }
 }
+
+/// The merge rules, one test each (README, Semantics 2, 3 and 6, sign-out everywhere).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record holding `p/k = 1` and `p/other = "x"`, as loaded.
+    fn loaded() -> SessionData {
+        let mut record = Record::new(0);
+        record.put("p", "k", Some(1.into()));
+        record.put("p", "other", Some("x".into()));
+        SessionData::with(record)
+    }
+
+    /// What another request committed: the loaded record with `changes` applied.
+    fn theirs(changes: &[(&str, Option<Value>)]) -> Record {
+        let mut record = loaded().data;
+        for (key, value) in changes {
+            record.put("p", key, value.clone());
+        }
+        record
+    }
+
+    #[test]
+    fn writing_the_value_already_there_is_not_a_change() {
+        let mut s = loaded();
+        s.put("p", "k", Some(1.into()));
+        assert_eq!(s.status(), SessionStatus::Unchanged);
+        assert!(!s.settle());
+    }
+
+    #[test]
+    fn a_value_set_back_to_what_was_loaded_is_no_change_to_write() {
+        let mut s = loaded();
+        s.put("p", "k", Some(2.into()));
+        s.put("p", "k", Some(1.into()));
+        assert!(!s.settle(), "nothing left to write");
+        s.put("p", "k", None);
+        assert!(s.settle(), "a removal is a change");
+    }
+
+    #[test]
+    fn the_change_set_remembers_the_value_loaded() {
+        let mut s = loaded();
+        s.put("p", "k", Some(2.into()));
+        s.put("p", "k", Some(3.into()));
+        s.put("p", "new", Some(true.into()));
+        let before = s.loaded_entries("p");
+        assert_eq!(before.get("k"), Some(&Value::from(1)), "the first original");
+        assert!(!before.contains_key("new"), "added by this request");
+        assert_eq!(s.get("p", "k"), Some(&Value::from(3)));
+    }
+
+    #[test]
+    fn rebase_keeps_both_requests_changes_to_different_keys() {
+        let mut s = loaded();
+        s.put("p", "k", Some(2.into()));
+        s.rebase(theirs(&[("other", Some("y".into()))])).unwrap();
+        assert_eq!(s.get("p", "k"), Some(&Value::from(2)), "ours");
+        assert_eq!(s.get("p", "other"), Some(&Value::from("y")), "theirs");
+    }
+
+    #[test]
+    fn rebase_refuses_a_key_both_changed_first_committer_wins() {
+        let mut s = loaded();
+        s.put("p", "k", Some(2.into()));
+        let e = s.rebase(theirs(&[("k", Some(3.into()))])).unwrap_err();
+        assert!(matches!(e, SessionError::Conflict), "{e:?}");
+        let mut removed = loaded();
+        removed.put("p", "k", None);
+        let e = removed
+            .rebase(theirs(&[("k", Some(3.into()))]))
+            .unwrap_err();
+        assert!(
+            matches!(e, SessionError::Conflict),
+            "a removal conflicts too"
+        );
+    }
+
+    #[test]
+    fn a_blind_change_already_made_by_the_other_request_is_no_conflict() {
+        let mut s = loaded();
+        s.put_blind("p", "other", None);
+        s.rebase(theirs(&[("other", None)])).unwrap();
+        assert_eq!(s.get("p", "other"), None);
+        let mut not_blind = loaded();
+        not_blind.put("p", "other", None);
+        assert!(
+            not_blind.rebase(theirs(&[("other", None)])).is_err(),
+            "the same change made knowingly is a conflict"
+        );
+        let mut differs = loaded();
+        differs.put_blind("p", "other", None);
+        assert!(
+            differs
+                .rebase(theirs(&[("other", Some("z".into()))]))
+                .is_err(),
+            "a blind change that the other request did not make is one"
+        );
+    }
+
+    #[test]
+    fn purge_retires_the_stored_id_and_starts_empty() {
+        let mut s = loaded();
+        let id = SessionId::generate().unwrap();
+        s.existing = Some(Existing {
+            id: id.clone(),
+            version: Version::new(7),
+            issued: 0,
+            by_fallback: false,
+            cookie_idle: None,
+            cookie_user: None,
+        });
+        s.purge();
+        assert_eq!(s.status(), SessionStatus::Purged);
+        assert_eq!(s.retired, Some(id), "deleted on commit");
+        assert!(s.existing.is_none() && s.data.is_empty());
+        assert!(!s.settle(), "nothing new to store");
+    }
+
+    #[test]
+    fn renew_takes_over_the_unreachable_session_to_remove_it() {
+        let mut s = loaded();
+        let unreachable = SessionId::generate().unwrap();
+        s.unreachable = Some(unreachable.clone());
+        s.renew();
+        assert_eq!(s.status(), SessionStatus::Renewed);
+        assert_eq!(
+            s.retired,
+            Some(unreachable),
+            "a login ends the session it replaces"
+        );
+        assert!(s.settle(), "a renew is written even without a change");
+    }
+
+    /// A session bound to ada, holding generation `g` of item `item`.
+    fn bound(item: &SessionId) -> SessionData {
+        let mut s = loaded();
+        s.data
+            .put(generation::PACKAGE, generation::USER, Some("ada".into()));
+        s.data.put(
+            generation::PACKAGE,
+            generation::GENERATION,
+            Some("g".into()),
+        );
+        s.data.put(
+            generation::PACKAGE,
+            generation::ITEM,
+            Some(item.as_str().into()),
+        );
+        s
+    }
+
+    #[test]
+    fn sign_out_everywhere_purges_and_keeps_what_this_session_held() {
+        let item = SessionId::generate().unwrap();
+        let mut s = bound(&item);
+        s.sign_out(false);
+        assert_eq!(s.status(), SessionStatus::Purged);
+        let out = s.signing_out.as_ref().expect("the user's generation ends");
+        assert_eq!(out.user, "ada");
+        assert_eq!(
+            out.held.as_deref(),
+            Some("g"),
+            "the end is conditional on it"
+        );
+        assert_eq!(out.item.as_ref(), Some(&item));
+        assert!(!out.keep_this);
+    }
+
+    #[test]
+    fn sign_out_of_the_others_keeps_this_session_without_its_copy() {
+        let item = SessionId::generate().unwrap();
+        let mut s = bound(&item);
+        s.sign_out(true);
+        assert_eq!(s.status(), SessionStatus::Changed);
+        assert!(
+            generation::lacks_generation(&s.data),
+            "a new one is copied at commit"
+        );
+        let out = s.signing_out.as_ref().unwrap();
+        assert!(out.keep_this);
+        assert_eq!(out.held.as_deref(), Some("g"));
+        s.sign_out(false);
+        let out = s.signing_out.as_ref().unwrap();
+        assert_eq!(
+            out.held.as_deref(),
+            Some("g"),
+            "a second sign-out keeps the first's"
+        );
+    }
+
+    #[test]
+    fn sign_out_without_a_user_ends_nobody() {
+        let mut s = loaded();
+        s.sign_out(true);
+        assert!(s.signing_out.is_none());
+        assert_eq!(s.status(), SessionStatus::Unchanged);
+    }
+}
