@@ -6,7 +6,7 @@ use actix_web::ResponseError;
 use futures_util::future::join;
 
 use super::backoff::Backoff;
-use super::data::{Existing, SessionData};
+use super::data::{Existing, SessionData, SignOut};
 use super::generation;
 use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
@@ -63,9 +63,7 @@ impl UnitOfWork {
         };
         let (ended, result) = match &mut data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
-            // Boxed apart: with this future around it, it would pass the 1 KiB from which
-            // glibc's malloc takes its slower path (which then consolidates its caches).
-            Some(data) => match Box::pin(self.commit(data)).await {
+            Some(data) => match self.commit(data).await {
                 Ok((action, ended)) => (ended, Ok(action)),
                 Err(e) => (Commit::failed(e.status_code()), Err(e)),
             },
@@ -86,11 +84,22 @@ impl UnitOfWork {
     /// It borrows the data rather than taking it, so that its future does not hold a
     /// second copy.
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
-        // The user's generation first: a commit that fails after it leaves this session
-        // signed out with the others, never the others signed in.
-        let Some(out) = s.signing_out.take() else {
-            return self.write(s).await;
-        };
+        // Each boxed apart: with the finish around it, either would pass the 1 KiB from
+        // which glibc's malloc takes its slower path (which then consolidates its caches).
+        match s.signing_out.take() {
+            None => Box::pin(self.write(s)).await,
+            Some(out) => Box::pin(self.sign_out_then_write(s, out)).await,
+        }
+    }
+
+    /// A commit that signs the user out: the user's generation first, so that a commit that
+    /// fails after it leaves this session signed out with the others, never the others
+    /// signed in.
+    async fn sign_out_then_write(
+        &self,
+        s: &mut SessionData,
+        out: SignOut,
+    ) -> Result<(CookieAction, Commit), SessionError> {
         let store = &*self.backend.store;
         let Some(item) = out.item.or_else(|| self.current_item(&out.user)) else {
             return self.write(s).await;
@@ -177,8 +186,10 @@ impl UnitOfWork {
                     // still stand (its old id not yet removed, or a tombstone), and its
                     // cookie would overwrite the login's.
                     let id = &existing.id;
-                    let (touched, now) =
-                        join(store.touch(id, self.ttl(&s.data)), store.load(id)).await;
+                    // Boxed: the two store futures inline would take the commit's over 1 KiB,
+                    // past which glibc's malloc takes its slower path, for every request.
+                    let both = join(store.touch(id, self.ttl(&s.data)), store.load(id));
+                    let (touched, now) = Box::pin(both).await;
                     match touched.and_then(|touched| Ok((touched, now?))) {
                         Ok((true, Some(now))) if now.version == existing.version => {
                             metrics.touch(Touch::Done);
