@@ -92,7 +92,8 @@ impl FromRequest for Sessions {
 /// A session opened by id with [`Sessions::open`]: a [`Session`] (it dereferences to one)
 /// whose changes are written by [`commit`](Self::commit).
 ///
-/// Dropping it without committing writes nothing and runs no hooks. `renew()` moves the
+/// Dropping it without committing writes nothing and runs its abort hooks (on the thread's
+/// tokio `LocalSet`; outside one they are skipped, with an error logged). `renew()` moves the
 /// session to an id no cookie names, so its client's next request starts fresh.
 pub struct OpenSession {
     session: Session,

@@ -64,10 +64,10 @@ impl Session {
     /// password change), keeping this one signed in. Without a bound user it does nothing.
     ///
     /// The user's generation is rotated with compare-and-swap, only if this session still
-    /// holds the current one. If it does not (it was signed out since it was read, or
-    /// another device signed out the others first), this session is signed out instead:
-    /// a revoked session never signs itself back in, and of two devices pressing "sign out
-    /// other devices" at once, one stays.
+    /// holds the current one. If it does not (it was signed out since it was read, another
+    /// device signed out the others first, or an earlier request of this session already
+    /// rotated it), the commit fails with [`SessionError::Ended`] (409) and writes nothing:
+    /// a revoked session never signs itself back in, and is signed out at its next request.
     pub fn sign_out_other_sessions(&self) {
         self.tx.borrow_mut().data.sign_out(true);
     }

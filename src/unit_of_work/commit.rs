@@ -112,7 +112,11 @@ impl UnitOfWork {
             }
             generation::Ending::Ended => {}
             // Signed out since it was read: it ends, and ends nobody else.
-            generation::Ending::Revoked if keep => s.purge(),
+            // This session no longer holds the current generation: signed out since it was
+            // read (by an admin, another device, or this session's own earlier request that
+            // rotated it). It must not sign itself back in, nor end anybody: 409, nothing
+            // written; its stale copy signs it out at its next read unless it was rotated.
+            generation::Ending::Revoked if keep => return Err(SessionError::Ended),
             generation::Ending::Revoked => return self.write(s).await,
         }
         // The sign-out happened: a failure from here on must say so, not "nothing saved".

@@ -90,6 +90,7 @@ macro_rules! http_suite {
             renewing_a_bound_session_keeps_its_users_item_alive,
             a_revoked_session_signing_out_the_others_stays_signed_out,
             two_devices_signing_out_the_others_at_once_leave_one_signed_in,
+            signing_out_the_others_twice_from_one_device_keeps_it,
             a_revoked_session_signing_out_everywhere_spares_a_later_login,
             bound_session_reads_its_generation_with_the_session,
             session_bound_outside_a_request_gets_its_hint_on_the_next_request,
@@ -1370,8 +1371,9 @@ pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(
 }
 
 /// A session read before an admin signed its user out, then asking to sign out the other
-/// sessions: it was revoked, so it is signed out itself (its cookie removed, nothing
-/// restored), and a login that came after the admin's sign-out stays signed in.
+/// sessions: it was revoked, so it answers 409 and writes nothing (it does not sign itself
+/// back in), it is signed out at its next read, and a login that came after the admin's
+/// sign-out stays signed in.
 pub async fn a_revoked_session_signing_out_the_others_stays_signed_out<S: SessionStore + Clone>(
     store: S,
 ) {
@@ -1383,8 +1385,8 @@ pub async fn a_revoked_session_signing_out_the_others_stays_signed_out<S: Sessio
             log_in(&app, "ada").await
         })
         .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.cookie().value(), "", "told to drop its cookie");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "nothing written: {reply:?}");
     assert_eq!(whoami(&app, &ada[0].0).await, "none", "the revoked session");
     assert!(app.store.inner.load(&ada[0].1).await.unwrap().is_none());
     for (cookie, _) in &ada[1..] {
@@ -1395,7 +1397,7 @@ pub async fn a_revoked_session_signing_out_the_others_stays_signed_out<S: Sessio
 }
 
 /// Two of a user's devices press "sign out other devices" at once: the first to commit
-/// rotates the generation; the other no longer holds it and is signed out. One stays.
+/// rotates the generation; the other no longer holds it: 409, and signed out. One stays.
 pub async fn two_devices_signing_out_the_others_at_once_leave_one_signed_in<
     S: SessionStore + Clone,
 >(
@@ -1411,15 +1413,36 @@ pub async fn two_devices_signing_out_the_others_at_once_leave_one_signed_in<
         )
         .await;
     assert_eq!(first.body, "Changed", "{first:?}");
-    assert_eq!(late.status, 200, "{late:?}");
-    assert_eq!(
-        late.cookie().value(),
-        "",
-        "the second is signed out: {late:?}"
-    );
+    assert_eq!(late.status, 409, "{late:?}");
     assert_eq!(whoami(&app, &ada[1].0).await, "ada", "the first stays");
-    assert_eq!(whoami(&app, &ada[0].0).await, "none");
+    assert_eq!(
+        whoami(&app, &ada[0].0).await,
+        "none",
+        "the second is signed out"
+    );
     assert_eq!(whoami(&app, &ada[2].0).await, "none");
+}
+
+/// The same device presses "sign out other devices" twice, the requests racing: the first
+/// rotates the generation and keeps this session; the second, which read the session
+/// before, no longer holds the generation and must not end the session the first kept.
+pub async fn signing_out_the_others_twice_from_one_device_keeps_it<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    let (late, first) = app
+        .interleave("/gated/sign-out-others", "/sign-out-others", &ada[0].0)
+        .await;
+    assert_eq!(first.body, "Changed", "{first:?}");
+    assert_eq!(late.status, 409, "{late:?}");
+    assert!(late.cookie.is_none(), "{late:?}");
+    assert_eq!(
+        whoami(&app, &ada[0].0).await,
+        "ada",
+        "this device stays signed in"
+    );
+    assert_eq!(whoami(&app, &ada[1].0).await, "none");
 }
 
 /// A session revoked by an admin, then signing out everywhere: it ends, and a login that

@@ -374,8 +374,8 @@ async fn sixty_four_concurrent_writers_lose_no_update() {
 
 /// Readiness through `from_r2d2` with memcached down returns within the pool's
 /// `connection_timeout` (it hung for over a minute: r2d2-memcache's inner pool waits 30 s
-/// per check), and a check made while one is still blocked fails at once rather than
-/// taking another blocking thread. Run on a thread of its own, not joined: the blocked
+/// per check), a second check made while the first is still blocked within the same
+/// bound. Run on a thread of its own, not joined: the blocked
 /// call outlives the test, and a runtime's shutdown waits for its blocking calls.
 #[test]
 fn r2d2_readiness_is_bounded_while_memcached_is_down() {

@@ -112,3 +112,18 @@ async fn behind_a_proxy_a_dead_backend_costs_only_its_own_sessions() {
         }
     }
 }
+
+/// Readiness through a proxy counts a `SERVER_ERROR` (the ping key's backend is down) as
+/// no answer: with every backend down, the proxy still answers, and `ping` must fail.
+#[actix_web::test]
+async fn behind_a_proxy_readiness_fails_when_the_backends_are_down() {
+    let mut proxy = Nutcracker::start(&[1]);
+    let store = MemcacheStore::new(&proxy.url()).unwrap();
+    store.ping().await.expect("ready with its backend up");
+    proxy.servers[0].0.stop();
+    let e = store.ping().await.unwrap_err();
+    let report = store.ping_servers().await;
+    assert!(report[0].result.is_err(), "{report:?}");
+    let cause = std::error::Error::source(&e).unwrap().to_string();
+    assert!(cause.contains("SERVER_ERROR"), "{cause}");
+}

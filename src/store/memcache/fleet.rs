@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::connection::Reply;
 use super::health::Health;
 use super::pool::Endpoint;
-use super::protocol::Request;
+use super::protocol::{Request, Status};
 use super::readiness::ServerPing;
 use super::ring::{Distribution, MemcacheServer};
 use crate::store::error::StoreError;
@@ -132,7 +132,13 @@ impl Fleet {
         let asked = self.members.iter().map(|member| async move {
             ServerPing {
                 server: member.server.to_string(),
-                result: self.send(member, key, request).await.map(drop),
+                result: self.send(member, key, request).await.and_then(|reply| {
+                    match reply.status {
+                        // A proxy whose backend for this key is down: not an answer.
+                        Status::ServerError(why) => Err(StoreError::Unavailable(why.into())),
+                        _ => Ok(()),
+                    }
+                }),
             }
         });
         futures_util::future::join_all(asked).await

@@ -9,7 +9,7 @@
 //! an empty value reads as no session, so the tombstone is never mistaken for one.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +27,8 @@ use crate::store::session_store::{Stored, Update, Version};
 pub(crate) struct R2d2Backend {
     pool: Pool<MemcacheConnectionManager>,
     metrics: Arc<ServerMetrics>,
-    /// A readiness check is blocked in the pool.
-    pinging: Arc<AtomicBool>,
+    /// Readiness checks in the pool now.
+    pinging: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for R2d2Backend {
@@ -39,13 +39,18 @@ impl fmt::Debug for R2d2Backend {
     }
 }
 
-/// Marks the readiness check over when dropped: when the blocking call returns, panics,
+/// Readiness checks that may be in the pool at once: a blocked check holds a blocking
+/// thread until the client gives up (a minute with memcached down), so a probe every
+/// second must not take a thread each; a few overlapping healthy checks are fine.
+const MAX_PINGS: usize = 4;
+
+/// Counts the readiness check out when dropped: when the blocking call returns, panics,
 /// or never runs.
-struct Done(Arc<AtomicBool>);
+struct Done(Arc<AtomicUsize>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -75,7 +80,7 @@ impl R2d2Backend {
         Self {
             pool,
             metrics: Arc::new(ServerMetrics::pool()),
-            pinging: Arc::new(AtomicBool::new(false)),
+            pinging: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -109,11 +114,12 @@ impl R2d2Backend {
 
     /// A read for readiness, bounded by the pool's `connection_timeout`: the blocking
     /// client can hang far longer (r2d2-memcache's inner pool waits 30 s per check), and
-    /// its thread cannot be stopped, so while one check is still blocked the next fails at
-    /// once instead of taking another thread.
+    /// its thread cannot be stopped, so while [`MAX_PINGS`] checks are still in the pool
+    /// the next fails at once instead of taking another thread.
     pub(crate) async fn ping(&self, key: String) -> Result<(), StoreError> {
-        if self.pinging.swap(true, Ordering::AcqRel) {
-            let why = "the previous readiness check through the r2d2 pool has not returned";
+        if self.pinging.fetch_add(1, Ordering::AcqRel) >= MAX_PINGS {
+            self.pinging.fetch_sub(1, Ordering::AcqRel);
+            let why = "earlier readiness checks through the r2d2 pool have not returned";
             return Err(StoreError::Unavailable(why.into()));
         }
         let done = Done(Arc::clone(&self.pinging));

@@ -97,8 +97,8 @@ impl MemcacheStore {
     /// for dashboards and alerts.
     ///
     /// Through [`from_r2d2`](Self::from_r2d2), one read through the pool, bounded by the
-    /// pool's `connection_timeout` (the blocking client may hang longer: while one check
-    /// is still blocked, the next one fails at once instead of taking another thread).
+    /// pool's `connection_timeout` (the blocking client may hang longer: while four checks
+    /// are still blocked, the next fails at once instead of taking another thread).
     ///
     /// ```no_run
     /// use actix_memcache_session::MemcacheStore;
@@ -114,7 +114,7 @@ impl MemcacheStore {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when no server answered, naming each and why (or a
-    /// configuration refusal, when every server was refused).
+    /// single server's configuration refusal, as [`StoreError::Unsupported`]).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut failed = Vec::new();
         for ping in self.ping_servers().await {

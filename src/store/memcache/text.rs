@@ -75,8 +75,7 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
         }
         (_, "SERVER_ERROR") if text.contains("out of memory") => {
             return Ok(Status::ServerError(format!(
-                "memcached is out of memory ({:?}); it has dropped the item stored under that \
-                 key",
+                "memcached is out of memory ({:?})",
                 short(&text)
             )))
         }
@@ -231,6 +230,6 @@ mod tests {
         let Ok(Status::ServerError(why)) = oom else {
             panic!("{oom:?}")
         };
-        assert!(why.contains("dropped the item"), "{why}");
+        assert!(why.contains("out of memory"), "{why}");
     }
 }
