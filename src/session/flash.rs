@@ -184,6 +184,14 @@ mod tests {
     use super::*;
     use crate::unit_of_work::{Record, SessionData, Transaction};
 
+    /// The contents of the messages stored, in key order.
+    fn stored(session: &Session) -> Vec<String> {
+        let package = session.package(PACKAGE);
+        let keys = package.keys().unwrap();
+        let message = |key: &String| package.get::<FlashMessage>(key).unwrap().unwrap();
+        keys.iter().map(|key| message(key).content).collect()
+    }
+
     #[test]
     fn keys_sort_in_send_order_even_behind_a_clock_that_stepped_back() {
         let mut record = Record::new(0);
@@ -198,14 +206,10 @@ mod tests {
                 .send_flash(FlashMessage::info(n.to_string()))
                 .unwrap();
         }
-        let package = session.package(PACKAGE);
-        let contents: Vec<String> = package
-            .keys()
-            .unwrap()
-            .iter()
-            .map(|key| package.get::<FlashMessage>(key).unwrap().unwrap().content)
-            .collect();
-        assert_eq!(contents, ["from the future", "0", "1", "2", "3", "4"]);
+        assert_eq!(
+            stored(&session),
+            ["from the future", "0", "1", "2", "3", "4"]
+        );
         let incoming = session.incoming_flashes().unwrap();
         assert_eq!(incoming, [FlashMessage::info("from the future")]);
     }
@@ -241,15 +245,8 @@ mod tests {
                 .send_flash(FlashMessage::info(n.to_string()))
                 .unwrap();
         }
-        let package = session.package(PACKAGE);
-        let contents: Vec<String> = package
-            .keys()
-            .unwrap()
-            .iter()
-            .map(|key| package.get::<FlashMessage>(key).unwrap().unwrap().content)
-            .collect();
         let newest: Vec<String> = (8..MAX_UNREAD + 8).map(|n| n.to_string()).collect();
-        assert_eq!(contents, newest);
+        assert_eq!(stored(&session), newest);
     }
 
     #[test]
