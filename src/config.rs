@@ -44,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) commit_on: Box<dyn Fn(StatusCode) -> bool>,
     pub(crate) max_size: usize,
     pub(crate) retry_budget: Duration,
+    /// `Session::bind_user` in a request renews the session too.
+    pub(crate) renew_on_bind: bool,
     pub(crate) metrics: SessionMetrics,
 }
 

@@ -81,6 +81,7 @@ pub struct MemcacheSessionBuilder {
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     max_size: usize,
     retry_budget: Duration,
+    renew_on_bind: bool,
 }
 
 impl MemcacheSessionBuilder {
@@ -103,6 +104,7 @@ impl MemcacheSessionBuilder {
             commit_on: Box::new(|status: StatusCode| status.as_u16() < 400),
             max_size: MAX_SIZE,
             retry_budget: RETRY_BUDGET,
+            renew_on_bind: true,
         }
     }
 
@@ -183,6 +185,16 @@ impl MemcacheSessionBuilder {
         self
     }
 
+    /// Whether [`Session::bind_user`](crate::Session::bind_user) in a request also
+    /// [`renew`](crate::Session::renew)s the session, so that an id planted before login
+    /// (session fixation) is useless after it even when the app forgets `renew()`, as
+    /// Spring and Django do. Default: `true`. Binding through the container
+    /// ([`Sessions::open`](crate::Sessions::open)) never renews: no cookie names the new id.
+    pub fn renew_on_bind(mut self, renew: bool) -> Self {
+        self.renew_on_bind = renew;
+        self
+    }
+
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
     /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
@@ -253,6 +265,7 @@ impl MemcacheSessionBuilder {
             commit_on: self.commit_on,
             max_size: self.max_size,
             retry_budget: self.retry_budget,
+            renew_on_bind: self.renew_on_bind,
             metrics: SessionMetrics::new(),
         };
         Backend {

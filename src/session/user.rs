@@ -9,9 +9,14 @@ use crate::unit_of_work::generation::{GENERATION, ITEM, PACKAGE, USER};
 
 impl Session {
     /// Binds this session to `user` (the app's id for the user: a number or name, never
-    /// shown to the client), typically at login, with [`renew`](Self::renew). The session
-    /// then ends when [`sign_out_everywhere`](Self::sign_out_everywhere) or
+    /// shown to the client), typically at login. The session then ends when
+    /// [`sign_out_everywhere`](Self::sign_out_everywhere) or
     /// [`Sessions::sign_out_everywhere`] signs that user out.
+    ///
+    /// In a request it also [`renew`](Self::renew)s the session, so that an id planted
+    /// before login is useless after it, unless the middleware was built with
+    /// [`renew_on_bind(false)`](crate::MemcacheSessionBuilder::renew_on_bind). Through the
+    /// container it never renews (no cookie would name the new id).
     ///
     /// Like any change it is written only if the request commits. The commit also reads
     /// (or starts) the user's generation item in the store, so it costs a round trip or
@@ -23,8 +28,7 @@ impl Session {
     ///
     /// async fn login(session: Session) -> actix_web::Result<&'static str> {
     ///     // ... check the password of user 42 ...
-    ///     session.renew();
-    ///     session.bind_user("42")?;
+    ///     session.bind_user("42")?; // renews the session id too
     ///     Ok("welcome")
     /// }
     /// ```
@@ -32,6 +36,9 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
+        if self.tx.borrow().renew_on_bind {
+            self.renew();
+        }
         let package = self.package(PACKAGE);
         package.insert(USER, user)?;
         // Copied from the store at commit (see `lacks_generation`), with the item's id.

@@ -79,9 +79,9 @@ impl UnitOfWork {
                     None if named => Load::Miss,
                     None => Load::Fresh,
                 });
-                Ok::<_, SessionError>(Rc::new(RefCell::new(Transaction::new(
-                    data.unwrap_or_else(SessionData::fresh),
-                ))))
+                let mut tx = Transaction::new(data.unwrap_or_else(SessionData::fresh));
+                tx.renew_on_bind = self.backend.config.renew_on_bind;
+                Ok::<_, SessionError>(Rc::new(RefCell::new(tx)))
             })
             .await?;
         Ok(Rc::clone(session))

@@ -9,6 +9,9 @@ use crate::error::SessionError;
 pub(crate) struct Transaction {
     pub(crate) data: SessionData,
     pub(crate) hooks: Hooks,
+    /// Binding a user renews the session (a request's, when the middleware says so; never
+    /// the container's).
+    pub(crate) renew_on_bind: bool,
     /// Open savepoints, oldest first.
     savepoints: Vec<Mark>,
     next_savepoint: u64,
@@ -27,6 +30,7 @@ impl Transaction {
         Self {
             data,
             hooks: Hooks::default(),
+            renew_on_bind: false,
             savepoints: Vec::new(),
             next_savepoint: 0,
             aborted: false,

@@ -94,6 +94,7 @@ macro_rules! http_suite {
             a_revoked_session_signing_out_everywhere_spares_a_later_login,
             bound_session_reads_its_generation_with_the_session,
             session_bound_outside_a_request_gets_its_hint_on_the_next_request,
+            binding_a_user_renews_the_session_unless_told_not_to,
             signed_out_session_rewritten_meanwhile_is_not_removed,
             signed_out_session_removed_meanwhile_leaves_the_new_login_cookie,
         );
@@ -1575,17 +1576,55 @@ pub async fn session_bound_outside_a_request_gets_its_hint_on_the_next_request<
     );
     let again = app.get("/whoami", Some(&reissued)).await;
     assert!(again.cookie.is_none(), "the hint is there now");
-    // Rebound to bob without a new login: the hint follows.
+    // Rebound to bob in a request: renewed, and the hint follows.
     let reply = app.get("/bind/bob", Some(&reissued)).await;
-    assert_eq!(reply.body, "Changed");
+    assert_eq!(reply.body, "Renewed");
     let bob = reply.cookie();
     assert_ne!(bob.value(), reissued.value());
     app.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&app, &bob).await, "bob", "no longer ada's");
     assert_eq!(
         whoami(&app, &reissued).await,
-        "bob",
-        "the old cookie is a hint only"
+        "none",
+        "the old cookie names the retired id"
+    );
+}
+
+/// Binding a user in a request renews the session, so that an id planted before login is
+/// useless after it even when the app forgets `renew()`: the old id is gone, the new
+/// cookie names another. With `renew_on_bind(false)` the id stays.
+pub async fn binding_a_user_renews_the_session_unless_told_not_to<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store.clone())).await;
+    let planted = started(&app).await;
+    let id = app.store.last_created();
+    let reply = app.get("/bind/ada", Some(&planted)).await;
+    assert_eq!(reply.body, "Renewed", "{reply:?}");
+    let bound = reply.cookie();
+    assert_ne!(app.store.last_created(), id, "a new id");
+    assert!(
+        app.store.inner.load(&id).await.unwrap().is_none(),
+        "the planted id is gone"
+    );
+    assert_eq!(whoami(&app, &bound).await, "ada");
+    assert_eq!(value(&app, &bound).await, "1", "the data moved with it");
+    assert_eq!(whoami(&app, &planted).await, "none");
+
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let kept = started(&app).await;
+    let id = app.store.last_created();
+    let reply = app.get("/bind/ada", Some(&kept)).await;
+    assert_eq!(reply.body, "Changed", "{reply:?}");
+    assert!(
+        app.store.inner.load(&id).await.unwrap().is_some(),
+        "the same id"
+    );
+    assert_eq!(whoami(&app, &reply.cookie()).await, "ada");
+    assert_eq!(
+        whoami(&app, &kept).await,
+        "ada",
+        "the old cookie still names it"
     );
 }
 
