@@ -45,8 +45,28 @@ impl Session {
     /// them later through [`Sessions`](crate::Sessions)). `None` for a session not stored
     /// yet (new in this request, or purged by it): its id is drawn when it is first
     /// written. After [`renew`](Self::renew) it is still the old id until the commit.
+    ///
+    /// In an [`after_commit`](Self::after_commit) hook it is the id the commit stored the
+    /// session under: a new session's, or a renewed one's new id (a login can record it
+    /// there), and `None` for a purged session.
+    ///
+    /// ```
+    /// use actix_memcache_session::Session;
+    ///
+    /// async fn login(session: Session) -> actix_web::Result<&'static str> {
+    ///     session.bind_user("42")?;
+    ///     let stored = session.clone();
+    ///     session.after_commit(move || async move {
+    ///         let id = stored.id(); // the renewed session's new id
+    ///         // ... record `id` for the user's "your sessions" page ...
+    ///         Ok::<_, std::convert::Infallible>(())
+    ///     });
+    ///     Ok("welcome")
+    /// }
+    /// ```
     pub fn id(&self) -> Option<SessionId> {
-        self.tx.borrow().data.id().cloned()
+        let tx = self.tx.borrow();
+        tx.stored.clone().or_else(|| tx.data.id().cloned())
     }
 
     /// The entries of one package: an application's or library's own namespace, so that

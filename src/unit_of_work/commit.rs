@@ -63,10 +63,16 @@ impl UnitOfWork {
         };
         let (ended, result) = match &mut data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
-            Some(data) => match self.commit(data).await {
-                Ok((action, ended)) => (ended, Ok(action)),
-                Err(e) => (Commit::failed(e.status_code()), Err(e)),
-            },
+            Some(data) => {
+                let before = data.id().cloned();
+                match self.commit(data).await {
+                    Ok((action, ended)) => {
+                        self.stored_under(before, data, &action);
+                        (ended, Ok(action))
+                    }
+                    Err(e) => (Commit::failed(e.status_code()), Err(e)),
+                }
+            }
         };
         self.backend.config.metrics.commit(ended);
         let branch = match ended {
@@ -75,6 +81,19 @@ impl UnitOfWork {
         };
         hooks.run(branch).await;
         result
+    }
+
+    /// Tells the session, for its after-commit hooks, the id the commit stored it under:
+    /// the cookie's, or the one it had (`before`) unless it was purged.
+    fn stored_under(&self, before: Option<SessionId>, data: &SessionData, action: &CookieAction) {
+        let stored = match action {
+            CookieAction::Issue(issue) => Some(issue.id.clone()),
+            CookieAction::Keep if !data.purged => before,
+            CookieAction::Keep | CookieAction::Remove => None,
+        };
+        if let Some(Ok(mut tx)) = self.session.get().map(|tx| tx.try_borrow_mut()) {
+            tx.stored = stored;
+        }
     }
 
     /// Writes what the request changed, and says whether it wrote anything. Nothing is

@@ -4,6 +4,7 @@
 use super::data::{SessionData, SessionStatus};
 use super::hooks::{HookCount, Hooks};
 use crate::error::SessionError;
+use crate::id::SessionId;
 
 /// What the handlers of one request share through [`Session`](crate::Session).
 pub(crate) struct Transaction {
@@ -12,6 +13,8 @@ pub(crate) struct Transaction {
     /// Binding a user renews the session (a request's, when the middleware says so; never
     /// the container's).
     pub(crate) renew_on_bind: bool,
+    /// The id the commit stored the session under, once it has (for after-commit hooks).
+    pub(crate) stored: Option<SessionId>,
     /// Open savepoints, oldest first.
     savepoints: Vec<Mark>,
     next_savepoint: u64,
@@ -31,6 +34,7 @@ impl Transaction {
             data,
             hooks: Hooks::default(),
             renew_on_bind: false,
+            stored: None,
             savepoints: Vec::new(),
             next_savepoint: 0,
             aborted: false,

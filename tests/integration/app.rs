@@ -166,6 +166,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/savepoint/purge", web::get().to(savepoint_purge))
             .route("/abort/{p}/{k}/{v}", web::get().to(abort))
             .route("/hooks/{mode}", web::get().to(hooked))
+            .route("/stored-id/{how}", web::get().to(stored_id))
             .service(
                 // A service inside the session middleware that fails after the handler.
                 web::scope("/inner-error")
@@ -491,6 +492,30 @@ async fn abort(s: Session, path: web::Path<(String, String, String)>) -> actix_w
 
 /// Registers a hook of each branch, plus a failing and a panicking commit hook before
 /// them, then ends as `mode` says.
+/// Changes the session (`set`), renews it (`renew`), binds a user (`login`) or purges it
+/// (`purge`); answers the id `Session::id` gives in the handler, and logs the one it gives
+/// in an after-commit hook (`id:<id or none>`).
+async fn stored_id(
+    s: Session,
+    how: web::Path<String>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<String> {
+    let name = |id: Option<SessionId>| id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+    match how.as_str() {
+        "renew" => s.renew(),
+        "login" => s.bind_user("ada")?,
+        "purge" => s.purge(),
+        _ => {}
+    }
+    s.package("p").insert("id", how.as_str())?;
+    let (session, log) = (s.clone(), log.into_inner());
+    s.after_commit(move || async move {
+        log.push(format!("id:{}", name(session.id())));
+        Ok::<_, SessionError>(())
+    });
+    Ok(name(s.id()))
+}
+
 async fn hooked(
     s: Session,
     mode: web::Path<String>,

@@ -70,6 +70,7 @@ macro_rules! http_suite {
             flash_read_by_a_failed_request_is_still_there,
             flash_sent_while_another_request_shows_older_ones_both_land,
             session_id_is_none_until_stored,
+            after_commit_hooks_see_the_id_the_session_was_stored_under,
             container_reads_changes_and_purges_by_id,
             container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing,
             container_change_racing_a_request_change_to_another_key_both_land,
@@ -1687,4 +1688,50 @@ pub async fn signed_out_session_removed_meanwhile_leaves_the_new_login_cookie<
         "the request that did not delete it leaves the cookie alone: {reply:?}"
     );
     assert_eq!(whoami(&app, &login.cookie()).await, "ada");
+}
+
+/// In an after-commit hook, `Session::id` is the id the commit stored the session under: a
+/// new session's, a renewed (or logged-in) one's new id, the same id for a change, and
+/// `None` for a purge. In the handler it was the id loaded (`None` for a new one).
+pub async fn after_commit_hooks_see_the_id_the_session_was_stored_under<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    for how in ["renew", "login"] {
+        let reply = app.get("/stored-id/set", None).await;
+        assert_eq!(reply.body, "none", "not stored yet in the handler");
+        let created = app.store.last_created();
+        assert_eq!(
+            app.hooks.take(),
+            [format!("id:{created}")],
+            "a new session's id"
+        );
+        let reply = app
+            .get(&format!("/stored-id/{how}"), Some(&reply.cookie()))
+            .await;
+        assert_eq!(
+            reply.body,
+            created.to_string(),
+            "{how}: the old id in the handler"
+        );
+        let renewed = app.store.last_created();
+        assert_ne!(renewed, created, "{how}");
+        assert_eq!(
+            app.hooks.take(),
+            [format!("id:{renewed}")],
+            "{how}: the new id"
+        );
+        let same = app.get("/stored-id/set", Some(&reply.cookie())).await;
+        assert_eq!(same.body, renewed.to_string());
+        assert_eq!(
+            app.hooks.take(),
+            [format!("id:{renewed}")],
+            "a change keeps its id"
+        );
+        let purged = app.get("/stored-id/purge", Some(&reply.cookie())).await;
+        assert_eq!(purged.status, 200, "{purged:?}");
+        let after = app.hooks.take();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(after[0], format!("id:{renewed}"), "not the purged id");
+    }
 }
