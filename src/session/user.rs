@@ -13,15 +13,18 @@ impl Session {
     /// [`sign_out_everywhere`](Self::sign_out_everywhere) or
     /// [`Sessions::sign_out_everywhere`] signs that user out.
     ///
-    /// In a request it also [`renew`](Self::renew)s the session, so that an id planted
-    /// before login is useless after it, unless the middleware was built with
-    /// [`renew_on_bind(false)`](crate::MemcacheSessionBuilder::renew_on_bind). Through the
-    /// container it never renews (no cookie would name the new id).
+    /// In a request it also [`renew`](Self::renew)s a stored session not yet bound to
+    /// `user`, so that an id planted before login is useless after it, unless the
+    /// middleware was built with
+    /// [`renew_on_bind(false)`](crate::MemcacheSessionBuilder::renew_on_bind) (a new session
+    /// gets a new id anyway). Through the container it never renews (no cookie would name
+    /// the new id).
     ///
     /// Like any change it is written only if the request commits. The commit also reads
     /// (or starts) the user's generation item in the store, so it costs a round trip or
-    /// two more; requests of a bound session after that cost none, as the item is read
-    /// with the session. Binding a session bound to someone else moves it to `user`.
+    /// two more (and the renew a create and a conditional delete); requests of a bound
+    /// session after that cost none, as the item is read with the session. Binding a
+    /// session bound to someone else moves it to `user`.
     ///
     /// ```
     /// use actix_memcache_session::Session;
@@ -36,7 +39,11 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
-        if self.tx.borrow().renew_on_bind {
+        // A stored session changing hands: a new session gets a new id anyway, and one
+        // bound to this user already was renewed when it was bound (renewing it again would
+        // restart its absolute timeout on every call).
+        let stored = self.id().is_some();
+        if self.tx.borrow().renew_on_bind && stored && self.user()?.as_deref() != Some(user) {
             self.renew();
         }
         let package = self.package(PACKAGE);

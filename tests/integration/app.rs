@@ -493,7 +493,7 @@ async fn abort(s: Session, path: web::Path<(String, String, String)>) -> actix_w
 /// Registers a hook of each branch, plus a failing and a panicking commit hook before
 /// them, then ends as `mode` says.
 /// Changes the session (`set`), renews it (`renew`), binds a user (`login`) or purges it
-/// (`purge`); answers the id `Session::id` gives in the handler, and logs the one it gives
+/// (`purge`, then stores anew; `purge-only`); answers the id `Session::id` gives in the handler, and logs the one it gives
 /// in an after-commit hook (`id:<id or none>`).
 async fn stored_id(
     s: Session,
@@ -504,10 +504,12 @@ async fn stored_id(
     match how.as_str() {
         "renew" => s.renew(),
         "login" => s.bind_user("ada")?,
-        "purge" => s.purge(),
+        "purge" | "purge-only" => s.purge(),
         _ => {}
     }
-    s.package("p").insert("id", how.as_str())?;
+    if how.as_str() != "purge-only" {
+        s.package("p").insert("id", how.as_str())?;
+    }
     let (session, log) = (s.clone(), log.into_inner());
     s.after_commit(move || async move {
         log.push(format!("id:{}", name(session.id())));

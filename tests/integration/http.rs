@@ -1611,6 +1611,12 @@ pub async fn binding_a_user_renews_the_session_unless_told_not_to<S: SessionStor
     assert_eq!(whoami(&app, &bound).await, "ada");
     assert_eq!(value(&app, &bound).await, "1", "the data moved with it");
     assert_eq!(whoami(&app, &planted).await, "none");
+    let again = app.get("/bind/ada", Some(&bound)).await;
+    assert_eq!(
+        again.body, "Changed",
+        "bound to ada already: not renewed again"
+    );
+    assert_eq!(whoami(&app, &bound).await, "ada", "the same id");
 
     let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
     let kept = started(&app).await;
@@ -1733,5 +1739,10 @@ pub async fn after_commit_hooks_see_the_id_the_session_was_stored_under<S: Sessi
         let after = app.hooks.take();
         assert_eq!(after.len(), 1, "{after:?}");
         assert_ne!(after[0], format!("id:{renewed}"), "not the purged id");
+        let gone = app
+            .get("/stored-id/purge-only", Some(&purged.cookie()))
+            .await;
+        assert_eq!(gone.status, 200, "{gone:?}");
+        assert_eq!(app.hooks.take(), ["id:none"], "purged: stored under no id");
     }
 }
