@@ -118,11 +118,18 @@ impl CookieCodec {
     pub(crate) fn user_items<'a>(&'a self, user: &'a str) -> impl Iterator<Item = SessionId> + 'a {
         std::iter::once(&self.key)
             .chain(&self.fallback_keys)
-            .map(move |key| {
-                let mac = self.mac(key, &[&[ITEM_DOMAIN][..], user.as_bytes()].concat());
-                let digest = mac.finalize().into_bytes();
-                SessionId::from_bytes(std::array::from_fn(|i| digest[i]))
-            })
+            .map(move |key| self.item_under(key, user))
+    }
+
+    /// The id of `user`'s generation item under the current key: the one a binding uses.
+    pub(crate) fn user_item(&self, user: &str) -> SessionId {
+        self.item_under(&self.key, user)
+    }
+
+    fn item_under(&self, key: &Key, user: &str) -> SessionId {
+        let mac = self.mac(key, &[&[ITEM_DOMAIN][..], user.as_bytes()].concat());
+        let digest = mac.finalize().into_bytes();
+        SessionId::from_bytes(std::array::from_fn(|i| digest[i]))
     }
 
     /// The pad that hides a user hint in the cookie of session `id`.
@@ -383,18 +390,14 @@ mod tests {
     fn user_items_differ_by_user_cookie_and_key_and_are_not_concatenations() {
         let key = Key::generate();
         let codec = |name: &str| CookieCodec::new(name.into(), key.clone(), vec![]);
-        let item = |name: &str, user: &str| codec(name).user_items(user).next().unwrap();
+        let item = |name: &str, user: &str| codec(name).user_item(user);
         let a = item("id", "ada");
         assert_eq!(a, item("id", "ada"));
         assert_ne!(a, item("id", "bob"));
         assert_ne!(a, item("sid", "ada"));
         assert_ne!(item("id", "1ada"), item("id1", "ada"));
         let other_app = CookieCodec::new("id".into(), Key::generate(), vec![]);
-        assert_ne!(
-            a,
-            other_app.user_items("ada").next().unwrap(),
-            "another key"
-        );
+        assert_ne!(a, other_app.user_item("ada"), "another key");
         let rotated = CookieCodec::new("id".into(), Key::generate(), vec![key.clone()]);
         let items: Vec<SessionId> = rotated.user_items("ada").collect();
         assert_eq!(items.len(), 2);

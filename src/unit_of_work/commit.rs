@@ -120,9 +120,7 @@ impl UnitOfWork {
         out: SignOut,
     ) -> Result<(CookieAction, Commit), SessionError> {
         let store = &*self.backend.store;
-        let Some(item) = out.item.or_else(|| self.current_item(&out.user)) else {
-            return self.write(s).await;
-        };
+        let item = out.item.unwrap_or_else(|| self.current_item(&out.user));
         let ttl = self.backend.config.generation_ttl();
         let keep = out.keep_this;
         match generation::end(store, &item, out.held.as_deref(), keep, ttl).await? {

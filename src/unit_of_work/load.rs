@@ -216,12 +216,12 @@ impl UnitOfWork {
     /// The generation item of the user a session is bound to, if it is.
     pub(super) fn user_item(&self, data: &Record) -> Option<SessionId> {
         let user = generation::bound(data)?;
-        generation::item_of(data).or_else(|| self.current_item(user))
+        Some(generation::item_of(data).unwrap_or_else(|| self.current_item(user)))
     }
 
     /// The id of `user`'s generation item under the current key.
-    pub(super) fn current_item(&self, user: &str) -> Option<SessionId> {
-        self.backend.config.codec.user_items(user).next()
+    pub(super) fn current_item(&self, user: &str) -> SessionId {
+        self.backend.config.codec.user_item(user)
     }
 }
 
