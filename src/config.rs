@@ -14,12 +14,27 @@ use crate::store::ErasedStore;
 
 /// Longest idle timeout: browsers cap a cookie's lifetime at 400 days anyway.
 pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
+/// The most sessions a user's roster lists (see `unit_of_work/roster.rs`), and so the
+/// highest limit an app can set.
+pub(crate) const MAX_SESSIONS_PER_USER: usize = 64;
 /// How far a cookie's timestamp may lie ahead of this server's clock (another server of
 /// the same site, a few seconds off); further ahead, it is refused.
 const CLOCK_SKEW: u64 = 60;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;
+
+/// What a login does when its user already has as many sessions as
+/// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user) allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// The login goes ahead, and the user's least recently seen session is signed out.
+    EndLeastRecentlySeen,
+    /// The login fails with [`SessionError::TooManySessions`](crate::SessionError)
+    /// (403), writing nothing; the sessions the user has stay signed in.
+    RefuseLogin,
+}
 
 /// What one middleware instance shares with its requests' units of work.
 pub(crate) struct Backend {
@@ -46,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) retry_budget: Duration,
     /// `Session::bind_user` in a request renews the session too.
     pub(crate) renew_on_bind: bool,
+    /// The most sessions a user may have, and what a login beyond it does.
+    pub(crate) session_limit: Option<(usize, OverLimit)>,
     pub(crate) metrics: SessionMetrics,
 }
 

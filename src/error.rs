@@ -11,13 +11,14 @@ use crate::store::error::StoreError;
 ///
 /// The response body is a fixed sentence per case: it never echoes a key, a package name
 /// or the store's own error text. Those go to the log (`tracing`), with the chain of
-/// causes, when the response is made: 5xx at level error, 409 and 413 at info, 400 at
+/// causes, when the response is made: 5xx at level error, 403, 409 and 413 at info, 400 at
 /// debug.
 ///
 /// | case | status |
 /// |---|---|
-/// | [`InvalidName`](Self::InvalidName) | 400 |
+/// | [`InvalidName`](Self::InvalidName), [`InvalidSessionId`](Self::InvalidSessionId), [`InvalidSessionHandle`](Self::InvalidSessionHandle) | 400 |
 /// | [`Conflict`](Self::Conflict), [`Ended`](Self::Ended) | 409 |
+/// | [`TooManySessions`](Self::TooManySessions) | 403 |
 /// | [`TooLarge`](Self::TooLarge), store's [`StoreError::TooLarge`] | 413 |
 /// | other [`Store`](Self::Store) errors | 503, with `Retry-After` |
 /// | [`SignedOut`](Self::SignedOut) | the status of the failure it wraps |
@@ -77,6 +78,15 @@ pub enum SessionError {
     /// A concurrent request ended (purged) the session; nothing was written.
     #[error("session ended by a concurrent request; nothing was saved")]
     Ended,
+    /// A login was refused: the user already has as many sessions as
+    /// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user)
+    /// allows, with [`OverLimit::RefuseLogin`](crate::OverLimit::RefuseLogin). Nothing was
+    /// written; the user can sign out one of them first.
+    #[error("signed in on {limit} devices already, the most allowed: sign out of one first")]
+    TooManySessions {
+        /// The limit.
+        limit: usize,
+    },
     /// The store failed; says how, in the store's words.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,6 +102,10 @@ pub enum SessionError {
     /// [`SessionId::from_str`](crate::SessionId).
     #[error("not a session id")]
     InvalidSessionId,
+    /// Text that is not a session handle, given to
+    /// [`SessionHandle::from_str`](crate::SessionHandle).
+    #[error("not a session handle")]
+    InvalidSessionHandle,
     /// [`Savepoint::rollback`](crate::Savepoint::rollback) on a savepoint that an earlier
     /// rollback discarded, or after the request's unit of work ended.
     #[error("the savepoint was discarded by a rollback to an earlier one, or the request ended")]
@@ -108,8 +122,11 @@ impl ResponseError for SessionError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::SignedOut(failure) => failure.status_code(),
-            Self::InvalidName { .. } | Self::InvalidSessionId => StatusCode::BAD_REQUEST,
+            Self::InvalidName { .. } | Self::InvalidSessionId | Self::InvalidSessionHandle => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Conflict | Self::Ended => StatusCode::CONFLICT,
+            Self::TooManySessions { .. } => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } | Self::Store(StoreError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -162,9 +179,11 @@ impl SessionError {
             Self::TooLarge { .. }
             | Self::Conflict
             | Self::Ended
+            | Self::TooManySessions { .. }
             | Self::Entropy(_)
             | Self::InvalidSavepoint
             | Self::InvalidSessionId
+            | Self::InvalidSessionHandle
             | Self::MissingMiddleware => return self.to_string(),
         };
         fixed.to_owned()

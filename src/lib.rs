@@ -69,12 +69,14 @@ mod store;
 mod to_completion;
 mod unit_of_work;
 
+pub use config::OverLimit;
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;
 pub use id::SessionId;
 pub use middleware::{MemcacheSession, MemcacheSessionBuilder, MemcacheSessionMiddleware};
 pub use session::{
-    FlashMessage, Level, OpenSession, Package, Savepoint, Session, Sessions, TypedPackage,
+    FlashMessage, Level, OpenSession, Package, Savepoint, Session, SessionHandle, Sessions,
+    TypedPackage, UserSession, MAX_LABEL_BYTES,
 };
 pub use store::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, MemoryStore,

@@ -8,7 +8,7 @@ use actix_web::cookie::SameSite;
 use actix_web::http::StatusCode;
 
 use super::service::MemcacheSession;
-use crate::config::{Backend, Config, MAX_IDLE_TIMEOUT};
+use crate::config::{Backend, Config, OverLimit, MAX_IDLE_TIMEOUT, MAX_SESSIONS_PER_USER};
 use crate::cookie::{CookieCodec, Key};
 use crate::metrics::SessionMetrics;
 use crate::store::{ErasedStore, SessionStore};
@@ -82,6 +82,7 @@ pub struct MemcacheSessionBuilder {
     max_size: usize,
     retry_budget: Duration,
     renew_on_bind: bool,
+    session_limit: Option<(usize, OverLimit)>,
 }
 
 impl MemcacheSessionBuilder {
@@ -105,6 +106,7 @@ impl MemcacheSessionBuilder {
             max_size: MAX_SIZE,
             retry_budget: RETRY_BUDGET,
             renew_on_bind: true,
+            session_limit: None,
         }
     }
 
@@ -195,6 +197,29 @@ impl MemcacheSessionBuilder {
         self
     }
 
+    /// The most sessions one user may be signed in with at once, and what a login beyond
+    /// that does: sign out the user's least recently seen session, or refuse the login
+    /// with [`SessionError::TooManySessions`](crate::SessionError::TooManySessions).
+    /// Default: no limit of the app's own; the roster of a user's sessions holds at most
+    /// 64, and a login beyond that signs out the least recently seen one.
+    ///
+    /// Concurrent logins of one user never exceed the limit: each login's entry is added
+    /// to the user's roster with compare-and-swap, after reading which listed sessions are
+    /// live. A listed session whose server does not answer counts as live. `limit` is
+    /// clamped to `1..=64`.
+    ///
+    /// ```
+    /// use actix_memcache_session::{Key, MemcacheSession, MemoryStore, OverLimit};
+    ///
+    /// let sessions = MemcacheSession::builder(MemoryStore::new(), Key::generate())
+    ///     .max_sessions_per_user(3, OverLimit::RefuseLogin)
+    ///     .build();
+    /// ```
+    pub fn max_sessions_per_user(mut self, limit: usize, over: OverLimit) -> Self {
+        self.session_limit = Some((limit.clamp(1, MAX_SESSIONS_PER_USER), over));
+        self
+    }
+
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
     /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
@@ -266,6 +291,7 @@ impl MemcacheSessionBuilder {
             max_size: self.max_size,
             retry_budget: self.retry_budget,
             renew_on_bind: self.renew_on_bind,
+            session_limit: self.session_limit,
             metrics: SessionMetrics::new(),
         };
         Backend {

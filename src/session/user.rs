@@ -5,7 +5,7 @@
 use super::container::Sessions;
 use super::extractor::Session;
 use crate::error::SessionError;
-use crate::unit_of_work::generation::{GENERATION, ITEM, PACKAGE, USER};
+use crate::unit_of_work::generation::{GENERATION, HANDLE, ITEM, PACKAGE, USER};
 
 impl Session {
     /// Binds this session to `user` (the app's id for the user: a number or name, never
@@ -20,11 +20,15 @@ impl Session {
     /// gets a new id anyway). Through the container it never renews (no cookie would name
     /// the new id).
     ///
-    /// Like any change it is written only if the request commits. The commit also reads
-    /// (or starts) the user's generation item in the store, so it costs a round trip or
-    /// two more (and the renew a create and a conditional delete); requests of a bound
-    /// session after that cost none, as the item is read with the session. Binding a
-    /// session bound to someone else moves it to `user`.
+    /// Like any change it is written only if the request commits. The commit also lists
+    /// the session among the user's sessions ([`Sessions::of_user`]), within the
+    /// middleware's
+    /// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user):
+    /// it reads (or starts) the user's item, reads the sessions listed there, and adds
+    /// this one with compare-and-swap, so it costs three or four round trips more (and
+    /// the renew a create and a conditional delete); requests of a bound session after
+    /// that cost none, as the item is read with the session. Binding a session bound to
+    /// someone else moves it to `user`.
     ///
     /// ```
     /// use actix_memcache_session::Session;
@@ -48,8 +52,10 @@ impl Session {
         }
         let package = self.package(PACKAGE);
         package.insert(USER, user)?;
-        // Copied from the store at commit (see `lacks_generation`), with the item's id.
+        // Copied from the store at commit (see `lacks_generation`), with the item's id and
+        // the session's new entry in the user's roster.
         package.remove(ITEM)?;
+        package.remove(HANDLE)?;
         package.remove(GENERATION).map(drop)
     }
 

@@ -6,11 +6,13 @@ use actix_web::ResponseError;
 use futures_util::future::join;
 
 use super::backoff::Backoff;
-use super::data::{Existing, SessionData, SignOut};
+use super::data::{Dismissal, Existing, SessionData, SignOut};
+use super::enlist::Prepared;
 use super::generation;
 use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
 use super::record::Record;
+use super::roster;
 use crate::clock::now_unix;
 use crate::cookie::Issue;
 use crate::error::SessionError;
@@ -105,10 +107,27 @@ impl UnitOfWork {
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
         // Each boxed apart: with the finish around it, either would pass the 1 KiB from
         // which glibc's malloc takes its slower path (which then consolidates its caches).
-        match s.signing_out.take() {
-            None => Box::pin(self.write(s)).await,
-            Some(out) => Box::pin(self.sign_out_then_write(s, out)).await,
+        match (s.signing_out.take(), s.dismissing.take()) {
+            (None, None) => Box::pin(self.write(s)).await,
+            (Some(out), _) => Box::pin(self.sign_out_then_write(s, out)).await,
+            (None, Some(d)) => Box::pin(self.dismiss_then_write(s, d)).await,
         }
+    }
+
+    /// A commit that signs out other listed sessions of the user: they go first, so that a
+    /// commit that fails after it leaves them signed out, never them signed in and this
+    /// request's change written.
+    async fn dismiss_then_write(
+        &self,
+        s: &mut SessionData,
+        d: Dismissal,
+    ) -> Result<(CookieAction, Commit), SessionError> {
+        let (generation, own) = &d.held;
+        self.dismiss(&d.item, generation, own, &d.handles).await?;
+        let written = self.write(s).await;
+        written
+            .map(|(action, _)| (action, Commit::Written))
+            .map_err(|e| SessionError::SignedOut(Box::new(e)))
     }
 
     /// A commit that signs the user out: the user's generation first, so that a commit that
@@ -123,7 +142,8 @@ impl UnitOfWork {
         let item = out.item.unwrap_or_else(|| self.current_item(&out.user));
         let ttl = self.backend.config.generation_ttl();
         let keep = out.keep_this;
-        match generation::end(store, &item, out.held.as_deref(), keep, ttl).await? {
+        let held = out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
+        match generation::end(store, &item, held, keep, ttl).await? {
             generation::Ending::Rotated(next) => {
                 s.put(generation::PACKAGE, generation::GENERATION, Some(next))
             }
@@ -151,26 +171,14 @@ impl UnitOfWork {
         // The user's item, worked out once (an HMAC for a session bound now): nothing below
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);
-        if let Some(item) = &user_item {
-            let ttl = self.backend.config.generation_ttl();
-            if generation::lacks_generation(&s.data) {
-                // Bound (or kept through a sign-out of the others) by this request.
-                let generation = generation::start(store, item, ttl).await?;
-                s.put(
-                    generation::PACKAGE,
-                    generation::GENERATION,
-                    Some(generation),
-                );
-                s.put(
-                    generation::PACKAGE,
-                    generation::ITEM,
-                    Some(item.as_str().into()),
-                );
-            } else if s.renewed {
-                // A renewed session starts its life afresh: the item must outlive it, as
-                // at login. Gone meanwhile, the session is signed out at its next read.
-                store.touch(item, ttl).await?;
-            }
+        let roster = match &user_item {
+            Some(item) => self.roster_change(item, s).await?,
+            None => RosterChange::None,
+        };
+        // Only a refresh's time stamp to write: the answer stands whatever happens to it.
+        let stamp_only = matches!(roster, RosterChange::Seen) && !s.settle();
+        if matches!(roster, RosterChange::Seen) {
+            s.put_stamp(generation::PACKAGE, generation::SEEN, now_unix());
         }
         let dirty = s.settle();
         // A new session left empty is not stored.
@@ -183,13 +191,24 @@ impl UnitOfWork {
             })
         };
         let action = match s.existing.take() {
-            None if dirty && !s.data.is_empty() => issue(self.create(&s.data).await?, &s.data),
+            None if dirty && !s.data.is_empty() => {
+                let id = self.create(&s.data).await?;
+                if let Err(e) = self.list(user_item.as_ref(), &roster, &s.data, &id).await {
+                    self.discard(&id).await;
+                    return Err(e);
+                }
+                issue(id, &s.data)
+            }
             None => CookieAction::Keep,
-            Some(existing) if s.renewed => issue(self.renew(&existing, s).await?, &s.data),
+            Some(existing) if s.renewed => {
+                let id = self
+                    .renew(&existing, s, user_item.as_ref(), &roster)
+                    .await?;
+                issue(id, &s.data)
+            }
             Some(existing) => {
                 let timeouts = self.timeouts(&s.data);
-                let age = now_unix().saturating_sub(existing.issued);
-                let refresh = age >= self.backend.config.refresh_after(timeouts.idle);
+                let refresh = self.refresh_due(&existing, &s.data);
                 // A cookie signed by a fallback key is re-signed, and one that does not
                 // carry the session's own idle timeout or its user's hint (set by this
                 // request, or outside a request) is re-issued with them; like a refresh,
@@ -197,7 +216,27 @@ impl UnitOfWork {
                 let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
                     || user_item != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
-                if dirty {
+                if stamp_only {
+                    // The refresh of a bound session: its time stamp written (one round
+                    // trip, as the touch it replaces), on the version loaded or merged.
+                    match self.update(&existing, s).await {
+                        Ok(()) => metrics.touch(Touch::Done),
+                        Err(SessionError::Store(e)) => {
+                            tracing::warn!(error = %e, "session refresh failed; cookie kept");
+                            metrics.touch(Touch::Failed);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                        // Ended or renewed meanwhile: the cookie is another request's.
+                        Err(_) => {
+                            metrics.touch(Touch::Gone);
+                            return Ok((CookieAction::Keep, Commit::Unchanged));
+                        }
+                    }
+                } else if dirty {
+                    // A stored session bound here keeps its id: listed before it is
+                    // written (see `enlist.rs`).
+                    self.list(user_item.as_ref(), &roster, &s.data, &existing.id)
+                        .await?;
                     self.update(&existing, s).await?;
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
@@ -247,7 +286,7 @@ impl UnitOfWork {
             // another request, whose cookie the client may hold by now.
             ended |= store.delete_if(old, *version).await? == Update::Updated;
         }
-        let outcome = if wrote {
+        let outcome = if wrote && !stamp_only {
             Commit::Written
         } else {
             Commit::Unchanged
@@ -355,34 +394,168 @@ impl UnitOfWork {
     }
 
     /// Moves the session to a new id: creates the new one first (a renew that fails
-    /// half-way must not lose the session), then removes the old one only if it is still
-    /// the version this request built on. A write committed meanwhile is rebased into the
-    /// new id; a session purged meanwhile is not brought back (409, nothing created).
+    /// half-way must not lose the session), lists it in its user's roster if it is bound,
+    /// then removes the old one only if it is still the version this request built on. A
+    /// write committed meanwhile is rebased into the new id; a session purged meanwhile is
+    /// not brought back (409, the new one removed).
     async fn renew(
         &self,
         existing: &Existing,
         s: &mut SessionData,
+        item: Option<&SessionId>,
+        roster: &RosterChange,
     ) -> Result<SessionId, SessionError> {
         let store = &*self.backend.store;
+        // A login starts the session's life: the absolute timeout counts from here.
+        s.data.created = now_unix();
+        let new = self.create(&s.data).await?;
+        if let Err(e) = self.list(item, roster, &s.data, &new).await {
+            self.discard(&new).await;
+            return Err(e);
+        }
         let mut version = existing.version;
         let mut backoff = self.backoff();
         loop {
-            // A login starts the session's life: the absolute timeout counts from here.
-            s.data.created = now_unix();
-            let new = self.create(&s.data).await?;
             // If this fails the outcome is unknown (it is never resent): keeping `new`
             // costs at most an orphan that expires, removing it could lose the session.
-            let outcome = store.delete_if(&existing.id, version).await?;
-            if outcome == Update::Updated {
-                return Ok(new);
+            match store.delete_if(&existing.id, version).await? {
+                Update::Updated => return Ok(new),
+                Update::Conflict => {}
+                Update::Missing => {
+                    self.discard(&new).await;
+                    return Err(SessionError::Ended);
+                }
             }
-            store.delete(&new).await?;
-            if outcome == Update::Missing {
-                return Err(SessionError::Ended);
-            }
-            version = self.rebase(&existing.id, s, &mut backoff).await?;
+            let rebased = match self.rebase(&existing.id, s, &mut backoff).await {
+                Ok(rebased) => rebased,
+                Err(e) => {
+                    self.unlist(item, roster, &s.data, &existing.id).await;
+                    self.discard(&new).await;
+                    return Err(e);
+                }
+            };
+            version = rebased;
+            s.data.created = now_unix();
+            // Nobody else knows the new id: its version is read only to write over it.
+            self.overwrite(&new, &s.data).await?;
         }
     }
+
+    /// Writes `data` over the session `id` this commit created.
+    async fn overwrite(&self, id: &SessionId, data: &Record) -> Result<(), SessionError> {
+        let store = &*self.backend.store;
+        let bytes = self.encode(data)?;
+        let Some(current) = store.load(id).await? else {
+            return Err(SessionError::Ended);
+        };
+        match store
+            .update(id, &bytes, current.version, self.ttl(data))
+            .await?
+        {
+            Update::Updated => Ok(()),
+            Update::Conflict | Update::Missing => Err(SessionError::Ended),
+        }
+    }
+
+    /// Removes a session this commit created and then gave up on. Best effort: if it stays,
+    /// no cookie names it, and it expires.
+    async fn discard(&self, id: &SessionId) {
+        if let Err(e) = self.backend.store.delete(id).await {
+            tracing::debug!(error = %e, "abandoned new session left to expire");
+        }
+    }
+
+    /// What this commit does to the user's roster, for a session bound to a user at
+    /// `item`. A login (a session bound in this request) copies the generation read and a
+    /// new handle into the session now, and is listed when its id is known.
+    async fn roster_change(
+        &self,
+        item: &SessionId,
+        s: &mut SessionData,
+    ) -> Result<RosterChange, SessionError> {
+        if generation::lacks_generation(&s.data) {
+            let user = generation::bound(&s.data).unwrap_or_default();
+            let prepared = self.prepare(item, user).await?;
+            let handle = roster::new_token().map_err(SessionError::Entropy)?;
+            let generation = prepared.roster.generation.clone();
+            let package = generation::PACKAGE;
+            s.put(package, generation::GENERATION, Some(generation.into()));
+            s.put(package, generation::ITEM, Some(item.as_str().into()));
+            s.put(package, generation::HANDLE, Some(handle.into()));
+            s.put_stamp(package, generation::SEEN, now_unix());
+            return Ok(RosterChange::Login(prepared));
+        }
+        if s.renewed {
+            return Ok(RosterChange::Renew);
+        }
+        Ok(match &s.existing {
+            Some(existing) if self.refresh_due(existing, &s.data) => RosterChange::Seen,
+            _ => RosterChange::None,
+        })
+    }
+
+    /// Lists the session, stored (or about to be) as `id`, in its user's roster, as
+    /// `change` says: a login's new entry, or a renewed session's entry moved.
+    async fn list(
+        &self,
+        item: Option<&SessionId>,
+        change: &RosterChange,
+        data: &Record,
+        id: &SessionId,
+    ) -> Result<(), SessionError> {
+        let (Some(item), Some(user), Some(handle), Some(generation)) = (
+            item,
+            generation::bound(data),
+            generation::handle(data),
+            generation::held(data),
+        ) else {
+            return Ok(());
+        };
+        match change {
+            RosterChange::Login(prepared) => {
+                self.admit(prepared.clone(), item, user, handle, id).await
+            }
+            RosterChange::Renew => self.rename(item, generation, handle, id).await,
+            RosterChange::Seen | RosterChange::None => Ok(()),
+        }
+    }
+
+    /// Moves a renewed session's entry back to its old id after the renew failed, so that
+    /// the session, still stored there, stays listed. Best effort: unlisted, it is signed
+    /// out at its next request, the safe side.
+    async fn unlist(
+        &self,
+        item: Option<&SessionId>,
+        change: &RosterChange,
+        data: &Record,
+        old: &SessionId,
+    ) {
+        if let RosterChange::Renew = change {
+            if let Err(e) = self.list(item, change, data, old).await {
+                tracing::debug!(error = %e, "renewed session's entry not moved back");
+            }
+        }
+    }
+
+    /// Whether a session's cookie is due for re-issue (and a read-only session for a
+    /// touch).
+    fn refresh_due(&self, existing: &Existing, data: &Record) -> bool {
+        let idle = self.timeouts(data).idle;
+        let age = now_unix().saturating_sub(existing.issued);
+        age >= self.backend.config.refresh_after(idle)
+    }
+}
+
+/// What a commit does to the user's roster (see `enlist.rs`).
+enum RosterChange {
+    /// None: the session is not bound, or nothing about its entry changes.
+    None,
+    /// A login: listed under a new handle once its id is known.
+    Login(Prepared),
+    /// A renewed bound session: its entry moves to the new id.
+    Renew,
+    /// A refresh of a bound session: when it was last seen is written.
+    Seen,
 }
 
 impl Drop for UnitOfWork {

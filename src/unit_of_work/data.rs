@@ -46,8 +46,20 @@ pub(crate) struct SessionData {
     pub(super) signed_out: Option<(SessionId, Version)>,
     /// The user whose generation ends on commit, signing out all their sessions.
     pub(super) signing_out: Option<SignOut>,
+    /// Other sessions of the user to sign out on commit.
+    pub(super) dismissing: Option<Dismissal>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
+}
+
+/// Listed sessions of the user that this session signs out on commit.
+#[derive(Debug, Clone)]
+pub(super) struct Dismissal {
+    /// The user's item, and the generation and handle this session held when asked.
+    pub(super) item: SessionId,
+    pub(super) held: (String, String),
+    /// The handles of the sessions to sign out.
+    pub(super) handles: Vec<String>,
 }
 
 /// A sign-out of a user's sessions, ended on commit.
@@ -57,9 +69,10 @@ pub(super) struct SignOut {
     /// The item the session was bound with (`None` if bound in this request: the current
     /// key's).
     pub(super) item: Option<SessionId>,
-    /// The generation this session held when the sign-out was asked (`None` if bound in
-    /// this request): the end is conditional on it being still the current one.
-    pub(super) held: Option<String>,
+    /// The generation this session held and the handle it was listed as, when the sign-out
+    /// was asked (`None` if bound in this request): the end is conditional on the session
+    /// being still signed in with them.
+    pub(super) held: Option<(String, String)>,
     /// This session stays signed in, under a new generation.
     pub(super) keep_this: bool,
 }
@@ -69,9 +82,20 @@ pub(super) struct SignOut {
 pub(super) struct Change {
     /// The value as loaded.
     pub(super) original: Option<Value>,
+    /// How a concurrent commit of the same entry merges with it.
+    pub(super) merge: Merge,
+}
+
+/// How a change merges with a concurrent commit that changed the same entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Merge {
+    /// A conflict: first committer wins.
+    Strict,
     /// The change does not depend on what was read (removing a flash message once shown):
     /// a concurrent commit that already made the same change is not a conflict.
-    pub(super) blind: bool,
+    Blind,
+    /// A time stamp (when a session was last seen): never a conflict, the later wins.
+    Stamp,
 }
 
 /// What a session did in this request, as [`Session::status`](crate::Session::status)
@@ -106,6 +130,7 @@ impl SessionData {
             unreachable: None,
             signed_out: None,
             signing_out: None,
+            dismissing: None,
             renewed: false,
             purged: false,
         }
@@ -127,16 +152,21 @@ impl SessionData {
     /// Sets (`Some`) or removes (`None`) an entry, remembering its loaded value the first
     /// time it changes. Writing the value already there is not a change.
     pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
-        self.change(package, key, value, false);
+        self.change(package, key, value, Merge::Strict);
     }
 
     /// Like [`put`](Self::put), for a change that does not depend on what was read; see
     /// [`Change::blind`].
     pub(crate) fn put_blind(&mut self, package: &str, key: &str, value: Option<Value>) {
-        self.change(package, key, value, true);
+        self.change(package, key, value, Merge::Blind);
     }
 
-    fn change(&mut self, package: &str, key: &str, value: Option<Value>, blind: bool) {
+    /// Sets a time stamp (unix seconds); see [`Merge::Stamp`].
+    pub(crate) fn put_stamp(&mut self, package: &str, key: &str, at: u64) {
+        self.change(package, key, Some(at.into()), Merge::Stamp);
+    }
+
+    fn change(&mut self, package: &str, key: &str, value: Option<Value>, merge: Merge) {
         let current = self.data.get(package, key);
         if current == value.as_ref() {
             return;
@@ -144,7 +174,7 @@ impl SessionData {
         let original = current.cloned();
         self.changes
             .entry((package.to_owned(), key.to_owned()))
-            .or_insert(Change { original, blind });
+            .or_insert(Change { original, merge });
         self.data.put(package, key, value);
     }
 
@@ -172,15 +202,25 @@ impl SessionData {
 
     /// Re-applies this request's changes onto `latest`, the data another request committed
     /// meanwhile. A key both changed is a conflict (first committer wins), unless this
-    /// request's change was blind and already made.
+    /// request's change was blind and already made, or a time stamp (the later stays).
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
         for ((package, key), change) in &self.changes {
             let ours = self.data.get(package, key);
             let theirs = latest.get(package, key);
-            if theirs != change.original.as_ref() && !(change.blind && theirs == ours) {
-                return Err(SessionError::Conflict);
-            }
-            latest.put(package, key, ours.cloned());
+            let value = match change.merge {
+                _ if theirs == change.original.as_ref() => ours,
+                Merge::Blind if theirs == ours => ours,
+                Merge::Stamp => {
+                    let at = |v: Option<&Value>| v.and_then(Value::as_u64);
+                    if at(theirs) > at(ours) {
+                        theirs
+                    } else {
+                        ours
+                    }
+                }
+                Merge::Strict | Merge::Blind => return Err(SessionError::Conflict),
+            };
+            latest.put(package, key, value.cloned());
         }
         self.data = latest;
         Ok(())
@@ -205,6 +245,7 @@ impl SessionData {
             retired,
             signed_out: self.signed_out.take(),
             signing_out: self.signing_out.take(),
+            dismissing: self.dismissing.take(),
             purged: true,
             ..Self::fresh()
         };
@@ -217,7 +258,8 @@ impl SessionData {
         let user = generation::bound(&self.data).map(str::to_owned);
         // A second sign-out in the request keeps what the session held at the first.
         let held = generation::held(&self.data)
-            .map(str::to_owned)
+            .zip(generation::handle(&self.data))
+            .map(|(g, h)| (g.to_owned(), h.to_owned()))
             .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
         let item = generation::item_of(&self.data)
             .or_else(|| earlier.as_ref().and_then(|e| e.item.clone()));
@@ -237,6 +279,28 @@ impl SessionData {
             }),
             None => earlier,
         };
+    }
+
+    /// Signs out, on commit, the user's listed session `handle`: this one is purged, another
+    /// loses its entry. A session not signed in (not bound, or bound in this request) ends
+    /// nobody else.
+    pub(crate) fn dismiss(&mut self, handle: &str) {
+        if generation::handle(&self.data) == Some(handle) {
+            return self.purge();
+        }
+        let held = generation::held(&self.data).zip(generation::handle(&self.data));
+        let (Some(item), Some((generation, own))) = (generation::item_of(&self.data), held) else {
+            return;
+        };
+        let held = (generation.to_owned(), own.to_owned());
+        let dismissal = self.dismissing.get_or_insert(Dismissal {
+            item,
+            held,
+            handles: Vec::new(),
+        });
+        if !dismissal.handles.iter().any(|h| h == handle) {
+            dismissal.handles.push(handle.to_owned());
+        }
     }
 
     /// How the load that made this went.
@@ -422,7 +486,13 @@ mod tests {
             generation::ITEM,
             Some(item.as_str().into()),
         );
+        s.data
+            .put(generation::PACKAGE, generation::HANDLE, Some("h".into()));
         s
+    }
+
+    fn held(out: &SignOut) -> Option<(&str, &str)> {
+        out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()))
     }
 
     #[test]
@@ -433,11 +503,7 @@ mod tests {
         assert_eq!(s.status(), SessionStatus::Purged);
         let out = s.signing_out.as_ref().expect("the user's generation ends");
         assert_eq!(out.user, "ada");
-        assert_eq!(
-            out.held.as_deref(),
-            Some("g"),
-            "the end is conditional on it"
-        );
+        assert_eq!(held(out), Some(("g", "h")), "the end is conditional on it");
         assert_eq!(out.item.as_ref(), Some(&item));
         assert!(!out.keep_this);
     }
@@ -454,12 +520,12 @@ mod tests {
         );
         let out = s.signing_out.as_ref().unwrap();
         assert!(out.keep_this);
-        assert_eq!(out.held.as_deref(), Some("g"));
+        assert_eq!(held(out), Some(("g", "h")));
         s.sign_out(false);
         let out = s.signing_out.as_ref().unwrap();
         assert_eq!(
-            out.held.as_deref(),
-            Some("g"),
+            held(out),
+            Some(("g", "h")),
             "a second sign-out keeps the first's"
         );
     }

@@ -4,23 +4,30 @@
 //!
 //! The module is layered bottom-up:
 //! - `record`: the stored JSON format.
+//! - `roster`: a user's item as stored (their generation and the sessions listed in it).
 //! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
 //!   to a user, which the load and the commit apply.
 //! - `data`: the in-memory copy and its change set, with the merge rules.
 //! - `hooks`, `transaction`: the handler's side (data, savepoints, hooks, abort).
 //! - `load`: the unit of work, and reading the session once.
+//! - `census`, `enlist`: which of a user's listed sessions are live, and changing the list
+//!   (a login within the user's limit, a renewal, signing one out).
 //! - `backoff`, `commit`: writing it, retrying within a budget, then the hooks.
 
 mod backoff;
+mod census;
 mod commit;
 mod data;
+mod enlist;
 pub(crate) mod generation;
 mod hooks;
 mod load;
 mod record;
+mod roster;
 pub(crate) mod timeouts;
 mod transaction;
 
+pub(crate) use census::Live;
 pub(crate) use commit::CookieAction;
 // For unit tests elsewhere and the benchmarks.
 #[cfg(any(test, feature = "__bench"))]
@@ -30,4 +37,5 @@ pub(crate) use hooks::Outcome;
 pub(crate) use load::UnitOfWork;
 #[cfg(any(test, feature = "__bench"))]
 pub(crate) use record::Record;
+pub(crate) use roster::is_token;
 pub(crate) use transaction::Transaction;

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use actix_http::Request;
 use actix_memcache_session::{
     FlashMessage, Key, Level, MemcacheSession, MemcacheSessionBuilder, Session, SessionError,
-    SessionId, SessionStore, Sessions, TypedPackage,
+    SessionHandle, SessionId, SessionStore, Sessions, TypedPackage,
 };
 use actix_service::boxed::{self, BoxService};
 use actix_service::{Service, ServiceExt};
@@ -135,6 +135,12 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/container/purge-own", web::get().to(purge_own))
             .route("/login/{user}", web::get().to(login))
             .route("/bind/{user}", web::get().to(bind))
+            .route("/login-from/{user}/{label}", web::get().to(login_from))
+            .route("/devices", web::get().to(devices))
+            .route(
+                "/sign-out-session/{handle}",
+                web::get().to(sign_out_session),
+            )
             .route("/whoami", web::get().to(whoami))
             .route("/sign-out-everywhere", web::get().to(sign_out_everywhere))
             .route(
@@ -632,6 +638,44 @@ async fn login(s: Session, user: web::Path<String>) -> actix_web::Result<String>
 
 async fn bind(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
     s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
+}
+
+/// A login from a device: renewed, bound to `user`, labelled.
+async fn login_from(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (user, label) = path.into_inner();
+    s.set_label(&label)?;
+    s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
+}
+
+/// The signed-in user's sessions, oldest first: one line each, `handle label flags`, with
+/// `current` and `remember` among the flags.
+async fn devices(s: Session, sessions: Sessions) -> actix_web::Result<String> {
+    let Some(user) = s.user()? else {
+        return Ok("none".to_owned());
+    };
+    let current = s.handle();
+    let listed = sessions.of_user(&user).await?;
+    Ok(listed
+        .iter()
+        .map(|l| {
+            let mut line = format!("{} {}", l.handle, l.label.as_deref().unwrap_or("-"));
+            if Some(&l.handle) == current.as_ref() {
+                line += " current";
+            }
+            if l.remember_me {
+                line += " remember";
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::Result<String> {
+    let handle: SessionHandle = handle.parse()?;
+    s.sign_out_session(&handle);
     Ok(format!("{:?}", s.status()))
 }
 

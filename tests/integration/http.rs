@@ -88,7 +88,6 @@ macro_rules! http_suite {
             sign_out_of_other_sessions_keeps_this_one,
             sign_out_in_a_failed_request_signs_nobody_out,
             a_sign_out_whose_commit_then_fails_says_what_happened,
-            renewing_a_bound_session_keeps_its_users_item_alive,
             a_revoked_session_signing_out_the_others_stays_signed_out,
             two_devices_signing_out_the_others_at_once_leave_one_signed_in,
             signing_out_the_others_twice_from_one_device_keeps_it,
@@ -1466,20 +1465,6 @@ pub async fn a_revoked_session_signing_out_everywhere_spares_a_later_login<
     assert_eq!(reply.cookie().value(), "", "{reply:?}");
     assert_eq!(whoami(&app, &ada[0].0).await, "none");
     assert_eq!(whoami(&app, &fresh.0).await, "ada", "the later login");
-}
-
-/// A renewed session starts its life afresh, so its user's generation item (which must
-/// outlive every session bound to it) has its TTL reset, as at login.
-pub async fn renewing_a_bound_session_keeps_its_users_item_alive<S: SessionStore + Clone>(
-    store: S,
-) {
-    let app = TestApp::new(CountingStore::new(store)).await;
-    let (cookie, _) = log_in(&app, "ada").await;
-    app.store.reset();
-    let reply = app.get("/renew", Some(&cookie)).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(app.store.calls().touches, 1, "the item's TTL reset");
-    assert_eq!(whoami(&app, &reply.cookie()).await, "ada");
 }
 
 /// A sign-out everywhere that happened, then a commit that failed after it (413 here): the

@@ -19,6 +19,7 @@ mod native {
 
     mod http {
         crate::http::http_suite!(crate::memcached::store());
+        crate::devices::devices_suite!(crate::memcached::store());
     }
 }
 
@@ -27,6 +28,7 @@ mod text {
 
     mod http {
         crate::http::http_suite!(crate::memcached::text_store());
+        crate::devices::devices_suite!(crate::memcached::text_store());
     }
 }
 
@@ -35,6 +37,7 @@ mod r2d2_binary {
 
     mod http {
         crate::http::http_suite!(crate::memcached::r2d2_store(""));
+        crate::devices::devices_suite!(crate::memcached::r2d2_store(""));
     }
 }
 

@@ -8,4 +8,6 @@ mod http {
     use actix_memcache_session::MemoryStore;
 
     crate::http::http_suite!(MemoryStore::new());
+
+    crate::devices::devices_suite!(MemoryStore::new());
 }

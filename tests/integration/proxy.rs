@@ -19,6 +19,7 @@ mod suites {
 
     mod http {
         crate::http::http_suite!(crate::nutcracker::proxy_store());
+        crate::devices::devices_suite!(crate::nutcracker::proxy_store());
     }
 }
 

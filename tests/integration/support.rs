@@ -10,6 +10,7 @@ use actix_memcache_session::{
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::test;
+use tokio::sync::Semaphore;
 
 /// Store calls seen by a [`CountingStore`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,12 @@ pub struct CountingStore<S> {
     ttl_floor: Duration,
     /// Touches fail as if the store were down.
     failing_touches: Rc<Cell<bool>>,
+    /// Loads of this id fail as if its server were down.
+    failing_loads: Rc<RefCell<Option<SessionId>>>,
+    /// The next update of this id waits for `release` (see `hold_next_update_of`).
+    held: Rc<RefCell<Option<SessionId>>>,
+    reached: Rc<Semaphore>,
+    go: Rc<Semaphore>,
 }
 
 impl<S: SessionStore> CountingStore<S> {
@@ -49,7 +56,32 @@ impl<S: SessionStore> CountingStore<S> {
             created: Rc::default(),
             ttl_floor: Duration::ZERO,
             failing_touches: Rc::default(),
+            failing_loads: Rc::default(),
+            held: Rc::default(),
+            reached: Rc::new(Semaphore::new(0)),
+            go: Rc::new(Semaphore::new(0)),
         }
+    }
+
+    /// From now on loads of `id` fail as if its server were down (`None`: none do).
+    pub fn fail_loads_of(&self, id: Option<SessionId>) {
+        *self.failing_loads.borrow_mut() = id;
+    }
+
+    /// Holds the next update of `id` until `release`, so that a test can run another
+    /// request between a commit's read of an item and its compare-and-swap.
+    pub fn hold_next_update_of(&self, id: SessionId) {
+        *self.held.borrow_mut() = Some(id);
+    }
+
+    /// Waits until the update `hold_next_update_of` named has started, and is held.
+    pub async fn when_held(&self) {
+        self.reached.acquire().await.unwrap().forget();
+    }
+
+    /// Lets the held update go.
+    pub fn release(&self) {
+        self.go.add_permits(1);
     }
 
     /// From now on touches fail (`true`) as if the store were down, or work again.
@@ -88,6 +120,11 @@ impl<S: SessionStore> CountingStore<S> {
 impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
         self.count(|c| c.loads += 1);
+        if self.failing_loads.borrow().as_ref() == Some(id) {
+            return Err(StoreError::Unavailable(
+                "loads of this id fail in this test".into(),
+            ));
+        }
         self.inner.load(id).await
     }
 
@@ -108,6 +145,12 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         self.count(|c| c.updates += 1);
+        let hold = self.held.borrow().as_ref() == Some(id);
+        if hold {
+            self.held.borrow_mut().take();
+            self.reached.add_permits(1);
+            self.go.acquire().await.unwrap().forget();
+        }
         self.inner
             .update(id, data, version, ttl.max(self.ttl_floor))
             .await

@@ -1,0 +1,170 @@
+//! Which of a user's listed logins are live: each entry's session is read (all at once, one
+//! round trip), and only the session itself, holding the roster's generation and the
+//! entry's handle, says it is. The roster alone never does.
+
+use futures_util::future::join_all;
+
+use super::generation;
+use super::load::UnitOfWork;
+use super::record::Record;
+use super::roster::{Entry, Roster};
+use super::timeouts::Timeouts;
+use crate::clock::now_unix;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::store::StoreError;
+
+/// How long an entry may name a session that exists but does not hold it yet (a login of
+/// a stored session, written entry first) before it counts as dead. Far longer than any
+/// commit.
+pub(crate) const PENDING_GRACE_SECS: u64 = 300;
+
+/// What one entry's session says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Signed in: the session holds the roster's generation and the entry's handle.
+    Live(Live),
+    /// A login still being written: the session exists, and does not hold the entry yet.
+    Pending,
+    /// Its server did not answer.
+    Unknown,
+    /// Gone, expired, unreadable, or holding something else (renewed away, rebound): the
+    /// entry can go.
+    Dead,
+}
+
+/// What a live listed session says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Live {
+    pub(crate) created: u64,
+    pub(crate) seen: u64,
+    pub(crate) remember_me: bool,
+    pub(crate) label: Option<String>,
+}
+
+impl State {
+    /// When the session was last seen, for choosing which to end first; an entry whose
+    /// session could not be read counts from when it was written.
+    pub(crate) fn seen(&self, entry: &Entry) -> u64 {
+        match self {
+            Self::Live(live) => live.seen,
+            _ => entry.since,
+        }
+    }
+}
+
+impl UnitOfWork {
+    /// Reads the session of every entry in `roster` (of `user`, at `item`) and says what
+    /// each is.
+    pub(crate) async fn census(&self, roster: &Roster, item: &SessionId, user: &str) -> Vec<State> {
+        let store = &*self.backend.store;
+        let reads = join_all(roster.entries.iter().map(|e| store.load(&e.id))).await;
+        let now = now_unix();
+        roster
+            .entries
+            .iter()
+            .zip(reads)
+            .map(|(entry, read)| match read {
+                Err(e) => {
+                    tracing::debug!(error = %e, "a listed session could not be read");
+                    State::Unknown
+                }
+                Ok(None) => State::Dead,
+                Ok(Some(stored)) => match Record::decode(&stored.data) {
+                    Err(_) => State::Dead,
+                    Ok(data) => self.state(&data, roster, entry, item, user, now),
+                },
+            })
+            .collect()
+    }
+
+    fn state(
+        &self,
+        data: &Record,
+        roster: &Roster,
+        entry: &Entry,
+        item: &SessionId,
+        user: &str,
+        now: u64,
+    ) -> State {
+        let timeouts = Timeouts::of(data, &self.backend.config);
+        if timeouts.ttl(data.created, now).is_zero() {
+            return State::Dead;
+        }
+        let holds = generation::bound(data) == Some(user)
+            && generation::held(data) == Some(roster.generation.as_str())
+            && generation::handle(data) == Some(entry.handle.as_str())
+            && generation::item_of(data).as_ref() == Some(item);
+        if !holds {
+            // Written entry first; the session follows within the commit.
+            let young = now < entry.since.saturating_add(PENDING_GRACE_SECS);
+            return if young { State::Pending } else { State::Dead };
+        }
+        let label = data.get(generation::PACKAGE, generation::LABEL);
+        State::Live(Live {
+            created: data.created,
+            seen: data
+                .get(generation::PACKAGE, generation::SEEN)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(data.created),
+            remember_me: timeouts.own,
+            label: label.and_then(|l| l.as_str()).map(str::to_owned),
+        })
+    }
+}
+
+impl UnitOfWork {
+    /// The live sessions of `user`, by handle, across the items of every signing key, with
+    /// the dead entries found on the way removed (which signs nothing in). A session whose
+    /// server does not answer makes this an error: the list would not be complete.
+    pub(crate) async fn live_sessions(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(String, Live)>, SessionError> {
+        let items: Vec<SessionId> = self.backend.config.codec.user_items(user).collect();
+        let store = &*self.backend.store;
+        let rosters = join_all(items.iter().map(|item| store.load(item))).await;
+        let mut live = Vec::new();
+        for (item, stored) in items.iter().zip(rosters) {
+            let Some(roster) = stored?.and_then(|s| Roster::decode(&s.data)) else {
+                continue;
+            };
+            let states = self.census(&roster, item, user).await;
+            let mut dead = Vec::new();
+            for (entry, state) in roster.entries.into_iter().zip(states) {
+                match state {
+                    State::Live(l) => live.push((entry.handle, l)),
+                    State::Pending => {}
+                    State::Dead => dead.push(entry),
+                    State::Unknown => {
+                        let why = "a listed session's server did not answer";
+                        return Err(StoreError::Unavailable(why.into()).into());
+                    }
+                }
+            }
+            if !dead.is_empty() {
+                self.prune(item, &roster.generation, &dead).await?;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Removes entries found dead, unless they changed since (a renewal moved one).
+    async fn prune(
+        &self,
+        item: &SessionId,
+        generation: &str,
+        dead: &[Entry],
+    ) -> Result<(), SessionError> {
+        self.edit(item, |roster| match roster {
+            Some(r) if r.generation == generation => {
+                let before = r.entries.len();
+                r.entries.retain(|e| !dead.contains(e));
+                Ok(r.entries.len() != before)
+            }
+            _ => Ok(false),
+        })
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,210 @@
+//! Changing a user's roster, always with compare-and-swap so that concurrent logins merge
+//! and none overwrites another's entry: a login's entry (within the user's session limit),
+//! a renewed session's new id, and ending listed sessions.
+//!
+//! Order keeps the roster honest. A login's new session is written first and listed after,
+//! so an entry whose session is missing is dead, never "not written yet"; a login of a
+//! stored session is listed first and written after (the other order would sign it out
+//! between the two), which the census gives a grace for.
+
+use std::time::Duration;
+
+use super::census::State;
+use super::generation::EDIT_ATTEMPTS;
+use super::load::UnitOfWork;
+use super::roster::{self, Roster, MAX_ENTRIES};
+use crate::clock::now_unix;
+use crate::config::OverLimit;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::store::{Update, Version};
+
+/// A user's item as read before a login, made ready for it: its generation (started if
+/// there was none), its dead entries gone, and room made for one more within the limit.
+/// Nothing is written until [`admit`](UnitOfWork::admit).
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub(crate) roster: Roster,
+    version: Version,
+}
+
+impl UnitOfWork {
+    fn item_ttl(&self) -> Duration {
+        self.backend.config.generation_ttl()
+    }
+
+    /// The roster of `user` at `item` made ready for a login, starting a generation (an
+    /// empty roster) if there is none or the item is not one this crate wrote. Over the
+    /// limit it ends the least recently seen sessions, or refuses the login (with nothing
+    /// written), as the middleware says; sessions it cannot read count as live.
+    pub(crate) async fn prepare(
+        &self,
+        item: &SessionId,
+        user: &str,
+    ) -> Result<Prepared, SessionError> {
+        let (mut roster, version) = self.roster_for_login(item).await?;
+        let states = self.census(&roster, item, user).await;
+        let mut kept: Vec<_> = roster
+            .entries
+            .drain(..)
+            .zip(states)
+            .filter(|(_, state)| *state != State::Dead)
+            .collect();
+        let (limit, over) = self
+            .backend
+            .config
+            .session_limit
+            .unwrap_or((MAX_ENTRIES, OverLimit::EndLeastRecentlySeen));
+        if kept.len() >= limit {
+            if over == OverLimit::RefuseLogin {
+                return Err(SessionError::TooManySessions { limit });
+            }
+            // Stable: of sessions seen in the same second, the earlier login goes first.
+            kept.sort_by_key(|(entry, state)| state.seen(entry));
+            kept.drain(..=kept.len() - limit);
+        }
+        roster.entries = kept.into_iter().map(|(entry, _)| entry).collect();
+        Ok(Prepared { roster, version })
+    }
+
+    /// The roster at `item` and its version, started if there is none (or replaced if it
+    /// is not one this crate wrote, which signs out any session that matched it: the safe
+    /// side).
+    async fn roster_for_login(&self, item: &SessionId) -> Result<(Roster, Version), SessionError> {
+        let store = &*self.backend.store;
+        let ttl = self.item_ttl();
+        for _ in 0..EDIT_ATTEMPTS {
+            let current = store.load(item).await?;
+            if let Some(stored) = &current {
+                if let Some(roster) = Roster::decode(&stored.data) {
+                    return Ok((roster, stored.version));
+                }
+            }
+            let fresh = Roster::new(roster::new_token().map_err(SessionError::Entropy)?);
+            let bytes = fresh.encode();
+            // Whether written or beaten to it, the next pass reads the roster back.
+            match &current {
+                None => drop(store.create(item, &bytes, ttl).await?),
+                Some(foreign) => drop(store.update(item, &bytes, foreign.version, ttl).await?),
+            }
+        }
+        Err(SessionError::Conflict)
+    }
+
+    /// Lists `handle` (a login of `user`, stored as `id`) in the roster `prepared` made
+    /// ready, with compare-and-swap. A roster changed meanwhile (another login) is
+    /// prepared again, limit included; one whose generation ended meanwhile (a sign-out of
+    /// the user racing this login) fails with a conflict, as the session copied it.
+    pub(crate) async fn admit(
+        &self,
+        mut prepared: Prepared,
+        item: &SessionId,
+        user: &str,
+        handle: &str,
+        id: &SessionId,
+    ) -> Result<(), SessionError> {
+        let store = &*self.backend.store;
+        let generation = prepared.roster.generation.clone();
+        for _ in 0..EDIT_ATTEMPTS {
+            let mut roster = prepared.roster;
+            roster.put(handle, id.clone(), now_unix());
+            let bytes = roster.encode();
+            let ttl = self.item_ttl();
+            match store.update(item, &bytes, prepared.version, ttl).await? {
+                Update::Updated => return Ok(()),
+                Update::Conflict | Update::Missing => {}
+            }
+            prepared = self.prepare(item, user).await?;
+            if prepared.roster.generation != generation {
+                return Err(SessionError::Conflict);
+            }
+        }
+        Err(SessionError::Conflict)
+    }
+
+    /// Applies `change` to the roster at `item` with compare-and-swap, reading it again
+    /// after each lost race; `change` says whether it changed anything (or why the edit
+    /// must not happen). A missing roster (or one this crate did not write) is `None`.
+    pub(crate) async fn edit(
+        &self,
+        item: &SessionId,
+        mut change: impl FnMut(Option<&mut Roster>) -> Result<bool, SessionError>,
+    ) -> Result<bool, SessionError> {
+        let store = &*self.backend.store;
+        for _ in 0..EDIT_ATTEMPTS {
+            let current = store.load(item).await?;
+            let Some((version, mut roster)) =
+                current.and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
+            else {
+                return change(None);
+            };
+            if !change(Some(&mut roster))? {
+                return Ok(false);
+            }
+            match store
+                .update(item, &roster.encode(), version, self.item_ttl())
+                .await?
+            {
+                Update::Updated => return Ok(true),
+                Update::Missing => return change(None),
+                Update::Conflict => {}
+            }
+        }
+        Err(SessionError::Conflict)
+    }
+
+    /// Moves the entry `handle` (of the session holding `generation`) to the session's new
+    /// id after a renew. A session no longer listed was signed out meanwhile: it ends.
+    pub(crate) async fn rename(
+        &self,
+        item: &SessionId,
+        generation: &str,
+        handle: &str,
+        id: &SessionId,
+    ) -> Result<(), SessionError> {
+        self.edit(item, |roster| match roster {
+            Some(r) if r.generation == generation && r.get(handle).is_some() => {
+                r.put(handle, id.clone(), now_unix());
+                Ok(true)
+            }
+            _ => Err(SessionError::Ended),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Ends the listed sessions `ended` on behalf of the session holding `generation` and
+    /// listed as `own`: their entries go, which signs each out. A session no longer signed
+    /// in itself ends nobody.
+    pub(crate) async fn dismiss(
+        &self,
+        item: &SessionId,
+        generation: &str,
+        own: &str,
+        ended: &[String],
+    ) -> Result<(), SessionError> {
+        self.edit(item, |roster| match roster {
+            Some(r) if r.generation == generation && r.get(own).is_some() => {
+                let mut any = false;
+                for handle in ended {
+                    any |= r.remove(handle);
+                }
+                Ok(any)
+            }
+            _ => Err(SessionError::Ended),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Removes the entry `handle` from the roster at `item`, whoever asks (the container),
+    /// and says whether it was listed.
+    pub(crate) async fn end_listed(
+        &self,
+        item: &SessionId,
+        handle: &str,
+    ) -> Result<bool, SessionError> {
+        self.edit(item, |roster| Ok(roster.is_some_and(|r| r.remove(handle))))
+            .await
+    }
+}

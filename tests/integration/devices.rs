@@ -1,0 +1,450 @@
+//! A user's sessions (README, "A user's sessions"): the listing, signing one out, the
+//! limit and its two policies, and the roster failing. Every store runs it through
+//! `devices_suite!`, next to the HTTP suite.
+
+use std::time::Duration;
+
+use actix_memcache_session::{OverLimit, SessionHandle, SessionId, SessionStore};
+use actix_web::cookie::Cookie;
+use futures_util::future::join;
+
+use crate::app::TestApp;
+use crate::support::CountingStore;
+
+macro_rules! devices_suite {
+    ($make:expr) => {
+        $crate::devices::devices_suite!(@each $make;
+            three_devices_are_listed_with_their_labels,
+            one_device_signs_out_another_of_the_same_user_only,
+            the_container_lists_and_signs_out_one_session,
+            over_the_limit_the_least_recently_seen_is_signed_out,
+            over_the_limit_a_login_is_refused_until_one_signs_out,
+            concurrent_logins_at_the_limit_never_exceed_it,
+            concurrent_logins_refused_at_the_limit_write_nothing,
+            a_deleted_roster_signs_the_user_out_and_lists_nobody,
+            a_garbled_roster_signs_everyone_out_and_a_login_replaces_it,
+            a_session_signed_out_or_ended_is_never_listed,
+            renewing_a_bound_session_keeps_it_listed,
+            last_seen_is_written_at_refresh_only,
+            a_stored_session_bound_without_renewal_is_listed,
+            a_listed_session_that_cannot_be_read_fails_the_listing,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[actix_web::test]
+            async fn $name() {
+                $crate::devices::$name($make).await;
+            }
+        )*
+    };
+}
+pub(crate) use devices_suite;
+
+/// A login from the device `label`: its cookie and the session's id.
+async fn login<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    user: &str,
+    label: &str,
+) -> (Cookie<'static>, SessionId) {
+    let reply = app.get(&format!("/login-from/{user}/{label}"), None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    (reply.cookie(), app.store.last_created())
+}
+
+async fn whoami<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) -> String {
+    let reply = app.get("/whoami", Some(cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body
+}
+
+/// The listing as `cookie`'s session sees it: `(handle, label, flags)`, oldest first.
+async fn devices<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    cookie: &Cookie<'_>,
+) -> Vec<(String, String, String)> {
+    let reply = app.get("/devices", Some(cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply
+        .body
+        .lines()
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let handle = parts.next().unwrap().to_owned();
+            let label = parts.next().unwrap_or_default().to_owned();
+            (handle, label, parts.next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// The labels of `user`'s live sessions, as the container lists them.
+async fn labels<S: SessionStore + Clone>(app: &TestApp<S>, user: &str) -> Vec<String> {
+    let listed = app.sessions.of_user(user).await.unwrap();
+    listed
+        .into_iter()
+        .map(|s| s.label.unwrap_or_default())
+        .collect()
+}
+
+/// The handle of the session labelled `label` in `user`'s listing.
+async fn handle_of<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    user: &str,
+    label: &str,
+) -> SessionHandle {
+    let listed = app.sessions.of_user(user).await.unwrap();
+    let found = listed
+        .into_iter()
+        .find(|s| s.label.as_deref() == Some(label));
+    found.expect("listed").handle
+}
+
+/// Which of `cookies` are signed in as `user`.
+async fn signed_in<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    user: &str,
+    cookies: &[&Cookie<'_>],
+) -> Vec<bool> {
+    let mut out = Vec::new();
+    for cookie in cookies {
+        out.push(whoami(app, cookie).await == user);
+    }
+    out
+}
+
+pub async fn three_devices_are_listed_with_their_labels<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let reply = app.get("/remember/3600/7200", Some(&laptop)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let laptop = reply.cookie();
+    let (_tablet, _) = login(&app, "ada", "tablet").await;
+    login(&app, "bob", "desktop").await;
+    let seen = devices(&app, &laptop).await;
+    let names: Vec<&str> = seen.iter().map(|(_, l, _)| l.as_str()).collect();
+    assert_eq!(
+        names,
+        ["phone", "laptop", "tablet"],
+        "oldest first: {seen:?}"
+    );
+    let flags: Vec<&str> = seen.iter().map(|(_, _, f)| f.as_str()).collect();
+    assert_eq!(flags, ["", "current remember", ""], "{seen:?}");
+    let from_phone = devices(&app, &phone).await;
+    assert_eq!(from_phone[0].2, "current");
+    assert_eq!(from_phone[0].0, seen[0].0, "one handle per login");
+    assert_eq!(labels(&app, "bob").await, ["desktop"]);
+    assert!(labels(&app, "carol").await.is_empty());
+}
+
+pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (bob, _) = login(&app, "bob", "desktop").await;
+    let phone_handle = handle_of(&app, "ada", "phone").await;
+    // Bob names ada's phone: not his to end.
+    let reply = app
+        .get(&format!("/sign-out-session/{phone_handle}"), Some(&bob))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [true, true]
+    );
+    let reply = app
+        .get(&format!("/sign-out-session/{phone_handle}"), Some(&laptop))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [false, true]
+    );
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    assert_eq!(labels(&app, "ada").await, ["laptop"]);
+    // Its own handle signs this device out.
+    let own = handle_of(&app, "ada", "laptop").await;
+    let reply = app
+        .get(&format!("/sign-out-session/{own}"), Some(&laptop))
+        .await;
+    assert_eq!(reply.body, "Purged", "{reply:?}");
+    assert_eq!(whoami(&app, &laptop).await, "none");
+    assert!(labels(&app, "ada").await.is_empty());
+    let reply = app.get("/sign-out-session/not-a-handle", Some(&bob)).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+}
+
+pub async fn the_container_lists_and_signs_out_one_session<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (bob, _) = login(&app, "bob", "desktop").await;
+    let handle = handle_of(&app, "ada", "phone").await;
+    let sessions = &app.sessions;
+    assert!(
+        !sessions.sign_out_session("bob", &handle).await.unwrap(),
+        "not bob's"
+    );
+    assert!(sessions.sign_out_session("ada", &handle).await.unwrap());
+    assert!(
+        !sessions.sign_out_session("ada", &handle).await.unwrap(),
+        "once"
+    );
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [false, true]
+    );
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    assert_eq!(labels(&app, "ada").await, ["laptop"]);
+}
+
+pub async fn over_the_limit_the_least_recently_seen_is_signed_out<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+            .refresh_fraction(0.0)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    // Seen is kept in whole seconds: `a` is used a second later, `b` is not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = app.get("/whoami", Some(&a)).await;
+    let a = reply.cookie();
+    let (c, _) = login(&app, "ada", "c").await;
+    assert_eq!(
+        signed_in(&app, "ada", &[&a, &b, &c]).await,
+        [true, false, true]
+    );
+    assert_eq!(labels(&app, "ada").await, ["a", "c"]);
+}
+
+pub async fn over_the_limit_a_login_is_refused_until_one_signs_out<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::RefuseLogin)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    app.store.reset();
+    let refused = app.get("/login-from/ada/c", None).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        refused.body.contains("sign out of one first"),
+        "{refused:?}"
+    );
+    assert!(refused.cookie.is_none(), "{refused:?}");
+    let calls = app.store.calls();
+    assert_eq!(calls.writes(), 0, "refused before writing: {calls:?}");
+    assert_eq!(signed_in(&app, "ada", &[&a, &b]).await, [true, true]);
+    login(&app, "bob", "b").await;
+    // A plain logout frees its place at once.
+    assert_eq!(app.get("/purge", Some(&a)).await.status, 200);
+    let (c, _) = login(&app, "ada", "c").await;
+    assert_eq!(signed_in(&app, "ada", &[&b, &c]).await, [true, true]);
+    assert_eq!(labels(&app, "ada").await, ["b", "c"]);
+}
+
+pub async fn concurrent_logins_at_the_limit_never_exceed_it<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    // `c` has read the roster (a, b) and is about to write it; `d` logs in meanwhile.
+    app.store.hold_next_update_of(app.generation_item("ada"));
+    let (c, d) = join(login(&app, "ada", "c"), async {
+        app.store.when_held().await;
+        let d = login(&app, "ada", "d").await;
+        app.store.release();
+        d
+    })
+    .await;
+    let all = [&a, &b, &c.0, &d.0];
+    assert_eq!(
+        signed_in(&app, "ada", &all).await,
+        [false, false, true, true],
+        "d ended a; c read the roster again and ended b, not d"
+    );
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["c", "d"]);
+}
+
+pub async fn concurrent_logins_refused_at_the_limit_write_nothing<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::RefuseLogin)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    app.store.hold_next_update_of(app.generation_item("ada"));
+    let (refused, d) = join(app.get("/login-from/ada/c", None), async {
+        app.store.when_held().await;
+        let d = login(&app, "ada", "d").await;
+        app.store.release();
+        d
+    })
+    .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(refused.cookie.is_none());
+    assert_eq!(signed_in(&app, "ada", &[&a, &d.0]).await, [true, true]);
+    assert_eq!(labels(&app, "ada").await, ["a", "d"]);
+}
+
+pub async fn a_deleted_roster_signs_the_user_out_and_lists_nobody<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    let (bob, _) = login(&app, "bob", "b").await;
+    app.store
+        .inner
+        .delete(&app.generation_item("ada"))
+        .await
+        .unwrap();
+    assert!(labels(&app, "ada").await.is_empty());
+    assert_eq!(signed_in(&app, "ada", &[&a, &b]).await, [false, false]);
+    assert_eq!(whoami(&app, &bob).await, "bob");
+    let (c, _) = login(&app, "ada", "c").await;
+    assert_eq!(whoami(&app, &c).await, "ada");
+    assert_eq!(labels(&app, "ada").await, ["c"]);
+}
+
+pub async fn a_garbled_roster_signs_everyone_out_and_a_login_replaces_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let item = app.generation_item("ada");
+    let stored = app.store.inner.load(&item).await.unwrap().unwrap();
+    // The roster as written, with one line cut short.
+    let mut garbled = stored.data.clone();
+    garbled.truncate(garbled.len() - 3);
+    garbled.extend_from_slice(b" x");
+    let ttl = Duration::from_secs(600);
+    let written = app.store.inner.update(&item, &garbled, stored.version, ttl);
+    assert_eq!(
+        written.await.unwrap(),
+        actix_memcache_session::Update::Updated
+    );
+    assert_eq!(whoami(&app, &a).await, "none");
+    assert!(labels(&app, "ada").await.is_empty());
+    let (b, _) = login(&app, "ada", "b").await;
+    assert_eq!(whoami(&app, &b).await, "ada");
+    assert_eq!(labels(&app, "ada").await, ["b"]);
+}
+
+pub async fn a_session_signed_out_or_ended_is_never_listed<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (_, b_id) = login(&app, "ada", "b").await;
+    login(&app, "ada", "c").await;
+    // Logged out, and ended behind the crate's back (as expiry would): neither listed.
+    assert_eq!(app.get("/purge", Some(&a)).await.status, 200);
+    app.store.inner.delete(&b_id).await.unwrap();
+    assert_eq!(labels(&app, "ada").await, ["c"]);
+    // Signed out everywhere by an admin, then a new login: only that one.
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert!(labels(&app, "ada").await.is_empty());
+    let (d, _) = login(&app, "ada", "d").await;
+    assert_eq!(labels(&app, "ada").await, ["d"]);
+    // Signed out of the others: only the one that stays.
+    let (e, _) = login(&app, "ada", "e").await;
+    assert_eq!(app.get("/sign-out-others", Some(&e)).await.status, 200);
+    assert_eq!(labels(&app, "ada").await, ["e"]);
+    assert_eq!(whoami(&app, &d).await, "none");
+}
+
+pub async fn renewing_a_bound_session_keeps_it_listed<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let before = handle_of(&app, "ada", "a").await;
+    let reply = app.get("/renew", Some(&a)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let renewed = reply.cookie();
+    assert_eq!(whoami(&app, &renewed).await, "ada");
+    assert_eq!(whoami(&app, &a).await, "none", "the old id is gone");
+    assert_eq!(
+        handle_of(&app, "ada", "a").await,
+        before,
+        "same login, same handle"
+    );
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+}
+
+pub async fn last_seen_is_written_at_refresh_only<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let seen = |app: &TestApp<S>| {
+        let sessions = app.sessions.clone();
+        async move { sessions.of_user("ada").await.unwrap()[0].last_seen }
+    };
+    let first = seen(&app).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.store.reset();
+    let reply = app.get("/whoami", Some(&a)).await;
+    assert_eq!(reply.body, "ada");
+    let calls = app.store.calls();
+    assert_eq!(
+        (calls.updates, calls.touches),
+        (1, 0),
+        "one write: {calls:?}"
+    );
+    assert!(seen(&app).await > first);
+    // Refreshed only a quarter of the idle timeout after the cookie: nothing written.
+    let app = TestApp::new(CountingStore::new(app.store.inner.clone())).await;
+    let (b, _) = login(&app, "ada", "b").await;
+    app.store.reset();
+    assert_eq!(whoami(&app, &b).await, "ada");
+    assert_eq!(app.store.calls().writes(), 0);
+}
+
+pub async fn a_stored_session_bound_without_renewal_is_listed<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let reply = app.get("/set/p/k/1", None).await;
+    let cookie = reply.cookie();
+    let id = app.get("/id", Some(&cookie)).await.body;
+    let reply = app.get("/login-from/ada/kept", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let cookie = reply.cookie();
+    assert_eq!(app.get("/id", Some(&cookie)).await.body, id, "not renewed");
+    assert_eq!(whoami(&app, &cookie).await, "ada");
+    assert_eq!(labels(&app, "ada").await, ["kept"]);
+    // Bound through the container: listed too.
+    let reply = app.get("/set/p/k/2", None).await;
+    let other = reply.cookie();
+    let open = app.sessions.open(&app.store.last_created()).await.unwrap();
+    let open = open.expect("live");
+    open.set_label("admin").unwrap();
+    open.bind_user("ada").unwrap();
+    open.commit().await.unwrap();
+    assert_eq!(whoami(&app, &other).await, "ada");
+    assert_eq!(labels(&app, "ada").await, ["kept", "admin"]);
+}
+
+pub async fn a_listed_session_that_cannot_be_read_fails_the_listing<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (_, a_id) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    app.store.fail_loads_of(Some(a_id));
+    let listed = app.sessions.of_user("ada").await;
+    assert!(
+        matches!(listed, Err(actix_memcache_session::SessionError::Store(_))),
+        "an incomplete list is an error: {listed:?}"
+    );
+    let reply = app.get("/devices", Some(&b)).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    app.store.fail_loads_of(None);
+    assert_eq!(labels(&app, "ada").await, ["a", "b"]);
+}
