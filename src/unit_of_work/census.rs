@@ -168,3 +168,76 @@ impl UnitOfWork {
         .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::Key;
+
+    #[actix_web::test]
+    async fn only_the_session_itself_says_it_is_live_and_a_login_in_flight_has_a_grace() {
+        let builder = crate::MemcacheSession::builder(MemoryStore::new(), Key::generate());
+        let uow = UnitOfWork::new(Rc::new(builder.backend()));
+        let store = &*uow.backend.store;
+        let item = SessionId::generate().unwrap();
+        let mut roster = Roster::listing("0123456789abcdef", &[]);
+        let now = now_unix();
+        let ttl = Duration::from_secs(60);
+        let mut put = |handle: &str, holds: Option<&str>, since: u64| {
+            let id = SessionId::generate().unwrap();
+            roster.put(handle, id.clone(), since);
+            let mut data = Record::new(now);
+            data.put(generation::PACKAGE, generation::USER, Some("ada".into()));
+            data.put(
+                generation::PACKAGE,
+                generation::GENERATION,
+                Some(roster.generation.clone().into()),
+            );
+            data.put(
+                generation::PACKAGE,
+                generation::ITEM,
+                Some(item.as_str().into()),
+            );
+            data.put(generation::PACKAGE, generation::LABEL, Some(handle.into()));
+            if let Some(held) = holds {
+                data.put(generation::PACKAGE, generation::HANDLE, Some(held.into()));
+            }
+            (id, data.encode())
+        };
+        let written = [
+            put("000000000000000a", Some("000000000000000a"), now),
+            put("000000000000000b", Some("000000000000000b"), now),
+            put("000000000000000c", None, now),
+            put("000000000000000d", None, now - PENDING_GRACE_SECS),
+            put(
+                "000000000000000e",
+                Some("0000000000000999"),
+                now - PENDING_GRACE_SECS,
+            ),
+        ];
+        for (i, (id, bytes)) in written.iter().enumerate() {
+            // `b` is not stored: gone (logged out, expired).
+            if i != 1 {
+                assert!(store.create(id, bytes, ttl).await.unwrap());
+            }
+        }
+        let states = uow.census(&roster, &item, "ada").await;
+        assert!(
+            matches!(&states[0], State::Live(l) if l.label.as_deref() == Some("000000000000000a"))
+        );
+        assert_eq!(states[1], State::Dead, "gone");
+        assert_eq!(states[2], State::Pending, "listed first, written next");
+        assert_eq!(states[3], State::Dead, "never written after its grace");
+        assert_eq!(states[4], State::Dead, "holds another entry");
+        // Not live for another user or item (within its grace, not dead yet either).
+        let bob = uow.census(&roster, &item, "bob").await;
+        assert_eq!(bob[0], State::Pending, "another user's");
+        let other_item = SessionId::generate().unwrap();
+        let elsewhere = uow.census(&roster, &other_item, "ada").await;
+        assert_eq!(elsewhere[0], State::Pending);
+    }
+}

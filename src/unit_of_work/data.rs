@@ -537,4 +537,34 @@ mod tests {
         assert!(s.signing_out.is_none());
         assert_eq!(s.status(), SessionStatus::Unchanged);
     }
+
+    #[test]
+    fn a_time_stamp_never_conflicts_and_the_later_stays() {
+        let mut s = loaded();
+        s.put_stamp("p", "seen", 100);
+        let mut later = s.clone();
+        later.rebase(theirs(&[("seen", Some(200.into()))])).unwrap();
+        assert_eq!(later.get("p", "seen"), Some(&200.into()), "theirs is later");
+        s.rebase(theirs(&[("seen", Some(50.into()))])).unwrap();
+        assert_eq!(s.get("p", "seen"), Some(&100.into()), "ours is later");
+    }
+
+    #[test]
+    fn dismissing_names_other_sessions_once_and_its_own_handle_purges() {
+        let item = SessionId::generate().unwrap();
+        let mut s = bound(&item);
+        s.dismiss("x");
+        s.dismiss("x");
+        s.dismiss("y");
+        let d = s.dismissing.as_ref().expect("two to sign out");
+        assert_eq!(d.handles, ["x", "y"]);
+        assert_eq!(d.held, ("g".to_owned(), "h".to_owned()));
+        assert_eq!(d.item, item);
+        s.dismiss("h");
+        assert_eq!(s.status(), SessionStatus::Purged);
+        assert!(s.dismissing.is_some(), "the others still go");
+        let mut unbound = loaded();
+        unbound.dismiss("x");
+        assert!(unbound.dismissing.is_none(), "not signed in: ends nobody");
+    }
 }
