@@ -82,7 +82,11 @@ async fn your_sessions(session: Session, sessions: Sessions) -> actix_web::Resul
             s.label.as_deref().unwrap_or("unknown device"),
             minutes_ago(s.created),
             minutes_ago(s.last_seen),
-            if s.remember_me { ", kept signed in" } else { "" },
+            if s.remember_me {
+                ", kept signed in"
+            } else {
+                ""
+            },
         ));
     }
     Ok(page)
