@@ -185,7 +185,7 @@ impl Sessions {
         let uow = UnitOfWork::new(self.backend.clone());
         let mut ended = false;
         for item in self.backend.config.codec.user_items(user) {
-            ended |= uow.end_listed(&item, handle.as_str()).await?;
+            ended |= uow.end_listed(&item, handle.as_str(), None).await?;
         }
         Ok(ended)
     }

@@ -47,10 +47,16 @@ impl Session {
         // bound to this user already was renewed when it was bound (renewing it again would
         // restart its absolute timeout on every call).
         let stored = self.id().is_some();
-        if self.tx.borrow().renew_on_bind && stored && self.user()?.as_deref() != Some(user) {
+        let package = self.package(PACKAGE);
+        let same = self.user()?.as_deref() == Some(user);
+        // Signed in as `user` already (its generation and entry held): nothing to do. A new
+        // entry would count this session twice against the user's limit.
+        if same && package.contains_key(GENERATION)? && package.contains_key(HANDLE)? {
+            return Ok(());
+        }
+        if self.tx.borrow().renew_on_bind && stored && !same {
             self.renew();
         }
-        let package = self.package(PACKAGE);
         package.insert(USER, user)?;
         // Copied from the store at commit (see `lacks_generation`), with the item's id and
         // the session's new entry in the user's roster.

@@ -18,6 +18,8 @@ use crate::store::StoreError;
 /// a stored session, written entry first) before it counts as dead. Far longer than any
 /// commit.
 pub(crate) const PENDING_GRACE_SECS: u64 = 300;
+/// How far ahead of this server's clock another server's may be.
+const CLOCK_SKEW_SECS: u64 = 60;
 
 /// What one entry's session says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,17 +98,25 @@ impl UnitOfWork {
             && generation::handle(data) == Some(entry.handle.as_str())
             && generation::item_of(data).as_ref() == Some(item);
         if !holds {
-            // Written entry first; the session follows within the commit.
+            // Written entry first; the session follows within the commit. An entry stamped
+            // further ahead than another server's clock can be is not waited for.
+            let plausible = entry.since <= now.saturating_add(CLOCK_SKEW_SECS);
             let young = now < entry.since.saturating_add(PENDING_GRACE_SECS);
-            return if young { State::Pending } else { State::Dead };
+            return if plausible && young {
+                State::Pending
+            } else {
+                State::Dead
+            };
         }
         let label = data.get(generation::PACKAGE, generation::LABEL);
+        // Times from the store are never later than now, whatever they say.
+        let created = data.created.min(now);
         State::Live(Live {
-            created: data.created,
+            created,
             seen: data
                 .get(generation::PACKAGE, generation::SEEN)
                 .and_then(serde_json::Value::as_u64)
-                .unwrap_or(data.created),
+                .map_or(created, |seen| seen.min(now)),
             remember_me: timeouts.own,
             label: label.and_then(|l| l.as_str()).map(str::to_owned),
         })
@@ -129,24 +139,51 @@ impl UnitOfWork {
             let Some(roster) = stored?.and_then(|s| Roster::decode(&s.data)) else {
                 continue;
             };
-            let states = self.census(&roster, item, user).await;
-            let mut dead = Vec::new();
-            for (entry, state) in roster.entries.into_iter().zip(states) {
-                match state {
-                    State::Live(l) => live.push((entry.handle, l)),
-                    State::Pending => {}
-                    State::Dead => dead.push(entry),
-                    State::Unknown => {
-                        let why = "a listed session's server did not answer";
-                        return Err(StoreError::Unavailable(why.into()).into());
-                    }
-                }
+            let dead = self.sort(&roster, item, user, &mut live).await?;
+            if dead.is_empty() {
+                continue;
             }
-            if !dead.is_empty() {
-                self.prune(item, &roster.generation, &dead).await?;
+            // A renew may have moved an entry between the roster's read and its session's:
+            // the entries that name another id now are read again, and never pruned.
+            let now = store
+                .load(item)
+                .await?
+                .and_then(|s| Roster::decode(&s.data));
+            if let Some(now) = now.filter(|r| r.generation == roster.generation) {
+                let mut moved = Roster::new(roster.generation.clone());
+                let renamed = |d: &Entry| now.get(&d.handle).filter(|e| e.id != d.id).cloned();
+                moved.entries = dead.iter().filter_map(renamed).collect();
+                self.sort(&moved, item, user, &mut live).await?;
             }
+            self.prune(item, &roster.generation, &dead).await?;
         }
         Ok(live)
+    }
+
+    /// Reads the sessions `roster` lists, adds the live ones to `live`, and returns the
+    /// dead entries. A session whose server does not answer is an error: the list would
+    /// not be complete.
+    async fn sort(
+        &self,
+        roster: &Roster,
+        item: &SessionId,
+        user: &str,
+        live: &mut Vec<(String, Live)>,
+    ) -> Result<Vec<Entry>, SessionError> {
+        let states = self.census(roster, item, user).await;
+        let mut dead = Vec::new();
+        for (entry, state) in roster.entries.iter().zip(states) {
+            match state {
+                State::Live(l) => live.push((entry.handle.clone(), l)),
+                State::Pending => {}
+                State::Dead => dead.push(entry.clone()),
+                State::Unknown => {
+                    let why = "a listed session's server did not answer";
+                    return Err(StoreError::Unavailable(why.into()).into());
+                }
+            }
+        }
+        Ok(dead)
     }
 
     /// Removes entries found dead, unless they changed since (a renewal moved one).
@@ -218,6 +255,7 @@ mod tests {
                 Some("0000000000000999"),
                 now - PENDING_GRACE_SECS,
             ),
+            put("000000000000000f", None, now + 3600),
         ];
         for (i, (id, bytes)) in written.iter().enumerate() {
             // `b` is not stored: gone (logged out, expired).
@@ -233,6 +271,7 @@ mod tests {
         assert_eq!(states[2], State::Pending, "listed first, written next");
         assert_eq!(states[3], State::Dead, "never written after its grace");
         assert_eq!(states[4], State::Dead, "holds another entry");
+        assert_eq!(states[5], State::Dead, "stamped by a clock an hour ahead");
         // Not live for another user or item (within its grace, not dead yet either).
         let bob = uow.census(&roster, &item, "bob").await;
         assert_eq!(bob[0], State::Pending, "another user's");

@@ -124,6 +124,14 @@ impl UnitOfWork {
     ) -> Result<(CookieAction, Commit), SessionError> {
         let (generation, own) = &d.held;
         self.dismiss(&d.item, generation, own, &d.handles).await?;
+        // Sessions bound under a fallback key are listed in that key's item.
+        for item in self.backend.config.codec.user_items(&d.user) {
+            if item != d.item {
+                for handle in &d.handles {
+                    self.end_listed(&item, handle, None).await?;
+                }
+            }
+        }
         let written = self.write(s).await;
         written
             .map(|(action, _)| (action, Commit::Written))
@@ -193,7 +201,8 @@ impl UnitOfWork {
         let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => {
                 let id = self.create(&s.data).await?;
-                if let Err(e) = self.list(user_item.as_ref(), &roster, &s.data, &id).await {
+                let listed = self.list(user_item.as_ref(), &roster, &s.data, (&id, &id));
+                if let Err(e) = listed.await {
                     self.discard(&id).await;
                     return Err(e);
                 }
@@ -216,58 +225,21 @@ impl UnitOfWork {
                 let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
                     || user_item != existing.cookie_user;
                 let reissue = refresh || existing.by_fallback || stale;
-                if stamp_only {
-                    // The refresh of a bound session: its time stamp written (one round
-                    // trip, as the touch it replaces), on the version loaded or merged.
-                    match self.update(&existing, s).await {
-                        Ok(()) => metrics.touch(Touch::Done),
-                        Err(SessionError::Store(e)) => {
-                            tracing::warn!(error = %e, "session refresh failed; cookie kept");
-                            metrics.touch(Touch::Failed);
-                            return Ok((CookieAction::Keep, Commit::Unchanged));
-                        }
-                        // Ended or renewed meanwhile: the cookie is another request's.
-                        Err(_) => {
-                            metrics.touch(Touch::Gone);
-                            return Ok((CookieAction::Keep, Commit::Unchanged));
-                        }
-                    }
-                } else if dirty {
+                if dirty && !stamp_only {
                     // A stored session bound here keeps its id: listed before it is
                     // written (see `enlist.rs`).
-                    self.list(user_item.as_ref(), &roster, &s.data, &existing.id)
+                    let id = &existing.id;
+                    self.list(user_item.as_ref(), &roster, &s.data, (id, id))
                         .await?;
-                    self.update(&existing, s).await?;
+                    if let Err(e) = self.update(&existing, s).await {
+                        self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
+                            .await;
+                        return Err(e);
+                    }
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
-                } else {
-                    // Read with the touch (pipelined: one round trip), to re-issue the cookie
-                    // only for the session as loaded: one renewed meanwhile by a login may
-                    // still stand (its old id not yet removed, or a tombstone), and its
-                    // cookie would overwrite the login's.
-                    let id = &existing.id;
-                    // Boxed: the two store futures inline would take the commit's over 1 KiB,
-                    // past which glibc's malloc takes its slower path, for every request.
-                    let both = join(store.touch(id, self.ttl(&s.data)), store.load(id));
-                    let (touched, now) = Box::pin(both).await;
-                    match touched.and_then(|touched| Ok((touched, now?))) {
-                        Ok((true, Some(now))) if now.version == existing.version => {
-                            metrics.touch(Touch::Done);
-                        }
-                        // Gone or changed since this request loaded it: another request
-                        // renewed, purged or wrote it, and the cookie is that request's.
-                        Ok(_) => {
-                            metrics.touch(Touch::Gone);
-                            return Ok((CookieAction::Keep, Commit::Unchanged));
-                        }
-                        // Nothing was to be written: the read-only answer stands, and the
-                        // refresh waits for the next request.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "session refresh failed; cookie kept");
-                            metrics.touch(Touch::Failed);
-                            return Ok((CookieAction::Keep, Commit::Unchanged));
-                        }
-                    }
+                } else if !self.refresh(&existing, s, stamp_only).await {
+                    return Ok((CookieAction::Keep, Commit::Unchanged));
                 }
                 if reissue {
                     issue(existing.id, &s.data)
@@ -286,6 +258,7 @@ impl UnitOfWork {
             // another request, whose cookie the client may hold by now.
             ended |= store.delete_if(old, *version).await? == Update::Updated;
         }
+        self.trim_after(user_item.as_ref(), &roster, &s.data).await;
         let outcome = if wrote && !stamp_only {
             Commit::Written
         } else {
@@ -405,39 +378,55 @@ impl UnitOfWork {
         item: Option<&SessionId>,
         roster: &RosterChange,
     ) -> Result<SessionId, SessionError> {
-        let store = &*self.backend.store;
         // A login starts the session's life: the absolute timeout counts from here.
         s.data.created = now_unix();
         let new = self.create(&s.data).await?;
-        if let Err(e) = self.list(item, roster, &s.data, &new).await {
+        if let Err(e) = self.list(item, roster, &s.data, (&existing.id, &new)).await {
             self.discard(&new).await;
             return Err(e);
         }
+        match self.retire(existing, s, &new).await {
+            Ok(()) => Ok(new),
+            Err((e, keep_new)) => {
+                self.unlist(item, roster, &s.data, (&new, &existing.id))
+                    .await;
+                if !keep_new {
+                    self.discard(&new).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The rest of a renew once the new id is stored and listed: removes the old one if it
+    /// is still the version this request built on, else rebases onto what was committed
+    /// meanwhile and writes that over the new one. On failure, says whether the new one
+    /// must stay: when the old one's removal has an unknown outcome (it is never resent),
+    /// keeping the new one costs at most an orphan that expires, removing it could lose
+    /// the session.
+    async fn retire(
+        &self,
+        existing: &Existing,
+        s: &mut SessionData,
+        new: &SessionId,
+    ) -> Result<(), (SessionError, bool)> {
+        let store = &*self.backend.store;
         let mut version = existing.version;
         let mut backoff = self.backoff();
         loop {
-            // If this fails the outcome is unknown (it is never resent): keeping `new`
-            // costs at most an orphan that expires, removing it could lose the session.
-            match store.delete_if(&existing.id, version).await? {
-                Update::Updated => return Ok(new),
-                Update::Conflict => {}
-                Update::Missing => {
-                    self.discard(&new).await;
-                    return Err(SessionError::Ended);
-                }
+            match store.delete_if(&existing.id, version).await {
+                Ok(Update::Updated) => return Ok(()),
+                Ok(Update::Conflict) => {}
+                Ok(Update::Missing) => return Err((SessionError::Ended, false)),
+                Err(e) => return Err((e.into(), true)),
             }
-            let rebased = match self.rebase(&existing.id, s, &mut backoff).await {
-                Ok(rebased) => rebased,
-                Err(e) => {
-                    self.unlist(item, roster, &s.data, &existing.id).await;
-                    self.discard(&new).await;
-                    return Err(e);
-                }
-            };
-            version = rebased;
+            version = self
+                .rebase(&existing.id, s, &mut backoff)
+                .await
+                .map_err(|e| (e, false))?;
             s.data.created = now_unix();
             // Nobody else knows the new id: its version is read only to write over it.
-            self.overwrite(&new, &s.data).await?;
+            self.overwrite(new, &s.data).await.map_err(|e| (e, false))?;
         }
     }
 
@@ -501,7 +490,7 @@ impl UnitOfWork {
         item: Option<&SessionId>,
         change: &RosterChange,
         data: &Record,
-        id: &SessionId,
+        (from, id): (&SessionId, &SessionId),
     ) -> Result<(), SessionError> {
         let (Some(item), Some(user), Some(handle), Some(generation)) = (
             item,
@@ -515,24 +504,106 @@ impl UnitOfWork {
             RosterChange::Login(prepared) => {
                 self.admit(prepared.clone(), item, user, handle, id).await
             }
-            RosterChange::Renew => self.rename(item, generation, handle, id).await,
+            RosterChange::Renew => self.rename(item, generation, handle, (from, id)).await,
             RosterChange::Seen | RosterChange::None => Ok(()),
         }
     }
 
-    /// Moves a renewed session's entry back to its old id after the renew failed, so that
-    /// the session, still stored there, stays listed. Best effort: unlisted, it is signed
-    /// out at its next request, the safe side.
+    /// Undoes [`list`](Self::list) after the write that followed it failed: a login's
+    /// entry goes, a renewed session's entry moves back from `from` to its old id `to`
+    /// (both only if no other request changed it since). Best effort: an entry left naming
+    /// a session no client holds is found dead, or signs out only a session that failed.
     async fn unlist(
         &self,
         item: Option<&SessionId>,
         change: &RosterChange,
         data: &Record,
-        old: &SessionId,
+        (from, to): (&SessionId, &SessionId),
     ) {
-        if let RosterChange::Renew = change {
-            if let Err(e) = self.list(item, change, data, old).await {
-                tracing::debug!(error = %e, "renewed session's entry not moved back");
+        let (Some(item), Some(handle), Some(generation)) =
+            (item, generation::handle(data), generation::held(data))
+        else {
+            return;
+        };
+        let undone = match change {
+            RosterChange::Login(_) => self.end_listed(item, handle, Some(from)).await.map(drop),
+            RosterChange::Renew => self.rename(item, generation, handle, (from, to)).await,
+            RosterChange::Seen | RosterChange::None => return,
+        };
+        if let Err(e) = undone {
+            tracing::debug!(error = %e, "a failed commit's roster entry left as it is");
+        }
+    }
+
+    /// After a login was written: signs out the user's least recently seen sessions over
+    /// the limit. The login stands whatever happens here; a failure leaves the next login
+    /// to do it.
+    async fn trim_after(&self, item: Option<&SessionId>, change: &RosterChange, data: &Record) {
+        let RosterChange::Login(prepared) = change else {
+            return;
+        };
+        let (Some(item), Some(user), Some(handle)) =
+            (item, generation::bound(data), generation::handle(data))
+        else {
+            return;
+        };
+        if let Err(e) = self.trim(prepared, item, user, handle).await {
+            tracing::warn!(error = %e, "sessions over the user's limit not signed out yet");
+        }
+    }
+
+    /// Refreshes a session this request did not change, so that its cookie can be
+    /// re-issued: says whether it is still the session as loaded (else the cookie is
+    /// another request's, and the answer keeps it). A bound session's refresh writes when
+    /// it was last seen (`stamp`: on the version loaded or merged, one round trip); any
+    /// other, or one the stamp would take over `max_size`, is touched.
+    async fn refresh(&self, existing: &Existing, s: &mut SessionData, stamp: bool) -> bool {
+        let metrics = &self.backend.config.metrics;
+        if stamp {
+            match self.update(existing, s).await {
+                Ok(()) => {
+                    metrics.touch(Touch::Done);
+                    return true;
+                }
+                Err(SessionError::TooLarge { .. }) => {}
+                Err(SessionError::Store(e)) => {
+                    tracing::warn!(error = %e, "session refresh failed; cookie kept");
+                    metrics.touch(Touch::Failed);
+                    return false;
+                }
+                // Ended or renewed meanwhile.
+                Err(_) => {
+                    metrics.touch(Touch::Gone);
+                    return false;
+                }
+            }
+        }
+        // Read with the touch (pipelined: one round trip), to re-issue the cookie only for
+        // the session as loaded: one renewed meanwhile by a login may still stand (its old
+        // id not yet removed, or a tombstone), and its cookie would overwrite the login's.
+        let store = &*self.backend.store;
+        let id = &existing.id;
+        // Boxed: the two store futures inline would take the commit's over 1 KiB, past
+        // which glibc's malloc takes its slower path, for every request.
+        let both = join(store.touch(id, self.ttl(&s.data)), store.load(id));
+        let (touched, now) = Box::pin(both).await;
+        match touched.and_then(|touched| Ok((touched, now?))) {
+            Ok((true, Some(now))) if now.version == existing.version => {
+                metrics.touch(Touch::Done);
+                true
+            }
+            // Gone or changed since this request loaded it: another request renewed,
+            // purged or wrote it.
+            Ok(_) => {
+                metrics.touch(Touch::Gone);
+                false
+            }
+            // Nothing was to be written: the read-only answer stands, and the refresh
+            // waits for the next request.
+            Err(e) => {
+                tracing::warn!(error = %e, "session refresh failed; cookie kept");
+                metrics.touch(Touch::Failed);
+                false
             }
         }
     }

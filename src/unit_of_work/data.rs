@@ -55,8 +55,10 @@ pub(crate) struct SessionData {
 /// Listed sessions of the user that this session signs out on commit.
 #[derive(Debug, Clone)]
 pub(super) struct Dismissal {
-    /// The user's item, and the generation and handle this session held when asked.
+    /// The user's item, the user, and the generation and handle this session held when
+    /// asked.
     pub(super) item: SessionId,
+    pub(super) user: String,
     pub(super) held: (String, String),
     /// The handles of the sessions to sign out.
     pub(super) handles: Vec<String>,
@@ -285,19 +287,26 @@ impl SessionData {
     /// loses its entry. A session not signed in (not bound, or bound in this request) ends
     /// nobody else.
     pub(crate) fn dismiss(&mut self, handle: &str) {
-        if generation::handle(&self.data) == Some(handle) {
-            return self.purge();
+        if self.dismissing.is_none() {
+            let held = generation::held(&self.data).zip(generation::handle(&self.data));
+            let (Some(item), Some((generation, own))) = (generation::item_of(&self.data), held)
+            else {
+                return;
+            };
+            self.dismissing = Some(Dismissal {
+                item,
+                user: generation::bound(&self.data).unwrap_or_default().to_owned(),
+                held: (generation.to_owned(), own.to_owned()),
+                handles: Vec::new(),
+            });
         }
-        let held = generation::held(&self.data).zip(generation::handle(&self.data));
-        let (Some(item), Some((generation, own))) = (generation::item_of(&self.data), held) else {
+        let Some(dismissal) = self.dismissing.as_mut() else {
             return;
         };
-        let held = (generation.to_owned(), own.to_owned());
-        let dismissal = self.dismissing.get_or_insert(Dismissal {
-            item,
-            held,
-            handles: Vec::new(),
-        });
+        // Its own handle: this session goes (the dismissal stays, for the others).
+        if dismissal.held.1 == handle {
+            return self.purge();
+        }
         if !dismissal.handles.iter().any(|h| h == handle) {
             dismissal.handles.push(handle.to_owned());
         }
@@ -562,7 +571,9 @@ mod tests {
         assert_eq!(d.item, item);
         s.dismiss("h");
         assert_eq!(s.status(), SessionStatus::Purged);
-        assert!(s.dismissing.is_some(), "the others still go");
+        s.dismiss("z");
+        let d = s.dismissing.as_ref().expect("the others still go");
+        assert_eq!(d.handles, ["x", "y", "z"], "after its own purge too");
         let mut unbound = loaded();
         unbound.dismiss("x");
         assert!(unbound.dismissing.is_none(), "not signed in: ends nobody");

@@ -5,8 +5,11 @@
 //! Order keeps the roster honest. A login's new session is written first and listed after,
 //! so an entry whose session is missing is dead, never "not written yet"; a login of a
 //! stored session is listed first and written after (the other order would sign it out
-//! between the two), which the census gives a grace for.
+//! between the two), which the census gives a grace for. A login over the limit signs
+//! others out only once it is written itself ([`trim`](UnitOfWork::trim)), so a login that
+//! fails has signed nobody out.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::census::State;
@@ -14,18 +17,21 @@ use super::generation::EDIT_ATTEMPTS;
 use super::load::UnitOfWork;
 use super::roster::{self, Roster, MAX_ENTRIES};
 use crate::clock::now_unix;
-use crate::config::OverLimit;
+use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::store::{Update, Version};
 
 /// A user's item as read before a login, made ready for it: its generation (started if
-/// there was none), its dead entries gone, and room made for one more within the limit.
-/// Nothing is written until [`admit`](UnitOfWork::admit).
+/// there was none) and its dead entries gone. Nothing is written until
+/// [`admit`](UnitOfWork::admit).
 #[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) roster: Roster,
     version: Version,
+    /// When each listed login was last seen, by handle, for choosing whom a login over the
+    /// limit signs out.
+    seen: HashMap<String, u64>,
 }
 
 impl UnitOfWork {
@@ -33,10 +39,18 @@ impl UnitOfWork {
         self.backend.config.generation_ttl()
     }
 
+    /// The most sessions a user may have, and what a login beyond does.
+    fn limit(&self) -> (usize, OverLimit) {
+        let config = &self.backend.config;
+        let default = (MAX_SESSIONS_PER_USER, OverLimit::EndLeastRecentlySeen);
+        config.session_limit.unwrap_or(default)
+    }
+
     /// The roster of `user` at `item` made ready for a login, starting a generation (an
-    /// empty roster) if there is none or the item is not one this crate wrote. Over the
-    /// limit it ends the least recently seen sessions, or refuses the login (with nothing
-    /// written), as the middleware says; sessions it cannot read count as live.
+    /// empty roster) if there is none or the item is not one this crate wrote. A login
+    /// that would go over a limit that refuses fails here, with nothing written; sessions
+    /// that cannot be read count as live, and so do those listed under the user's items of
+    /// fallback keys (which only ever shrink: logins go to the current key's).
     pub(crate) async fn prepare(
         &self,
         item: &SessionId,
@@ -50,21 +64,48 @@ impl UnitOfWork {
             .zip(states)
             .filter(|(_, state)| *state != State::Dead)
             .collect();
-        let (limit, over) = self
-            .backend
-            .config
-            .session_limit
-            .unwrap_or((MAX_ENTRIES, OverLimit::EndLeastRecentlySeen));
-        if kept.len() >= limit {
-            if over == OverLimit::RefuseLogin {
+        let seen = kept
+            .iter()
+            .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
+            .collect();
+        let (limit, over) = self.limit();
+        if over == OverLimit::RefuseLogin {
+            let elsewhere = self.listed_elsewhere(item, user).await?;
+            if kept.len() + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
             }
-            // Stable: of sessions seen in the same second, the earlier login goes first.
+        }
+        if kept.len() >= MAX_ENTRIES {
+            // The format's own bound, met only by many logins at once: room is made now.
             kept.sort_by_key(|(entry, state)| state.seen(entry));
-            kept.drain(..=kept.len() - limit);
+            kept.drain(..=kept.len() - MAX_ENTRIES);
         }
         roster.entries = kept.into_iter().map(|(entry, _)| entry).collect();
-        Ok(Prepared { roster, version })
+        Ok(Prepared {
+            roster,
+            version,
+            seen,
+        })
+    }
+
+    /// How many sessions are listed, and not dead, in `user`'s items other than `item`
+    /// (those of fallback keys).
+    async fn listed_elsewhere(&self, item: &SessionId, user: &str) -> Result<usize, SessionError> {
+        let mut count = 0;
+        for other in self.backend.config.codec.user_items(user) {
+            if other == *item {
+                continue;
+            }
+            let Some(stored) = self.backend.store.load(&other).await? else {
+                continue;
+            };
+            let Some(roster) = Roster::decode(&stored.data) else {
+                continue;
+            };
+            let states = self.census(&roster, &other, user).await;
+            count += states.iter().filter(|s| **s != State::Dead).count();
+        }
+        Ok(count)
     }
 
     /// The roster at `item` and its version, started if there is none (or replaced if it
@@ -122,6 +163,49 @@ impl UnitOfWork {
         Err(SessionError::Conflict)
     }
 
+    /// After a login listed as `own` was written: signs out the least recently seen of
+    /// `user`'s other sessions while the user has more than the limit (with a limit that
+    /// refuses, `prepare` already kept it). Each roster is trimmed with compare-and-swap,
+    /// counting what it holds then, so concurrent logins end no more than they must; `seen`
+    /// says when each was last seen, and a login not in it (newer) counts from its entry.
+    /// Until this has run, a user may have one session more per login in flight.
+    pub(crate) async fn trim(
+        &self,
+        prepared: &Prepared,
+        item: &SessionId,
+        user: &str,
+        own: &str,
+    ) -> Result<(), SessionError> {
+        let (limit, over) = self.limit();
+        if over == OverLimit::RefuseLogin {
+            return Ok(());
+        }
+        let elsewhere = self.listed_elsewhere(item, user).await?;
+        let seen = &prepared.seen;
+        self.edit(item, |roster| {
+            let Some(r) = roster else { return Ok(false) };
+            let over = (r.entries.len() + elsewhere).saturating_sub(limit);
+            let mut candidates: Vec<_> = r
+                .entries
+                .iter()
+                .filter(|e| e.handle != own)
+                .map(|e| {
+                    (
+                        seen.get(&e.handle).copied().unwrap_or(e.since),
+                        e.handle.clone(),
+                    )
+                })
+                .collect();
+            // Stable: of sessions seen in the same second, the earlier listed goes first.
+            candidates.sort_by_key(|(seen, _)| *seen);
+            let ended: Vec<String> = candidates.into_iter().take(over).map(|(_, h)| h).collect();
+            r.entries.retain(|e| !ended.contains(&e.handle));
+            Ok(!ended.is_empty())
+        })
+        .await
+        .map(drop)
+    }
+
     /// Applies `change` to the roster at `item` with compare-and-swap, reading it again
     /// after each lost race; `change` says whether it changed anything (or why the edit
     /// must not happen). A missing roster (or one this crate did not write) is `None`.
@@ -153,18 +237,22 @@ impl UnitOfWork {
         Err(SessionError::Conflict)
     }
 
-    /// Moves the entry `handle` (of the session holding `generation`) to the session's new
-    /// id after a renew. A session no longer listed was signed out meanwhile: it ends.
+    /// Moves the entry `handle` (of the session holding `generation`) from the session's
+    /// id `from` to `to` (a renew, or undoing one). An entry that no longer names `from`
+    /// was moved by a concurrent renew, which won; a session no longer listed was signed
+    /// out meanwhile: either way this one ends.
     pub(crate) async fn rename(
         &self,
         item: &SessionId,
         generation: &str,
         handle: &str,
-        id: &SessionId,
+        (from, to): (&SessionId, &SessionId),
     ) -> Result<(), SessionError> {
         self.edit(item, |roster| match roster {
-            Some(r) if r.generation == generation && r.get(handle).is_some() => {
-                r.put(handle, id.clone(), now_unix());
+            Some(r)
+                if r.generation == generation && r.get(handle).is_some_and(|e| e.id == *from) =>
+            {
+                r.put(handle, to.clone(), now_unix());
                 Ok(true)
             }
             _ => Err(SessionError::Ended),
@@ -197,14 +285,19 @@ impl UnitOfWork {
         .map(drop)
     }
 
-    /// Removes the entry `handle` from the roster at `item`, whoever asks (the container),
-    /// and says whether it was listed.
+    /// Removes the entry `handle` from the roster at `item` (only while it names `naming`,
+    /// if given), whoever asks, and says whether it was listed.
     pub(crate) async fn end_listed(
         &self,
         item: &SessionId,
         handle: &str,
+        naming: Option<&SessionId>,
     ) -> Result<bool, SessionError> {
-        self.edit(item, |roster| Ok(roster.is_some_and(|r| r.remove(handle))))
-            .await
+        self.edit(item, |roster| {
+            let Some(r) = roster else { return Ok(false) };
+            let names = |e: &roster::Entry| naming.is_none_or(|id| e.id == *id);
+            Ok(r.get(handle).is_some_and(names) && r.remove(handle))
+        })
+        .await
     }
 }

@@ -17,10 +17,10 @@ use crate::id::SessionId;
 
 /// Hex characters in a generation and in a handle (64 random bits each).
 pub(crate) const TOKEN_CHARS: usize = 16;
-/// The most entries a roster keeps: a login beyond it ends the least recently seen session
-/// (even without a configured limit), so the item, read with every request of a bound
-/// session, stays small (about 60 bytes an entry).
-pub(crate) const MAX_ENTRIES: usize = crate::config::MAX_SESSIONS_PER_USER;
+/// The most entries a roster holds, so that the item, read with every request of a bound
+/// session, stays small (about 60 bytes an entry): twice the most sessions a user may keep
+/// (`MAX_SESSIONS_PER_USER`), for logins in flight that have not trimmed it yet.
+pub(crate) const MAX_ENTRIES: usize = 2 * crate::config::MAX_SESSIONS_PER_USER;
 /// Characters of a session id's text form.
 const ID_CHARS: usize = 22;
 /// Digits of a unix time in seconds, at most.

@@ -136,6 +136,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/login/{user}", web::get().to(login))
             .route("/bind/{user}", web::get().to(bind))
             .route("/login-from/{user}/{label}", web::get().to(login_from))
+            .route(
+                "/gated/login-from/{user}/{label}",
+                web::get().to(gated_login_from),
+            )
             .route("/devices", web::get().to(devices))
             .route(
                 "/sign-out-session/{handle}",
@@ -647,6 +651,15 @@ async fn login_from(s: Session, path: web::Path<(String, String)>) -> actix_web:
     s.set_label(&label)?;
     s.bind_user(&user)?;
     Ok(format!("{:?}", s.status()))
+}
+
+async fn gated_login_from(
+    s: Session,
+    gate: web::Data<Gate>,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    pass(&gate).await;
+    login_from(s, path).await
 }
 
 /// The signed-in user's sessions, oldest first: one line each, `handle label flags`, with

@@ -28,6 +28,11 @@ macro_rules! devices_suite {
             last_seen_is_written_at_refresh_only,
             a_stored_session_bound_without_renewal_is_listed,
             a_listed_session_that_cannot_be_read_fails_the_listing,
+            two_renewals_of_one_session_keep_the_winner_listed,
+            a_login_that_fails_after_listing_signs_nobody_out,
+            logging_in_again_as_the_same_user_takes_no_second_place,
+            times_from_the_store_past_any_clock_do_not_panic_the_listing,
+            sessions_bound_under_an_old_key_count_and_can_be_signed_out,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -447,4 +452,133 @@ pub async fn a_listed_session_that_cannot_be_read_fails_the_listing<S: SessionSt
     assert_eq!(reply.status, 503, "{reply:?}");
     app.store.fail_loads_of(None);
     assert_eq!(labels(&app, "ada").await, ["a", "b"]);
+}
+
+/// Two requests of one bound session renew it at once: the first to remove the old id wins,
+/// and the loser's new id must not take the winner's place in the roster.
+pub async fn two_renewals_of_one_session_keep_the_winner_listed<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (loser, winner) = app.interleave("/gated/renew", "/renew", &a).await;
+    assert_eq!(winner.status, 200, "{winner:?}");
+    assert_eq!(loser.status, 409, "{loser:?}");
+    let winner = winner.cookie();
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+    assert_eq!(
+        whoami(&app, &winner).await,
+        "ada",
+        "still signed in after the listing"
+    );
+}
+
+/// A login whose commit fails after its entry was listed (its session was purged
+/// meanwhile, so the renew finds the old id gone) signs no other session out, and leaves
+/// no entry of its own.
+pub async fn a_login_that_fails_after_listing_signs_nobody_out<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(1, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let reply = app.get("/set/p/k/1", None).await;
+    let anonymous = reply.cookie();
+    let (failed, purged) = app
+        .interleave("/gated/login-from/ada/b", "/purge", &anonymous)
+        .await;
+    assert_eq!(purged.status, 200, "{purged:?}");
+    assert_eq!(failed.status, 409, "{failed:?}");
+    assert_eq!(
+        whoami(&app, &a).await,
+        "ada",
+        "not signed out by a failed login"
+    );
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+    let (b, _) = login(&app, "ada", "b").await;
+    assert_eq!(signed_in(&app, "ada", &[&a, &b]).await, [false, true]);
+}
+
+/// Logging in again as the user a session is signed in as changes nothing: it does not
+/// count twice against the limit.
+pub async fn logging_in_again_as_the_same_user_takes_no_second_place<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let before = handle_of(&app, "ada", "a").await;
+    let again = app.get("/login-from/ada/a", Some(&a)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(whoami(&app, &a).await, "ada");
+    assert_eq!(handle_of(&app, "ada", "a").await, before);
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+}
+
+/// A listed session whose stored times lie past any clock (a foreign writer): listed as
+/// now, never a panic.
+pub async fn times_from_the_store_past_any_clock_do_not_panic_the_listing<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (_, id) = login(&app, "ada", "a").await;
+    let stored = app.store.inner.load(&id).await.unwrap().unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&stored.data).unwrap();
+    record["created"] = u64::MAX.into();
+    record["packages"]["actix-memcache-session.user"]["seen"] = u64::MAX.into();
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let ttl = Duration::from_secs(600);
+    let written = app.store.inner.update(&id, &bytes, stored.version, ttl);
+    assert_eq!(
+        written.await.unwrap(),
+        actix_memcache_session::Update::Updated
+    );
+    let listed = app.sessions.of_user("ada").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let now = std::time::SystemTime::now();
+    assert!(listed[0].created <= now && listed[0].last_seen <= now);
+}
+
+/// Sessions bound under a key now kept as a fallback are listed in that key's item: they
+/// count against the limit, and another device can sign them out.
+pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    fn old_key() -> actix_memcache_session::Key {
+        actix_memcache_session::Key::try_from(&[7u8; 64][..]).unwrap()
+    }
+    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let new_key = actix_memcache_session::Key::try_from(&[8u8; 64][..]).unwrap();
+    let refusing = TestApp::with(CountingStore::new(store.clone()), new_key.clone(), |b| {
+        b.fallback_keys(vec![old_key()])
+            .max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    let refused = refusing.get("/login-from/ada/b", None).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let rotated = TestApp::with(CountingStore::new(store), new_key, |b| {
+        b.fallback_keys(vec![old_key()])
+    })
+    .await;
+    assert_eq!(
+        whoami(&rotated, &a).await,
+        "ada",
+        "re-signed, still signed in"
+    );
+    let (b, _) = login(&rotated, "ada", "b").await;
+    let mut listed = labels(&rotated, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["a", "b"]);
+    let handle = handle_of(&rotated, "ada", "a").await;
+    let reply = rotated
+        .get(&format!("/sign-out-session/{handle}"), Some(&b))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
+    assert_eq!(labels(&rotated, "ada").await, ["b"]);
 }

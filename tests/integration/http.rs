@@ -1598,8 +1598,8 @@ pub async fn binding_a_user_renews_the_session_unless_told_not_to<S: SessionStor
     assert_eq!(whoami(&app, &planted).await, "none");
     let again = app.get("/bind/ada", Some(&bound)).await;
     assert_eq!(
-        again.body, "Changed",
-        "bound to ada already: not renewed again"
+        again.body, "Unchanged",
+        "signed in as ada already: nothing to do, not renewed again"
     );
     assert_eq!(whoami(&app, &bound).await, "ada", "the same id");
 
