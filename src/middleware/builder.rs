@@ -203,10 +203,13 @@ impl MemcacheSessionBuilder {
     /// Default: no limit of the app's own; the roster of a user's sessions holds at most
     /// 64, and a login beyond that signs out the least recently seen one.
     ///
-    /// Concurrent logins of one user never exceed the limit: each login's entry is added
-    /// to the user's roster with compare-and-swap, after reading which listed sessions are
-    /// live. A listed session whose server does not answer counts as live. `limit` is
-    /// clamped to `1..=64`.
+    /// With [`OverLimit::RefuseLogin`], concurrent logins of one user never exceed the
+    /// limit: each login's entry is added to the user's roster with compare-and-swap, after
+    /// reading which listed sessions are live. With
+    /// [`OverLimit::EndLeastRecentlySeen`], a login signs others out only once it is
+    /// written itself (a failed login signs nobody out), so while logins are in flight the
+    /// user may have one session more per login, for about a round trip. A listed session
+    /// whose server does not answer counts as live. `limit` is clamped to `1..=64`.
     ///
     /// ```
     /// use actix_memcache_session::{Key, MemcacheSession, MemoryStore, OverLimit};
