@@ -502,7 +502,7 @@ impl UnitOfWork {
         };
         match change {
             RosterChange::Login(prepared) => {
-                self.admit(prepared.clone(), item, user, handle, id).await
+                self.admit(prepared, item, user, handle, id).await
             }
             RosterChange::Renew => self.rename(item, generation, handle, (from, id)).await,
             RosterChange::Seen | RosterChange::None => Ok(()),

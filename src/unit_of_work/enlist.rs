@@ -9,6 +9,7 @@
 //! others out only once it is written itself ([`trim`](UnitOfWork::trim)), so a login that
 //! fails has signed nobody out.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub(crate) struct Prepared {
     /// When each listed login was last seen, by handle, for choosing whom a login over the
     /// limit signs out.
     seen: HashMap<String, u64>,
+    /// How many entries the roster had once this login was listed in it.
+    listed: Cell<usize>,
 }
 
 impl UnitOfWork {
@@ -85,6 +88,7 @@ impl UnitOfWork {
             roster,
             version,
             seen,
+            listed: Cell::new(0),
         })
     }
 
@@ -138,25 +142,29 @@ impl UnitOfWork {
     /// the user racing this login) fails with a conflict, as the session copied it.
     pub(crate) async fn admit(
         &self,
-        mut prepared: Prepared,
+        prepared: &Prepared,
         item: &SessionId,
         user: &str,
         handle: &str,
         id: &SessionId,
     ) -> Result<(), SessionError> {
         let store = &*self.backend.store;
-        let generation = prepared.roster.generation.clone();
+        let generation = &prepared.roster.generation;
+        let mut current = prepared.clone();
         for _ in 0..EDIT_ATTEMPTS {
-            let mut roster = prepared.roster;
+            let mut roster = current.roster;
             roster.put(handle, id.clone(), now_unix());
             let bytes = roster.encode();
             let ttl = self.item_ttl();
-            match store.update(item, &bytes, prepared.version, ttl).await? {
-                Update::Updated => return Ok(()),
+            match store.update(item, &bytes, current.version, ttl).await? {
+                Update::Updated => {
+                    prepared.listed.set(roster.entries.len());
+                    return Ok(());
+                }
                 Update::Conflict | Update::Missing => {}
             }
-            prepared = self.prepare(item, user).await?;
-            if prepared.roster.generation != generation {
+            current = self.prepare(item, user).await?;
+            if current.roster.generation != *generation {
                 return Err(SessionError::Conflict);
             }
         }
@@ -178,6 +186,12 @@ impl UnitOfWork {
     ) -> Result<(), SessionError> {
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
+            return Ok(());
+        }
+        // Within the limit once listed, and no other key's item: a login that came after
+        // read this one's entry, and trims for both.
+        let one_key = self.backend.config.codec.user_items(user).nth(1).is_none();
+        if one_key && prepared.listed.get() <= limit {
             return Ok(());
         }
         let elsewhere = self.listed_elsewhere(item, user).await?;

@@ -53,6 +53,34 @@ impl Record {
         Ok(record)
     }
 
+    /// Like [`decode`](Self::decode), keeping only the packages named in `wanted`: the
+    /// others are checked to be JSON and skipped without building them (reading the
+    /// sessions a user has listed needs only whom each belongs to and its timeouts).
+    pub(crate) fn decode_only(bytes: &[u8], wanted: &[&str]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Skimmed<'a> {
+            v: u32,
+            created: u64,
+            #[serde(borrow)]
+            packages: BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+        }
+        let skimmed: Skimmed<'_> = serde_json::from_slice(bytes)?;
+        if skimmed.v != FORMAT {
+            return Err(DecodeError::Version(skimmed.v));
+        }
+        let mut packages = BTreeMap::new();
+        for (name, raw) in skimmed.packages {
+            if wanted.contains(&name.as_ref()) {
+                packages.insert(name.into_owned(), serde_json::from_str(raw.get())?);
+            }
+        }
+        Ok(Self {
+            v: FORMAT,
+            created: skimmed.created,
+            packages,
+        })
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         // serde_json's own start (128 bytes) grows twice for a typical session.
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
@@ -135,6 +163,32 @@ mod tests {
             Record::decode(b"\x80\x04pickle"),
             Err(DecodeError::Json(_))
         ));
+    }
+
+    #[test]
+    fn decode_only_keeps_the_packages_wanted_and_refuses_what_decode_refuses() {
+        let mut r = Record::new(7);
+        r.put("a", "k", Some(1.into()));
+        r.put("b\"c", "k", Some(2.into()));
+        r.put("skip", "k", Some(serde_json::json!({"deep": [1, 2]})));
+        let bytes = r.encode();
+        let only = Record::decode_only(&bytes, &["a", "b\"c"]).unwrap();
+        assert_eq!(only.created, 7);
+        assert_eq!(only.get("a", "k"), Some(&1.into()));
+        assert_eq!(only.get("b\"c", "k"), Some(&2.into()), "an escaped name");
+        assert!(only.package("skip").is_none());
+        let future = br#"{"v":2,"created":7,"packages":{}}"#;
+        assert!(matches!(
+            Record::decode_only(future, &[]),
+            Err(DecodeError::Version(2))
+        ));
+        for bad in [
+            &b"\x80"[..],
+            br#"{"v":1,"created":7,"packages":{"a":[}}"#,
+            br#"{"v":1,"created":7,"packages":{"a":1}}"#,
+        ] {
+            assert!(Record::decode_only(bad, &["a"]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
