@@ -501,9 +501,7 @@ impl UnitOfWork {
             return Ok(());
         };
         match change {
-            RosterChange::Login(prepared) => {
-                self.admit(prepared, item, user, handle, id).await
-            }
+            RosterChange::Login(prepared) => self.admit(prepared, item, user, handle, id).await,
             RosterChange::Renew => self.rename(item, generation, handle, (from, id)).await,
             RosterChange::Seen | RosterChange::None => Ok(()),
         }

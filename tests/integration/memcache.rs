@@ -96,9 +96,9 @@ async fn memcached_sees_no_needless_commands() {
     );
 }
 
-/// A session bound to a user reads its user's generation item in the same round trip as
-/// the session, in both protocols (the default's, meta from 1.6.18, and text); its login
-/// costs more, once.
+/// A session bound to a user reads its user's item in the same round trip as the session,
+/// in both protocols (the default's, meta from 1.6.18, and text), and a change or a refresh
+/// costs one more, as for any session; its login costs more, once.
 #[actix_web::test]
 async fn a_bound_session_is_read_in_one_round_trip() {
     for protocol in [Protocol::Auto, Protocol::Text] {
@@ -109,15 +109,40 @@ async fn a_bound_session_is_read_in_one_round_trip() {
             .unwrap();
         let app = TestApp::new(CountingStore::new(store)).await;
         let cookie = app.get("/login/ada", None).await.cookie();
-        assert!(
-            proxy.take() > 1,
-            "{protocol:?}: a login reads and starts the generation"
+        assert_eq!(
+            proxy.take(),
+            5,
+            "{protocol:?}: a first login reads the roster, starts it, reads it back, then \
+             writes the session and lists it"
         );
         app.store.reset();
         assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "ada");
         assert_eq!(app.store.calls().loads, 2, "{protocol:?}: session and item");
         assert_eq!(proxy.take(), 1, "{protocol:?}: one round trip for both");
+        let reply = app.get("/set/p/k/2", Some(&cookie)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            proxy.take(),
+            2,
+            "{protocol:?}: a change: the read and the write"
+        );
+        // A login of a user with a session listed: the roster, the listed session, the new
+        // session, and the roster's compare-and-swap (a first login also starts it).
+        assert_eq!(app.get("/login/ada", None).await.status, 200);
+        assert_eq!(proxy.take(), 4, "{protocol:?}: a second login");
     }
+    // A bound session's refresh writes when it was last seen instead of a touch: still one
+    // round trip after the read.
+    let proxy = TurnCountingProxy::start(with_server(|m| m.addr()));
+    let store = MemcacheStore::new(&proxy.url()).unwrap();
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    let cookie = app.get("/login/ada", None).await.cookie();
+    proxy.take();
+    app.store.reset();
+    assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "ada");
+    let calls = app.store.calls();
+    assert_eq!((calls.updates, calls.touches), (1, 0), "{calls:?}");
+    assert_eq!(proxy.take(), 2, "the read, then the time stamp");
 }
 
 /// `ping`, for a readiness route: fine with memcached there, in every client; an error
