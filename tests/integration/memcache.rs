@@ -108,6 +108,9 @@ async fn a_bound_session_is_read_in_one_round_trip() {
             .build()
             .unwrap();
         let app = TestApp::new(CountingStore::new(store)).await;
+        // The connection first (its protocol's handshake is not the login's).
+        app.store.inner.ping().await.unwrap();
+        proxy.take();
         let cookie = app.get("/login/ada", None).await.cookie();
         assert_eq!(
             proxy.take(),
