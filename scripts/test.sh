@@ -18,9 +18,17 @@ cargo fmt --manifest-path bench/Cargo.toml -- --check
 
 echo "== cargo clippy -D warnings (default features, then all)"
 cargo clippy --lib -- -D warnings
+cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 # The benchmark crate builds apart (actix-session, redis, criterion); it must not rot.
 cargo clippy --manifest-path bench/Cargo.toml --all-targets --all-features -- -D warnings
+
+echo "== the examples and a plain cargo test build without OpenSSL (only from_r2d2 needs it)"
+if cargo tree -e normal,dev -i openssl-sys >/dev/null 2>&1; then
+    echo "openssl-sys is in the default build: keep the r2d2 feature out of it" >&2
+    cargo tree -e normal,dev -i openssl-sys >&2
+    exit 1
+fi
 
 echo "== no import circle among the source files"
 python3 scripts/check_circles.py
@@ -31,6 +39,13 @@ cargo metadata --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^ho
 
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
+
+echo "== cargo publish --dry-run (packages and builds what crates.io would get; no warning)"
+# --allow-dirty: a local run with changes not yet committed checks them too.
+published=$(cargo publish --dry-run --allow-dirty 2>&1) || { echo "$published" >&2; exit 1; }
+if echo "$published" | grep -i '^warning' | grep -v 'aborting upload due to dry run' >&2; then
+    exit 1
+fi
 
 echo "== cargo test (unit, integration against a real memcached, doc tests)"
 # The timing tests mostly sleep: more threads than cores keeps the run short.

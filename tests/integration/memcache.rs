@@ -32,6 +32,7 @@ mod text {
     }
 }
 
+#[cfg(feature = "r2d2")]
 mod r2d2_binary {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(""));
 
@@ -41,6 +42,7 @@ mod r2d2_binary {
     }
 }
 
+#[cfg(feature = "r2d2")]
 mod r2d2_ascii {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(
         "?protocol=ascii"
@@ -154,6 +156,7 @@ async fn a_bound_session_is_read_in_one_round_trip() {
 async fn ping_tells_whether_memcached_answers() {
     store().ping().await.unwrap();
     crate::memcached::text_store().ping().await.unwrap();
+    #[cfg(feature = "r2d2")]
     crate::memcached::r2d2_store("").ping().await.unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -408,6 +411,7 @@ async fn sixty_four_concurrent_writers_lose_no_update() {
 /// per check), a second check made while the first is still blocked within the same
 /// bound. Run on a thread of its own, not joined: the blocked
 /// call outlives the test, and a runtime's shutdown waits for its blocking calls.
+#[cfg(feature = "r2d2")]
 #[test]
 fn r2d2_readiness_is_bounded_while_memcached_is_down() {
     let (tx, rx) = std::sync::mpsc::channel();

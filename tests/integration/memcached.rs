@@ -88,6 +88,7 @@ pub fn fleet_store() -> MemcacheStore {
 
 /// A `MemcacheStore` over an `r2d2-memcache` pool on this thread's memcached; `options`
 /// is the URL's query (`""` for the binary protocol, `"?protocol=ascii"`).
+#[cfg(feature = "r2d2")]
 pub fn r2d2_store(options: &str) -> MemcacheStore {
     let url = format!("{}{options}", with_server(|m| m.url()));
     let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());

@@ -16,7 +16,9 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Instrument, Metadata, Subscriber};
 
 use crate::app::TestApp;
-use crate::memcached::{r2d2_store, store, Memcached};
+#[cfg(feature = "r2d2")]
+use crate::memcached::r2d2_store;
+use crate::memcached::{store, Memcached};
 use crate::support::{tampered, CountingStore};
 
 /// Every metric recorded since the last snapshot (the debugging recorder's snapshots
@@ -256,6 +258,7 @@ async fn servers_marked_down_and_back_are_counted() {
 
 /// Through `from_r2d2` operations are timed without a server (the pool does not say which),
 /// and the pool's connections are counted idle and used.
+#[cfg(feature = "r2d2")]
 #[actix_web::test]
 async fn an_r2d2_pool_is_timed_and_its_connections_counted() {
     let recorder = DebuggingRecorder::new();
