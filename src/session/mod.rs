@@ -7,6 +7,8 @@ mod container;
 mod extractor;
 mod finite;
 mod flash;
+#[cfg(feature = "testing")]
+mod for_tests;
 mod lifetime;
 mod listing;
 mod package;

@@ -102,6 +102,14 @@ impl UnitOfWork {
         Ok(None)
     }
 
+    /// Starts a new, empty session outside a request (the test helpers' seeding): no
+    /// cookie, nothing read.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn fresh(&self) -> Rc<RefCell<Transaction>> {
+        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
+        Rc::clone(self.session.get_or_init(|| async { tx }).await)
+    }
+
     /// Opens the live session `id` outside a request (the container), or `None`. A session
     /// whose server is down is an error here, whatever the store says to do for requests.
     pub(crate) async fn open(

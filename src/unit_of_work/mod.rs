@@ -29,8 +29,8 @@ mod transaction;
 
 pub(crate) use census::Live;
 pub(crate) use commit::CookieAction;
-// For unit tests elsewhere and the benchmarks.
-#[cfg(any(test, feature = "__bench"))]
+// For unit tests elsewhere, the benchmarks and the test helpers.
+#[cfg(any(test, feature = "__bench", feature = "testing"))]
 pub(crate) use data::SessionData;
 pub use data::SessionStatus;
 pub(crate) use hooks::Outcome;

@@ -2,6 +2,7 @@
 //! suites, plus tests that need no store.
 
 mod app;
+mod app_testing;
 mod devices;
 mod disconnect;
 mod fake;

@@ -20,6 +20,7 @@ mod native {
     mod http {
         crate::http::http_suite!(crate::memcached::store());
         crate::devices::devices_suite!(crate::memcached::store());
+        crate::app_testing::app_testing_suite!(crate::memcached::store());
     }
 }
 
@@ -29,6 +30,7 @@ mod text {
     mod http {
         crate::http::http_suite!(crate::memcached::text_store());
         crate::devices::devices_suite!(crate::memcached::text_store());
+        crate::app_testing::app_testing_suite!(crate::memcached::text_store());
     }
 }
 

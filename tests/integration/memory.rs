@@ -10,4 +10,5 @@ mod http {
     crate::http::http_suite!(MemoryStore::new());
 
     crate::devices::devices_suite!(MemoryStore::new());
+    crate::app_testing::app_testing_suite!(MemoryStore::new());
 }
