@@ -99,14 +99,74 @@ async fn show(session: Session) -> actix_web::Result<String> {
     Ok(page)
 }
 
+fn routes(app: &mut web::ServiceConfig) {
+    app.route("/", web::get().to(show))
+        .route("/cart", web::post().to(add_to_cart))
+        .route("/coupon", web::post().to(apply_coupon))
+        .route("/login", web::post().to(login))
+        .route("/logout", web::post().to(logout));
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    common::serve("shop", |app| {
-        app.route("/", web::get().to(show))
-            .route("/cart", web::post().to(add_to_cart))
-            .route("/coupon", web::post().to(apply_coupon))
-            .route("/login", web::post().to(login))
-            .route("/logout", web::post().to(logout));
-    })
-    .await
+    common::serve("shop", routes).await
+}
+
+/// How an app tests its handlers with the `testing` helpers (`cargo test --example shop`).
+#[cfg(test)]
+mod tests {
+    use actix_memcache_session::{Key, MemcacheSession, MemoryStore, Session, SessionStatus};
+    use actix_web::{test, web, App};
+
+    use super::*;
+
+    /// Handler logic alone, on a session without a request or a store.
+    #[actix_web::test]
+    async fn a_bad_coupon_leaves_the_cart_and_says_so() {
+        let session = Session::standalone();
+        let code = web::Query(Coupon {
+            code: "50% OFF!".into(),
+        });
+        apply_coupon(session.clone(), code).await.unwrap();
+        assert_eq!(session.get(&CART).unwrap().coupon, None);
+        let shown: Vec<String> = session
+            .incoming_flashes()
+            .unwrap()
+            .iter()
+            .map(|m| m.content().to_owned())
+            .collect();
+        assert!(shown.is_empty(), "sent for the next page, not shown now");
+        assert_eq!(session.status(), SessionStatus::Changed);
+    }
+
+    /// The whole app over the in-process store: a client with a cart logs in.
+    #[actix_web::test]
+    async fn the_cart_survives_a_login_under_a_new_id() {
+        let middleware = MemcacheSession::builder(MemoryStore::new(), Key::generate()).build();
+        let sessions = middleware.sessions();
+        let cookie = sessions
+            .seed(|s| s.update(&CART, |cart| cart.items.push("apple".into())))
+            .await
+            .unwrap()
+            .expect("a cart to store");
+        let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
+        let req = test::TestRequest::post()
+            .uri("/login?user=alice")
+            .cookie(cookie.clone())
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert!(res.status().is_redirection());
+        let stored = sessions
+            .open_response(&res)
+            .await
+            .unwrap()
+            .expect("renewed");
+        let user: Option<String> = stored.package("auth").get("user").unwrap();
+        assert_eq!(user.as_deref(), Some("alice"));
+        assert_eq!(stored.get(&CART).unwrap().items, ["apple"]);
+        assert!(
+            sessions.open_cookie(&cookie).await.unwrap().is_none(),
+            "old id gone"
+        );
+    }
 }
