@@ -48,7 +48,9 @@
 //! Features:
 //! - `r2d2`: `MemcacheStore::from_r2d2` over an existing `r2d2-memcache` pool (pulls in
 //!   OpenSSL through the `memcache` crate).
-//! - `testing`: the store acceptance suite, `testing` and `store_acceptance_suite!`.
+//! - `testing`: helpers for an application's tests (`Session::standalone`,
+//!   `Sessions::seed`, `Sessions::open_cookie`, `Sessions::open_response`), and the store
+//!   acceptance suite, `testing` and `store_acceptance_suite!`.
 //! - `metrics`: metrics through the `metrics` facade (memcached operations by
 //!   OpenTelemetry's database conventions, session loads, commits, retries, touches and
 //!   sizes); the README's "Observability" lists them. Without it, the unit of work's
