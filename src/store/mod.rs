@@ -7,8 +7,13 @@
 //! - [`MemcacheStore`]: memcached, the store this crate is named for.
 //! - [`MemoryStore`]: in-process, for quick starts and tests.
 //!
+//! With the feature `actix-session`, [`MemcacheStore`] is also an
+//! `actix_session::storage::SessionStore`, for `actix_session::SessionMiddleware`.
+//!
 //! Every store must pass the same acceptance suite: see `testing` (feature `testing`).
 
+#[cfg(feature = "actix-session")]
+mod actix_session;
 mod erased;
 // By file, so that the crate's error (which wraps it) does not depend on every store.
 pub(crate) mod error;

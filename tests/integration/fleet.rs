@@ -16,6 +16,8 @@ use crate::support::{CountingStore, Reply};
 
 mod suites {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::fleet_store());
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::memcached::fleet_store());
 
     mod http {
         crate::http::http_suite!(crate::memcached::fleet_store());

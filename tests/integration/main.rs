@@ -1,6 +1,8 @@
 //! One integration test binary (one link step) holding every store's run of the shared
 //! suites, plus tests that need no store.
 
+#[cfg(feature = "actix-session")]
+mod actix_session;
 mod app;
 mod app_testing;
 mod devices;

@@ -16,6 +16,8 @@ use crate::support::{CountingStore, Reply};
 
 mod native {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::store());
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::memcached::store());
 
     mod http {
         crate::http::http_suite!(crate::memcached::store());
@@ -26,6 +28,8 @@ mod native {
 
 mod text {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::text_store());
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::memcached::text_store());
 
     mod http {
         crate::http::http_suite!(crate::memcached::text_store());

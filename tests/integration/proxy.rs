@@ -16,6 +16,8 @@ use crate::support::CountingStore;
 
 mod suites {
     actix_memcache_session::store_acceptance_suite!(crate::nutcracker::proxy_store());
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::nutcracker::proxy_store());
 
     mod http {
         crate::http::http_suite!(crate::nutcracker::proxy_store());

@@ -1,0 +1,109 @@
+//! `MemcacheStore` behind actix-session 0.11's `SessionStore` (feature `actix-session`), so
+//! that `actix_session::SessionMiddleware` and the crates built on it (actix-identity) keep
+//! their sessions in memcached. The semantics are actix-session's: the whole state, read
+//! eagerly, written whole; none of this crate's unit of work.
+//!
+//! Where actix-session's Redis store is unsafe, this one chooses the safe side: a new
+//! session never overwrites another (it is added, and a taken key draws another), and an
+//! update of a session that is gone (purged, logged out, expired) fails rather than bring
+//! it back.
+
+use std::collections::HashMap;
+use std::time::Duration as StdDuration;
+
+use actix_session::storage::{
+    LoadError, SaveError, SessionKey, SessionStore as ActixSessionStore, UpdateError,
+};
+use actix_web::cookie::time::Duration;
+
+use super::{MemcacheStore, SessionStore, StoreError, Update};
+use crate::id::SessionId;
+
+/// New keys drawn before concluding the store is broken (a 128-bit collision never happens).
+const SAVE_ATTEMPTS: usize = 3;
+/// Compare-and-swap tries of one update racing other requests of the same session: whole
+/// states, the last writer wins, as with actix-session's own stores.
+const UPDATE_ATTEMPTS: usize = 8;
+
+type State = HashMap<String, String>;
+
+/// A TTL from actix-session: at least a second (memcached reads 0 as "never expire").
+fn ttl(ttl: &Duration) -> StdDuration {
+    StdDuration::try_from(*ttl)
+        .unwrap_or_default()
+        .max(StdDuration::from_secs(1))
+}
+
+/// The id a key names: a key this store made is an id's text form; any other names nothing.
+fn id(key: &SessionKey) -> Option<SessionId> {
+    key.as_ref().parse().ok()
+}
+
+impl ActixSessionStore for MemcacheStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let Some(id) = id(key) else { return Ok(None) };
+        let stored = SessionStore::load(self, &id)
+            .await
+            .map_err(|e| LoadError::Other(e.into()))?;
+        stored
+            .map(|s| serde_json::from_slice(&s.data))
+            .transpose()
+            .map_err(|e| LoadError::Deserialization(e.into()))
+    }
+
+    async fn save(&self, state: State, ttl_: &Duration) -> Result<SessionKey, SaveError> {
+        let bytes = serde_json::to_vec(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        for _ in 0..SAVE_ATTEMPTS {
+            let id = SessionId::generate().map_err(|e| SaveError::Other(e.into()))?;
+            let created = SessionStore::create(self, &id, &bytes, ttl(ttl_))
+                .await
+                .map_err(|e| SaveError::Other(e.into()))?;
+            if created {
+                let key = SessionKey::try_from(id.as_str().to_owned());
+                return key.map_err(|e| SaveError::Other(e.into()));
+            }
+        }
+        let why = "the store reports every new session id as taken";
+        Err(SaveError::Other(StoreError::Protocol(why.into()).into()))
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl_: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let bytes = serde_json::to_vec(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let gone = || UpdateError::Other(anyhow::anyhow!("the session ended meanwhile"));
+        let id = id(&key).ok_or_else(gone)?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let other = |e: StoreError| UpdateError::Other(e.into());
+            let Some(current) = SessionStore::load(self, &id).await.map_err(other)? else {
+                return Err(gone());
+            };
+            let written = SessionStore::update(self, &id, &bytes, current.version, ttl(ttl_));
+            match written.await.map_err(other)? {
+                Update::Updated => return Ok(key),
+                Update::Missing => return Err(gone()),
+                Update::Conflict => {}
+            }
+        }
+        let why = "concurrent requests kept rewriting the session";
+        Err(UpdateError::Other(StoreError::Protocol(why.into()).into()))
+    }
+
+    async fn update_ttl(&self, key: &SessionKey, ttl_: &Duration) -> Result<(), anyhow::Error> {
+        if let Some(id) = id(key) {
+            // A session that is gone stays gone: a touch creates nothing.
+            SessionStore::touch(self, &id, ttl(ttl_)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        if let Some(id) = id(key) {
+            SessionStore::delete(self, &id).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! `MemcacheStore` behind actix-session's `SessionMiddleware` (feature `actix-session`),
+//! against real memcached in both protocols and on a fleet: the scenarios of
+//! actix-session's own store tests (a basic workflow, expiry refreshed on changes and on
+//! every request, renew, purge), and the safe choices where its Redis store is unsafe.
+
+use std::time::Duration as StdDuration;
+
+use actix_memcache_session::MemcacheStore;
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::storage::{SessionKey, SessionStore};
+use actix_session::{Session, SessionMiddleware};
+use actix_web::cookie::time::Duration;
+use actix_web::cookie::{Cookie, Key};
+use actix_web::{test, web, App, HttpResponse};
+
+macro_rules! actix_session_suite {
+    ($make:expr) => {
+        $crate::actix_session::actix_session_suite!(@each $make;
+            a_session_round_trips_through_the_middleware,
+            expiry_is_refreshed_on_changes_and_on_every_request,
+            renew_moves_the_state_and_ends_the_old_key,
+            purge_ends_the_session,
+            an_update_of_an_ended_session_does_not_bring_it_back,
+            keys_this_store_did_not_make_name_nothing,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[actix_web::test]
+            async fn $name() {
+                $crate::actix_session::$name($make).await;
+            }
+        )*
+    };
+}
+pub(crate) use actix_session_suite;
+
+async fn insert(session: Session, v: web::Path<u32>) -> actix_web::Result<&'static str> {
+    session.insert("counter", *v)?;
+    Ok("set")
+}
+
+async fn read(session: Session) -> actix_web::Result<String> {
+    Ok(format!("{:?}", session.get::<u32>("counter")?))
+}
+
+async fn renew(session: Session) -> &'static str {
+    session.renew();
+    "renewed"
+}
+
+async fn purge(session: Session) -> &'static str {
+    session.purge();
+    "purged"
+}
+
+async fn nothing() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// An app over `store`, sessions living `ttl`, extended on every request if `every`.
+async fn app(
+    store: MemcacheStore,
+    ttl: i64,
+    every: bool,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+    Error = actix_web::Error,
+> {
+    let policy = if every {
+        TtlExtensionPolicy::OnEveryRequest
+    } else {
+        TtlExtensionPolicy::OnStateChanges
+    };
+    let lifecycle = PersistentSession::default()
+        .session_ttl(Duration::seconds(ttl))
+        .session_ttl_extension_policy(policy);
+    let middleware = SessionMiddleware::builder(store, Key::generate())
+        .cookie_secure(false)
+        .session_lifecycle(lifecycle)
+        .build();
+    test::init_service(
+        App::new()
+            .wrap(middleware)
+            .route("/set/{v}", web::get().to(insert))
+            .route("/get", web::get().to(read))
+            .route("/renew", web::get().to(renew))
+            .route("/purge", web::get().to(purge))
+            .route("/nothing", web::get().to(nothing)),
+    )
+    .await
+}
+
+fn get(path: &str, cookie: Option<&Cookie<'_>>) -> actix_http::Request {
+    let mut req = test::TestRequest::get().uri(path);
+    if let Some(c) = cookie {
+        req = req.cookie(c.clone().into_owned());
+    }
+    req.to_request()
+}
+
+/// Calls `path`; its body and the session cookie it set, if any.
+async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    path: &str,
+    cookie: Option<&Cookie<'_>>,
+) -> (String, Option<Cookie<'static>>) {
+    let res = test::call_service(app, get(path, cookie)).await;
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    let set = res.response().cookies().next().map(Cookie::into_owned);
+    let body = test::read_body(res).await;
+    (String::from_utf8(body.to_vec()).unwrap(), set)
+}
+
+pub async fn a_session_round_trips_through_the_middleware(store: MemcacheStore) {
+    let app = app(store, 100, false).await;
+    let (_, cookie) = call(&app, "/set/100", None).await;
+    let cookie = cookie.expect("a session cookie");
+    assert_eq!(call(&app, "/get", Some(&cookie)).await.0, "Some(100)");
+    assert_eq!(call(&app, "/get", None).await.0, "None");
+}
+
+/// memcached counts TTLs in whole seconds on a clock that ticks once a second: an item
+/// given 3 s lives between 2 and 4, so requests 1 s apart keep it, and 4.5 s without one
+/// ends it.
+pub async fn expiry_is_refreshed_on_changes_and_on_every_request(store: MemcacheStore) {
+    // On changes: each write gives the session its TTL again.
+    let app_ = app(store.clone(), 3, false).await;
+    let (_, cookie) = call(&app_, "/set/1", None).await;
+    let cookie = cookie.unwrap();
+    for v in 2..=4 {
+        tokio::time::sleep(StdDuration::from_millis(1000)).await;
+        call(&app_, &format!("/set/{v}"), Some(&cookie)).await;
+    }
+    assert_eq!(call(&app_, "/get", Some(&cookie)).await.0, "Some(4)");
+    // On every request: reads alone keep it; without them it expires.
+    let app_ = app(store, 3, true).await;
+    let (_, cookie) = call(&app_, "/set/1", None).await;
+    let cookie = cookie.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(StdDuration::from_millis(1000)).await;
+        call(&app_, "/nothing", Some(&cookie)).await;
+    }
+    assert_eq!(call(&app_, "/get", Some(&cookie)).await.0, "Some(1)");
+    tokio::time::sleep(StdDuration::from_millis(4500)).await;
+    assert_eq!(
+        call(&app_, "/get", Some(&cookie)).await.0,
+        "None",
+        "expired"
+    );
+}
+
+pub async fn renew_moves_the_state_and_ends_the_old_key(store: MemcacheStore) {
+    let app = app(store, 100, false).await;
+    let (_, old) = call(&app, "/set/7", None).await;
+    let old = old.unwrap();
+    let (_, new) = call(&app, "/renew", Some(&old)).await;
+    let new = new.expect("a new cookie");
+    assert_ne!(new.value(), old.value());
+    assert_eq!(call(&app, "/get", Some(&new)).await.0, "Some(7)");
+    assert_eq!(
+        call(&app, "/get", Some(&old)).await.0,
+        "None",
+        "the old key is gone"
+    );
+}
+
+pub async fn purge_ends_the_session(store: MemcacheStore) {
+    let app = app(store, 100, false).await;
+    let (_, cookie) = call(&app, "/set/7", None).await;
+    let cookie = cookie.unwrap();
+    let (_, removal) = call(&app, "/purge", Some(&cookie)).await;
+    assert_eq!(removal.expect("a removal cookie").value(), "");
+    assert_eq!(call(&app, "/get", Some(&cookie)).await.0, "None");
+}
+
+pub async fn an_update_of_an_ended_session_does_not_bring_it_back(store: MemcacheStore) {
+    let ttl = Duration::seconds(60);
+    let state = [("counter".to_owned(), "1".to_owned())].into();
+    let key = store.save(state, &ttl).await.unwrap();
+    let again = store.save(Default::default(), &ttl).await.unwrap();
+    assert_ne!(key.as_ref(), again.as_ref(), "a new key each time");
+    SessionStore::delete(&store, &key).await.unwrap();
+    let state = [("counter".to_owned(), "2".to_owned())].into();
+    let same = SessionKey::try_from(key.as_ref().to_owned()).unwrap();
+    assert!(store.update(same, state, &ttl).await.is_err());
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "not brought back"
+    );
+    store.update_ttl(&key, &ttl).await.unwrap();
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "a touch creates nothing"
+    );
+}
+
+pub async fn keys_this_store_did_not_make_name_nothing(store: MemcacheStore) {
+    let ttl = Duration::seconds(60);
+    for odd in ["", "not a key", "../../etc", &"x".repeat(300)] {
+        let key = SessionKey::try_from(odd.to_owned()).unwrap();
+        assert!(store.load(&key).await.unwrap().is_none(), "{odd:?}");
+        assert!(store
+            .update(
+                SessionKey::try_from(odd.to_owned()).unwrap(),
+                Default::default(),
+                &ttl
+            )
+            .await
+            .is_err());
+        store.update_ttl(&key, &ttl).await.unwrap();
+        SessionStore::delete(&store, &key).await.unwrap();
+    }
+}
