@@ -46,6 +46,8 @@
 //! [`SessionStore`].
 //!
 //! Features:
+//! - `actix-session`: [`MemcacheStore`] and [`MemoryStore`] as actix-session 0.11's
+//!   `SessionStore`, for `actix_session::SessionMiddleware` (and actix-identity).
 //! - `r2d2`: `MemcacheStore::from_r2d2` over an existing `r2d2-memcache` pool (pulls in
 //!   OpenSSL through the `memcache` crate).
 //! - `testing`: helpers for an application's tests (`Session::standalone`,

@@ -1,6 +1,6 @@
-//! `MemcacheStore` behind actix-session 0.11's `SessionStore` (feature `actix-session`), so
-//! that `actix_session::SessionMiddleware` and the crates built on it (actix-identity) keep
-//! their sessions in memcached. The semantics are actix-session's: the whole state, read
+//! `MemcacheStore` (and `MemoryStore`, for tests and quick starts) behind actix-session
+//! 0.11's `SessionStore` (feature `actix-session`), so that `actix_session::SessionMiddleware`
+//! and the crates built on it (actix-identity) keep their sessions in memcached. The semantics are actix-session's: the whole state, read
 //! eagerly, written whole; none of this crate's unit of work.
 //!
 //! Where actix-session's Redis store is unsafe, this one chooses the safe side: a new
@@ -16,7 +16,7 @@ use actix_session::storage::{
 };
 use actix_web::cookie::time::Duration;
 
-use super::{MemcacheStore, SessionStore, StoreError, Update};
+use super::{MemcacheStore, MemoryStore, SessionStore, StoreError, Update};
 use crate::id::SessionId;
 
 /// New keys drawn before concluding the store is broken (a 128-bit collision never happens).
@@ -39,71 +39,115 @@ fn id(key: &SessionKey) -> Option<SessionId> {
     key.as_ref().parse().ok()
 }
 
-impl ActixSessionStore for MemcacheStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        let Some(id) = id(key) else { return Ok(None) };
-        let stored = SessionStore::load(self, &id)
+/// Implements actix-session's trait for a store of this crate (a foreign trait cannot be
+/// implemented for every `SessionStore` at once).
+macro_rules! for_actix_session {
+    ($store:ty) => {
+        impl ActixSessionStore for $store {
+            async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+                load(self, key).await
+            }
+
+            async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+                save(self, state, ttl).await
+            }
+
+            async fn update(
+                &self,
+                key: SessionKey,
+                state: State,
+                ttl: &Duration,
+            ) -> Result<SessionKey, UpdateError> {
+                update(self, key, state, ttl).await
+            }
+
+            async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+                update_ttl(self, key, ttl).await
+            }
+
+            async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+                delete(self, key).await
+            }
+        }
+    };
+}
+
+for_actix_session!(MemcacheStore);
+for_actix_session!(MemoryStore);
+
+async fn load<S: SessionStore>(store: &S, key: &SessionKey) -> Result<Option<State>, LoadError> {
+    let Some(id) = id(key) else { return Ok(None) };
+    let stored = store
+        .load(&id)
+        .await
+        .map_err(|e| LoadError::Other(e.into()))?;
+    stored
+        .map(|s| serde_json::from_slice(&s.data))
+        .transpose()
+        .map_err(|e| LoadError::Deserialization(e.into()))
+}
+
+async fn save<S: SessionStore>(
+    store: &S,
+    state: State,
+    ttl_: &Duration,
+) -> Result<SessionKey, SaveError> {
+    let bytes = serde_json::to_vec(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+    for _ in 0..SAVE_ATTEMPTS {
+        let id = SessionId::generate().map_err(|e| SaveError::Other(e.into()))?;
+        let created = store
+            .create(&id, &bytes, ttl(ttl_))
             .await
-            .map_err(|e| LoadError::Other(e.into()))?;
-        stored
-            .map(|s| serde_json::from_slice(&s.data))
-            .transpose()
-            .map_err(|e| LoadError::Deserialization(e.into()))
-    }
-
-    async fn save(&self, state: State, ttl_: &Duration) -> Result<SessionKey, SaveError> {
-        let bytes = serde_json::to_vec(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-        for _ in 0..SAVE_ATTEMPTS {
-            let id = SessionId::generate().map_err(|e| SaveError::Other(e.into()))?;
-            let created = SessionStore::create(self, &id, &bytes, ttl(ttl_))
-                .await
-                .map_err(|e| SaveError::Other(e.into()))?;
-            if created {
-                let key = SessionKey::try_from(id.as_str().to_owned());
-                return key.map_err(|e| SaveError::Other(e.into()));
-            }
+            .map_err(|e| SaveError::Other(e.into()))?;
+        if created {
+            let key = SessionKey::try_from(id.as_str().to_owned());
+            return key.map_err(|e| SaveError::Other(e.into()));
         }
-        let why = "the store reports every new session id as taken";
-        Err(SaveError::Other(StoreError::Protocol(why.into()).into()))
     }
+    let why = "the store reports every new session id as taken";
+    Err(SaveError::Other(StoreError::Protocol(why.into()).into()))
+}
 
-    async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl_: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let bytes = serde_json::to_vec(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let gone = || UpdateError::Other(anyhow::anyhow!("the session ended meanwhile"));
-        let id = id(&key).ok_or_else(gone)?;
-        for _ in 0..UPDATE_ATTEMPTS {
-            let other = |e: StoreError| UpdateError::Other(e.into());
-            let Some(current) = SessionStore::load(self, &id).await.map_err(other)? else {
-                return Err(gone());
-            };
-            let written = SessionStore::update(self, &id, &bytes, current.version, ttl(ttl_));
-            match written.await.map_err(other)? {
-                Update::Updated => return Ok(key),
-                Update::Missing => return Err(gone()),
-                Update::Conflict => {}
-            }
+async fn update<S: SessionStore>(
+    store: &S,
+    key: SessionKey,
+    state: State,
+    ttl_: &Duration,
+) -> Result<SessionKey, UpdateError> {
+    let bytes = serde_json::to_vec(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+    let gone = || UpdateError::Other(anyhow::anyhow!("the session ended meanwhile"));
+    let id = id(&key).ok_or_else(gone)?;
+    let other = |e: StoreError| UpdateError::Other(e.into());
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Some(current) = store.load(&id).await.map_err(other)? else {
+            return Err(gone());
+        };
+        let written = store.update(&id, &bytes, current.version, ttl(ttl_));
+        match written.await.map_err(other)? {
+            Update::Updated => return Ok(key),
+            Update::Missing => return Err(gone()),
+            Update::Conflict => {}
         }
-        let why = "concurrent requests kept rewriting the session";
-        Err(UpdateError::Other(StoreError::Protocol(why.into()).into()))
     }
+    let why = "concurrent requests kept rewriting the session";
+    Err(UpdateError::Other(StoreError::Protocol(why.into()).into()))
+}
 
-    async fn update_ttl(&self, key: &SessionKey, ttl_: &Duration) -> Result<(), anyhow::Error> {
-        if let Some(id) = id(key) {
-            // A session that is gone stays gone: a touch creates nothing.
-            SessionStore::touch(self, &id, ttl(ttl_)).await?;
-        }
-        Ok(())
+async fn update_ttl<S: SessionStore>(
+    store: &S,
+    key: &SessionKey,
+    ttl_: &Duration,
+) -> anyhow::Result<()> {
+    if let Some(id) = id(key) {
+        // A session that is gone stays gone: a touch creates nothing.
+        store.touch(&id, ttl(ttl_)).await?;
     }
+    Ok(())
+}
 
-    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        if let Some(id) = id(key) {
-            SessionStore::delete(self, &id).await?;
-        }
-        Ok(())
+async fn delete<S: SessionStore>(store: &S, key: &SessionKey) -> anyhow::Result<()> {
+    if let Some(id) = id(key) {
+        store.delete(&id).await?;
     }
+    Ok(())
 }

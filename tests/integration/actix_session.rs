@@ -1,11 +1,10 @@
-//! `MemcacheStore` behind actix-session's `SessionMiddleware` (feature `actix-session`),
-//! against real memcached in both protocols and on a fleet: the scenarios of
+//! This crate's stores behind actix-session's `SessionMiddleware` (feature `actix-session`),
+//! against real memcached in both protocols, on a fleet and through a proxy, and in memory: the scenarios of
 //! actix-session's own store tests (a basic workflow, expiry refreshed on changes and on
 //! every request, renew, purge), and the safe choices where its Redis store is unsafe.
 
 use std::time::Duration as StdDuration;
 
-use actix_memcache_session::MemcacheStore;
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_session::storage::{SessionKey, SessionStore};
 use actix_session::{Session, SessionMiddleware};
@@ -59,8 +58,8 @@ async fn nothing() -> HttpResponse {
 }
 
 /// An app over `store`, sessions living `ttl`, extended on every request if `every`.
-async fn app(
-    store: MemcacheStore,
+async fn app<S: SessionStore + 'static>(
+    store: S,
     ttl: i64,
     every: bool,
 ) -> impl actix_web::dev::Service<
@@ -117,7 +116,9 @@ async fn call(
     (String::from_utf8(body.to_vec()).unwrap(), set)
 }
 
-pub async fn a_session_round_trips_through_the_middleware(store: MemcacheStore) {
+pub async fn a_session_round_trips_through_the_middleware<S: SessionStore + Clone + 'static>(
+    store: S,
+) {
     let app = app(store, 100, false).await;
     let (_, cookie) = call(&app, "/set/100", None).await;
     let cookie = cookie.expect("a session cookie");
@@ -128,7 +129,11 @@ pub async fn a_session_round_trips_through_the_middleware(store: MemcacheStore) 
 /// memcached counts TTLs in whole seconds on a clock that ticks once a second: an item
 /// given 3 s lives between 2 and 4, so requests 1 s apart keep it, and 4.5 s without one
 /// ends it.
-pub async fn expiry_is_refreshed_on_changes_and_on_every_request(store: MemcacheStore) {
+pub async fn expiry_is_refreshed_on_changes_and_on_every_request<
+    S: SessionStore + Clone + 'static,
+>(
+    store: S,
+) {
     // On changes: each write gives the session its TTL again.
     let app_ = app(store.clone(), 3, false).await;
     let (_, cookie) = call(&app_, "/set/1", None).await;
@@ -155,7 +160,9 @@ pub async fn expiry_is_refreshed_on_changes_and_on_every_request(store: Memcache
     );
 }
 
-pub async fn renew_moves_the_state_and_ends_the_old_key(store: MemcacheStore) {
+pub async fn renew_moves_the_state_and_ends_the_old_key<S: SessionStore + Clone + 'static>(
+    store: S,
+) {
     let app = app(store, 100, false).await;
     let (_, old) = call(&app, "/set/7", None).await;
     let old = old.unwrap();
@@ -170,7 +177,7 @@ pub async fn renew_moves_the_state_and_ends_the_old_key(store: MemcacheStore) {
     );
 }
 
-pub async fn purge_ends_the_session(store: MemcacheStore) {
+pub async fn purge_ends_the_session<S: SessionStore + Clone + 'static>(store: S) {
     let app = app(store, 100, false).await;
     let (_, cookie) = call(&app, "/set/7", None).await;
     let cookie = cookie.unwrap();
@@ -179,7 +186,11 @@ pub async fn purge_ends_the_session(store: MemcacheStore) {
     assert_eq!(call(&app, "/get", Some(&cookie)).await.0, "None");
 }
 
-pub async fn an_update_of_an_ended_session_does_not_bring_it_back(store: MemcacheStore) {
+pub async fn an_update_of_an_ended_session_does_not_bring_it_back<
+    S: SessionStore + Clone + 'static,
+>(
+    store: S,
+) {
     let ttl = Duration::seconds(60);
     let state = [("counter".to_owned(), "1".to_owned())].into();
     let key = store.save(state, &ttl).await.unwrap();
@@ -200,7 +211,9 @@ pub async fn an_update_of_an_ended_session_does_not_bring_it_back(store: Memcach
     );
 }
 
-pub async fn keys_this_store_did_not_make_name_nothing(store: MemcacheStore) {
+pub async fn keys_this_store_did_not_make_name_nothing<S: SessionStore + Clone + 'static>(
+    store: S,
+) {
     let ttl = Duration::seconds(60);
     for odd in ["", "not a key", "../../etc", &"x".repeat(300)] {
         let key = SessionKey::try_from(odd.to_owned()).unwrap();

@@ -3,6 +3,8 @@
 use actix_memcache_session::MemoryStore;
 
 actix_memcache_session::store_acceptance_suite!(MemoryStore::new());
+#[cfg(feature = "actix-session")]
+crate::actix_session::actix_session_suite!(MemoryStore::new());
 
 mod http {
     use actix_memcache_session::MemoryStore;
