@@ -55,7 +55,7 @@
 //!   acceptance suite, `testing` and `store_acceptance_suite!`.
 //! - `metrics`: metrics through the `metrics` facade (memcached operations by
 //!   OpenTelemetry's database conventions, session loads, commits, retries, touches and
-//!   sizes); the README's "Observability" lists them. Without it, the unit of work's
+//!   sizes); `docs/observability.md` lists them. Without it, the unit of work's
 //!   outcome still goes on the request's span (field `session.outcome`).
 
 #![forbid(unsafe_code)]
@@ -99,3 +99,16 @@ pub mod bench;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guides' Rust examples (`docs/*.md`), compiled as doc tests so they stay true.
+#[cfg(doctest)]
+pub mod guides {
+    #[doc = include_str!("../docs/users.md")]
+    pub struct Users;
+    #[doc = include_str!("../docs/stores.md")]
+    pub struct Stores;
+    #[doc = include_str!("../docs/servers.md")]
+    pub struct Servers;
+    #[doc = include_str!("../docs/observability.md")]
+    pub struct Observability;
+}

@@ -12,7 +12,7 @@ use std::time::Instant;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-/// The metrics' names (the README's table).
+/// The metrics' names (the table in docs/observability.md).
 #[cfg(feature = "metrics")]
 mod names {
     /// OpenTelemetry's database client duration, in seconds.

@@ -25,7 +25,7 @@ const REFRESH_FRACTION: f64 = 0.25;
 const MAX_SIZE: usize = 1024 * 1024;
 /// Default time a commit that lost a compare-and-swap race keeps re-reading, merging and
 /// retrying: well under what a user notices, long enough that 8 concurrent writers of
-/// different keys of one session all land (measured; see the README).
+/// different keys of one session all land (measured; see docs/benchmarks.md).
 const RETRY_BUDGET: Duration = Duration::from_millis(250);
 /// Default cap on a session's own timeouts (`Session::set_timeouts`): 30 days, a common
 /// "keep me signed in" period.

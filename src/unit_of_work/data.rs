@@ -346,7 +346,7 @@ impl SessionData {
     }
 }
 
-/// The merge rules, one test each (README, Semantics 2, 3 and 6, sign-out everywhere).
+/// The merge rules, one test each (docs/semantics.md, rows 2, 3 and 6; docs/users.md).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,7 +90,7 @@ impl MemcacheStoreBuilder {
     /// Connections each worker thread keeps to memcached. Default: 1. Each is pipelined:
     /// any number of requests share it, and the commands queued while one write is under
     /// way go out together in the next, so more connections mean fewer commands per
-    /// syscall, not more concurrency (measured: 1 beat 2 and 4; see the README).
+    /// syscall, not more concurrency (measured: 1 beat 2 and 4; see docs/benchmarks.md).
     pub fn pool_max_size(mut self, size: usize) -> Self {
         self.pool_max_size = size;
         self

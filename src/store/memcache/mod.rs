@@ -1,4 +1,4 @@
-//! The memcached store: a small client of our own (why: see the README's "Choosing the
+//! The memcached store: a small client of our own (why: see docs/stores.md, "Choosing the
 //! client") that speaks the meta or the text protocol, whichever each server proves on
 //! connect, with pipelined connections per worker thread, and optionally an `r2d2-memcache`
 //! pool users already run.

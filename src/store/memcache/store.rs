@@ -73,7 +73,7 @@ impl MemcacheStore {
     /// A store over an existing `r2d2-memcache` pool (feature `r2d2`), with the default
     /// key prefix and item size limit. Each operation runs on actix's blocking thread pool
     /// (`web::block`), since the `memcache` client blocks; timeouts are the pool's own.
-    /// Prefer [`MemcacheStore::new`] unless the pool is already there: the README compares
+    /// Prefer [`MemcacheStore::new`] unless the pool is already there: docs/stores.md compares
     /// them.
     #[cfg(feature = "r2d2")]
     pub fn from_r2d2(
