@@ -153,7 +153,14 @@ impl UnitOfWork {
         let held = out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
         match generation::end(store, &item, held, keep, ttl).await? {
             generation::Ending::Rotated(next) => {
-                s.put(generation::PACKAGE, generation::GENERATION, Some(next))
+                // The session stays listed under the entry it held (rebinding the same user
+                // in this request may have dropped it from the data).
+                let package = generation::PACKAGE;
+                if let Some((_, handle)) = &out.held {
+                    s.put(package, generation::HANDLE, Some(handle.clone().into()));
+                    s.put(package, generation::ITEM, Some(item.as_str().into()));
+                }
+                s.put(package, generation::GENERATION, Some(next))
             }
             generation::Ending::Ended => {}
             // Signed out since it was read: it ends, and ends nobody else.
@@ -173,7 +180,6 @@ impl UnitOfWork {
 
     /// The rest of the commit, once a sign-out of the user's sessions is settled.
     async fn write(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
-        let store = &*self.backend.store;
         let metrics = &self.backend.config.metrics;
         let mut wrote = s.retired.is_some() || s.signed_out.is_some();
         // The user's item, worked out once (an HMAC for a session bound now): nothing below
@@ -198,6 +204,8 @@ impl UnitOfWork {
                 user: self.user_item(data),
             })
         };
+        // Whether the cookie to issue names a new id (a new or renewed session).
+        let new_id = s.renewed || s.existing.is_none();
         let action = match s.existing.take() {
             None if dirty && !s.data.is_empty() => {
                 let id = self.create(&s.data).await?;
@@ -248,16 +256,17 @@ impl UnitOfWork {
                 }
             }
         };
-        if let Some(old) = &s.retired {
-            store.delete(old).await?;
-        }
-        let mut ended = s.purged;
-        if let Some((old, version)) = &s.signed_out {
-            // Only the request that deletes it ends it: one written since (a login racing
-            // this request) is not this one's to end, and one already deleted was ended by
-            // another request, whose cookie the client may hold by now.
-            ended |= store.delete_if(old, *version).await? == Update::Updated;
-        }
+        let ended = match self.clear_old(s).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                // The new id no client will get: it goes, and so does its entry.
+                match &action {
+                    CookieAction::Issue(issue) if new_id => self.abandon(&issue.id, s).await,
+                    _ => {}
+                }
+                return Err(e);
+            }
+        };
         self.trim_after(user_item.as_ref(), &roster, &s.data).await;
         let outcome = if wrote && !stamp_only {
             Commit::Written
@@ -428,6 +437,34 @@ impl UnitOfWork {
             // Nobody else knows the new id: its version is read only to write over it.
             self.overwrite(new, &s.data).await.map_err(|e| (e, false))?;
         }
+    }
+
+    /// Removes what the commit leaves behind: a purged or renewed session's unreachable id,
+    /// and a signed-out session as read. Says whether the session the cookie named ended.
+    async fn clear_old(&self, s: &SessionData) -> Result<bool, SessionError> {
+        let store = &*self.backend.store;
+        if let Some(old) = &s.retired {
+            store.delete(old).await?;
+        }
+        let mut ended = s.purged;
+        if let Some((old, version)) = &s.signed_out {
+            // Only the request that deletes it ends it: one written since (a login racing
+            // this request) is not this one's to end, and one already deleted was ended by
+            // another request, whose cookie the client may hold by now.
+            ended |= store.delete_if(old, *version).await? == Update::Updated;
+        }
+        Ok(ended)
+    }
+
+    /// Gives up a new id this commit stored and listed, after a later step failed: no client
+    /// will get its cookie. Its entry goes (only while it names it), then the session.
+    async fn abandon(&self, id: &SessionId, s: &SessionData) {
+        if let (Some(item), Some(handle)) = (self.user_item(&s.data), generation::handle(&s.data)) {
+            if let Err(e) = self.end_listed(&item, handle, Some(id)).await {
+                tracing::debug!(error = %e, "an abandoned login's entry left as it is");
+            }
+        }
+        self.discard(id).await;
     }
 
     /// Writes `data` over the session `id` this commit created.

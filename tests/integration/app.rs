@@ -142,6 +142,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/devices", web::get().to(devices))
             .route(
+                "/sign-out-others-then-bind/{user}",
+                web::get().to(sign_out_others_then_bind),
+            )
+            .route(
                 "/sign-out-session/{handle}",
                 web::get().to(sign_out_session),
             )
@@ -684,6 +688,15 @@ async fn devices(s: Session, sessions: Sessions) -> actix_web::Result<String> {
         })
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+async fn sign_out_others_then_bind(
+    s: Session,
+    user: web::Path<String>,
+) -> actix_web::Result<String> {
+    s.sign_out_other_sessions();
+    s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
 }
 
 async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::Result<String> {

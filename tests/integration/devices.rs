@@ -33,6 +33,8 @@ macro_rules! devices_suite {
             logging_in_again_as_the_same_user_takes_no_second_place,
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
+            a_login_that_fails_after_its_session_was_listed_leaves_no_session,
+            signing_out_the_others_then_logging_in_again_stays_signed_in,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -581,4 +583,44 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
+}
+
+/// A login whose commit fails after its new session was written and listed (here the
+/// removal of the signed-out session its cookie named fails): the new session, which no
+/// client will get, is neither listed nor kept.
+pub async fn a_login_that_fails_after_its_session_was_listed_leaves_no_session<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, a_id) = login(&app, "ada", "a").await;
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    app.store.fail_deletes_of(Some(a_id));
+    let failed = app.get("/login-from/ada/b", Some(&a)).await;
+    assert_eq!(failed.status, 503, "{failed:?}");
+    app.store.fail_deletes_of(None);
+    let created = app.store.last_created();
+    assert!(
+        app.store.inner.load(&created).await.unwrap().is_none(),
+        "discarded"
+    );
+    assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// Signing out the other sessions and logging in again as the same user in one request
+/// keeps this session signed in.
+pub async fn signing_out_the_others_then_logging_in_again_stays_signed_in<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let (b, _) = login(&app, "ada", "b").await;
+    let reply = app.get("/sign-out-others-then-bind/ada", Some(&a)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let a = reply.cookie.unwrap_or(a);
+    assert_eq!(signed_in(&app, "ada", &[&a, &b]).await, [true, false]);
+    assert_eq!(labels(&app, "ada").await, ["a"]);
 }

@@ -42,6 +42,8 @@ pub struct CountingStore<S> {
     failing_touches: Rc<Cell<bool>>,
     /// Loads of this id fail as if its server were down.
     failing_loads: Rc<RefCell<Option<SessionId>>>,
+    /// Deletes (plain or conditional) of this id fail as if its server were down.
+    failing_deletes: Rc<RefCell<Option<SessionId>>>,
     /// The next update of this id waits for `release` (see `hold_next_update_of`).
     held: Rc<RefCell<Option<SessionId>>>,
     reached: Rc<Semaphore>,
@@ -57,6 +59,7 @@ impl<S: SessionStore> CountingStore<S> {
             ttl_floor: Duration::ZERO,
             failing_touches: Rc::default(),
             failing_loads: Rc::default(),
+            failing_deletes: Rc::default(),
             held: Rc::default(),
             reached: Rc::new(Semaphore::new(0)),
             go: Rc::new(Semaphore::new(0)),
@@ -66,6 +69,20 @@ impl<S: SessionStore> CountingStore<S> {
     /// From now on loads of `id` fail as if its server were down (`None`: none do).
     pub fn fail_loads_of(&self, id: Option<SessionId>) {
         *self.failing_loads.borrow_mut() = id;
+    }
+
+    /// From now on deletes of `id` fail as if its server were down (`None`: none do).
+    pub fn fail_deletes_of(&self, id: Option<SessionId>) {
+        *self.failing_deletes.borrow_mut() = id;
+    }
+
+    fn failing_delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        if self.failing_deletes.borrow().as_ref() == Some(id) {
+            return Err(StoreError::Unavailable(
+                "deletes of this id fail in this test".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Holds the next update of `id` until `release`, so that a test can run another
@@ -166,11 +183,13 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.count(|c| c.deletes += 1);
+        self.failing_delete(id)?;
         self.inner.delete(id).await
     }
 
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         self.count(|c| c.deletes += 1);
+        self.failing_delete(id)?;
         self.inner.delete_if(id, version).await
     }
 
