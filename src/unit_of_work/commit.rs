@@ -123,16 +123,18 @@ impl UnitOfWork {
         d: Dismissal,
     ) -> Result<(CookieAction, Commit), SessionError> {
         let (generation, own) = &d.held;
-        self.dismiss(&d.item, generation, own, &d.handles).await?;
+        let elsewhere = self.dismiss(&d.item, generation, own, &d.handles).await?;
         // Sessions bound under a fallback key are listed in that key's item.
+        let mut ended = Ok(());
         for item in self.backend.config.codec.user_items(&d.user) {
-            if item != d.item {
-                for handle in &d.handles {
-                    self.end_listed(&item, handle, None).await?;
-                }
+            for handle in elsewhere.iter().filter(|_| item != d.item) {
+                ended = ended.and(self.end_listed(&item, handle, None).await.map(drop));
             }
         }
-        let written = self.write(s).await;
+        let written = match ended {
+            Ok(()) => self.write(s).await,
+            Err(e) => Err(e),
+        };
         written
             .map(|(action, _)| (action, Commit::Written))
             .map_err(|e| SessionError::SignedOut(Box::new(e)))
@@ -501,7 +503,8 @@ impl UnitOfWork {
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
-            let prepared = self.prepare(item, user).await?;
+            let replaced = s.retired.clone().or_else(|| s.id().cloned());
+            let prepared = self.prepare(item, user, replaced).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;
             let generation = prepared.roster.generation.clone();
             let package = generation::PACKAGE;

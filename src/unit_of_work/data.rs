@@ -289,13 +289,15 @@ impl SessionData {
     pub(crate) fn dismiss(&mut self, handle: &str) {
         if self.dismissing.is_none() {
             let held = generation::held(&self.data).zip(generation::handle(&self.data));
-            let (Some(item), Some((generation, own))) = (generation::item_of(&self.data), held)
+            let item = generation::item_of(&self.data);
+            let (Some(item), Some(user), Some((generation, own))) =
+                (item, generation::bound(&self.data), held)
             else {
                 return;
             };
             self.dismissing = Some(Dismissal {
                 item,
-                user: generation::bound(&self.data).unwrap_or_default().to_owned(),
+                user: user.to_owned(),
                 held: (generation.to_owned(), own.to_owned()),
                 handles: Vec::new(),
             });

@@ -35,6 +35,8 @@ pub(crate) struct Prepared {
     seen: HashMap<String, u64>,
     /// How many entries the roster had once this login was listed in it.
     listed: Cell<usize>,
+    /// The session this login replaces (renewed or purged by it), whose entry goes.
+    replaced: Option<SessionId>,
 }
 
 impl UnitOfWork {
@@ -50,7 +52,8 @@ impl UnitOfWork {
     }
 
     /// The roster of `user` at `item` made ready for a login, starting a generation (an
-    /// empty roster) if there is none or the item is not one this crate wrote. A login
+    /// empty roster) if there is none or the item is not one this crate wrote. The entry of
+    /// the session the login `replaced` (renews or purges) goes. A login
     /// that would go over a limit that refuses fails here, with nothing written; sessions
     /// that cannot be read count as live, and so do those listed under the user's items of
     /// fallback keys (which only ever shrink: logins go to the current key's).
@@ -58,6 +61,7 @@ impl UnitOfWork {
         &self,
         item: &SessionId,
         user: &str,
+        replaced: Option<SessionId>,
     ) -> Result<Prepared, SessionError> {
         let (mut roster, version) = self.roster_for_login(item).await?;
         let states = self.census(&roster, item, user).await;
@@ -65,7 +69,7 @@ impl UnitOfWork {
             .entries
             .drain(..)
             .zip(states)
-            .filter(|(_, state)| *state != State::Dead)
+            .filter(|(entry, state)| *state != State::Dead && Some(&entry.id) != replaced.as_ref())
             .collect();
         let seen = kept
             .iter()
@@ -89,6 +93,7 @@ impl UnitOfWork {
             version,
             seen,
             listed: Cell::new(0),
+            replaced,
         })
     }
 
@@ -163,7 +168,7 @@ impl UnitOfWork {
                 }
                 Update::Conflict | Update::Missing => {}
             }
-            current = self.prepare(item, user).await?;
+            current = self.prepare(item, user, prepared.replaced.clone()).await?;
             if current.roster.generation != *generation {
                 return Err(SessionError::Conflict);
             }
@@ -276,7 +281,8 @@ impl UnitOfWork {
     }
 
     /// Ends the listed sessions `ended` on behalf of the session holding `generation` and
-    /// listed as `own`: their entries go, which signs each out. A session no longer signed
+    /// listed as `own`: their entries go, which signs each out, and the handles not listed
+    /// here come back (they may be under another key's item). A session no longer signed
     /// in itself ends nobody.
     pub(crate) async fn dismiss(
         &self,
@@ -284,19 +290,22 @@ impl UnitOfWork {
         generation: &str,
         own: &str,
         ended: &[String],
-    ) -> Result<(), SessionError> {
+    ) -> Result<Vec<String>, SessionError> {
+        let mut elsewhere = Vec::new();
         self.edit(item, |roster| match roster {
             Some(r) if r.generation == generation && r.get(own).is_some() => {
-                let mut any = false;
+                elsewhere.clear();
                 for handle in ended {
-                    any |= r.remove(handle);
+                    if !r.remove(handle) {
+                        elsewhere.push(handle.clone());
+                    }
                 }
-                Ok(any)
+                Ok(elsewhere.len() != ended.len())
             }
             _ => Err(SessionError::Ended),
         })
-        .await
-        .map(drop)
+        .await?;
+        Ok(elsewhere)
     }
 
     /// Removes the entry `handle` from the roster at `item` (only while it names `naming`,

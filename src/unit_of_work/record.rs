@@ -4,6 +4,7 @@
 //! readable by other languages and safe to decode (no pickled objects); `v` lets a later
 //! release change the layout and still recognise what it finds.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -57,21 +58,28 @@ impl Record {
     /// others are checked to be JSON and skipped without building them (reading the
     /// sessions a user has listed needs only whom each belongs to and its timeouts).
     pub(crate) fn decode_only(bytes: &[u8], wanted: &[&str]) -> Result<Self, DecodeError> {
+        type Raw<'a> = &'a serde_json::value::RawValue;
+        // Every package an object, as `decode` requires; the values of those not wanted
+        // are only checked to be JSON.
         #[derive(Deserialize)]
         struct Skimmed<'a> {
             v: u32,
             created: u64,
             #[serde(borrow)]
-            packages: BTreeMap<std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue>,
+            packages: BTreeMap<Cow<'a, str>, BTreeMap<Cow<'a, str>, Raw<'a>>>,
         }
         let skimmed: Skimmed<'_> = serde_json::from_slice(bytes)?;
         if skimmed.v != FORMAT {
             return Err(DecodeError::Version(skimmed.v));
         }
         let mut packages = BTreeMap::new();
-        for (name, raw) in skimmed.packages {
+        for (name, entries) in skimmed.packages {
             if wanted.contains(&name.as_ref()) {
-                packages.insert(name.into_owned(), serde_json::from_str(raw.get())?);
+                let mut package = Package::new();
+                for (key, raw) in entries {
+                    package.insert(key.into_owned(), serde_json::from_str(raw.get())?);
+                }
+                packages.insert(name.into_owned(), package);
             }
         }
         Ok(Self {
@@ -186,6 +194,7 @@ mod tests {
             &b"\x80"[..],
             br#"{"v":1,"created":7,"packages":{"a":[}}"#,
             br#"{"v":1,"created":7,"packages":{"a":1}}"#,
+            br#"{"v":1,"created":7,"packages":{"skipped":1}}"#,
         ] {
             assert!(Record::decode_only(bad, &["a"]).is_err(), "{bad:?}");
         }

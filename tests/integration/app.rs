@@ -141,6 +141,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(gated_login_from),
             )
             .route("/devices", web::get().to(devices))
+            .route("/purge-then-bind/{user}", web::get().to(purge_then_bind))
             .route(
                 "/sign-out-others-then-bind/{user}",
                 web::get().to(sign_out_others_then_bind),
@@ -688,6 +689,12 @@ async fn devices(s: Session, sessions: Sessions) -> actix_web::Result<String> {
         })
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+async fn purge_then_bind(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
+    s.purge();
+    s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
 }
 
 async fn sign_out_others_then_bind(

@@ -35,6 +35,7 @@ macro_rules! devices_suite {
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
             signing_out_the_others_then_logging_in_again_stays_signed_in,
+            a_login_replacing_its_own_session_takes_its_place,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -623,4 +624,19 @@ pub async fn signing_out_the_others_then_logging_in_again_stays_signed_in<
     let a = reply.cookie.unwrap_or(a);
     assert_eq!(signed_in(&app, "ada", &[&a, &b]).await, [true, false]);
     assert_eq!(labels(&app, "ada").await, ["a"]);
+}
+
+/// A login that purges the session it replaces (log out, log in, one request) takes that
+/// session's place under the limit, rather than counting it.
+pub async fn a_login_replacing_its_own_session_takes_its_place<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let reply = app.get("/purge-then-bind/ada", Some(&a)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(whoami(&app, &reply.cookie()).await, "ada");
+    assert_eq!(whoami(&app, &a).await, "none");
+    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
 }
