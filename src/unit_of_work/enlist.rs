@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::census::State;
 use super::generation::EDIT_ATTEMPTS;
 use super::load::UnitOfWork;
-use super::roster::{self, Roster, MAX_ENTRIES};
+use super::roster::{self, Entry, Roster, MAX_ENTRIES};
 use crate::clock::now_unix;
 use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
@@ -77,7 +77,7 @@ impl UnitOfWork {
             .collect();
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
-            let elsewhere = self.listed_elsewhere(item, user).await?;
+            let elsewhere = self.listed_elsewhere(item, user).await?.len();
             if kept.len() + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
             }
@@ -97,10 +97,14 @@ impl UnitOfWork {
         })
     }
 
-    /// How many sessions are listed, and not dead, in `user`'s items other than `item`
-    /// (those of fallback keys).
-    async fn listed_elsewhere(&self, item: &SessionId, user: &str) -> Result<usize, SessionError> {
-        let mut count = 0;
+    /// The sessions listed, and not dead, in `user`'s items other than `item` (those of
+    /// fallback keys): each with its item and when it was last seen.
+    async fn listed_elsewhere(
+        &self,
+        item: &SessionId,
+        user: &str,
+    ) -> Result<Vec<(SessionId, Entry, u64)>, SessionError> {
+        let mut listed = Vec::new();
         for other in self.backend.config.codec.user_items(user) {
             if other == *item {
                 continue;
@@ -112,9 +116,14 @@ impl UnitOfWork {
                 continue;
             };
             let states = self.census(&roster, &other, user).await;
-            count += states.iter().filter(|s| **s != State::Dead).count();
+            for (entry, state) in roster.entries.into_iter().zip(states) {
+                if state != State::Dead {
+                    let seen = state.seen(&entry);
+                    listed.push((other.clone(), entry, seen));
+                }
+            }
         }
-        Ok(count)
+        Ok(listed)
     }
 
     /// The roster at `item` and its version, started if there is none (or replaced if it
@@ -201,28 +210,41 @@ impl UnitOfWork {
         }
         let elsewhere = self.listed_elsewhere(item, user).await?;
         let seen = &prepared.seen;
+        // Which of the other keys' sessions go: chosen with this item's, removed after.
+        let mut ended_elsewhere = Vec::new();
         self.edit(item, |roster| {
             let Some(r) = roster else { return Ok(false) };
-            let over = (r.entries.len() + elsewhere).saturating_sub(limit);
-            let mut candidates: Vec<_> = r
-                .entries
+            let over = (r.entries.len() + elsewhere.len()).saturating_sub(limit);
+            // Other keys' first: of sessions seen in the same second, older logins go first
+            // (the sort is stable).
+            let mut candidates: Vec<(u64, Option<usize>, String)> = elsewhere
                 .iter()
-                .filter(|e| e.handle != own)
-                .map(|e| {
-                    (
-                        seen.get(&e.handle).copied().unwrap_or(e.since),
-                        e.handle.clone(),
-                    )
-                })
+                .enumerate()
+                .map(|(i, (_, entry, seen))| (*seen, Some(i), entry.handle.clone()))
                 .collect();
-            // Stable: of sessions seen in the same second, the earlier listed goes first.
-            candidates.sort_by_key(|(seen, _)| *seen);
-            let ended: Vec<String> = candidates.into_iter().take(over).map(|(_, h)| h).collect();
-            r.entries.retain(|e| !ended.contains(&e.handle));
-            Ok(!ended.is_empty())
+            candidates.extend(r.entries.iter().filter(|e| e.handle != own).map(|e| {
+                let at = seen.get(&e.handle).copied().unwrap_or(e.since);
+                (at, None, e.handle.clone())
+            }));
+            candidates.sort_by_key(|(at, _, _)| *at);
+            candidates.truncate(over);
+            ended_elsewhere = candidates.iter().filter_map(|(_, i, _)| *i).collect();
+            let here: Vec<&String> = candidates
+                .iter()
+                .filter(|(_, i, _)| i.is_none())
+                .map(|(_, _, h)| h)
+                .collect();
+            let before = r.entries.len();
+            r.entries.retain(|e| !here.contains(&&e.handle));
+            Ok(r.entries.len() != before)
         })
-        .await
-        .map(drop)
+        .await?;
+        for i in ended_elsewhere {
+            let (other, entry, _) = &elsewhere[i];
+            self.end_listed(other, &entry.handle, Some(&entry.id))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Applies `change` to the roster at `item` with compare-and-swap, reading it again

@@ -36,6 +36,7 @@ macro_rules! devices_suite {
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
             signing_out_the_others_then_logging_in_again_stays_signed_in,
             a_login_replacing_its_own_session_takes_its_place,
+            over_the_limit_sessions_under_an_old_key_are_signed_out_too,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -639,4 +640,33 @@ pub async fn a_login_replacing_its_own_session_takes_its_place<S: SessionStore +
     assert_eq!(whoami(&app, &reply.cookie()).await, "ada");
     assert_eq!(whoami(&app, &a).await, "none");
     assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
+}
+
+/// Over the limit, the least recently seen session goes even when it is listed under a key
+/// now kept as a fallback.
+pub async fn over_the_limit_sessions_under_an_old_key_are_signed_out_too<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    fn old_key() -> actix_memcache_session::Key {
+        actix_memcache_session::Key::try_from(&[5u8; 64][..]).unwrap()
+    }
+    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let (b, _) = login(&old, "ada", "b").await;
+    let new_key = actix_memcache_session::Key::try_from(&[6u8; 64][..]).unwrap();
+    let rotated = TestApp::with(CountingStore::new(store), new_key, |b| {
+        b.fallback_keys(vec![old_key()])
+            .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    let (c, _) = login(&rotated, "ada", "c").await;
+    assert_eq!(
+        signed_in(&rotated, "ada", &[&a, &b, &c]).await,
+        [false, true, true]
+    );
+    let mut listed = labels(&rotated, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["b", "c"]);
 }
