@@ -6,6 +6,10 @@ reference (the one-round-trip floor on /read, /incr and /login, the do-nothing m
 on /plain) and to actix-session + Redis on the same route; then, round by round, this
 crate against its targets and its variants (a server named <server>-baseline is <server>
 built at the revision in $BASELINE). Exits 1 if any response was not 2xx.
+
+With SVG=<file>, also draws the mean req/s of each server on each route as a bar chart
+there. RESULTS_TSV may be a saved run from bench/results/: lines that are not results
+(the build's, the report's) are skipped.
 """
 import collections
 import os
@@ -60,7 +64,13 @@ runs = collections.defaultdict(list)
 # that lost a race).
 contention = collections.defaultdict(list)
 bad = []
+def is_result(fields):
+    return len(fields) >= 10 and fields[1] in ROUTES and fields[2].isdigit()
+
+
 for line in open(sys.argv[1]):
+    if not is_result(line.split()):
+        continue
     server, route, rnd, ticks, rps, p50, p99, non2xx, errors, requests, *write = line.split()
     cpu_us = int(ticks) * 1e6 / TICKS_PER_SECOND / int(requests)
     runs[server, route].append((float(rps), float(p50), float(p99), cpu_us))
@@ -127,6 +137,52 @@ for server, rows in contention.items():
           f" ({len(rows)} rounds)", end="")
 print()
 print(f"\nMeans over {rounds} rounds; every server ran each route once per round, in turn.")
+
+
+def chart(path):
+    """Mean req/s per server, grouped by route, as an SVG bar chart."""
+    routes = [r for r in ROUTES if any(route == r for _, route in runs)]
+    servers = [s for s in SERVERS if any((s, r) in runs for r in routes)]
+    colours = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+               "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+    top = max(mean(s, r, 0) for s in servers for r in routes if (s, r) in runs)
+    bar, gap, height, left, bottom = 18, 30, 300, 70, 40
+    group = bar * len(servers) + gap
+    width = left + group * len(routes) + 360
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+           f'height="{height + bottom + 20}" font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="14">mean req/s over {rounds} rounds '
+           f'({os.path.basename(sys.argv[1])})</text>']
+    for tick in range(0, 5):
+        value = top * tick / 4
+        y = 20 + height - height * tick / 4
+        out.append(f'<line x1="{left}" x2="{left + group * len(routes)}" y1="{y:.0f}" '
+                   f'y2="{y:.0f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.0f}" text-anchor="end">{value:,.0f}</text>')
+    for g, route in enumerate(routes):
+        x0 = left + g * group + gap / 2
+        for i, server in enumerate(servers):
+            if (server, route) not in runs:
+                continue
+            h = height * mean(server, route, 0) / top
+            out.append(f'<rect x="{x0 + i * bar:.0f}" y="{20 + height - h:.0f}" '
+                       f'width="{bar - 2}" height="{h:.0f}" fill="{colours[i % len(colours)]}"/>')
+        out.append(f'<text x="{x0 + bar * len(servers) / 2:.0f}" y="{height + 38}" '
+                   f'text-anchor="middle">/{route}</text>')
+    for i, server in enumerate(servers):
+        y = 30 + i * 18
+        x = left + group * len(routes) + 10
+        out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" '
+                   f'fill="{colours[i % len(colours)]}"/>')
+        name = SERVERS[server].replace("*", "").replace("&", "&amp;")
+        out.append(f'<text x="{x + 18}" y="{y}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+if os.environ.get("SVG"):
+    chart(os.environ["SVG"])
 if bad:
     print("\nNOT ALL 2xx:\n  " + "\n  ".join(bad))
     sys.exit(1)

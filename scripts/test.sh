@@ -30,6 +30,15 @@ if cargo tree -e normal,dev -i openssl-sys >/dev/null 2>&1; then
     exit 1
 fi
 
+echo "== the benchmark chart is the one bench/report.py draws from its saved run"
+chart=$(mktemp)
+SVG="$chart" python3 bench/report.py bench/results/10-targets.txt >/dev/null
+if ! cmp -s "$chart" docs/benchmarks.svg; then
+    echo "docs/benchmarks.svg is stale: SVG=docs/benchmarks.svg python3 bench/report.py bench/results/10-targets.txt" >&2
+    exit 1
+fi
+rm -f "$chart"
+
 echo "== no import circle among the source files"
 python3 scripts/check_circles.py
 
