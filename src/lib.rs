@@ -103,6 +103,8 @@ pub struct ReadmeDoctests;
 /// The guides' Rust examples (`docs/*.md`), compiled as doc tests so they stay true.
 #[cfg(doctest)]
 pub mod guides {
+    #[doc = include_str!("../docs/unit-of-work.md")]
+    pub struct UnitOfWork;
     #[doc = include_str!("../docs/users.md")]
     pub struct Users;
     #[doc = include_str!("../docs/stores.md")]
