@@ -38,6 +38,12 @@ async fn logout(user: Identity) -> HttpResponse {
     HttpResponse::Ok().body("signed out\n")
 }
 
+fn routes(app: &mut web::ServiceConfig) {
+    app.route("/", web::get().to(index))
+        .route("/login/{name}", web::post().to(login))
+        .route("/logout", web::post().to(logout));
+}
+
 /// Serves the app over `store` on 127.0.0.1:$PORT (8080 by default).
 async fn serve<S: SessionStore + Clone + Send + 'static>(store: S) -> std::io::Result<()> {
     // A fresh key per run: sessions end with the process.
@@ -56,9 +62,7 @@ async fn serve<S: SessionStore + Clone + Send + 'static>(store: S) -> std::io::R
                     .cookie_secure(false)
                     .build(),
             )
-            .route("/", web::get().to(index))
-            .route("/login/{name}", web::post().to(login))
-            .route("/logout", web::post().to(logout))
+            .configure(routes)
     })
     .bind(("127.0.0.1", port))?
     .run()
@@ -76,5 +80,55 @@ async fn main() -> std::io::Result<()> {
             println!("session store: in-process MemoryStore (MEMCACHE_URL is not set)");
             serve(MemoryStore::new()).await
         }
+    }
+}
+
+/// Logging in and out through actix-identity, over this crate's store
+/// (`cargo test --example identity`).
+#[cfg(test)]
+mod tests {
+    use actix_web::cookie::Cookie;
+    use actix_web::test;
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_login_is_remembered_until_the_logout() {
+        let store = MemoryStore::new();
+        let app = test::init_service(
+            App::new()
+                .wrap(IdentityMiddleware::default())
+                .wrap(SessionMiddleware::new(store, Key::generate()))
+                .configure(routes),
+        )
+        .await;
+        let call = |method: test::TestRequest, path: &str, cookie: Option<Cookie<'static>>| {
+            let mut req = method.uri(path);
+            if let Some(cookie) = cookie {
+                req = req.cookie(cookie);
+            }
+            req.to_request()
+        };
+        let res =
+            test::call_service(&app, call(test::TestRequest::post(), "/login/alice", None)).await;
+        let cookie = res
+            .response()
+            .cookies()
+            .next()
+            .expect("a session")
+            .into_owned();
+        let req = call(test::TestRequest::get(), "/", Some(cookie.clone()));
+        assert_eq!(
+            test::call_and_read_body(&app, req).await,
+            "signed in as alice\n"
+        );
+        let req = call(test::TestRequest::post(), "/logout", Some(cookie.clone()));
+        test::call_service(&app, req).await;
+        let req = call(test::TestRequest::get(), "/", Some(cookie));
+        assert_eq!(
+            test::call_and_read_body(&app, req).await,
+            "anonymous\n",
+            "the old cookie"
+        );
     }
 }

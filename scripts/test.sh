@@ -39,6 +39,9 @@ if ! cmp -s "$chart" docs/benchmarks.svg; then
 fi
 rm -f "$chart"
 
+echo "== every relative link in the README and docs/ resolves"
+python3 scripts/check_links.py
+
 echo "== no import circle among the source files"
 python3 scripts/check_circles.py
 
