@@ -125,13 +125,15 @@ impl UnitOfWork {
         let (generation, own) = &d.held;
         let elsewhere = self.dismiss(&d.item, generation, own, &d.handles).await?;
         // Sessions bound under a fallback key are listed in that key's item.
-        let mut ended = Ok(());
-        for item in self.backend.config.codec.user_items(&d.user) {
-            for handle in elsewhere.iter().filter(|_| item != d.item) {
-                ended = ended.and(self.end_listed(&item, handle, None).await.map(drop));
+        let ended = async {
+            for item in self.backend.config.codec.user_items(&d.user) {
+                for handle in elsewhere.iter().filter(|_| item != d.item) {
+                    self.end_listed(&item, handle, None).await?;
+                }
             }
-        }
-        let written = match ended {
+            Ok(())
+        };
+        let written = match ended.await {
             Ok(()) => self.write(s).await,
             Err(e) => Err(e),
         };
@@ -187,8 +189,13 @@ impl UnitOfWork {
         // The user's item, worked out once (an HMAC for a session bound now): nothing below
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);
+        // Worked out once: nothing below changes the session's timeouts.
+        let refresh = s
+            .existing
+            .as_ref()
+            .is_some_and(|e| self.refresh_due(e, &s.data));
         let roster = match &user_item {
-            Some(item) => self.roster_change(item, s).await?,
+            Some(item) => self.roster_change(item, s, refresh).await?,
             None => RosterChange::None,
         };
         // Only a refresh's time stamp to write: the answer stands whatever happens to it.
@@ -227,7 +234,6 @@ impl UnitOfWork {
             }
             Some(existing) => {
                 let timeouts = self.timeouts(&s.data);
-                let refresh = self.refresh_due(&existing, &s.data);
                 // A cookie signed by a fallback key is re-signed, and one that does not
                 // carry the session's own idle timeout or its user's hint (set by this
                 // request, or outside a request) is re-issued with them; like a refresh,
@@ -495,11 +501,13 @@ impl UnitOfWork {
 
     /// What this commit does to the user's roster, for a session bound to a user at
     /// `item`. A login (a session bound in this request) copies the generation read and a
-    /// new handle into the session now, and is listed when its id is known.
+    /// new handle into the session now, and is listed when its id is known; a stored
+    /// session whose cookie is due for `refresh` writes when it was last seen.
     async fn roster_change(
         &self,
         item: &SessionId,
         s: &mut SessionData,
+        refresh: bool,
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
@@ -517,9 +525,10 @@ impl UnitOfWork {
         if s.renewed {
             return Ok(RosterChange::Renew);
         }
-        Ok(match &s.existing {
-            Some(existing) if self.refresh_due(existing, &s.data) => RosterChange::Seen,
-            _ => RosterChange::None,
+        Ok(if refresh {
+            RosterChange::Seen
+        } else {
+            RosterChange::None
         })
     }
 
