@@ -41,18 +41,21 @@ pub fn sample(packages: usize, keys: usize) -> Vec<u8> {
 
 /// Decodes and re-encodes a stored session: the JSON work of a request that writes.
 pub fn decode_encode(bytes: &[u8]) -> usize {
-    Record::decode(bytes).map_or(0, |r| r.encode().len())
+    Record::decode(bytes.to_vec()).map_or(0, |r| r.encode().len())
 }
 
 /// Decodes a stored session: the JSON work of a request that reads.
 pub fn decode(bytes: &[u8]) -> bool {
-    Record::decode(bytes).is_ok()
+    Record::decode(bytes.to_vec()).is_ok()
 }
 
 /// Loads `loaded`, changes `changes` keys of `package0`, then merges them onto `latest`:
 /// the work of one lost compare-and-swap round.
 pub fn merge(loaded: &[u8], latest: &[u8], changes: usize) -> bool {
-    let (Ok(loaded), Ok(latest)) = (Record::decode(loaded), Record::decode(latest)) else {
+    let (Ok(loaded), Ok(latest)) = (
+        Record::decode(loaded.to_vec()),
+        Record::decode(latest.to_vec()),
+    ) else {
         return false;
     };
     let mut data = SessionData::with(loaded);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SessionError;
-use crate::unit_of_work::Transaction;
+use crate::unit_of_work::{Slot, Transaction};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
@@ -46,8 +46,8 @@ impl Package {
         self.check(key)?;
         let tx = self.tx.borrow();
         tx.data
-            .get(&self.name, key)
-            .map(|value| T::deserialize(value))
+            .slot(&self.name, key)
+            .map(Slot::decode)
             .transpose()
             .map_err(|source| SessionError::Deserialize {
                 key: key.to_owned(),
@@ -90,7 +90,7 @@ impl Package {
     /// An invalid name or key.
     pub fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
         self.check(key)?;
-        Ok(self.tx.borrow().data.get(&self.name, key).is_some())
+        Ok(self.tx.borrow().data.slot(&self.name, key).is_some())
     }
 
     /// The package's keys, sorted.
@@ -111,11 +111,22 @@ impl Package {
     }
 
     /// The package's entries as they are now.
+    ///
+    /// # Errors
+    /// An invalid package name, or a stored value that cannot be read (kept as it is).
     pub(crate) fn entries(&self) -> Result<Map<String, Value>, SessionError> {
         validate("package name", &self.name)?;
         let tx = self.tx.borrow();
         let entries = tx.data.entries(&self.name).into_iter().flatten();
-        Ok(entries.map(|(k, v)| (k.clone(), v.clone())).collect())
+        entries
+            .map(|(key, slot)| match slot.decode() {
+                Ok(value) => Ok((key.clone(), value)),
+                Err(source) => Err(SessionError::Deserialize {
+                    key: key.clone(),
+                    source,
+                }),
+            })
+            .collect()
     }
 
     /// Removes the entries this request loaded (not those it added) and returns them. The
@@ -128,7 +139,18 @@ impl Package {
         for key in loaded.keys() {
             tx.data.put_blind(&self.name, key, None);
         }
-        Ok(loaded.into_iter().collect())
+        // A value that cannot be read is removed with the others and not returned: what
+        // the caller does with an unreadable entry (a flash message) is to drop it.
+        Ok(loaded
+            .into_iter()
+            .filter_map(|(key, slot)| match slot.decode() {
+                Ok(value) => Some((key, value)),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "unreadable session value dropped");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Makes the package hold exactly `entries`: each is set (an equal value is not a
@@ -229,14 +251,16 @@ mod tests {
 
     #[test]
     fn the_deepest_value_accepted_reads_back_inside_a_record() {
-        let mut record = crate::unit_of_work::Record::new(0);
+        use crate::unit_of_work::Record;
+        let mut record = Record::new(0);
         record.put("p", "k", Some(nested(MAX_VALUE_DEPTH)));
-        assert!(crate::unit_of_work::Record::decode(&record.encode()).is_ok());
+        let read = |record: &Record| {
+            let record = Record::decode(record.encode()).unwrap();
+            record.slot("p", "k").unwrap().decode::<Value>()
+        };
+        assert!(read(&record).is_ok());
         record.put("p", "k", Some(nested(130)));
-        assert!(
-            crate::unit_of_work::Record::decode(&record.encode()).is_err(),
-            "why the limit exists"
-        );
+        assert!(read(&record).is_err(), "why the limit exists");
     }
 
     #[test]

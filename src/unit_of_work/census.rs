@@ -8,7 +8,7 @@ use super::generation;
 use super::load::UnitOfWork;
 use super::record::Record;
 use super::roster::{Entry, Roster};
-use super::timeouts::{self, Timeouts};
+use super::timeouts::Timeouts;
 use crate::clock::now_unix;
 use crate::error::SessionError;
 use crate::id::SessionId;
@@ -20,10 +20,6 @@ use crate::store::StoreError;
 pub(crate) const PENDING_GRACE_SECS: u64 = 300;
 /// How far ahead of this server's clock another server's may be.
 const CLOCK_SKEW_SECS: u64 = 60;
-
-/// The packages the census reads of a listed session: whom it belongs to, and its own
-/// timeouts.
-const WANTED: &[&str] = &[generation::PACKAGE, timeouts::PACKAGE];
 
 /// What one entry's session says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +72,7 @@ impl UnitOfWork {
                     State::Unknown
                 }
                 Ok(None) => State::Dead,
-                Ok(Some(stored)) => match Record::decode_only(&stored.data, WANTED) {
+                Ok(Some(stored)) => match Record::decode(stored.data) {
                     Err(_) => State::Dead,
                     Ok(data) => self.state(&data, roster, entry, item, user, now),
                 },

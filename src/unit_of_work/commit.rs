@@ -352,7 +352,7 @@ impl UnitOfWork {
         let Some(Stored { data, version }) = self.backend.store.load(id).await? else {
             return Err(SessionError::Ended);
         };
-        let Ok(latest) = Record::decode(&data) else {
+        let Ok(latest) = Record::decode(data) else {
             return Err(SessionError::Ended);
         };
         s.rebase(latest)?;

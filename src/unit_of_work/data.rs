@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::generation;
-use super::record::Record;
+use super::record::{Package, Record, Slot};
 use crate::clock::now_unix;
 use crate::error::SessionError;
 use crate::id::SessionId;
@@ -83,7 +83,7 @@ pub(super) struct SignOut {
 #[derive(Debug, Clone)]
 pub(super) struct Change {
     /// The value as loaded.
-    pub(super) original: Option<Value>,
+    pub(super) original: Option<Slot>,
     /// How a concurrent commit of the same entry merges with it.
     pub(super) merge: Merge,
 }
@@ -138,8 +138,8 @@ impl SessionData {
         }
     }
 
-    pub(crate) fn get(&self, package: &str, key: &str) -> Option<&Value> {
-        self.data.get(package, key)
+    pub(crate) fn slot(&self, package: &str, key: &str) -> Option<&Slot> {
+        self.data.slot(package, key)
     }
 
     /// The id the session is stored under, if it is.
@@ -169,8 +169,13 @@ impl SessionData {
     }
 
     fn change(&mut self, package: &str, key: &str, value: Option<Value>, merge: Merge) {
-        let current = self.data.get(package, key);
-        if current == value.as_ref() {
+        let current = self.data.slot(package, key);
+        let unchanged = match (current, &value) {
+            (None, None) => true,
+            (Some(slot), Some(value)) => slot.value() == Some(value),
+            _ => false,
+        };
+        if unchanged {
             return;
         }
         let original = current.cloned();
@@ -181,7 +186,7 @@ impl SessionData {
     }
 
     /// A package's entries as this request loaded them, before its own changes.
-    pub(crate) fn loaded_entries(&self, package: &str) -> BTreeMap<String, Value> {
+    pub(crate) fn loaded_entries(&self, package: &str) -> Package {
         let mut entries = self.data.package(package).cloned().unwrap_or_default();
         for ((p, key), change) in &self.changes {
             match (p == package, &change.original) {
@@ -198,7 +203,7 @@ impl SessionData {
     }
 
     /// A package's entries as they are now.
-    pub(crate) fn entries(&self, package: &str) -> Option<&BTreeMap<String, Value>> {
+    pub(crate) fn entries(&self, package: &str) -> Option<&Package> {
         self.data.package(package)
     }
 
@@ -207,13 +212,13 @@ impl SessionData {
     /// request's change was blind and already made, or a time stamp (the later stays).
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
         for ((package, key), change) in &self.changes {
-            let ours = self.data.get(package, key);
-            let theirs = latest.get(package, key);
+            let ours = self.data.slot(package, key);
+            let theirs = latest.slot(package, key);
             let value = match change.merge {
                 _ if theirs == change.original.as_ref() => ours,
                 Merge::Blind if theirs == ours => ours,
                 Merge::Stamp => {
-                    let at = |v: Option<&Value>| v.and_then(Value::as_u64);
+                    let at = |v: Option<&Slot>| v.and_then(Slot::value).and_then(Value::as_u64);
                     if at(theirs) > at(ours) {
                         theirs
                     } else {
@@ -222,7 +227,7 @@ impl SessionData {
                 }
                 Merge::Strict | Merge::Blind => return Err(SessionError::Conflict),
             };
-            latest.put(package, key, value.cloned());
+            latest.put_slot(package, key, value.cloned());
         }
         self.data = latest;
         Ok(())
@@ -331,7 +336,7 @@ impl SessionData {
     /// anything is left to write: a change, or a renew.
     pub(super) fn settle(&mut self) -> bool {
         self.changes
-            .retain(|(p, k), change| self.data.get(p, k) != change.original.as_ref());
+            .retain(|(p, k), change| self.data.slot(p, k) != change.original.as_ref());
         self.renewed || !self.changes.is_empty()
     }
 
@@ -358,7 +363,8 @@ mod tests {
         let mut record = Record::new(0);
         record.put("p", "k", Some(1.into()));
         record.put("p", "other", Some("x".into()));
-        SessionData::with(record)
+        // Through the stored bytes: the values are their text, as after a load.
+        SessionData::with(Record::decode(record.encode()).unwrap())
     }
 
     /// What another request committed: the loaded record with `changes` applied.
@@ -367,7 +373,7 @@ mod tests {
         for (key, value) in changes {
             record.put("p", key, value.clone());
         }
-        record
+        Record::decode(record.encode()).unwrap()
     }
 
     #[test]
@@ -395,9 +401,13 @@ mod tests {
         s.put("p", "k", Some(3.into()));
         s.put("p", "new", Some(true.into()));
         let before = s.loaded_entries("p");
-        assert_eq!(before.get("k"), Some(&Value::from(1)), "the first original");
+        assert_eq!(
+            before.get("k").and_then(Slot::value),
+            Some(&Value::from(1)),
+            "the first original"
+        );
         assert!(!before.contains_key("new"), "added by this request");
-        assert_eq!(s.get("p", "k"), Some(&Value::from(3)));
+        assert_eq!(s.data.get("p", "k"), Some(&Value::from(3)));
     }
 
     #[test]
@@ -405,8 +415,8 @@ mod tests {
         let mut s = loaded();
         s.put("p", "k", Some(2.into()));
         s.rebase(theirs(&[("other", Some("y".into()))])).unwrap();
-        assert_eq!(s.get("p", "k"), Some(&Value::from(2)), "ours");
-        assert_eq!(s.get("p", "other"), Some(&Value::from("y")), "theirs");
+        assert_eq!(s.data.get("p", "k"), Some(&Value::from(2)), "ours");
+        assert_eq!(s.data.get("p", "other"), Some(&Value::from("y")), "theirs");
     }
 
     #[test]
@@ -431,7 +441,7 @@ mod tests {
         let mut s = loaded();
         s.put_blind("p", "other", None);
         s.rebase(theirs(&[("other", None)])).unwrap();
-        assert_eq!(s.get("p", "other"), None);
+        assert_eq!(s.data.get("p", "other"), None);
         let mut not_blind = loaded();
         not_blind.put("p", "other", None);
         assert!(
@@ -550,14 +560,36 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_cannot_be_read_merges_by_its_text() {
+        let stored = |bad: &str| {
+            let text = format!(r#"{{"v":1,"created":0,"packages":{{"p":{{"bad":{bad}}}}}}}"#);
+            Record::decode(text.into_bytes()).unwrap()
+        };
+        let mut s = SessionData::with(stored("1e400"));
+        s.put("p", "bad", Some(1.into()));
+        assert!(s.settle(), "replacing it is a change");
+        let mut unchanged = s.clone();
+        unchanged.rebase(stored("1e400")).unwrap();
+        assert_eq!(unchanged.data.get("p", "bad"), Some(&1.into()));
+        assert!(matches!(
+            s.rebase(stored("1e401")),
+            Err(SessionError::Conflict)
+        ));
+    }
+
+    #[test]
     fn a_time_stamp_never_conflicts_and_the_later_stays() {
         let mut s = loaded();
         s.put_stamp("p", "seen", 100);
         let mut later = s.clone();
         later.rebase(theirs(&[("seen", Some(200.into()))])).unwrap();
-        assert_eq!(later.get("p", "seen"), Some(&200.into()), "theirs is later");
+        assert_eq!(
+            later.data.get("p", "seen"),
+            Some(&200.into()),
+            "theirs is later"
+        );
         s.rebase(theirs(&[("seen", Some(50.into()))])).unwrap();
-        assert_eq!(s.get("p", "seen"), Some(&100.into()), "ours is later");
+        assert_eq!(s.data.get("p", "seen"), Some(&100.into()), "ours is later");
     }
 
     #[test]

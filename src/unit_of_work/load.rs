@@ -168,7 +168,7 @@ impl UnitOfWork {
             tracing::debug!(id = ?cookie.id, "no stored session for cookie");
             return Ok(None);
         };
-        let data = match Record::decode(&stored.data) {
+        let data = match Record::decode(stored.data) {
             Ok(data) => data,
             Err(e) => {
                 tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");

@@ -37,5 +37,6 @@ pub(crate) use hooks::Outcome;
 pub(crate) use load::UnitOfWork;
 #[cfg(any(test, feature = "__bench"))]
 pub(crate) use record::Record;
+pub(crate) use record::Slot;
 pub(crate) use roster::is_token;
 pub(crate) use transaction::Transaction;

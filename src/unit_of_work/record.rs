@@ -4,10 +4,15 @@
 //! readable by other languages and safe to decode (no pickled objects); `v` lets a later
 //! release change the layout and still recognise what it finds.
 
-use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::ops::Range;
+use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 const FORMAT: u32 = 1;
@@ -17,15 +22,27 @@ const FORMAT: u32 = 1;
 /// path.
 const ENCODE_CAPACITY: usize = 1000;
 
-type Package = BTreeMap<String, Value>;
+/// A package's entries.
+pub(crate) type Package = BTreeMap<String, Slot>;
 
 /// One session's data as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
-    v: u32,
     /// Unix seconds when the session was created; the absolute timeout counts from here.
     pub(crate) created: u64,
     packages: BTreeMap<String, Package>,
+}
+
+/// One entry's value: the JSON text as loaded, built into a [`Value`] only when something
+/// asks for it, and written back as the same bytes unless it was replaced. A request pays
+/// for the values it touches, not for the size of the session.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    /// Where the value's text is in the loaded bytes; `None` for a value set in memory.
+    raw: Option<(Rc<Vec<u8>>, Range<usize>)>,
+    /// The value, once built; `None` inside if the text, valid JSON, is not a value this
+    /// crate can build (nested deeper than serde_json reads, a number beyond `f64`).
+    value: OnceCell<Option<Value>>,
 }
 
 /// Why stored bytes are not a session.
@@ -40,59 +57,49 @@ pub(crate) enum DecodeError {
 impl Record {
     pub(crate) fn new(created: u64) -> Self {
         Self {
-            v: FORMAT,
             created,
             packages: BTreeMap::new(),
         }
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let record: Self = serde_json::from_slice(bytes)?;
-        if record.v != FORMAT {
-            return Err(DecodeError::Version(record.v));
+    /// Reads the stored bytes: the layout, every package an object, every value valid
+    /// JSON. The values are kept as their text (see [`Slot`]).
+    pub(crate) fn decode(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        let source = Rc::new(bytes);
+        let mut deserializer = serde_json::Deserializer::from_slice(&source);
+        let (v, record) = RecordSeed(&source).deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        if v != FORMAT {
+            return Err(DecodeError::Version(v));
         }
         Ok(record)
     }
 
-    /// Like [`decode`](Self::decode), keeping only the packages named in `wanted`: the
-    /// others are checked to be JSON and skipped without building them (reading the
-    /// sessions a user has listed needs only whom each belongs to and its timeouts).
-    pub(crate) fn decode_only(bytes: &[u8], wanted: &[&str]) -> Result<Self, DecodeError> {
-        type Raw<'a> = &'a serde_json::value::RawValue;
-        // Every package an object, as `decode` requires; the values of those not wanted
-        // are only checked to be JSON.
-        #[derive(Deserialize)]
-        struct Skimmed<'a> {
-            v: u32,
-            created: u64,
-            #[serde(borrow)]
-            packages: BTreeMap<Cow<'a, str>, BTreeMap<Cow<'a, str>, Raw<'a>>>,
-        }
-        let skimmed: Skimmed<'_> = serde_json::from_slice(bytes)?;
-        if skimmed.v != FORMAT {
-            return Err(DecodeError::Version(skimmed.v));
-        }
-        let mut packages = BTreeMap::new();
-        for (name, entries) in skimmed.packages {
-            if wanted.contains(&name.as_ref()) {
-                let mut package = Package::new();
-                for (key, raw) in entries {
-                    package.insert(key.into_owned(), serde_json::from_str(raw.get())?);
-                }
-                packages.insert(name.into_owned(), package);
-            }
-        }
-        Ok(Self {
-            v: FORMAT,
-            created: skimmed.created,
-            packages,
-        })
-    }
-
     pub(crate) fn encode(&self) -> Vec<u8> {
-        // serde_json's own start (128 bytes) grows twice for a typical session.
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
-        serde_json::to_writer(&mut out, self).expect("string-keyed JSON values always serialize");
+        // Writing to a Vec cannot fail, nor can string keys and JSON values.
+        let _ = write!(
+            out,
+            r#"{{"v":{FORMAT},"created":{},"packages":{{"#,
+            self.created
+        );
+        for (i, (name, package)) in self.packages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, name);
+            out.extend_from_slice(b":{");
+            for (j, (key, slot)) in package.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut out, key);
+                out.push(b':');
+                slot.write(&mut out);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}}");
         out
     }
 
@@ -100,7 +107,13 @@ impl Record {
         self.packages.is_empty()
     }
 
+    /// The value under `key`; one that cannot be built reads as `None` (see
+    /// [`slot`](Self::slot) for the error).
     pub(crate) fn get(&self, package: &str, key: &str) -> Option<&Value> {
+        self.slot(package, key)?.value()
+    }
+
+    pub(crate) fn slot(&self, package: &str, key: &str) -> Option<&Slot> {
         self.packages.get(package)?.get(key)
     }
 
@@ -117,18 +130,23 @@ impl Record {
 
     /// Sets (`Some`) or removes (`None`) one entry; an emptied package is dropped.
     pub(crate) fn put(&mut self, package: &str, key: &str, value: Option<Value>) {
-        match value {
+        self.put_slot(package, key, value.map(Slot::from));
+    }
+
+    /// Like [`put`](Self::put), with a slot (a value as loaded stays its text).
+    pub(crate) fn put_slot(&mut self, package: &str, key: &str, slot: Option<Slot>) {
+        match slot {
             // In place when the package or the key is there already: no copy of either
             // name to allocate and drop.
-            Some(value) => match self.packages.get_mut(package) {
+            Some(slot) => match self.packages.get_mut(package) {
                 Some(p) => match p.get_mut(key) {
-                    Some(slot) => *slot = value,
+                    Some(there) => *there = slot,
                     None => {
-                        p.insert(key.to_owned(), value);
+                        p.insert(key.to_owned(), slot);
                     }
                 },
                 None => {
-                    let p = BTreeMap::from([(key.to_owned(), value)]);
+                    let p = BTreeMap::from([(key.to_owned(), slot)]);
                     self.packages.insert(package.to_owned(), p);
                 }
             },
@@ -144,6 +162,179 @@ impl Record {
     }
 }
 
+impl Slot {
+    /// The value, built from its text the first time; `None` if it cannot be built.
+    pub(crate) fn value(&self) -> Option<&Value> {
+        self.value
+            .get_or_init(|| serde_json::from_slice(self.text()?).ok())
+            .as_ref()
+    }
+
+    /// The value as a `T`, read straight from its text when it was not built yet (no
+    /// [`Value`] in between).
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match (self.value.get(), self.text()) {
+            (Some(Some(value)), _) => T::deserialize(value),
+            (_, Some(text)) => serde_json::from_slice(text),
+            (_, None) => T::deserialize(Value::Null),
+        }
+    }
+
+    /// The loaded text, if this is a value as loaded.
+    fn text(&self) -> Option<&[u8]> {
+        let (source, range) = self.raw.as_ref()?;
+        source.get(range.clone())
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match (self.text(), self.value.get()) {
+            (Some(text), _) => out.extend_from_slice(text),
+            (None, Some(Some(value))) => {
+                let _ = serde_json::to_writer(out, value);
+            }
+            (None, _) => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+impl From<Value> for Slot {
+    fn from(value: Value) -> Self {
+        Self {
+            raw: None,
+            value: OnceCell::from(Some(value)),
+        }
+    }
+}
+
+/// Equal values: the same text, or the same value built (two texts that cannot be built
+/// are equal only if they are the same text).
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.text(), other.text()) {
+            (Some(a), Some(b)) if a == b => true,
+            _ => match (self.value(), other.value()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some(text) => write!(f, "Slot({})", String::from_utf8_lossy(text)),
+            None => f.debug_tuple("Slot").field(&self.value.get()).finish(),
+        }
+    }
+}
+
+/// Reads `{"v":..,"created":..,"packages":{..}}` out of `source`, each value kept as where
+/// its text is. Fields may come in any order; unknown ones are skipped, as serde's derive
+/// would.
+struct RecordSeed<'s>(&'s Rc<Vec<u8>>);
+struct PackagesSeed<'s>(&'s Rc<Vec<u8>>);
+struct PackageSeed<'s>(&'s Rc<Vec<u8>>);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = (u32, Record);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = (u32, Record);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a stored session")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut v, mut created, mut packages) = (None, None, None);
+        while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*field {
+                "v" if v.is_none() => v = Some(map.next_value()?),
+                "created" if created.is_none() => created = Some(map.next_value()?),
+                "packages" if packages.is_none() => {
+                    packages = Some(map.next_value_seed(PackagesSeed(self.0))?);
+                }
+                "v" | "created" | "packages" => return Err(de::Error::duplicate_field("field")),
+                _ => drop(map.next_value::<de::IgnoredAny>()?),
+            }
+        }
+        let v = v.ok_or_else(|| de::Error::missing_field("v"))?;
+        let created = created.ok_or_else(|| de::Error::missing_field("created"))?;
+        let packages = packages.ok_or_else(|| de::Error::missing_field("packages"))?;
+        Ok((v, Record { created, packages }))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PackagesSeed<'_> {
+    type Value = BTreeMap<String, Package>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PackagesSeed<'_> {
+    type Value = BTreeMap<String, Package>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of packages")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut packages = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let package = map.next_value_seed(PackageSeed(self.0))?;
+            packages.insert(name, package);
+        }
+        Ok(packages)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PackageSeed<'_> {
+    type Value = Package;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PackageSeed<'_> {
+    type Value = Package;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a package: an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let source = self.0;
+        let start = source.as_ptr() as usize;
+        let mut package = Package::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let text = raw.get();
+            // Where the text is in `source`: it was read from there, but nothing is
+            // taken on trust: a range outside is an error, not a panic later.
+            let at = (text.as_ptr() as usize).wrapping_sub(start);
+            let range = at..at.saturating_add(text.len());
+            if source.get(range.clone()) != Some(text.as_bytes()) {
+                return Err(de::Error::custom("a value outside the stored bytes"));
+            }
+            let slot = Slot {
+                raw: Some((Rc::clone(source), range)),
+                value: OnceCell::new(),
+            };
+            package.insert(key, slot);
+        }
+        Ok(package)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,52 +343,111 @@ mod tests {
     fn encodes_with_format_version_and_round_trips() {
         let mut r = Record::new(7);
         r.put("shop.cart", "items", Some(3.into()));
+        r.put("a\"b", "k\n", Some(serde_json::json!({"deep": [1, "x"]})));
         let bytes = r.encode();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"{"v":1,"created":7,"packages":{"shop.cart":{"items":3}}}"#
+            r#"{"v":1,"created":7,"packages":{"a\"b":{"k\n":{"deep":[1,"x"]}},"shop.cart":{"items":3}}}"#
         );
-        assert_eq!(Record::decode(&bytes).unwrap(), r);
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["v"], 1);
+        assert_eq!(Record::decode(bytes).unwrap(), r);
+        assert_eq!(
+            Record::new(0).encode(),
+            br#"{"v":1,"created":0,"packages":{}}"#
+        );
     }
 
     #[test]
     fn unknown_format_and_garbage_are_refused() {
         let future = br#"{"v":2,"created":7,"packages":{}}"#;
         assert!(matches!(
-            Record::decode(future),
-            Err(DecodeError::Version(2))
-        ));
-        assert!(matches!(
-            Record::decode(b"\x80\x04pickle"),
-            Err(DecodeError::Json(_))
-        ));
-    }
-
-    #[test]
-    fn decode_only_keeps_the_packages_wanted_and_refuses_what_decode_refuses() {
-        let mut r = Record::new(7);
-        r.put("a", "k", Some(1.into()));
-        r.put("b\"c", "k", Some(2.into()));
-        r.put("skip", "k", Some(serde_json::json!({"deep": [1, 2]})));
-        let bytes = r.encode();
-        let only = Record::decode_only(&bytes, &["a", "b\"c"]).unwrap();
-        assert_eq!(only.created, 7);
-        assert_eq!(only.get("a", "k"), Some(&1.into()));
-        assert_eq!(only.get("b\"c", "k"), Some(&2.into()), "an escaped name");
-        assert!(only.package("skip").is_none());
-        let future = br#"{"v":2,"created":7,"packages":{}}"#;
-        assert!(matches!(
-            Record::decode_only(future, &[]),
+            Record::decode(future.to_vec()),
             Err(DecodeError::Version(2))
         ));
         for bad in [
-            &b"\x80"[..],
+            &b"\x80\x04pickle"[..],
             br#"{"v":1,"created":7,"packages":{"a":[}}"#,
             br#"{"v":1,"created":7,"packages":{"a":1}}"#,
-            br#"{"v":1,"created":7,"packages":{"skipped":1}}"#,
+            br#"{"v":1,"created":7,"packages":{"a":{"k":1}}} trailing"#,
+            br#"{"v":1,"created":7,"packages":{"a":{"k":"\q"}}}"#,
+            br#"{"v":1,"created":7,"packages":{"a":{"k":"\u12"}}}"#,
+            br#"{"v":1,"created":7,"packages":{"a":{"k":01}}}"#,
+            br#"{"v":1,"created":7,"v":1,"packages":{}}"#,
+            br#"{"v":1,"packages":{}}"#,
+            br#"[1,7,{}]"#,
+            b"{\"v\":1,\"created\":7,\"packages\":{\"a\":{\"k\":\"\xff\"}}}",
         ] {
-            assert!(Record::decode_only(bad, &["a"]).is_err(), "{bad:?}");
+            assert!(
+                Record::decode(bad.to_vec()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
+        let unknown = br#"{"x":[1],"v":1,"packages":{},"created":7}"#;
+        assert_eq!(Record::decode(unknown.to_vec()).unwrap(), Record::new(7));
+    }
+
+    #[test]
+    fn values_stay_their_text_until_asked_and_are_written_back_as_it() {
+        // Text as another writer may store it: spaces, an escape, a float written long.
+        let stored =
+            br#"{"v":1,"created":7,"packages":{"p":{"a": [1, 2] ,"b":"\u00e9","c":1.50}}}"#;
+        let mut r = Record::decode(stored.to_vec()).unwrap();
+        assert!(
+            r.slot("p", "a").unwrap().value.get().is_none(),
+            "not built yet"
+        );
+        assert_eq!(r.slot("p", "b").unwrap().decode::<String>().unwrap(), "é");
+        assert!(
+            r.slot("p", "b").unwrap().value.get().is_none(),
+            "read without a Value"
+        );
+        assert_eq!(r.get("p", "c"), Some(&serde_json::json!(1.5)));
+        r.put("q", "k", Some(1.into()));
+        assert_eq!(
+            std::str::from_utf8(&r.encode()).unwrap(),
+            r#"{"v":1,"created":7,"packages":{"p":{"a":[1, 2],"b":"\u00e9","c":1.50},"q":{"k":1}}}"#,
+            "untouched values, built or not, are their bytes"
+        );
+        r.put("p", "b", Some("é".into()));
+        assert!(
+            r.encode().windows(4).any(|w| w == "\"é\"".as_bytes()),
+            "a set value is encoded"
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_built_reads_as_an_error_and_is_kept() {
+        let deep = format!("{}0{}", "[".repeat(200), "]".repeat(200));
+        let stored = format!(
+            r#"{{"v":1,"created":7,"packages":{{"p":{{"deep":{deep},"huge":1e400,"ok":1}}}}}}"#
+        );
+        let r = Record::decode(stored.clone().into_bytes()).unwrap();
+        for key in ["deep", "huge"] {
+            let slot = r.slot("p", key).unwrap();
+            assert!(slot.decode::<Value>().is_err(), "{key}");
+            assert_eq!(slot.value(), None, "{key}");
+            assert_eq!(r.get("p", key), None, "{key}");
+        }
+        assert_eq!(r.slot("p", "ok").unwrap().decode::<u32>().unwrap(), 1);
+        assert_eq!(r.encode(), stored.as_bytes(), "written back as it was");
+        let again = Record::decode(stored.into_bytes()).unwrap();
+        assert_eq!(
+            again.slot("p", "deep"),
+            r.slot("p", "deep"),
+            "the same text"
+        );
+        assert_ne!(again.slot("p", "deep"), again.slot("p", "huge"));
+    }
+
+    #[test]
+    fn slots_compare_by_value() {
+        let stored = br#"{"v":1,"created":7,"packages":{"p":{"a":{"x":1, "y":2},"b":"\u00e9"}}}"#;
+        let r = Record::decode(stored.to_vec()).unwrap();
+        let a = r.slot("p", "a").unwrap();
+        assert_eq!(a, &Slot::from(serde_json::json!({"y": 2, "x": 1})));
+        assert_eq!(r.slot("p", "b").unwrap(), &Slot::from(Value::from("é")));
+        assert_ne!(a, &Slot::from(Value::from(1)));
     }
 
     #[test]

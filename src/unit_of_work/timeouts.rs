@@ -29,7 +29,7 @@ impl Timeouts {
         // Looked up once: most sessions have no package of their own timeouts.
         let own = data.package(PACKAGE);
         let seconds = |key| {
-            let secs = own?.get(key)?.as_u64()?;
+            let secs = own?.get(key)?.value()?.as_u64()?;
             Some(Duration::from_secs(secs).clamp(Duration::from_secs(1), config.max_lifetime))
         };
         match (seconds(IDLE), seconds(ABSOLUTE)) {

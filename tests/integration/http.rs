@@ -56,6 +56,7 @@ macro_rules! http_suite {
             values_too_deep_to_read_back_are_refused,
             a_nan_is_refused_at_insert_and_nothing_is_lost,
             undecodable_stored_session_gets_fresh_session,
+            a_stored_value_that_cannot_be_read_fails_alone_and_is_kept,
             packages_are_isolated,
             package_operations,
             typed_package_round_trips_field_by_field,
@@ -711,6 +712,40 @@ pub async fn undecodable_stored_session_gets_fresh_session<S: SessionStore + Clo
         .await
         .unwrap();
     gets_fresh_session(&app, &cookie).await;
+}
+
+/// Another writer stored values this crate cannot build (a number beyond `f64`) or writes
+/// differently (spaces, an escape): reading that key is an error, the other keys work, and a
+/// commit writes those values back as the bytes they were.
+pub async fn a_stored_value_that_cannot_be_read_fails_alone_and_is_kept<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let stored = app.store.inner.load(&id).await.unwrap().unwrap();
+    let text = String::from_utf8(stored.data).unwrap();
+    let foreign = r#""bad":1e400,"#;
+    let other = r#""other":{"x":[1, "\u00e9"]}"#;
+    let edited = text
+        .replacen(r#""p":{"#, &format!(r#"{other},"p":{{{foreign}"#), 1)
+        .into_bytes();
+    app.store
+        .inner
+        .update(&id, &edited, stored.version, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let bad = app.get("/get/p/bad", Some(&cookie)).await;
+    assert_eq!(bad.status, 500, "{bad:?}");
+    assert_eq!(bad.body, "a session value does not have the requested type");
+    assert_eq!(value(&app, &cookie).await, "1", "the other keys work");
+    let set = app.get("/set/p/k/2", Some(&cookie)).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let written = app.store.inner.load(&id).await.unwrap().unwrap().data;
+    let written = String::from_utf8(written).unwrap();
+    assert!(written.contains(foreign), "{written}");
+    assert!(written.contains(other), "{written}");
+    assert!(written.contains(r#""k":2"#), "{written}");
 }
 
 pub async fn packages_are_isolated<S: SessionStore + Clone>(store: S) {
