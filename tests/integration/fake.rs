@@ -31,6 +31,8 @@ pub enum Answer {
     Silence,
     /// Close the connection without answering (as twemproxy does on a meta command).
     Hangup,
+    /// These bytes, then close the connection (a reply cut short).
+    SendThenHangup(Vec<u8>),
 }
 
 type Script = dyn Fn(&Command) -> Answer + Send + Sync;
@@ -148,6 +150,10 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex
             Answer::Send(bytes) => bytes,
             Answer::Silence => continue,
             Answer::Hangup => return,
+            Answer::SendThenHangup(bytes) => {
+                let _ = out.write_all(&bytes);
+                return;
+            }
         };
         if out.write_all(&reply).is_err() {
             return;

@@ -178,6 +178,21 @@ fn absurd_lengths_endless_lines_and_garbage_end_the_connection() {
     }
 }
 
+/// A value shorter than announced before the connection closes, or not followed by
+/// `\r\n`: a quick 503, never the bytes as a session; the next request gets a new connection.
+#[test]
+fn a_value_cut_short_or_overrunning_its_length_ends_the_connection() {
+    let answers: [fn(&str) -> Answer; 2] = [
+        |o| Answer::SendThenHangup(format!("VA 8 c1 O{o}\r\nmine").into_bytes()),
+        |o| Answer::Send(format!("VA 4 c1 O{o}\r\nmineXY\r\n").into_bytes()),
+    ];
+    for answer in answers {
+        let (fake, armed) = fake_once("mg", move |c| answer(opaque(c)));
+        let store = quick_store(fake.url());
+        run(read_through_fault(&store, &armed));
+    }
+}
+
 /// A server that answers late: 503 at the timeout, and the late reply never reaches the
 /// next request.
 #[test]

@@ -487,8 +487,15 @@ async fn read_value(
                 "memcached announced a {len}-byte value, over the {max_value}-byte item limit"
             )));
         }
-        data.resize(len + 2, 0);
-        socket.read_exact(&mut data).await?;
+        // Read into spare capacity: zeroing it first cost as much as the copy.
+        let want = len + 2;
+        data.reserve_exact(want);
+        let mut block = (&mut *socket).take(want as u64);
+        while data.len() < want {
+            if block.read_buf(&mut data).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         if !data.ends_with(b"\r\n") {
             return Err(invalid("memcached value not followed by \\r\\n".into()));
         }
