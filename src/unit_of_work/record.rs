@@ -253,21 +253,55 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut v, mut created, mut packages) = (None, None, None);
-        while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*field {
-                "v" if v.is_none() => v = Some(map.next_value()?),
-                "created" if created.is_none() => created = Some(map.next_value()?),
-                "packages" if packages.is_none() => {
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::V if v.is_none() => v = Some(map.next_value()?),
+                Field::Created if created.is_none() => created = Some(map.next_value()?),
+                Field::Packages if packages.is_none() => {
                     packages = Some(map.next_value_seed(PackagesSeed(self.0))?);
                 }
-                "v" | "created" | "packages" => return Err(de::Error::duplicate_field("field")),
-                _ => drop(map.next_value::<de::IgnoredAny>()?),
+                Field::V | Field::Created | Field::Packages => {
+                    return Err(de::Error::custom("a field given twice"));
+                }
+                Field::Other => drop(map.next_value::<de::IgnoredAny>()?),
             }
         }
         let v = v.ok_or_else(|| de::Error::missing_field("v"))?;
         let created = created.ok_or_else(|| de::Error::missing_field("created"))?;
         let packages = packages.ok_or_else(|| de::Error::missing_field("packages"))?;
         Ok((v, Record { created, packages }))
+    }
+}
+
+/// A field of the record, told apart without allocating its name (a `String` or `Cow`
+/// key would: three allocations a load).
+enum Field {
+    V,
+    Created,
+    Packages,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = Field;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(match name {
+                    "v" => Field::V,
+                    "created" => Field::Created,
+                    "packages" => Field::Packages,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(Name)
     }
 }
 
