@@ -353,10 +353,12 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
             let raw: &'de RawValue = map.next_value()?;
             let text = raw.get();
             // Where the text is in `source`: it was read from there, but nothing is
-            // taken on trust: a range outside is an error, not a panic later.
+            // taken on trust: a range that is not exactly that text is an error, not a
+            // wrong value later (checked by address, not by comparing the bytes).
             let at = (text.as_ptr() as usize).wrapping_sub(start);
             let range = at..at.saturating_add(text.len());
-            if source.get(range.clone()) != Some(text.as_bytes()) {
+            let found = source.get(range.clone()).map(<[u8]>::as_ptr);
+            if found != Some(text.as_ptr()) {
                 return Err(de::Error::custom("a value outside the stored bytes"));
             }
             let slot = Slot {
