@@ -224,36 +224,6 @@ async fn silent_memcached_times_out_into_503() {
     );
 }
 
-/// A worker that stalls past `io_timeout` (a blocking handler, an overloaded machine) while
-/// memcached's reply has already arrived gets that reply, not a timeout: the late one is the
-/// worker, not memcached.
-#[actix_web::test]
-async fn a_worker_stalled_past_the_timeout_still_gets_the_reply_that_came() {
-    use actix_memcache_session::{SessionId, SessionStore};
-    let timeout = Duration::from_millis(100);
-    let store = MemcacheStore::builder(with_server(|m| m.url()))
-        .io_timeout(timeout)
-        .build()
-        .unwrap();
-    let id = SessionId::generate().unwrap();
-    assert!(store
-        .create(&id, b"kept", Duration::from_secs(60))
-        .await
-        .unwrap());
-    for round in 0..10 {
-        let stall = async move {
-            // Past the point where the request is written and answered, then blocked.
-            for _ in 0..round % 5 {
-                actix_web::rt::task::yield_now().await;
-            }
-            std::thread::sleep(timeout * 5 / 2);
-        };
-        let (loaded, ()) = futures_util::future::join(store.load(&id), stall).await;
-        let loaded = loaded.expect("the reply was there when the worker woke");
-        assert_eq!(loaded.expect("stored").data, b"kept");
-    }
-}
-
 /// After a restart the first request already succeeds (stale pooled connections are
 /// replaced), and under load no request ever sees another session's data.
 #[actix_web::test]

@@ -55,10 +55,8 @@ struct Waiter {
     /// checked against them.
     op: Op,
     key: Option<Rc<str>>,
-    /// When it fails with `TimedOut` if its reply has not come: `io_timeout` from when the
-    /// writer took its bytes, so a worker that stalled before writing (a blocking handler,
-    /// an overloaded machine) does not blame memcached for its own delay.
-    deadline: Option<Instant>,
+    /// When it fails with `TimedOut` if its reply has not come.
+    deadline: Instant,
     reply: oneshot::Sender<io::Result<Reply>>,
 }
 
@@ -69,8 +67,7 @@ struct Shared {
     /// In order: who gets the next reply.
     waiters: RefCell<VecDeque<Waiter>>,
     wake_writer: Notify,
-    /// Told when the writer takes requests' bytes (and so starts their time), so the
-    /// watchdog watches them.
+    /// Told when a request is queued, so the watchdog watches it.
     wake_watchdog: Notify,
     /// How long a request waits for its reply.
     io_timeout: Duration,
@@ -193,10 +190,11 @@ impl Connection {
             set: request.is_set(),
             op: request.op,
             key: (spoken == Spoken::Text && reads).then(|| request.key.into()),
-            deadline: None,
+            deadline: Instant::now() + self.shared.io_timeout,
             reply: tx,
         });
         self.shared.wake_writer.notify_one();
+        self.shared.wake_watchdog.notify_one();
         rx
     }
 }
@@ -310,19 +308,16 @@ async fn watchdog(shared: Rc<Shared>) {
             .borrow()
             .front()
             .map(|w| (w.opaque, w.deadline));
-        let Some((opaque, Some(deadline))) = oldest else {
+        let Some((opaque, deadline)) = oldest else {
             shared.wake_watchdog.notified().await;
             continue;
         };
         tokio::time::sleep_until(deadline).await;
-        // A worker that stalled past the deadline after writing may have the reply in the
-        // socket: tokio wakes the reader (I/O) before this timer in the same turn, so it is
-        // taken first (the stall test covers both sides of the write).
         let late = shared
             .waiters
             .borrow()
             .front()
-            .is_some_and(|w| w.opaque == opaque);
+            .is_some_and(|w| w.opaque == opaque && w.deadline == deadline);
         if late {
             let e = timed_out("waiting for memcached's reply");
             tracing::warn!(error = %e, "memcached connection ended");
@@ -342,16 +337,6 @@ async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
             continue;
         }
         std::mem::swap(&mut *shared.outbox.borrow_mut(), &mut sending);
-        // The requests whose bytes these are start their time now (they are the ones at
-        // the back without a deadline: the outbox and the queue grow together).
-        let deadline = Instant::now() + shared.io_timeout;
-        for waiter in shared.waiters.borrow_mut().iter_mut().rev() {
-            if waiter.deadline.is_some() {
-                break;
-            }
-            waiter.deadline = Some(deadline);
-        }
-        shared.wake_watchdog.notify_one();
         if let Err(e) = socket.write_all(&sending).await {
             shared.fail(e.kind(), &format!("writing to memcached: {e}"));
             return;
