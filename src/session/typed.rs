@@ -115,10 +115,12 @@ impl Session {
         T: Serialize + Default,
     {
         let handle = self.package(package.name);
-        let stored = handle.entries()?;
+        // Only the stored keys matter here, not their values: a stored value that cannot be
+        // read is then overwritten, as a plain insert would.
+        let stored = handle.keys()?;
         let defaults = to_object(package, &T::default())?;
         let mut fields = to_object(package, value)?;
-        fields.retain(|key, value| stored.contains_key(key) || defaults.get(key) != Some(value));
+        fields.retain(|key, value| stored.contains(key) || defaults.get(key) != Some(value));
         handle.replace(fields)
     }
 

@@ -175,6 +175,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 "/gated/typed/set/{field}/{v}",
                 web::get().to(gated_typed_set),
             )
+            .route("/typed/reset", web::get().to(typed_reset))
             .route("/typed/misfit", web::get().to(typed_misfit))
             .route("/typed/not-an-object", web::get().to(typed_not_an_object))
             .route("/savepoints", web::get().to(savepoints))
@@ -443,6 +444,11 @@ async fn gated_typed_set(
 ) -> actix_web::Result<String> {
     pass(&gate).await;
     typed_set(s, path).await
+}
+
+async fn typed_reset(s: Session) -> actix_web::Result<String> {
+    s.set(&PROFILE, &Profile::default())?;
+    Ok(format!("{:?}", s.status()))
 }
 
 /// A type that disagrees with `Profile` on `name`.

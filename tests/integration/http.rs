@@ -57,6 +57,7 @@ macro_rules! http_suite {
             a_nan_is_refused_at_insert_and_nothing_is_lost,
             undecodable_stored_session_gets_fresh_session,
             a_stored_value_that_cannot_be_read_fails_alone_and_is_kept,
+            a_typed_package_with_a_value_that_cannot_be_read_fails_until_set,
             packages_are_isolated,
             package_operations,
             typed_package_round_trips_field_by_field,
@@ -746,6 +747,46 @@ pub async fn a_stored_value_that_cannot_be_read_fails_alone_and_is_kept<S: Sessi
     assert!(written.contains(foreign), "{written}");
     assert!(written.contains(other), "{written}");
     assert!(written.contains(r#""k":2"#), "{written}");
+}
+
+/// A typed package needs every field to build its `T`: one stored value that cannot be read
+/// fails `get` and `update` of the package (and keeps the value), and `set` overwrites it.
+pub async fn a_typed_package_with_a_value_that_cannot_be_read_fails_until_set<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let stored = app.store.inner.load(&id).await.unwrap().unwrap();
+    let text = String::from_utf8(stored.data).unwrap();
+    let foreign = r#""profile":{"visits":1e400},"#;
+    let edited = text.replacen(r#""p":{"#, &format!(r#"{foreign}"p":{{"#), 1);
+    app.store
+        .inner
+        .update(
+            &id,
+            edited.as_bytes(),
+            stored.version,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(app.get("/typed", Some(&cookie)).await.status, 500);
+    let update = app.get("/typed/set/name/ada", Some(&cookie)).await;
+    assert_eq!(update.status, 500, "{update:?}");
+    let kept = app.store.inner.load(&id).await.unwrap().unwrap().data;
+    assert!(String::from_utf8(kept).unwrap().contains(foreign));
+    let reset = app.get("/typed/reset", Some(&cookie)).await;
+    assert_eq!(reset.body, "Changed", "{reset:?}");
+    let empty = r#"Profile { name: "", visits: 0, nickname: None }"#;
+    assert_eq!(app.get("/typed", Some(&cookie)).await.body, empty);
+    assert_eq!(
+        value(&app, &cookie).await,
+        "1",
+        "the other packages are kept"
+    );
 }
 
 pub async fn packages_are_isolated<S: SessionStore + Clone>(store: S) {
