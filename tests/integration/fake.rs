@@ -33,6 +33,10 @@ pub enum Answer {
     Hangup,
     /// These bytes, then close the connection (a reply cut short).
     SendThenHangup(Vec<u8>),
+    /// These bytes before the command's data is read, and then nothing read or sent any
+    /// more, the connection kept open (a server answering a large set early whose socket
+    /// then fills).
+    SendThenStopReading(Vec<u8>),
 }
 
 type Script = dyn Fn(&Command) -> Answer + Send + Sync;
@@ -70,8 +74,8 @@ impl FakeMemcached {
                 }
                 let Ok(conn) = conn else { continue };
                 let (script, items) = (Arc::clone(&script), Arc::clone(&items));
-                let version = Arc::clone(&serving);
-                thread::spawn(move || serve(conn, &*script, &items, &version));
+                let (version, stop) = (Arc::clone(&serving), Arc::clone(&stopping));
+                thread::spawn(move || serve(conn, &*script, &items, &version, &stop));
             }
         });
         Self {
@@ -113,7 +117,13 @@ impl Drop for FakeMemcached {
     }
 }
 
-fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex<(u32, u32, u32)>) {
+fn serve(
+    conn: TcpStream,
+    script: &Script,
+    items: &Mutex<Items>,
+    version: &Mutex<(u32, u32, u32)>,
+    stop: &AtomicBool,
+) {
     let mut out = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     loop {
@@ -129,6 +139,18 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex
             "add" | "cas" => Some(4),
             _ => None,
         };
+        let command = Command {
+            verb: words[0].to_owned(),
+            line: line.clone(),
+        };
+        let answer = script(&command);
+        if let Answer::SendThenStopReading(bytes) = &answer {
+            let _ = out.write_all(bytes);
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
         let data = if let Some(at) = len_at {
             let len: usize = words.get(at).and_then(|w| w.parse().ok()).unwrap_or(0);
             let mut data = vec![0; len + 2];
@@ -140,12 +162,8 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex
         } else {
             None
         };
-        let command = Command {
-            verb: words[0].to_owned(),
-            line: line.clone(),
-        };
         let version = *version.lock().unwrap();
-        let reply = match script(&command) {
+        let reply = match answer {
             Answer::Normal => normal(&words, data, &mut items.lock().unwrap(), version),
             Answer::Send(bytes) => bytes,
             Answer::Silence => continue,
@@ -154,6 +172,7 @@ fn serve(conn: TcpStream, script: &Script, items: &Mutex<Items>, version: &Mutex
                 let _ = out.write_all(&bytes);
                 return;
             }
+            Answer::SendThenStopReading(_) => unreachable!("answered before the data"),
         };
         if out.write_all(&reply).is_err() {
             return;

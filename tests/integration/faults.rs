@@ -533,3 +533,65 @@ fn a_resent_read_stays_within_one_io_timeout() {
         );
     });
 }
+
+/// A worker thread that stalls after queuing a request and before its writer runs (an
+/// overloaded machine) does not count the stall against memcached: `io_timeout` runs from
+/// when the request is written, so the reply that comes at once after is taken.
+#[test]
+fn a_stall_before_the_write_is_not_memcacheds_timeout() {
+    let fake = FakeMemcached::start(|_| Answer::Normal);
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        assert!(store.create(&id, b"mine", TTL).await.unwrap());
+        let mut read = std::pin::pin!(store.load(&id));
+        let queued = read.as_mut().now_or_never();
+        assert!(queued.is_none(), "the read waits for its reply: {queued:?}");
+        std::thread::sleep(Duration::from_millis(400));
+        let read = read.await;
+        assert_eq!(read.unwrap().unwrap().data, b"mine");
+    });
+}
+
+/// memcached may answer a large set before reading it (`SERVER_ERROR object too large`) and
+/// then stop reading: the requests whose bytes the blocked write still holds were never
+/// written, and time out from when they were queued, so the connection ends within
+/// `io_timeout` instead of leaving them waiting.
+#[test]
+fn requests_behind_a_write_memcached_stopped_reading_still_time_out() {
+    let (fake, armed) = fake_once("ms", |_| {
+        Answer::SendThenStopReading(b"SERVER_ERROR object too large for cache\r\n".to_vec())
+    });
+    let store = MemcacheStore::builder(fake.url())
+        .io_timeout(Duration::from_millis(300))
+        .pool_max_size(1)
+        .max_item_size(64 << 20)
+        .build()
+        .unwrap();
+    run(async {
+        let (big, small) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        assert!(store.create(&small, b"small", TTL).await.unwrap());
+        armed.store(true, Ordering::SeqCst);
+        let value = vec![b'v'; 32 << 20];
+        let started = Instant::now();
+        let later = async {
+            // Queued once the writer is blocked on the set's bytes.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store.load(&small).await
+        };
+        let both = join(store.create(&big, &value, TTL), later);
+        let Ok((written, read)) = tokio::time::timeout(Duration::from_secs(5), both).await else {
+            panic!("a request still waits after 5 s");
+        };
+        let took = started.elapsed();
+        assert!(
+            matches!(written, Err(StoreError::TooLarge { .. })),
+            "{written:?}"
+        );
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        assert!(took < Duration::from_millis(900), "{took:?}");
+    });
+}

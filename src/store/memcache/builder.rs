@@ -104,8 +104,11 @@ impl MemcacheStoreBuilder {
         self
     }
 
-    /// How long to wait for a reply. Default: 1 s, for the same reason. A connection that
-    /// times out is replaced, so the requests waiting on it get 503 too.
+    /// How long to wait for a reply. Default: 1 s, for the same reason. It runs from when
+    /// the request is written to the socket (a worker thread stalled before writing it has
+    /// not been waiting for memcached), and from when it was queued for a request that
+    /// memcached is not reading, so no request waits longer than twice this. A connection
+    /// that times out is replaced, so the requests waiting on it get 503 too.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self

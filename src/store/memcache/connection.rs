@@ -55,7 +55,10 @@ struct Waiter {
     /// checked against them.
     op: Op,
     key: Option<Rc<str>>,
-    /// When it fails with `TimedOut` if its reply has not come.
+    /// Its place among the requests this connection has queued.
+    seq: u64,
+    /// When it fails with `TimedOut` if its reply has not come: `io_timeout` after it was
+    /// queued, moved to `io_timeout` after its bytes were written (at most one more).
     deadline: Instant,
     reply: oneshot::Sender<io::Result<Reply>>,
 }
@@ -72,6 +75,9 @@ struct Shared {
     /// How long a request waits for its reply.
     io_timeout: Duration,
     next_opaque: Cell<u32>,
+    /// Requests queued, and of those, how many are written to the socket.
+    queued: Cell<u64>,
+    written: Cell<u64>,
     /// Why the connection died, once it has; it then takes no more requests.
     failed: RefCell<Option<(io::ErrorKind, Rc<str>)>>,
     /// The writer, reader and watchdog, stopped when the connection dies.
@@ -132,6 +138,8 @@ impl Connection {
             wake_watchdog: Notify::new(),
             io_timeout,
             next_opaque: Cell::new(0),
+            queued: Cell::new(0),
+            written: Cell::new(0),
             failed: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
             max_value,
@@ -185,11 +193,14 @@ impl Connection {
             Spoken::Text => super::text::write(request, outbox),
         }
         let reads = matches!(request.op, Op::Get | Op::Exists);
+        let seq = self.shared.queued.get();
+        self.shared.queued.set(seq + 1);
         self.shared.waiters.borrow_mut().push_back(Waiter {
             opaque,
             set: request.is_set(),
             op: request.op,
             key: (spoken == Spoken::Text && reads).then(|| request.key.into()),
+            seq,
             deadline: Instant::now() + self.shared.io_timeout,
             reply: tx,
         });
@@ -329,6 +340,11 @@ async fn watchdog(shared: Rc<Shared>) {
 pub(crate) const NO_LOCAL_SET: &str =
     "MemcacheStore must run on actix's runtime or inside a tokio LocalSet";
 
+/// Writes what is queued, in batches. Each written request's time limit then starts
+/// afresh: a worker thread stalled between queuing and writing (an overloaded machine)
+/// has not been waiting for memcached. A request whose bytes a blocked write still holds
+/// keeps its limit from when it was queued, so memcached not reading (it may answer a large
+/// set before reading it) ends the connection in time.
 async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
     let mut sending = Vec::with_capacity(4096);
     while shared.failed.borrow().is_none() {
@@ -337,11 +353,23 @@ async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
             continue;
         }
         std::mem::swap(&mut *shared.outbox.borrow_mut(), &mut sending);
+        let upto = shared.queued.get();
         if let Err(e) = socket.write_all(&sending).await {
             shared.fail(e.kind(), &format!("writing to memcached: {e}"));
             return;
         }
         sending.clear();
+        let from = shared.written.replace(upto);
+        let restart = Instant::now() + shared.io_timeout;
+        for waiter in shared.waiters.borrow_mut().iter_mut().rev() {
+            if waiter.seq < from {
+                break;
+            }
+            if waiter.seq < upto {
+                let longest = waiter.deadline + shared.io_timeout;
+                waiter.deadline = waiter.deadline.max(restart.min(longest));
+            }
+        }
     }
 }
 
