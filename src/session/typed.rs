@@ -85,9 +85,10 @@ impl Session {
     /// The package as a `T`: its entries over the fields of `T::default()`.
     ///
     /// # Errors
-    /// An invalid package name, a `T` that does not serialize to a JSON object, or stored
-    /// entries that do not fit `T` ([`SessionError::PackageType`]); the stored data is left
-    /// as it is.
+    /// An invalid package name, a `T` that does not serialize to a JSON object, stored
+    /// entries that do not fit `T` ([`SessionError::PackageType`]), or a stored value that
+    /// cannot be read at all ([`SessionError::Deserialize`]; [`set`](Self::set) overwrites
+    /// it); the stored data is left as it is.
     pub fn get<T>(&self, package: &TypedPackage<T>) -> Result<T, SessionError>
     where
         T: Serialize + DeserializeOwned + Default,

@@ -539,7 +539,13 @@ fn a_resent_read_stays_within_one_io_timeout() {
 /// when the request is written, so the reply that comes at once after is taken.
 #[test]
 fn a_stall_before_the_write_is_not_memcacheds_timeout() {
-    let fake = FakeMemcached::start(|_| Answer::Normal);
+    // A reply that takes a moment, so it cannot be there before the expired timer is seen.
+    let fake = FakeMemcached::start(|c| {
+        if c.verb == "mg" {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Answer::Normal
+    });
     let store = quick_store(fake.url());
     run(async {
         let id = SessionId::generate().unwrap();
@@ -554,9 +560,10 @@ fn a_stall_before_the_write_is_not_memcacheds_timeout() {
 }
 
 /// memcached may answer a large set before reading it (`SERVER_ERROR object too large`) and
-/// then stop reading: the requests whose bytes the blocked write still holds were never
-/// written, and time out from when they were queued, so the connection ends within
-/// `io_timeout` instead of leaving them waiting.
+/// then stop reading: a request queued behind the write that does not end stays in the
+/// outbox, and times out from when it was queued, so the connection ends within
+/// `io_timeout` instead of leaving it waiting (with the limit started only by the writer,
+/// as f007d1d had it, it waited for ever).
 #[test]
 fn requests_behind_a_write_memcached_stopped_reading_still_time_out() {
     let (fake, armed) = fake_once("ms", |_| {

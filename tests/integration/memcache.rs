@@ -224,6 +224,38 @@ async fn silent_memcached_times_out_into_503() {
     );
 }
 
+/// A worker that stalls longer than `io_timeout` (a blocking handler, an overloaded
+/// machine), before its request is written or after memcached answered, gets the reply, not
+/// a timeout: the late one is the worker, not memcached. (Stalls of up to `io_timeout`
+/// before the write are forgiven; this one is 1.5 times it.)
+#[actix_web::test]
+async fn a_worker_stalled_past_the_timeout_still_gets_the_reply() {
+    use actix_memcache_session::{SessionId, SessionStore};
+    let timeout = Duration::from_millis(100);
+    let store = MemcacheStore::builder(with_server(|m| m.url()))
+        .io_timeout(timeout)
+        .build()
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    assert!(store
+        .create(&id, b"kept", Duration::from_secs(60))
+        .await
+        .unwrap());
+    for round in 0..10 {
+        let stall = async move {
+            // Round 0 stalls before the writer runs; later ones after a few turns of the
+            // worker's tasks, past the write and usually past the reply.
+            for _ in 0..round % 5 {
+                actix_web::rt::task::yield_now().await;
+            }
+            std::thread::sleep(timeout * 3 / 2);
+        };
+        let (loaded, ()) = futures_util::future::join(store.load(&id), stall).await;
+        let loaded = loaded.expect("the reply was there when the worker woke");
+        assert_eq!(loaded.expect("stored").data, b"kept");
+    }
+}
+
 /// After a restart the first request already succeeds (stale pooled connections are
 /// replaced), and under load no request ever sees another session's data.
 #[actix_web::test]

@@ -105,10 +105,11 @@ impl MemcacheStoreBuilder {
     }
 
     /// How long to wait for a reply. Default: 1 s, for the same reason. It runs from when
-    /// the request is written to the socket (a worker thread stalled before writing it has
-    /// not been waiting for memcached), and from when it was queued for a request that
-    /// memcached is not reading, so no request waits longer than twice this. A connection
-    /// that times out is replaced, so the requests waiting on it get 503 too.
+    /// the connection's writer takes the request (a worker thread stalled before that has
+    /// not been waiting for memcached), but never past twice this from when the request was
+    /// queued, and from its queuing for a request left behind a write memcached does not
+    /// read. A connection that times out is replaced, so the requests waiting on it get
+    /// 503 too.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self

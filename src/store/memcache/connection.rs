@@ -58,7 +58,7 @@ struct Waiter {
     /// Its place among the requests this connection has queued.
     seq: u64,
     /// When it fails with `TimedOut` if its reply has not come: `io_timeout` after it was
-    /// queued, moved to `io_timeout` after its bytes were written (at most one more).
+    /// queued, moved to `io_timeout` after the writer took its bytes (at most one more).
     deadline: Instant,
     reply: oneshot::Sender<io::Result<Reply>>,
 }
@@ -75,9 +75,9 @@ struct Shared {
     /// How long a request waits for its reply.
     io_timeout: Duration,
     next_opaque: Cell<u32>,
-    /// Requests queued, and of those, how many are written to the socket.
+    /// Requests queued, and of those, how many the writer has taken.
     queued: Cell<u64>,
-    written: Cell<u64>,
+    taken: Cell<u64>,
     /// Why the connection died, once it has; it then takes no more requests.
     failed: RefCell<Option<(io::ErrorKind, Rc<str>)>>,
     /// The writer, reader and watchdog, stopped when the connection dies.
@@ -115,7 +115,8 @@ impl Connection {
     /// Connects, settles which protocol to speak (`protocol`, or for `Auto` what the
     /// server proves: see `handshake`), and starts the writer, reader and watchdog tasks on
     /// this thread's `LocalSet` (every actix worker runs one). Each request then gets its
-    /// reply, or an error, within `io_timeout`. The connection counts in `metrics` while its
+    /// reply, or an error, within `io_timeout` of the writer taking it (at most twice
+    /// `io_timeout` of its queuing: see `write_loop`). The connection counts in `metrics` while its
     /// reader runs. Also returns why it speaks what it speaks, for the log.
     ///
     /// # Errors
@@ -139,7 +140,7 @@ impl Connection {
             io_timeout,
             next_opaque: Cell::new(0),
             queued: Cell::new(0),
-            written: Cell::new(0),
+            taken: Cell::new(0),
             failed: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
             max_value,
@@ -340,11 +341,13 @@ async fn watchdog(shared: Rc<Shared>) {
 pub(crate) const NO_LOCAL_SET: &str =
     "MemcacheStore must run on actix's runtime or inside a tokio LocalSet";
 
-/// Writes what is queued, in batches. Each written request's time limit then starts
+/// Writes what is queued, in batches. The time limit of each request it takes starts
 /// afresh: a worker thread stalled between queuing and writing (an overloaded machine)
-/// has not been waiting for memcached. A request whose bytes a blocked write still holds
-/// keeps its limit from when it was queued, so memcached not reading (it may answer a large
-/// set before reading it) ends the connection in time.
+/// has not been waiting for memcached. A request still in the outbox behind a write that
+/// does not end keeps its limit from when it was queued, so memcached not reading (it may
+/// answer a large set before reading it) ends the connection in time. Deadlines stay in
+/// queue order (a request queued after a take is due after those taken), so the watchdog
+/// need only watch the oldest.
 async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
     let mut sending = Vec::with_capacity(4096);
     while shared.failed.borrow().is_none() {
@@ -353,23 +356,21 @@ async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
             continue;
         }
         std::mem::swap(&mut *shared.outbox.borrow_mut(), &mut sending);
-        let upto = shared.queued.get();
-        if let Err(e) = socket.write_all(&sending).await {
-            shared.fail(e.kind(), &format!("writing to memcached: {e}"));
-            return;
-        }
-        sending.clear();
-        let from = shared.written.replace(upto);
+        // The requests queued since the last take are those whose bytes these are.
+        let from = shared.taken.replace(shared.queued.get());
         let restart = Instant::now() + shared.io_timeout;
         for waiter in shared.waiters.borrow_mut().iter_mut().rev() {
             if waiter.seq < from {
                 break;
             }
-            if waiter.seq < upto {
-                let longest = waiter.deadline + shared.io_timeout;
-                waiter.deadline = waiter.deadline.max(restart.min(longest));
-            }
+            let longest = waiter.deadline + shared.io_timeout;
+            waiter.deadline = waiter.deadline.max(restart.min(longest));
         }
+        if let Err(e) = socket.write_all(&sending).await {
+            shared.fail(e.kind(), &format!("writing to memcached: {e}"));
+            return;
+        }
+        sending.clear();
     }
 }
 
