@@ -108,6 +108,14 @@ impl UnitOfWork {
         // Each boxed apart: with the finish around it, either would pass the 1 KiB from
         // which glibc's malloc takes its slower path (which then consolidates its caches).
         match (s.signing_out.take(), s.dismissing.take()) {
+            // Most requests (a read of an unbound session) end here, without the write's
+            // future: over 1 KiB, it would take glibc's slower path on every request.
+            (None, None) if self.quiet(s) => {
+                if s.existing.is_some() {
+                    self.backend.config.metrics.touch(Touch::Skipped);
+                }
+                Ok((CookieAction::Keep, Commit::Unchanged))
+            }
             (None, None) => Box::pin(self.write(s)).await,
             (Some(out), _) => Box::pin(self.sign_out_then_write(s, out)).await,
             (None, Some(d)) => Box::pin(self.dismiss_then_write(s, d)).await,
@@ -233,14 +241,7 @@ impl UnitOfWork {
                 issue(id, &s.data)
             }
             Some(existing) => {
-                let timeouts = self.timeouts(&s.data);
-                // A cookie signed by a fallback key is re-signed, and one that does not
-                // carry the session's own idle timeout or its user's hint (set by this
-                // request, or outside a request) is re-issued with them; like a refresh,
-                // these only need the store to confirm the session is still there.
-                let stale = timeouts.cookie_idle().map(|d| d.as_secs()) != existing.cookie_idle
-                    || user_item != existing.cookie_user;
-                let reissue = refresh || existing.by_fallback || stale;
+                let reissue = self.reissue(&existing, &s.data, user_item.as_ref(), refresh);
                 if dirty && !stamp_only {
                     // A stored session bound here keeps its id: listed before it is
                     // written (see `enlist.rs`).
@@ -286,6 +287,38 @@ impl UnitOfWork {
             return Ok((CookieAction::Remove, outcome));
         }
         Ok((action, outcome))
+    }
+
+    /// Whether the commit has nothing to do, as `write` would find: an unbound session
+    /// this request did not change, end or sign out, whose cookie needs neither a refresh
+    /// nor re-issuing. (A bound one always goes through `write`: its roster decides.)
+    fn quiet(&self, s: &mut SessionData) -> bool {
+        if s.retired.is_some() || s.signed_out.is_some() || s.purged {
+            return false;
+        }
+        if generation::bound(&s.data).is_some() || s.settle() {
+            return false;
+        }
+        s.existing.as_ref().is_none_or(|existing| {
+            let refresh = self.refresh_due(existing, &s.data);
+            !self.reissue(existing, &s.data, None, refresh)
+        })
+    }
+
+    /// Whether a stored session's cookie is issued again: when due for refresh, when a
+    /// fallback key signed it (it is re-signed), or when it does not carry the session's
+    /// own idle timeout or its user's hint (set by this request, or outside a request).
+    /// Like a refresh, these only need the store to confirm the session is still there.
+    fn reissue(
+        &self,
+        existing: &Existing,
+        data: &Record,
+        user_item: Option<&SessionId>,
+        refresh: bool,
+    ) -> bool {
+        let idle = self.timeouts(data).cookie_idle().map(|d| d.as_secs());
+        let stale = idle != existing.cookie_idle || user_item != existing.cookie_user.as_ref();
+        refresh || existing.by_fallback || stale
     }
 
     fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {

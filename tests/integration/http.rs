@@ -50,6 +50,7 @@ macro_rules! http_suite {
             renew_moves_data_to_a_new_id,
             renew_starts_the_absolute_timeout_afresh,
             purge_deletes_and_removes_cookie,
+            purge_of_a_session_already_gone_removes_the_cookie,
             purge_then_set_starts_a_new_session,
             oversized_session_is_refused_and_nothing_written,
             invalid_names_get_400,
@@ -620,6 +621,19 @@ pub async fn purge_deletes_and_removes_cookie<S: SessionStore + Clone>(store: S)
     assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
     assert!(app.store.inner.load(&id).await.unwrap().is_none());
     assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A logout whose session is already gone (expired, evicted, signed out elsewhere) still
+/// tells the client to drop its cookie.
+pub async fn purge_of_a_session_already_gone_removes_the_cookie<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    app.store.inner.delete(&id).await.unwrap();
+    let reply = app.get("/purge", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let removal = reply.cookie();
+    assert_eq!(removal.value(), "");
+    assert_eq!(removal.max_age().map(|d| d.whole_seconds()), Some(0));
 }
 
 pub async fn purge_then_set_starts_a_new_session<S: SessionStore + Clone>(store: S) {
