@@ -292,11 +292,13 @@ impl UnitOfWork {
     /// Whether the commit has nothing to do, as `write` would find: an unbound session
     /// this request did not change, end or sign out, whose cookie needs neither a refresh
     /// nor re-issuing. (A bound one always goes through `write`: its roster decides.)
-    fn quiet(&self, s: &mut SessionData) -> bool {
+    fn quiet(&self, s: &SessionData) -> bool {
         if s.retired.is_some() || s.signed_out.is_some() || s.purged {
             return false;
         }
-        if generation::bound(&s.data).is_some() || s.settle() {
+        // Any change left to `write`, even one that settles to nothing (a value set back):
+        // settling here would cost a changed session's commit a second time.
+        if generation::bound(&s.data).is_some() || s.renewed || !s.changes.is_empty() {
             return false;
         }
         s.existing.as_ref().is_none_or(|existing| {
