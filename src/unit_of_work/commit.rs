@@ -203,7 +203,7 @@ impl UnitOfWork {
             .as_ref()
             .is_some_and(|e| self.refresh_due(e, &s.data));
         let roster = match &user_item {
-            Some(item) => self.roster_change(item, s, refresh).await?,
+            Some(item) => Box::pin(self.roster_change(item, s, refresh)).await?,
             None => RosterChange::None,
         };
         // Only a refresh's time stamp to write: the answer stands whatever happens to it.
@@ -235,9 +235,8 @@ impl UnitOfWork {
             }
             None => CookieAction::Keep,
             Some(existing) if s.renewed => {
-                let id = self
-                    .renew(&existing, s, user_item.as_ref(), &roster)
-                    .await?;
+                let renew = self.renew(&existing, s, user_item.as_ref(), &roster);
+                let id = Box::pin(renew).await?;
                 issue(id, &s.data)
             }
             Some(existing) => {
@@ -255,7 +254,7 @@ impl UnitOfWork {
                     }
                 } else if !reissue {
                     metrics.touch(Touch::Skipped);
-                } else if !self.refresh(&existing, s, stamp_only).await {
+                } else if !Box::pin(self.refresh(&existing, s, stamp_only)).await {
                     return Ok((CookieAction::Keep, Commit::Unchanged));
                 }
                 if reissue {
@@ -270,13 +269,17 @@ impl UnitOfWork {
             Err(e) => {
                 // The new id no client will get: it goes, and so does its entry.
                 match &action {
-                    CookieAction::Issue(issue) if new_id => self.abandon(&issue.id, s).await,
+                    CookieAction::Issue(issue) if new_id => {
+                        Box::pin(self.abandon(&issue.id, s)).await;
+                    }
                     _ => {}
                 }
                 return Err(e);
             }
         };
-        self.trim_after(user_item.as_ref(), &roster, &s.data).await;
+        if let RosterChange::Login(prepared) = &roster {
+            Box::pin(self.trim_after(user_item.as_ref(), prepared, &s.data)).await;
+        }
         let outcome = if wrote && !stamp_only {
             Commit::Written
         } else {
@@ -555,7 +558,7 @@ impl UnitOfWork {
             s.put(package, generation::ITEM, Some(item.as_str().into()));
             s.put(package, generation::HANDLE, Some(handle.into()));
             s.put_stamp(package, generation::SEEN, now_unix());
-            return Ok(RosterChange::Login(prepared));
+            return Ok(RosterChange::Login(Box::new(prepared)));
         }
         if s.renewed {
             return Ok(RosterChange::Renew);
@@ -584,9 +587,14 @@ impl UnitOfWork {
         ) else {
             return Ok(());
         };
+        // Boxed: the roster's futures are large, and most commits have none to run.
         match change {
-            RosterChange::Login(prepared) => self.admit(prepared, item, user, handle, id).await,
-            RosterChange::Renew => self.rename(item, generation, handle, (from, id)).await,
+            RosterChange::Login(prepared) => {
+                Box::pin(self.admit(prepared, item, user, handle, id)).await
+            }
+            RosterChange::Renew => {
+                Box::pin(self.rename(item, generation, handle, (from, id))).await
+            }
             RosterChange::Seen | RosterChange::None => Ok(()),
         }
     }
@@ -608,8 +616,12 @@ impl UnitOfWork {
             return;
         };
         let undone = match change {
-            RosterChange::Login(_) => self.end_listed(item, handle, Some(from)).await.map(drop),
-            RosterChange::Renew => self.rename(item, generation, handle, (from, to)).await,
+            RosterChange::Login(_) => Box::pin(self.end_listed(item, handle, Some(from)))
+                .await
+                .map(drop),
+            RosterChange::Renew => {
+                Box::pin(self.rename(item, generation, handle, (from, to))).await
+            }
             RosterChange::Seen | RosterChange::None => return,
         };
         if let Err(e) = undone {
@@ -620,10 +632,7 @@ impl UnitOfWork {
     /// After a login was written: signs out the user's least recently seen sessions over
     /// the limit. The login stands whatever happens here; a failure leaves the next login
     /// to do it.
-    async fn trim_after(&self, item: Option<&SessionId>, change: &RosterChange, data: &Record) {
-        let RosterChange::Login(prepared) = change else {
-            return;
-        };
+    async fn trim_after(&self, item: Option<&SessionId>, prepared: &Prepared, data: &Record) {
         let (Some(item), Some(user), Some(handle)) =
             (item, generation::bound(data), generation::handle(data))
         else {
@@ -704,7 +713,7 @@ enum RosterChange {
     /// None: the session is not bound, or nothing about its entry changes.
     None,
     /// A login: listed under a new handle once its id is known.
-    Login(Prepared),
+    Login(Box<Prepared>),
     /// A renewed bound session: its entry moves to the new id.
     Renew,
     /// A refresh of a bound session: when it was last seen is written.
