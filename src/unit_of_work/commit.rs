@@ -203,7 +203,7 @@ impl UnitOfWork {
             .as_ref()
             .is_some_and(|e| self.refresh_due(e, &s.data));
         let roster = match &user_item {
-            Some(item) => Box::pin(self.roster_change(item, s, refresh)).await?,
+            Some(item) => self.roster_change(item, s, refresh).await?,
             None => RosterChange::None,
         };
         // Only a refresh's time stamp to write: the answer stands whatever happens to it.
@@ -550,7 +550,8 @@ impl UnitOfWork {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
             let replaced = s.retired.clone().or_else(|| s.id().cloned());
-            let prepared = self.prepare(item, user, replaced).await?;
+            // Boxed: a login's reads are a large future, and most commits are not logins.
+            let prepared = Box::pin(self.prepare(item, user, replaced)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;
             let generation = prepared.roster.generation.clone();
             let package = generation::PACKAGE;
