@@ -100,7 +100,8 @@ impl UnitOfWork {
 
     /// Writes what the request changed, and says whether it wrote anything. Nothing is
     /// written for a session that did not change, except a `touch` when its cookie is due
-    /// for refresh.
+    /// for refresh. (`quiet` answers for it when there is nothing to do: keep the two in
+    /// step.)
     ///
     /// It borrows the data rather than taking it, so that its future does not hold a
     /// second copy.
@@ -111,6 +112,10 @@ impl UnitOfWork {
             // Most requests (a read of an unbound session) end here, without the write's
             // future: over 1 KiB, it would take glibc's slower path on every request.
             (None, None) if self.quiet(s) => {
+                debug_assert!(
+                    self.user_item(&s.data).is_none(),
+                    "quiet is for unbound only"
+                );
                 if s.existing.is_some() {
                     self.backend.config.metrics.touch(Touch::Skipped);
                 }
@@ -487,6 +492,7 @@ impl UnitOfWork {
 
     /// Removes what the commit leaves behind: a purged or renewed session's unreachable id,
     /// and a signed-out session as read. Says whether the session the cookie named ended.
+    /// With none of those, it does nothing (which `quiet` counts on).
     async fn clear_old(&self, s: &SessionData) -> Result<bool, SessionError> {
         let store = &*self.backend.store;
         if let Some(old) = &s.retired {
