@@ -16,6 +16,8 @@ import os
 import statistics
 import sys
 
+import svg
+
 SERVERS = {
     "floor": "floor: one round trip per read, two per write",
     "do-nothing": "bare actix-web inside a do-nothing middleware",
@@ -153,12 +155,7 @@ def chart(path):
            f'height="{height + bottom + 20}" font-family="sans-serif" font-size="12">',
            f'<text x="{left}" y="14">mean req/s over {rounds} rounds '
            f'({os.path.basename(sys.argv[1])})</text>']
-    for tick in range(0, 5):
-        value = top * tick / 4
-        y = 20 + height - height * tick / 4
-        out.append(f'<line x1="{left}" x2="{left + group * len(routes)}" y1="{y:.0f}" '
-                   f'y2="{y:.0f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.0f}" text-anchor="end">{value:,.0f}</text>')
+    svg.axis(out, left, left + group * len(routes), height, top, lambda v: f"{v:,.0f}")
     for g, route in enumerate(routes):
         x0 = left + g * group + gap / 2
         for i, server in enumerate(servers):
@@ -169,13 +166,9 @@ def chart(path):
                        f'width="{bar - 2}" height="{h:.0f}" fill="{colours[i % len(colours)]}"/>')
         out.append(f'<text x="{x0 + bar * len(servers) / 2:.0f}" y="{height + 38}" '
                    f'text-anchor="middle">/{route}</text>')
-    for i, server in enumerate(servers):
-        y = 30 + i * 18
-        x = left + group * len(routes) + 10
-        out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" '
-                   f'fill="{colours[i % len(colours)]}"/>')
-        name = SERVERS[server].replace("*", "").replace("&", "&amp;")
-        out.append(f'<text x="{x + 18}" y="{y}">{name}</text>')
+    svg.legend(out, left + group * len(routes) + 10,
+               [(colours[i % len(colours)], SERVERS[s].replace("*", "").replace("&", "&amp;"))
+                for i, s in enumerate(servers)])
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")

@@ -30,14 +30,21 @@ if cargo tree -e normal,dev -i openssl-sys >/dev/null 2>&1; then
     exit 1
 fi
 
-echo "== the benchmark chart is the one bench/report.py draws from its saved run"
-chart=$(mktemp)
-SVG="$chart" python3 bench/report.py bench/results/10-targets.txt >/dev/null
-if ! cmp -s "$chart" docs/benchmarks.svg; then
-    echo "docs/benchmarks.svg is stale: SVG=docs/benchmarks.svg python3 bench/report.py bench/results/10-targets.txt" >&2
-    exit 1
-fi
-rm -f "$chart"
+# Fails unless `svg` is the chart `script` draws from the saved runs that follow.
+chart_is_current() {
+    local script=$1 svg=$2 chart
+    shift 2
+    chart=$(mktemp)
+    SVG="$chart" python3 "$script" "$@" >/dev/null
+    if ! cmp -s "$chart" "$svg"; then
+        echo "$svg is stale: SVG=$svg python3 $script $*" >&2
+        exit 1
+    fi
+    rm -f "$chart"
+}
+echo "== the benchmark charts are the ones bench/report.py and bench/sizes.py draw from saved runs"
+chart_is_current bench/report.py docs/benchmarks.svg bench/results/10-targets.txt
+chart_is_current bench/sizes.py docs/sizes.svg bench/results/15-size-*.txt
 
 echo "== every relative link in the README and docs/ resolves"
 python3 scripts/check_links.py
