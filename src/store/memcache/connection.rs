@@ -116,8 +116,8 @@ impl Connection {
     /// server proves: see `handshake`), and starts the writer, reader and watchdog tasks on
     /// this thread's `LocalSet` (every actix worker runs one). Each request then gets its
     /// reply, or an error, within `io_timeout` of the writer taking it (at most twice
-    /// `io_timeout` of its queuing: see `write_loop`). The connection counts in `metrics` while its
-    /// reader runs. Also returns why it speaks what it speaks, for the log.
+    /// `io_timeout` of its queuing: see `write_loop`). The connection counts in `metrics`
+    /// while its reader runs. Also returns why it speaks what it speaks, for the log.
     ///
     /// # Errors
     /// I/O errors; `Unsupported` for a server this client cannot use as configured (too
