@@ -120,9 +120,9 @@ impl Package {
         let entries = tx.data.entries(&self.name).into_iter().flatten();
         entries
             .map(|(key, slot)| match slot.decode() {
-                Ok(value) => Ok((key.clone(), value)),
+                Ok(value) => Ok((key.to_string(), value)),
                 Err(source) => Err(SessionError::Deserialize {
-                    key: key.clone(),
+                    key: key.to_string(),
                     source,
                 }),
             })
@@ -144,9 +144,9 @@ impl Package {
         Ok(loaded
             .into_iter()
             .filter_map(|(key, slot)| match slot.decode() {
-                Ok(value) => Some((key, value)),
+                Ok(value) => Some((key.into_string(), value)),
                 Err(e) => {
-                    tracing::warn!(key, error = %e, "unreadable session value dropped");
+                    tracing::warn!(key = %key, error = %e, "unreadable session value dropped");
                     None
                 }
             })

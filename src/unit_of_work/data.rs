@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::generation;
-use super::record::{Package, Record, Slot};
+use super::record::{Name, Package, Record, Slot};
 use crate::clock::now_unix;
 use crate::error::SessionError;
 use crate::id::SessionId;
@@ -35,7 +35,7 @@ pub(crate) struct SessionData {
     pub(super) existing: Option<Existing>,
     pub(super) data: Record,
     /// Each changed (package, key) entry: the merge's conflict test.
-    pub(super) changes: BTreeMap<(String, String), Change>,
+    pub(super) changes: BTreeMap<(Name, Name), Change>,
     /// A purged (or renewed) session's id, deleted on commit.
     pub(super) retired: Option<SessionId>,
     /// The session the cookie named, when its server could not be reached and the store
@@ -180,7 +180,7 @@ impl SessionData {
         }
         let original = current.cloned();
         self.changes
-            .entry((package.to_owned(), key.to_owned()))
+            .entry((Name::from(package), Name::from(key)))
             .or_insert(Change { original, merge });
         self.data.put(package, key, value);
     }

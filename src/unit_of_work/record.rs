@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::rc::Rc;
 
+use compact_str::CompactString;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -22,15 +23,19 @@ const FORMAT: u32 = 1;
 /// path.
 const ENCODE_CAPACITY: usize = 1000;
 
+/// A package's or an entry's name: most are short enough to be kept inline, so a load
+/// allocates nothing for them.
+pub(crate) type Name = CompactString;
+
 /// A package's entries.
-pub(crate) type Package = BTreeMap<String, Slot>;
+pub(crate) type Package = BTreeMap<Name, Slot>;
 
 /// One session's data as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
     /// Unix seconds when the session was created; the absolute timeout counts from here.
     pub(crate) created: u64,
-    packages: BTreeMap<String, Package>,
+    packages: BTreeMap<Name, Package>,
 }
 
 /// One entry's value: the JSON text as loaded, built into a [`Value`] only when something
@@ -124,7 +129,7 @@ impl Record {
     pub(crate) fn keys(&self, package: &str) -> Vec<String> {
         self.packages
             .get(package)
-            .map(|p| p.keys().cloned().collect())
+            .map(|p| p.keys().map(Name::to_string).collect())
             .unwrap_or_default()
     }
 
@@ -142,12 +147,12 @@ impl Record {
                 Some(p) => match p.get_mut(key) {
                     Some(there) => *there = slot,
                     None => {
-                        p.insert(key.to_owned(), slot);
+                        p.insert(Name::from(key), slot);
                     }
                 },
                 None => {
-                    let p = BTreeMap::from([(key.to_owned(), slot)]);
-                    self.packages.insert(package.to_owned(), p);
+                    let p = BTreeMap::from([(Name::from(key), slot)]);
+                    self.packages.insert(Name::from(package), p);
                 }
             },
             None => {
@@ -306,7 +311,7 @@ impl<'de> de::Deserialize<'de> for Field {
 }
 
 impl<'de> DeserializeSeed<'de> for PackagesSeed<'_> {
-    type Value = BTreeMap<String, Package>;
+    type Value = BTreeMap<Name, Package>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -314,7 +319,7 @@ impl<'de> DeserializeSeed<'de> for PackagesSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for PackagesSeed<'_> {
-    type Value = BTreeMap<String, Package>;
+    type Value = BTreeMap<Name, Package>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of packages")
@@ -322,7 +327,7 @@ impl<'de> Visitor<'de> for PackagesSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut packages = BTreeMap::new();
-        while let Some(name) = map.next_key::<String>()? {
+        while let Some(name) = map.next_key::<Name>()? {
             let package = map.next_value_seed(PackageSeed(self.0))?;
             packages.insert(name, package);
         }
@@ -349,7 +354,7 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
         let source = self.0;
         let start = source.as_ptr() as usize;
         let mut package = Package::new();
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Name>()? {
             let raw: &'de RawValue = map.next_value()?;
             let text = raw.get();
             // Where the text is in `source`: it was read from there, but nothing is
@@ -421,6 +426,24 @@ mod tests {
         }
         let unknown = br#"{"x":[1],"v":1,"packages":{},"created":7}"#;
         assert_eq!(Record::decode(unknown.to_vec()).unwrap(), Record::new(7));
+    }
+
+    /// Names are kept inline up to 24 bytes and on the heap past that; one written with an
+    /// escape is read as what it stands for. Each reads and writes back the same.
+    #[test]
+    fn names_short_long_and_escaped_round_trip() {
+        let long = "a.package.name.longer.than.twenty.four.bytes";
+        let stored = format!(
+            r#"{{"v":1,"created":7,"packages":{{"{long}":{{"k\u00e9":1,"{long}":2}},"p":{{"k":3}}}}}}"#
+        );
+        let mut r = Record::decode(stored.into_bytes()).unwrap();
+        assert_eq!(r.get(long, "ké"), Some(&serde_json::json!(1)));
+        assert_eq!(r.get(long, long), Some(&serde_json::json!(2)));
+        assert_eq!(r.keys(long), [long, "ké"]);
+        r.put("p", long, Some(4.into()));
+        let again = Record::decode(r.encode()).unwrap();
+        assert_eq!(again, r);
+        assert_eq!(again.get("p", long), Some(&serde_json::json!(4)));
     }
 
     #[test]
