@@ -234,6 +234,58 @@ mod tests {
         assert!(session.package(PACKAGE).keys().unwrap().is_empty());
     }
 
+    /// A stored key is logged as a string field, which a log formatter quotes and escapes:
+    /// a server's bytes cannot forge log lines through it.
+    #[test]
+    fn an_unreadable_messages_key_is_logged_as_a_string() {
+        use std::sync::{Arc, Mutex};
+        use tracing_core::field::{Field, Visit};
+        use tracing_core::span::{Attributes, Id, Record as Values};
+        use tracing_core::{Event, Metadata, Subscriber};
+
+        #[derive(Clone, Default)]
+        struct Keys(Arc<Mutex<Vec<String>>>);
+        impl Visit for Keys {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                if field.name() == "key" {
+                    self.0.lock().unwrap().push(format!("str {value}"));
+                }
+            }
+            fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+                if field.name() == "key" {
+                    self.0.lock().unwrap().push(format!("debug {value:?}"));
+                }
+            }
+        }
+        impl Subscriber for Keys {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &Attributes<'_>) -> Id {
+                Id::from_u64(1)
+            }
+            fn record(&self, _: &Id, _: &Values<'_>) {}
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn event(&self, event: &Event<'_>) {
+                event.record(&mut self.clone());
+            }
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+
+        let stored =
+            format!(r#"{{"v":1,"created":0,"packages":{{"{PACKAGE}":{{"x\nforged":1e400}}}}}}"#);
+        let record = Record::decode(stored.into_bytes()).unwrap();
+        let session = Session::new(Rc::new(RefCell::new(Transaction::new(SessionData::with(
+            record,
+        )))));
+        let keys = Keys::default();
+        tracing::subscriber::with_default(keys.clone(), || {
+            assert!(session.incoming_flashes().unwrap().is_empty());
+        });
+        assert_eq!(*keys.0.lock().unwrap(), ["str x\nforged"]);
+    }
+
     /// Sending past the cap drops the oldest unread messages, keeping the newest in order.
     #[test]
     fn unread_messages_are_capped_oldest_dropped() {

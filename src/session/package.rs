@@ -120,9 +120,9 @@ impl Package {
         let entries = tx.data.entries(&self.name).into_iter().flatten();
         entries
             .map(|(key, slot)| match slot.decode() {
-                Ok(value) => Ok((key.to_string(), value)),
+                Ok(value) => Ok((key.as_str().to_owned(), value)),
                 Err(source) => Err(SessionError::Deserialize {
-                    key: key.to_string(),
+                    key: key.as_str().to_owned(),
                     source,
                 }),
             })
@@ -146,7 +146,10 @@ impl Package {
             .filter_map(|(key, slot)| match slot.decode() {
                 Ok(value) => Some((key.into_string(), value)),
                 Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "unreadable session value dropped");
+                    // As a string field (escaped by the formatter): the key comes from
+                    // stored bytes, which must not forge log lines.
+                    let key = key.as_str();
+                    tracing::warn!(key, error = %e, "unreadable session value dropped");
                     None
                 }
             })

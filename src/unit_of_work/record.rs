@@ -129,7 +129,7 @@ impl Record {
     pub(crate) fn keys(&self, package: &str) -> Vec<String> {
         self.packages
             .get(package)
-            .map(|p| p.keys().map(Name::to_string).collect())
+            .map(|p| p.keys().map(|k| k.as_str().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -289,8 +289,8 @@ enum Field {
 
 impl<'de> de::Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl Visitor<'_> for Name {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
             type Value = Field;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -306,7 +306,7 @@ impl<'de> de::Deserialize<'de> for Field {
                 })
             }
         }
-        d.deserialize_identifier(Name)
+        d.deserialize_identifier(FieldVisitor)
     }
 }
 
@@ -428,18 +428,38 @@ mod tests {
         assert_eq!(Record::decode(unknown.to_vec()).unwrap(), Record::new(7));
     }
 
-    /// Names are kept inline up to 24 bytes and on the heap past that; one written with an
-    /// escape is read as what it stands for. Each reads and writes back the same.
+    /// Names of every length (kept inline up to 24 bytes, on the heap past that, a
+    /// multi-byte character at the edge) and names written with an escape (read as what
+    /// they stand for) are found by their text, sorted as strings, and read back equal.
     #[test]
     fn names_short_long_and_escaped_round_trip() {
         let long = "a.package.name.longer.than.twenty.four.bytes";
+        let (at_24, at_25, edge) = (
+            "x".repeat(24),
+            "y".repeat(25),
+            format!("{}é", "z".repeat(22)),
+        );
         let stored = format!(
-            r#"{{"v":1,"created":7,"packages":{{"{long}":{{"k\u00e9":1,"{long}":2}},"p":{{"k":3}}}}}}"#
+            r#"{{"v":1,"created":7,"packages":{{"{long}":{{"k\u00e9":1,"{long}":2,"{at_24}":3,"{at_25}":4,"{edge}":5,"{long}\u00e9":6}},"p":{{"k":3}}}}}}"#
         );
         let mut r = Record::decode(stored.into_bytes()).unwrap();
         assert_eq!(r.get(long, "ké"), Some(&serde_json::json!(1)));
         assert_eq!(r.get(long, long), Some(&serde_json::json!(2)));
-        assert_eq!(r.keys(long), [long, "ké"]);
+        assert_eq!(r.get(long, &at_24), Some(&serde_json::json!(3)));
+        assert_eq!(r.get(long, &at_25), Some(&serde_json::json!(4)));
+        assert_eq!(r.get(long, &edge), Some(&serde_json::json!(5)));
+        let escaped_long = format!("{long}é");
+        assert_eq!(r.get(long, &escaped_long), Some(&serde_json::json!(6)));
+        let mut sorted = vec![
+            long.to_owned(),
+            escaped_long,
+            "ké".to_owned(),
+            at_24,
+            at_25,
+            edge,
+        ];
+        sorted.sort();
+        assert_eq!(r.keys(long), sorted);
         r.put("p", long, Some(4.into()));
         let again = Record::decode(r.encode()).unwrap();
         assert_eq!(again, r);
