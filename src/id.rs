@@ -3,8 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use base64::display::Base64Display;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use compact_str::{CompactString, ToCompactString as _};
 
 use crate::error::SessionError;
 
@@ -19,7 +21,8 @@ pub(crate) const ID_BYTES: usize = 16;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId {
     bytes: [u8; ID_BYTES],
-    text: String,
+    /// 22 characters, kept inline: making or copying an id allocates nothing.
+    text: CompactString,
 }
 
 impl SessionId {
@@ -36,7 +39,7 @@ impl SessionId {
     pub(crate) fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
         Self {
             bytes,
-            text: URL_SAFE_NO_PAD.encode(bytes),
+            text: Base64Display::new(&bytes, &URL_SAFE_NO_PAD).to_compact_string(),
         }
     }
 
@@ -67,7 +70,12 @@ impl FromStr for SessionId {
         let mut bytes = [0u8; ID_BYTES];
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
             // Only the canonical spelling: one id, one text.
-            Ok(ID_BYTES) if URL_SAFE_NO_PAD.encode(bytes) == text => Ok(Self::from_bytes(bytes)),
+            Ok(ID_BYTES) => {
+                let id = Self::from_bytes(bytes);
+                (id.as_str() == text)
+                    .then_some(id)
+                    .ok_or(SessionError::InvalidSessionId)
+            }
             _ => Err(SessionError::InvalidSessionId),
         }
     }
@@ -96,6 +104,7 @@ mod tests {
         let b = SessionId::generate().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 22);
+        assert!(!a.text.is_heap_allocated(), "kept inline");
         assert!(a
             .as_str()
             .bytes()
