@@ -55,6 +55,16 @@ fn fake_once(
     (fake, armed)
 }
 
+/// A fake memcached that answers every read `delay` late, the rest at once.
+fn slow_reads(delay: Duration) -> FakeMemcached {
+    FakeMemcached::start(move |c| {
+        if c.verb == "mg" {
+            std::thread::sleep(delay);
+        }
+        Answer::Normal
+    })
+}
+
 /// The opaque token of a command, as memcached would echo it.
 fn opaque(c: &Command) -> &str {
     c.line.rsplit_once(" O").map_or("", |(_, o)| o)
@@ -240,12 +250,7 @@ fn a_silent_server_times_out_into_an_error() {
 /// request's own send, not from the connection's first or oldest).
 #[test]
 fn a_slow_server_within_the_timeout_never_times_out() {
-    let fake = FakeMemcached::start(|c| {
-        if c.verb == "mg" {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Answer::Normal
-    });
+    let fake = slow_reads(Duration::from_millis(200));
     let store = quick_store(fake.url());
     run(async {
         let id = SessionId::generate().unwrap();
@@ -535,17 +540,12 @@ fn a_resent_read_stays_within_one_io_timeout() {
 }
 
 /// A worker thread that stalls after queuing a request and before its writer runs (an
-/// overloaded machine) does not count the stall against memcached: `io_timeout` runs from
-/// when the request is written, so the reply that comes at once after is taken.
+/// overloaded machine) does not count the stall against memcached: `io_timeout` restarts
+/// when the writer takes the request, so the reply that comes soon after is taken.
 #[test]
 fn a_stall_before_the_write_is_not_memcacheds_timeout() {
     // A reply that takes a moment, so it cannot be there before the expired timer is seen.
-    let fake = FakeMemcached::start(|c| {
-        if c.verb == "mg" {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Answer::Normal
-    });
+    let fake = slow_reads(Duration::from_millis(20));
     let store = quick_store(fake.url());
     run(async {
         let id = SessionId::generate().unwrap();
