@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
+use smallvec::SmallVec;
 
 use crate::clock::now_unix;
 use crate::cookie::{cookies_named, CookieCodec, Issue, Verified};
@@ -23,6 +24,9 @@ const CLOCK_SKEW: u64 = 60;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;
+
+/// A request's verified session cookies: nearly always one, kept inline.
+pub(crate) type Candidates = SmallVec<[Verified; 1]>;
 
 /// What a login does when its user already has as many sessions as
 /// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user) allows.
@@ -93,7 +97,7 @@ impl Config {
     /// The request's valid, unexpired session cookies, in the order sent (browsers send
     /// the most specific path first). Refusals are only logged: a bad cookie means a fresh
     /// session, never an error.
-    pub(crate) fn incoming(&self, req: &HttpRequest) -> Vec<Verified> {
+    pub(crate) fn incoming(&self, req: &HttpRequest) -> Candidates {
         let now = now_unix();
         req.headers()
             .get_all(header::COOKIE)

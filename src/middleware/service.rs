@@ -129,13 +129,16 @@ where
                 abort(&uow, Commit::AbortedByStatus).await;
                 return Ok(res.map_into_left_body());
             }
-            // Boxed apart, like `abort`, and run to its end even if the client goes away
-            // meanwhile: a change stored must run its hooks.
-            let finish = {
-                let uow = Rc::clone(&uow);
-                ToCompletion::new(async move { uow.finish().await })
+            let finish = match uow.finish_quietly() {
+                Some(action) => Ok(action),
+                // Boxed apart, like `abort`, and run to its end even if the client goes
+                // away meanwhile: a change stored must run its hooks.
+                None => {
+                    let uow = Rc::clone(&uow);
+                    ToCompletion::new(async move { uow.finish().await }).await
+                }
             };
-            let cookie = match finish.await {
+            let cookie = match finish {
                 Ok(CookieAction::Keep) => return Ok(res.map_into_left_body()),
                 Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
                 Ok(CookieAction::Remove) => uow.config().cookie(None),

@@ -73,8 +73,8 @@ impl Session {
     /// The entries of one package: an application's or library's own namespace, so that
     /// code sharing a session cannot clobber each other's keys. Names are checked when
     /// the handle is used.
-    pub fn package(&self, name: impl Into<String>) -> Package {
-        Package::new(Rc::clone(&self.tx), name.into())
+    pub fn package(&self, name: impl AsRef<str>) -> Package {
+        Package::new(Rc::clone(&self.tx), name.as_ref().into())
     }
 
     /// Moves the session's data to a new id and retires the old one; call it when the
@@ -174,10 +174,10 @@ impl FromRequest for Session {
         if let Some(tx) = uow.loaded() {
             return Box::pin(async { Ok(Session { tx }) });
         }
-        let cookies = uow.config().incoming(req);
+        uow.verify_cookies(req);
         Box::pin(async move {
             Ok(Session {
-                tx: uow.load(cookies).await?,
+                tx: uow.load().await?,
             })
         })
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SessionError;
-use crate::unit_of_work::{Slot, Transaction};
+use crate::unit_of_work::{Name, Slot, Transaction};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
@@ -25,11 +25,12 @@ const MAX_VALUE_DEPTH: usize = 100;
 /// comes out.
 pub struct Package {
     tx: Rc<RefCell<Transaction>>,
-    name: String,
+    /// Kept inline up to 24 bytes: a handle costs no allocation.
+    name: Name,
 }
 
 impl Package {
-    pub(crate) fn new(tx: Rc<RefCell<Transaction>>, name: String) -> Self {
+    pub(crate) fn new(tx: Rc<RefCell<Transaction>>, name: Name) -> Self {
         Self { tx, name }
     }
 

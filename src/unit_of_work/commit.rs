@@ -57,6 +57,30 @@ impl UnitOfWork {
         }
     }
 
+    /// Ends the request at once when its commit has nothing to do and no hook waits for it
+    /// (most requests: a read of an unbound session), without the future `finish` would
+    /// need boxed to outlive the client. `None` when there is something to do: then
+    /// `finish`.
+    pub(crate) fn finish_quietly(&self) -> Option<CookieAction> {
+        let mut tx = self.session.get()?.try_borrow_mut().ok()?;
+        let s = &tx.data;
+        let quiet =
+            tx.is_plain() && s.signing_out.is_none() && s.dismissing.is_none() && self.quiet(s);
+        if !quiet {
+            return None;
+        }
+        let (data, _none) = tx.finish();
+        drop(tx);
+        self.ended.set(true);
+        // Not aborted (`is_plain`), so the data is there.
+        if let Some(data) = data {
+            let (action, ended) = self.unchanged(&data);
+            self.stored_under(data.id().cloned(), &data, &action);
+            self.backend.config.metrics.commit(ended);
+        }
+        Some(CookieAction::Keep)
+    }
+
     /// Commits what the request changed, unless the handler aborted, then runs the hooks
     /// of the branch taken: a failed commit runs the abort hooks.
     pub(crate) async fn finish(&self) -> Result<CookieAction, SessionError> {
@@ -111,16 +135,7 @@ impl UnitOfWork {
         match (s.signing_out.take(), s.dismissing.take()) {
             // Most requests (a read of an unbound session) end here, without the write's
             // future: over 1 KiB, it would take glibc's slower path on every request.
-            (None, None) if self.quiet(s) => {
-                debug_assert!(
-                    self.user_item(&s.data).is_none(),
-                    "quiet is for unbound only"
-                );
-                if s.existing.is_some() {
-                    self.backend.config.metrics.touch(Touch::Skipped);
-                }
-                Ok((CookieAction::Keep, Commit::Unchanged))
-            }
+            (None, None) if self.quiet(s) => Ok(self.unchanged(s)),
             (None, None) => Box::pin(self.write(s)).await,
             (Some(out), _) => Box::pin(self.sign_out_then_write(s, out)).await,
             (None, Some(d)) => Box::pin(self.dismiss_then_write(s, d)).await,
@@ -313,6 +328,18 @@ impl UnitOfWork {
             let refresh = self.refresh_due(existing, &s.data);
             !self.reissue(existing, &s.data, None, refresh)
         })
+    }
+
+    /// A quiet commit's end: nothing written, the cookie kept.
+    fn unchanged(&self, s: &SessionData) -> (CookieAction, Commit) {
+        debug_assert!(
+            self.user_item(&s.data).is_none(),
+            "quiet is for unbound only"
+        );
+        if s.existing.is_some() {
+            self.backend.config.metrics.touch(Touch::Skipped);
+        }
+        (CookieAction::Keep, Commit::Unchanged)
     }
 
     /// Whether a stored session's cookie is issued again: when due for refresh, when a

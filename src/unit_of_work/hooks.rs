@@ -55,6 +55,11 @@ impl Hooks {
         }
     }
 
+    /// Whether no hook of either branch was registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.commit.is_empty() && self.abort.is_empty()
+    }
+
     /// Forgets the hooks registered after `count` was taken.
     pub(crate) fn truncate(&mut self, count: HookCount) {
         self.commit.truncate(count.commit);

@@ -15,12 +15,13 @@ use super::record::Record;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::clock::now_unix;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Candidates, Config};
 use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::metrics::Load;
 use crate::store::{StoreError, Stored, WhenDown};
+use actix_web::HttpRequest;
 
 /// One request's session work.
 pub(crate) struct UnitOfWork {
@@ -28,6 +29,9 @@ pub(crate) struct UnitOfWork {
     pub(super) session: OnceCell<Rc<RefCell<Transaction>>>,
     /// Committed or aborted: its data and hooks were taken.
     pub(super) ended: Cell<bool>,
+    /// The request's verified session cookies, until the load reads them: here rather than
+    /// in the load's future, which every request's extractor boxes.
+    cookies: RefCell<Candidates>,
 }
 
 impl UnitOfWork {
@@ -36,6 +40,7 @@ impl UnitOfWork {
             backend,
             session: OnceCell::new(),
             ended: Cell::new(false),
+            cookies: RefCell::default(),
         }
     }
 
@@ -57,21 +62,23 @@ impl UnitOfWork {
         self.session.initialized()
     }
 
+    /// Verifies the request's session cookies, for `load`.
+    pub(crate) fn verify_cookies(&self, req: &HttpRequest) {
+        *self.cookies.borrow_mut() = self.config().incoming(req);
+    }
+
     /// Loads the session named by the request's verified cookies, once: the first that
     /// names a live session. Unknown, expired or unreadable sessions come back fresh.
     /// Only a failing store is an error.
-    pub(crate) async fn load(
-        &self,
-        cookies: Vec<Verified>,
-    ) -> Result<Rc<RefCell<Transaction>>, SessionError> {
+    pub(crate) async fn load(&self) -> Result<Rc<RefCell<Transaction>>, SessionError> {
         // Two extractors in one request share one load: the second waits for the first.
         let session = self
             .session
             .get_or_try_init(|| async {
                 let metrics = &self.backend.config.metrics;
-                let named = !cookies.is_empty();
+                let named = !self.cookies.borrow().is_empty();
                 let data = self
-                    .first_live(cookies)
+                    .first_live()
                     .await
                     .inspect_err(|_| metrics.load(Load::Error))?;
                 metrics.load(match &data {
@@ -90,12 +97,9 @@ impl UnitOfWork {
     /// The session of the first cookie that names a live one. Returns as soon as it is read,
     /// so that no session's data is held across a store's await: this future, boxed with
     /// every request's extractor, stays under 1 KB.
-    async fn first_live(
-        &self,
-        cookies: Vec<Verified>,
-    ) -> Result<Option<SessionData>, SessionError> {
-        for cookie in cookies {
-            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
+    async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
+        for cookie in self.cookies.take() {
+            if let Some(data) = self.read(&cookie, WhenDown::StartFresh).await? {
                 return Ok(Some(data));
             }
         }
@@ -124,7 +128,7 @@ impl UnitOfWork {
             idle: None,
             user: None,
         };
-        let Some(mut data) = self.read(by_id, WhenDown::FailClosed).await? else {
+        let Some(mut data) = self.read(&by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
         };
         let Some(existing) = data.existing.as_mut() else {
@@ -147,7 +151,7 @@ impl UnitOfWork {
     /// back fresh, with the old one to remove.
     async fn read(
         &self,
-        cookie: Verified,
+        cookie: &Verified,
         allowed: WhenDown,
     ) -> Result<Option<SessionData>, SessionError> {
         let store = &*self.backend.store;
@@ -193,19 +197,19 @@ impl UnitOfWork {
             if !generation::signed_in(&data, generation.as_ref()) {
                 tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
                 return Ok(Some(SessionData {
-                    signed_out: Some((cookie.id, stored.version)),
+                    signed_out: Some((cookie.id.clone(), stored.version)),
                     ..SessionData::fresh()
                 }));
             }
         }
         Ok(Some(SessionData {
             existing: Some(Existing {
-                id: cookie.id,
+                id: cookie.id.clone(),
                 version: stored.version,
                 issued: cookie.issued,
                 by_fallback: cookie.by_fallback,
                 cookie_idle: cookie.idle.map(u64::from),
-                cookie_user: cookie.user,
+                cookie_user: cookie.user.clone(),
             }),
             // Not `..fresh()`: that would read the clock for a record thrown away.
             ..SessionData::with(data)

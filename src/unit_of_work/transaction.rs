@@ -49,6 +49,11 @@ impl Transaction {
         }
     }
 
+    /// Not aborted, and no hook to run whatever the outcome.
+    pub(crate) fn is_plain(&self) -> bool {
+        !self.aborted && self.hooks.is_empty()
+    }
+
     pub(crate) fn abort(&mut self) {
         self.aborted = true;
     }

@@ -978,6 +978,13 @@ pub async fn hooks_run_once_on_the_branch_taken<S: SessionStore + Clone>(store: 
     let reply = app.get("/inner-error/inner", Some(&cookie)).await;
     assert_eq!(reply.status, 403, "{reply:?}");
     assert_eq!(app.hooks.take(), ["abort:inner"]);
+    let reply = app.get("/hooks/read", Some(&cookie)).await;
+    assert_eq!((reply.status, &reply.cookie), (200, &None), "{reply:?}");
+    assert_eq!(
+        app.hooks.take(),
+        ["commit:read:2"],
+        "a request that changed nothing runs its hooks too"
+    );
     assert_eq!(app.store.calls().writes(), 2);
     assert_eq!(
         app.get("/get/p/hooked", Some(&cookie)).await.body,

@@ -8,6 +8,7 @@ mod connection;
 mod fleet;
 mod handshake;
 mod health;
+mod key;
 mod meta;
 mod pool;
 mod protocol;

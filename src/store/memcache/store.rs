@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fleet::Fleet;
+use super::key::Key;
 use super::protocol::{Request, Status};
 use super::readiness::ServerPing;
 use crate::clock::now_unix;
@@ -167,11 +168,8 @@ impl MemcacheStore {
         }
     }
 
-    fn key(&self, id: &SessionId) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
-        key.push_str(&self.prefix);
-        key.push_str(id.as_str());
-        key
+    fn key(&self, id: &SessionId) -> Key {
+        Key::new(&self.prefix, id.as_str())
     }
 
     /// Refuses an item memcached would refuse: a refused `set` also drops the item already
@@ -193,7 +191,7 @@ impl SessionStore for MemcacheStore {
         let stored = match &self.backend {
             Backend::Native(fleet) => native_load(fleet, &key).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.load(key).await,
+            Backend::R2d2(pool) => pool.load(key.to_owned()).await,
         }?;
         // memcached's CAS tokens start at 1; 0 on every item means CAS is off, and then
         // compare-and-swap fails on every write (meta) or silently overwrites (r2d2).
@@ -210,7 +208,7 @@ impl SessionStore for MemcacheStore {
         match &self.backend {
             Backend::Native(fleet) => native_create(fleet, &key, data, ttl).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.create(key, data, ttl).await,
+            Backend::R2d2(pool) => pool.create(key.to_owned(), data, ttl).await,
         }
     }
 
@@ -226,7 +224,7 @@ impl SessionStore for MemcacheStore {
         match &self.backend {
             Backend::Native(fleet) => native_update(fleet, &key, data, version, ttl).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.update(key, data, version, ttl).await,
+            Backend::R2d2(pool) => pool.update(key.to_owned(), data, version, ttl).await,
         }
     }
 
@@ -235,7 +233,7 @@ impl SessionStore for MemcacheStore {
         match &self.backend {
             Backend::Native(fleet) => native_touch(fleet, &key, ttl).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.touch(key, ttl).await,
+            Backend::R2d2(pool) => pool.touch(key.to_owned(), ttl).await,
         }
     }
 
@@ -244,7 +242,7 @@ impl SessionStore for MemcacheStore {
         match &self.backend {
             Backend::Native(fleet) => native_delete(fleet, &key, None).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.delete(key).await,
+            Backend::R2d2(pool) => pool.delete(key.to_owned()).await,
         }
         .map(drop)
     }
@@ -254,13 +252,13 @@ impl SessionStore for MemcacheStore {
         match &self.backend {
             Backend::Native(fleet) => native_delete(fleet, &key, Some(version)).await,
             #[cfg(feature = "r2d2")]
-            Backend::R2d2(pool) => pool.delete_if(key, version).await,
+            Backend::R2d2(pool) => pool.delete_if(key.to_owned(), version).await,
         }
     }
 
     fn accepts(&self, id: &SessionId) -> bool {
         match &self.backend {
-            Backend::Native(fleet) => fleet.accepts(|| self.key(id)),
+            Backend::Native(fleet) => fleet.accepts(|| self.key(id).to_owned()),
             #[cfg(feature = "r2d2")]
             Backend::R2d2(_) => true,
         }
