@@ -77,7 +77,9 @@ pub use config::OverLimit;
 pub use cookie::{Key, KeyError};
 pub use error::SessionError;
 pub use id::SessionId;
-pub use middleware::{MemcacheSession, MemcacheSessionBuilder, MemcacheSessionMiddleware};
+pub use middleware::{
+    MemcacheSession, MemcacheSessionBuilder, MemcacheSessionMiddleware, SessionResponse,
+};
 pub use session::{
     FlashMessage, Level, OpenSession, Package, Savepoint, Session, SessionHandle, Sessions,
     TypedPackage, UserSession, MAX_LABEL_BYTES,

@@ -2,7 +2,9 @@
 //! that opens a unit of work per request and commits or aborts it from the response, out.
 
 mod builder;
+mod response;
 mod service;
 
 pub use builder::MemcacheSessionBuilder;
+pub use response::SessionResponse;
 pub use service::{MemcacheSession, MemcacheSessionMiddleware};

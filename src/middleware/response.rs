@@ -1,0 +1,156 @@
+//! The middleware's future for one request: the inner service's response, then the end of
+//! the request's unit of work. A request that loaded no session, or whose commit has
+//! nothing to do and no hooks, ends as the response arrives, with no box; the others box
+//! what they still await (an abort's hooks, a commit).
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::Error;
+use futures_util::future::{CatchUnwind, LocalBoxFuture};
+use futures_util::FutureExt;
+use pin_project_lite::pin_project;
+
+use crate::error::SessionError;
+use crate::metrics::Commit;
+use crate::to_completion::ToCompletion;
+use crate::unit_of_work::{CookieAction, UnitOfWork};
+
+type Answer<B> = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+pin_project! {
+    /// The future of [`MemcacheSessionMiddleware`](super::MemcacheSessionMiddleware): the
+    /// inner service's response, once the session's changes are committed or aborted; not
+    /// used directly.
+    pub struct SessionResponse<F, B> {
+        #[pin]
+        inner: CatchUnwind<AssertUnwindSafe<F>>,
+        uow: Rc<UnitOfWork>,
+        ending: Option<LocalBoxFuture<'static, Answer<B>>>,
+    }
+}
+
+impl<F: Future, B> SessionResponse<F, B> {
+    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>) -> Self {
+        Self {
+            inner: AssertUnwindSafe(inner).catch_unwind(),
+            uow,
+            ending: None,
+        }
+    }
+}
+
+impl<F, B> Future for SessionResponse<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody + 'static,
+{
+    type Output = Answer<B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B>> {
+        let this = self.project();
+        if let Some(ending) = this.ending {
+            return ending.as_mut().poll(cx);
+        }
+        let ended = ready!(this.inner.poll(cx));
+        match end(this.uow, ended) {
+            Ok(answer) => Poll::Ready(answer),
+            Err(mut ending) => {
+                let polled = ending.as_mut().poll(cx);
+                *this.ending = Some(ending);
+                polled
+            }
+        }
+    }
+}
+
+/// Ends the request's unit of work from what the inner service did: the answer, or
+/// (`Err`) the future that still has to run for it.
+fn end<B: MessageBody + 'static>(
+    uow: &Rc<UnitOfWork>,
+    ended: Result<Result<ServiceResponse<B>, Error>, Box<dyn Any + Send>>,
+) -> Result<Answer<B>, LocalBoxFuture<'static, Answer<B>>> {
+    if !uow.is_loaded() {
+        // Nothing loaded: nothing to commit or abort.
+        return match ended {
+            Ok(answer) => Ok(answer.map(ServiceResponse::map_into_left_body)),
+            Err(panic) => resume_unwind(panic),
+        };
+    }
+    let uow = Rc::clone(uow);
+    // An inner service's error or a panic aborts, and goes on its way once the abort hooks
+    // ran.
+    let res = match ended {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            return Err(Box::pin(async move {
+                abort(uow, Commit::AbortedByHandler).await;
+                Err(e)
+            }))
+        }
+        Err(panic) => {
+            return Err(Box::pin(async move {
+                abort(uow, Commit::AbortedByHandler).await;
+                resume_unwind(panic)
+            }))
+        }
+    };
+    // A handler's `Err` arrives as a response carrying the error, with the error's own
+    // status, which may be below 400 (a 303 "log in first"): it aborts all the same.
+    let why = if res.response().error().is_some() {
+        Some(Commit::AbortedByHandler)
+    } else if !uow.config().commits_on(res.status()) {
+        Some(Commit::AbortedByStatus)
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(Box::pin(async move {
+            abort(uow, why).await;
+            Ok(res.map_into_left_body())
+        }));
+    }
+    match uow.finish_quietly() {
+        Some(action) => Ok(Ok(with_cookie(&uow, res, Ok(action)))),
+        // Boxed apart, like `abort`, and run to its end even if the client goes away
+        // meanwhile: a change stored must run its hooks.
+        None => Err(Box::pin(async move {
+            let finish = {
+                let uow = Rc::clone(&uow);
+                ToCompletion::new(async move { uow.finish().await }).await
+            };
+            Ok(with_cookie(&uow, res, finish))
+        })),
+    }
+}
+
+/// The response as the commit leaves it: its `Set-Cookie`, or the commit's error instead.
+fn with_cookie<B: MessageBody>(
+    uow: &UnitOfWork,
+    res: ServiceResponse<B>,
+    finish: Result<CookieAction, SessionError>,
+) -> ServiceResponse<EitherBody<B>> {
+    let cookie = match finish {
+        Ok(CookieAction::Keep) => return res.map_into_left_body(),
+        Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
+        Ok(CookieAction::Remove) => uow.config().cookie(None),
+        Err(e) => return res.error_response(e).map_into_right_body(),
+    };
+    let mut res = res.map_into_left_body();
+    // Name, path and domain were checked at build time and the value is base64url, so
+    // this does not fail; if it ever did, the response still goes out.
+    if let Err(e) = res.response_mut().add_cookie(&cookie) {
+        tracing::error!(error = %e, "cannot set the session cookie");
+    }
+    res
+}
+
+async fn abort(uow: Rc<UnitOfWork>, why: Commit) {
+    ToCompletion::new(async move { uow.abort(why).await }).await;
+}
