@@ -281,6 +281,9 @@ mod tests {
         )))));
         let keys = Keys::default();
         tracing::subscriber::with_default(keys.clone(), || {
+            // The callsite's interest is cached process-wide: another test thread may
+            // have cached "never" for it (see tests/integration/observability.rs).
+            tracing::callsite::rebuild_interest_cache();
             assert!(session.incoming_flashes().unwrap().is_empty());
         });
         assert_eq!(*keys.0.lock().unwrap(), ["str x\nforged"]);

@@ -359,6 +359,10 @@ async fn the_outcome_is_recorded_on_the_request_span() {
     let outcomes = Arc::clone(&capture.outcomes);
     let store_ops = Arc::clone(&capture.store_ops);
     let _default = tracing::subscriber::set_default(capture);
+    // tracing caches each callsite's interest process-wide; a test on another thread that
+    // reached the store's span first, with no subscriber, may have cached "never" (1 run
+    // in 8 here). Asked again now, this thread's subscriber answers.
+    tracing::callsite::rebuild_interest_cache();
     let app = test::init_service(
         App::new()
             .wrap(MemcacheSession::new(store(), Key::generate()))

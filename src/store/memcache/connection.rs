@@ -26,11 +26,12 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use super::handshake::{after_probe, after_version, Next};
+use super::mailbox::{self, Mailbox, Receiver, Sender};
 use super::meta::Line;
 use super::protocol::{short, Op, Protocol, Request, Spoken, Status};
 use crate::metrics::ServerMetrics;
@@ -60,7 +61,7 @@ struct Waiter {
     /// When it fails with `TimedOut` if its reply has not come: `io_timeout` after it was
     /// queued, moved to `io_timeout` after the writer took its bytes (at most one more).
     deadline: Instant,
-    reply: oneshot::Sender<io::Result<Reply>>,
+    reply: Sender<io::Result<Reply>>,
 }
 
 /// State the request side shares with the two tasks.
@@ -69,6 +70,8 @@ struct Shared {
     outbox: RefCell<Vec<u8>>,
     /// In order: who gets the next reply.
     waiters: RefCell<VecDeque<Waiter>>,
+    /// Where the replies wait for their requests.
+    mailbox: Rc<Mailbox<io::Result<Reply>>>,
     wake_writer: Notify,
     /// Told when a request is queued, so the watchdog watches it.
     wake_watchdog: Notify,
@@ -97,7 +100,7 @@ impl Shared {
             .get_or_insert_with(|| (kind, why.into()))
             .clone();
         for waiter in self.waiters.borrow_mut().drain(..) {
-            let _ = waiter
+            waiter
                 .reply
                 .send(Err(io::Error::new(kind, why.to_string())));
         }
@@ -135,6 +138,7 @@ impl Connection {
         let shared = Rc::new(Shared {
             outbox: RefCell::new(Vec::with_capacity(4096)),
             waiters: RefCell::new(VecDeque::new()),
+            mailbox: Rc::default(),
             wake_writer: Notify::new(),
             wake_watchdog: Notify::new(),
             io_timeout,
@@ -179,10 +183,10 @@ impl Connection {
 
     /// Queues `request` with the next opaque token; the receiver gets its reply, or the
     /// error that ended the connection.
-    pub(crate) fn send(&self, request: &Request<'_>) -> oneshot::Receiver<io::Result<Reply>> {
-        let (tx, rx) = oneshot::channel();
+    pub(crate) fn send(&self, request: &Request<'_>) -> Receiver<io::Result<Reply>> {
+        let (tx, rx) = mailbox::channel(&self.shared.mailbox);
         if let Some((kind, why)) = &*self.shared.failed.borrow() {
-            let _ = tx.send(Err(io::Error::new(*kind, why.to_string())));
+            tx.send(Err(io::Error::new(*kind, why.to_string())));
             return rx;
         }
         let opaque = self.shared.next_opaque.get();
@@ -404,7 +408,7 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         }
         // A receiver that timed out is gone; its reply is consumed all the same, so the
         // next reply still goes to the right request.
-        let _ = waiter.reply.send(Ok(reply));
+        waiter.reply.send(Ok(reply));
     }
 }
 
@@ -413,7 +417,7 @@ fn out_of_step(shared: &Shared, waiter: Option<Waiter>, what: &str) {
     let why = format!("memcached sent {what}; connection out of step, closed");
     tracing::error!(%why);
     if let Some(waiter) = waiter {
-        let _ = waiter
+        waiter
             .reply
             .send(Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())));
     }

@@ -9,6 +9,7 @@ mod fleet;
 mod handshake;
 mod health;
 mod key;
+mod mailbox;
 mod meta;
 mod pool;
 mod protocol;

@@ -216,8 +216,8 @@ impl Endpoint {
     /// `io_timeout`: a late reply ends the connection (later requests get a new one).
     async fn exchange(&self, conn: &Connection, request: &Request<'_>) -> io::Result<Reply> {
         match conn.send(request).await {
-            Ok(reply) => reply,
-            Err(_) => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
+            Some(reply) => reply,
+            None => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
         }
     }
 }
