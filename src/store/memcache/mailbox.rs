@@ -73,7 +73,9 @@ impl<T> Sender<T> {
                 return;
             };
             if slot.abandoned {
-                slots.remove(self.key);
+                let freed = slots.remove(self.key);
+                drop(slots);
+                drop((freed, value));
                 return;
             }
             slot.sent = Some(value);
@@ -114,15 +116,20 @@ impl<T> Future for Receiver<T> {
             return Poll::Ready(None);
         };
         if let Some(sent) = slot.sent.take() {
-            slots.remove(this.key);
+            let freed = slots.remove(this.key);
             drop(slots);
+            drop(freed);
             this.mailbox = None;
             return Poll::Ready(sent);
         }
-        match &mut slot.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            waker => *waker = Some(cx.waker().clone()),
-        }
+        let replaced = match &mut slot.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => None,
+            waker => waker.replace(cx.waker().clone()),
+        };
+        // Dropped with the slab released, like everything a slot held: a waker's drop
+        // may end a task, and with it a sender of this mailbox.
+        drop(slots);
+        drop(replaced);
         Poll::Pending
     }
 }
@@ -136,12 +143,14 @@ impl<T> Drop for Receiver<T> {
         let Some(slot) = slots.get_mut(self.key) else {
             return;
         };
-        if slot.sent.is_some() {
-            slots.remove(self.key);
+        let freed = if slot.sent.is_some() {
+            (Some(slots.remove(self.key)), None)
         } else {
             slot.abandoned = true;
-            slot.waker = None;
-        }
+            (None, slot.waker.take())
+        };
+        drop(slots);
+        drop(freed);
     }
 }
 
