@@ -51,7 +51,7 @@ const PAD_DOMAIN: u8 = 0xFF;
 const ITEM_DOMAIN: u8 = 0xFE;
 
 /// What a valid cookie says.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Verified {
     pub(crate) id: SessionId,
     /// Unix seconds when the cookie was issued.

@@ -33,6 +33,9 @@ pin_project! {
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
         ending: Option<LocalBoxFuture<'static, Answer<B>>>,
+        // Answered: polled again (a caller's bug), it stays pending rather than end the
+        // unit of work a second time.
+        done: bool,
     }
 }
 
@@ -42,6 +45,7 @@ impl<F: Future, B> SessionResponse<F, B> {
             inner: AssertUnwindSafe(inner).catch_unwind(),
             uow,
             ending: None,
+            done: false,
         }
     }
 }
@@ -55,18 +59,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B>> {
         let this = self.project();
-        if let Some(ending) = this.ending {
-            return ending.as_mut().poll(cx);
+        if *this.done {
+            return Poll::Pending;
         }
-        let ended = ready!(this.inner.poll(cx));
-        match end(this.uow, ended) {
-            Ok(answer) => Poll::Ready(answer),
-            Err(mut ending) => {
-                let polled = ending.as_mut().poll(cx);
-                *this.ending = Some(ending);
-                polled
-            }
-        }
+        let answer = match this.ending {
+            Some(ending) => ready!(ending.as_mut().poll(cx)),
+            None => match end(this.uow, ready!(this.inner.poll(cx))) {
+                Ok(answer) => answer,
+                Err(ending) => ready!(this.ending.insert(ending).as_mut().poll(cx)),
+            },
+        };
+        *this.done = true;
+        Poll::Ready(answer)
     }
 }
 
@@ -153,4 +157,34 @@ fn with_cookie<B: MessageBody>(
 
 async fn abort(uow: Rc<UnitOfWork>, why: Commit) {
     ToCompletion::new(async move { uow.abort(why).await }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use actix_web::test::TestRequest;
+    use actix_web::HttpResponse;
+    use futures_util::future::ready;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{Key, MemcacheSession};
+
+    #[actix_web::test]
+    async fn polled_again_after_its_answer_it_stays_pending() {
+        let backend = MemcacheSession::builder(MemoryStore::new(), Key::generate()).backend();
+        let uow = Rc::new(UnitOfWork::new(Rc::new(backend)));
+        let res = TestRequest::default().to_srv_response(HttpResponse::Ok().finish());
+        let mut future = Box::pin(SessionResponse::new(ready(Ok::<_, Error>(res)), uow));
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Ok(answer)) = future.as_mut().poll(&mut cx) else {
+            panic!("the inner response is ready");
+        };
+        assert_eq!(answer.status(), 200);
+        assert!(
+            future.as_mut().poll(&mut cx).is_pending(),
+            "not ended twice"
+        );
+    }
 }

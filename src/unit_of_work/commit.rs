@@ -13,6 +13,7 @@ use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
 use super::record::Record;
 use super::roster;
+use super::timeouts::Timeouts;
 use crate::clock::now_unix;
 use crate::cookie::Issue;
 use crate::error::SessionError;
@@ -221,7 +222,7 @@ impl UnitOfWork {
         let refresh = s
             .existing
             .as_ref()
-            .is_some_and(|e| self.refresh_due(e, &s.data));
+            .is_some_and(|e| self.refresh_due(e, &self.timeouts(&s.data)));
         let roster = match &user_item {
             Some(item) => self.roster_change(item, s, refresh).await?,
             None => RosterChange::None,
@@ -260,7 +261,8 @@ impl UnitOfWork {
                 issue(id, &s.data)
             }
             Some(existing) => {
-                let reissue = self.reissue(&existing, &s.data, user_item.as_ref(), refresh);
+                let timeouts = self.timeouts(&s.data);
+                let reissue = self.reissue(&existing, &timeouts, user_item.as_ref(), refresh);
                 if dirty && !stamp_only {
                     // A stored session bound here keeps its id: listed before it is
                     // written (see `enlist.rs`).
@@ -325,8 +327,9 @@ impl UnitOfWork {
             return false;
         }
         s.existing.as_ref().is_none_or(|existing| {
-            let refresh = self.refresh_due(existing, &s.data);
-            !self.reissue(existing, &s.data, None, refresh)
+            let timeouts = self.timeouts(&s.data);
+            let refresh = self.refresh_due(existing, &timeouts);
+            !self.reissue(existing, &timeouts, None, refresh)
         })
     }
 
@@ -349,11 +352,11 @@ impl UnitOfWork {
     fn reissue(
         &self,
         existing: &Existing,
-        data: &Record,
+        timeouts: &Timeouts,
         user_item: Option<&SessionId>,
         refresh: bool,
     ) -> bool {
-        let idle = self.timeouts(data).cookie_idle().map(|d| d.as_secs());
+        let idle = timeouts.cookie_idle().map(|d| d.as_secs());
         let stale = idle != existing.cookie_idle || user_item != existing.cookie_user.as_ref();
         refresh || existing.by_fallback || stale
     }
@@ -735,10 +738,9 @@ impl UnitOfWork {
 
     /// Whether a session's cookie is due for re-issue (and a read-only session for a
     /// touch).
-    fn refresh_due(&self, existing: &Existing, data: &Record) -> bool {
-        let idle = self.timeouts(data).idle;
+    fn refresh_due(&self, existing: &Existing, timeouts: &Timeouts) -> bool {
         let age = now_unix().saturating_sub(existing.issued);
-        age >= self.backend.config.refresh_after(idle)
+        age >= self.backend.config.refresh_after(timeouts.idle)
     }
 }
 

@@ -98,7 +98,10 @@ impl UnitOfWork {
     /// so that no session's data is held across a store's await: this future, boxed with
     /// every request's extractor, stays under 1 KB.
     async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
-        for cookie in self.cookies.take() {
+        // Copied, not taken: when this load fails or is dropped, a second extractor of the
+        // request (waiting on the same load) loads again from the same cookies.
+        let cookies = self.cookies.borrow().clone();
+        for cookie in cookies {
             if let Some(data) = self.read(&cookie, WhenDown::StartFresh).await? {
                 return Ok(Some(data));
             }

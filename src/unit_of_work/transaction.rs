@@ -3,6 +3,7 @@
 
 use super::data::{SessionData, SessionStatus};
 use super::hooks::{HookCount, Hooks};
+use super::record::Record;
 use crate::error::SessionError;
 use crate::id::SessionId;
 
@@ -99,7 +100,9 @@ impl Transaction {
     /// error from then on, and later changes go nowhere.
     pub(crate) fn finish(&mut self) -> (Option<SessionData>, Hooks) {
         self.savepoints.clear();
-        let data = std::mem::replace(&mut self.data, SessionData::fresh());
+        // A stand-in nothing writes, so without a creation time (which would read the clock
+        // on every request).
+        let data = std::mem::replace(&mut self.data, SessionData::with(Record::new(0)));
         let hooks = std::mem::take(&mut self.hooks);
         ((!self.aborted).then_some(data), hooks)
     }

@@ -105,6 +105,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .wrap(DefaultHeaders::new().add((OUTER_HEADER, "seen")))
             .route("/plain", web::get().to(|| async { "plain" }))
             .route("/get/{p}/{k}", web::get().to(get))
+            .route("/maybe-get/{p}/{k}", web::get().to(maybe_get))
             .route("/twice/{p}/{k}", web::get().to(twice))
             .route("/set/{p}/{k}/{v}", web::get().to(set))
             .route(
@@ -274,6 +275,16 @@ async fn get(s: Session, path: web::Path<(String, String)>) -> actix_web::Result
     let (p, k) = path.into_inner();
     let value: Option<Value> = s.package(p).get(&k)?;
     Ok(value.map_or_else(|| "none".to_owned(), |v| v.to_string()))
+}
+
+/// `get` behind an extractor that swallows the session's error: the second extractor must
+/// still load the session the cookie names (or fail as the first did).
+async fn maybe_get(
+    _: Option<Session>,
+    s: Session,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    get(s, path).await
 }
 
 async fn twice(
