@@ -42,6 +42,9 @@
 # run). PROFILE_DIR=dir records each run with `perf record -g` on the server into
 # dir/<server>-<route>-<round>.data (installs linux-perf when missing):
 #   PROFILE_DIR=/tmp/prof SERVERS="floor memcache" ROUTES=read ROUNDS=1 bash scripts/bench.sh
+# STAGES_DIR=dir has `floor` and `memcache*` time each request's stages (bench/src/stages.rs)
+# into dir/<server>-<round>.txt; bench/stages.py dir tabulates them:
+#   STAGES_DIR=/tmp/stages SERVERS="floor memcache" ROUTES="read incr" ROUNDS=3 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
@@ -115,7 +118,11 @@ for round in $(seq "$ROUNDS"); do
         esac
         port=$(free_port)
         read -r bin kind < <(bench_server "$server")
-        "$bin" "$kind" "$port" "$url" &
+        if [ -n "${STAGES_DIR:-}" ]; then
+            STAGES="$STAGES_DIR/$server-$round.txt" "$bin" "$kind" "$port" "$url" &
+        else
+            "$bin" "$kind" "$port" "$url" &
+        fi
         pid=$!
         pids+=("$pid")
         wait_port "$port"

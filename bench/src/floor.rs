@@ -54,8 +54,13 @@ impl Client {
         Ok(Self(shared))
     }
 
-    /// Queues one command (`head`, then `data` and `\r\n` if any) and waits for its reply.
+    /// One round trip, timed as a stage when `STAGES` asks (`stages`).
     async fn call(&self, head: std::fmt::Arguments<'_>, data: Option<&[u8]>) -> Reply {
+        super::stages::store(self.round_trip(head, data)).await
+    }
+
+    /// Queues one command (`head`, then `data` and `\r\n` if any) and waits for its reply.
+    async fn round_trip(&self, head: std::fmt::Arguments<'_>, data: Option<&[u8]>) -> Reply {
         let (tx, rx) = oneshot::channel();
         {
             use std::io::Write as _;

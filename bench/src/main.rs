@@ -20,6 +20,8 @@
 //!   writers of one session, each on its own key.
 //!
 //! `MEMCACHE_CONNECTIONS` sets `pool_max_size` for `memcache` (default: the store's).
+//! `STAGES=<file>` has `floor` and `memcache*` time each request's stages into it when the
+//! server stops (`stages`).
 //!
 //! `/read` and `/incr` answer 401 without a live session, so a lost session shows up as an
 //! error in wrk's count of non-2xx responses. `bare` has no session at all: its routes
@@ -33,6 +35,7 @@ mod floor;
 #[cfg(feature = "metrics")]
 #[path = "../../examples/common/prometheus.rs"]
 mod prometheus;
+mod stages;
 
 use std::io;
 
@@ -217,22 +220,46 @@ where
 
 /// This crate's middleware over `store`, with `routes` and `/write` (concurrent writers of
 /// one session; actix-session has no compare-and-swap, so it would only overwrite).
+/// With `STAGES` set, each stage of a request is timed (`stages`).
 async fn serve_ours<S>(port: u16, store: S, routes: fn(&mut web::ServiceConfig)) -> io::Result<()>
 where
     S: actix_memcache_session::SessionStore + Clone + Send,
 {
-    use actix_memcache_session::{Key, MemcacheSession};
-    let key = Key::generate();
-    serve(port, move || {
-        let session = MemcacheSession::builder(store.clone(), key.clone())
-            .cookie_secure(false)
-            .build();
-        App::new()
-            .wrap(session)
-            .configure(routes)
-            .route("/write", web::get().to(ours::write))
-    })
-    .await
+    let key = actix_memcache_session::Key::generate();
+    if stages::enabled() {
+        let store = stages::Timed(store);
+        serve(port, move || {
+            ours_app(store.clone(), key.clone(), routes).wrap_fn(stages::timed)
+        })
+        .await?;
+        return stages::write();
+    }
+    serve(port, move || ours_app(store.clone(), key.clone(), routes)).await
+}
+
+fn ours_app<S>(
+    store: S,
+    key: actix_memcache_session::Key,
+    routes: fn(&mut web::ServiceConfig),
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    S: actix_memcache_session::SessionStore + 'static,
+{
+    let session = actix_memcache_session::MemcacheSession::builder(store, key)
+        .cookie_secure(false)
+        .build();
+    App::new()
+        .wrap(session)
+        .configure(routes)
+        .route("/write", web::get().to(ours::write))
 }
 
 /// actix-session's middleware over the store `store` makes (its cookie store is not
@@ -317,12 +344,16 @@ async fn main() -> io::Result<()> {
         }
         "floor" => {
             let addr = floor::Addr(url.trim_start_matches("memcache://").to_owned());
-            serve(port, move || {
+            let app = move || {
                 App::new()
                     .app_data(web::Data::new(addr.clone()))
                     .configure(floor::routes)
-            })
-            .await
+            };
+            if stages::enabled() {
+                serve(port, move || app().wrap_fn(stages::timed)).await?;
+                return stages::write();
+            }
+            serve(port, app).await
         }
         "memcache" | "memcache-3" => serve_ours(port, native_store(url)?, routes!(ours)).await,
         "memcache-bound" => serve_ours(port, native_store(url)?, routes!(bound)).await,
