@@ -92,15 +92,9 @@ fn end<B: MessageBody + 'static>(
     // ran.
     let res = match ended {
         Ok(Ok(res)) => res,
-        Ok(Err(e)) => {
-            return Err(Box::pin(async move {
-                abort(uow, Commit::AbortedByHandler).await;
-                Err(e)
-            }))
-        }
+        Ok(Err(e)) => return Err(abort(uow, Commit::AbortedByHandler, || Err(e))),
         Err(panic) => {
-            return Err(Box::pin(async move {
-                abort(uow, Commit::AbortedByHandler).await;
+            return Err(abort(uow, Commit::AbortedByHandler, || {
                 resume_unwind(panic)
             }))
         }
@@ -115,10 +109,7 @@ fn end<B: MessageBody + 'static>(
         None
     };
     if let Some(why) = why {
-        return Err(Box::pin(async move {
-            abort(uow, why).await;
-            Ok(res.map_into_left_body())
-        }));
+        return Err(abort(uow, why, || Ok(res.map_into_left_body())));
     }
     match uow.finish_quietly() {
         Some(action) => Ok(Ok(with_cookie(&uow, res, Ok(action)))),
@@ -155,8 +146,17 @@ fn with_cookie<B: MessageBody>(
     res
 }
 
-async fn abort(uow: Rc<UnitOfWork>, why: Commit) {
-    ToCompletion::new(async move { uow.abort(why).await }).await;
+/// Aborts the unit of work for `why`, its hooks run to their end even if the client goes
+/// away meanwhile, then answers with `then`.
+fn abort<B: 'static>(
+    uow: Rc<UnitOfWork>,
+    why: Commit,
+    then: impl FnOnce() -> Answer<B> + 'static,
+) -> LocalBoxFuture<'static, Answer<B>> {
+    Box::pin(async move {
+        ToCompletion::new(async move { uow.abort(why).await }).await;
+        then()
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use actix_web::HttpRequest;
 use futures_util::future::join;
 use tokio::sync::OnceCell;
 
@@ -21,7 +22,6 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::metrics::Load;
 use crate::store::{StoreError, Stored, WhenDown};
-use actix_web::HttpRequest;
 
 /// One request's session work.
 pub(crate) struct UnitOfWork {
@@ -29,8 +29,9 @@ pub(crate) struct UnitOfWork {
     pub(super) session: OnceCell<Rc<RefCell<Transaction>>>,
     /// Committed or aborted: its data and hooks were taken.
     pub(super) ended: Cell<bool>,
-    /// The request's verified session cookies, until the load reads them: here rather than
-    /// in the load's future, which every request's extractor boxes.
+    /// The request's verified session cookies, for the load (and for a second extractor's,
+    /// if the first fails): here rather than in the load's future, which every request's
+    /// extractor boxes.
     cookies: RefCell<Candidates>,
 }
 

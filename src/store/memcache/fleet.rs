@@ -2,6 +2,7 @@
 //! that server's own per-worker connections. A server that keeps failing is marked down
 //! (see `health`); its keys are never sent anywhere else.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -147,7 +148,7 @@ impl Fleet {
     /// Whether a new session may be stored under `key`: its server is not marked down.
     /// (A key the distribution misplaces is accepted, so that its write reports why.) The
     /// key is only made for a fleet: a single server costs nothing here.
-    pub(crate) fn accepts(&self, key: impl FnOnce() -> String) -> bool {
+    pub(crate) fn accepts<K: Deref<Target = str>>(&self, key: impl FnOnce() -> K) -> bool {
         self.distribution.is_none()
             || self
                 .member(&key())

@@ -258,7 +258,7 @@ impl SessionStore for MemcacheStore {
 
     fn accepts(&self, id: &SessionId) -> bool {
         match &self.backend {
-            Backend::Native(fleet) => fleet.accepts(|| self.key(id).to_owned()),
+            Backend::Native(fleet) => fleet.accepts(|| self.key(id)),
             #[cfg(feature = "r2d2")]
             Backend::R2d2(_) => true,
         }
