@@ -87,4 +87,4 @@ print(f'| $server | /$route | {($blocks2 - $blocks1) / n:.1f} | {($bytes2 - $byt
     done
 done
 echo
-echo "Command: ${BASELINE:+BASELINE=$BASELINE }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" FEW=$FEW MANY=$MANY bash scripts/per-request.sh"
+echo "Command: ${BASELINE:+BASELINE=$BASELINE }${SESSION_BYTES:+SESSION_BYTES=$SESSION_BYTES }SERVERS=\"$SERVERS\" ROUTES=\"$ROUTES\" FEW=$FEW MANY=$MANY bash scripts/per-request.sh"

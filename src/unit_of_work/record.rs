@@ -352,20 +352,22 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let source = self.0;
-        let start = source.as_ptr() as usize;
         let mut package = Package::new();
-        while let Some(key) = map.next_key::<Name>()? {
-            let raw: &'de RawValue = map.next_value()?;
-            let text = raw.get();
-            // Where the text is in `source`: it was read from there, but nothing is
-            // taken on trust: a range that is not exactly that text is an error, not a
+        while let Some((key, key_at)) = map.next_key_seed(KeySeed(source))? {
+            // Where the value's text is in `source`: it was read from there, but nothing
+            // is taken on trust: a range that is not exactly that text is an error, not a
             // wrong value later (checked by address, not by comparing the bytes).
-            let at = (text.as_ptr() as usize).wrapping_sub(start);
-            let range = at..at.saturating_add(text.len());
-            let found = source.get(range.clone()).map(<[u8]>::as_ptr);
-            if found != Some(text.as_ptr()) {
-                return Err(de::Error::custom("a value outside the stored bytes"));
+            let range = match key_at {
+                Some(key_at) if plain_string_follows(source, key_at.end + 1) => {
+                    let inner: &'de [u8] = map.next_value_seed(PlainString)?;
+                    range_in(source, inner).and_then(|inner| quoted(source, inner))
+                }
+                _ => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    range_in(source, raw.get().as_bytes())
+                }
             }
+            .ok_or_else(|| de::Error::custom("a value outside the stored bytes"))?;
             let slot = Slot {
                 raw: Some((Rc::clone(source), range)),
                 value: OnceCell::new(),
@@ -373,6 +375,105 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
             package.insert(key, slot);
         }
         Ok(package)
+    }
+}
+
+/// Where `text` is in `source`, if it is a slice of it (checked by address).
+fn range_in(source: &[u8], text: &[u8]) -> Option<Range<usize>> {
+    let at = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
+    let range = at..at.checked_add(text.len())?;
+    let found = source.get(range.clone())?;
+    (found.as_ptr() == text.as_ptr()).then_some(range)
+}
+
+/// `inner` with the quotes around it, if they are there.
+fn quoted(source: &[u8], inner: Range<usize>) -> Option<Range<usize>> {
+    let range = inner.start.checked_sub(1)?..inner.end.checked_add(1)?;
+    let text = source.get(range.clone())?;
+    (text.first() == Some(&b'"') && text.last() == Some(&b'"')).then_some(range)
+}
+
+/// An entry's key, and where it is in the stored bytes when it was read straight from
+/// them (written without escapes), so that the value after it can be looked at first.
+struct KeySeed<'s>(&'s [u8]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = (Name, Option<Range<usize>>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = (Name, Option<Range<usize>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entry's key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok((Name::from(key), range_in(self.0, key.as_bytes())))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok((Name::from(key), None))
+    }
+}
+
+/// Whether the value after the key whose closing quote is at `from - 1` is a string
+/// without an escape. Such a string ends at its next quote, which `memchr` finds many
+/// bytes at a time, where serde_json's check of a string goes a word at a time: most of
+/// what loading a large session costs. Anything else, or anything unexpected, is left to
+/// serde_json.
+fn plain_string_follows(source: &[u8], from: usize) -> bool {
+    let rest = skip_whitespace(source.get(from..).unwrap_or_default());
+    let Some((b':', rest)) = rest.split_first() else {
+        return false;
+    };
+    match skip_whitespace(rest).split_first() {
+        Some((b'"', text)) => memchr::memchr2(b'"', b'\\', text).is_some_and(|i| text[i] == b'"'),
+        _ => false,
+    }
+}
+
+/// JSON's whitespace.
+fn skip_whitespace(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    &bytes[n..]
+}
+
+/// A string value without escapes, as its bytes between the quotes, checked as serde_json
+/// checks a string: no control character, UTF-8.
+struct PlainString;
+
+impl<'de> DeserializeSeed<'de> for PlainString {
+    type Value = &'de [u8];
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // serde_json reads a string's bytes with `memchr`, checking nothing.
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PlainString {
+    type Value = &'de [u8];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string without escapes")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, text: &'de [u8]) -> Result<Self::Value, E> {
+        // The lowest byte, rather than the first below 0x20: a loop without an early exit
+        // is one the compiler runs many bytes at a time.
+        if text.iter().fold(u8::MAX, |low, &b| low.min(b)) < 0x20 {
+            return Err(E::custom("a control character in a string"));
+        }
+        std::str::from_utf8(text).map_err(E::custom)?;
+        Ok(text)
     }
 }
 
@@ -527,6 +628,161 @@ mod tests {
         assert_eq!(a, &Slot::from(serde_json::json!({"y": 2, "x": 1})));
         assert_eq!(r.slot("p", "b").unwrap(), &Slot::from(Value::from("é")));
         assert_ne!(a, &Slot::from(Value::from(1)));
+    }
+
+    /// A string value without escapes is read by the quicker path; it is checked as
+    /// serde_json checks any string: a control character or bytes that are not UTF-8 are
+    /// refused, a quote or backslash sends it down the ordinary path.
+    #[test]
+    fn plain_strings_are_checked_like_any_other() {
+        let record = |value: &[u8]| {
+            let mut bytes = br#"{"v":1,"created":7,"packages":{"p":{"k":"#.to_vec();
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"}}}");
+            Record::decode(bytes)
+        };
+        for bad in [
+            &b"\"a\x01b\""[..],
+            b"\"a\nb\"",
+            b"\"\x1f\"",
+            b"\"\x00\"",
+            b"\"\xff\"",
+            b"\"\xc3\"",
+            b"\"abc",
+            b"\"abc}}}",
+            b"\"a\\q\"",
+        ] {
+            assert!(record(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        for (good, read) in [
+            (&b"\"\""[..], ""),
+            (b"\"a\x7fb\"", "a\u{7f}b"),
+            (b"\"\xc3\xa9 \xf0\x9f\x98\x80\"", "\u{e9} \u{1f600}"),
+            (b"\"a\\\"b\"", "a\"b"),
+            (b"\"a\\\\\"", "a\\"),
+            (b" \t\n\r\"x\" ", "x"),
+        ] {
+            let r =
+                record(good).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(good)));
+            let slot = r.slot("p", "k").unwrap();
+            assert_eq!(slot.decode::<String>().unwrap(), read);
+            assert_eq!(
+                slot.text().unwrap(),
+                good.trim_ascii(),
+                "its text, quotes and all"
+            );
+        }
+    }
+
+    /// Against serde_json itself, on records made of random pieces: a record is read if and
+    /// only if serde_json reads it into the same shape, and every value is the text
+    /// serde_json finds for it.
+    #[test]
+    fn decoding_agrees_with_serde_json() {
+        #[derive(serde::Deserialize)]
+        struct Reference<'a> {
+            #[allow(dead_code)]
+            v: u32,
+            created: u64,
+            #[serde(borrow)]
+            packages: BTreeMap<String, BTreeMap<String, &'a RawValue>>,
+        }
+        const SPACE: [&str; 6] = ["", "", " ", "\t\n", "\r", "\x0b"];
+        const KEYS: [&str; 6] = [
+            "\"k\"",
+            "\"k\"",
+            "\"j\"",
+            "\"\\u006b\"",
+            "\"a\\\"b\"",
+            "\"\x01\"",
+        ];
+        const PIECES: [&[u8]; 16] = [
+            b"a",
+            b"abc ",
+            b"\"",
+            b"\\",
+            b"\\\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\\u12",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            b"\xc3\xa9",
+            b"\xc3",
+            b"\xff",
+            b"}",
+            b"\n",
+        ];
+        const OTHERS: [&[u8]; 8] = [
+            b"1",
+            b"-0.5e3",
+            b"01",
+            b"[1, \"x\"]",
+            b"{\"a\":null}",
+            b"true",
+            b"nul",
+            b"\"\"",
+        ];
+        // A fixed xorshift: the same cases every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap()
+        };
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut bytes = br#"{"v":1,"created":7,"packages":{"p":{"#.to_vec();
+            for entry in 0..1 + next(3) {
+                if entry > 0 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(KEYS[next(KEYS.len())].as_bytes());
+                bytes.extend_from_slice(SPACE[next(SPACE.len())].as_bytes());
+                bytes.push(b':');
+                bytes.extend_from_slice(SPACE[next(SPACE.len())].as_bytes());
+                if next(4) == 0 {
+                    bytes.extend_from_slice(OTHERS[next(OTHERS.len())]);
+                } else {
+                    bytes.push(b'"');
+                    for _ in 0..next(5) {
+                        bytes.extend_from_slice(PIECES[next(PIECES.len())]);
+                    }
+                    if next(8) > 0 {
+                        bytes.push(b'"');
+                    }
+                }
+            }
+            bytes.extend_from_slice(b"}}}");
+            let ours = Record::decode(bytes.clone());
+            let theirs = serde_json::from_slice::<Reference<'_>>(&bytes);
+            let shown = String::from_utf8_lossy(&bytes);
+            match (ours, theirs) {
+                (Ok(ours), Ok(theirs)) => {
+                    read += 1;
+                    assert_eq!(ours.created, theirs.created, "{shown}");
+                    let package = &theirs.packages["p"];
+                    let keys: Vec<String> = package.keys().cloned().collect();
+                    assert_eq!(ours.keys("p"), keys, "{shown}");
+                    for (key, raw) in package {
+                        let slot = ours.slot("p", key).unwrap();
+                        assert_eq!(slot.text(), Some(raw.get().as_bytes()), "{shown}");
+                    }
+                }
+                (Err(_), Err(_)) => refused += 1,
+                (ours, theirs) => panic!(
+                    "{shown}: ours {:?}, serde_json {:?}",
+                    ours.map(|_| ()),
+                    theirs.map(|_| ())
+                ),
+            }
+        }
+        assert!(
+            read > 2_000 && refused > 2_000,
+            "both kinds met: {read} read, {refused} refused"
+        );
     }
 
     #[test]
