@@ -219,10 +219,11 @@ impl UnitOfWork {
         // changes the user until the write, which may rebase onto another request's.
         let user_item = self.user_item(&s.data);
         // Worked out once: nothing below changes the session's timeouts.
+        let timeouts = self.timeouts(&s.data);
         let refresh = s
             .existing
             .as_ref()
-            .is_some_and(|e| self.refresh_due(e, &self.timeouts(&s.data)));
+            .is_some_and(|e| self.refresh_due(e, &timeouts));
         let roster = match &user_item {
             Some(item) => self.roster_change(item, s, refresh).await?,
             None => RosterChange::None,
@@ -261,7 +262,6 @@ impl UnitOfWork {
                 issue(id, &s.data)
             }
             Some(existing) => {
-                let timeouts = self.timeouts(&s.data);
                 let reissue = self.reissue(&existing, &timeouts, user_item.as_ref(), refresh);
                 if dirty && !stamp_only {
                     // A stored session bound here keeps its id: listed before it is
