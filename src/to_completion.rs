@@ -7,24 +7,28 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Polls `F` like any future; dropped before `F` completed, it hands `F` to this thread's
-/// `LocalSet` (every actix worker runs one) to finish there, its output discarded.
-pub(crate) struct ToCompletion<F: Future + 'static> {
-    inner: Option<Pin<Box<F>>>,
+use futures_util::future::LocalBoxFuture;
+
+/// Polls its future like any other; dropped before that future completed, it hands it to
+/// this thread's `LocalSet` (every actix worker runs one) to finish there, its output
+/// discarded. Boxed here, and only here: wrapping all that a request still awaits, it is
+/// that request's one allocation for it.
+pub(crate) struct ToCompletion<T: 'static> {
+    inner: Option<LocalBoxFuture<'static, T>>,
 }
 
-impl<F: Future + 'static> ToCompletion<F> {
-    pub(crate) fn new(future: F) -> Self {
+impl<T: 'static> ToCompletion<T> {
+    pub(crate) fn new(future: impl Future<Output = T> + 'static) -> Self {
         Self {
             inner: Some(Box::pin(future)),
         }
     }
 }
 
-impl<F: Future + 'static> Future for ToCompletion<F> {
-    type Output = F::Output;
+impl<T: 'static> Future for ToCompletion<T> {
+    type Output = T;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
             // Polled after it completed: a caller's bug, never this crate's.
@@ -36,7 +40,7 @@ impl<F: Future + 'static> Future for ToCompletion<F> {
     }
 }
 
-impl<F: Future + 'static> Drop for ToCompletion<F> {
+impl<T: 'static> Drop for ToCompletion<T> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
             finish_elsewhere(rest);

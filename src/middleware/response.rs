@@ -1,7 +1,7 @@
 //! The middleware's future for one request: the inner service's response, then the end of
 //! the request's unit of work. A request that loaded no session, or whose commit has
 //! nothing to do and no hooks, ends as the response arrives, with no box; the others box
-//! what they still await (an abort's hooks, a commit).
+//! what they still await (an abort's hooks, a commit) once.
 
 use std::any::Any;
 use std::future::Future;
@@ -28,18 +28,18 @@ pin_project! {
     /// The future of [`MemcacheSessionMiddleware`](super::MemcacheSessionMiddleware): the
     /// inner service's response, once the session's changes are committed or aborted; not
     /// used directly.
-    pub struct SessionResponse<F, B> {
+    pub struct SessionResponse<F, B: 'static> {
         #[pin]
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
-        ending: Option<LocalBoxFuture<'static, Answer<B>>>,
+        ending: Option<Ending<B>>,
         // Answered: polled again (a caller's bug), it stays pending rather than end the
         // unit of work a second time.
         done: bool,
     }
 }
 
-impl<F: Future, B> SessionResponse<F, B> {
+impl<F: Future, B: 'static> SessionResponse<F, B> {
     pub(super) fn new(inner: F, uow: Rc<UnitOfWork>) -> Self {
         Self {
             inner: AssertUnwindSafe(inner).catch_unwind(),
@@ -63,10 +63,10 @@ where
             return Poll::Pending;
         }
         let answer = match this.ending {
-            Some(ending) => ready!(ending.as_mut().poll(cx)),
+            Some(ending) => ready!(ending.poll(cx)),
             None => match end(this.uow, ready!(this.inner.poll(cx))) {
                 Ok(answer) => answer,
-                Err(ending) => ready!(this.ending.insert(ending).as_mut().poll(cx)),
+                Err(ending) => ready!(this.ending.insert(ending).poll(cx)),
             },
         };
         *this.done = true;
@@ -74,12 +74,32 @@ where
     }
 }
 
+/// What a request still awaits once its inner service answered.
+enum Ending<B: 'static> {
+    /// An abort's hooks, run to their end even if the client goes away meanwhile, then the
+    /// answer (only to whoever still awaits it: a panic resumes there, never elsewhere).
+    Abort(LocalBoxFuture<'static, Answer<B>>),
+    /// The commit, its hooks and the answer with its cookie, all run to their end even if
+    /// the client goes away meanwhile: a change stored must run its hooks. One box for all
+    /// of it, the commit's future included.
+    Finish(ToCompletion<Answer<B>>),
+}
+
+impl<B: 'static> Ending<B> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Answer<B>> {
+        match self {
+            Self::Abort(abort) => abort.as_mut().poll(cx),
+            Self::Finish(finish) => Pin::new(finish).poll(cx),
+        }
+    }
+}
+
 /// Ends the request's unit of work from what the inner service did: the answer, or
-/// (`Err`) the future that still has to run for it.
+/// (`Err`) what still has to run for it.
 fn end<B: MessageBody + 'static>(
     uow: &Rc<UnitOfWork>,
     ended: Result<Result<ServiceResponse<B>, Error>, Box<dyn Any + Send>>,
-) -> Result<Answer<B>, LocalBoxFuture<'static, Answer<B>>> {
+) -> Result<Answer<B>, Ending<B>> {
     if !uow.is_loaded() {
         // Nothing loaded: nothing to commit or abort.
         return match ended {
@@ -113,15 +133,10 @@ fn end<B: MessageBody + 'static>(
     }
     match uow.finish_quietly() {
         Some(action) => Ok(Ok(with_cookie(&uow, res, Ok(action)))),
-        // Boxed apart, like `abort`, and run to its end even if the client goes away
-        // meanwhile: a change stored must run its hooks.
-        None => Err(Box::pin(async move {
-            let finish = {
-                let uow = Rc::clone(&uow);
-                ToCompletion::new(async move { uow.finish().await }).await
-            };
+        None => Err(Ending::Finish(ToCompletion::new(async move {
+            let finish = uow.finish().await;
             Ok(with_cookie(&uow, res, finish))
-        })),
+        }))),
     }
 }
 
@@ -152,11 +167,11 @@ fn abort<B: 'static>(
     uow: Rc<UnitOfWork>,
     why: Commit,
     then: impl FnOnce() -> Answer<B> + 'static,
-) -> LocalBoxFuture<'static, Answer<B>> {
-    Box::pin(async move {
+) -> Ending<B> {
+    Ending::Abort(Box::pin(async move {
         ToCompletion::new(async move { uow.abort(why).await }).await;
         then()
-    })
+    }))
 }
 
 #[cfg(test)]

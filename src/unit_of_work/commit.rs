@@ -138,8 +138,8 @@ impl UnitOfWork {
             // future: over 1 KiB, it would take glibc's slower path on every request.
             (None, None) if self.quiet(s) => Ok(self.unchanged(s)),
             (None, None) => Box::pin(self.write(s)).await,
-            (Some(out), _) => Box::pin(self.sign_out_then_write(s, out)).await,
-            (None, Some(d)) => Box::pin(self.dismiss_then_write(s, d)).await,
+            (Some(out), _) => Box::pin(self.sign_out_then_write(s, *out)).await,
+            (None, Some(d)) => Box::pin(self.dismiss_then_write(s, *d)).await,
         }
     }
 

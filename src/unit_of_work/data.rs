@@ -44,10 +44,12 @@ pub(crate) struct SessionData {
     /// The session the cookie named, found signed out (its user's generation ended), at
     /// the version read: removed on commit unless written since.
     pub(super) signed_out: Option<(SessionId, Version)>,
-    /// The user whose generation ends on commit, signing out all their sessions.
-    pub(super) signing_out: Option<SignOut>,
+    /// The user whose generation ends on commit, signing out all their sessions. Boxed, as
+    /// is `dismissing`: seldom there, they would otherwise make up half of every request's
+    /// copy of the session, and of the futures that hold it.
+    pub(super) signing_out: Option<Box<SignOut>>,
     /// Other sessions of the user to sign out on commit.
-    pub(super) dismissing: Option<Dismissal>,
+    pub(super) dismissing: Option<Box<Dismissal>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
 }
@@ -278,12 +280,12 @@ impl SessionData {
             self.purge();
         }
         self.signing_out = match user {
-            Some(user) => Some(SignOut {
+            Some(user) => Some(Box::new(SignOut {
                 user,
                 item,
                 held,
                 keep_this,
-            }),
+            })),
             None => earlier,
         };
     }
@@ -300,12 +302,12 @@ impl SessionData {
             else {
                 return;
             };
-            self.dismissing = Some(Dismissal {
+            self.dismissing = Some(Box::new(Dismissal {
                 item,
                 user: user.to_owned(),
                 held: (generation.to_owned(), own.to_owned()),
                 handles: Vec::new(),
-            });
+            }));
         }
         let Some(dismissal) = self.dismissing.as_mut() else {
             return;
