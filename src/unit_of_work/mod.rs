@@ -3,7 +3,7 @@
 //! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
 //!
 //! The module is layered bottom-up:
-//! - `record`: the stored JSON format.
+//! - `by_name`, `record`: the stored JSON format (its packages kept by name).
 //! - `roster`: a user's item as stored (their generation and the sessions listed in it).
 //! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
 //!   to a user, which the load and the commit apply.
@@ -15,6 +15,7 @@
 //! - `backoff`, `commit`: writing it, retrying within a budget, then the hooks.
 
 mod backoff;
+mod by_name;
 mod census;
 mod commit;
 mod data;

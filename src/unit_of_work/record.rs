@@ -16,6 +16,8 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::by_name::{ByName, Unsorted};
+
 const FORMAT: u32 = 1;
 
 /// Room reserved for an encoded session: most fit in it without growing the buffer, and it
@@ -35,7 +37,7 @@ pub(crate) type Package = BTreeMap<Name, Slot>;
 pub(crate) struct Record {
     /// Unix seconds when the session was created; the absolute timeout counts from here.
     pub(crate) created: u64,
-    packages: BTreeMap<Name, Package>,
+    packages: ByName<Package>,
 }
 
 /// One entry's value: the JSON text as loaded, built into a [`Value`] only when something
@@ -63,7 +65,7 @@ impl Record {
     pub(crate) fn new(created: u64) -> Self {
         Self {
             created,
-            packages: BTreeMap::new(),
+            packages: ByName::default(),
         }
     }
 
@@ -152,7 +154,7 @@ impl Record {
                 },
                 None => {
                     let p = BTreeMap::from([(Name::from(key), slot)]);
-                    self.packages.insert(Name::from(package), p);
+                    self.packages.insert(package, p);
                 }
             },
             None => {
@@ -311,7 +313,7 @@ impl<'de> de::Deserialize<'de> for Field {
 }
 
 impl<'de> DeserializeSeed<'de> for PackagesSeed<'_> {
-    type Value = BTreeMap<Name, Package>;
+    type Value = ByName<Package>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -319,19 +321,19 @@ impl<'de> DeserializeSeed<'de> for PackagesSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for PackagesSeed<'_> {
-    type Value = BTreeMap<Name, Package>;
+    type Value = ByName<Package>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of packages")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut packages = BTreeMap::new();
+        let mut packages = Unsorted::new();
         while let Some(name) = map.next_key::<Name>()? {
             let package = map.next_value_seed(PackageSeed(self.0))?;
-            packages.insert(name, package);
+            packages.push((name, package));
         }
-        Ok(packages)
+        Ok(ByName::from_unsorted(packages))
     }
 }
 
@@ -699,6 +701,33 @@ mod tests {
         ] {
             assert_eq!(after(other), None, "{}", String::from_utf8_lossy(other));
         }
+    }
+
+    /// Packages stored out of order, one given twice, read as serde_json reads them into a
+    /// map (the last of a name wins), and written back in name order.
+    #[test]
+    fn packages_in_any_order_read_as_a_map_would() {
+        let stored =
+            br#"{"v":1,"created":7,"packages":{"q":{"k":1},"a":{},"p":{"x":2},"q":{"k":3,"j":4}}}"#;
+        #[derive(serde::Deserialize)]
+        struct Reference {
+            packages: BTreeMap<String, BTreeMap<String, Value>>,
+        }
+        let reference: Reference = serde_json::from_slice(stored).unwrap();
+        let r = Record::decode(stored.to_vec()).unwrap();
+        let names: Vec<&str> = r.packages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "p", "q"]);
+        for (name, package) in &reference.packages {
+            for (key, value) in package {
+                assert_eq!(r.get(name, key), Some(value), "{name}/{key}");
+            }
+            assert_eq!(r.keys(name), package.keys().cloned().collect::<Vec<_>>());
+        }
+        assert_eq!(r.get("q", "k"), Some(&Value::from(3)), "the last q");
+        assert_eq!(
+            std::str::from_utf8(&r.encode()).unwrap(),
+            r#"{"v":1,"created":7,"packages":{"a":{},"p":{"x":2},"q":{"j":4,"k":3}}}"#
+        );
     }
 
     /// Against serde_json itself, on records made of random pieces: a record is read if and

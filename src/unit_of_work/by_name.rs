@@ -1,0 +1,133 @@
+//! A small map by name for `record`'s packages: a list sorted by name whose first entry is
+//! kept inline, so that a session of one package allocates nothing for the list (a
+//! `BTreeMap` allocates a node of eleven entries for the first). Sessions have a few
+//! packages; a lookup is a binary search, an insertion a shift of the entries after it.
+
+use compact_str::CompactString;
+use smallvec::SmallVec;
+
+/// The entries of a [`ByName`] as read, in any order.
+pub(crate) type Unsorted<V> = SmallVec<[(CompactString, V); 1]>;
+
+/// Values by name, sorted by name, each name once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ByName<V>(Unsorted<V>);
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        Self(SmallVec::new())
+    }
+}
+
+impl<V> ByName<V> {
+    /// From entries in any order; a name given twice keeps its last value, as a map
+    /// inserting them in turn would. Sorted once (a sort notices input already in order),
+    /// never kept sorted entry by entry, so that no order of the input costs more than a
+    /// sort.
+    pub(crate) fn from_unsorted(mut entries: Unsorted<V>) -> Self {
+        // Reversed, then sorted stably: of two equal names the last given comes first, and
+        // `dedup_by` keeps the first of each run.
+        entries.reverse();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, first| later.0 == first.0);
+        Self(entries)
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&V> {
+        let i = self.find(name).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        let i = self.find(name).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    /// Sets the value under `name`, in place if it is there.
+    pub(crate) fn insert(&mut self, name: &str, value: V) {
+        match self.find(name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (CompactString::from(name), value)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&CompactString, &V)> {
+        self.0.iter().map(|(name, value)| (name, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Against `BTreeMap`, the reference: the same entries in the same order from input in
+    /// any order and with names given twice, then the same after each insertion and removal.
+    #[test]
+    fn it_agrees_with_a_btree_map() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2_000 {
+            let mut reference = BTreeMap::new();
+            let mut unsorted = Unsorted::new();
+            for value in 0..next(8) {
+                let name = CompactString::from(format!("p{}", next(6)));
+                reference.insert(name.clone(), value);
+                unsorted.push((name, value));
+            }
+            let mut ours = ByName::from_unsorted(unsorted);
+            let same = |ours: &ByName<u64>, reference: &BTreeMap<CompactString, u64>| {
+                assert!(
+                    ours.iter().eq(reference.iter()),
+                    "{ours:?} against {reference:?}"
+                );
+                assert_eq!(ours.is_empty(), reference.is_empty());
+            };
+            same(&ours, &reference);
+            for value in 100..100 + next(8) {
+                let name = format!("p{}", next(8));
+                match next(3) {
+                    0 => {
+                        ours.remove(&name);
+                        reference.remove(name.as_str());
+                    }
+                    1 => {
+                        if let Some(v) = ours.get_mut(&name) {
+                            *v = value;
+                        }
+                        if let Some(v) = reference.get_mut(name.as_str()) {
+                            *v = value;
+                        }
+                    }
+                    _ => {
+                        ours.insert(&name, value);
+                        reference.insert(name.as_str().into(), value);
+                    }
+                }
+                assert_eq!(ours.get(&name), reference.get(name.as_str()));
+                same(&ours, &reference);
+            }
+        }
+    }
+}
