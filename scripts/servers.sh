@@ -6,9 +6,20 @@
 work=$(mktemp -d)
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+    local pid f stopping=("${pids[@]}")
+    for f in "$work"/*.pid; do [ -f "$f" ] && stopping+=("$(cat "$f")"); done
+    for pid in "${stopping[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # A daemon writes its last log lines as it stops (redis does): the directory goes once
+    # they are gone, or 5 s on, or its removal fails and so does the script that ran fine.
+    for pid in "${stopping[@]}"; do
+        for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+    done
     rm -rf "$work"
+}
+# Whether process PID is still running (a zombie, stopped and not yet reaped, is not).
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
 }
 trap cleanup EXIT
 
