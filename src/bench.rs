@@ -36,7 +36,7 @@ pub fn sample(packages: usize, keys: usize) -> Vec<u8> {
             record.put(&format!("package{p}"), &format!("key{k}"), Some(value));
         }
     }
-    record.encode()
+    record.encode().to_vec()
 }
 
 /// Decodes and re-encodes a stored session: the JSON work of a request that writes.

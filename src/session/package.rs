@@ -259,7 +259,7 @@ mod tests {
         let mut record = Record::new(0);
         record.put("p", "k", Some(nested(MAX_VALUE_DEPTH)));
         let read = |record: &Record| {
-            let record = Record::decode(record.encode()).unwrap();
+            let record = Record::decode(record.encode().to_vec()).unwrap();
             record.slot("p", "k").unwrap().decode::<Value>()
         };
         assert!(read(&record).is_ok());

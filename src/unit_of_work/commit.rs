@@ -13,6 +13,7 @@ use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
 use super::record::Record;
 use super::roster;
+use super::spare::Encoded;
 use super::timeouts::Timeouts;
 use crate::clock::now_unix;
 use crate::cookie::Issue;
@@ -361,7 +362,7 @@ impl UnitOfWork {
         refresh || existing.by_fallback || stale
     }
 
-    fn encode(&self, data: &Record) -> Result<Vec<u8>, SessionError> {
+    fn encode(&self, data: &Record) -> Result<Encoded, SessionError> {
         let bytes = data.encode();
         self.backend.config.metrics.size(bytes.len());
         let limit = self.backend.config.max_size;

@@ -369,7 +369,7 @@ mod tests {
         record.put("p", "k", Some(1.into()));
         record.put("p", "other", Some("x".into()));
         // Through the stored bytes: the values are their text, as after a load.
-        SessionData::with(Record::decode(record.encode()).unwrap())
+        SessionData::with(Record::decode(record.encode().to_vec()).unwrap())
     }
 
     /// What another request committed: the loaded record with `changes` applied.
@@ -378,7 +378,7 @@ mod tests {
         for (key, value) in changes {
             record.put("p", key, value.clone());
         }
-        Record::decode(record.encode()).unwrap()
+        Record::decode(record.encode().to_vec()).unwrap()
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
 //!
 //! The module is layered bottom-up:
-//! - `by_name`, `record`: the stored JSON format (its packages kept by name).
+//! - `by_name`, `spare`, `record`: the stored JSON format (its packages kept by name, its
+//!   bytes written into buffers kept per thread).
 //! - `roster`: a user's item as stored (their generation and the sessions listed in it).
 //! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
 //!   to a user, which the load and the commit apply.
@@ -25,6 +26,7 @@ mod hooks;
 mod load;
 mod record;
 mod roster;
+mod spare;
 pub(crate) mod timeouts;
 mod transaction;
 

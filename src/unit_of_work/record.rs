@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::by_name::{ByName, Unsorted};
+use super::spare::Encoded;
 
 const FORMAT: u32 = 1;
 
@@ -82,8 +83,13 @@ impl Record {
         Ok(record)
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    /// The stored bytes, in a buffer of this thread's that goes back when dropped.
+    pub(crate) fn encode(&self) -> Encoded {
+        Encoded::with(|out| self.write(out))
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.reserve(ENCODE_CAPACITY);
         // Writing to a Vec cannot fail, nor can string keys and JSON values.
         let _ = write!(
             out,
@@ -94,20 +100,19 @@ impl Record {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = serde_json::to_writer(&mut out, name);
+            let _ = serde_json::to_writer(&mut *out, name);
             out.extend_from_slice(b":{");
             for (j, (key, slot)) in package.iter().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut out, key);
+                let _ = serde_json::to_writer(&mut *out, key);
                 out.push(b':');
-                slot.write(&mut out);
+                slot.write(out);
             }
             out.push(b'}');
         }
         out.extend_from_slice(b"}}");
-        out
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -496,9 +501,9 @@ mod tests {
             r#"{"v":1,"created":7,"packages":{"a\"b":{"k\n":{"deep":[1,"x"]}},"shop.cart":{"items":3}}}"#
         );
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["v"], 1);
-        assert_eq!(Record::decode(bytes).unwrap(), r);
+        assert_eq!(Record::decode(bytes.to_vec()).unwrap(), r);
         assert_eq!(
-            Record::new(0).encode(),
+            &*Record::new(0).encode(),
             br#"{"v":1,"created":0,"packages":{}}"#
         );
     }
@@ -566,7 +571,7 @@ mod tests {
         sorted.sort();
         assert_eq!(r.keys(long), sorted);
         r.put("p", long, Some(4.into()));
-        let again = Record::decode(r.encode()).unwrap();
+        let again = Record::decode(r.encode().to_vec()).unwrap();
         assert_eq!(again, r);
         assert_eq!(again.get("p", long), Some(&serde_json::json!(4)));
     }
@@ -614,7 +619,7 @@ mod tests {
             assert_eq!(r.get("p", key), None, "{key}");
         }
         assert_eq!(r.slot("p", "ok").unwrap().decode::<u32>().unwrap(), 1);
-        assert_eq!(r.encode(), stored.as_bytes(), "written back as it was");
+        assert_eq!(&*r.encode(), stored.as_bytes(), "written back as it was");
         let again = Record::decode(stored.into_bytes()).unwrap();
         assert_eq!(
             again.slot("p", "deep"),
