@@ -476,12 +476,18 @@ impl<'de> Visitor<'de> for PlainString {
     }
 
     fn visit_borrowed_bytes<E: de::Error>(self, text: &'de [u8]) -> Result<Self::Value, E> {
-        // The lowest byte, rather than the first below 0x20: a loop without an early exit
-        // is one the compiler runs many bytes at a time.
-        if text.iter().fold(u8::MAX, |low, &b| low.min(b)) < 0x20 {
+        // The lowest and the highest byte, rather than the first below 0x20: a loop
+        // without an early exit is one the compiler runs many bytes at a time.
+        let (low, high) = text
+            .iter()
+            .fold((u8::MAX, 0), |(low, high), &b| (low.min(b), high.max(b)));
+        if low < 0x20 {
             return Err(E::custom("a control character in a string"));
         }
-        std::str::from_utf8(text).map_err(E::custom)?;
+        // ASCII is valid UTF-8: only a text with a byte past it is read again to check.
+        if high >= 0x80 {
+            std::str::from_utf8(text).map_err(E::custom)?;
+        }
         Ok(text)
     }
 }
