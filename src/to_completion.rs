@@ -11,8 +11,8 @@ use futures_util::future::LocalBoxFuture;
 
 /// Polls its future like any other; dropped before that future completed, it hands it to
 /// this thread's `LocalSet` (every actix worker runs one) to finish there, its output
-/// discarded. Boxed here, and only here: wrapping all that a request still awaits, it is
-/// that request's one allocation for it.
+/// discarded. The future is boxed here, so that a caller holding a `ToCompletion` holds it
+/// without a box of its own.
 pub(crate) struct ToCompletion<T: 'static> {
     inner: Option<LocalBoxFuture<'static, T>>,
 }
@@ -30,13 +30,17 @@ impl<T: 'static> Future for ToCompletion<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut() else {
+        // Out while it is polled: if it panics, it is dropped with the panic rather than
+        // handed on and polled again.
+        let Some(mut inner) = this.inner.take() else {
             // Polled after it completed: a caller's bug, never this crate's.
             return Poll::Pending;
         };
-        let output = std::task::ready!(inner.as_mut().poll(cx));
-        this.inner = None;
-        Poll::Ready(output)
+        let output = inner.as_mut().poll(cx);
+        if output.is_pending() {
+            this.inner = Some(inner);
+        }
+        output
     }
 }
 
@@ -59,6 +63,43 @@ pub(crate) fn finish_elsewhere(rest: impl Future + 'static) {
     if spawned.is_err() {
         tracing::error!(
             "a session's commit or hooks were cut short: dropped outside a tokio LocalSet"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::task::Waker;
+
+    use super::*;
+
+    /// Sets its flag when dropped.
+    struct Dropped(Rc<Cell<bool>>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    #[test]
+    fn a_future_that_panicked_is_dropped_not_handed_on() {
+        let dropped = Rc::new(Cell::new(false));
+        let guard = Dropped(Rc::clone(&dropped));
+        let mut future = ToCompletion::new(async move {
+            let _guard = guard;
+            panic!("a bug in the commit");
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut future).poll(&mut cx)));
+        assert!(polled.is_err(), "the panic reaches the caller");
+        assert!(dropped.get(), "the future went with its panic");
+        assert!(
+            Pin::new(&mut future).poll(&mut cx).is_pending(),
+            "nothing left to poll, nor to hand on when dropped"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The middleware's future for one request: the inner service's response, then the end of
 //! the request's unit of work. A request that loaded no session, or whose commit has
 //! nothing to do and no hooks, ends as the response arrives, with no box; the others box
-//! what they still await (an abort's hooks, a commit) once.
+//! what they still await (a commit once, an abort's hooks twice).
 
 use std::any::Any;
 use std::future::Future;
@@ -28,7 +28,7 @@ pin_project! {
     /// The future of [`MemcacheSessionMiddleware`](super::MemcacheSessionMiddleware): the
     /// inner service's response, once the session's changes are committed or aborted; not
     /// used directly.
-    pub struct SessionResponse<F, B: 'static> {
+    pub struct SessionResponse<F, B> {
         #[pin]
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
@@ -39,7 +39,7 @@ pin_project! {
     }
 }
 
-impl<F: Future, B: 'static> SessionResponse<F, B> {
+impl<F: Future, B> SessionResponse<F, B> {
     pub(super) fn new(inner: F, uow: Rc<UnitOfWork>) -> Self {
         Self {
             inner: AssertUnwindSafe(inner).catch_unwind(),
@@ -63,10 +63,10 @@ where
             return Poll::Pending;
         }
         let answer = match this.ending {
-            Some(ending) => ready!(ending.poll(cx)),
+            Some(ending) => ready!(ending.poll(this.uow, cx)),
             None => match end(this.uow, ready!(this.inner.poll(cx))) {
                 Ok(answer) => answer,
-                Err(ending) => ready!(this.ending.insert(ending).poll(cx)),
+                Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
             },
         };
         *this.done = true;
@@ -75,21 +75,31 @@ where
 }
 
 /// What a request still awaits once its inner service answered.
-enum Ending<B: 'static> {
+enum Ending<B> {
     /// An abort's hooks, run to their end even if the client goes away meanwhile, then the
     /// answer (only to whoever still awaits it: a panic resumes there, never elsewhere).
     Abort(LocalBoxFuture<'static, Answer<B>>),
-    /// The commit, its hooks and the answer with its cookie, all run to their end even if
-    /// the client goes away meanwhile: a change stored must run its hooks. One box for all
-    /// of it, the commit's future included.
-    Finish(ToCompletion<Answer<B>>),
+    /// The commit and its hooks, run to their end even if the client goes away meanwhile (a
+    /// change stored must run its hooks): one box. The response waits here, not in the box,
+    /// so that it goes as soon as the client does, and gets its cookie only for a client.
+    Finish {
+        commit: ToCompletion<Result<CookieAction, SessionError>>,
+        res: Option<ServiceResponse<B>>,
+    },
 }
 
-impl<B: 'static> Ending<B> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Answer<B>> {
+impl<B: MessageBody> Ending<B> {
+    fn poll(&mut self, uow: &UnitOfWork, cx: &mut Context<'_>) -> Poll<Answer<B>> {
         match self {
             Self::Abort(abort) => abort.as_mut().poll(cx),
-            Self::Finish(finish) => Pin::new(finish).poll(cx),
+            Self::Finish { commit, res } => {
+                let finish = ready!(Pin::new(commit).poll(cx));
+                match res.take() {
+                    Some(res) => Poll::Ready(Ok(with_cookie(uow, res, finish))),
+                    // Polled again after its answer: `SessionResponse` never does.
+                    None => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -133,10 +143,10 @@ fn end<B: MessageBody + 'static>(
     }
     match uow.finish_quietly() {
         Some(action) => Ok(Ok(with_cookie(&uow, res, Ok(action)))),
-        None => Err(Ending::Finish(ToCompletion::new(async move {
-            let finish = uow.finish().await;
-            Ok(with_cookie(&uow, res, finish))
-        }))),
+        None => Err(Ending::Finish {
+            commit: ToCompletion::new(async move { uow.finish().await }),
+            res: Some(res),
+        }),
     }
 }
 
