@@ -7,7 +7,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
     local pid f stopping=("${pids[@]}")
-    for f in "$work"/*.pid; do [ -f "$f" ] && stopping+=("$(cat "$f")"); done
+    # A pidfile gone meanwhile (its process exited) names nothing to stop.
+    for f in "$work"/*.pid; do pid=$(cat "$f" 2>/dev/null) && stopping+=("$pid"); done
     for pid in "${stopping[@]}"; do kill "$pid" 2>/dev/null || true; done
     # A daemon writes its last log lines as it stops (redis does): the directory goes once
     # they are gone, or 5 s on, or its removal fails and so does the script that ran fine.
