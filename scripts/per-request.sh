@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # What one request costs the bench server in user space, counted rather than timed (this
 # machine's noise does not move it): heap allocations and bytes (valgrind's dhat) and
-# instructions (valgrind's callgrind). Each server runs under the tool twice, for FEW and
-# MANY sequential requests on one connection after minting 20 sessions; the difference
-# divided by MANY - FEW is the cost of one request, start-up and minting cancelled out.
-# Installs memcached and valgrind with apt-get when missing; stops what it started by pid.
+# instructions (valgrind's callgrind), and system calls (strace, attached after minting).
+# Each server runs under each tool twice, for FEW and MANY sequential requests on one
+# connection after minting 20 sessions; the difference divided by MANY - FEW is the cost of
+# one request, start-up, minting and idle timers cancelled out.
+# Installs memcached, valgrind and strace with apt-get when missing; stops what it started
+# by pid.
 #
 #   SERVERS="floor memcache" ROUTES="read incr" bash scripts/per-request.sh
 #   FEW=500 MANY=1500 SERVERS="do-nothing memcache" ROUTES=plain bash scripts/per-request.sh
@@ -21,7 +23,7 @@ FEW=${FEW:-1000}
 MANY=${MANY:-3000}
 
 . scripts/install-missing.sh
-install_missing memcached:memcached valgrind:valgrind pkg-config:pkg-config openssl
+install_missing memcached:memcached valgrind:valgrind strace:strace pkg-config:pkg-config openssl
 . scripts/servers.sh
 
 . scripts/bench-servers.sh
@@ -35,7 +37,7 @@ wait_port "$mc_port"
 
 # Runs `server` under `tool` for `count` requests to `route`; prints the tool's totals.
 measure() {
-    local tool=$1 server=$2 route=$3 count=$4 port pid bin kind
+    local tool=$1 server=$2 route=$3 count=$4 port pid bin kind tracer
     port=$(free_port)
     read -r bin kind < <(bench_server "$server")
     case $tool in
@@ -43,12 +45,22 @@ measure() {
             "$bin" "$kind" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
         callgrind) valgrind --tool=callgrind --callgrind-out-file="$work/out" \
             "$bin" "$kind" "$port" "memcache://127.0.0.1:$mc_port" 2>"$work/log" & ;;
+        strace) "$bin" "$kind" "$port" "memcache://127.0.0.1:$mc_port" 2>/dev/null & ;;
     esac
     pid=$!
     pids+=("$pid")
     # valgrind starts slowly: up to 30 s.
     wait_port "$port" 600
     python3 bench/mint.py "http://127.0.0.1:$port" 20 "$work/cookies"
+    if [ "$tool" = strace ]; then
+        # Every thread of the server, from here until the requests are done.
+        : >"$work/log"
+        strace -f -c -o "$work/out" -p "$pid" 2>"$work/log" &
+        tracer=$!
+        pids+=("$tracer")
+        for _ in $(seq 100); do grep -q attached "$work/log" && break; sleep 0.1; done
+        grep -q attached "$work/log" || { cat "$work/log" >&2; exit 1; }
+    fi
     python3 - "$port" "$route" "$count" "$work/cookies" <<'PY'
 import http.client, sys
 port, route, count, cookies = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -61,6 +73,11 @@ for _ in range(count):
     if response.status != 200:
         sys.exit(f"/{route} answered {response.status}")
 PY
+    if [ "$tool" = strace ]; then
+        # strace detaches on SIGINT and writes its table.
+        kill -INT "$tracer"
+        wait "$tracer" || true
+    fi
     kill -INT "$pid"
     wait "$pid" || true
     case $tool in
@@ -68,22 +85,26 @@ PY
         dhat) grep 'Total:' "$work/log" | tr -d , | awk '{print $3, $6}' ;;
         # "==pid== Collected : 123456789"
         callgrind) grep 'Collected' "$work/log" | awk '{print $4}' ;;
+        # "100.00    0.009848          60       163         2 total": calls is the 4th.
+        strace) awk '$NF == "total" {print $4}' "$work/out" ;;
     esac
 }
 
 echo
-echo "| server | route | allocations/req | bytes allocated/req | instructions/req |"
-echo "|---|---|---:|---:|---:|"
+echo "| server | route | allocations/req | bytes allocated/req | instructions/req | system calls/req |"
+echo "|---|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     for route in $ROUTES; do
         read -r bytes1 blocks1 < <(measure dhat "$server" "$route" "$FEW")
         read -r bytes2 blocks2 < <(measure dhat "$server" "$route" "$MANY")
         ir1=$(measure callgrind "$server" "$route" "$FEW")
         ir2=$(measure callgrind "$server" "$route" "$MANY")
+        sc1=$(measure strace "$server" "$route" "$FEW")
+        sc2=$(measure strace "$server" "$route" "$MANY")
         python3 -c "
 import sys
 n = $MANY - $FEW
-print(f'| $server | /$route | {($blocks2 - $blocks1) / n:.1f} | {($bytes2 - $bytes1) / n:,.0f} | {($ir2 - $ir1) / n:,.0f} |')"
+print(f'| $server | /$route | {($blocks2 - $blocks1) / n:.1f} | {($bytes2 - $bytes1) / n:,.0f} | {($ir2 - $ir1) / n:,.0f} | {($sc2 - $sc1) / n:.2f} |')"
     done
 done
 echo
