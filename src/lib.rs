@@ -65,6 +65,8 @@ mod clock;
 mod config;
 mod cookie;
 mod error;
+#[cfg(test)]
+mod fixed_random;
 mod id;
 mod metrics;
 mod middleware;

@@ -793,14 +793,8 @@ mod tests {
             b"nul",
             b"\"\"",
         ];
-        // A fixed xorshift: the same cases every run.
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state % n as u64).unwrap()
-        };
+        let mut random = crate::fixed_random::FixedRandom::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = |n: usize| random.below(n);
         let (mut read, mut refused) = (0, 0);
         for _ in 0..20_000 {
             let mut bytes = br#"{"v":1,"created":7,"packages":{"p":{"#.to_vec();

@@ -265,15 +265,9 @@ mod tests {
             b"0x1",
         ];
         const FLAGS: [&[u8]; 8] = [b"c", b"O", b"t", b"f", b"\xc3\xa9", b"\xc3", b"", b"b"];
-        const SPACE: [&[u8]; 3] = [b" ", b" ", b"  "];
-        // A fixed xorshift: the same cases every run.
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut pick = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state % n as u64).unwrap()
-        };
+        const SPACE: [&[u8]; 4] = [b" ", b" ", b"  ", b"\t"];
+        let mut random = crate::fixed_random::FixedRandom::new(0x2545_F491_4F6C_DD1D);
+        let mut pick = |n: usize| random.below(n);
         let (mut read, mut refused) = (0, 0);
         for _ in 0..20_000 {
             let mut line = STATUS[pick(STATUS.len())].to_vec();
