@@ -184,6 +184,22 @@ fn a_proxy_that_closes_at_the_meta_no_op_gets_the_text_protocol() {
     assert!(spoke_text(&verbs[3..]), "{verbs:?}");
 }
 
+/// Whatever answers the meta no-op with a line that is no reply (ended by a bare newline,
+/// or past the line limit) does not speak the meta protocol: text, on a new connection.
+#[test]
+fn a_malformed_answer_to_the_meta_no_op_gets_the_text_protocol() {
+    for answer in [b"MN\n".to_vec(), vec![b'x'; 8192]] {
+        let (fake, seen) = recorded((1, 6, 45), move |c| {
+            (c.verb == "mn").then(|| Answer::Send(answer.clone()))
+        });
+        let store = store_on(fake.url(), Protocol::Auto);
+        run(every_operation_answers_right(&store));
+        let verbs = take(&seen);
+        assert_eq!(verbs[..3], ["version", "mn", "version"], "{verbs:?}");
+        assert!(spoke_text(&verbs[3..]), "{verbs:?}");
+    }
+}
+
 /// A proxy whose backend for `version` is down answers `SERVER_ERROR`: its other backends
 /// may serve, so the connection is made, in the text protocol (a forced meta protocol is
 /// refused: nothing proves it).

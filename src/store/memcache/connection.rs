@@ -246,6 +246,8 @@ async fn settle(
     let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
         Ok(()) => Some(&line[..]),
         Err(e) if closed(&e) => None,
+        // A line past the limit or without its `\r` is no meta answer either: say what it was.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(&line[..]),
         Err(e) => return Err(e),
     };
     let Err(why) = after_probe(probe) else {
@@ -435,6 +437,8 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     if line.strip_suffix(b"\r\n").is_none() {
         return Err(if line.len() >= MAX_LINE {
             invalid(format!("memcached reply line longer than {MAX_LINE} bytes"))
+        } else if line.ends_with(b"\n") {
+            invalid("memcached reply line ends in a bare newline, not \\r\\n".to_owned())
         } else {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -581,14 +585,16 @@ mod tests {
 
     #[actix_web::test]
     async fn a_line_cut_short_or_without_its_carriage_return_is_refused() {
-        for bytes in [&b"HD O1"[..], b"HD O1\n", b"HD O1\r"] {
+        for (bytes, kind) in [
+            (&b"HD O1"[..], io::ErrorKind::UnexpectedEof),
+            (b"HD O1\r", io::ErrorKind::UnexpectedEof),
+            // The server sent a whole line, wrongly ended: a broken reply, not a hang-up.
+            (b"HD O1\n", io::ErrorKind::InvalidData),
+            (b"HD O1\n\r\n", io::ErrorKind::InvalidData),
+        ] {
             let (read, end) = lines(bytes, 8192).await;
             assert!(read.is_empty(), "{bytes:?}");
-            assert_eq!(
-                end.unwrap().kind(),
-                io::ErrorKind::UnexpectedEof,
-                "{bytes:?}"
-            );
+            assert_eq!(end.unwrap().kind(), kind, "{bytes:?}");
         }
     }
 }
