@@ -35,9 +35,11 @@ mc_port=$(free_port)
 memcached "${as_root[@]}" -l 127.0.0.1 -p "$mc_port" -U 0 -m 256 -d -P "$work/memcached.pid"
 wait_port "$mc_port"
 
-# Runs `server` under `tool` for `count` requests to `route`; prints the tool's totals.
+# Runs `server` under `tool` for `count` requests to `route`; sets `result` to the tool's
+# totals. It runs in this shell, not in $(...): a step that fails ends the script, and the
+# processes it started are in $pids for the cleanup (and hold no pipe a reader waits on).
 measure() {
-    local tool=$1 server=$2 route=$3 count=$4 port pid bin kind tracer
+    local tool=$1 server=$2 route=$3 count=$4 port pid bin kind tracer started=${#pids[@]}
     port=$(free_port)
     read -r bin kind < <(bench_server "$server")
     case $tool in
@@ -80,14 +82,22 @@ PY
     fi
     kill -INT "$pid"
     wait "$pid" || true
+    # Stopped and reaped: their pids may name other processes from now on.
+    pids=("${pids[@]:0:$started}")
     case $tool in
         # "Total: 7,096,872 bytes in 60,522 blocks"
-        dhat) grep 'Total:' "$work/log" | tr -d , | awk '{print $3, $6}' ;;
+        dhat) result=$(grep 'Total:' "$work/log" | tr -d , | awk '{print $3, $6}') ;;
         # "==pid== Collected : 123456789"
-        callgrind) grep 'Collected' "$work/log" | awk '{print $4}' ;;
-        # "100.00    0.009848          60       163         2 total": calls is the 4th.
-        strace) awk '$NF == "total" {print $4}' "$work/out" ;;
+        callgrind) result=$(grep 'Collected' "$work/log" | awk '{print $4}') ;;
+        # The calls column (4th) of the rows between the two rules; strace 4 leaves the
+        # total row's usecs/call empty, so its calls are not always 4th.
+        strace) result=$(awk '/^-/ {n++; next} n == 1 {s += $4} END {print s}' "$work/out") ;;
     esac
+    if ! [[ $result =~ ^[0-9]+( [0-9]+)?$ ]]; then
+        echo "$tool gave no count for $server /$route (\"$result\"); its output:" >&2
+        cat "$work/log" >&2
+        exit 1
+    fi
 }
 
 echo
@@ -95,12 +105,19 @@ echo "| server | route | allocations/req | bytes allocated/req | instructions/re
 echo "|---|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     for route in $ROUTES; do
-        read -r bytes1 blocks1 < <(measure dhat "$server" "$route" "$FEW")
-        read -r bytes2 blocks2 < <(measure dhat "$server" "$route" "$MANY")
-        ir1=$(measure callgrind "$server" "$route" "$FEW")
-        ir2=$(measure callgrind "$server" "$route" "$MANY")
-        sc1=$(measure strace "$server" "$route" "$FEW")
-        sc2=$(measure strace "$server" "$route" "$MANY")
+        # Each on its own line: `set -e` does not apply inside a function called before `&&`.
+        measure dhat "$server" "$route" "$FEW"
+        read -r bytes1 blocks1 <<<"$result"
+        measure dhat "$server" "$route" "$MANY"
+        read -r bytes2 blocks2 <<<"$result"
+        measure callgrind "$server" "$route" "$FEW"
+        ir1=$result
+        measure callgrind "$server" "$route" "$MANY"
+        ir2=$result
+        measure strace "$server" "$route" "$FEW"
+        sc1=$result
+        measure strace "$server" "$route" "$MANY"
+        sc2=$result
         python3 -c "
 import sys
 n = $MANY - $FEW
