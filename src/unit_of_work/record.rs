@@ -5,7 +5,6 @@
 //! release change the layout and still recognise what it finds.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::ops::Range;
@@ -30,8 +29,9 @@ const ENCODE_CAPACITY: usize = 1000;
 /// allocates nothing for them.
 pub(crate) type Name = CompactString;
 
-/// A package's entries.
-pub(crate) type Package = BTreeMap<Name, Slot>;
+/// A package's entries: none inline, since a package often has several, and the list of
+/// packages keeps its first inline.
+pub(crate) type Package = ByName<Slot, 0>;
 
 /// One session's data as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,14 +151,10 @@ impl Record {
             // In place when the package or the key is there already: no copy of either
             // name to allocate and drop.
             Some(slot) => match self.packages.get_mut(package) {
-                Some(p) => match p.get_mut(key) {
-                    Some(there) => *there = slot,
-                    None => {
-                        p.insert(Name::from(key), slot);
-                    }
-                },
+                Some(p) => p.insert(key, slot),
                 None => {
-                    let p = BTreeMap::from([(Name::from(key), slot)]);
+                    let mut p = Package::default();
+                    p.insert(key, slot);
                     self.packages.insert(package, p);
                 }
             },
@@ -359,7 +355,8 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let source = self.0;
-        let mut package = Package::new();
+        // Room for a few entries at once, rather than growing from one, one by one.
+        let mut package = Unsorted::with_capacity(4);
         while let Some((key, key_at)) = map.next_key_seed(KeySeed(source))? {
             // Where the value's text is in `source`: it was read from there, but nothing
             // is taken on trust: a range that is not exactly that text is an error, not a
@@ -384,9 +381,9 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
                 raw: Some((Rc::clone(source), range)),
                 value: OnceCell::new(),
             };
-            package.insert(key, slot);
+            package.push((key, slot));
         }
-        Ok(package)
+        Ok(ByName::from_unsorted(package))
     }
 }
 
@@ -494,6 +491,8 @@ impl<'de> Visitor<'de> for PlainString {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
