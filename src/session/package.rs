@@ -118,11 +118,7 @@ impl Package {
     pub(crate) fn entries(&self) -> Result<Map<String, Value>, SessionError> {
         validate("package name", &self.name)?;
         let tx = self.tx.borrow();
-        let entries = tx
-            .data
-            .entries(&self.name)
-            .into_iter()
-            .flat_map(|p| p.iter());
+        let entries = tx.data.entries(&self.name).into_iter().flatten();
         entries
             .map(|(key, slot)| match slot.decode() {
                 Ok(value) => Ok((key.as_str().to_owned(), value)),

@@ -1,35 +1,35 @@
-//! A small map by name for `record`'s packages and their entries: a list sorted by name
-//! whose first `N` entries are kept inline, so that a session of one package allocates
-//! nothing for the list of packages (a `BTreeMap` allocates a node of eleven entries for
-//! the first, 896 bytes for a package's entries). Sessions have a few packages of a few
-//! entries; a lookup is a scan up to eight entries and a binary search past that, an
-//! insertion a shift of the entries after it.
+//! A small map by name for `record`'s packages: a list sorted by name whose first entry is
+//! kept inline, so that a session of one package allocates nothing for the list (a
+//! `BTreeMap` allocates a node of eleven entries for the first). Sessions have a few
+//! packages; a lookup is a scan up to eight and a binary search past that, an insertion a
+//! shift of the entries after it (a package's entries, which may be many, stay a
+//! `BTreeMap`: a loop removing them one by one would shift the rest each time).
 
 use compact_str::CompactString;
 use smallvec::SmallVec;
 
-/// The entries of a [`ByName`] as read, in any order; the first `N` kept inline.
-pub(crate) type Unsorted<V, const N: usize = 1> = SmallVec<[(CompactString, V); N]>;
+/// The entries of a [`ByName`] as read, in any order.
+pub(crate) type Unsorted<V> = SmallVec<[(CompactString, V); 1]>;
 
 /// The longest list looked up by a scan rather than a binary search.
 const SCANNED: usize = 8;
 
-/// Values by name, sorted by name, each name once; the first `N` kept inline.
+/// Values by name, sorted by name, each name once.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ByName<V, const N: usize = 1>(Unsorted<V, N>);
+pub(crate) struct ByName<V>(Unsorted<V>);
 
-impl<V, const N: usize> Default for ByName<V, N> {
+impl<V> Default for ByName<V> {
     fn default() -> Self {
         Self(SmallVec::new())
     }
 }
 
-impl<V, const N: usize> ByName<V, N> {
+impl<V> ByName<V> {
     /// From entries in any order; a name given twice keeps its last value, as a map
     /// inserting them in turn would. Sorted once (a sort notices input already in order),
     /// never kept sorted entry by entry, so that no order of the input costs more than a
     /// sort.
-    pub(crate) fn from_unsorted(mut entries: Unsorted<V, N>) -> Self {
+    pub(crate) fn from_unsorted(mut entries: Unsorted<V>) -> Self {
         // Reversed, then sorted stably: of two equal names the last given comes first, and
         // `dedup_by` keeps the first of each run.
         entries.reverse();
@@ -42,9 +42,9 @@ impl<V, const N: usize> ByName<V, N> {
         self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
-    /// Where `name` is. Most lists are short and most lookups are of names of another
-    /// length (the crate's own packages, which most sessions lack): a scan comparing
-    /// lengths first costs less there than a binary search comparing bytes.
+    /// Where `name` is. Most sessions have one or two packages and most lookups are of
+    /// names of another length (the crate's own packages, which most sessions lack): a
+    /// scan comparing lengths first costs less there than a binary search comparing bytes.
     fn position(&self, name: &str) -> Option<usize> {
         if self.0.len() <= SCANNED {
             self.0.iter().position(|(n, _)| n.as_str() == name)
@@ -85,21 +85,6 @@ impl<V, const N: usize> ByName<V, N> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&CompactString, &V)> {
         self.0.iter().map(|(name, value)| (name, value))
     }
-
-    /// The names in order.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &CompactString> {
-        self.0.iter().map(|(name, _)| name)
-    }
-}
-
-impl<V, const N: usize> IntoIterator for ByName<V, N> {
-    type Item = (CompactString, V);
-    type IntoIter = smallvec::IntoIter<[(CompactString, V); N]>;
-
-    /// The entries in name order.
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
 }
 
 #[cfg(test)]
@@ -110,15 +95,9 @@ mod tests {
 
     /// Against `BTreeMap`, the reference: the same entries in the same order from input in
     /// any order and with names given twice, then the same after each insertion and removal;
-    /// with none, one or three entries inline, lists short enough to scan and longer.
+    /// lists short enough to scan and longer.
     #[test]
     fn it_agrees_with_a_btree_map() {
-        agrees::<0>();
-        agrees::<1>();
-        agrees::<3>();
-    }
-
-    fn agrees<const N: usize>() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -128,20 +107,18 @@ mod tests {
         };
         for _ in 0..2_000 {
             let mut reference = BTreeMap::new();
-            let mut unsorted = Unsorted::<u64, N>::new();
+            let mut unsorted = Unsorted::new();
             for value in 0..next(24) {
                 let name = CompactString::from(format!("p{}", next(16)));
                 reference.insert(name.clone(), value);
                 unsorted.push((name, value));
             }
             let mut ours = ByName::from_unsorted(unsorted);
-            let same = |ours: &ByName<u64, N>, reference: &BTreeMap<CompactString, u64>| {
+            let same = |ours: &ByName<u64>, reference: &BTreeMap<CompactString, u64>| {
                 assert!(
                     ours.iter().eq(reference.iter()),
                     "{ours:?} against {reference:?}"
                 );
-                assert!(ours.keys().eq(reference.keys()));
-                assert!(ours.clone().into_iter().eq(reference.clone()));
                 assert_eq!(ours.is_empty(), reference.is_empty());
             };
             same(&ours, &reference);

@@ -197,7 +197,7 @@ impl SessionData {
             match (p == package, &change.original) {
                 (false, _) => {}
                 (true, Some(original)) => {
-                    entries.insert(key, original.clone());
+                    entries.insert(key.clone(), original.clone());
                 }
                 (true, None) => {
                     entries.remove(key);
@@ -411,7 +411,7 @@ mod tests {
             Some(&Value::from(1)),
             "the first original"
         );
-        assert!(before.get("new").is_none(), "added by this request");
+        assert!(!before.contains_key("new"), "added by this request");
         assert_eq!(s.data.get("p", "k"), Some(&Value::from(3)));
     }
 

@@ -5,6 +5,7 @@
 //! release change the layout and still recognise what it finds.
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::ops::Range;
@@ -29,9 +30,8 @@ const ENCODE_CAPACITY: usize = 1000;
 /// allocates nothing for them.
 pub(crate) type Name = CompactString;
 
-/// A package's entries: none inline, since a package often has several, and the list of
-/// packages keeps its first inline.
-pub(crate) type Package = ByName<Slot, 0>;
+/// A package's entries.
+pub(crate) type Package = BTreeMap<Name, Slot>;
 
 /// One session's data as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,10 +151,14 @@ impl Record {
             // In place when the package or the key is there already: no copy of either
             // name to allocate and drop.
             Some(slot) => match self.packages.get_mut(package) {
-                Some(p) => p.insert(key, slot),
+                Some(p) => match p.get_mut(key) {
+                    Some(there) => *there = slot,
+                    None => {
+                        p.insert(Name::from(key), slot);
+                    }
+                },
                 None => {
-                    let mut p = Package::default();
-                    p.insert(key, slot);
+                    let p = BTreeMap::from([(Name::from(key), slot)]);
                     self.packages.insert(package, p);
                 }
             },
@@ -355,8 +359,7 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let source = self.0;
-        // Room for a few entries at once, rather than growing from one, one by one.
-        let mut package = Unsorted::with_capacity(4);
+        let mut package = Package::new();
         while let Some((key, key_at)) = map.next_key_seed(KeySeed(source))? {
             // Where the value's text is in `source`: it was read from there, but nothing
             // is taken on trust: a range that is not exactly that text is an error, not a
@@ -381,9 +384,9 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
                 raw: Some((Rc::clone(source), range)),
                 value: OnceCell::new(),
             };
-            package.push((key, slot));
+            package.insert(key, slot);
         }
-        Ok(ByName::from_unsorted(package))
+        Ok(package)
     }
 }
 
@@ -491,8 +494,6 @@ impl<'de> Visitor<'de> for PlainString {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
