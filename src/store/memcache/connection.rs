@@ -435,10 +435,10 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
     socket.take(limit).read_until(b'\n', line).await?;
     if line.strip_suffix(b"\r\n").is_none() {
-        return Err(if line.len() >= MAX_LINE {
-            invalid(format!("memcached reply line longer than {MAX_LINE} bytes"))
-        } else if line.ends_with(b"\n") {
+        return Err(if line.ends_with(b"\n") {
             invalid("memcached reply line ends in a bare newline, not \\r\\n".to_owned())
+        } else if line.len() >= MAX_LINE {
+            invalid(format!("memcached reply line longer than {MAX_LINE} bytes"))
         } else {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -596,5 +596,10 @@ mod tests {
             assert!(read.is_empty(), "{bytes:?}");
             assert_eq!(end.unwrap().kind(), kind, "{bytes:?}");
         }
+        // At the limit, a line wrongly ended is still told apart from one too long.
+        let mut longest = vec![b'x'; MAX_LINE - 1];
+        longest.push(b'\n');
+        let (_, end) = lines(&longest, 8192).await;
+        assert!(end.unwrap().to_string().contains("bare newline"));
     }
 }
