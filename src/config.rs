@@ -110,10 +110,10 @@ impl Config {
     /// A session cookie's value, verified now, as a request's would be.
     #[cfg(feature = "testing")]
     pub(crate) fn verified(&self, value: &str) -> Option<Verified> {
-        self.verify(value, now_unix())
+        self.verify(value.as_bytes(), now_unix())
     }
 
-    fn verify(&self, value: &str, now: u64) -> Option<Verified> {
+    fn verify(&self, value: &[u8], now: u64) -> Option<Verified> {
         let verified = match self.codec.decode(value) {
             Ok(v) => v,
             Err(why) => {
