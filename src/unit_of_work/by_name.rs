@@ -98,13 +98,8 @@ mod tests {
     /// lists short enough to scan and longer.
     #[test]
     fn it_agrees_with_a_btree_map() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = crate::fixed_random::FixedRandom::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: u64| random.below(n.try_into().unwrap()) as u64;
         for _ in 0..2_000 {
             let mut reference = BTreeMap::new();
             let mut unsorted = Unsorted::new();
