@@ -62,7 +62,8 @@ impl HookLog {
     }
 }
 
-type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
+/// What a test changes on the middleware's builder.
+pub type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
 
 impl<S: SessionStore + Clone> TestApp<S> {
     pub async fn new(store: CountingStore<S>) -> Self {

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 
 use actix_web::cookie::Cookie;
 
-use crate::app::TestApp;
+use crate::app::{Configure, TestApp};
 use crate::fake::TurnCountingProxy;
 use crate::memcached::{store, with_server};
 use crate::support::{CountingStore, Reply};
@@ -396,10 +396,10 @@ fn a_new_runtime_on_the_same_thread_opens_new_connections() {
 }
 
 /// What `writers` concurrent requests loops, each committing `commits` changes to its own
-/// key of one session, got: (200s, 409s). Every key must end at its writer's last
-/// acknowledged value: no update lost, whatever the contention.
-async fn contend(writers: usize, commits: usize) -> (usize, usize) {
-    let app = TestApp::new(CountingStore::new(store())).await;
+/// key of one session through an app built with `configure`, got: (200s, 409s). Every key
+/// must end at its writer's last acknowledged value: no update lost, whatever the contention.
+async fn contend(writers: usize, commits: usize, configure: Configure) -> (usize, usize) {
+    let app = TestApp::configured(CountingStore::new(store()), configure).await;
     let cookie = app.get("/set/p/start/0", None).await.cookie();
     let (app, cookie) = (&app, &cookie);
     let outcomes = join_all((0..writers).map(|w| async move {
@@ -426,20 +426,22 @@ async fn contend(writers: usize, commits: usize) -> (usize, usize) {
     (ok, conflicts)
 }
 
-/// Different keys of one session never conflict at ordinary contention: 8 concurrent
-/// writers, 50 commits each, all land (the retry budget absorbs the lost CAS rounds).
-/// `scripts/test.sh` runs the `concurrent_writers` tests alone: the budget is wall-clock
-/// time, which a thread starved by seven others on two cores spends without running.
+/// Different keys of one session never conflict: 8 concurrent writers, 50 commits each, all
+/// land, every lost compare-and-swap merged and retried. The retry budget is 10 s here, so a
+/// 409 means a wrong merge, not a stalled machine: the budget is wall-clock time, and at the
+/// default 250 ms a debug build on a loaded 2-core CI runner once spent it on 2 commits of
+/// 400. What the default absorbs is measured by `scripts/bench.sh` (docs/benchmarks.md).
 #[actix_web::test]
 async fn eight_concurrent_writers_of_different_keys_all_land() {
-    assert_eq!(contend(8, 50).await, (400, 0));
+    let patient: Configure = |b| b.retry_budget(Duration::from_secs(10));
+    assert_eq!(contend(8, 50, patient).await, (400, 0));
 }
 
 /// At 64 concurrent writers of one session a few commits may spend their budget (409, the
-/// client retries), but none is lost. The rate is reported in the README.
+/// client retries), but none is lost. The rate is reported in docs/benchmarks.md.
 #[actix_web::test]
 async fn sixty_four_concurrent_writers_lose_no_update() {
-    let (ok, conflicts) = contend(64, 50).await;
+    let (ok, conflicts) = contend(64, 50, |b| b).await;
     assert_eq!(ok + conflicts, 64 * 50);
     assert!(ok > 0);
 }
