@@ -437,7 +437,7 @@ async fn eight_concurrent_writers_of_different_keys_all_land() {
     assert_eq!(contend(8, 50, patient).await, (400, 0));
 }
 
-/// At 64 concurrent writers of one session a few commits may spend their budget (409, the
+/// At 64 concurrent writers of one session many commits may spend their budget (409, the
 /// client retries), but none is lost. The rate is reported in docs/benchmarks.md.
 #[actix_web::test]
 async fn sixty_four_concurrent_writers_lose_no_update() {
