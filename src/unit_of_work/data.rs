@@ -2,12 +2,11 @@
 //! writes, what a savepoint copies, and the merge rules the commit applies (which entries
 //! changed, rebasing onto a concurrent commit, blind changes, purge, renew, sign-out).
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
+use super::change_set::{Change, ChangeSet, Merge};
 use super::generation;
-use super::record::{Name, Package, Record, Slot};
+use super::record::{Package, Record, Slot};
 use crate::clock::now_unix;
 use crate::error::SessionError;
 use crate::id::SessionId;
@@ -34,11 +33,8 @@ pub(super) struct Existing {
 pub(crate) struct SessionData {
     pub(super) existing: Option<Existing>,
     pub(super) data: Record,
-    /// Each changed (package, key) entry: the merge's conflict test. Hashed, not a tree:
-    /// a tree's first node (eleven entries, 1,336 bytes) is past the 1 KiB from which
-    /// glibc's malloc leaves its per-thread caches for a slower path, on every write; a
-    /// table's first allocation (three entries) is 500 bytes. Nothing depends on its order.
-    pub(super) changes: HashMap<(Name, Name), Change>,
+    /// Each changed (package, key) entry: the merge's conflict test.
+    pub(super) changes: ChangeSet,
     /// A purged (or renewed) session's id, deleted on commit.
     pub(super) retired: Option<SessionId>,
     /// The session the cookie named, when its server could not be reached and the store
@@ -84,27 +80,6 @@ pub(super) struct SignOut {
     pub(super) keep_this: bool,
 }
 
-/// One changed entry.
-#[derive(Debug, Clone)]
-pub(super) struct Change {
-    /// The value as loaded.
-    pub(super) original: Option<Slot>,
-    /// How a concurrent commit of the same entry merges with it.
-    pub(super) merge: Merge,
-}
-
-/// How a change merges with a concurrent commit that changed the same entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Merge {
-    /// A conflict: first committer wins.
-    Strict,
-    /// The change does not depend on what was read (removing a flash message once shown):
-    /// a concurrent commit that already made the same change is not a conflict.
-    Blind,
-    /// A time stamp (when a session was last seen): never a conflict, the later wins.
-    Stamp,
-}
-
 /// What a session did in this request, as [`Session::status`](crate::Session::status)
 /// reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +107,7 @@ impl SessionData {
         Self {
             existing: None,
             data,
-            changes: HashMap::new(),
+            changes: ChangeSet::default(),
             retired: None,
             unreachable: None,
             signed_out: None,
@@ -183,17 +158,17 @@ impl SessionData {
         if unchanged {
             return;
         }
-        let original = current.cloned();
-        self.changes
-            .entry((Name::from(package), Name::from(key)))
-            .or_insert(Change { original, merge });
+        self.changes.add(package, key, || Change {
+            original: current.cloned(),
+            merge,
+        });
         self.data.put(package, key, value);
     }
 
     /// A package's entries as this request loaded them, before its own changes.
     pub(crate) fn loaded_entries(&self, package: &str) -> Package {
         let mut entries = self.data.package(package).cloned().unwrap_or_default();
-        for ((p, key), change) in &self.changes {
+        for ((p, key), change) in self.changes.iter() {
             match (p == package, &change.original) {
                 (false, _) => {}
                 (true, Some(original)) => {
@@ -216,7 +191,7 @@ impl SessionData {
     /// meanwhile. A key both changed is a conflict (first committer wins), unless this
     /// request's change was blind and already made, or a time stamp (the later stays).
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
-        for ((package, key), change) in &self.changes {
+        for ((package, key), change) in self.changes.iter() {
             let ours = self.data.slot(package, key);
             let theirs = latest.slot(package, key);
             let value = match change.merge {

@@ -8,7 +8,8 @@
 //! - `roster`: a user's item as stored (their generation and the sessions listed in it).
 //! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
 //!   to a user, which the load and the commit apply.
-//! - `data`: the in-memory copy and its change set, with the merge rules.
+//! - `change_set`, `data`: the entries a request changed, and the in-memory copy with the
+//!   merge rules.
 //! - `hooks`, `transaction`: the handler's side (data, savepoints, hooks, abort).
 //! - `load`: the unit of work, and reading the session once.
 //! - `census`, `enlist`: which of a user's listed sessions are live, and changing the list
@@ -18,6 +19,7 @@
 mod backoff;
 mod by_name;
 mod census;
+mod change_set;
 mod commit;
 mod data;
 mod enlist;
