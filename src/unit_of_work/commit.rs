@@ -71,16 +71,12 @@ impl UnitOfWork {
         if !quiet {
             return None;
         }
-        let (data, _none) = tx.finish();
-        drop(tx);
+        tx.end_quietly();
         self.ended.set(true);
-        // Not aborted (`is_plain`), so the data is there.
-        if let Some(data) = data {
-            let (action, ended) = self.unchanged(&data);
-            self.stored_under(data.id().cloned(), &data, &action);
-            self.backend.config.metrics.commit(ended);
-        }
-        Some(CookieAction::Keep)
+        let (action, ended) = self.unchanged(&tx.data);
+        tx.stored = stored_id(tx.data.id().cloned(), &tx.data, &action);
+        self.backend.config.metrics.commit(ended);
+        Some(action)
     }
 
     /// Commits what the request changed, unless the handler aborted, then runs the hooks
@@ -111,16 +107,11 @@ impl UnitOfWork {
         result
     }
 
-    /// Tells the session, for its after-commit hooks, the id the commit stored it under:
-    /// the cookie's, or the one it had (`before`) unless it was purged.
+    /// Tells the session, for its after-commit hooks, the id the commit stored it under
+    /// (see [`stored_id`]).
     fn stored_under(&self, before: Option<SessionId>, data: &SessionData, action: &CookieAction) {
-        let stored = match action {
-            CookieAction::Issue(issue) => Some(issue.id.clone()),
-            CookieAction::Keep if !data.purged => before,
-            CookieAction::Keep | CookieAction::Remove => None,
-        };
         if let Some(Ok(mut tx)) = self.session.get().map(|tx| tx.try_borrow_mut()) {
-            tx.stored = stored;
+            tx.stored = stored_id(before, data, action);
         }
     }
 
@@ -742,6 +733,20 @@ impl UnitOfWork {
     fn refresh_due(&self, existing: &Existing, timeouts: &Timeouts) -> bool {
         let age = now_unix().saturating_sub(existing.issued);
         age >= self.backend.config.refresh_after(timeouts.idle)
+    }
+}
+
+/// The id a commit stored the session under, for its after-commit hooks: the cookie's, or
+/// the one it had (`before`) unless it was purged.
+fn stored_id(
+    before: Option<SessionId>,
+    data: &SessionData,
+    action: &CookieAction,
+) -> Option<SessionId> {
+    match action {
+        CookieAction::Issue(issue) => Some(issue.id.clone()),
+        CookieAction::Keep if !data.purged => before,
+        CookieAction::Keep | CookieAction::Remove => None,
     }
 }
 

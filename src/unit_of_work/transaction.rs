@@ -95,6 +95,15 @@ impl Transaction {
         self.savepoints.iter().position(|m| m.serial == serial)
     }
 
+    /// Ends the request when nothing is handed over (a quiet commit: not aborted, no hook,
+    /// nothing to write): the savepoints go, as in [`finish`](Self::finish), and the data
+    /// stays where it is rather than being moved out for nothing (later changes go nowhere
+    /// all the same: the request has ended).
+    pub(crate) fn end_quietly(&mut self) {
+        debug_assert!(self.is_plain(), "nothing to hand over");
+        self.savepoints.clear();
+    }
+
     /// Hands the data and hooks to the unit of work at the end of the request; `None` for
     /// the data when the handler aborted. The savepoints go too: rolling back to one is an
     /// error from then on, and later changes go nowhere.
