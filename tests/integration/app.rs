@@ -38,6 +38,8 @@ pub struct TestApp<S> {
     pub store: CountingStore<S>,
     gate: Arc<Gate>,
     pub hooks: web::Data<HookLog>,
+    /// The session handle a `/keep/...` request kept past its end.
+    pub kept: web::Data<Kept>,
     /// The container over the same middleware.
     pub sessions: Sessions,
     /// The secret the key was made from, when the app made it.
@@ -61,6 +63,9 @@ impl HookLog {
         self.entries.borrow_mut().push(entry);
     }
 }
+
+/// A session handle kept by a handler past the end of its request.
+pub type Kept = RefCell<Option<Session>>;
 
 /// What a test changes on the middleware's builder.
 pub type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
@@ -98,9 +103,11 @@ impl<S: SessionStore + Clone> TestApp<S> {
             entries: RefCell::default(),
             writes: Box::new(move || counted.calls().writes()),
         });
+        let kept = web::Data::new(Kept::default());
         let app = App::new()
             .app_data(web::Data::from(Arc::clone(&gate)))
             .app_data(hooks.clone())
+            .app_data(kept.clone())
             .wrap(middleware)
             // Outside the session middleware: must see every response, failed commits too.
             .wrap(DefaultHeaders::new().add((OUTER_HEADER, "seen")))
@@ -108,6 +115,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/get/{p}/{k}", web::get().to(get))
             .route("/maybe-get/{p}/{k}", web::get().to(maybe_get))
             .route("/twice/{p}/{k}", web::get().to(twice))
+            .route("/keep/{p}/{k}", web::get().to(keep))
             .route("/set/{p}/{k}/{v}", web::get().to(set))
             .route(
                 "/set-status/{status}/{p}/{k}/{v}",
@@ -213,6 +221,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             store,
             gate,
             hooks,
+            kept,
             sessions,
             secret: None,
         }
@@ -285,6 +294,16 @@ async fn maybe_get(
     s: Session,
     path: web::Path<(String, String)>,
 ) -> actix_web::Result<String> {
+    get(s, path).await
+}
+
+/// `get`, keeping a handle to the session past the request's end.
+async fn keep(
+    s: Session,
+    path: web::Path<(String, String)>,
+    kept: web::Data<Kept>,
+) -> actix_web::Result<String> {
+    kept.replace(Some(s.clone()));
     get(s, path).await
 }
 

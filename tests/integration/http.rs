@@ -17,6 +17,7 @@ macro_rules! http_suite {
         $crate::http::http_suite!(@each $make;
             route_without_session_makes_no_store_call,
             extracting_twice_loads_once,
+            a_handle_kept_past_its_request_writes_nothing,
             changes_commit_and_read_back,
             error_status_aborts,
             handler_error_aborts,
@@ -167,6 +168,23 @@ pub async fn extracting_twice_loads_once<S: SessionStore + Clone>(store: S) {
 }
 
 // 2. Unit of work.
+
+/// A session handle kept past the end of its request (one that changed nothing, so ended
+/// without a write) is still usable, and nothing changed through it is ever written.
+pub async fn a_handle_kept_past_its_request_writes_nothing<S: SessionStore + Clone>(store: S) {
+    let (app, cookie) = with_session(store).await;
+    let reply = app.get("/keep/p/k", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "1"));
+    assert!(reply.cookie.is_none(), "nothing to re-issue");
+    let kept = app.kept.take().expect("kept by the handler");
+    kept.package("p").insert("k", 2).unwrap();
+    kept.package("q").insert("j", 3).unwrap();
+    drop(kept);
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
+    let reply = app.get("/get/q/j", Some(&cookie)).await;
+    assert_eq!(reply.body, "none");
+}
 
 pub async fn changes_commit_and_read_back<S: SessionStore + Clone>(store: S) {
     let app = TestApp::new(CountingStore::new(store)).await;
