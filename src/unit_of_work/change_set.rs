@@ -94,11 +94,12 @@ mod tests {
     #[test]
     fn agrees_with_a_map() {
         const NAMES: [(&str, &str); 4] = [("p", "a"), ("p", "b"), ("q", "a"), ("p", "")];
+        const MERGES: [Merge; 3] = [Merge::Strict, Merge::Blind, Merge::Stamp];
         let change = |n: usize| Change {
             original: Some(Slot::from(Value::from(n))),
-            merge: Merge::Strict,
+            merge: MERGES[n % MERGES.len()],
         };
-        let original = |c: &Change| c.original.as_ref().and_then(Slot::value).cloned();
+        let first = |c: &Change| (c.original.as_ref().and_then(Slot::value).cloned(), c.merge);
         let mut random = crate::fixed_random::FixedRandom::new(0x2545_F491_4F6C_DD1D);
         let (mut dropped_first, mut added_after) = (0, 0);
         for _ in 0..2_000 {
@@ -118,12 +119,12 @@ mod tests {
                 }
                 let mut ours: Vec<_> = set
                     .iter()
-                    .map(|((p, k), c)| ((p.as_str(), k.as_str()), original(c)))
+                    .map(|((p, k), c)| ((p.as_str(), k.as_str()), first(c)))
                     .collect();
                 ours.sort_by_key(|(entry, _)| *entry);
                 let mut theirs: Vec<_> = model
                     .iter()
-                    .map(|(entry, n)| (*entry, Some(Value::from(*n))))
+                    .map(|(entry, &n)| (*entry, first(&change(n))))
                     .collect();
                 theirs.sort_by_key(|(entry, _)| *entry);
                 assert_eq!(ours, theirs);
@@ -144,6 +145,8 @@ mod tests {
             merge: Merge::Blind,
         };
         set.add("p", "k", change);
+        set.add("p", "k", || unreachable!("changed before"));
+        set.retain(|_, _| true);
         set.add("p", "k", || unreachable!("changed before"));
         assert!(set.rest.capacity() == 0, "no table for one entry");
         set.add("p", "j", change);

@@ -138,7 +138,7 @@ impl SessionData {
     }
 
     /// Like [`put`](Self::put), for a change that does not depend on what was read; see
-    /// [`Change::blind`].
+    /// [`Merge::Blind`].
     pub(crate) fn put_blind(&mut self, package: &str, key: &str, value: Option<Value>) {
         self.change(package, key, value, Merge::Blind);
     }

@@ -77,7 +77,9 @@ impl Record {
     ///
     /// The bytes are checked for UTF-8 once, as a whole, and read as text: read as bytes,
     /// serde_json checks each string apart, and each value again when it is built. JSON is
-    /// UTF-8 throughout, so what this refuses serde_json refuses too.
+    /// UTF-8 throughout (RFC 8259), and every value and name this reads was refused when
+    /// not UTF-8 before too; only a string in a field this release skips (an unknown one),
+    /// which serde_json skipped unchecked, is now refused as well.
     pub(crate) fn decode(bytes: Vec<u8>) -> Result<Self, DecodeError> {
         let source = Rc::new(String::from_utf8(bytes)?);
         let mut deserializer = serde_json::Deserializer::from_str(&source);
@@ -544,12 +546,17 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        // Not UTF-8 anywhere, even in a value no one reads, is refused as such.
-        let latin1 = b"{\"v\":1,\"created\":7,\"packages\":{\"a\":{\"k\":\"caf\xe9\"}}}";
-        assert!(matches!(
-            Record::decode(latin1.to_vec()),
-            Err(DecodeError::Utf8(_))
-        ));
+        // Not UTF-8 anywhere, even in a value no one reads or a field skipped, is refused
+        // as such.
+        for latin1 in [
+            &b"{\"v\":1,\"created\":7,\"packages\":{\"a\":{\"k\":\"caf\xe9\"}}}"[..],
+            b"{\"x\":\"caf\xe9\",\"v\":1,\"created\":7,\"packages\":{}}",
+        ] {
+            assert!(matches!(
+                Record::decode(latin1.to_vec()),
+                Err(DecodeError::Utf8(_))
+            ));
+        }
         let unknown = br#"{"x":[1],"v":1,"packages":{},"created":7}"#;
         assert_eq!(Record::decode(unknown.to_vec()).unwrap(), Record::new(7));
     }
