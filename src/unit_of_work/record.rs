@@ -46,8 +46,8 @@ pub(crate) struct Record {
 /// for the values it touches, not for the size of the session.
 #[derive(Clone)]
 pub(crate) struct Slot {
-    /// Where the value's text is in the loaded text; `None` for a value set in memory.
-    raw: Option<(Rc<String>, Range<usize>)>,
+    /// Where the value's text is in the loaded bytes; `None` for a value set in memory.
+    raw: Option<(Rc<Vec<u8>>, Range<usize>)>,
     /// The value, once built; `None` inside if the text, valid JSON, is not a value this
     /// crate can build (nested deeper than serde_json reads, a number beyond `f64`).
     value: OnceCell<Option<Value>>,
@@ -56,8 +56,6 @@ pub(crate) struct Slot {
 /// Why stored bytes are not a session.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
-    #[error("stored session is not UTF-8")]
-    Utf8(#[from] std::string::FromUtf8Error),
     #[error("stored session is not valid JSON of the expected shape")]
     Json(#[from] serde_json::Error),
     #[error("stored session has format version {0}, this release reads {FORMAT}")]
@@ -74,15 +72,9 @@ impl Record {
 
     /// Reads the stored bytes: the layout, every package an object, every value valid
     /// JSON. The values are kept as their text (see [`Slot`]).
-    ///
-    /// The bytes are checked for UTF-8 once, as a whole, and read as text: read as bytes,
-    /// serde_json checks each string apart, and each value again when it is built. JSON is
-    /// UTF-8 throughout (RFC 8259), and every value and name this reads was refused when
-    /// not UTF-8 before too; only a string in a field this release skips (an unknown one),
-    /// which serde_json skipped unchecked, is now refused as well.
     pub(crate) fn decode(bytes: Vec<u8>) -> Result<Self, DecodeError> {
-        let source = Rc::new(String::from_utf8(bytes)?);
-        let mut deserializer = serde_json::Deserializer::from_str(&source);
+        let source = Rc::new(bytes);
+        let mut deserializer = serde_json::Deserializer::from_slice(&source);
         let (v, record) = RecordSeed(&source).deserialize(&mut deserializer)?;
         deserializer.end()?;
         if v != FORMAT {
@@ -186,7 +178,7 @@ impl Slot {
     /// The value, built from its text the first time; `None` if it cannot be built.
     pub(crate) fn value(&self) -> Option<&Value> {
         self.value
-            .get_or_init(|| serde_json::from_str(self.text()?).ok())
+            .get_or_init(|| serde_json::from_slice(self.text()?).ok())
             .as_ref()
     }
 
@@ -195,20 +187,20 @@ impl Slot {
     pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         match (self.value.get(), self.text()) {
             (Some(Some(value)), _) => T::deserialize(value),
-            (_, Some(text)) => serde_json::from_str(text),
+            (_, Some(text)) => serde_json::from_slice(text),
             (_, None) => T::deserialize(Value::Null),
         }
     }
 
     /// The loaded text, if this is a value as loaded.
-    fn text(&self) -> Option<&str> {
+    fn text(&self) -> Option<&[u8]> {
         let (source, range) = self.raw.as_ref()?;
         source.get(range.clone())
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         match (self.text(), self.value.get()) {
-            (Some(text), _) => out.extend_from_slice(text.as_bytes()),
+            (Some(text), _) => out.extend_from_slice(text),
             (None, Some(Some(value))) => {
                 let _ = serde_json::to_writer(out, value);
             }
@@ -243,7 +235,7 @@ impl PartialEq for Slot {
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.text() {
-            Some(text) => write!(f, "Slot({text})"),
+            Some(text) => write!(f, "Slot({})", String::from_utf8_lossy(text)),
             None => f.debug_tuple("Slot").field(&self.value.get()).finish(),
         }
     }
@@ -252,9 +244,9 @@ impl fmt::Debug for Slot {
 /// Reads `{"v":..,"created":..,"packages":{..}}` out of `source`, each value kept as where
 /// its text is. Fields may come in any order; unknown ones are skipped, as serde's derive
 /// would.
-struct RecordSeed<'s>(&'s Rc<String>);
-struct PackagesSeed<'s>(&'s Rc<String>);
-struct PackageSeed<'s>(&'s Rc<String>);
+struct RecordSeed<'s>(&'s Rc<Vec<u8>>);
+struct PackagesSeed<'s>(&'s Rc<Vec<u8>>);
+struct PackageSeed<'s>(&'s Rc<Vec<u8>>);
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
     type Value = (u32, Record);
@@ -366,13 +358,13 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (source, bytes) = (self.0, self.0.as_bytes());
+        let source = self.0;
         let mut package = Package::new();
-        while let Some((key, key_at)) = map.next_key_seed(KeySeed(bytes))? {
+        while let Some((key, key_at)) = map.next_key_seed(KeySeed(source))? {
             // Where the value's text is in `source`: it was read from there, but nothing
             // is taken on trust: a range that is not exactly that text is an error, not a
             // wrong value later (checked by address, not by comparing the bytes).
-            let plain = key_at.and_then(|key_at| plain_string_after(bytes, key_at.end + 1));
+            let plain = key_at.and_then(|key_at| plain_string_after(source, key_at.end + 1));
             let range = match plain {
                 Some(text) => {
                     // serde_json must have read the string found here, nothing else: were
@@ -380,11 +372,11 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
                     // than a text kept that was not checked.
                     let inner: &'de [u8] = map.next_value_seed(PlainString)?;
                     let inner_at = text.start + 1..text.end - 1;
-                    (range_in(bytes, inner) == Some(inner_at)).then_some(text)
+                    (range_in(source, inner) == Some(inner_at)).then_some(text)
                 }
                 None => {
                     let raw: &'de RawValue = map.next_value()?;
-                    range_in(bytes, raw.get().as_bytes())
+                    range_in(source, raw.get().as_bytes())
                 }
             }
             .ok_or_else(|| de::Error::custom("a value outside the stored bytes"))?;
@@ -464,7 +456,7 @@ fn skip_whitespace(bytes: &[u8]) -> &[u8] {
 }
 
 /// A string value without escapes, as its bytes between the quotes, checked as serde_json
-/// checks a string: no control character (and UTF-8, which the whole text is).
+/// checks a string: no control character, UTF-8.
 struct PlainString;
 
 impl<'de> DeserializeSeed<'de> for PlainString {
@@ -484,13 +476,18 @@ impl<'de> Visitor<'de> for PlainString {
     }
 
     fn visit_borrowed_bytes<E: de::Error>(self, text: &'de [u8]) -> Result<Self::Value, E> {
-        // The lowest byte, rather than the first below 0x20: a loop without an early exit
-        // is one the compiler runs many bytes at a time.
-        if text.iter().fold(u8::MAX, |low, &b| low.min(b)) < 0x20 {
+        // The lowest and the highest byte, rather than the first below 0x20: a loop
+        // without an early exit is one the compiler runs many bytes at a time.
+        let (low, high) = text
+            .iter()
+            .fold((u8::MAX, 0), |(low, high), &b| (low.min(b), high.max(b)));
+        if low < 0x20 {
             return Err(E::custom("a control character in a string"));
         }
-        // Not UTF-8 checked: the whole text was, and a slice of it between two quotes
-        // (ASCII, never inside a character) is UTF-8 too.
+        // ASCII is valid UTF-8: only a text with a byte past it is read again to check.
+        if high >= 0x80 {
+            std::str::from_utf8(text).map_err(E::custom)?;
+        }
         Ok(text)
     }
 }
@@ -545,17 +542,6 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
-        }
-        // Not UTF-8 anywhere, even in a value no one reads or a field skipped, is refused
-        // as such.
-        for latin1 in [
-            &b"{\"v\":1,\"created\":7,\"packages\":{\"a\":{\"k\":\"caf\xe9\"}}}"[..],
-            b"{\"x\":\"caf\xe9\",\"v\":1,\"created\":7,\"packages\":{}}",
-        ] {
-            assert!(matches!(
-                Record::decode(latin1.to_vec()),
-                Err(DecodeError::Utf8(_))
-            ));
         }
         let unknown = br#"{"x":[1],"v":1,"packages":{},"created":7}"#;
         assert_eq!(Record::decode(unknown.to_vec()).unwrap(), Record::new(7));
@@ -699,7 +685,7 @@ mod tests {
             let slot = r.slot("p", "k").unwrap();
             assert_eq!(slot.decode::<String>().unwrap(), read);
             assert_eq!(
-                slot.text().unwrap().as_bytes(),
+                slot.text().unwrap(),
                 good.trim_ascii(),
                 "its text, quotes and all"
             );
@@ -848,7 +834,7 @@ mod tests {
                     assert_eq!(ours.keys("p"), keys, "{shown}");
                     for (key, raw) in package {
                         let slot = ours.slot("p", key).unwrap();
-                        assert_eq!(slot.text(), Some(raw.get()), "{shown}");
+                        assert_eq!(slot.text(), Some(raw.get().as_bytes()), "{shown}");
                     }
                 }
                 (Err(_), Err(_)) => refused += 1,
