@@ -40,11 +40,6 @@ use crate::metrics::ServerMetrics;
 /// shorter; a line without an end is not buffered without bound.
 const MAX_LINE: usize = 4096;
 
-/// The reader's buffer: room for the whole reply of a session up to about 128 KB, so that
-/// it comes in one read (a 16 KB buffer took a 64 KB session in two, one system call more a
-/// request). Allocated once per connection.
-const READ_BUFFER: usize = 128 * 1024;
-
 /// A reply: its status and, for `VA`, the data.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -386,7 +381,7 @@ async fn write_loop(shared: Rc<Shared>, mut socket: OwnedWriteHalf) {
 }
 
 async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
-    let mut socket = BufReader::with_capacity(READ_BUFFER, socket);
+    let mut socket = BufReader::with_capacity(16 * 1024, socket);
     let mut line = Vec::with_capacity(64);
     loop {
         let read = match shared.spoken {
