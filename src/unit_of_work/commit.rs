@@ -43,8 +43,13 @@ pub(crate) enum CookieAction {
 
 impl UnitOfWork {
     /// Takes the session's data and hooks out of a loaded session, so that no borrow is
-    /// held across the store's awaits; `None` for the data when the handler aborted.
+    /// held across the store's awaits; `None` for the data when the handler aborted, and
+    /// `None` once the request ended (a quiet end leaves the data in place: what a kept
+    /// handle changes after it must never be taken to be written).
     fn take(&self) -> Option<(Option<SessionData>, Hooks)> {
+        if self.ended.get() {
+            return None;
+        }
         let taken = self.session.get()?.try_borrow_mut().ok()?.finish();
         self.ended.set(true);
         Some(taken)
@@ -774,5 +779,30 @@ impl Drop for UnitOfWork {
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
             to_completion::finish_elsewhere(hooks.run(Outcome::Aborted));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use actix_web::test::TestRequest;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{Key, MemcacheSession};
+
+    /// A request that ended quietly leaves its data in place: a change made through a
+    /// handle kept past it is never taken to be written, even by a second end.
+    #[actix_web::test]
+    async fn after_a_quiet_end_nothing_is_taken() {
+        let backend = MemcacheSession::builder(MemoryStore::new(), Key::generate()).backend();
+        let uow = UnitOfWork::new(Rc::new(backend));
+        uow.verify_cookies(&TestRequest::default().to_http_request());
+        let tx = uow.load().await.unwrap();
+        assert_eq!(uow.finish_quietly(), Some(CookieAction::Keep));
+        tx.borrow_mut().data.put("p", "k", Some(1.into()));
+        assert_eq!(uow.finish().await.unwrap(), CookieAction::Keep);
+        assert!(uow.take().is_none());
     }
 }

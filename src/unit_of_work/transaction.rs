@@ -97,8 +97,9 @@ impl Transaction {
 
     /// Ends the request when nothing is handed over (a quiet commit: not aborted, no hook,
     /// nothing to write): the savepoints go, as in [`finish`](Self::finish), and the data
-    /// stays where it is rather than being moved out for nothing (later changes go nowhere
-    /// all the same: the request has ended).
+    /// stays where it is rather than being moved out for nothing. A handle kept past the
+    /// request still reads it; what it changes goes nowhere, as after `finish` (the unit of
+    /// work takes nothing once ended).
     pub(crate) fn end_quietly(&mut self) {
         debug_assert!(self.is_plain(), "nothing to hand over");
         self.savepoints.clear();

@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use actix_memcache_session::{Key, SessionError, SessionId, SessionStore};
+use actix_memcache_session::{Key, SessionError, SessionId, SessionStatus, SessionStore};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use futures_util::FutureExt;
@@ -177,13 +177,19 @@ pub async fn a_handle_kept_past_its_request_writes_nothing<S: SessionStore + Clo
     assert_eq!((reply.status, reply.body.as_str()), (200, "1"));
     assert!(reply.cookie.is_none(), "nothing to re-issue");
     let kept = app.kept.take().expect("kept by the handler");
+    assert_eq!(kept.package("p").get::<u32>("k").unwrap(), Some(1));
     kept.package("p").insert("k", 2).unwrap();
     kept.package("q").insert("j", 3).unwrap();
+    assert_eq!(
+        kept.status(),
+        SessionStatus::Changed,
+        "changed, and never written"
+    );
     drop(kept);
-    assert_eq!(app.store.calls().writes(), 0);
     assert_eq!(value(&app, &cookie).await, "1");
     let reply = app.get("/get/q/j", Some(&cookie)).await;
     assert_eq!(reply.body, "none");
+    assert_eq!(app.store.calls().writes(), 0);
 }
 
 pub async fn changes_commit_and_read_back<S: SessionStore + Clone>(store: S) {
