@@ -46,19 +46,14 @@ impl ChangeSet {
     /// Records `change` for the entry unless the entry changed before: the first change
     /// holds what was loaded, and how it merges.
     pub(super) fn add(&mut self, package: &str, key: &str, change: impl FnOnce() -> Change) {
-        let is = |(p, k): &Entry| p == package && k == key;
+        let entry = || (Name::from(package), Name::from(key));
         match &self.first {
-            Some(first) if is(&first.0) => {}
-            Some(_) => {
-                self.rest
-                    .entry((Name::from(package), Name::from(key)))
-                    .or_insert_with(change);
-            }
-            // Emptied by `retain`: the entry may be in the table still.
-            None if self.rest.keys().any(is) => {}
-            None => {
-                let entry = (Name::from(package), Name::from(key));
-                self.first = Some((entry, change()));
+            Some(((p, k), _)) if p == package && k == key => {}
+            None if self.rest.is_empty() => self.first = Some((entry(), change())),
+            // Past the first entry, or with it dropped by `retain` while the table holds
+            // others (which may include this one): the table.
+            _ => {
+                self.rest.entry(entry()).or_insert_with(change);
             }
         }
     }

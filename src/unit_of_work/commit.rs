@@ -772,9 +772,7 @@ impl Drop for UnitOfWork {
     /// future was dropped (its client went away) before the response came back. Nothing
     /// was written, so the abort hooks run, once, on this thread's `LocalSet`.
     fn drop(&mut self) {
-        if self.ended.get() {
-            return;
-        }
+        // `take` gives nothing once the request ended.
         if let Some((_, hooks)) = self.take() {
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
             to_completion::finish_elsewhere(hooks.run(Outcome::Aborted));
