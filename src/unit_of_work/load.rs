@@ -99,10 +99,13 @@ impl UnitOfWork {
     /// so that no session's data is held across a store's await: this future, boxed with
     /// every request's extractor, stays under 1 KB.
     async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
-        // Copied, not taken: when this load fails or is dropped, a second extractor of the
-        // request (waiting on the same load) loads again from the same cookies.
-        let cookies = self.cookies.borrow().clone();
-        for cookie in cookies {
+        // Copied one at a time, not taken: when this load fails or is dropped, a second
+        // extractor of the request (waiting on the same load) loads again from the same
+        // cookies. One copy, not the list's, is what this future holds across the read.
+        for next in 0.. {
+            let Some(cookie) = self.cookies.borrow().get(next).cloned() else {
+                break;
+            };
             if let Some(data) = self.read(&cookie, WhenDown::StartFresh).await? {
                 return Ok(Some(data));
             }
