@@ -2,7 +2,7 @@
 //! a handler first asks (the session, its user's generation item with it, and whether it is
 //! still signed in and within its timeouts).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{self, Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -31,8 +31,9 @@ pub(crate) struct UnitOfWork {
     pub(super) ended: Cell<bool>,
     /// The request's verified session cookies, for the load (and for a second extractor's,
     /// if the first fails): here rather than in the load's future, which every request's
-    /// extractor boxes.
-    cookies: RefCell<Candidates>,
+    /// extractor boxes. Verified once: a second extractor, started while the first load
+    /// awaits the store, finds the list that load is going through.
+    cookies: cell::OnceCell<Candidates>,
 }
 
 impl UnitOfWork {
@@ -41,7 +42,7 @@ impl UnitOfWork {
             backend,
             session: OnceCell::new(),
             ended: Cell::new(false),
-            cookies: RefCell::default(),
+            cookies: cell::OnceCell::new(),
         }
     }
 
@@ -63,9 +64,14 @@ impl UnitOfWork {
         self.session.initialized()
     }
 
-    /// Verifies the request's session cookies, for `load`.
+    /// Verifies the request's session cookies, for `load`, unless done already.
     pub(crate) fn verify_cookies(&self, req: &HttpRequest) {
-        *self.cookies.borrow_mut() = self.config().incoming(req);
+        self.cookies.get_or_init(|| self.config().incoming(req));
+    }
+
+    /// The verified session cookies, in the order the request sent them.
+    fn cookies(&self) -> &[Verified] {
+        self.cookies.get().map_or(&[], |cookies| cookies)
     }
 
     /// Loads the session named by the request's verified cookies, once: the first that
@@ -77,7 +83,7 @@ impl UnitOfWork {
             .session
             .get_or_try_init(|| async {
                 let metrics = &self.backend.config.metrics;
-                let named = !self.cookies.borrow().is_empty();
+                let named = !self.cookies().is_empty();
                 let data = self
                     .first_live()
                     .await
@@ -99,14 +105,10 @@ impl UnitOfWork {
     /// so that no session's data is held across a store's await: this future, boxed with
     /// every request's extractor, stays under 1 KB.
     async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
-        // Copied one at a time, not taken: when this load fails or is dropped, a second
-        // extractor of the request (waiting on the same load) loads again from the same
-        // cookies. One copy, not the list's, is what this future holds across the read.
-        for next in 0.. {
-            let Some(cookie) = self.cookies.borrow().get(next).cloned() else {
-                break;
-            };
-            if let Some(data) = self.read(&cookie, WhenDown::StartFresh).await? {
+        // Read in place, not taken: when this load fails or is dropped, a second extractor of
+        // the request (waiting on the same load) loads again from the same cookies.
+        for cookie in self.cookies() {
+            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
                 return Ok(Some(data));
             }
         }
@@ -261,5 +263,35 @@ fn or_fresh(
             }))
         }
         read => Ok(Ok(read?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{Key, MemcacheSession};
+
+    /// A second extractor started while the first load awaits the store does not change
+    /// the cookies that load goes through.
+    #[test]
+    fn the_cookies_are_verified_once() {
+        let backend = MemcacheSession::builder(MemoryStore::new(), Key::generate()).backend();
+        let uow = UnitOfWork::new(Rc::new(backend));
+        let codec = &uow.config().codec;
+        let id = SessionId::generate().unwrap();
+        let cookie = format!(
+            "{}={}",
+            codec.name(),
+            codec.encode(&id, now_unix(), None, None)
+        );
+        let with_cookie = TestRequest::default().insert_header((header::COOKIE, cookie));
+        uow.verify_cookies(&with_cookie.to_http_request());
+        uow.verify_cookies(&TestRequest::default().to_http_request());
+        let ids: Vec<_> = uow.cookies().iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, [id]);
     }
 }

@@ -515,20 +515,31 @@ pub async fn expired_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S
 pub async fn the_valid_one_of_several_same_name_cookies_is_used<S: SessionStore + Clone>(store: S) {
     let (app, cookie) = with_session(store).await;
     let valid = cookie.value();
+    let live = app.get("/set/p/k/3", None).await.cookie();
+    let live = live.value();
     let gone = app.get("/set/p/k/2", None).await.cookie();
     app.store
         .inner
         .delete(&app.store.last_created())
         .await
         .unwrap();
-    for header in [
-        format!("id=garbage; id={valid}"),
-        format!("id={}; id={valid}", tampered(&cookie).value()),
-        format!("id={}; other=1; id={valid}", gone.value()),
-        format!("id={valid}; id=garbage"),
+    let gone = gone.value();
+    for (header, value) in [
+        (format!("id=garbage; id={valid}"), "1"),
+        (format!("id={}; id={valid}", tampered(&cookie).value()), "1"),
+        (format!("id={gone}; other=1; id={valid}"), "1"),
+        (format!("id={valid}; id=garbage"), "1"),
+        // Two live sessions: the first sent wins, whichever it is.
+        (format!("id={valid}; id={live}"), "1"),
+        (format!("id={live}; id={valid}"), "3"),
+        (format!("id={gone}; id={valid}; id={live}"), "1"),
     ] {
         let reply = app.get_with_cookies("/get/p/k", &header).await;
-        assert_eq!((reply.status, reply.body.as_str()), (200, "1"), "{header}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, value),
+            "{header}"
+        );
     }
     let five_bad = format!("{}id={valid}", "id=x; ".repeat(5));
     let reply = app.get_with_cookies("/get/p/k", &five_bad).await;
