@@ -42,7 +42,10 @@ wait_port "$mc_port"
 # nothing when callgrind_annotate fails, which the count's check below then reports.
 sha_blocks() {
     local table
-    table=$(callgrind_annotate --threshold=100 --inclusive=no --auto=no "$work/out") || return 0
+    table=$(callgrind_annotate --threshold=100 --inclusive=no --auto=no "$work/out") || {
+        echo "callgrind_annotate failed on $work/out" >&2
+        return 0
+    }
     awk '/:sha2::sha256::(compress256|soft::compress)( |$)/ {gsub(",", "", $1); s += $1}
         END {print s + 0}' <<<"$table"
 }
@@ -52,6 +55,8 @@ sha_blocks() {
 # processes it started are in $pids for the cleanup (and hold no pipe a reader waits on).
 measure() {
     local tool=$1 server=$2 route=$3 count=$4 port pid bin kind tracer started=${#pids[@]}
+    # Each tool writes its own: no count read from the run before.
+    rm -f "$work/out"
     port=$(free_port)
     read -r bin kind < <(bench_server "$server")
     case $tool in

@@ -282,16 +282,20 @@ mod tests {
         let backend = MemcacheSession::builder(MemoryStore::new(), Key::generate()).backend();
         let uow = UnitOfWork::new(Rc::new(backend));
         let codec = &uow.config().codec;
-        let id = SessionId::generate().unwrap();
-        let cookie = format!(
-            "{}={}",
-            codec.name(),
-            codec.encode(&id, now_unix(), None, None)
+        let request = |id: &SessionId| {
+            let value = codec.encode(id, now_unix(), None, None);
+            let cookie = format!("{}={value}", codec.name());
+            TestRequest::default()
+                .insert_header((header::COOKIE, cookie))
+                .to_http_request()
+        };
+        let (first, second) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
         );
-        let with_cookie = TestRequest::default().insert_header((header::COOKIE, cookie));
-        uow.verify_cookies(&with_cookie.to_http_request());
-        uow.verify_cookies(&TestRequest::default().to_http_request());
+        uow.verify_cookies(&request(&first));
+        uow.verify_cookies(&request(&second));
         let ids: Vec<_> = uow.cookies().iter().map(|c| c.id.clone()).collect();
-        assert_eq!(ids, [id]);
+        assert_eq!(ids, [first]);
     }
 }
