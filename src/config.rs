@@ -96,8 +96,9 @@ impl Config {
 
     /// The request's valid, unexpired session cookies, in the order sent (browsers send
     /// the most specific path first). Refusals are only logged: a bad cookie means a fresh
-    /// session, never an error. `now` is the request's time, in Unix seconds.
-    pub(crate) fn incoming(&self, req: &HttpRequest, now: u64) -> Candidates {
+    /// session, never an error.
+    pub(crate) fn incoming(&self, req: &HttpRequest) -> Candidates {
+        let now = now_unix();
         req.headers()
             .get_all(header::COOKIE)
             .flat_map(|h| cookies_named(h.as_bytes(), self.codec.name()))
@@ -196,7 +197,7 @@ mod tests {
             let req = actix_web::test::TestRequest::default()
                 .insert_header((header::COOKIE, format!("id={value}")))
                 .to_http_request();
-            !config.incoming(&req, now_unix()).is_empty()
+            !config.incoming(&req).is_empty()
         };
         assert!(accepted(now));
         assert!(accepted(now + CLOCK_SKEW), "a clock a little ahead");
@@ -222,7 +223,7 @@ mod tests {
                 header::HeaderValue::from_bytes(&header).unwrap(),
             ))
             .to_http_request();
-        let found = config.incoming(&req, now_unix());
+        let found = config.incoming(&req);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, id);
     }

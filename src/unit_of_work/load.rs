@@ -32,9 +32,8 @@ pub(crate) struct UnitOfWork {
     /// The request's verified session cookies, for the load (and for a second extractor's,
     /// if the first fails): here rather than in the load's future, which every request's
     /// extractor boxes. Verified once: a second extractor, started while the first load
-    /// awaits the store, finds the list that load is going through. With the time they were
-    /// verified at (Unix seconds), the request's time for the sessions they name too.
-    cookies: cell::OnceCell<(u64, Candidates)>,
+    /// awaits the store, finds the list that load is going through.
+    cookies: cell::OnceCell<Candidates>,
 }
 
 impl UnitOfWork {
@@ -67,15 +66,12 @@ impl UnitOfWork {
 
     /// Verifies the request's session cookies, for `load`, unless done already.
     pub(crate) fn verify_cookies(&self, req: &HttpRequest) {
-        self.cookies.get_or_init(|| {
-            let now = now_unix();
-            (now, self.config().incoming(req, now))
-        });
+        self.cookies.get_or_init(|| self.config().incoming(req));
     }
 
     /// The verified session cookies, in the order the request sent them.
     fn cookies(&self) -> &[Verified] {
-        self.cookies.get().map_or(&[], |(_, cookies)| cookies)
+        self.cookies.get().map_or(&[], |cookies| cookies)
     }
 
     /// Loads the session named by the request's verified cookies, once: the first that
@@ -111,9 +107,8 @@ impl UnitOfWork {
     async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
-        let now = self.cookies.get().map_or_else(now_unix, |(now, _)| *now);
         for cookie in self.cookies() {
-            if let Some(data) = self.read(cookie, WhenDown::StartFresh, now).await? {
+            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
                 return Ok(Some(data));
             }
         }
@@ -134,16 +129,15 @@ impl UnitOfWork {
         &self,
         id: &SessionId,
     ) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
-        let now = now_unix();
         let by_id = Verified {
             id: id.clone(),
             // As if just issued: opening a session is no reason to touch it.
-            issued: now,
+            issued: now_unix(),
             by_fallback: false,
             idle: None,
             user: None,
         };
-        let Some(mut data) = self.read(&by_id, WhenDown::FailClosed, now).await? else {
+        let Some(mut data) = self.read(&by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
         };
         let Some(existing) = data.existing.as_mut() else {
@@ -163,13 +157,11 @@ impl UnitOfWork {
     /// The live session a cookie names, if there is one. When its server (or its user's
     /// generation item's) is down and both `allowed` and the store say to start fresh, a
     /// fresh one stands in for it. A session whose user was signed out everywhere comes
-    /// back fresh, with the old one to remove. `now` (Unix seconds) is when its absolute
-    /// timeout is checked against.
+    /// back fresh, with the old one to remove.
     async fn read(
         &self,
         cookie: &Verified,
         allowed: WhenDown,
-        now: u64,
     ) -> Result<Option<SessionData>, SessionError> {
         let store = &*self.backend.store;
         let start_fresh = allowed == WhenDown::StartFresh && store.when_down() == allowed;
@@ -196,7 +188,7 @@ impl UnitOfWork {
                 return Ok(None);
             }
         };
-        if self.timeouts(&data).ttl(data.created, now).is_zero() {
+        if self.ttl(&data).is_zero() {
             tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
             return Ok(None);
         }
