@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use foldhash::fast::FixedState;
 use tokio::sync::Mutex;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -25,11 +26,13 @@ use crate::store::error::StoreError;
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(0);
 
 /// This thread's connections per endpoint, with a handle that tells when the store (every
-/// clone of it) is gone.
-type Pools = HashMap<u64, (Weak<Endpoint>, Rc<Pool>)>;
+/// clone of it) is gone. Looked up on every request: hashed with foldhash rather than the
+/// standard SipHash (about 150 instructions a lookup); the keys are this process's own
+/// counters, nothing a client chooses.
+type Pools = HashMap<u64, (Weak<Endpoint>, Rc<Pool>), FixedState>;
 
 thread_local! {
-    static POOLS: RefCell<Pools> = RefCell::new(HashMap::new());
+    static POOLS: RefCell<Pools> = RefCell::new(HashMap::with_hasher(FixedState::default()));
 }
 
 /// Where and how to reach one memcached server.
