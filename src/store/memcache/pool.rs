@@ -148,20 +148,31 @@ impl Endpoint {
         match self.exchange(&conn, request).await {
             Ok(reply) => Ok(reply),
             Err(e) if request.idempotent && !fresh && e.kind() != io::ErrorKind::TimedOut => {
-                // One time limit for the request, resend included: the resend gets what is
-                // left of `io_timeout`, not a second one.
-                let resend = async {
-                    let (conn, _) = self.connection(slot).await?;
-                    self.exchange(&conn, request).await.map_err(store_error)
-                };
-                match timeout_at(started + self.limits.io_timeout, resend).await {
-                    Ok(result) => result,
-                    Err(_) => Err(store_error(timed_out(
-                        "waiting for memcached's reply (resent on a new connection)",
-                    ))),
-                }
+                // Rare, and its timer makes its future large: boxed, so that every
+                // operation's future, which each layer above moves, stays small.
+                Box::pin(self.resend(slot, request, started)).await
             }
             Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Sends `request` once more, on a new connection, within what is left of the time
+    /// limit of the request `started` then: one limit for the request, resend included.
+    async fn resend(
+        &self,
+        slot: &Slot,
+        request: &Request<'_>,
+        started: Instant,
+    ) -> Result<Reply, StoreError> {
+        let resend = async {
+            let (conn, _) = self.connection(slot).await?;
+            self.exchange(&conn, request).await.map_err(store_error)
+        };
+        match timeout_at(started + self.limits.io_timeout, resend).await {
+            Ok(result) => result,
+            Err(_) => Err(store_error(timed_out(
+                "waiting for memcached's reply (resent on a new connection)",
+            ))),
         }
     }
 
