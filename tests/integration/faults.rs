@@ -263,6 +263,35 @@ fn a_slow_server_within_the_timeout_never_times_out() {
     });
 }
 
+/// A connection slow to open (its handshake of `version` and the meta no-op answered
+/// late, each within the I/O timeout) does not eat into its first request's: that runs
+/// from the request's queuing on the open connection, so a reply within it succeeds.
+#[test]
+fn a_slow_handshake_does_not_shorten_the_first_requests_timeout() {
+    let fake = FakeMemcached::start(|c| {
+        let delay = match c.verb.as_str() {
+            "version" | "mn" => 500,
+            "mg" => 400,
+            _ => 0,
+        };
+        std::thread::sleep(Duration::from_millis(delay));
+        Answer::Normal
+    });
+    let store = MemcacheStore::builder(fake.url())
+        .io_timeout(Duration::from_millis(600))
+        .connect_timeout(Duration::from_secs(3))
+        .protocol(Protocol::Auto)
+        .build()
+        .unwrap();
+    run(async {
+        let id = SessionId::generate().unwrap();
+        let started = Instant::now();
+        let missing = store.load(&id).await;
+        assert!(matches!(missing, Ok(None)), "{missing:?}");
+        assert!(started.elapsed() >= Duration::from_millis(1400), "handshake and read");
+    });
+}
+
 /// memcached out of memory on a write has dropped the item: 503, and the log says so.
 #[test]
 fn out_of_memory_on_a_write_is_an_error_that_says_the_item_was_dropped() {
