@@ -529,7 +529,7 @@ mod tests {
     }
 
     /// A name is written as serde_json writes it, with or without escapes: every ASCII
-    /// character, one past ASCII, and none.
+    /// character inside a name, names past ASCII, and the empty name.
     #[test]
     fn names_are_written_as_serde_json_writes_them() {
         let names = (0..=0x7f_u8)
