@@ -320,7 +320,9 @@ impl UnitOfWork {
         }
         // Any change left to `write`, even one that settles to nothing (a value set back):
         // settling here would cost a changed session's commit a second time.
-        if generation::bound(&s.data).is_some() || s.renewed || !s.changes.is_empty() {
+        // The flags first: a changed session's commit (twice: `finish_quietly`, then
+        // `commit`) does not look its user up.
+        if s.renewed || !s.changes.is_empty() || generation::bound(&s.data).is_some() {
             return false;
         }
         s.existing.as_ref().is_none_or(|existing| {
@@ -613,6 +615,13 @@ impl UnitOfWork {
         data: &Record,
         (from, id): (&SessionId, &SessionId),
     ) -> Result<(), SessionError> {
+        let login = match change {
+            RosterChange::Login(prepared) => Some(prepared),
+            RosterChange::Renew => None,
+            // Nothing to list (most commits): the session's user, handle and generation
+            // are not looked up.
+            RosterChange::Seen | RosterChange::None => return Ok(()),
+        };
         let (Some(item), Some(user), Some(handle), Some(generation)) = (
             item,
             generation::bound(data),
@@ -622,14 +631,9 @@ impl UnitOfWork {
             return Ok(());
         };
         // Boxed: the roster's futures are large, and most commits have none to run.
-        match change {
-            RosterChange::Login(prepared) => {
-                Box::pin(self.admit(prepared, item, user, handle, id)).await
-            }
-            RosterChange::Renew => {
-                Box::pin(self.rename(item, generation, handle, (from, id))).await
-            }
-            RosterChange::Seen | RosterChange::None => Ok(()),
+        match login {
+            Some(prepared) => Box::pin(self.admit(prepared, item, user, handle, id)).await,
+            None => Box::pin(self.rename(item, generation, handle, (from, id))).await,
         }
     }
 
