@@ -21,8 +21,7 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use base64_simd::{Out, URL_SAFE_NO_PAD};
 use hmac::Mac;
 use subtle::ConstantTimeEq as _;
 
@@ -179,7 +178,7 @@ impl CookieCodec {
         }
         let tag = self.mac(&self.key, &raw[..at]).finalize().into_bytes();
         raw[at..at + MAC_BYTES].copy_from_slice(&tag);
-        URL_SAFE_NO_PAD.encode(&raw[..at + MAC_BYTES])
+        URL_SAFE_NO_PAD.encode_to_string(&raw[..at + MAC_BYTES])
     }
 
     /// Checks a cookie value against the current key, then each fallback key.
@@ -191,9 +190,11 @@ impl CookieCodec {
             V3_CHARS => SIGNED_V3,
             _ => return Err(Rejected::Malformed),
         };
+        // Room for the longest format: the length was checked against the three above, and
+        // the decoder would panic on a buffer too short for its input.
         let mut buffer = [0u8; MAX_RAW_BYTES];
-        let raw = match URL_SAFE_NO_PAD.decode_slice(value, &mut buffer) {
-            Ok(n) if n == signed_len + MAC_BYTES => &buffer[..n],
+        let raw = match URL_SAFE_NO_PAD.decode(value, Out::from_slice(&mut buffer)) {
+            Ok(raw) if raw.len() == signed_len + MAC_BYTES => &*raw,
             _ => return Err(Rejected::Malformed),
         };
         let (signed, tag) = raw.split_at(signed_len);
@@ -277,6 +278,9 @@ pub(crate) fn cookies_named<'a>(header: &'a [u8], name: &'a str) -> impl Iterato
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as REFERENCE;
+    use base64::Engine as _;
+
     use super::*;
 
     fn codec(key: &Key) -> CookieCodec {
@@ -324,7 +328,7 @@ mod tests {
                 (v.id, v.idle, v.user),
                 (id.clone(), idle, Some(item.clone()))
             );
-            let raw = URL_SAFE_NO_PAD.decode(&value).unwrap();
+            let raw = REFERENCE.decode(&value).unwrap();
             assert!(
                 !raw.windows(ID_BYTES).any(|w| w == item.as_bytes()),
                 "the item's id is not in clear"
@@ -357,7 +361,7 @@ mod tests {
                 let mut raw = vec![first; signed];
                 let tag = codec(&key).mac(&key, &raw).finalize().into_bytes();
                 raw.extend_from_slice(&tag);
-                let value = URL_SAFE_NO_PAD.encode(&raw);
+                let value = REFERENCE.encode(&raw);
                 assert_eq!(value.len(), chars);
                 assert_eq!(codec(&key).decode(&value).unwrap_err(), Rejected::Malformed);
             }
@@ -407,6 +411,42 @@ mod tests {
         ] {
             assert_eq!(codec(&key).decode(bad).unwrap_err(), Rejected::Malformed);
         }
+    }
+
+    /// Each format's value is the reference encoder's base64url of its bytes; and the last
+    /// character's unused bits must be zero (2 of them in formats 1 and 3, 4 in format 2):
+    /// a sibling spelling decodes to the same signed bytes under a lax decoder, so it would
+    /// pass.
+    #[test]
+    fn values_are_the_reference_base64url_and_only_its_spelling_is_read() {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let key = Key::generate();
+        let id = SessionId::generate().unwrap();
+        let mut siblings = 0;
+        for value in [
+            codec(&key).encode(&id, 42, None, None),
+            codec(&key).encode(&id, 42, Some(60), None),
+            codec(&key).encode(&id, 42, None, Some(&id)),
+        ] {
+            let raw = REFERENCE.decode(&value).unwrap();
+            assert_eq!(REFERENCE.encode(&raw), value);
+            assert!(codec(&key).decode(&value).is_ok());
+            let unused = value.len() * 6 - raw.len() * 8;
+            let last = value.len() - 1;
+            let at = ALPHABET.iter().position(|&c| c == value.as_bytes()[last]);
+            for flip in 1..1 << unused {
+                let mut sibling = value.clone().into_bytes();
+                sibling[last] = ALPHABET[at.unwrap() ^ flip];
+                assert_eq!(
+                    codec(&key).decode(&sibling).unwrap_err(),
+                    Rejected::Malformed
+                );
+                assert!(REFERENCE.decode(&sibling).is_err());
+                siblings += 1;
+            }
+        }
+        assert_eq!(siblings, 3 + 15 + 3, "each unused bit flipped");
     }
 
     #[test]
