@@ -73,6 +73,7 @@ mod middleware;
 mod session;
 mod store;
 mod to_completion;
+mod traced;
 mod unit_of_work;
 
 pub use config::OverLimit;

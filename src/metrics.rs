@@ -12,6 +12,8 @@ use std::time::Instant;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
+use crate::traced;
+
 /// The metrics' names (the table in docs/observability.md).
 #[cfg(feature = "metrics")]
 mod names {
@@ -202,7 +204,9 @@ impl SessionMetrics {
     pub(crate) fn commit(&self, outcome: Commit) {
         #[cfg(feature = "metrics")]
         self.commits[outcome as usize].increment(1);
-        tracing::Span::current().record(OUTCOME_FIELD, outcome.label());
+        if traced::may_be_read() {
+            tracing::Span::current().record(OUTCOME_FIELD, outcome.label());
+        }
     }
 
     pub(crate) fn touch(&self, result: Touch) {

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use crate::id::SessionId;
 use crate::store::error::StoreError;
 use crate::store::session_store::{SessionStore, Stored, Update, Version, WhenDown};
+use crate::traced;
 
 pub(crate) trait ErasedStore {
     fn load<'a>(
@@ -107,12 +108,16 @@ impl<S: SessionStore> ErasedStore for S {
 
 /// `future`, boxed, inside the debug span of one store operation (the id shows only as its
 /// short prefix) when a subscriber wants the span. Without one the span is left out: it
-/// would cost an enter and an exit on every poll and record nothing.
+/// would cost an enter and an exit on every poll and record nothing. When nothing may read
+/// it, it is not even made.
 fn boxed<'a, T>(
     op: &'static str,
     id: &SessionId,
     future: impl Future<Output = T> + 'a,
 ) -> LocalBoxFuture<'a, T> {
+    if !traced::may_be_read() {
+        return Box::pin(future);
+    }
     let span = tracing::debug_span!("session.store", op, id = ?id);
     if span.is_disabled() {
         Box::pin(future)
