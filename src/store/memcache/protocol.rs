@@ -93,15 +93,26 @@ impl<'a> Request<'a> {
         Self::new(Op::Exists, key, None, 0)
     }
 
-    pub(crate) fn add(key: &'a str, data: &'a [u8], ttl: Duration, now: u64) -> Self {
+    pub(crate) fn add(
+        key: &'a str,
+        data: &'a [u8],
+        ttl: Duration,
+        now: impl FnOnce() -> u64,
+    ) -> Self {
         Self::new(Op::Add, key, Some(data), exptime(ttl, now))
     }
 
-    pub(crate) fn cas(key: &'a str, data: &'a [u8], cas: u64, ttl: Duration, now: u64) -> Self {
+    pub(crate) fn cas(
+        key: &'a str,
+        data: &'a [u8],
+        cas: u64,
+        ttl: Duration,
+        now: impl FnOnce() -> u64,
+    ) -> Self {
         Self::new(Op::Cas(cas), key, Some(data), exptime(ttl, now))
     }
 
-    pub(crate) fn touch(key: &'a str, ttl: Duration, now: u64) -> Self {
+    pub(crate) fn touch(key: &'a str, ttl: Duration, now: impl FnOnce() -> u64) -> Self {
         Self::new(Op::Touch, key, None, exptime(ttl, now))
     }
 
@@ -133,12 +144,14 @@ impl<'a> Request<'a> {
 
 /// memcached's expiry for a TTL: whole seconds, at least 1 (0 would mean "never"), and a
 /// timestamp past 30 days, at most [`MAX_EXPTIME`] (January 2038), however long the TTL.
-pub(crate) fn exptime(ttl: Duration, now: u64) -> u64 {
+/// The clock (`now`, Unix seconds) is read only for such a timestamp: about 100
+/// instructions, on every write.
+pub(crate) fn exptime(ttl: Duration, now: impl FnOnce() -> u64) -> u64 {
     let secs = ttl
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     match secs.max(1) {
-        s if s > MAX_RELATIVE_TTL => now.saturating_add(s).min(MAX_EXPTIME),
+        s if s > MAX_RELATIVE_TTL => now().saturating_add(s).min(MAX_EXPTIME),
         s => s,
     }
 }
@@ -187,30 +200,30 @@ mod tests {
     fn only_reads_touch_and_delete_may_be_resent() {
         let secs = Duration::from_secs(1);
         assert!(Request::get("k").idempotent);
-        assert!(Request::touch("k", secs, 0).idempotent);
+        assert!(Request::touch("k", secs, || 0).idempotent);
         assert!(Request::delete("k").idempotent);
         assert!(!Request::delete_if("k", 1).idempotent);
-        assert!(!Request::add("k", b"", secs, 0).idempotent);
-        assert!(!Request::cas("k", b"", 1, secs, 0).idempotent);
+        assert!(!Request::add("k", b"", secs, || 0).idempotent);
+        assert!(!Request::cas("k", b"", 1, secs, || 0).idempotent);
     }
 
     #[test]
     fn ttls_round_up_and_long_ones_become_timestamps() {
-        assert_eq!(exptime(Duration::from_millis(1), 0), 1);
-        assert_eq!(exptime(Duration::from_millis(1500), 0), 2);
-        assert_eq!(exptime(Duration::ZERO, 0), 1);
+        assert_eq!(exptime(Duration::from_millis(1), || 0), 1);
+        assert_eq!(exptime(Duration::from_millis(1500), || 0), 2);
+        assert_eq!(exptime(Duration::ZERO, || 0), 1);
         let long = Duration::from_secs(MAX_RELATIVE_TTL + 1);
-        assert_eq!(exptime(long, 1_000), 1_000 + MAX_RELATIVE_TTL + 1);
+        assert_eq!(exptime(long, || 1_000), 1_000 + MAX_RELATIVE_TTL + 1);
     }
 
     #[test]
     fn ttls_past_2038_stop_there() {
         let now = 1_800_000_000;
         let century = Duration::from_secs(100 * 365 * 24 * 3600);
-        assert_eq!(exptime(century, now), MAX_EXPTIME);
-        assert_eq!(exptime(Duration::MAX, now), MAX_EXPTIME);
+        assert_eq!(exptime(century, || now), MAX_EXPTIME);
+        assert_eq!(exptime(Duration::MAX, || now), MAX_EXPTIME);
         assert_eq!(
-            exptime(Duration::from_secs(u64::MAX), u64::MAX),
+            exptime(Duration::from_secs(u64::MAX), || u64::MAX),
             MAX_EXPTIME
         );
     }

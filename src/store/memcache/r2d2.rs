@@ -55,7 +55,7 @@ impl Drop for Done {
 }
 
 fn expiration(ttl: Duration) -> u32 {
-    u32::try_from(exptime(ttl, now_unix())).unwrap_or(u32::MAX)
+    u32::try_from(exptime(ttl, now_unix)).unwrap_or(u32::MAX)
 }
 
 /// Whether the client reported a missing key (binary protocol) rather than `false`.
