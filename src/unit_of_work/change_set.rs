@@ -17,8 +17,9 @@ type Entry = (Name, Name);
 pub(super) struct ChangeSet {
     /// The first entry changed, while it is kept.
     first: Option<(Entry, Change)>,
-    /// Every other entry.
-    rest: HashMap<Entry, Change>,
+    /// Every other entry; no table until there is one (making an empty table seeds its
+    /// hasher, a thread-local read and write, on every request's fresh change set).
+    rest: Option<HashMap<Entry, Change>>,
 }
 
 /// One changed entry.
@@ -49,18 +50,21 @@ impl ChangeSet {
         let entry = || (Name::from(package), Name::from(key));
         match &self.first {
             Some(((p, k), _)) if p == package && k == key => {}
-            None if self.rest.is_empty() => self.first = Some((entry(), change())),
+            None if self.rest.as_ref().is_none_or(HashMap::is_empty) => {
+                self.first = Some((entry(), change()));
+            }
             // Past the first entry, or with it dropped by `retain` while the table holds
             // others (which may include this one): the table.
             _ => {
-                self.rest.entry(entry()).or_insert_with(change);
+                let rest = self.rest.get_or_insert_with(HashMap::new);
+                rest.entry(entry()).or_insert_with(change);
             }
         }
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Entry, &Change)> {
         let first = self.first.as_ref().map(|(entry, change)| (entry, change));
-        first.into_iter().chain(&self.rest)
+        first.into_iter().chain(self.rest.iter().flatten())
     }
 
     /// Keeps the changes for which `keep` says so.
@@ -68,11 +72,13 @@ impl ChangeSet {
         if self.first.as_ref().is_some_and(|(e, c)| !keep(e, c)) {
             self.first = None;
         }
-        self.rest.retain(|e, c| keep(e, c));
+        if let Some(rest) = &mut self.rest {
+            rest.retain(|e, c| keep(e, c));
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.first.is_none() && self.rest.is_empty()
+        self.first.is_none() && self.rest.as_ref().is_none_or(HashMap::is_empty)
     }
 }
 
@@ -108,7 +114,7 @@ mod tests {
                     dropped_first += usize::from(had_first && set.first.is_none());
                     model.remove(&(p, k));
                 } else {
-                    added_after += usize::from(set.first.is_none() && !set.rest.is_empty());
+                    added_after += usize::from(set.first.is_none() && !set.is_empty());
                     set.add(p, k, || change(step));
                     model.entry((p, k)).or_insert(step);
                 }
@@ -143,7 +149,7 @@ mod tests {
         set.add("p", "k", || unreachable!("changed before"));
         set.retain(|_, _| true);
         set.add("p", "k", || unreachable!("changed before"));
-        assert!(set.rest.capacity() == 0, "no table for one entry");
+        assert!(set.rest.is_none(), "no table for one entry");
         set.add("p", "j", change);
         assert_eq!(set.iter().count(), 2);
         assert_eq!(set.first.as_ref().map(|(_, c)| c.merge), Some(Merge::Blind));
