@@ -416,10 +416,11 @@ impl UnitOfWork {
         s: &mut SessionData,
         backoff: &mut Backoff,
     ) -> Result<Version, SessionError> {
-        if !backoff.wait().await {
+        let Some(pause) = backoff.next_pause(self.backend.config.retry_budget) else {
             tracing::debug!(?id, "retry budget spent on concurrent commits");
             return Err(SessionError::Conflict);
-        }
+        };
+        actix_web::rt::time::sleep(pause).await;
         self.backend.config.metrics.merge_retry();
         let Some(Stored { data, version }) = self.backend.store.load(id).await? else {
             return Err(SessionError::Ended);
@@ -431,16 +432,12 @@ impl UnitOfWork {
         Ok(version)
     }
 
-    fn backoff(&self) -> Backoff {
-        Backoff::new(self.backend.config.retry_budget)
-    }
-
     /// Compare-and-swap, rebasing onto concurrent commits until it lands or the retry
     /// budget is spent.
     async fn update(&self, existing: &Existing, s: &mut SessionData) -> Result<(), SessionError> {
         let store = &*self.backend.store;
         let mut version = existing.version;
-        let mut backoff = self.backoff();
+        let mut backoff = Backoff::new();
         loop {
             let bytes = self.encode(&s.data)?;
             match store
@@ -501,7 +498,7 @@ impl UnitOfWork {
     ) -> Result<(), (SessionError, bool)> {
         let store = &*self.backend.store;
         let mut version = existing.version;
-        let mut backoff = self.backoff();
+        let mut backoff = Backoff::new();
         loop {
             match store.delete_if(&existing.id, version).await {
                 Ok(Update::Updated) => return Ok(()),
