@@ -29,6 +29,10 @@ pub(super) struct Change {
     pub(super) original: Option<Slot>,
     /// How a concurrent commit of the same entry merges with it.
     pub(super) merge: Merge,
+    /// Changed again since its first change (set by the change set): only then can it be
+    /// back at its original value. Its first change is to another value, so an entry
+    /// changed once needs no comparison to know it changed.
+    pub(super) again: bool,
 }
 
 /// How a change merges with a concurrent commit that changed the same entry.
@@ -44,12 +48,12 @@ pub(super) enum Merge {
 }
 
 impl ChangeSet {
-    /// Records `change` for the entry unless the entry changed before: the first change
-    /// holds what was loaded, and how it merges.
+    /// Records `change` for the entry unless the entry changed before (then marks it
+    /// changed again): the first change holds what was loaded, and how it merges.
     pub(super) fn add(&mut self, package: &str, key: &str, change: impl FnOnce() -> Change) {
         let entry = || (Name::from(package), Name::from(key));
-        match &self.first {
-            Some(((p, k), _)) if p == package && k == key => {}
+        match &mut self.first {
+            Some(((p, k), first)) if p == package && k == key => first.again = true,
             None if self.rest.as_ref().is_none_or(HashMap::is_empty) => {
                 self.first = Some((entry(), change()));
             }
@@ -57,7 +61,9 @@ impl ChangeSet {
             // others (which may include this one): the table.
             _ => {
                 let rest = self.rest.get_or_insert_with(HashMap::new);
-                rest.entry(entry()).or_insert_with(change);
+                rest.entry(entry())
+                    .and_modify(|known| known.again = true)
+                    .or_insert_with(change);
             }
         }
     }
@@ -99,6 +105,7 @@ mod tests {
         let change = |n: usize| Change {
             original: Some(Slot::from(Value::from(n))),
             merge: MERGES[n % MERGES.len()],
+            again: false,
         };
         let first = |c: &Change| (c.original.as_ref().and_then(Slot::value).cloned(), c.merge);
         let mut random = crate::fixed_random::FixedRandom::new(0x2545_F491_4F6C_DD1D);
@@ -144,6 +151,7 @@ mod tests {
         let change = || Change {
             original: None,
             merge: Merge::Blind,
+            again: false,
         };
         set.add("p", "k", change);
         set.add("p", "k", || unreachable!("changed before"));

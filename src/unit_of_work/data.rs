@@ -161,6 +161,7 @@ impl SessionData {
         self.changes.add(package, key, || Change {
             original: current.cloned(),
             merge,
+            again: false,
         });
         self.data.put(package, key, value);
     }
@@ -313,10 +314,12 @@ impl SessionData {
     }
 
     /// Forgets changes that ended where they began (a value set back), and says whether
-    /// anything is left to write: a change, or a renew.
+    /// anything is left to write: a change, or a renew. Only an entry changed again is
+    /// looked up and compared (most requests change an entry once).
     pub(super) fn settle(&mut self) -> bool {
-        self.changes
-            .retain(|(p, k), change| self.data.slot(p, k) != change.original.as_ref());
+        self.changes.retain(|(p, k), change| {
+            !change.again || self.data.slot(p, k) != change.original.as_ref()
+        });
         self.renewed || !self.changes.is_empty()
     }
 
@@ -372,6 +375,21 @@ mod tests {
         assert!(!s.settle(), "nothing left to write");
         s.put("p", "k", None);
         assert!(s.settle(), "a removal is a change");
+        // The same, for an entry past the change set's first (kept in its table): set
+        // back, it goes; the first stays.
+        let mut s = loaded();
+        s.put("p", "k", Some(2.into()));
+        s.put("p", "other", Some("y".into()));
+        s.put("p", "other", Some("x".into()));
+        assert!(s.settle());
+        let left: Vec<_> = s.changes.iter().map(|((_, k), _)| k.as_str()).collect();
+        assert_eq!(left, ["k"]);
+        // And the first, set back while the table holds another.
+        s.put("p", "other", Some("y".into()));
+        s.put("p", "k", Some(1.into()));
+        assert!(s.settle());
+        let left: Vec<_> = s.changes.iter().map(|((_, k), _)| k.as_str()).collect();
+        assert_eq!(left, ["other"]);
     }
 
     #[test]
