@@ -112,9 +112,13 @@ impl Transaction {
         self.savepoints.clear();
         // A stand-in nothing writes, so without a creation time (which would read the clock
         // on every request).
-        let data = std::mem::replace(&mut self.data, SessionData::with(Record::new(0)));
         let hooks = std::mem::take(&mut self.hooks);
-        ((!self.aborted).then_some(data), hooks)
+        let standin = SessionData::with(Record::new(0));
+        if self.aborted {
+            self.data = standin;
+            return (None, hooks);
+        }
+        (Some(std::mem::replace(&mut self.data, standin)), hooks)
     }
 }
 
