@@ -11,9 +11,8 @@ const MAX_STEP: Duration = Duration::from_millis(32);
 /// budget is for a commit that lost a race, as `retry_budget` says.
 pub(crate) struct Backoff {
     /// Set at the first pause: most commits never lose a race, and reading the clock for
-    /// each of them would be wasted. (The budget is not kept here: it is the middleware's,
-    /// and 16 bytes more would take the commit's future past the 1 KiB from which glibc's
-    /// malloc leaves its per-thread caches.)
+    /// each of them would be wasted. (The budget is the middleware's, passed to each
+    /// pause rather than kept here: the commit's future holds this, and is kept small.)
     deadline: Option<Instant>,
     step: Duration,
 }
