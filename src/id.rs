@@ -100,6 +100,12 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// base64url's characters in the order of their values, for tests that spell a value
+/// otherwise.
+#[cfg(test)]
+pub(crate) const ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 #[cfg(test)]
 mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as REFERENCE;
@@ -150,8 +156,6 @@ mod tests {
         }
         // The last character carries 4 unused bits: each of its 15 siblings that set
         // some decodes to the same bytes with a lax decoder, and is refused.
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let (head, last) = id.as_str().split_at(ID_CHARS - 1);
         let at = ALPHABET
             .iter()

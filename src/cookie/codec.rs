@@ -419,8 +419,7 @@ mod tests {
     /// pass.
     #[test]
     fn values_are_the_reference_base64url_and_only_its_spelling_is_read() {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        use crate::id::ALPHABET;
         let key = Key::generate();
         let id = SessionId::generate().unwrap();
         let mut siblings = 0;
