@@ -204,7 +204,8 @@ impl SessionMetrics {
     pub(crate) fn commit(&self, outcome: Commit) {
         #[cfg(feature = "metrics")]
         self.commits[outcome as usize].increment(1);
-        if traced::may_be_read() {
+        // The current span's level is not known here: any level lets it through.
+        if traced::may_be_read(tracing::Level::ERROR) {
             tracing::Span::current().record(OUTCOME_FIELD, outcome.label());
         }
     }

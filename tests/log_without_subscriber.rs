@@ -4,10 +4,15 @@
 //! a store operation's span must still reach one at debug level, though the crate leaves
 //! the span unmade when nothing can read it.
 
+#[path = "common/traced_app.rs"]
+mod traced_app;
+
 use std::sync::Mutex;
 
-use actix_memcache_session::{Key, MemcacheSession, MemoryStore, Session};
-use actix_web::{test, web, App};
+use actix_memcache_session::MemoryStore;
+use actix_web::test;
+
+use traced_app::traced_app;
 
 /// Every record's target and message.
 static RECORDS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
@@ -40,18 +45,7 @@ fn store_spans() -> Vec<String> {
 async fn store_spans_reach_a_logger_at_debug_level_and_not_above_it() {
     log::set_logger(&Capture).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
-    let app = test::init_service(
-        App::new()
-            .wrap(MemcacheSession::new(MemoryStore::new(), Key::generate()))
-            .route(
-                "/set",
-                web::get().to(|s: Session| async move {
-                    s.package("p").insert("k", 1)?;
-                    Ok::<_, actix_web::Error>("ok")
-                }),
-            ),
-    )
-    .await;
+    let app = traced_app(MemoryStore::new()).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;
     assert_eq!(res.status(), 200);
     let spans = store_spans();

@@ -5,6 +5,8 @@
 mod actix_session;
 mod app;
 mod app_testing;
+#[path = "../common/capture.rs"]
+mod capture;
 mod devices;
 mod disconnect;
 mod fake;
@@ -19,6 +21,8 @@ mod nutcracker;
 mod observability;
 mod proxy;
 mod support;
+#[path = "../common/traced_app.rs"]
+mod traced_app;
 mod versions;
 
 use actix_web::{test, web, App};

@@ -3,23 +3,20 @@
 //! session's outcome on the request's tracing span.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_memcache_session::{Key, MemcacheSession, MemcacheStore, Session};
-use actix_web::dev::Service;
-use actix_web::{test, web, App};
+use actix_memcache_session::MemcacheStore;
+use actix_web::test;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Instrument, Metadata, Subscriber};
 
 use crate::app::TestApp;
+use crate::capture::Capture;
 #[cfg(feature = "r2d2")]
 use crate::memcached::r2d2_store;
 use crate::memcached::{store, Memcached};
 use crate::support::{tampered, CountingStore};
+use crate::traced_app::traced_app;
 
 /// Every metric recorded since the last snapshot (the debugging recorder's snapshots
 /// reset counters and gauges): (name, sorted labels) -> value.
@@ -280,77 +277,6 @@ async fn an_r2d2_pool_is_timed_and_its_connections_counted() {
     assert!(m.gauge("db.client.connection.count", &idle) >= 1.0);
 }
 
-/// Records the `session.outcome` values recorded on spans, and the store operations' spans,
-/// keeping the span stack so that `Span::current()` works.
-#[derive(Default)]
-struct Capture {
-    next: AtomicU64,
-    spans: Mutex<HashMap<u64, &'static Metadata<'static>>>,
-    stack: Mutex<Vec<u64>>,
-    outcomes: Arc<Mutex<Vec<String>>>,
-    store_ops: Arc<Mutex<Vec<String>>>,
-}
-
-/// Collects one field's values as text.
-struct Field1<'a>(&'a str, Vec<String>);
-
-impl Visit for Field1<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == self.0 {
-            self.1.push(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == self.0 {
-            self.1.push(format!("{value:?}"));
-        }
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.spans.lock().unwrap().insert(id, span.metadata());
-        if span.metadata().name() == "session.store" {
-            let mut op = Field1("op", Vec::new());
-            span.record(&mut op);
-            self.store_ops.lock().unwrap().extend(op.1);
-        }
-        Id::from_u64(id)
-    }
-
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        let mut outcome = Field1("session.outcome", Vec::new());
-        values.record(&mut outcome);
-        self.outcomes.lock().unwrap().extend(outcome.1);
-    }
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, _: &Event<'_>) {}
-
-    fn enter(&self, span: &Id) {
-        self.stack.lock().unwrap().push(span.into_u64());
-    }
-
-    fn exit(&self, _: &Id) {
-        self.stack.lock().unwrap().pop();
-    }
-
-    fn current_span(&self) -> tracing_core::span::Current {
-        let top = self.stack.lock().unwrap().last().copied();
-        match top.and_then(|id| Some((id, *self.spans.lock().unwrap().get(&id)?))) {
-            Some((id, meta)) => tracing_core::span::Current::new(Id::from_u64(id), meta),
-            None => tracing_core::span::Current::none(),
-        }
-    }
-}
-
 /// The outcome lands on the request's span (as `tracing-actix-web`'s root span, when it
 /// declares `session.outcome`), and each store operation has a debug span.
 #[actix_web::test]
@@ -363,29 +289,7 @@ async fn the_outcome_is_recorded_on_the_request_span() {
     // reached the store's span first, with no subscriber, may have cached "never" (1 run
     // in 8 here). Asked again now, this thread's subscriber answers.
     tracing::callsite::rebuild_interest_cache();
-    let app = test::init_service(
-        App::new()
-            .wrap(MemcacheSession::new(store(), Key::generate()))
-            .wrap_fn(|req, srv| {
-                let span = tracing::info_span!("request", session.outcome = tracing::field::Empty);
-                srv.call(req).instrument(span)
-            })
-            .route(
-                "/set",
-                web::get().to(|s: Session| async move {
-                    s.package("p").insert("k", 1)?;
-                    Ok::<_, actix_web::Error>("ok")
-                }),
-            )
-            .route(
-                "/fail",
-                web::get().to(|s: Session| async move {
-                    s.package("p").insert("k", 2)?;
-                    Err::<String, _>(actix_web::error::ErrorBadRequest("no"))
-                }),
-            ),
-    )
-    .await;
+    let app = traced_app(store()).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;
     assert_eq!(res.status(), 200);
     let cookie = res.response().cookies().next().unwrap().into_owned();
