@@ -11,7 +11,7 @@ use tracing::Level;
 /// span's macro still builds its fields for the logger and drops the span: about 150
 /// instructions a store operation under callgrind, for nothing. Both answers are one
 /// atomic load: tracing's is the most verbose level of any subscriber made so far, which
-/// a subscriber gone does not lower (it only makes spans that nothing reads, as before).
+/// a subscriber gone need not lower (then spans are made that nothing reads, as before).
 pub(crate) fn may_be_read(level: Level) -> bool {
     (level <= STATIC_MAX_LEVEL && level <= LevelFilter::current())
         || log::max_level() >= as_log(level)
