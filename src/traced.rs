@@ -1,29 +1,25 @@
-//! Whether a span made now would reach anyone: `tracing`'s span macros cost even when
-//! nothing reads them.
+//! Whether a span made now, or a field recorded on one, would reach anyone: `tracing`'s
+//! span macros cost even when nothing reads them.
 
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::Level;
 
-/// Whether a span at `level` made now may be read, or a field recorded on the current span
-/// at `level` or above: by a `tracing` subscriber whose level lets it through, or by a
-/// `log` logger at that level (tracing's `log` feature, which actix-web turns on, writes
-/// spans to `log` while no subscriber has ever been set in the process). With neither, a
-/// span's macro still builds its fields for the logger and drops the span: about 150
-/// instructions a store operation under callgrind, for nothing. Both answers are one
-/// atomic load: tracing's is the most verbose level of any subscriber made so far, which
-/// a subscriber gone need not lower (then spans are made that nothing reads, as before).
-pub(crate) fn may_be_read(level: Level) -> bool {
-    (level <= STATIC_MAX_LEVEL && level <= LevelFilter::current())
-        || log::max_level() >= as_log(level)
+/// Whether a debug-level span made now may be read: by a `tracing` subscriber that takes
+/// debug level, or by a `log` logger that does (tracing's `log` feature, which actix-web
+/// turns on, writes spans to `log` while no subscriber has ever been set in the process).
+/// With neither, a span's macro still builds its fields for the logger and drops the
+/// span: about 150 instructions a store operation under callgrind, for nothing. These are
+/// the gates tracing's macros apply, read first: each is one atomic load. Tracing's level is
+/// the most verbose of the subscribers alive at its last rebuild (each new `Dispatch`); it
+/// may stay above that once one is dropped, which only makes spans that nothing reads.
+pub(crate) fn debug_span_may_be_read() -> bool {
+    (Level::DEBUG <= STATIC_MAX_LEVEL && Level::DEBUG <= LevelFilter::current())
+        || (log::Level::Debug <= log::STATIC_MAX_LEVEL && log::Level::Debug <= log::max_level())
 }
 
-/// `level` as `log` names it.
-fn as_log(level: Level) -> log::LevelFilter {
-    match level {
-        Level::ERROR => log::LevelFilter::Error,
-        Level::WARN => log::LevelFilter::Warn,
-        Level::INFO => log::LevelFilter::Info,
-        Level::DEBUG => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    }
+/// Whether a field recorded on the current span, whatever its level, may be read: some
+/// subscriber takes some level. With none, the current span is no span, and a `log`
+/// logger gets nothing from a record.
+pub(crate) fn a_subscriber_listens() -> bool {
+    STATIC_MAX_LEVEL != LevelFilter::OFF && LevelFilter::current() != LevelFilter::OFF
 }

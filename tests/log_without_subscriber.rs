@@ -17,9 +17,9 @@ use traced_app::traced_app;
 /// Every record's target and message.
 static RECORDS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
-struct Capture;
+struct Logger;
 
-impl log::Log for Capture {
+impl log::Log for Logger {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
         true
     }
@@ -43,7 +43,7 @@ fn store_spans() -> Vec<String> {
 
 #[actix_web::test]
 async fn store_spans_reach_a_logger_at_debug_level_and_not_above_it() {
-    log::set_logger(&Capture).unwrap();
+    log::set_logger(&Logger).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
     let app = traced_app(MemoryStore::new()).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;

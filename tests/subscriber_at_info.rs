@@ -1,7 +1,7 @@
 //! A process whose one subscriber takes info level and less verbose ones (its own test
-//! binary: tracing's most verbose level is process-wide, that of every subscriber made).
-//! The session's outcome still reaches the request's span, at info level; the store
-//! operations' debug spans, which it would not take, are not made.
+//! binary: tracing's most verbose level is process-wide, over every live subscriber). The
+//! session's outcome still reaches the request's span, at info level, though the store
+//! operations' debug spans are left unmade.
 
 #[path = "common/capture.rs"]
 mod capture;
@@ -23,10 +23,14 @@ async fn the_outcome_reaches_a_subscriber_at_info_level() {
     capture.max_level = Some(LevelFilter::INFO);
     let outcomes = Arc::clone(&capture.outcomes);
     let store_ops = Arc::clone(&capture.store_ops);
+    // Global, once a process: the one test of this binary.
     tracing::subscriber::set_global_default(capture).unwrap();
     let app = traced_app(MemoryStore::new()).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(*outcomes.lock().unwrap(), ["written"]);
-    assert!(store_ops.lock().unwrap().is_empty(), "no debug span made");
+    assert!(
+        store_ops.lock().unwrap().is_empty(),
+        "no debug span reaches it"
+    );
 }

@@ -115,7 +115,7 @@ fn boxed<'a, T>(
     id: &SessionId,
     future: impl Future<Output = T> + 'a,
 ) -> LocalBoxFuture<'a, T> {
-    if !traced::may_be_read(tracing::Level::DEBUG) {
+    if !traced::debug_span_may_be_read() {
         return Box::pin(future);
     }
     let span = tracing::debug_span!("session.store", op, id = ?id);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_memcache_session::MemcacheStore;
+use actix_memcache_session::{MemcacheStore, MemoryStore};
 use actix_web::test;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -284,11 +284,24 @@ async fn the_outcome_is_recorded_on_the_request_span() {
     let capture = Capture::default();
     let outcomes = Arc::clone(&capture.outcomes);
     let store_ops = Arc::clone(&capture.store_ops);
+    // tracing caches each callsite's interest process-wide. While one subscriber exists it
+    // asks only the default of whichever thread reaches a callsite first, and a test on
+    // another thread, with none, would cache "never" for the store's span (1 run in 8
+    // here; tokio-rs/tracing#3611). With a second one alive it asks both and caches
+    // "sometimes": each span then asks the current thread's subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _default = tracing::subscriber::set_default(capture);
-    // tracing caches each callsite's interest process-wide; a test on another thread that
-    // reached the store's span first, with no subscriber, may have cached "never" (1 run
-    // in 8 here). Asked again now, this thread's subscriber answers.
-    tracing::callsite::rebuild_interest_cache();
+    // What other tests' threads may do at any moment, done first for certain: a thread
+    // with no subscriber reaches the spans.
+    std::thread::spawn(|| {
+        actix_web::rt::System::new().block_on(async {
+            let app = traced_app(MemoryStore::new()).await;
+            let req = test::TestRequest::get().uri("/set").to_request();
+            assert_eq!(test::call_service(&app, req).await.status(), 200);
+        })
+    })
+    .join()
+    .unwrap();
     let app = traced_app(store()).await;
     let res = test::call_service(&app, test::TestRequest::get().uri("/set").to_request()).await;
     assert_eq!(res.status(), 200);
