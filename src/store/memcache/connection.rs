@@ -181,9 +181,9 @@ impl Connection {
                 .any(AbortHandle::is_finished)
     }
 
-    /// Queues `request` with the next opaque token; the receiver gets its reply, or the
-    /// error that ended the connection.
-    pub(crate) fn send(&self, request: &Request<'_>) -> Receiver<io::Result<Reply>> {
+    /// Queues `request`, sent at `sent` (its reply is due `io_timeout` later), with the next
+    /// opaque token; the receiver gets its reply, or the error that ended the connection.
+    pub(crate) fn send(&self, request: &Request<'_>, sent: Instant) -> Receiver<io::Result<Reply>> {
         let (tx, rx) = mailbox::channel(&self.shared.mailbox);
         if let Some((kind, why)) = &*self.shared.failed.borrow() {
             tx.send(Err(io::Error::new(*kind, why.to_string())));
@@ -206,7 +206,7 @@ impl Connection {
             op: request.op,
             key: (spoken == Spoken::Text && reads).then(|| request.key.into()),
             seq,
-            deadline: Instant::now() + self.shared.io_timeout,
+            deadline: sent + self.shared.io_timeout,
             reply: tx,
         });
         self.shared.wake_writer.notify_one();

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -143,9 +144,11 @@ impl Endpoint {
         let n = pool.next.get();
         pool.next.set(n.wrapping_add(1));
         let slot = &pool.slots[n % pool.slots.len()];
-        let started = Instant::now();
         let (conn, fresh) = self.connection(slot).await?;
-        match self.exchange(&conn, request).await {
+        // One clock reading for the request's deadline and a resend's: a connection that
+        // is not fresh came at once, so this is when the request started.
+        let started = Instant::now();
+        match Self::exchange(&conn, request, started).await {
             Ok(reply) => Ok(reply),
             Err(e) if request.idempotent && !fresh && e.kind() != io::ErrorKind::TimedOut => {
                 // Rare, and its timer makes its future large: boxed, so that every
@@ -166,7 +169,10 @@ impl Endpoint {
     ) -> Result<Reply, StoreError> {
         let resend = async {
             let (conn, _) = self.connection(slot).await?;
-            self.exchange(&conn, request).await.map_err(store_error)
+            let sent = Instant::now();
+            Self::exchange(&conn, request, sent)
+                .await
+                .map_err(store_error)
         };
         match timeout_at(started + self.limits.io_timeout, resend).await {
             Ok(result) => result,
@@ -226,12 +232,20 @@ impl Endpoint {
         }
     }
 
-    /// Sends `request` and waits for its reply, which the connection's watchdog bounds by
-    /// `io_timeout`: a late reply ends the connection (later requests get a new one).
-    async fn exchange(&self, conn: &Connection, request: &Request<'_>) -> io::Result<Reply> {
-        match conn.send(request).await {
-            Some(reply) => reply,
-            None => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
+    /// Sends `request` now (at `sent`) and waits for its reply, which the connection's
+    /// watchdog bounds by `io_timeout`: a late reply ends the connection (later requests get
+    /// a new one). Only the reply is awaited, so the future holds nothing else.
+    fn exchange(
+        conn: &Connection,
+        request: &Request<'_>,
+        sent: Instant,
+    ) -> impl Future<Output = io::Result<Reply>> {
+        let reply = conn.send(request, sent);
+        async move {
+            match reply.await {
+                Some(reply) => reply,
+                None => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
+            }
         }
     }
 }
