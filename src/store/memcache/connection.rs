@@ -181,13 +181,15 @@ impl Connection {
                 .any(AbortHandle::is_finished)
     }
 
-    /// Queues `request`, sent at `sent` (its reply is due `io_timeout` later), with the next
-    /// opaque token; the receiver gets its reply, or the error that ended the connection.
-    pub(crate) fn send(&self, request: &Request<'_>, sent: Instant) -> Receiver<io::Result<Reply>> {
+    /// Queues `request` with the next opaque token, its reply due `io_timeout` from now (or
+    /// later, once the writer takes it: see `write_loop`). Returns when it was queued, and
+    /// the receiver of its reply or of the error that ended the connection.
+    pub(crate) fn send(&self, request: &Request<'_>) -> (Instant, Receiver<io::Result<Reply>>) {
         let (tx, rx) = mailbox::channel(&self.shared.mailbox);
+        let queued = Instant::now();
         if let Some((kind, why)) = &*self.shared.failed.borrow() {
             tx.send(Err(io::Error::new(*kind, why.to_string())));
-            return rx;
+            return (queued, rx);
         }
         let opaque = self.shared.next_opaque.get();
         self.shared.next_opaque.set(opaque.wrapping_add(1));
@@ -206,12 +208,12 @@ impl Connection {
             op: request.op,
             key: (spoken == Spoken::Text && reads).then(|| request.key.into()),
             seq,
-            deadline: sent + self.shared.io_timeout,
+            deadline: queued + self.shared.io_timeout,
             reply: tx,
         });
         self.shared.wake_writer.notify_one();
         self.shared.wake_watchdog.notify_one();
-        rx
+        (queued, rx)
     }
 }
 

@@ -131,8 +131,8 @@ impl Endpoint {
     ///
     /// A read, touch or delete that fails on a connection opened before it (memcached
     /// restarted since) is sent once more on a new connection, within what is left of its
-    /// `io_timeout`, so the first request after a restart already succeeds. A write is never resent: it may have landed before the
-    /// connection dropped, and a second compare-and-swap or add would then report a
+    /// `io_timeout`, so the first request after a restart already succeeds. A write is never
+    /// resent: it may have landed before the connection dropped, and a second compare-and-swap or add would then report a
     /// conflict for a write that was saved; its caller gets 503 instead. A timeout is not
     /// retried: the client gets its 503 within `io_timeout` of the request's write (twice at
     /// most: see the builder's `io_timeout`).
@@ -145,10 +145,10 @@ impl Endpoint {
         pool.next.set(n.wrapping_add(1));
         let slot = &pool.slots[n % pool.slots.len()];
         let (conn, fresh) = self.connection(slot).await?;
-        // One clock reading for the request's deadline and a resend's: a connection that
-        // is not fresh came at once, so this is when the request started.
-        let started = Instant::now();
-        match Self::exchange(&conn, request, started).await {
+        // When it was queued: a connection that is not fresh (the only kind a request is
+        // resent from) came at once, so also when the request started.
+        let (started, reply) = Self::exchange(&conn, request);
+        match reply.await {
             Ok(reply) => Ok(reply),
             Err(e) if request.idempotent && !fresh && e.kind() != io::ErrorKind::TimedOut => {
                 // Rare, and its timer makes its future large: boxed, so that every
@@ -169,10 +169,8 @@ impl Endpoint {
     ) -> Result<Reply, StoreError> {
         let resend = async {
             let (conn, _) = self.connection(slot).await?;
-            let sent = Instant::now();
-            Self::exchange(&conn, request, sent)
-                .await
-                .map_err(store_error)
+            let (_, reply) = Self::exchange(&conn, request);
+            reply.await.map_err(store_error)
         };
         match timeout_at(started + self.limits.io_timeout, resend).await {
             Ok(result) => result,
@@ -232,21 +230,21 @@ impl Endpoint {
         }
     }
 
-    /// Sends `request` now (at `sent`) and waits for its reply, which the connection's
-    /// watchdog bounds by `io_timeout`: a late reply ends the connection (later requests get
-    /// a new one). Only the reply is awaited, so the future holds nothing else.
+    /// Queues `request` now, and returns when, with the wait for its reply, which the
+    /// connection's watchdog bounds by `io_timeout`: a late reply ends the connection (later
+    /// requests get a new one). The wait holds only the reply's receiver.
     fn exchange(
         conn: &Connection,
         request: &Request<'_>,
-        sent: Instant,
-    ) -> impl Future<Output = io::Result<Reply>> {
-        let reply = conn.send(request, sent);
-        async move {
+    ) -> (Instant, impl Future<Output = io::Result<Reply>>) {
+        let (queued, reply) = conn.send(request);
+        let reply = async move {
             match reply.await {
                 Some(reply) => reply,
                 None => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
             }
-        }
+        };
+        (queued, reply)
     }
 }
 
