@@ -1,6 +1,7 @@
 //! A process in which no `tracing` subscriber is ever set (its own test binary: setting
 //! one, even scoped, turns tracing's `log` output off for the rest of the process).
-//! tracing's `log` feature, which actix-web turns on, then writes spans to a `log` logger:
+//! tracing's `log` feature, which actix-http and actix-codec turn on, then writes spans to
+//! a `log` logger:
 //! a store operation's span must still reach one at debug level, though the crate leaves
 //! the span unmade when nothing can read it.
 

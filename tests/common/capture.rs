@@ -1,5 +1,4 @@
-//! A test subscriber shared by the test binaries: it keeps the `session.outcome` values
-//! recorded on spans and the store operations' spans, up to a most verbose level.
+//! The test subscriber of the integration binary and `subscriber_at_info.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

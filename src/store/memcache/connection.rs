@@ -182,8 +182,8 @@ impl Connection {
     }
 
     /// Queues `request` with the next opaque token, its reply due `io_timeout` from now (or
-    /// later, once the writer takes it: see `write_loop`). Returns when it was queued, and
-    /// the receiver of its reply or of the error that ended the connection.
+    /// later, once the writer takes it: see `write_loop`). Returns the moment it was queued,
+    /// and the receiver of its reply or of the error that ended the connection.
     pub(crate) fn send(&self, request: &Request<'_>) -> (Instant, Receiver<io::Result<Reply>>) {
         let (tx, rx) = mailbox::channel(&self.shared.mailbox);
         let queued = Instant::now();

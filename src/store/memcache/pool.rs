@@ -132,8 +132,9 @@ impl Endpoint {
     /// A read, touch or delete that fails on a connection opened before it (memcached
     /// restarted since) is sent once more on a new connection, within what is left of its
     /// `io_timeout`, so the first request after a restart already succeeds. A write is never
-    /// resent: it may have landed before the connection dropped, and a second compare-and-swap or add would then report a
-    /// conflict for a write that was saved; its caller gets 503 instead. A timeout is not
+    /// resent: it may have landed before the connection dropped, and a second
+    /// compare-and-swap or add would then report a conflict for a write that was saved; its
+    /// caller gets 503 instead. A timeout is not
     /// retried: the client gets its 503 within `io_timeout` of the request's write (twice at
     /// most: see the builder's `io_timeout`).
     async fn run(self: &Arc<Self>, request: &Request<'_>) -> Result<Reply, StoreError> {
@@ -230,9 +231,9 @@ impl Endpoint {
         }
     }
 
-    /// Queues `request` now, and returns when, with the wait for its reply, which the
-    /// connection's watchdog bounds by `io_timeout`: a late reply ends the connection (later
-    /// requests get a new one). The wait holds only the reply's receiver.
+    /// Queues `request` now, and returns the moment it was queued and the wait for its
+    /// reply, which the connection's watchdog bounds by `io_timeout`: a late reply ends the
+    /// connection (later requests get a new one). The wait holds only the reply's receiver.
     fn exchange(
         conn: &Connection,
         request: &Request<'_>,
