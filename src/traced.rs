@@ -7,13 +7,12 @@ use tracing::Level;
 /// Whether a debug-level span made now may be read: by a `tracing` subscriber that takes
 /// debug level, or by a `log` logger that does (tracing's `log` feature, which actix-http
 /// and actix-codec turn on, writes spans to `log` while no subscriber has ever been set in
-/// the process).
-/// With neither, a span's macro still builds its fields for the logger and drops the
-/// span: about 150 instructions a store operation under callgrind, for nothing. These are
-/// the gates tracing's macros apply, read first: two atomic loads (the compiled-in levels
-/// are constants). Tracing's level is
-/// the most verbose of the subscribers alive at its last rebuild (each new `Dispatch`); it
-/// may stay above that once one is dropped, which only makes spans that nothing reads.
+/// the process). With neither, a span's macro still builds its fields for the logger and
+/// drops the span: about 150 instructions a store operation under callgrind, for nothing.
+/// These are the gates tracing's macros apply, read first: two atomic loads (the
+/// compiled-in levels are constants). Tracing's level is the most verbose of the
+/// subscribers alive at its last rebuild (each new `Dispatch`); it may stay above that
+/// once one is dropped, which only makes spans that nothing reads.
 pub(crate) fn debug_span_may_be_read() -> bool {
     (Level::DEBUG <= STATIC_MAX_LEVEL && Level::DEBUG <= LevelFilter::current())
         || (log::Level::Debug <= log::STATIC_MAX_LEVEL && log::Level::Debug <= log::max_level())
