@@ -84,18 +84,18 @@ impl UnitOfWork {
             .get_or_try_init(|| async {
                 let metrics = &self.backend.config.metrics;
                 let named = !self.cookies().is_empty();
-                let data = self
+                let tx = self
                     .first_live()
                     .await
                     .inspect_err(|_| metrics.load(Load::Error))?;
-                metrics.load(match &data {
-                    Some(data) => data.loaded(),
+                metrics.load(match &tx {
+                    Some(tx) => tx.borrow().data.loaded(),
                     None if named => Load::Miss,
                     None => Load::Fresh,
                 });
-                let mut tx = Transaction::new(data.unwrap_or_else(SessionData::fresh));
-                tx.renew_on_bind = self.backend.config.renew_on_bind;
-                Ok::<_, SessionError>(Rc::new(RefCell::new(tx)))
+                let tx = tx.unwrap_or_else(|| begin(SessionData::fresh()));
+                tx.borrow_mut().renew_on_bind = self.backend.config.renew_on_bind;
+                Ok::<_, SessionError>(tx)
             })
             .await?;
         Ok(Rc::clone(session))
@@ -104,12 +104,12 @@ impl UnitOfWork {
     /// The session of the first cookie that names a live one. Returns as soon as it is read,
     /// so that no session's data is held across a store's await: this future, boxed with
     /// every request's extractor, stays under 1 KB.
-    async fn first_live(&self) -> Result<Option<SessionData>, SessionError> {
+    async fn first_live(&self) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
         for cookie in self.cookies() {
-            if let Some(data) = self.read(cookie, WhenDown::StartFresh).await? {
-                return Ok(Some(data));
+            if let Some(tx) = self.read(cookie, WhenDown::StartFresh).await? {
+                return Ok(Some(tx));
             }
         }
         Ok(None)
@@ -119,7 +119,7 @@ impl UnitOfWork {
     /// cookie, nothing read.
     #[cfg(feature = "testing")]
     pub(crate) async fn fresh(&self) -> Rc<RefCell<Transaction>> {
-        let tx = Rc::new(RefCell::new(Transaction::new(SessionData::fresh())));
+        let tx = begin(SessionData::fresh());
         Rc::clone(self.session.get_or_init(|| async { tx }).await)
     }
 
@@ -137,18 +137,20 @@ impl UnitOfWork {
             idle: None,
             user: None,
         };
-        let Some(mut data) = self.read(&by_id, WhenDown::FailClosed).await? else {
+        let Some(tx) = self.read(&by_id, WhenDown::FailClosed).await? else {
             return Ok(None);
         };
-        let Some(existing) = data.existing.as_mut() else {
-            // Signed out everywhere: as good as gone.
-            return Ok(None);
-        };
-        // No cookie to re-issue here: as if it carried what the session says, so that an
-        // unchanged session is not touched (which would extend its life).
-        existing.cookie_idle = self.timeouts(&data.data).cookie_idle().map(|d| d.as_secs());
-        existing.cookie_user = self.user_item(&data.data);
-        let tx = Rc::new(RefCell::new(Transaction::new(data)));
+        {
+            let SessionData { existing, data, .. } = &mut tx.borrow_mut().data;
+            let Some(existing) = existing.as_mut() else {
+                // Signed out everywhere: as good as gone.
+                return Ok(None);
+            };
+            // No cookie to re-issue here: as if it carried what the session says, so that an
+            // unchanged session is not touched (which would extend its life).
+            existing.cookie_idle = self.timeouts(data).cookie_idle().map(|d| d.as_secs());
+            existing.cookie_user = self.user_item(data);
+        }
         Ok(Some(Rc::clone(
             self.session.get_or_init(|| async { tx }).await,
         )))
@@ -157,12 +159,13 @@ impl UnitOfWork {
     /// The live session a cookie names, if there is one. When its server (or its user's
     /// generation item's) is down and both `allowed` and the store say to start fresh, a
     /// fresh one stands in for it. A session whose user was signed out everywhere comes
-    /// back fresh, with the old one to remove.
+    /// back fresh, with the old one to remove. Returned as its transaction, so that the
+    /// session's copy is built once, not moved up through each caller's future.
     async fn read(
         &self,
         cookie: &Verified,
         allowed: WhenDown,
-    ) -> Result<Option<SessionData>, SessionError> {
+    ) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
         let store = &*self.backend.store;
         let start_fresh = allowed == WhenDown::StartFresh && store.when_down() == allowed;
         // A bound session's cookie names its user's generation item: one round trip for both.
@@ -175,7 +178,7 @@ impl UnitOfWork {
         };
         let stored = match or_fresh(stored, &cookie.id, start_fresh)? {
             Ok(stored) => stored,
-            Err(fresh) => return Ok(Some(fresh)),
+            Err(fresh) => return Ok(Some(begin(fresh))),
         };
         let Some(stored) = stored else {
             tracing::debug!(id = ?cookie.id, "no stored session for cookie");
@@ -201,17 +204,17 @@ impl UnitOfWork {
             };
             let generation = match or_fresh(generation, &cookie.id, start_fresh)? {
                 Ok(generation) => generation,
-                Err(fresh) => return Ok(Some(fresh)),
+                Err(fresh) => return Ok(Some(begin(fresh))),
             };
             if !generation::signed_in(&data, generation.as_ref()) {
                 tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
-                return Ok(Some(SessionData {
+                return Ok(Some(begin(SessionData {
                     signed_out: Some((cookie.id.clone(), stored.version)),
                     ..SessionData::fresh()
-                }));
+                })));
             }
         }
-        Ok(Some(SessionData {
+        Ok(Some(begin(SessionData {
             existing: Some(Existing {
                 id: cookie.id.clone(),
                 version: stored.version,
@@ -222,7 +225,7 @@ impl UnitOfWork {
             }),
             // Not `..fresh()`: that would read the clock for a record thrown away.
             ..SessionData::with(data)
-        }))
+        })))
     }
 
     pub(super) fn timeouts(&self, data: &Record) -> Timeouts {
@@ -244,6 +247,11 @@ impl UnitOfWork {
     pub(super) fn current_item(&self, user: &str) -> SessionId {
         self.backend.config.codec.user_item(user)
     }
+}
+
+/// A transaction over `data`.
+fn begin(data: SessionData) -> Rc<RefCell<Transaction>> {
+    Rc::new(RefCell::new(Transaction::new(data)))
 }
 
 /// A store read (`Ok`), or, when its server is down and the request may start fresh, the
