@@ -68,6 +68,7 @@ mod error;
 #[cfg(test)]
 mod fixed_random;
 mod id;
+mod in_box;
 mod metrics;
 mod middleware;
 mod session;

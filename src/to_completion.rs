@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 
 use futures_util::future::LocalBoxFuture;
 
+use crate::in_box::made_in_box;
+
 /// Polls its future like any other; dropped before that future completed, it hands it to
 /// this thread's `LocalSet` (every actix worker runs one) to finish there, its output
 /// discarded. The future is boxed here, so that a caller holding a `ToCompletion` holds it
@@ -18,9 +20,10 @@ pub(crate) struct ToCompletion<T: 'static> {
 }
 
 impl<T: 'static> ToCompletion<T> {
-    pub(crate) fn new(future: impl Future<Output = T> + 'static) -> Self {
+    /// The future that `make` makes, made in its box.
+    pub(crate) fn new<F: Future<Output = T> + 'static>(make: impl FnOnce() -> F) -> Self {
         Self {
-            inner: Some(Box::pin(future)),
+            inner: Some(made_in_box(make)),
         }
     }
 }
@@ -88,7 +91,7 @@ mod tests {
     fn a_future_that_panicked_is_dropped_not_handed_on() {
         let dropped = Rc::new(Cell::new(false));
         let guard = Dropped(Rc::clone(&dropped));
-        let mut future = ToCompletion::new(async move {
+        let mut future = ToCompletion::new(move || async move {
             let _guard = guard;
             panic!("a bug in the commit");
         });

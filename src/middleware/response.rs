@@ -144,7 +144,7 @@ fn end<B: MessageBody + 'static>(
     match uow.finish_quietly() {
         Some(action) => Ok(Ok(with_cookie(&uow, res, Ok(action)))),
         None => Err(Ending::Finish {
-            commit: ToCompletion::new(async move { uow.finish().await }),
+            commit: ToCompletion::new(move || async move { uow.finish().await }),
             res: Some(res),
         }),
     }
@@ -179,7 +179,7 @@ fn abort<B: 'static>(
     then: impl FnOnce() -> Answer<B> + 'static,
 ) -> Ending<B> {
     Ending::Abort(Box::pin(async move {
-        ToCompletion::new(async move { uow.abort(why).await }).await;
+        ToCompletion::new(move || async move { uow.abort(why).await }).await;
         then()
     }))
 }

@@ -13,6 +13,7 @@ use super::package::Package;
 use super::savepoint::Savepoint;
 use crate::error::SessionError;
 use crate::id::SessionId;
+use crate::in_box::made_in_box;
 use crate::unit_of_work::{Outcome, SessionStatus, Transaction, UnitOfWork};
 
 /// The current request's session: session -> package -> key -> JSON value.
@@ -175,7 +176,7 @@ impl FromRequest for Session {
             return Box::pin(async { Ok(Session { tx }) });
         }
         uow.verify_cookies(req);
-        Box::pin(async move {
+        made_in_box(move || async move {
             Ok(Session {
                 tx: uow.load().await?,
             })

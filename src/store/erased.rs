@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 
 use crate::id::SessionId;
+use crate::in_box::made_in_box;
 use crate::store::error::StoreError;
 use crate::store::session_store::{SessionStore, Stored, Update, Version, WhenDown};
 use crate::traced;
@@ -51,7 +52,7 @@ impl<S: SessionStore> ErasedStore for S {
         &'a self,
         id: &'a SessionId,
     ) -> LocalBoxFuture<'a, Result<Option<Stored>, StoreError>> {
-        boxed("load", id, SessionStore::load(self, id))
+        boxed("load", id, || SessionStore::load(self, id))
     }
 
     fn create<'a>(
@@ -60,7 +61,7 @@ impl<S: SessionStore> ErasedStore for S {
         data: &'a [u8],
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        boxed("create", id, SessionStore::create(self, id, data, ttl))
+        boxed("create", id, || SessionStore::create(self, id, data, ttl))
     }
 
     fn update<'a>(
@@ -70,11 +71,9 @@ impl<S: SessionStore> ErasedStore for S {
         version: Version,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        boxed(
-            "update",
-            id,
-            SessionStore::update(self, id, data, version, ttl),
-        )
+        boxed("update", id, || {
+            SessionStore::update(self, id, data, version, ttl)
+        })
     }
 
     fn touch<'a>(
@@ -82,11 +81,11 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         ttl: Duration,
     ) -> LocalBoxFuture<'a, Result<bool, StoreError>> {
-        boxed("touch", id, SessionStore::touch(self, id, ttl))
+        boxed("touch", id, || SessionStore::touch(self, id, ttl))
     }
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> LocalBoxFuture<'a, Result<(), StoreError>> {
-        boxed("delete", id, SessionStore::delete(self, id))
+        boxed("delete", id, || SessionStore::delete(self, id))
     }
 
     fn delete_if<'a>(
@@ -94,7 +93,9 @@ impl<S: SessionStore> ErasedStore for S {
         id: &'a SessionId,
         version: Version,
     ) -> LocalBoxFuture<'a, Result<Update, StoreError>> {
-        boxed("delete_if", id, SessionStore::delete_if(self, id, version))
+        boxed("delete_if", id, || {
+            SessionStore::delete_if(self, id, version)
+        })
     }
 
     fn accepts(&self, id: &SessionId) -> bool {
@@ -106,22 +107,22 @@ impl<S: SessionStore> ErasedStore for S {
     }
 }
 
-/// `future`, boxed, inside the debug span of one store operation (the id shows only as its
+/// The future `make` makes, boxed, inside the debug span of one store operation (the id shows only as its
 /// short prefix) when a subscriber wants the span. Without one the span is left out: it
 /// would cost an enter and an exit on every poll and record nothing. When nothing may read
 /// it, it is not even made.
-fn boxed<'a, T>(
+fn boxed<'a, F: Future + 'a>(
     op: &'static str,
     id: &SessionId,
-    future: impl Future<Output = T> + 'a,
-) -> LocalBoxFuture<'a, T> {
+    make: impl FnOnce() -> F,
+) -> LocalBoxFuture<'a, F::Output> {
     if !traced::debug_span_may_be_read() {
-        return Box::pin(future);
+        return made_in_box(make);
     }
     let span = tracing::debug_span!("session.store", op, id = ?id);
     if span.is_disabled() {
-        Box::pin(future)
+        made_in_box(make)
     } else {
-        Box::pin(future.instrument(span))
+        Box::pin(make().instrument(span))
     }
 }

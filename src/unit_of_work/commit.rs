@@ -19,6 +19,7 @@ use crate::clock::now_unix;
 use crate::cookie::Issue;
 use crate::error::SessionError;
 use crate::id::SessionId;
+use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
 use crate::store::{StoreError, Stored, Update, Version};
 use crate::to_completion;
@@ -134,9 +135,9 @@ impl UnitOfWork {
             // Most requests (a read of an unbound session) end here, without the write's
             // future: over 1 KiB, it would take glibc's slower path on every request.
             (None, None) if self.quiet(s) => Ok(self.unchanged(s)),
-            (None, None) => Box::pin(self.write(s)).await,
-            (Some(out), _) => Box::pin(self.sign_out_then_write(s, *out)).await,
-            (None, Some(d)) => Box::pin(self.dismiss_then_write(s, *d)).await,
+            (None, None) => made_in_box(|| self.write(s)).await,
+            (Some(out), _) => made_in_box(|| self.sign_out_then_write(s, *out)).await,
+            (None, Some(d)) => made_in_box(|| self.dismiss_then_write(s, *d)).await,
         }
     }
 
