@@ -182,6 +182,20 @@ impl UnitOfWork {
         let ttl = self.backend.config.generation_ttl();
         let keep = out.keep_this;
         let held = out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
+        // Sessions bound under another key (a login before or after a key rotation) are
+        // listed in that key's item: it ends too, as the container's sign-out ends it.
+        // First, so that a failure leaves none of them signed in with this one signed out;
+        // and only once this session is known to be signed in: a revoked one ends nobody.
+        let codec = &self.backend.config.codec;
+        let mut others = codec
+            .user_items(&out.user)
+            .filter(|other| *other != item)
+            .peekable();
+        if others.peek().is_some() && generation::still_holds(store, &item, held).await? {
+            for other in others {
+                store.delete(&other).await?;
+            }
+        }
         match generation::end(store, &item, held, keep, ttl).await? {
             generation::Ending::Rotated(next) => {
                 // The session stays listed under the entry it held (rebinding the same user

@@ -92,6 +92,20 @@ pub(crate) enum Ending {
     Revoked,
 }
 
+/// Whether a session that holds `held` and is listed as `handle` is still signed in with
+/// `item` (`None`: bound in this very request, so it answers for the user as a login does).
+pub(crate) async fn still_holds(
+    store: &dyn ErasedStore,
+    item: &SessionId,
+    held: Option<(&str, &str)>,
+) -> Result<bool, SessionError> {
+    let Some((held, handle)) = held else {
+        return Ok(true);
+    };
+    let current = store.load(item).await?;
+    Ok(current.is_some_and(|c| roster::lists(&c.data, held, handle)))
+}
+
 /// Ends the user's generation at `item` on behalf of a session that holds `held` and is
 /// listed as `handle` (`None`: bound in this very request, so it answers for the user as a
 /// login does). The end is conditional on the session still being signed in, with

@@ -89,6 +89,7 @@ macro_rules! http_suite {
             an_evicted_generation_item_signs_the_user_out,
             two_apps_sharing_a_store_keep_their_users_apart,
             a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all,
+            a_sign_out_in_a_request_ends_the_bindings_of_every_key,
             sign_out_of_other_sessions_keeps_this_one,
             sign_out_in_a_failed_request_signs_nobody_out,
             a_sign_out_whose_commit_then_fails_says_what_happened,
@@ -1484,6 +1485,71 @@ pub async fn a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all<
     after.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&after, &bound_before).await, "none");
     assert_eq!(whoami(&after, &bound_after).await, "none");
+}
+
+/// After a key rotation, a user's sessions are bound under the old key's item and the new
+/// key's: a sign-out asked in a request (from a session under either key) ends both, as
+/// the container's does.
+pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionStore + Clone>(
+    store: S,
+) {
+    const OLD: [u8; 32] = [9; 32];
+    for (route, from_old) in [
+        ("/sign-out-everywhere", false),
+        ("/sign-out-everywhere", true),
+        ("/sign-out-others", false),
+        ("/sign-out-others", true),
+    ] {
+        let old = Key::try_from(&OLD[..]).unwrap();
+        let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+        let (bound_before, _) = log_in(&before, "ada").await;
+        let after = TestApp::with(CountingStore::new(store.clone()), Key::generate(), |b| {
+            b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
+        })
+        .await;
+        let (bound_after, _) = log_in(&after, "ada").await;
+        let (asking, other) = if from_old {
+            (&bound_before, &bound_after)
+        } else {
+            (&bound_after, &bound_before)
+        };
+        let reply = after.get(route, Some(asking)).await;
+        assert_eq!(reply.status, 200, "{route} from the old key's: {from_old}");
+        assert_eq!(
+            whoami(&after, other).await,
+            "none",
+            "{route} from the old key's session: {from_old}"
+        );
+        let kept = if route == "/sign-out-others" {
+            "ada"
+        } else {
+            "none"
+        };
+        let asking = reply.cookie.clone().unwrap_or_else(|| asking.clone());
+        assert_eq!(whoami(&after, &asking).await, kept, "{route}: {from_old}");
+        after.sessions.sign_out_everywhere("ada").await.unwrap();
+    }
+    // A session signed out while its request ran ends nobody, under either key: a login
+    // that came after stays signed in.
+    let old = Key::try_from(&OLD[..]).unwrap();
+    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+    let (revoked, _) = log_in(&before, "ada").await;
+    let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
+        b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
+    })
+    .await;
+    let (reply, later) = after
+        .interleave_with("/gated/sign-out-everywhere", &revoked, async {
+            after.sessions.sign_out_everywhere("ada").await.unwrap();
+            log_in(&after, "ada").await
+        })
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        whoami(&after, &later.0).await,
+        "ada",
+        "the later login stays"
+    );
 }
 
 pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(store: S) {
