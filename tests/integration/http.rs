@@ -1464,6 +1464,20 @@ pub async fn two_apps_sharing_a_store_keep_their_users_apart<S: SessionStore + C
     );
 }
 
+/// An app signing with a key of 32 `OLD` bytes, and the same app after a rotation to a new
+/// key with the old one kept as a fallback: both over `store`.
+async fn before_and_after_a_rotation<S: SessionStore + Clone, const OLD: u8>(
+    store: S,
+) -> (TestApp<S>, TestApp<S>) {
+    let old = || Key::try_from(&[OLD; 32][..]).unwrap();
+    let before = TestApp::with(CountingStore::new(store.clone()), old(), |b| b).await;
+    let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
+        b.fallback_keys(vec![Key::try_from(&[OLD; 32][..]).unwrap()])
+    })
+    .await;
+    (before, after)
+}
+
 /// The key a session was bound under is rotated out (kept as a fallback): the binding
 /// holds, and a sign-out everywhere ends the sessions bound under either key.
 pub async fn a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all<
@@ -1471,14 +1485,8 @@ pub async fn a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all<
 >(
     store: S,
 ) {
-    const OLD: [u8; 32] = [7; 32];
-    let old = Key::try_from(&OLD[..]).unwrap();
-    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+    let (before, after) = before_and_after_a_rotation::<_, 7>(store).await;
     let (bound_before, _) = log_in(&before, "ada").await;
-    let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
-        b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
-    })
-    .await;
     let reply = after.get("/whoami", Some(&bound_before)).await;
     assert_eq!(reply.body, "ada", "the binding holds across the rotation");
     let (bound_after, _) = log_in(&after, "ada").await;
@@ -1493,20 +1501,14 @@ pub async fn a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all<
 pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionStore + Clone>(
     store: S,
 ) {
-    const OLD: [u8; 32] = [9; 32];
     for (route, from_old) in [
         ("/sign-out-everywhere", false),
         ("/sign-out-everywhere", true),
         ("/sign-out-others", false),
         ("/sign-out-others", true),
     ] {
-        let old = Key::try_from(&OLD[..]).unwrap();
-        let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+        let (before, after) = before_and_after_a_rotation::<_, 9>(store.clone()).await;
         let (bound_before, _) = log_in(&before, "ada").await;
-        let after = TestApp::with(CountingStore::new(store.clone()), Key::generate(), |b| {
-            b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
-        })
-        .await;
         let (bound_after, _) = log_in(&after, "ada").await;
         let (asking, other) = if from_old {
             (&bound_before, &bound_after)
@@ -1531,13 +1533,8 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
     }
     // A session signed out while its request ran ends nobody, under either key: a login
     // that came after stays signed in.
-    let old = Key::try_from(&OLD[..]).unwrap();
-    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+    let (before, after) = before_and_after_a_rotation::<_, 9>(store).await;
     let (revoked, _) = log_in(&before, "ada").await;
-    let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
-        b.fallback_keys(vec![Key::try_from(&OLD[..]).unwrap()])
-    })
-    .await;
     let (reply, later) = after
         .interleave_with("/gated/sign-out-everywhere", &revoked, async {
             after.sessions.sign_out_everywhere("ada").await.unwrap();
