@@ -1469,8 +1469,8 @@ pub async fn two_apps_sharing_a_store_keep_their_users_apart<S: SessionStore + C
 async fn before_and_after_a_rotation<S: SessionStore + Clone, const OLD: u8>(
     store: S,
 ) -> (TestApp<S>, TestApp<S>) {
-    let old = || Key::try_from(&[OLD; 32][..]).unwrap();
-    let before = TestApp::with(CountingStore::new(store.clone()), old(), |b| b).await;
+    let old = Key::try_from(&[OLD; 32][..]).unwrap();
+    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
     let after = TestApp::with(CountingStore::new(store), Key::generate(), |b| {
         b.fallback_keys(vec![Key::try_from(&[OLD; 32][..]).unwrap()])
     })
