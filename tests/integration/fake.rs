@@ -264,6 +264,26 @@ fn normal(
     format!("{reply}{opaque}\r\n").into_bytes()
 }
 
+impl Items {
+    /// A text-protocol `add` or `cas` that stores: as memcached does, an expiry above 30
+    /// days is a Unix time, and one already past leaves nothing (the item expired at once).
+    fn store(&mut self, key: String, words: &[&str], data: &Option<Vec<u8>>) -> &'static str {
+        const MAX_RELATIVE: u64 = 30 * 24 * 3600;
+        let exptime = words.get(3).and_then(|e| e.parse::<u64>().ok());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.next_cas += 1;
+        if exptime.is_some_and(|e| e > MAX_RELATIVE && e <= now) {
+            self.map.remove(&key);
+        } else {
+            let value = data.clone().unwrap_or_default();
+            self.map.insert(key, (value, self.next_cas));
+        }
+        "STORED"
+    }
+}
+
 /// memcached's answer to a text-protocol command, if it is one.
 fn normal_text(words: &[&str], data: &Option<Vec<u8>>, items: &mut Items) -> Option<Vec<u8>> {
     let key = words.get(1).copied().unwrap_or_default().to_owned();
@@ -281,20 +301,10 @@ fn normal_text(words: &[&str], data: &Option<Vec<u8>>, items: &mut Items) -> Opt
         "add" if current.is_some() => "NOT_STORED",
         "cas" => match (current, words.get(5).and_then(|c| c.parse::<u64>().ok())) {
             (None, _) => "NOT_FOUND",
-            (Some(cas), Some(given)) if cas == given => {
-                items.next_cas += 1;
-                let value = data.clone().unwrap_or_default();
-                items.map.insert(key, (value, items.next_cas));
-                "STORED"
-            }
+            (Some(cas), Some(given)) if cas == given => items.store(key, words, data),
             _ => "EXISTS",
         },
-        "add" => {
-            items.next_cas += 1;
-            let value = data.clone().unwrap_or_default();
-            items.map.insert(key, (value, items.next_cas));
-            "STORED"
-        }
+        "add" => items.store(key, words, data),
         "touch" if current.is_some() => "TOUCHED",
         "delete" if items.map.remove(&key).is_some() => "DELETED",
         "touch" | "delete" => "NOT_FOUND",
@@ -304,9 +314,9 @@ fn normal_text(words: &[&str], data: &Option<Vec<u8>>, items: &mut Items) -> Opt
 }
 
 /// A proxy to `upstream` that, the first time a client sends a write (`ms`; `cas` or `add`
-/// in the text protocol), forwards it
-/// and then closes the connection without passing the reply back: the write landed, and
-/// the client cannot know. Later connections pass through untouched.
+/// in the text protocol), or a command of the verbs given to `on`, forwards it and then
+/// closes the connection without passing the reply back: the command landed, and the
+/// client cannot know. Later connections pass through untouched.
 pub struct DroppingProxy {
     addr: SocketAddr,
     pub dropped: Arc<AtomicBool>,
@@ -314,6 +324,10 @@ pub struct DroppingProxy {
 
 impl DroppingProxy {
     pub fn start(upstream: SocketAddr) -> Self {
+        Self::on(upstream, &[b"ms ", b"cas ", b"add "])
+    }
+
+    pub fn on(upstream: SocketAddr, verbs: &'static [&'static [u8]]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let addr = listener.local_addr().unwrap();
         let dropped = Arc::new(AtomicBool::new(false));
@@ -330,7 +344,7 @@ impl DroppingProxy {
                     server.try_clone().unwrap(),
                     Arc::clone(&dropping),
                 );
-                thread::spawn(move || pump_requests(client, server, &once, &dropping));
+                thread::spawn(move || pump_requests(client, server, verbs, &once, &dropping));
                 thread::spawn(move || pump(s2, c2, || !dropping2.load(Ordering::SeqCst)));
             }
         });
@@ -342,7 +356,13 @@ impl DroppingProxy {
     }
 }
 
-fn pump_requests(mut from: TcpStream, mut to: TcpStream, once: &AtomicBool, dropping: &AtomicBool) {
+fn pump_requests(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    verbs: &[&[u8]],
+    once: &AtomicBool,
+    dropping: &AtomicBool,
+) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -350,14 +370,13 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, once: &AtomicBool, drop
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        // A meta or text write: `ms`, `cas`, `add`.
-        let write = [&b"ms "[..], b"cas ", b"add "].iter().any(|verb| {
+        let picked = verbs.iter().any(|verb| {
             chunk.starts_with(verb)
                 || chunk
                     .windows(verb.len() + 1)
                     .any(|w| w[0] == b'\n' && &w[1..] == *verb)
         });
-        if write && !once.swap(true, Ordering::SeqCst) {
+        if picked && !once.swap(true, Ordering::SeqCst) {
             dropping.store(true, Ordering::SeqCst);
             let _ = to.write_all(chunk);
             // Let memcached apply it before the connection goes.
@@ -443,7 +462,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, before: impl Fn() -> bool) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if !before() || to.write_all(&buf[..n]).is_err() {
+        // Held back, not passed on, until the other side closes the connection.
+        if before() && to.write_all(&buf[..n]).is_err() {
             break;
         }
     }

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
 const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
+/// An expiry long past: the first number memcached reads as a Unix timestamp (January
+/// 1970) rather than seconds from now. An item stored with it has expired at once, so a
+/// compare-and-swap to it is a conditional delete in one command, in a protocol that has
+/// none: a second, unconditional delete could remove an item added since.
+pub(crate) const EXPIRED: u32 = MAX_RELATIVE_TTL as u32 + 1;
 /// The latest expiry memcached can store: it reads the number as a signed 32-bit one, and
 /// takes a later timestamp as already past (measured: the item is gone at once).
 const MAX_EXPTIME: u64 = i32::MAX as u64;
@@ -178,9 +183,6 @@ pub(crate) enum Status {
     /// connection is still in step. A proxy answers so for a key whose backend is down,
     /// and memcached when it cannot store an item (then it has dropped the one stored).
     ServerError(String),
-    /// `STORED` to the text protocol's conditional delete: the item is now an empty
-    /// tombstone that expires in a second (an unconditional delete removes it sooner).
-    Tombstoned,
 }
 
 /// At most 100 characters of a server's text, for logs.

@@ -5,8 +5,8 @@
 //! without storing, so creation reads the key back to learn whether it won.
 //!
 //! The `memcache` client has no compare-and-swap delete, so [`R2d2Backend::delete_if`]
-//! first swaps the item for an empty tombstone (atomic on the version), then deletes it;
-//! an empty value reads as no session, so the tombstone is never mistaken for one.
+//! swaps the item for an empty one that has expired already (atomic on the version): one
+//! command, so nothing removes an item added since.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError};
 use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
-use super::protocol::exptime;
+use super::protocol::{exptime, EXPIRED};
 use crate::clock::now_unix;
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::error::StoreError;
@@ -187,7 +187,7 @@ impl R2d2Backend {
     ) -> Result<Update, StoreError> {
         let data = data.to_vec();
         self.run(Operation::Set, data.len(), move |c| {
-            compare_and_swap(c, &key, &data, version, ttl)
+            compare_and_swap(c, &key, &data, version, expiration(ttl))
         })
         .await
     }
@@ -199,11 +199,7 @@ impl R2d2Backend {
         version: Version,
     ) -> Result<Update, StoreError> {
         self.run(Operation::Delete, 0, move |c| {
-            let outcome = compare_and_swap(c, &key, b"", version, Duration::from_secs(1))?;
-            if outcome == Update::Updated {
-                delete(c, &key)?;
-            }
-            Ok(outcome)
+            compare_and_swap(c, &key, b"", version, EXPIRED)
         })
         .await
     }
@@ -233,15 +229,16 @@ fn delete(c: &Client, key: &str) -> Result<(), MemcacheError> {
     }
 }
 
-/// Writes `data` if the item is still at `version`; a tombstone (empty) counts as missing.
+/// Writes `data`, to expire at `expiration`, if the item is still at `version`; an empty
+/// item counts as missing.
 fn compare_and_swap(
     c: &Client,
     key: &str,
     data: &[u8],
     version: Version,
-    ttl: Duration,
+    expiration: u32,
 ) -> Result<Update, MemcacheError> {
-    match c.cas(key, data, expiration(ttl), version.get()) {
+    match c.cas(key, data, expiration, version.get()) {
         Ok(true) => Ok(Update::Updated),
         // `false` means stale or missing; a read tells which.
         Ok(false) | Err(MemcacheError::CommandError(CommandError::KeyExists)) => {

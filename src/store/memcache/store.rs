@@ -281,7 +281,8 @@ fn unexpected(status: Status) -> StoreError {
 async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreError> {
     let reply = fleet.execute(key, &Request::get(key)).await?;
     match reply.status {
-        // The text protocol's conditional delete leaves an empty tombstone for a second.
+        // Never a session: this crate stores none empty. (Its text protocol's conditional
+        // delete once left an empty tombstone for a second.)
         Status::Value { .. } if reply.data.is_empty() => Ok(None),
         Status::Value { cas: Some(cas), .. } => Ok(Some(Stored {
             data: reply.data,
@@ -348,15 +349,6 @@ async fn native_delete(
     };
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
-        Status::Tombstoned => {
-            // The text protocol's conditional delete left a tombstone: remove it, so that
-            // a touch cannot find it. The session is already gone either way, and the
-            // tombstone expires in a second, so a failure here does not undo that.
-            if let Err(e) = fleet.execute(key, &Request::delete(key)).await {
-                tracing::debug!(error = %e, "tombstone left to expire");
-            }
-            Ok(Update::Updated)
-        }
         Status::Exists => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
         status => Err(unexpected(status)),

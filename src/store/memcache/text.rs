@@ -6,8 +6,8 @@
 //! - `cas <key> 0 <exptime> <len> <cas>` compare-and-swaps: `STORED`, `EXISTS`, `NOT_FOUND`.
 //! - `touch <key> <exptime>`: `TOUCHED`, or `NOT_FOUND`.
 //! - `delete <key>`: `DELETED`, or `NOT_FOUND`.
-//! - There is no conditional delete: it is a compare-and-swap to an empty tombstone that
-//!   expires in a second, and an empty value reads as no session.
+//! - There is no conditional delete: it is a compare-and-swap to an empty item that has
+//!   expired already (`EXPIRED`), one command, so nothing removes an item added since.
 //!
 //! Replies carry no token, so each is checked against the command it answers: only the
 //! words that command can get are accepted, and a `VALUE` line must name the key asked
@@ -16,7 +16,7 @@
 
 use std::io::Write as _;
 
-use super::protocol::{short, Fatal, Op, Request, Status};
+use super::protocol::{short, Fatal, Op, Request, Status, EXPIRED};
 
 /// Appends `request` to `out`.
 pub(crate) fn write(request: &Request<'_>, out: &mut Vec<u8>) {
@@ -29,8 +29,8 @@ pub(crate) fn write(request: &Request<'_>, out: &mut Vec<u8>) {
         Op::Cas(cas) => write!(out, "cas {key} 0 {exp} {len} {cas}\r\n"),
         Op::Touch => write!(out, "touch {key} {exp}\r\n"),
         Op::Delete => write!(out, "delete {key}\r\n"),
-        // The tombstone: empty, gone in a second.
-        Op::DeleteIf(cas) => write!(out, "cas {key} 0 1 0 {cas}\r\n"),
+        // Swapped for an empty item that has expired already: gone at once.
+        Op::DeleteIf(cas) => write!(out, "cas {key} 0 {EXPIRED} 0 {cas}\r\n"),
     };
     match request.data {
         Some(data) => out.extend_from_slice(data),
@@ -55,8 +55,7 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
     let status = match (op, first) {
         (Op::Get | Op::Exists, "VALUE") => return value(&mut words, key).ok_or_else(unexpected),
         (Op::Get | Op::Exists, "END") => Status::Miss,
-        (Op::Add | Op::Cas(_), "STORED") => Status::Done,
-        (Op::DeleteIf(_), "STORED") => Status::Tombstoned,
+        (Op::Add | Op::Cas(_) | Op::DeleteIf(_), "STORED") => Status::Done,
         (Op::Add, "NOT_STORED") => Status::NotStored,
         (Op::Cas(_) | Op::DeleteIf(_), "EXISTS") => Status::Exists,
         (Op::Cas(_) | Op::DeleteIf(_) | Op::Delete, "NOT_FOUND") => Status::NotFound,
@@ -147,7 +146,8 @@ mod tests {
         assert_eq!(written(&Request::delete("k")), "delete k\r\n");
         assert_eq!(
             written(&Request::delete_if("k", 9)),
-            "cas k 0 1 0 9\r\n\r\n"
+            "cas k 0 2592001 0 9\r\n\r\n",
+            "an empty item that has expired already"
         );
     }
 
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(ok(b"NOT_STORED", Op::Add), Status::NotStored);
         assert_eq!(ok(b"EXISTS", Op::Cas(1)), Status::Exists);
         assert_eq!(ok(b"NOT_FOUND", Op::Cas(1)), Status::NotFound);
-        assert_eq!(ok(b"STORED", Op::DeleteIf(1)), Status::Tombstoned);
+        assert_eq!(ok(b"STORED", Op::DeleteIf(1)), Status::Done);
         assert_eq!(ok(b"TOUCHED", Op::Touch), Status::Done);
         assert_eq!(ok(b"NOT_FOUND", Op::Touch), Status::Miss);
         assert_eq!(ok(b"DELETED", Op::Delete), Status::Done);
