@@ -115,7 +115,8 @@ impl MemcacheSessionBuilder {
     /// A name starting with `__Host-` makes browsers refuse the cookie unless it is
     /// `Secure`, has `Path=/` and no `Domain`, so a subdomain cannot set or shadow it
     /// (cookie tossing); [`build`](Self::build) checks those rules. `__Secure-` requires
-    /// `Secure`.
+    /// `Secure`. Browsers match both prefixes whatever their case (`__HOST-` too), and so
+    /// does the check.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = name.into();
         self
@@ -137,7 +138,8 @@ impl MemcacheSessionBuilder {
 
     /// The cookie's `SameSite`. Default: [`SameSite::Lax`]: not sent on cross-site
     /// sub-requests (a CSRF defence) but kept on top-level navigation, so links into the
-    /// site keep the user logged in.
+    /// site keep the user logged in. [`SameSite::None`] needs a `Secure` cookie: browsers
+    /// drop it otherwise, and [`build`](Self::build) refuses it.
     pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
@@ -268,7 +270,8 @@ impl MemcacheSessionBuilder {
     /// At start-up rather than on every request, on a setting that could never work: a
     /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
     /// character; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
-    /// domain, or a `__Secure-` cookie that is not `Secure` (browsers would drop it); an
+    /// domain, a `__Secure-` cookie (either prefix in any case) or a `SameSite=None` one
+    /// that is not `Secure` (browsers would drop it); an
     /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
     /// zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
@@ -314,19 +317,28 @@ impl MemcacheSessionBuilder {
                 "cookie {what} {value:?} contains ';' or a control character"
             );
         }
-        if name.starts_with("__Host-") {
+        // Browsers match the prefixes whatever their case.
+        let prefixed = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") {
             assert!(
                 self.secure && self.path == "/" && self.domain.is_none(),
                 "a {name:?} cookie must be Secure, with path \"/\" and no domain, or browsers \
                  drop it"
             );
         }
-        if name.starts_with("__Secure-") {
+        if prefixed("__Secure-") {
             assert!(
                 self.secure,
                 "a {name:?} cookie must be Secure, or browsers drop it"
             );
         }
+        assert!(
+            self.secure || self.same_site != SameSite::None,
+            "a SameSite=None cookie must be Secure, or browsers drop it"
+        );
         let idle = self.idle_timeout;
         assert!(
             !idle.is_zero() && idle <= MAX_IDLE_TIMEOUT,
@@ -415,6 +427,20 @@ mod tests {
                 builder().cookie_name("__Secure-id").cookie_secure(false),
                 "must be Secure",
             ),
+            (
+                builder().cookie_name("__HOST-id").cookie_path("/app"),
+                "no domain",
+            ),
+            (
+                builder().cookie_name("__secure-id").cookie_secure(false),
+                "must be Secure",
+            ),
+            (
+                builder()
+                    .cookie_same_site(SameSite::None)
+                    .cookie_secure(false),
+                "SameSite=None",
+            ),
             (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
             (builder().idle_timeout(401 * day), "idle_timeout"),
             (builder().idle_timeout(Duration::MAX), "idle_timeout"),
@@ -433,6 +459,12 @@ mod tests {
             assert!(message.contains(expected), "{message}");
         }
         assert_eq!(refusal(builder().cookie_name("__Host-id")), None);
+        assert_eq!(refusal(builder().cookie_name("__Hostess")), None);
+        assert_eq!(
+            refusal(builder().cookie_same_site(SameSite::None)),
+            None,
+            "Secure by default"
+        );
         assert_eq!(
             refusal(builder().idle_timeout(400 * day).absolute_timeout(None)),
             None
