@@ -197,6 +197,8 @@ impl UnitOfWork {
             }
         }
         match generation::end(store, &item, held, keep, ttl).await? {
+            // Purged since: nothing to keep signed in, nor to store.
+            generation::Ending::Rotated(_) if generation::bound(&s.data).is_none() => {}
             generation::Ending::Rotated(next) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).

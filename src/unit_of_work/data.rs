@@ -49,6 +49,9 @@ pub(crate) struct SessionData {
     pub(super) signing_out: Option<Box<SignOut>>,
     /// Other sessions of the user to sign out on commit.
     pub(super) dismissing: Option<Box<Dismissal>>,
+    /// The binding a purge in this request took away with the data: a sign-out asked
+    /// after the purge still ends the user's sessions.
+    pub(super) purged_binding: Option<Box<Binding>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
 }
@@ -63,6 +66,17 @@ pub(super) struct Dismissal {
     pub(super) held: (String, String),
     /// The handles of the sessions to sign out.
     pub(super) handles: Vec<String>,
+}
+
+/// A session's binding to a user, as its data held it.
+#[derive(Debug, Clone)]
+pub(super) struct Binding {
+    user: String,
+    /// The user's item it was bound with (`None` if bound in this request).
+    item: Option<SessionId>,
+    /// The generation it holds and the handle it is listed as (`None` if bound in this
+    /// request).
+    held: Option<(String, String)>,
 }
 
 /// A sign-out of a user's sessions, ended on commit.
@@ -113,9 +127,23 @@ impl SessionData {
             signed_out: None,
             signing_out: None,
             dismissing: None,
+            purged_binding: None,
             renewed: false,
             purged: false,
         }
+    }
+
+    /// The session's binding: as its data holds it, or as a purge in this request took it.
+    fn binding(&self) -> Option<Binding> {
+        let Some(user) = generation::bound(&self.data) else {
+            return self.purged_binding.as_deref().cloned();
+        };
+        let held = generation::held(&self.data).zip(generation::handle(&self.data));
+        Some(Binding {
+            user: user.to_owned(),
+            item: generation::item_of(&self.data),
+            held: held.map(|(g, h)| (g.to_owned(), h.to_owned())),
+        })
     }
 
     pub(crate) fn slot(&self, package: &str, key: &str) -> Option<&Slot> {
@@ -229,11 +257,13 @@ impl SessionData {
             .map(|e| e.id)
             .or(self.retired.take())
             .or(self.unreachable.take());
+        let purged_binding = self.binding().map(Box::new);
         *self = Self {
             retired,
             signed_out: self.signed_out.take(),
             signing_out: self.signing_out.take(),
             dismissing: self.dismissing.take(),
+            purged_binding,
             purged: true,
             ..Self::fresh()
         };
@@ -243,16 +273,18 @@ impl SessionData {
     /// this one is purged, or, if `keep_this`, copies the generation that follows.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let earlier = self.signing_out.take();
-        let user = generation::bound(&self.data).map(str::to_owned);
+        let binding = self.binding();
+        let user = binding.as_ref().map(|b| b.user.clone());
         // A second sign-out in the request keeps what the session held at the first.
-        let held = generation::held(&self.data)
-            .zip(generation::handle(&self.data))
-            .map(|(g, h)| (g.to_owned(), h.to_owned()))
+        let held = binding
+            .as_ref()
+            .and_then(|b| b.held.clone())
             .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
-        let item = generation::item_of(&self.data)
+        let item = binding
+            .and_then(|b| b.item)
             .or_else(|| earlier.as_ref().and_then(|e| e.item.clone()));
         if keep_this {
-            if user.is_some() {
+            if generation::bound(&self.data).is_some() {
                 self.put(generation::PACKAGE, generation::GENERATION, None);
             }
         } else {
@@ -274,17 +306,18 @@ impl SessionData {
     /// nobody else.
     pub(crate) fn dismiss(&mut self, handle: &str) {
         if self.dismissing.is_none() {
-            let held = generation::held(&self.data).zip(generation::handle(&self.data));
-            let item = generation::item_of(&self.data);
-            let (Some(item), Some(user), Some((generation, own))) =
-                (item, generation::bound(&self.data), held)
+            let Some(Binding {
+                user,
+                item: Some(item),
+                held: Some(held),
+            }) = self.binding()
             else {
                 return;
             };
             self.dismissing = Some(Box::new(Dismissal {
                 item,
-                user: user.to_owned(),
-                held: (generation.to_owned(), own.to_owned()),
+                user,
+                held,
                 handles: Vec::new(),
             }));
         }
@@ -298,6 +331,11 @@ impl SessionData {
         if !dismissal.handles.iter().any(|h| h == handle) {
             dismissal.handles.push(handle.to_owned());
         }
+    }
+
+    /// Whether the load found the session live: neither signed out nor out of reach.
+    pub(super) fn is_live(&self) -> bool {
+        self.signed_out.is_none() && self.unreachable.is_none()
     }
 
     /// How the load that made this went.

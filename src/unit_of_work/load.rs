@@ -101,18 +101,24 @@ impl UnitOfWork {
         Ok(Rc::clone(session))
     }
 
-    /// The session of the first cookie that names a live one. Returns as soon as it is read,
-    /// so that no session's data is held across a store's await: this future, boxed with
-    /// every request's extractor, stays under 1 KB.
+    /// The session of the first cookie that names a live one. Returns as soon as it is read.
+    /// A session found signed out, or whose server is down, stands only if no later cookie
+    /// names a live one: its removal cookie, or the fresh session's, would end the live
+    /// one's (they share name, path and domain).
     async fn first_live(&self) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
+        let mut not_live = None;
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
         for cookie in self.cookies() {
-            if let Some(tx) = self.read(cookie, WhenDown::StartFresh).await? {
-                return Ok(Some(tx));
+            match self.read(cookie, WhenDown::StartFresh).await? {
+                Some(tx) if tx.borrow().data.is_live() => return Ok(Some(tx)),
+                Some(tx) => {
+                    not_live.get_or_insert(tx);
+                }
+                None => {}
             }
         }
-        Ok(None)
+        Ok(not_live)
     }
 
     /// Starts a new, empty session outside a request (the test helpers' seeding): no
@@ -191,8 +197,16 @@ impl UnitOfWork {
                 return Ok(None);
             }
         };
-        if self.ttl(&data).is_zero() {
+        let (timeouts, now) = (self.timeouts(&data), now_unix());
+        if timeouts.ttl(data.created, now).is_zero() {
             tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
+            return Ok(None);
+        }
+        // The cookie was checked against the idle timeout it carries; the session's may be
+        // shorter since (its own timeouts cleared or shortened without a renew, "keep me
+        // signed in" turned off): an older copy of the cookie no longer names it.
+        if now.saturating_sub(cookie.issued) > timeouts.idle.as_secs() {
+            tracing::debug!(id = ?cookie.id, "session cookie older than the session's idle timeout");
             return Ok(None);
         }
         if let Some(item) = self.user_item(&data) {

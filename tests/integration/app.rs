@@ -168,6 +168,14 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/sign-out-others", web::get().to(sign_out_others))
             .route(
+                "/purge-then-sign-out-everywhere",
+                web::get().to(purge_then_sign_out_everywhere),
+            )
+            .route(
+                "/sign-out-others-then-purge",
+                web::get().to(sign_out_others_then_purge),
+            )
+            .route(
                 "/sign-out-everywhere-then-big/{n}",
                 web::get().to(sign_out_everywhere_then_big),
             )
@@ -778,6 +786,18 @@ async fn sign_out_everywhere_then_big(
 
 async fn sign_out_others(s: Session) -> String {
     s.sign_out_other_sessions();
+    format!("{:?}", s.status())
+}
+
+async fn purge_then_sign_out_everywhere(s: Session) -> String {
+    s.purge();
+    s.sign_out_everywhere();
+    format!("{:?}", s.status())
+}
+
+async fn sign_out_others_then_purge(s: Session) -> String {
+    s.sign_out_other_sessions();
+    s.purge();
     format!("{:?}", s.status())
 }
 

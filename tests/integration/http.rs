@@ -83,6 +83,7 @@ macro_rules! http_suite {
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
             own_timeouts_can_be_cleared,
+            a_cookie_of_longer_timeouts_since_cleared_expires_by_the_sessions,
             sign_out_everywhere_ends_every_session_of_the_user_and_no_other,
             a_login_under_an_endless_absolute_timeout_stays_signed_in,
             sign_out_everywhere_from_the_container,
@@ -91,6 +92,8 @@ macro_rules! http_suite {
             a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all,
             a_sign_out_in_a_request_ends_the_bindings_of_every_key,
             sign_out_of_other_sessions_keeps_this_one,
+            a_purge_and_a_sign_out_in_either_order_end_the_others_and_this_one,
+            a_signed_out_cookie_sent_first_does_not_hide_a_live_one,
             sign_out_in_a_failed_request_signs_nobody_out,
             a_sign_out_whose_commit_then_fails_says_what_happened,
             a_revoked_session_signing_out_the_others_stays_signed_out,
@@ -1322,6 +1325,34 @@ pub async fn own_timeouts_can_be_cleared<S: SessionStore + Clone>(store: S) {
     assert_eq!(again.body, "Unchanged", "nothing left to clear");
 }
 
+/// "Keep me signed in" turned off without a renew: the session's idle timeout is the
+/// middleware's again, and a copy of the cookie issued under the longer one (a stolen one,
+/// say) expires by the session's, however long the idle timeout it carries.
+pub async fn a_cookie_of_longer_timeouts_since_cleared_expires_by_the_sessions<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.idle_timeout(Duration::from_secs(2))
+    })
+    .await;
+    let cookie = started(&app).await;
+    let long = app.get("/timeouts/600/3600", Some(&cookie)).await.cookie();
+    let mut current = app.get("/clear-timeouts", Some(&long)).await.cookie();
+    // Kept alive with the current cookie, past the middleware's idle timeout.
+    for _ in 0..4 {
+        actix_web::rt::time::sleep(Duration::from_millis(800)).await;
+        let reply = app.get("/get/p/k", Some(&current)).await;
+        assert_eq!(reply.body, "1", "{reply:?}");
+        if let Some(reissued) = reply.cookie {
+            current = reissued;
+        }
+    }
+    assert_eq!(value(&app, &long).await, "none", "the long cookie's copy");
+    assert_eq!(value(&app, &current).await, "1", "the session lives on");
+}
+
 // 9. Sessions outside a request: sign out everywhere.
 
 /// A format-3 cookie: it carries the hidden hint of a bound session's user.
@@ -1547,6 +1578,64 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
         "ada",
         "the later login stays"
     );
+}
+
+/// A logout helper that purges, and a sign-out asked before or after it in one request:
+/// whichever order, the user's other sessions are signed out, this one ends with a removal
+/// cookie, and nothing new is stored.
+pub async fn a_purge_and_a_sign_out_in_either_order_end_the_others_and_this_one<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    for route in [
+        "/purge-then-sign-out-everywhere",
+        "/sign-out-others-then-purge",
+    ] {
+        let app = TestApp::new(CountingStore::new(store.clone())).await;
+        let (ada, bob) = three_and_one(&app).await;
+        let creates = app.store.calls().creates;
+        let reply = app.get(route, Some(&ada[0].0)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "Purged"),
+            "{route}"
+        );
+        assert_eq!(reply.cookie().value(), "", "{route}: a removal cookie");
+        assert_eq!(
+            app.store.calls().creates,
+            creates,
+            "{route}: nothing stored"
+        );
+        for (cookie, _) in &ada {
+            assert_eq!(whoami(&app, cookie).await, "none", "{route}");
+        }
+        assert_eq!(whoami(&app, &bob).await, "bob", "{route}");
+    }
+}
+
+/// A browser holding a cookie of a session signed out since (on a more specific path, say)
+/// and, after it, its new login's: the live one is used, and no removal cookie (which
+/// would end the live one's, of the same name) is sent.
+pub async fn a_signed_out_cookie_sent_first_does_not_hide_a_live_one<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (signed_out, _) = log_in(&app, "ada").await;
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    let (live, _) = log_in(&app, "ada").await;
+    let both = format!("id={}; id={}", signed_out.value(), live.value());
+    let reply = app.get_with_cookies("/whoami", &both).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "ada"),
+        "{reply:?}"
+    );
+    assert!(reply.cookie.is_none(), "{reply:?}");
+    // Alone, it is signed out, and told so.
+    let reply = app.get("/whoami", Some(&signed_out)).await;
+    assert_eq!(reply.body, "none");
+    assert_eq!(reply.cookie().value(), "", "a removal cookie");
 }
 
 pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(store: S) {
