@@ -8,7 +8,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
 use smallvec::SmallVec;
 
-use crate::clock::now_unix;
+use crate::clock::{now_unix, CLOCK_SKEW};
 use crate::cookie::{cookies_named, CookieCodec, Issue, Verified};
 use crate::metrics::{Refused, SessionMetrics};
 use crate::store::ErasedStore;
@@ -18,9 +18,6 @@ pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 360
 /// The most sessions a user's roster lists (see `unit_of_work/roster.rs`), and so the
 /// highest limit an app can set.
 pub(crate) const MAX_SESSIONS_PER_USER: usize = 64;
-/// How far a cookie's timestamp may lie ahead of this server's clock (another server of
-/// the same site, a few seconds off); further ahead, it is refused.
-const CLOCK_SKEW: u64 = 60;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;

@@ -9,7 +9,7 @@ use super::load::UnitOfWork;
 use super::record::Record;
 use super::roster::{Entry, Roster};
 use super::timeouts::Timeouts;
-use crate::clock::now_unix;
+use crate::clock::{now_unix, CLOCK_SKEW};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::store::StoreError;
@@ -18,8 +18,6 @@ use crate::store::StoreError;
 /// a stored session, written entry first) before it counts as dead. Far longer than any
 /// commit.
 pub(crate) const PENDING_GRACE_SECS: u64 = 300;
-/// How far ahead of this server's clock another server's may be.
-const CLOCK_SKEW_SECS: u64 = 60;
 
 /// What one entry's session says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +98,7 @@ impl UnitOfWork {
         if !holds {
             // Written entry first; the session follows within the commit. An entry stamped
             // further ahead than another server's clock can be is not waited for.
-            let plausible = entry.since <= now.saturating_add(CLOCK_SKEW_SECS);
+            let plausible = entry.since <= now.saturating_add(CLOCK_SKEW);
             let young = now < entry.since.saturating_add(PENDING_GRACE_SECS);
             return if plausible && young {
                 State::Pending

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::record::Record;
+use crate::clock::CLOCK_SKEW;
 use crate::config::Config;
 
 /// The package a session's own timeouts are kept in, in whole seconds.
@@ -51,6 +52,10 @@ impl Timeouts {
     pub(crate) fn ttl(&self, created: u64, now: u64) -> Duration {
         match self.absolute {
             None => self.idle,
+            // Created further ahead than a clock may drift (stamped while a clock ran ahead):
+            // its age is unknown, and taken as zero it would stretch the absolute timeout by
+            // the jump. It is over, as a cookie stamped so far ahead is refused.
+            Some(_) if created > now.saturating_add(CLOCK_SKEW) => Duration::ZERO,
             Some(absolute) => {
                 let age = Duration::from_secs(now.saturating_sub(created));
                 self.idle.min(absolute.saturating_sub(age))
@@ -61,5 +66,40 @@ impl Timeouts {
     /// The idle timeout a format-2 cookie carries: only a session's own.
     pub(crate) fn cookie_idle(&self) -> Option<Duration> {
         self.own.then_some(self.idle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session created while a clock ran ahead does not live past its absolute timeout
+    /// by the jump: beyond the drift allowed, it is over.
+    #[test]
+    fn a_session_created_in_the_future_is_over() {
+        let hour = Duration::from_secs(3600);
+        let timeouts = Timeouts {
+            idle: hour,
+            absolute: Some(24 * hour),
+            own: false,
+        };
+        let now = 1_800_000_000;
+        assert_eq!(timeouts.ttl(now + 30 * 24 * 3600, now), Duration::ZERO);
+        assert_eq!(timeouts.ttl(now + CLOCK_SKEW + 1, now), Duration::ZERO);
+        assert_eq!(
+            timeouts.ttl(now + CLOCK_SKEW, now),
+            hour,
+            "a clock a little ahead"
+        );
+        assert_eq!(timeouts.ttl(now - 23 * 3600 - 1800, now), hour / 2);
+        let endless = Timeouts {
+            absolute: None,
+            ..timeouts
+        };
+        assert_eq!(
+            endless.ttl(now + 30 * 24 * 3600, now),
+            hour,
+            "no absolute timeout"
+        );
     }
 }

@@ -519,8 +519,9 @@ pub async fn logging_in_again_as_the_same_user_takes_no_second_place<S: SessionS
     assert_eq!(labels(&app, "ada").await, ["a"]);
 }
 
-/// A listed session whose stored times lie past any clock (a foreign writer): listed as
-/// now, never a panic.
+/// A listed session whose stored times lie past any clock (a foreign writer): never a
+/// panic. Last seen in the future, it is listed as seen now; created in the future, it is
+/// over (past its absolute timeout, as its own request would find it), and not listed.
 pub async fn times_from_the_store_past_any_clock_do_not_panic_the_listing<
     S: SessionStore + Clone,
 >(
@@ -528,21 +529,29 @@ pub async fn times_from_the_store_past_any_clock_do_not_panic_the_listing<
 ) {
     let app = TestApp::new(CountingStore::new(store)).await;
     let (_, id) = login(&app, "ada", "a").await;
-    let stored = app.store.inner.load(&id).await.unwrap().unwrap();
-    let mut record: serde_json::Value = serde_json::from_slice(&stored.data).unwrap();
-    record["created"] = u64::MAX.into();
-    record["packages"]["actix-memcache-session.user"]["seen"] = u64::MAX.into();
-    let bytes = serde_json::to_vec(&record).unwrap();
-    let ttl = Duration::from_secs(600);
-    let written = app.store.inner.update(&id, &bytes, stored.version, ttl);
-    assert_eq!(
-        written.await.unwrap(),
-        actix_memcache_session::Update::Updated
-    );
+    let rewrite = |field: fn(&mut serde_json::Value) -> &mut serde_json::Value| {
+        let (app, id) = (&app, &id);
+        async move {
+            let stored = app.store.inner.load(id).await.unwrap().unwrap();
+            let mut record: serde_json::Value = serde_json::from_slice(&stored.data).unwrap();
+            *field(&mut record) = u64::MAX.into();
+            let bytes = serde_json::to_vec(&record).unwrap();
+            let ttl = Duration::from_secs(600);
+            let written = app.store.inner.update(id, &bytes, stored.version, ttl);
+            assert_eq!(
+                written.await.unwrap(),
+                actix_memcache_session::Update::Updated
+            );
+        }
+    };
+    rewrite(|r| &mut r["packages"]["actix-memcache-session.user"]["seen"]).await;
     let listed = app.sessions.of_user("ada").await.unwrap();
     assert_eq!(listed.len(), 1);
     let now = std::time::SystemTime::now();
     assert!(listed[0].created <= now && listed[0].last_seen <= now);
+    rewrite(|r| &mut r["created"]).await;
+    let listed = app.sessions.of_user("ada").await.unwrap();
+    assert!(listed.is_empty(), "over: {listed:?}");
 }
 
 /// Sessions bound under a key now kept as a fallback are listed in that key's item: they
