@@ -184,8 +184,11 @@ impl UnitOfWork {
         let held = out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
         // Sessions bound under another key (a login before or after a key rotation) are
         // listed in that key's item: it ends too, as the container's sign-out ends it.
-        // First, so that a failure leaves none of them signed in with this one signed out;
-        // and only once this session is known to be signed in: a revoked one ends nobody.
+        // First, so that a failure leaves none of them signed in with this one signed out
+        // (this one then answers the failure and is still signed in: trying again finishes
+        // the sign-out); and only once this session is seen signed in, so that a revoked
+        // one ends nobody. The look and the deletes are not one atomic step: an admin's
+        // sign-out and a whole new login landing between them would see that login ended.
         let codec = &self.backend.config.codec;
         let mut others = codec
             .user_items(&out.user)
@@ -723,7 +726,7 @@ impl UnitOfWork {
         }
         // Read with the touch (pipelined: one round trip), to re-issue the cookie only for
         // the session as loaded: one renewed meanwhile by a login may still stand (its old
-        // id not yet removed, or a tombstone), and its cookie would overwrite the login's.
+        // id not yet removed), and its cookie would overwrite the login's.
         let store = &*self.backend.store;
         let id = &existing.id;
         // Boxed: the two store futures inline would take the commit's over 1 KiB, past

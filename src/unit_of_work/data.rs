@@ -333,11 +333,6 @@ impl SessionData {
         }
     }
 
-    /// Whether the load found the session live: neither signed out nor out of reach.
-    pub(super) fn is_live(&self) -> bool {
-        self.signed_out.is_none() && self.unreachable.is_none()
-    }
-
     /// How the load that made this went.
     pub(super) fn loaded(&self) -> Load {
         if self.existing.is_some() {

@@ -102,23 +102,24 @@ impl UnitOfWork {
     }
 
     /// The session of the first cookie that names a live one. Returns as soon as it is read.
-    /// A session found signed out, or whose server is down, stands only if no later cookie
-    /// names a live one: its removal cookie, or the fresh session's, would end the live
-    /// one's (they share name, path and domain).
+    /// A session found signed out stands only if no later cookie names a live one: its
+    /// removal cookie would remove the live one's (they share name, path and domain). (One
+    /// whose server is down stands as the fresh session that replaces it, as before: no
+    /// removal cookie, and no older session of another cookie served in its place.)
     async fn first_live(&self) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
-        let mut not_live = None;
+        let mut signed_out = None;
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
         for cookie in self.cookies() {
             match self.read(cookie, WhenDown::StartFresh).await? {
-                Some(tx) if tx.borrow().data.is_live() => return Ok(Some(tx)),
-                Some(tx) => {
-                    not_live.get_or_insert(tx);
+                Some(tx) if tx.borrow().data.signed_out.is_some() => {
+                    signed_out.get_or_insert(tx);
                 }
+                Some(tx) => return Ok(Some(tx)),
                 None => {}
             }
         }
-        Ok(not_live)
+        Ok(signed_out)
     }
 
     /// Starts a new, empty session outside a request (the test helpers' seeding): no
@@ -197,16 +198,8 @@ impl UnitOfWork {
                 return Ok(None);
             }
         };
-        let (timeouts, now) = (self.timeouts(&data), now_unix());
-        if timeouts.ttl(data.created, now).is_zero() {
+        if self.ttl(&data).is_zero() {
             tracing::debug!(id = ?cookie.id, "session past its absolute timeout");
-            return Ok(None);
-        }
-        // The cookie was checked against the idle timeout it carries; the session's may be
-        // shorter since (its own timeouts cleared or shortened without a renew, "keep me
-        // signed in" turned off): an older copy of the cookie no longer names it.
-        if now.saturating_sub(cookie.issued) > timeouts.idle.as_secs() {
-            tracing::debug!(id = ?cookie.id, "session cookie older than the session's idle timeout");
             return Ok(None);
         }
         if let Some(item) = self.user_item(&data) {

@@ -83,7 +83,6 @@ macro_rules! http_suite {
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
             own_timeouts_can_be_cleared,
-            a_cookie_of_longer_timeouts_since_cleared_expires_by_the_sessions,
             sign_out_everywhere_ends_every_session_of_the_user_and_no_other,
             a_login_under_an_endless_absolute_timeout_stays_signed_in,
             sign_out_everywhere_from_the_container,
@@ -1323,34 +1322,6 @@ pub async fn own_timeouts_can_be_cleared<S: SessionStore + Clone>(store: S) {
     assert_eq!(value(&app, &cleared).await, "1");
     let again = app.get("/clear-timeouts", Some(&cleared)).await;
     assert_eq!(again.body, "Unchanged", "nothing left to clear");
-}
-
-/// "Keep me signed in" turned off without a renew: the session's idle timeout is the
-/// middleware's again, and a copy of the cookie issued under the longer one (a stolen one,
-/// say) expires by the session's, however long the idle timeout it carries.
-pub async fn a_cookie_of_longer_timeouts_since_cleared_expires_by_the_sessions<
-    S: SessionStore + Clone,
->(
-    store: S,
-) {
-    let app = TestApp::configured(CountingStore::new(store), |b| {
-        b.idle_timeout(Duration::from_secs(2))
-    })
-    .await;
-    let cookie = started(&app).await;
-    let long = app.get("/timeouts/600/3600", Some(&cookie)).await.cookie();
-    let mut current = app.get("/clear-timeouts", Some(&long)).await.cookie();
-    // Kept alive with the current cookie, past the middleware's idle timeout.
-    for _ in 0..4 {
-        actix_web::rt::time::sleep(Duration::from_millis(800)).await;
-        let reply = app.get("/get/p/k", Some(&current)).await;
-        assert_eq!(reply.body, "1", "{reply:?}");
-        if let Some(reissued) = reply.cookie {
-            current = reissued;
-        }
-    }
-    assert_eq!(value(&app, &long).await, "none", "the long cookie's copy");
-    assert_eq!(value(&app, &current).await, "1", "the session lives on");
 }
 
 // 9. Sessions outside a request: sign out everywhere.
