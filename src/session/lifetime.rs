@@ -48,7 +48,7 @@ impl Session {
     /// cookie, re-issued, is a browser-session cookie again ("keep me signed in" turned
     /// off). Written only if the request commits, like any change.
     ///
-    /// A copy of the cookie issued under the longer timeouts (another tab's, or a stolen
+    /// A copy of the cookie issued under the longer timeouts (another device's, or a stolen
     /// one) stays valid, while the session lives, for the idle timeout it carries: the
     /// cookie's age is not the session's idleness, so it cannot be judged by the shorter
     /// one without signing out an active device. To revoke such copies, also

@@ -92,8 +92,10 @@ impl Session {
     /// The user's generation is rotated with compare-and-swap, only if this session still
     /// holds the current one. If it does not (it was signed out since it was read, another
     /// device signed out the others first, or an earlier request of this session already
-    /// rotated it), the commit fails with [`SessionError::Ended`] (409) and writes nothing:
-    /// a revoked session never signs itself back in, and is signed out at its next request.
+    /// rotated it), the commit fails with [`SessionError::Ended`] (409) and writes nothing
+    /// (after a key rotation, items of the user under other keys that it ended before the
+    /// revocation landed stay ended): a revoked session never signs itself back in, and is
+    /// signed out at its next request.
     pub fn sign_out_other_sessions(&self) {
         self.tx.borrow_mut().data.sign_out(true);
     }

@@ -185,23 +185,17 @@ impl UnitOfWork {
         // Sessions bound under another key (a login before or after a key rotation) are
         // listed in that key's item: it ends too, as the container's sign-out ends it.
         // First, so that a failure leaves none of them signed in with this one signed out
-        // (this one then answers the failure and is still signed in: trying again finishes
-        // the sign-out); and only once this session is seen signed in, so that a revoked
-        // one ends nobody. The look and the deletes are not one atomic step: an admin's
-        // sign-out and a whole new login landing between them would see that login ended.
+        // (this one then answers the failure, still signed in unless revoked meanwhile:
+        // trying again finishes the sign-out); and each only while this session is signed
+        // in, so that a revoked one ends nobody.
         let codec = &self.backend.config.codec;
-        let mut others = codec
-            .user_items(&out.user)
-            .filter(|other| *other != item)
-            .peekable();
-        if others.peek().is_some() && generation::still_holds(store, &item, held).await? {
-            for other in others {
-                store.delete(&other).await?;
-            }
-        }
+        let others = codec.user_items(&out.user).filter(|other| *other != item);
+        generation::end_others(store, &item, held, others).await?;
         match generation::end(store, &item, held, keep, ttl).await? {
-            // Purged since: nothing to keep signed in, nor to store.
-            generation::Ending::Rotated(_) if generation::bound(&s.data).is_none() => {}
+            // Purged since, or bound to another user: this session is not the one that held
+            // the entry; nothing to keep signed in (a login in it goes as any login).
+            generation::Ending::Rotated(_)
+                if s.purged || generation::bound(&s.data) != Some(out.user.as_str()) => {}
             generation::Ending::Rotated(next) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).

@@ -106,6 +106,37 @@ pub(crate) async fn still_holds(
     Ok(current.is_some_and(|c| roster::lists(&c.data, held, handle)))
 }
 
+/// Ends the user's items under the other keys (`others`) on behalf of a session that holds
+/// `held` at `item`, each only while that session still holds it: the item read, the
+/// session checked, then the item deleted at the version read, and all again if it changed
+/// meanwhile. So a login that lands after a revocation (an admin's sign-out, then a new
+/// login under another key) stays signed in, as with `end`.
+pub(crate) async fn end_others(
+    store: &dyn ErasedStore,
+    item: &SessionId,
+    held: Option<(&str, &str)>,
+    others: impl Iterator<Item = SessionId>,
+) -> Result<(), SessionError> {
+    for other in others {
+        let mut attempts = 0;
+        loop {
+            let Some(current) = store.load(&other).await? else {
+                break;
+            };
+            if !still_holds(store, item, held).await? {
+                return Ok(());
+            }
+            match store.delete_if(&other, current.version).await? {
+                Update::Updated | Update::Missing => break,
+                // A login, a rename or a refresh's stamp meanwhile: look again.
+                Update::Conflict if attempts + 1 < EDIT_ATTEMPTS => attempts += 1,
+                Update::Conflict => return Err(SessionError::Conflict),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Ends the user's generation at `item` on behalf of a session that holds `held` and is
 /// listed as `handle` (`None`: bound in this very request, so it answers for the user as a
 /// login does). The end is conditional on the session still being signed in, with

@@ -176,6 +176,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_then_purge),
             )
             .route(
+                "/sign-out-others-purge-bind/{user}",
+                web::get().to(sign_out_others_purge_bind),
+            )
+            .route(
                 "/sign-out-everywhere-then-big/{n}",
                 web::get().to(sign_out_everywhere_then_big),
             )
@@ -740,6 +744,16 @@ async fn devices(s: Session, sessions: Sessions) -> actix_web::Result<String> {
 }
 
 async fn purge_then_bind(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
+    s.purge();
+    s.bind_user(&user)?;
+    Ok(format!("{:?}", s.status()))
+}
+
+async fn sign_out_others_purge_bind(
+    s: Session,
+    user: web::Path<String>,
+) -> actix_web::Result<String> {
+    s.sign_out_other_sessions();
     s.purge();
     s.bind_user(&user)?;
     Ok(format!("{:?}", s.status()))

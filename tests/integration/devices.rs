@@ -265,7 +265,7 @@ pub async fn concurrent_logins_at_the_limit_never_exceed_it<S: SessionStore + Cl
     let (a, _) = login(&app, "ada", "a").await;
     let (b, _) = login(&app, "ada", "b").await;
     // `c` has read the roster (a, b) and is about to write it; `d` logs in meanwhile.
-    app.store.hold_next_update_of(app.generation_item("ada"));
+    app.store.hold_next_write_of(app.generation_item("ada"));
     let (c, d) = join(login(&app, "ada", "c"), async {
         app.store.when_held().await;
         let d = login(&app, "ada", "d").await;
@@ -292,7 +292,7 @@ pub async fn concurrent_logins_refused_at_the_limit_write_nothing<S: SessionStor
     })
     .await;
     let (a, _) = login(&app, "ada", "a").await;
-    app.store.hold_next_update_of(app.generation_item("ada"));
+    app.store.hold_next_write_of(app.generation_item("ada"));
     let (refused, d) = join(app.get("/login-from/ada/c", None), async {
         app.store.when_held().await;
         let d = login(&app, "ada", "d").await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_memcache_session::{Key, SessionError, SessionId, SessionStatus, SessionStore};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
+use futures_util::future::join;
 use futures_util::FutureExt;
 
 use crate::app::TestApp;
@@ -93,6 +94,8 @@ macro_rules! http_suite {
             sign_out_of_other_sessions_keeps_this_one,
             a_purge_and_a_sign_out_in_either_order_end_the_others_and_this_one,
             a_signed_out_cookie_sent_first_does_not_hide_a_live_one,
+            a_login_after_a_sign_out_of_the_others_and_a_purge_is_a_login_of_its_own,
+            a_cross_key_sign_out_spares_a_login_after_a_revocation,
             sign_out_in_a_failed_request_signs_nobody_out,
             a_sign_out_whose_commit_then_fails_says_what_happened,
             a_revoked_session_signing_out_the_others_stays_signed_out,
@@ -1607,6 +1610,72 @@ pub async fn a_signed_out_cookie_sent_first_does_not_hide_a_live_one<S: SessionS
     let reply = app.get("/whoami", Some(&signed_out)).await;
     assert_eq!(reply.body, "none");
     assert_eq!(reply.cookie().value(), "", "a removal cookie");
+}
+
+/// `sign_out_other_sessions()`, `purge()`, then a login, in one request: the new session
+/// is a login of its own (listed, signed out with its user), not the holder of the entry
+/// the purged session had, whoever logs in.
+pub async fn a_login_after_a_sign_out_of_the_others_and_a_purge_is_a_login_of_its_own<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    for user in ["bob", "ada"] {
+        let app = TestApp::new(CountingStore::new(store.clone())).await;
+        let (ada, _) = three_and_one(&app).await;
+        let route = format!("/sign-out-others-purge-bind/{user}");
+        let reply = app.get(&route, Some(&ada[0].0)).await;
+        assert_eq!(reply.status, 200, "{user}: {reply:?}");
+        let new = reply.cookie();
+        assert_eq!(whoami(&app, &new).await, user);
+        for (cookie, _) in &ada {
+            assert_eq!(whoami(&app, cookie).await, "none", "{user}");
+        }
+        // Listed as its user's: a listing (which prunes dead entries) keeps it.
+        let listed = app.sessions.of_user(user).await.unwrap();
+        assert!(!listed.is_empty(), "{user}: listed");
+        assert_eq!(whoami(&app, &new).await, user, "{user}: after a listing");
+        app.sessions.sign_out_everywhere(user).await.unwrap();
+        assert_eq!(
+            whoami(&app, &new).await,
+            "none",
+            "{user}: signed out with its user"
+        );
+    }
+}
+
+/// A sign-out from a session bound under the old key ends the new key's item only while
+/// that session is signed in: an admin's sign-out and a new login landing between its look
+/// and its delete leave that login signed in.
+pub async fn a_cross_key_sign_out_spares_a_login_after_a_revocation<S: SessionStore + Clone>(
+    store: S,
+) {
+    const NEW: [u8; 32] = [11; 32];
+    let old = Key::try_from(&[10; 32][..]).unwrap();
+    let before = TestApp::with(CountingStore::new(store.clone()), old, |b| b).await;
+    let (stale, _) = log_in(&before, "ada").await;
+    let after = TestApp::with(
+        CountingStore::new(store),
+        Key::try_from(&NEW[..]).unwrap(),
+        |b| b.fallback_keys(vec![Key::try_from(&[10; 32][..]).unwrap()]),
+    )
+    .await;
+    log_in(&after, "ada").await;
+    after
+        .store
+        .hold_next_write_of(crate::support::generation_item(&NEW, "ada"));
+    let meanwhile = async {
+        after.store.when_held().await;
+        after.sessions.sign_out_everywhere("ada").await.unwrap();
+        let later = log_in(&after, "ada").await;
+        after.store.release();
+        later
+    };
+    let (reply, (later, _)) =
+        join(after.get("/sign-out-everywhere", Some(&stale)), meanwhile).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(whoami(&after, &later).await, "ada", "the later login stays");
+    assert_eq!(whoami(&after, &stale).await, "none");
 }
 
 pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(store: S) {

@@ -44,7 +44,8 @@ pub struct CountingStore<S> {
     failing_loads: Rc<RefCell<Option<SessionId>>>,
     /// Deletes (plain or conditional) of this id fail as if its server were down.
     failing_deletes: Rc<RefCell<Option<SessionId>>>,
-    /// The next update of this id waits for `release` (see `hold_next_update_of`).
+    /// The next write (update or delete) of this id waits for `release` (see
+    /// `hold_next_write_of`).
     held: Rc<RefCell<Option<SessionId>>>,
     reached: Rc<Semaphore>,
     go: Rc<Semaphore>,
@@ -85,13 +86,23 @@ impl<S: SessionStore> CountingStore<S> {
         Ok(())
     }
 
-    /// Holds the next update of `id` until `release`, so that a test can run another
-    /// request between a commit's read of an item and its compare-and-swap.
-    pub fn hold_next_update_of(&self, id: SessionId) {
+    /// Holds the next write (update or delete) of `id` until `release`, so that a test can
+    /// run another request between a commit's read of an item and its write.
+    pub fn hold_next_write_of(&self, id: SessionId) {
         *self.held.borrow_mut() = Some(id);
     }
 
-    /// Waits until the update `hold_next_update_of` named has started, and is held.
+    /// Holds this write if it is of the id `hold_next_write_of` named.
+    async fn hold(&self, id: &SessionId) {
+        let hold = self.held.borrow().as_ref() == Some(id);
+        if hold {
+            self.held.borrow_mut().take();
+            self.reached.add_permits(1);
+            self.go.acquire().await.unwrap().forget();
+        }
+    }
+
+    /// Waits until the write `hold_next_write_of` named has started, and is held.
     pub async fn when_held(&self) {
         self.reached.acquire().await.unwrap().forget();
     }
@@ -162,12 +173,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         self.count(|c| c.updates += 1);
-        let hold = self.held.borrow().as_ref() == Some(id);
-        if hold {
-            self.held.borrow_mut().take();
-            self.reached.add_permits(1);
-            self.go.acquire().await.unwrap().forget();
-        }
+        self.hold(id).await;
         self.inner
             .update(id, data, version, ttl.max(self.ttl_floor))
             .await
@@ -184,12 +190,14 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.count(|c| c.deletes += 1);
         self.failing_delete(id)?;
+        self.hold(id).await;
         self.inner.delete(id).await
     }
 
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         self.count(|c| c.deletes += 1);
         self.failing_delete(id)?;
+        self.hold(id).await;
         self.inner.delete_if(id, version).await
     }
 
