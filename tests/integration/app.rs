@@ -160,6 +160,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 "/sign-out-session/{handle}",
                 web::get().to(sign_out_session),
             )
+            .route(
+                "/purge-then-sign-out-session/{handle}",
+                web::get().to(purge_then_sign_out_session),
+            )
             .route("/whoami", web::get().to(whoami))
             .route("/sign-out-everywhere", web::get().to(sign_out_everywhere))
             .route(
@@ -772,6 +776,14 @@ async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::R
     let handle: SessionHandle = handle.parse()?;
     s.sign_out_session(&handle);
     Ok(format!("{:?}", s.status()))
+}
+
+async fn purge_then_sign_out_session(
+    s: Session,
+    handle: web::Path<String>,
+) -> actix_web::Result<String> {
+    s.purge();
+    sign_out_session(s, handle).await
 }
 
 async fn whoami(s: Session) -> actix_web::Result<String> {

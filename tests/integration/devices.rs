@@ -181,6 +181,22 @@ pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore 
     assert!(labels(&app, "ada").await.is_empty());
     let reply = app.get("/sign-out-session/not-a-handle", Some(&bob)).await;
     assert_eq!(reply.status, 400, "{reply:?}");
+    // A logout that purges, then signs out another device: both happen.
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let phone_handle = handle_of(&app, "ada", "phone").await;
+    let route = format!("/purge-then-sign-out-session/{phone_handle}");
+    let reply = app.get(&route, Some(&laptop)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "Purged"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.cookie().value(), "", "a removal cookie");
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [false, false]
+    );
 }
 
 pub async fn the_container_lists_and_signs_out_one_session<S: SessionStore + Clone>(store: S) {
