@@ -409,37 +409,55 @@ async fn a_create_whose_reply_is_lost_is_503_and_not_repeated() {
 }
 
 /// The text protocol's conditional delete (a user's item ended by a sign-out) whose
-/// connection drops after the command went: whatever the store does about it, a login's
-/// item added meanwhile under the same key stays. (It was a compare-and-swap to a
-/// tombstone, then an unconditional delete, resent on a new connection, which removed the
-/// login's item.)
+/// connection drops after a command went, the `cas` itself or anything after it: whatever
+/// the store does about it, a login's item added meanwhile under the same key stays. (It
+/// was a compare-and-swap to a tombstone, then an unconditional `delete`, resent on a new
+/// connection, which removed the login's item.)
 #[actix_web::test]
 async fn a_conditional_delete_in_doubt_never_removes_an_item_added_since() {
-    let proxy = DroppingProxy::on(with_server(|m| m.addr()), &[b"delete "]);
-    let through = quick_store_speaking(proxy.url(), Protocol::Text);
-    let direct = text_store();
-    let id = SessionId::generate().unwrap();
-    assert!(through.create(&id, b"G1", TTL).await.unwrap());
-    let version = through.load(&id).await.unwrap().expect("created").version;
-    let done = Cell::new(false);
-    let deleting = async {
-        let outcome = through.delete_if(&id, version).await;
-        done.set(true);
-        outcome
-    };
-    let login = async {
-        // While the dropped command is in doubt, or once the delete is over.
-        while !proxy.dropped.load(Ordering::SeqCst) && !done.get() {
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    const AFTER_THE_DELETE: &[&[u8]] = &[b"delete "];
+    const AFTER_THE_SWAP: &[&[u8]] = &[b"cas "];
+    for verbs in [AFTER_THE_DELETE, AFTER_THE_SWAP] {
+        let proxy = DroppingProxy::on(with_server(|m| m.addr()), verbs);
+        let through = quick_store_speaking(proxy.url(), Protocol::Text);
+        let direct = text_store();
+        let id = SessionId::generate().unwrap();
+        assert!(through.create(&id, b"G1", TTL).await.unwrap());
+        let version = through.load(&id).await.unwrap().expect("created").version;
+        let done = Cell::new(false);
+        let deleting = async {
+            let outcome = through.delete_if(&id, version).await;
+            done.set(true);
+            outcome
+        };
+        let login = async {
+            // While the dropped command is in doubt, or once the delete is over.
+            while !proxy.dropped.load(Ordering::SeqCst) && !done.get() {
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+            direct.create(&id, b"G2", TTL).await.unwrap()
+        };
+        let (deleted, added) = join(deleting, login).await;
+        let what = String::from_utf8_lossy(verbs[0]);
+        if verbs == AFTER_THE_SWAP {
+            // The swap landed, and its reply was lost: in doubt, never resent.
+            assert!(proxy.dropped.load(Ordering::SeqCst), "{what}");
+            assert!(
+                matches!(deleted, Err(StoreError::Unavailable(_))),
+                "{what}: {deleted:?}"
+            );
+        } else {
+            assert_eq!(deleted.unwrap(), Update::Updated, "{what}");
         }
-        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
-        direct.create(&id, b"G2", TTL).await.unwrap()
-    };
-    let (deleted, added) = join(deleting, login).await;
-    assert_eq!(deleted.unwrap(), Update::Updated);
-    assert!(added, "the key was free for the login");
-    let item = direct.load(&id).await.unwrap().map(|s| s.data);
-    assert_eq!(item.as_deref(), Some(&b"G2"[..]), "the login's item stays");
+        assert!(added, "{what}: the key was free for the login");
+        let item = direct.load(&id).await.unwrap().map(|s| s.data);
+        assert_eq!(
+            item.as_deref(),
+            Some(&b"G2"[..]),
+            "{what}: the login's item stays"
+        );
+    }
 }
 
 /// memcached run with `-C` gives every item CAS token 0: compare-and-swap cannot work.
