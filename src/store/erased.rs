@@ -107,10 +107,10 @@ impl<S: SessionStore> ErasedStore for S {
     }
 }
 
-/// The future `make` makes, boxed, inside the debug span of one store operation (the id shows only as its
-/// short prefix) when a subscriber wants the span. Without one the span is left out: it
-/// would cost an enter and an exit on every poll and record nothing. When nothing may read
-/// it, it is not even made.
+/// The future `make` makes, boxed, inside the debug span of one store operation (the id
+/// shows only as its short prefix) when a subscriber wants the span. Without one the span
+/// is left out: it would cost an enter and an exit on every poll and record nothing. When
+/// nothing may read it, it is not even made.
 fn boxed<'a, F: Future + 'a>(
     op: &'static str,
     id: &SessionId,

@@ -178,10 +178,13 @@ impl UnitOfWork {
         out: SignOut,
     ) -> Result<(CookieAction, Commit), SessionError> {
         let store = &*self.backend.store;
-        let item = out.item.unwrap_or_else(|| self.current_item(&out.user));
+        let item = out
+            .of
+            .item
+            .unwrap_or_else(|| self.current_item(&out.of.user));
         let ttl = self.backend.config.generation_ttl();
         let keep = out.keep_this;
-        let held = out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
+        let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
         // Sessions bound under another key (a login before or after a key rotation) are
         // listed in that key's item: it ends too, as the container's sign-out ends it.
         // First, so that a failure leaves none of them signed in with this one signed out
@@ -189,18 +192,20 @@ impl UnitOfWork {
         // trying again finishes the sign-out); and each only while this session is signed
         // in, so that a revoked one ends nobody.
         let codec = &self.backend.config.codec;
-        let others = codec.user_items(&out.user).filter(|other| *other != item);
+        let others = codec
+            .user_items(&out.of.user)
+            .filter(|other| *other != item);
         generation::end_others(store, &item, held, others).await?;
         match generation::end(store, &item, held, keep, ttl).await? {
             // Purged since, or bound to another user: this session is not the one that held
             // the entry; nothing to keep signed in (a login in it goes as any login).
             generation::Ending::Rotated(_)
-                if s.purged || generation::bound(&s.data) != Some(out.user.as_str()) => {}
+                if s.purged || generation::bound(&s.data) != Some(out.of.user.as_str()) => {}
             generation::Ending::Rotated(next) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).
                 let package = generation::PACKAGE;
-                if let Some((_, handle)) = &out.held {
+                if let Some((_, handle)) = &out.of.held {
                     s.put(package, generation::HANDLE, Some(handle.clone().into()));
                     s.put(package, generation::ITEM, Some(item.as_str().into()));
                 }

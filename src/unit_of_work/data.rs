@@ -71,25 +71,21 @@ pub(super) struct Dismissal {
 /// A session's binding to a user, as its data held it.
 #[derive(Debug, Clone)]
 pub(super) struct Binding {
-    user: String,
-    /// The user's item it was bound with (`None` if bound in this request).
-    item: Option<SessionId>,
+    pub(super) user: String,
+    /// The user's item it was bound with (`None` if bound in this request: the current
+    /// key's).
+    pub(super) item: Option<SessionId>,
     /// The generation it holds and the handle it is listed as (`None` if bound in this
-    /// request).
-    held: Option<(String, String)>,
+    /// request): a sign-out's end is conditional on the session being still signed in
+    /// with them.
+    pub(super) held: Option<(String, String)>,
 }
 
 /// A sign-out of a user's sessions, ended on commit.
 #[derive(Debug, Clone)]
 pub(super) struct SignOut {
-    pub(super) user: String,
-    /// The item the session was bound with (`None` if bound in this request: the current
-    /// key's).
-    pub(super) item: Option<SessionId>,
-    /// The generation this session held and the handle it was listed as, when the sign-out
-    /// was asked (`None` if bound in this request): the end is conditional on the session
-    /// being still signed in with them.
-    pub(super) held: Option<(String, String)>,
+    /// The session's binding when the sign-out was asked.
+    pub(super) of: Binding,
     /// This session stays signed in, under a new generation.
     pub(super) keep_this: bool,
 }
@@ -273,30 +269,24 @@ impl SessionData {
     /// this one is purged, or, if `keep_this`, copies the generation that follows.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let earlier = self.signing_out.take();
-        let binding = self.binding();
-        let user = binding.as_ref().map(|b| b.user.clone());
-        // A second sign-out in the request keeps what the session held at the first.
-        let held = binding
-            .as_ref()
-            .and_then(|b| b.held.clone())
-            .or_else(|| earlier.as_ref().and_then(|e| e.held.clone()));
-        let item = binding
-            .and_then(|b| b.item)
-            .or_else(|| earlier.as_ref().and_then(|e| e.item.clone()));
+        let bound = generation::bound(&self.data).is_some();
+        let binding = self.binding().map(|mut b| {
+            // A second sign-out in the request keeps what the session held at the first.
+            if let Some(e) = &earlier {
+                b.held = b.held.or_else(|| e.of.held.clone());
+                b.item = b.item.or_else(|| e.of.item.clone());
+            }
+            b
+        });
         if keep_this {
-            if generation::bound(&self.data).is_some() {
+            if bound {
                 self.put(generation::PACKAGE, generation::GENERATION, None);
             }
         } else {
             self.purge();
         }
-        self.signing_out = match user {
-            Some(user) => Some(Box::new(SignOut {
-                user,
-                item,
-                held,
-                keep_this,
-            })),
+        self.signing_out = match binding {
+            Some(of) => Some(Box::new(SignOut { of, keep_this })),
             None => earlier,
         };
     }
@@ -544,7 +534,7 @@ mod tests {
     }
 
     fn held(out: &SignOut) -> Option<(&str, &str)> {
-        out.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()))
+        out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()))
     }
 
     #[test]
@@ -554,9 +544,9 @@ mod tests {
         s.sign_out(false);
         assert_eq!(s.status(), SessionStatus::Purged);
         let out = s.signing_out.as_ref().expect("the user's generation ends");
-        assert_eq!(out.user, "ada");
+        assert_eq!(out.of.user, "ada");
         assert_eq!(held(out), Some(("g", "h")), "the end is conditional on it");
-        assert_eq!(out.item.as_ref(), Some(&item));
+        assert_eq!(out.of.item.as_ref(), Some(&item));
         assert!(!out.keep_this);
     }
 

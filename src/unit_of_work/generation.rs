@@ -117,22 +117,20 @@ pub(crate) async fn end_others(
     held: Option<(&str, &str)>,
     others: impl Iterator<Item = SessionId>,
 ) -> Result<(), SessionError> {
-    for other in others {
-        let mut attempts = 0;
-        loop {
+    'next: for other in others {
+        // A conflict is a login, a rename or a refresh's stamp meanwhile: look again.
+        for _ in 0..EDIT_ATTEMPTS {
             let Some(current) = store.load(&other).await? else {
-                break;
+                continue 'next;
             };
             if !still_holds(store, item, held).await? {
                 return Ok(());
             }
-            match store.delete_if(&other, current.version).await? {
-                Update::Updated | Update::Missing => break,
-                // A login, a rename or a refresh's stamp meanwhile: look again.
-                Update::Conflict if attempts + 1 < EDIT_ATTEMPTS => attempts += 1,
-                Update::Conflict => return Err(SessionError::Conflict),
+            if store.delete_if(&other, current.version).await? != Update::Conflict {
+                continue 'next;
             }
         }
+        return Err(SessionError::Conflict);
     }
     Ok(())
 }
