@@ -67,6 +67,9 @@ if echo "$published" | grep -i '^warning' | grep -v 'aborting upload due to dry 
 fi
 
 echo "== cargo test (unit, integration against a real memcached, doc tests)"
+# A failing test's message, not its backtrace, ends the log (CI shows its tail); rerun that
+# one test with RUST_BACKTRACE=1 for the stack.
+export RUST_BACKTRACE=0
 # The timing tests mostly sleep: more threads than cores keeps the run short.
 cargo test --all-features -- --test-threads=8 --skip concurrent_writers
 # The contention tests measure what a retry budget (wall-clock time) achieves, so they run

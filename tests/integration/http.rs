@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use actix_memcache_session::{Key, SessionError, SessionId, SessionStatus, SessionStore};
+use actix_memcache_session::{Key, SessionError, SessionId, SessionStatus, SessionStore, Update};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use futures_util::future::join;
@@ -390,7 +390,7 @@ pub async fn a_refresh_racing_a_login_does_not_reissue_the_retired_id<S: Session
     let (poll, replaced) = app
         .interleave_with("/gated/get/p/k", &cookie, tombstone)
         .await;
-    assert_eq!(replaced, actix_memcache_session::Update::Updated);
+    assert_eq!(replaced, Update::Updated);
     assert_eq!((poll.status, poll.body.as_str()), (200, "1"), "{poll:?}");
     assert!(
         poll.cookie.is_none(),
@@ -762,11 +762,11 @@ pub async fn undecodable_stored_session_gets_fresh_session<S: SessionStore + Clo
     let id = app.store.last_created();
     let version = app.store.inner.load(&id).await.unwrap().unwrap().version;
     let garbage = b"\x80\x04pickled";
-    app.store
+    let written = app
+        .store
         .inner
-        .update(&id, garbage, version, Duration::from_secs(60))
-        .await
-        .unwrap();
+        .update(&id, garbage, version, Duration::from_secs(60));
+    assert_eq!(written.await.unwrap(), Update::Updated);
     gets_fresh_session(&app, &cookie).await;
 }
 
@@ -785,11 +785,9 @@ pub async fn a_stored_value_that_cannot_be_read_fails_alone_and_is_kept<S: Sessi
     let edited = text
         .replacen(r#""p":{"#, &format!(r#"{other},"p":{{{foreign}"#), 1)
         .into_bytes();
-    app.store
-        .inner
-        .update(&id, &edited, stored.version, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let written = app.store.inner.update(&id, &edited, stored.version, ttl);
+    assert_eq!(written.await.unwrap(), Update::Updated);
 
     let bad = app.get("/get/p/bad", Some(&cookie)).await;
     assert_eq!(bad.status, 500, "{bad:?}");
@@ -817,16 +815,12 @@ pub async fn a_typed_package_with_a_value_that_cannot_be_read_fails_until_set<
     let text = String::from_utf8(stored.data).unwrap();
     let foreign = r#""profile":{"visits":1e400},"#;
     let edited = text.replacen(r#""p":{"#, &format!(r#"{foreign}"p":{{"#), 1);
-    app.store
+    let ttl = Duration::from_secs(60);
+    let written = app
+        .store
         .inner
-        .update(
-            &id,
-            edited.as_bytes(),
-            stored.version,
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        .update(&id, edited.as_bytes(), stored.version, ttl);
+    assert_eq!(written.await.unwrap(), Update::Updated);
 
     assert_eq!(app.get("/typed", Some(&cookie)).await.status, 500);
     let update = app.get("/typed/set/name/ada", Some(&cookie)).await;
@@ -1965,7 +1959,7 @@ pub async fn signed_out_session_rewritten_meanwhile_is_not_removed<S: SessionSto
     let (reply, rewritten) = app
         .interleave_with("/gated/get/p/k", &cookie, rewrite)
         .await;
-    assert_eq!(rewritten, actix_memcache_session::Update::Updated);
+    assert_eq!(rewritten, Update::Updated);
     assert_eq!(reply.body, "none", "{reply:?}");
     assert!(
         reply.cookie.is_none(),

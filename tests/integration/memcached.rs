@@ -111,6 +111,22 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a server answers `version` on `port` with its `VERSION` line. A connection alone
+/// proves nothing: a connect to a port nobody listens on yet can connect to itself (TCP's
+/// simultaneous open) and read back what it wrote. With a connect as the only check, about
+/// one start in 2,000 under six threads had its first request reset or refused.
+pub fn answers_version(port: u16) -> bool {
+    let exchange = || -> std::io::Result<bool> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+        conn.write_all(b"version\r\n")?;
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line)?;
+        Ok(line.starts_with("VERSION "))
+    };
+    exchange().unwrap_or(false)
+}
+
 impl Memcached {
     pub fn start() -> Self {
         Self::start_with(&[])
@@ -163,7 +179,7 @@ impl Memcached {
                 self.child = None;
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if answers_version(self.port) {
                 return true;
             }
             assert!(Instant::now() < deadline, "memcached did not start");

@@ -3,14 +3,13 @@
 //! pid when dropped.
 
 use std::cell::RefCell;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::MemcacheStore;
 
-use crate::memcached::{free_port, Memcached};
+use crate::memcached::{answers_version, free_port, Memcached};
 
 pub struct Nutcracker {
     child: Child,
@@ -77,7 +76,7 @@ impl Nutcracker {
             servers,
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !answers_version(port) {
             if let Ok(Some(status)) = proxy.child.try_wait() {
                 panic!("nutcracker exited: {status}");
             }
