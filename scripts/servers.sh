@@ -27,9 +27,14 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# A connection to itself does not count: a connect to a port nobody listens on yet can be
+# given that port as its own and connect to itself (TCP's simultaneous open).
 wait_port() {
+    local listening='import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
+sys.exit(s.getsockname() == s.getpeername())'
     for _ in $(seq "${2:-200}"); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        python3 -c "$listening" "$1" 2>/dev/null && return 0
         sleep 0.05
     done
     echo "nothing listening on port $1" >&2
