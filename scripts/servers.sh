@@ -27,7 +27,7 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-# A connection to itself does not count: a connect to a port nobody listens on yet can be
+# A connection to itself does not count: a connect to a port nobody listens on yet may be
 # given that port as its own and connect to itself (TCP's simultaneous open).
 wait_port() {
     local listening='import socket, sys

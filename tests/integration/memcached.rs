@@ -112,9 +112,10 @@ fn running_as_root() -> bool {
 }
 
 /// Whether a server answers `version` on `port` with its `VERSION` line. A connection alone
-/// proves nothing: a connect to a port nobody listens on yet can connect to itself (TCP's
-/// simultaneous open) and read back what it wrote. With a connect as the only check, about
-/// one start in 2,000 under six threads had its first request reset or refused.
+/// proves nothing: a child that another thread is spawning holds a copy of `free_port`'s
+/// listener until it execs, and a connect to that copy succeeds, then is reset. With a
+/// connect as the only check, about one start in 2,400 under six threads had its first
+/// request reset or refused (none with spawns and `free_port` serialised).
 pub fn answers_version(port: u16) -> bool {
     let exchange = || -> std::io::Result<bool> {
         let mut conn = TcpStream::connect(("127.0.0.1", port))?;
