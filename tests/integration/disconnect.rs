@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::memcached::{free_port, store};
+use crate::memcached::store;
 
 /// What the hooks did, and the two points a test holds them at.
 #[derive(Default)]
@@ -80,7 +80,10 @@ async fn hold_in_handler(s: Session, hold: web::Data<Hold>) -> actix_web::Result
 
 /// A server on a free port over this thread's memcached, with the two routes.
 fn serve(hold: &Arc<Hold>) -> u16 {
-    let port = free_port();
+    // Its own listener, never closed: a port closed and bound again may still be held by a
+    // child another thread is spawning.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
     let (key, store, hold) = (Key::generate(), store(), web::Data::from(Arc::clone(hold)));
     let server = HttpServer::new(move || {
         App::new()
@@ -91,8 +94,8 @@ fn serve(hold: &Arc<Hold>) -> u16 {
     })
     .workers(1)
     .disable_signals()
-    .bind(("127.0.0.1", port))
-    .expect("a free port")
+    .listen(listener)
+    .expect("a listener")
     .run();
     actix_web::rt::spawn(server);
     port
