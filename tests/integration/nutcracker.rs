@@ -37,8 +37,20 @@ pub fn proxy_store() -> MemcacheStore {
 impl Nutcracker {
     /// nutcracker over new memcached servers with these weights.
     pub fn start(weights: &[u32]) -> Self {
-        let servers: Vec<(Memcached, u32)> =
+        let mut servers: Vec<(Memcached, u32)> =
             weights.iter().map(|&w| (Memcached::start(), w)).collect();
+        for _ in 0..5 {
+            match Self::spawn(servers) {
+                Ok(proxy) => return proxy,
+                Err(back) => servers = back,
+            }
+        }
+        panic!("nutcracker did not start on any of 5 free ports");
+    }
+
+    /// Starts nutcracker over `servers` on free ports; the servers back if it exited
+    /// instead (a port taken meanwhile, as `Memcached::start` also finds).
+    fn spawn(servers: Vec<(Memcached, u32)>) -> Result<Self, Vec<(Memcached, u32)>> {
         let port = free_port();
         let listed: Vec<String> = servers
             .iter()
@@ -78,12 +90,13 @@ impl Nutcracker {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !answers_version(port) {
             if let Ok(Some(status)) = proxy.child.try_wait() {
-                panic!("nutcracker exited: {status}");
+                eprintln!("nutcracker exited ({status}); trying other ports");
+                return Err(std::mem::take(&mut proxy.servers));
             }
             assert!(Instant::now() < deadline, "nutcracker did not start");
             std::thread::sleep(Duration::from_millis(5));
         }
-        proxy
+        Ok(proxy)
     }
 
     pub fn url(&self) -> String {
