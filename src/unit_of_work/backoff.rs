@@ -82,8 +82,9 @@ mod tests {
                 spent >= Duration::from_millis(50),
                 "uses the whole budget: {spent:?}"
             );
+            // Room for a test thread on a loaded machine; a loop past its budget goes on.
             assert!(
-                spent <= Duration::from_millis(150),
+                spent <= Duration::from_millis(400),
                 "stops at the budget: {spent:?}"
             );
         });

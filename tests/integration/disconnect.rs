@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::{Key, MemcacheSession, Session};
+use actix_web::dev::Service as _;
 use actix_web::{web, App, HttpServer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -21,6 +22,17 @@ struct Hold {
     reached: Notify,
     /// Lets it go on.
     go: Notify,
+    /// Told when the server dropped a request's future (as actix does on a reset).
+    dropped: Notify,
+}
+
+/// Tells its `Hold` when the request's future it is in goes, finished or not.
+struct DropGuard(Arc<Hold>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.dropped.notify_one();
+    }
 }
 
 impl Hold {
@@ -86,9 +98,18 @@ fn serve(hold: &Arc<Hold>) -> u16 {
     let port = listener.local_addr().expect("its address").port();
     let (key, store, hold) = (Key::generate(), store(), web::Data::from(Arc::clone(hold)));
     let server = HttpServer::new(move || {
+        let guarded = hold.clone().into_inner();
         App::new()
             .app_data(hold.clone())
             .wrap(MemcacheSession::new(store.clone(), key.clone()))
+            .wrap_fn(move |req, srv| {
+                let guard = DropGuard(Arc::clone(&guarded));
+                let response = srv.call(req);
+                async move {
+                    let _guard = guard;
+                    response.await
+                }
+            })
             .route("/commit-then-hold", web::get().to(commit_then_hold))
             .route("/hold-in-handler", web::get().to(hold_in_handler))
     })
@@ -112,8 +133,11 @@ async fn reset_at_the_hold(port: u16, path: &str, hold: &Hold) {
         .expect("the request reached its hold point");
     client.set_zero_linger().unwrap();
     drop(client);
-    // Time for the server to see the reset and drop the request's future.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Only once the server dropped the request's future: were it let go before, it would
+    // finish as if the client were there.
+    tokio::time::timeout(Duration::from_secs(5), hold.dropped.notified())
+        .await
+        .expect("the server dropped the request after the reset");
     hold.go.notify_one();
 }
 

@@ -319,6 +319,7 @@ fn normal_text(words: &[&str], data: &Option<Vec<u8>>, items: &mut Items) -> Opt
 /// client cannot know. Later connections pass through untouched.
 pub struct DroppingProxy {
     addr: SocketAddr,
+    /// Set once the command it drops after was forwarded.
     pub dropped: Arc<AtomicBool>,
 }
 
@@ -331,20 +332,26 @@ impl DroppingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let addr = listener.local_addr().unwrap();
         let dropped = Arc::new(AtomicBool::new(false));
-        let once = Arc::clone(&dropped);
+        let (once, forwarded) = (Arc::new(AtomicBool::new(false)), Arc::clone(&dropped));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
-                let once = Arc::clone(&once);
+                let (once, forwarded) = (Arc::clone(&once), Arc::clone(&forwarded));
                 let dropping = Arc::new(AtomicBool::new(false));
                 let (c2, s2, dropping2) = (
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                     Arc::clone(&dropping),
                 );
-                thread::spawn(move || pump_requests(client, server, verbs, &once, &dropping));
+                let picked = Picked {
+                    verbs,
+                    once,
+                    dropping,
+                    forwarded,
+                };
+                thread::spawn(move || pump_requests(client, server, &picked));
                 thread::spawn(move || pump(s2, c2, || !dropping2.load(Ordering::SeqCst)));
             }
         });
@@ -356,13 +363,18 @@ impl DroppingProxy {
     }
 }
 
-fn pump_requests(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    verbs: &[&[u8]],
-    once: &AtomicBool,
-    dropping: &AtomicBool,
-) {
+/// What `pump_requests` drops the connection after, and what it tells.
+struct Picked {
+    verbs: &'static [&'static [u8]],
+    /// Taken by the first command picked, on any connection.
+    once: Arc<AtomicBool>,
+    /// Set on picking it: this connection's replies stop.
+    dropping: Arc<AtomicBool>,
+    /// Set once it was forwarded (`DroppingProxy::dropped`).
+    forwarded: Arc<AtomicBool>,
+}
+
+fn pump_requests(mut from: TcpStream, mut to: TcpStream, picked: &Picked) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -370,15 +382,16 @@ fn pump_requests(
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        let picked = verbs.iter().any(|verb| {
+        let this = picked.verbs.iter().any(|verb| {
             chunk.starts_with(verb)
                 || chunk
                     .windows(verb.len() + 1)
                     .any(|w| w[0] == b'\n' && &w[1..] == *verb)
         });
-        if picked && !once.swap(true, Ordering::SeqCst) {
-            dropping.store(true, Ordering::SeqCst);
+        if this && !picked.once.swap(true, Ordering::SeqCst) {
+            picked.dropping.store(true, Ordering::SeqCst);
             let _ = to.write_all(chunk);
+            picked.forwarded.store(true, Ordering::SeqCst);
             // Let memcached apply it before the connection goes.
             thread::sleep(Duration::from_millis(100));
             break;

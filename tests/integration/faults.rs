@@ -251,7 +251,8 @@ fn a_silent_server_times_out_into_an_error() {
 /// request's own send, not from the connection's first or oldest).
 #[test]
 fn a_slow_server_within_the_timeout_never_times_out() {
-    let fake = slow_reads(Duration::from_millis(200));
+    // Half the timeout: a fake server's thread late by as much again still answers in time.
+    let fake = slow_reads(Duration::from_millis(150));
     let store = quick_store(fake.url());
     run(async {
         let id = SessionId::generate().unwrap();
@@ -260,7 +261,7 @@ fn a_slow_server_within_the_timeout_never_times_out() {
         for _ in 0..4 {
             assert_eq!(store.load(&id).await.unwrap().unwrap().data, b"slow");
         }
-        assert!(started.elapsed() >= Duration::from_millis(800));
+        assert!(started.elapsed() >= Duration::from_millis(600));
     });
 }
 
@@ -278,8 +279,9 @@ fn a_slow_handshake_does_not_shorten_the_first_requests_timeout() {
         std::thread::sleep(Duration::from_millis(delay));
         Answer::Normal
     });
+    // Each answer within the timeout by 700 ms or more; all three together past it.
     let store = MemcacheStore::builder(fake.url())
-        .io_timeout(Duration::from_secs(1))
+        .io_timeout(Duration::from_millis(1500))
         .connect_timeout(Duration::from_secs(3))
         .protocol(Protocol::Auto)
         .build()
@@ -618,8 +620,9 @@ fn a_resent_read_stays_within_one_io_timeout() {
         let took = started.elapsed();
         assert!(dropped.load(Ordering::SeqCst), "the connection dropped");
         assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        // Under 550 ms, what 250 ms and another 300 would take, with room for a slow machine.
         assert!(
-            took < Duration::from_millis(450),
+            took < Duration::from_millis(530),
             "one io_timeout (300 ms) for both attempts, not 250 ms and another 300: {took:?}"
         );
     });
@@ -632,14 +635,21 @@ fn a_resent_read_stays_within_one_io_timeout() {
 fn a_stall_before_the_write_is_not_memcacheds_timeout() {
     // A reply that takes a moment, so it cannot be there before the expired timer is seen.
     let fake = slow_reads(Duration::from_millis(20));
-    let store = quick_store(fake.url());
+    // A stall of 1.2 times the timeout; the limit, twice the timeout from the queuing,
+    // leaves the write and the reply 380 ms.
+    let timeout = Duration::from_millis(500);
+    let store = MemcacheStore::builder(fake.url())
+        .io_timeout(timeout)
+        .protocol(Protocol::Meta)
+        .build()
+        .unwrap();
     run(async {
         let id = SessionId::generate().unwrap();
         assert!(store.create(&id, b"mine", TTL).await.unwrap());
         let mut read = std::pin::pin!(store.load(&id));
         let queued = read.as_mut().now_or_never();
         assert!(queued.is_none(), "the read waits for its reply: {queued:?}");
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(timeout * 6 / 5);
         let read = read.await;
         assert_eq!(read.unwrap().unwrap().data, b"mine");
     });

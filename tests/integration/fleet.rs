@@ -431,8 +431,9 @@ async fn readiness_holds_while_any_server_answers() {
     store.ping().await.expect("two of three answer");
     let started = Instant::now();
     let report = store.ping_servers().await;
+    // Waited on, it would take the whole timeout.
     assert!(
-        started.elapsed() < io_timeout / 2,
+        started.elapsed() < io_timeout * 9 / 10,
         "the stalled server, marked down, is not waited on: {:?}",
         started.elapsed()
     );
