@@ -94,7 +94,7 @@ pub(crate) enum Ending {
 
 /// Whether a session that holds `held` and is listed as `handle` is still signed in with
 /// `item` (`None`: bound in this very request, so it answers for the user as a login does).
-pub(crate) async fn still_holds(
+async fn still_holds(
     store: &dyn ErasedStore,
     item: &SessionId,
     held: Option<(&str, &str)>,

@@ -117,15 +117,17 @@ fn running_as_root() -> bool {
 /// connect as the only check, about one start in 2,400 under six threads had its first
 /// request reset or refused (none with spawns and `free_port` serialised).
 pub fn answers_version(port: u16) -> bool {
-    let exchange = || -> std::io::Result<bool> {
-        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
-        conn.set_read_timeout(Some(Duration::from_secs(1)))?;
-        conn.write_all(b"version\r\n")?;
-        let mut line = String::new();
-        BufReader::new(conn).read_line(&mut line)?;
-        Ok(line.starts_with("VERSION "))
-    };
-    exchange().unwrap_or(false)
+    version_line(port).is_ok_and(|line| line.starts_with("VERSION "))
+}
+
+/// The server's answer to `version` on `port`, within a second.
+fn version_line(port: u16) -> std::io::Result<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+    conn.write_all(b"version\r\n")?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line)?;
+    Ok(line)
 }
 
 impl Memcached {
@@ -278,10 +280,7 @@ impl Memcached {
 
     /// The version it names (`version`).
     pub fn version(&self) -> (u32, u32, u32) {
-        let mut conn = TcpStream::connect(self.addr()).expect("version connection");
-        conn.write_all(b"version\r\n").unwrap();
-        let mut line = String::new();
-        BufReader::new(conn).read_line(&mut line).unwrap();
+        let line = version_line(self.port).expect("an answer to version");
         let parts: Vec<u32> = line
             .trim_end()
             .trim_start_matches("VERSION ")
