@@ -206,13 +206,17 @@ impl Memcached {
     }
 
     /// Starts memcached again on the same port (with no data, as after a crash).
+    /// The port may be taken meanwhile, for a moment, by another test's `free_port`
+    /// listener: tried again for up to a second.
     pub fn restart(&mut self) {
         self.stop();
-        assert!(
-            self.spawn(),
-            "memcached did not restart on port {}",
-            self.port
-        );
+        for _ in 0..20 {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("memcached did not restart on port {}", self.port);
     }
 
     /// Freezes the server (`SIGSTOP`): it keeps its connections and data but answers
@@ -326,4 +330,21 @@ impl Drop for Memcached {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The harness itself: a restart waits out another listener briefly on its port (fails if
+/// `restart` tries once).
+#[test]
+fn a_restart_waits_for_its_port_to_be_free() {
+    let mut server = Memcached::start();
+    let port = server.port;
+    server.stop();
+    let held = TcpListener::bind(("127.0.0.1", port)).expect("the port just freed");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    server.restart();
+    release.join().expect("the listener is dropped");
+    assert!(answers_version(port), "memcached answers on its old port");
 }
