@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::memcached::store;
+use crate::memcached::{listener, store};
 
 /// What the hooks did, and the two points a test holds them at.
 #[derive(Default)]
@@ -94,7 +94,7 @@ async fn hold_in_handler(s: Session, hold: web::Data<Hold>) -> actix_web::Result
 fn serve(hold: &Arc<Hold>) -> u16 {
     // Its own listener, never closed: a port closed and bound again may still be held by a
     // child another thread is spawning.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let listener = listener();
     let port = listener.local_addr().expect("its address").port();
     let (key, store, hold) = (Key::generate(), store(), web::Data::from(Arc::clone(hold)));
     let server = HttpServer::new(move || {

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+use crate::memcached::listener;
 
 /// One command as the fake server received it.
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ struct Items {
 
 impl FakeMemcached {
     pub fn start(script: impl Fn(&Command) -> Answer + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let listener = listener();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
@@ -329,7 +331,7 @@ impl DroppingProxy {
     }
 
     pub fn on(upstream: SocketAddr, verbs: &'static [&'static [u8]]) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let listener = listener();
         let addr = listener.local_addr().unwrap();
         let dropped = Arc::new(AtomicBool::new(false));
         let (once, forwarded) = (Arc::new(AtomicBool::new(false)), Arc::clone(&dropped));
@@ -424,7 +426,7 @@ const REPLY_DELAY: Duration = Duration::from_millis(50);
 
 impl TurnCountingProxy {
     pub fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let listener = listener();
         let addr = listener.local_addr().unwrap();
         let turns = Arc::new(Turns::default());
         let counting = Arc::clone(&turns);

@@ -1,7 +1,6 @@
 //! `MemcacheStore` against a real memcached: the shared suites for both constructors, and
 //! the failures only a real server shows.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::{MemcacheStore, Protocol, StoreError};
@@ -11,7 +10,7 @@ use actix_web::cookie::Cookie;
 
 use crate::app::{Configure, TestApp};
 use crate::fake::TurnCountingProxy;
-use crate::memcached::{store, with_server};
+use crate::memcached::{listener, store, with_server};
 use crate::support::{CountingStore, Reply};
 
 mod native {
@@ -205,7 +204,7 @@ async fn memcached_down_is_a_quick_503() {
 /// A memcached that accepts connections but never answers: 503 after the I/O timeout.
 #[actix_web::test]
 async fn silent_memcached_times_out_into_503() {
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener();
     let url = format!("memcache://{}", silent.local_addr().unwrap());
     let store = MemcacheStore::builder(url)
         .io_timeout(Duration::from_millis(300))

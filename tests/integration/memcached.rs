@@ -45,6 +45,30 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A listener on a loopback port for a fake server or proxy, never on a port `free_port`
+/// gave a memcached or nutcracker: `bind(:0)` may offer one whose server has not bound it
+/// yet, and a fake server or proxy there would answer that server's `version` check in its
+/// place (a test would then run against it).
+pub fn listener() -> TcpListener {
+    listener_outside(|port| {
+        let taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        taken.as_ref().is_some_and(|t| t.contains(&port))
+    })
+}
+
+fn listener_outside(given: impl Fn(u16) -> bool) -> TcpListener {
+    // Each port refused stays bound until one is found, so that `bind(:0)` offers another.
+    let mut refused = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        if !given(port) {
+            return listener;
+        }
+        refused.push(listener);
+    }
+}
+
 /// This thread's memcached, started on first use.
 pub fn with_server<T>(f: impl FnOnce(&mut Memcached) -> T) -> T {
     SERVER.with(|s| f(s.borrow_mut().get_or_insert_with(Memcached::start)))
@@ -347,4 +371,19 @@ fn a_restart_waits_for_its_port_to_be_free() {
     server.restart();
     release.join().expect("the listener is dropped");
     assert!(answers_version(port), "memcached answers on its old port");
+}
+
+/// The harness itself: a fake server's listener is never on a port given to a memcached
+/// (fails if `listener` takes the first port offered).
+#[test]
+fn a_listener_skips_the_ports_given_to_servers() {
+    let offered = RefCell::new(Vec::new());
+    let listener = listener_outside(|port| {
+        offered.borrow_mut().push(port);
+        offered.borrow().len() <= 3
+    });
+    let port = listener.local_addr().expect("its address").port();
+    let offered = offered.into_inner();
+    assert_eq!(offered.len(), 4, "three ports refused, the fourth taken");
+    assert!(!offered[..3].contains(&port), "{port} was refused");
 }
