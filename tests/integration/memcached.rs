@@ -34,10 +34,9 @@ static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 pub fn free_port() -> u16 {
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        // Held until the port is recorded: `listener` cannot be offered it in between.
+        let held = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = held.local_addr().expect("its address").port();
         let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
         if taken.get_or_insert_with(HashSet::new).insert(port) {
             return port;
@@ -50,10 +49,12 @@ pub fn free_port() -> u16 {
 /// yet, and a fake server or proxy there would answer that server's `version` check in its
 /// place (a test would then run against it).
 pub fn listener() -> TcpListener {
-    listener_outside(|port| {
-        let taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        taken.as_ref().is_some_and(|t| t.contains(&port))
-    })
+    listener_outside(given_to_a_server)
+}
+
+fn given_to_a_server(port: u16) -> bool {
+    let taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    taken.as_ref().is_some_and(|t| t.contains(&port))
 }
 
 fn listener_outside(given: impl Fn(u16) -> bool) -> TcpListener {
@@ -230,17 +231,19 @@ impl Memcached {
     }
 
     /// Starts memcached again on the same port (with no data, as after a crash).
-    /// The port may be taken meanwhile, for a moment, by another test's `free_port`
-    /// listener: tried again for up to a second.
+    /// The port may be held meanwhile, for a moment, by another test's `free_port` or
+    /// `listener`: tried again for up to three seconds.
     pub fn restart(&mut self) {
         self.stop();
-        for _ in 0..20 {
-            if self.spawn() {
-                return;
-            }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.spawn() {
+            assert!(
+                Instant::now() < deadline,
+                "memcached did not restart on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("memcached did not restart on port {}", self.port);
     }
 
     /// Freezes the server (`SIGSTOP`): it keeps its connections and data but answers
@@ -356,16 +359,25 @@ impl Drop for Memcached {
     }
 }
 
-/// The harness itself: a restart waits out another listener briefly on its port (fails if
-/// `restart` tries once).
+/// The harness itself: a restart waits out another listener for a second on its port
+/// (fails if `restart` tries once).
 #[test]
 fn a_restart_waits_for_its_port_to_be_free() {
     let mut server = Memcached::start();
     let port = server.port;
     server.stop();
-    let held = TcpListener::bind(("127.0.0.1", port)).expect("the port just freed");
+    // Another thread's `free_port` or `listener` may hold the port for a moment too.
+    let held = (0..100)
+        .find_map(|_| {
+            let held = TcpListener::bind(("127.0.0.1", port));
+            if held.is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            held.ok()
+        })
+        .expect("the port just freed");
     let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_secs(1));
         drop(held);
     });
     server.restart();
@@ -373,17 +385,29 @@ fn a_restart_waits_for_its_port_to_be_free() {
     assert!(answers_version(port), "memcached answers on its old port");
 }
 
-/// The harness itself: a fake server's listener is never on a port given to a memcached
-/// (fails if `listener` takes the first port offered).
+/// The harness itself: a fake server's listener is never on a port given to a memcached,
+/// and the ports it refuses stay held until it has one, so that `bind(:0)` offers others
+/// (fails if `listener` takes the first port offered, or lets a refused one go).
 #[test]
 fn a_listener_skips_the_ports_given_to_servers() {
-    let offered = RefCell::new(Vec::new());
+    assert!(given_to_a_server(free_port()));
+    let own = listener().local_addr().expect("its address").port();
+    assert!(!given_to_a_server(own));
+
+    let refused = RefCell::new(Vec::new());
     let listener = listener_outside(|port| {
-        offered.borrow_mut().push(port);
-        offered.borrow().len() <= 3
+        for &held in refused.borrow().iter() {
+            let again = TcpListener::bind(("127.0.0.1", held));
+            assert!(again.is_err(), "port {held} was let go while refused");
+        }
+        let refuse = refused.borrow().len() < 3;
+        if refuse {
+            refused.borrow_mut().push(port);
+        }
+        refuse
     });
     let port = listener.local_addr().expect("its address").port();
-    let offered = offered.into_inner();
-    assert_eq!(offered.len(), 4, "three ports refused, the fourth taken");
-    assert!(!offered[..3].contains(&port), "{port} was refused");
+    let refused = refused.into_inner();
+    assert_eq!(refused.len(), 3, "three ports refused before one was taken");
+    assert!(!refused.contains(&port), "{port} was refused");
 }
