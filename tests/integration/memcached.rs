@@ -141,8 +141,29 @@ fn running_as_root() -> bool {
 /// listener until it execs, and a connect to that copy succeeds, then is reset. With a
 /// connect as the only check, about one start in 2,400 under six threads had its first
 /// request reset or refused (none with spawns and `free_port` serialised).
-pub fn answers_version(port: u16) -> bool {
+fn answers_version(port: u16) -> bool {
     version_line(port).is_ok_and(|line| line.starts_with("VERSION "))
+}
+
+/// Whether `child`, just started to listen on `port`, answers there within five seconds
+/// (else a panic); `false` if it exited instead (its port taken meanwhile). Its exit is
+/// looked at first: an answer is only its own while it runs.
+pub fn started(child: &mut Child, port: u16, name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{name} exited ({status}) on port {port}; trying other ports");
+            return false;
+        }
+        if answers_version(port) {
+            return true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// The server's answer to `version` on `port`, within a second.
@@ -199,20 +220,11 @@ impl Memcached {
                 self.program
             )
         });
-        let child = self.child.insert(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            // Our own child must be the one listening, not some other process.
-            if child.try_wait().ok().flatten().is_some() {
-                self.child = None;
-                return false;
-            }
-            if answers_version(self.port) {
-                return true;
-            }
-            assert!(Instant::now() < deadline, "memcached did not start");
-            std::thread::sleep(Duration::from_millis(5));
+        let up = started(self.child.insert(child), self.port, "memcached");
+        if !up {
+            self.child = None;
         }
+        up
     }
 
     pub fn url(&self) -> String {

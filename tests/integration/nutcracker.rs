@@ -5,11 +5,10 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use actix_memcache_session::MemcacheStore;
 
-use crate::memcached::{answers_version, free_port, Memcached};
+use crate::memcached::{free_port, started, Memcached};
 
 pub struct Nutcracker {
     child: Child,
@@ -87,16 +86,11 @@ impl Nutcracker {
             config,
             servers,
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !answers_version(port) {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                eprintln!("nutcracker exited ({status}); trying other ports");
-                return Err(std::mem::take(&mut proxy.servers));
-            }
-            assert!(Instant::now() < deadline, "nutcracker did not start");
-            std::thread::sleep(Duration::from_millis(5));
+        if started(&mut proxy.child, port, "nutcracker") {
+            Ok(proxy)
+        } else {
+            Err(std::mem::take(&mut proxy.servers))
         }
-        Ok(proxy)
     }
 
     pub fn url(&self) -> String {
