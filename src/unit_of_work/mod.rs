@@ -3,8 +3,9 @@
 //! compare-and-swap, merging with concurrent commits, or is dropped having written nothing.
 //!
 //! The module is layered bottom-up:
-//! - `by_name`, `spare`, `record`: the stored JSON format (its packages kept by name, its
-//!   bytes written into buffers kept per thread).
+//! - `by_name`, `spare`, `canonical`, `record`: the stored JSON format (its packages kept by
+//!   name, its bytes written into buffers kept per thread, read token by token as this crate
+//!   writes it).
 //! - `roster`: a user's item as stored (their generation and the sessions listed in it).
 //! - `timeouts`, `generation`: the rules of a session's own timeouts and of sessions bound
 //!   to a user, which the load and the commit apply.
@@ -18,6 +19,7 @@
 
 mod backoff;
 mod by_name;
+mod canonical;
 mod census;
 mod change_set;
 mod commit;

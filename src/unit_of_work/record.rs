@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::by_name::{ByName, Unsorted};
+use super::canonical::{range_in, Cursor};
 use super::spare::Encoded;
 
 const FORMAT: u32 = 1;
@@ -74,8 +75,54 @@ impl Record {
     /// JSON. The values are kept as their text (see [`Slot`]).
     pub(crate) fn decode(bytes: Vec<u8>) -> Result<Self, DecodeError> {
         let source = Rc::new(bytes);
-        let mut deserializer = serde_json::Deserializer::from_slice(&source);
-        let (v, record) = RecordSeed(&source).deserialize(&mut deserializer)?;
+        match Self::read_as_written(&source) {
+            Some(record) => Ok(record),
+            None => Self::read_with_serde(&source),
+        }
+    }
+
+    /// The bytes read as this crate writes them ([`write`](Self::write)), with
+    /// [`Cursor`]; `None` for any other text, even valid JSON, which
+    /// [`read_with_serde`](Self::read_with_serde) then reads or refuses. What both read,
+    /// they read the same (test `reading_as_written_agrees_with_serde`).
+    fn read_as_written(source: &Rc<Vec<u8>>) -> Option<Self> {
+        let mut c = Cursor::new(source);
+        c.expect(br#"{"v":"#)?;
+        (c.natural()? == u64::from(FORMAT)).then_some(())?;
+        c.expect(br#","created":"#)?;
+        let created = c.natural()?;
+        c.expect(br#","packages":{"#)?;
+        let mut packages = Unsorted::new();
+        while !c.eat(b"}") {
+            if !packages.is_empty() {
+                c.expect(b",")?;
+            }
+            let name = Name::from(c.name()?.as_str());
+            c.expect(b":{")?;
+            let mut package = Package::new();
+            while !c.eat(b"}") {
+                if !package.is_empty() {
+                    c.expect(b",")?;
+                }
+                let key = c.name()?;
+                c.expect(b":")?;
+                let range = c.value()?;
+                package.insert(Name::from(key.as_str()), Slot::loaded(source, range));
+            }
+            packages.push((name, package));
+        }
+        c.expect(b"}")?;
+        c.is_at_end().then(|| Self {
+            created,
+            packages: ByName::from_unsorted(packages),
+        })
+    }
+
+    /// The bytes read by serde_json: any JSON of the record's shape (fields in any order,
+    /// whitespace, unknown fields skipped), or why they are not a session.
+    fn read_with_serde(source: &Rc<Vec<u8>>) -> Result<Self, DecodeError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(source);
+        let (v, record) = RecordSeed(source).deserialize(&mut deserializer)?;
         deserializer.end()?;
         if v != FORMAT {
             return Err(DecodeError::Version(v));
@@ -219,6 +266,16 @@ impl Slot {
                 let _ = serde_json::to_writer(out, value);
             }
             (None, _) => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+impl Slot {
+    /// The value whose text is at `range` in `source`.
+    fn loaded(source: &Rc<Vec<u8>>, range: Range<usize>) -> Self {
+        Self {
+            raw: Some((Rc::clone(source), range)),
+            value: OnceCell::new(),
         }
     }
 }
@@ -374,135 +431,16 @@ impl<'de> Visitor<'de> for PackageSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let source = self.0;
         let mut package = Package::new();
-        while let Some((key, key_at)) = map.next_key_seed(KeySeed(source))? {
+        while let Some(key) = map.next_key::<Name>()? {
+            let raw: &'de RawValue = map.next_value()?;
             // Where the value's text is in `source`: it was read from there, but nothing
             // is taken on trust: a range that is not exactly that text is an error, not a
-            // wrong value later (checked by address, not by comparing the bytes).
-            let plain = key_at.and_then(|key_at| plain_string_after(source, key_at.end + 1));
-            let range = match plain {
-                Some(text) => {
-                    // serde_json must have read the string found here, nothing else: were
-                    // it to read another (a later release), the record is refused rather
-                    // than a text kept that was not checked.
-                    let inner: &'de [u8] = map.next_value_seed(PlainString)?;
-                    let inner_at = text.start + 1..text.end - 1;
-                    (range_in(source, inner) == Some(inner_at)).then_some(text)
-                }
-                None => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    range_in(source, raw.get().as_bytes())
-                }
-            }
-            .ok_or_else(|| de::Error::custom("a value outside the stored bytes"))?;
-            let slot = Slot {
-                raw: Some((Rc::clone(source), range)),
-                value: OnceCell::new(),
-            };
-            package.insert(key, slot);
+            // wrong value later.
+            let range = range_in(source, raw.get().as_bytes())
+                .ok_or_else(|| de::Error::custom("a value outside the stored bytes"))?;
+            package.insert(key, Slot::loaded(source, range));
         }
         Ok(package)
-    }
-}
-
-/// Where `text` is in `source`, if it is a slice of it (checked by address).
-fn range_in(source: &[u8], text: &[u8]) -> Option<Range<usize>> {
-    let at = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-    let range = at..at.checked_add(text.len())?;
-    let found = source.get(range.clone())?;
-    (found.as_ptr() == text.as_ptr()).then_some(range)
-}
-
-/// An entry's key, and where it is in the stored bytes when it was read straight from
-/// them (written without escapes), so that the value after it can be looked at first.
-struct KeySeed<'s>(&'s [u8]);
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = (Name, Option<Range<usize>>);
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = (Name, Option<Range<usize>>);
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an entry's key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok((Name::from(key), range_in(self.0, key.as_bytes())))
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok((Name::from(key), None))
-    }
-}
-
-/// Where the value after the key whose closing quote is at `from - 1` is, quotes and all,
-/// if it is a string without an escape. Such a string ends at its next quote, which
-/// `memchr` finds many bytes at a time, where serde_json's check of a string goes a word
-/// at a time: most of what loading a large session costs. Anything else, or anything
-/// unexpected, is left to serde_json.
-fn plain_string_after(source: &[u8], from: usize) -> Option<Range<usize>> {
-    let after_key = source.get(from..)?;
-    let rest = skip_whitespace(after_key);
-    let (b':', rest) = rest.split_first()? else {
-        return None;
-    };
-    let rest = skip_whitespace(rest);
-    let (b'"', text) = rest.split_first()? else {
-        return None;
-    };
-    let end = memchr::memchr2(b'"', b'\\', text).filter(|&i| text[i] == b'"')?;
-    let start = from + (after_key.len() - rest.len());
-    Some(start..start + end + 2)
-}
-
-/// JSON's whitespace.
-fn skip_whitespace(bytes: &[u8]) -> &[u8] {
-    let n = bytes
-        .iter()
-        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .count();
-    &bytes[n..]
-}
-
-/// A string value without escapes, as its bytes between the quotes, checked as serde_json
-/// checks a string: no control character, UTF-8.
-struct PlainString;
-
-impl<'de> DeserializeSeed<'de> for PlainString {
-    type Value = &'de [u8];
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        // serde_json reads a string's bytes with `memchr`, checking nothing.
-        d.deserialize_bytes(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PlainString {
-    type Value = &'de [u8];
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string without escapes")
-    }
-
-    fn visit_borrowed_bytes<E: de::Error>(self, text: &'de [u8]) -> Result<Self::Value, E> {
-        // The lowest and the highest byte, rather than the first below 0x20: a loop
-        // without an early exit is one the compiler runs many bytes at a time.
-        let (low, high) = text
-            .iter()
-            .fold((u8::MAX, 0), |(low, high), &b| (low.min(b), high.max(b)));
-        if low < 0x20 {
-            return Err(E::custom("a control character in a string"));
-        }
-        // ASCII is valid UTF-8: only a text with a byte past it is read again to check.
-        if high >= 0x80 {
-            std::str::from_utf8(text).map_err(E::custom)?;
-        }
-        Ok(text)
     }
 }
 
@@ -720,31 +658,6 @@ mod tests {
         }
     }
 
-    /// Which values take the quicker path: a string with no escape, wherever the key's
-    /// closing quote is followed by JSON's whitespace and a colon.
-    #[test]
-    fn plain_strings_are_told_apart() {
-        fn after(text: &[u8]) -> Option<&[u8]> {
-            plain_string_after(text, 3).map(|r| &text[r])
-        }
-        assert_eq!(after(br#""k":"abc"}"#), Some(&br#""abc""#[..]));
-        assert_eq!(after(b"\"k\" \t:\r\n\"\"}"), Some(&br#""""#[..]));
-        assert_eq!(after(br#""k":"abc,"j":1}"#), Some(&br#""abc,""#[..]));
-        for other in [
-            &br#""k":"a\"b"}"#[..],
-            br#""k":"a\\"}"#,
-            br#""k":"abc"#,
-            br#""k":1}"#,
-            br#""k":["x"]}"#,
-            br#""k""x"}"#,
-            b"\"k\":\x0b\"x\"}",
-            br#""k""#,
-            br#""k"#,
-        ] {
-            assert_eq!(after(other), None, "{}", String::from_utf8_lossy(other));
-        }
-    }
-
     /// Packages stored out of order, one given twice, read as serde_json reads them into a
     /// map (the last of a name wins), and written back in name order.
     #[test]
@@ -876,6 +789,116 @@ mod tests {
         assert!(
             read > 1_000 && refused > 1_000,
             "both kinds met: {read} read, {refused} refused"
+        );
+    }
+
+    /// The two readers against each other, on records as this crate writes them (names
+    /// with and without escapes, values of every kind, as written or kept from another
+    /// writer) and on those records with bytes changed, removed or added: every record as
+    /// written is read as written; whatever that reads, serde_json reads the same, each
+    /// value at the same place.
+    #[test]
+    fn reading_as_written_agrees_with_serde() {
+        const NAMES: [&str; 8] = [
+            "p",
+            "shop.cart",
+            "",
+            "a\"b",
+            "k\n",
+            "\u{e9}",
+            "\u{7f}",
+            "a.name.longer.than.24.bytes",
+        ];
+        const VALUES: [&str; 16] = [
+            "0",
+            "-1.5e3",
+            "1e400",
+            "12345678901234567890123",
+            "true",
+            "false",
+            "null",
+            "\"abc\"",
+            "\"\"",
+            "\"a\\\"b\"",
+            "\"\\u00e9\"",
+            "\"\u{e9}\u{1f600}\"",
+            "[1, {\"a\": null}]",
+            "{}",
+            "[[[[[[[[]]]]]]]]",
+            "{\"x\":{\"y\":\"z\"}}",
+        ];
+        const CREATED: [u64; 4] = [0, 7, 1_700_000_000, u64::MAX];
+        const BYTES: &[u8] = b"\"\\,:{}[] \n01-e.ant\x01\x7f\x80\xc3\xff";
+        fn same(a: &Record, b: &Record) -> bool {
+            let slots = |r: &Record| -> Vec<(String, String, Option<Range<usize>>)> {
+                let mut all = Vec::new();
+                for (name, package) in r.packages.iter() {
+                    for (key, slot) in package {
+                        let range = slot.raw.as_ref().map(|(_, range)| range.clone());
+                        all.push((name.to_string(), key.to_string(), range));
+                    }
+                }
+                all
+            };
+            a.created == b.created && a == b && slots(a) == slots(b)
+        }
+        let mut random = crate::fixed_random::FixedRandom::new(0x2545_F491_4F6C_DD1D);
+        let mut next = |n: usize| random.below(n);
+        let (mut read, mut left) = (0, 0);
+        for _ in 0..20_000 {
+            let mut bytes = format!(
+                r#"{{"v":1,"created":{},"packages":{{"#,
+                CREATED[next(CREATED.len())]
+            )
+            .into_bytes();
+            for p in 0..next(4) {
+                if p > 0 {
+                    bytes.push(b',');
+                }
+                write_name(&mut bytes, NAMES[next(NAMES.len())]);
+                bytes.extend_from_slice(b":{");
+                for k in 0..next(4) {
+                    if k > 0 {
+                        bytes.push(b',');
+                    }
+                    write_name(&mut bytes, NAMES[next(NAMES.len())]);
+                    bytes.push(b':');
+                    bytes.extend_from_slice(VALUES[next(VALUES.len())].as_bytes());
+                }
+                bytes.push(b'}');
+            }
+            bytes.extend_from_slice(b"}}");
+            let source = Rc::new(bytes.clone());
+            let shown = String::from_utf8_lossy(&bytes);
+            let as_written = Record::read_as_written(&source)
+                .unwrap_or_else(|| panic!("as written, not read as written: {shown}"));
+            let theirs = Record::read_with_serde(&source).unwrap();
+            assert!(same(&as_written, &theirs), "{shown}");
+            for _ in 0..1 + next(2) {
+                let at = next(bytes.len() + 1);
+                let byte = BYTES[next(BYTES.len())];
+                match next(4) {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => drop(bytes.remove(at)),
+                    2 => bytes.insert(at, byte),
+                    _ => bytes.truncate(at),
+                }
+            }
+            let source = Rc::new(bytes.clone());
+            let shown = String::from_utf8_lossy(&bytes);
+            match Record::read_as_written(&source) {
+                Some(ours) => {
+                    read += 1;
+                    let theirs = Record::read_with_serde(&source)
+                        .unwrap_or_else(|e| panic!("{shown}: read as written, serde: {e}"));
+                    assert!(same(&ours, &theirs), "{shown}");
+                }
+                None => left += 1,
+            }
+        }
+        assert!(
+            read > 1_000 && left > 1_000,
+            "both kinds met among the changed: {read} read, {left} left to serde_json"
         );
     }
 
