@@ -462,6 +462,11 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["v"], 1);
         assert_eq!(Record::decode(bytes.to_vec()).unwrap(), r);
         assert_eq!(
+            Record::read_as_written(&Rc::new(bytes.to_vec())),
+            Some(r),
+            "what this crate writes is read as written"
+        );
+        assert_eq!(
             &*Record::new(0).encode(),
             br#"{"v":1,"created":0,"packages":{}}"#
         );
@@ -829,7 +834,7 @@ mod tests {
             "{\"x\":{\"y\":\"z\"}}",
         ];
         const CREATED: [u64; 4] = [0, 7, 1_700_000_000, u64::MAX];
-        const BYTES: &[u8] = b"\"\\,:{}[] \n01-e.ant\x01\x7f\x80\xc3\xff";
+        const BYTES: &[u8] = b"\"\\,:{}[] \t\r\n0129-+eE.antu/\x00\x01\x7f\x80\xc3\xff";
         fn same(a: &Record, b: &Record) -> bool {
             let slots = |r: &Record| -> Vec<(String, String, Option<Range<usize>>)> {
                 let mut all = Vec::new();
