@@ -5,6 +5,7 @@
 //! again with serde_json, which decides. It reads nothing serde_json would refuse, so it
 //! decides how fast a session is read, never whether.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::Deserialize as _;
@@ -57,15 +58,16 @@ impl<'a> Cursor<'a> {
         Some(n)
     }
 
-    /// A name: a string, read as what it stands for.
-    pub(crate) fn name(&mut self) -> Option<NameText<'a>> {
+    /// A name: a string, read as what it stands for (borrowed from the stored bytes unless
+    /// it has an escape).
+    pub(crate) fn name(&mut self) -> Option<Cow<'a, str>> {
         if let Some(range) = self.plain_string() {
             let inside = self.bytes.get(range.start + 1..range.end - 1)?;
-            return std::str::from_utf8(inside).ok().map(NameText::Plain);
+            return std::str::from_utf8(inside).ok().map(Cow::Borrowed);
         }
         let range = self.raw()?;
         let name = serde_json::from_slice(self.bytes.get(range)?).ok()?;
-        Some(NameText::Escaped(name))
+        Some(Cow::Owned(name))
     }
 
     /// Any JSON value, as where its text is. A string without escapes, a number, `true`,
@@ -109,21 +111,6 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         self.at += found.end;
         Some(start..self.at)
-    }
-}
-
-/// A name as read: borrowed from the stored bytes, or unescaped into a string of its own.
-pub(crate) enum NameText<'a> {
-    Plain(&'a str),
-    Escaped(String),
-}
-
-impl NameText<'_> {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Plain(text) => text,
-            Self::Escaped(text) => text,
-        }
     }
 }
 
@@ -274,7 +261,7 @@ mod tests {
     fn names_are_read_as_what_they_stand_for() {
         let read = |text: &[u8]| {
             let mut cursor = Cursor::new(text);
-            cursor.name().map(|name| name.as_str().to_owned())
+            cursor.name().map(Cow::into_owned)
         };
         assert_eq!(read(b"\"shop.cart\":").as_deref(), Some("shop.cart"));
         assert_eq!(read(b"\"a\\\"b\\u00e9\":").as_deref(), Some("a\"b\u{e9}"));

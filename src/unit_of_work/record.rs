@@ -96,7 +96,7 @@ impl Record {
             if !packages.is_empty() {
                 c.expect(b",")?;
             }
-            let name = Name::from(c.name()?.as_str());
+            let name = Name::from(c.name()?);
             c.expect(b":{")?;
             let mut package = Package::new();
             while !c.eat(b"}") {
@@ -106,7 +106,7 @@ impl Record {
                 let key = c.name()?;
                 c.expect(b":")?;
                 let range = c.value()?;
-                package.insert(Name::from(key.as_str()), Slot::loaded(source, range));
+                package.insert(Name::from(key), Slot::loaded(source, range));
             }
             packages.push((name, package));
         }
@@ -237,6 +237,14 @@ fn write_name(out: &mut Vec<u8>, name: &str) {
 }
 
 impl Slot {
+    /// The value whose text is at `range` in `source`.
+    fn loaded(source: &Rc<Vec<u8>>, range: Range<usize>) -> Self {
+        Self {
+            raw: Some((Rc::clone(source), range)),
+            value: OnceCell::new(),
+        }
+    }
+
     /// The value, built from its text the first time; `None` if it cannot be built.
     pub(crate) fn value(&self) -> Option<&Value> {
         self.value
@@ -267,16 +275,6 @@ impl Slot {
                 let _ = serde_json::to_writer(out, value);
             }
             (None, _) => out.extend_from_slice(b"null"),
-        }
-    }
-}
-
-impl Slot {
-    /// The value whose text is at `range` in `source`.
-    fn loaded(source: &Rc<Vec<u8>>, range: Range<usize>) -> Self {
-        Self {
-            raw: Some((Rc::clone(source), range)),
-            value: OnceCell::new(),
         }
     }
 }
