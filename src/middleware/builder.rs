@@ -235,6 +235,11 @@ impl MemcacheSessionBuilder {
 
     /// Old keys that still verify cookies (which are then re-signed with the current key),
     /// for rotating keys without logging everyone out. Default: none.
+    ///
+    /// A session bound to a user ([`Session::bind_user`](crate::Session::bind_user)) stays
+    /// bound through the key it was bound under; once that key is dropped from this list,
+    /// such a session is signed out at its next request, re-signed cookie or not, because a
+    /// sign-out could no longer reach it.
     pub fn fallback_keys(mut self, keys: Vec<Key>) -> Self {
         self.fallback_keys = keys;
         self

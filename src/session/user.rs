@@ -107,7 +107,9 @@ impl Sessions {
     /// sessions is not an error.
     ///
     /// # Errors
-    /// The store failing; then nobody is signed out, and trying again is safe.
+    /// The store failing. Some sessions may be signed out all the same: a delete whose reply
+    /// was lost may have landed, and with fallback keys one key's item may have ended and
+    /// another's not. Trying again is safe, and ends the rest.
     pub async fn sign_out_everywhere(&self, user: &str) -> Result<(), SessionError> {
         let codec = &self.backend.config.codec;
         let store = &*self.backend.store;

@@ -204,6 +204,9 @@ impl UnitOfWork {
         }
         if let Some(item) = self.user_item(&data) {
             let generation = match hinted {
+                // Bound under a key dropped from `fallback_keys` since: no sign-out reaches
+                // that item any more, so the session is signed out (fail closed).
+                _ if !self.reachable(&data, &item) => Ok(None),
                 Some((hint, generation)) if *hint == item => generation,
                 // Bound since the cookie was issued (or outside a request): a second round
                 // trip, once; the commit re-issues the cookie with the hint.
@@ -248,6 +251,18 @@ impl UnitOfWork {
     pub(super) fn user_item(&self, data: &Record) -> Option<SessionId> {
         let user = generation::bound(data)?;
         Some(generation::item_of(data).unwrap_or_else(|| self.current_item(user)))
+    }
+
+    /// Whether a sign-out still reaches `item`, the user item of a session bound as `data`
+    /// says: it is its user's item under the current key or a fallback key.
+    fn reachable(&self, data: &Record, item: &SessionId) -> bool {
+        generation::bound(data).is_some_and(|user| {
+            self.backend
+                .config
+                .codec
+                .user_items(user)
+                .any(|reached| reached == *item)
+        })
     }
 
     /// The id of `user`'s generation item under the current key.

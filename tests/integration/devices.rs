@@ -37,6 +37,7 @@ macro_rules! devices_suite {
             signing_out_the_others_then_logging_in_again_stays_signed_in,
             a_login_replacing_its_own_session_takes_its_place,
             over_the_limit_sessions_under_an_old_key_are_signed_out_too,
+            a_session_bound_under_a_dropped_key_is_signed_out,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -694,4 +695,37 @@ pub async fn over_the_limit_sessions_under_an_old_key_are_signed_out_too<
     let mut listed = labels(&rotated, "ada").await;
     listed.sort();
     assert_eq!(listed, ["b", "c"]);
+}
+
+/// A session bound under a key later dropped from `fallback_keys` is signed out, even when
+/// its cookie was re-signed under the current key meanwhile: no sign-out reaches its user
+/// item any more (a sign-out ends the items of the current and fallback keys only), so
+/// letting it stay signed in would leave a session that "sign out everywhere" misses.
+pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore + Clone>(store: S) {
+    fn key(byte: u8) -> actix_memcache_session::Key {
+        actix_memcache_session::Key::try_from(&[byte; 64][..]).unwrap()
+    }
+    let old = TestApp::with(CountingStore::new(store.clone()), key(3), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let rotated = TestApp::with(CountingStore::new(store.clone()), key(4), |b| {
+        b.fallback_keys(vec![key(3)])
+    })
+    .await;
+    let reply = rotated.get("/whoami", Some(&a)).await;
+    assert_eq!(reply.body, "ada", "{reply:?}");
+    let resigned = reply.cookie();
+    let dropped = TestApp::with(CountingStore::new(store), key(4), |b| b).await;
+    let reply = dropped.get("/whoami", Some(&resigned)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "none"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.cookie.is_some_and(|c| c.value().is_empty()),
+        "a removal cookie"
+    );
+    dropped.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(whoami(&dropped, &resigned).await, "none");
+    assert!(labels(&dropped, "ada").await.is_empty());
 }
