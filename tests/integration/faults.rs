@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_memcache_session::{
-    Key, MemcacheStore, Protocol, SessionId, SessionStore, StoreError, Update,
+    Key, MemcacheStore, Protocol, SessionId, SessionStore, StoreError, Update, WhenDown,
 };
 use futures_util::future::{join, join_all};
 use futures_util::FutureExt;
@@ -489,6 +489,93 @@ fn memcached_with_cas_disabled_is_refused() {
             };
             assert!(why.contains("-C"), "{why}");
         }
+    });
+}
+
+/// Opens connections to `server` until it turns one away as past its connection limit;
+/// returns the ones it took.
+fn hold_every_connection(server: &Memcached) -> Vec<std::net::TcpStream> {
+    use std::io::{Read as _, Write as _};
+    let mut held = Vec::new();
+    loop {
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(b"version\r\n").unwrap();
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap();
+        if answer[..n].starts_with(b"ERROR Too many open connections\r\n") {
+            return held;
+        }
+        assert!(answer[..n].starts_with(b"VERSION "), "{:?}", &answer[..n]);
+        held.push(stream);
+        assert!(held.len() < 200, "no connection limit met");
+    }
+}
+
+/// memcached past its connection limit (`-c`) answers a new connection `ERROR Too many
+/// open connections` and closes it. That server is busy, not something other than
+/// memcached: the store answers `Unavailable`, so a store set to start fresh serves a fresh
+/// session instead of a 503, and once a connection is free the store works again.
+#[test]
+fn memcached_at_its_connection_limit_is_unavailable_then_serves_again() {
+    let server = Memcached::start_with(&["-c", "40"]);
+    let key = || Key::try_from(&[9u8; 32][..]).unwrap();
+    let quick = |protocol, when_down| {
+        MemcacheStore::builder(server.url())
+            .io_timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(500))
+            .retry_interval(Duration::from_millis(100))
+            .protocol(protocol)
+            .when_server_down(when_down)
+            .build()
+            .unwrap()
+    };
+    run(async {
+        let before = TestApp::with(
+            CountingStore::new(MemcacheStore::new(&server.url()).unwrap()),
+            key(),
+            |b| b,
+        )
+        .await;
+        let cookie = before.get("/set/p/k/kept", None).await.cookie();
+        let kept = before.get("/get/p/k", Some(&cookie)).await.body;
+        assert_ne!(kept, "none");
+        let held = hold_every_connection(&server);
+        let id = SessionId::generate().unwrap();
+        for protocol in [Protocol::Auto, Protocol::Meta, Protocol::Text] {
+            let e = quick(protocol, WhenDown::FailClosed)
+                .load(&id)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, StoreError::Unavailable(why) if why.to_string().contains("-c")),
+                "{protocol:?}: {e:?}"
+            );
+        }
+        let fresh = TestApp::with(
+            CountingStore::new(quick(Protocol::Auto, WhenDown::StartFresh)),
+            key(),
+            |b| b,
+        )
+        .await;
+        let reply = fresh.get("/get/p/k", Some(&cookie)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "none"),
+            "{reply:?}"
+        );
+        drop(held);
+        let store = quick(Protocol::Auto, WhenDown::FailClosed);
+        let mut tries = 0;
+        while let Err(e) = store.load(&id).await {
+            tries += 1;
+            assert!(tries < 50, "still failing: {e:?}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let after = TestApp::with(CountingStore::new(store), key(), |b| b).await;
+        assert_eq!(after.get("/get/p/k", Some(&cookie)).await.body, kept);
     });
 }
 

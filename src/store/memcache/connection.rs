@@ -243,6 +243,7 @@ async fn settle(
         Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
         Next::Speak(_, why) => return Ok((stream, Spoken::Text, why)),
         Next::Refuse(why) => return Err(refused(why)),
+        Next::Busy(why) => return Err(busy(why)),
         Next::ProbeMeta(why) => why,
     };
     let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
@@ -260,6 +261,7 @@ async fn settle(
     ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
     match after_version(Protocol::Text, &line) {
         Next::Refuse(why) => Err(refused(why)),
+        Next::Busy(why) => Err(busy(why)),
         Next::Speak(..) | Next::ProbeMeta(_) => Ok((stream, Spoken::Text, why)),
     }
 }
@@ -299,6 +301,12 @@ fn closed(e: &io::Error) -> bool {
 fn refused(why: String) -> io::Error {
     tracing::error!(%why, "memcached refused");
     io::Error::new(io::ErrorKind::Unsupported, why)
+}
+
+/// A server that turned the connection away for now: unavailable, like one that is down.
+fn busy(why: String) -> io::Error {
+    tracing::warn!(%why, "memcached busy");
+    io::Error::new(io::ErrorKind::ConnectionRefused, why)
 }
 
 /// Spawns the tasks on this thread's `LocalSet`. tokio has no fallible `spawn_local`, so

@@ -24,7 +24,13 @@ pub(crate) enum Next {
     ProbeMeta(String),
     /// This server cannot be used as configured; what to log and return.
     Refuse(String),
+    /// The server is at its connection limit: unavailable for now, not misconfigured.
+    Busy(String),
 }
+
+/// What memcached (every release here, `maxconns_fast` being the default) writes to a
+/// connection past its limit (`-c`) before closing it.
+const AT_LIMIT: &str = "ERROR Too many open connections";
 
 /// The version in a `VERSION <x.y.z>` line (missing parts read as 0), or `None` if the
 /// line is not one.
@@ -48,6 +54,11 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     // memcached itself never answers `version` with an error: this is a proxy whose
     // backend for the key-less command is down. Its other backends may serve.
     let proxy_down = text.starts_with("SERVER_ERROR");
+    if text.starts_with(AT_LIMIT) {
+        return Next::Busy(format!(
+            "memcached is at its connection limit (-c): it answered {said:?}"
+        ));
+    }
     let Some(found) = version(&text) else {
         return match (configured, proxy_down) {
             (Protocol::Meta, true) => Next::Refuse(format!(
@@ -121,7 +132,7 @@ mod tests {
         match after_version(configured, line) {
             Next::Speak(protocol, _) => protocol,
             Next::ProbeMeta(_) => Protocol::Meta,
-            Next::Refuse(why) => panic!("{configured:?} refused {line:?}: {why}"),
+            other => panic!("{configured:?} did not take {line:?}: {other:?}"),
         }
     }
 
@@ -193,6 +204,18 @@ mod tests {
                     refused(configured, line).contains("is it memcached"),
                     "{configured:?} {line:?}"
                 );
+            }
+        }
+    }
+
+    /// memcached past its connection limit answers any first command so, then closes: the
+    /// server is busy, not something other than memcached.
+    #[test]
+    fn a_server_at_its_connection_limit_is_busy() {
+        for configured in [Protocol::Auto, Protocol::Meta, Protocol::Text] {
+            match after_version(configured, b"ERROR Too many open connections") {
+                Next::Busy(why) => assert!(why.contains("-c"), "{why}"),
+                other => panic!("{configured:?}: {other:?}"),
             }
         }
     }
