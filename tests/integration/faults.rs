@@ -453,13 +453,50 @@ async fn a_conditional_delete_in_doubt_never_removes_an_item_added_since() {
             assert_eq!(deleted.unwrap(), Update::Updated, "{what}");
         }
         assert!(added, "{what}: the key was free for the login");
-        let item = direct.load(&id).await.unwrap().map(|s| s.data);
-        assert_eq!(
-            item.as_deref(),
-            Some(&b"G2"[..]),
-            "{what}: the login's item stays"
-        );
+        assert_holds_the_logins_item(&direct, &id, &what).await;
     }
+}
+
+/// An unconditional delete (a sign-out ending a user's item, whose key is the same for
+/// every login of the user) whose connection drops after the command went: in doubt, it is
+/// not sent again, so a login's item added meanwhile under the same key stays. (It was
+/// resent on a new connection, which removed the login's item: the login had seen the
+/// sign-out land, and was undone by it.)
+#[actix_web::test]
+async fn a_delete_in_doubt_is_not_resent_over_an_item_added_since() {
+    const META: &[&[u8]] = &[b"md "];
+    const TEXT: &[&[u8]] = &[b"delete "];
+    for (protocol, verbs) in [(Protocol::Meta, META), (Protocol::Text, TEXT)] {
+        let proxy = DroppingProxy::on(with_server(|m| m.addr()), verbs);
+        let through = quick_store_speaking(proxy.url(), protocol);
+        let direct = store();
+        let id = SessionId::generate().unwrap();
+        assert!(through.create(&id, b"G1", TTL).await.unwrap());
+        let login = async {
+            // Once the delete went, before its connection drops.
+            while !proxy.dropped.load(Ordering::SeqCst) {
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            direct.create(&id, b"G2", TTL).await.unwrap()
+        };
+        let (deleted, added) = join(through.delete(&id), login).await;
+        assert!(
+            matches!(deleted, Err(StoreError::Unavailable(_))),
+            "{protocol:?}: {deleted:?}"
+        );
+        assert!(added, "{protocol:?}: the delete landed, the key was free");
+        assert_holds_the_logins_item(&direct, &id, &format!("{protocol:?}")).await;
+    }
+}
+
+/// That `id` holds `G2`, the item a login added while a delete was in doubt.
+async fn assert_holds_the_logins_item(direct: &MemcacheStore, id: &SessionId, what: &str) {
+    let item = direct.load(id).await.unwrap().map(|s| s.data);
+    assert_eq!(
+        item.as_deref(),
+        Some(&b"G2"[..]),
+        "{what}: the login's item stays"
+    );
 }
 
 /// memcached run with `-C` gives every item CAS token 0: compare-and-swap cannot work.

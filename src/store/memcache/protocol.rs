@@ -80,10 +80,12 @@ pub(crate) struct Request<'a> {
     pub(crate) data: Option<&'a [u8]>,
     /// memcached's expiry (see [`exptime`]), for sets and touch.
     pub(crate) exptime: u64,
-    /// Whether sending it twice does no harm: reads, touch and unconditional delete. A
-    /// write whose outcome is unknown must not be resent: a second CAS would answer
-    /// "conflict" for a write that landed, a second conditional delete "not found" for a
-    /// delete that landed (and `renew` would take the session for purged).
+    /// Whether sending it twice does no harm: reads and touch. A write whose outcome is
+    /// unknown must not be resent: a second CAS would answer "conflict" for a write that
+    /// landed, a second conditional delete "not found" for a delete that landed (and
+    /// `renew` would take the session for purged), and a second unconditional delete would
+    /// remove what was added since under the key (a login's user item, whose key is the
+    /// same for every login of the user, after the sign-out that the login saw land).
     pub(crate) idempotent: bool,
 }
 
@@ -131,7 +133,7 @@ impl<'a> Request<'a> {
     }
 
     fn new(op: Op, key: &'a str, data: Option<&'a [u8]>, exptime: u64) -> Self {
-        let idempotent = matches!(op, Op::Get | Op::Exists | Op::Touch | Op::Delete);
+        let idempotent = matches!(op, Op::Get | Op::Exists | Op::Touch);
         Self {
             op,
             key,
@@ -199,11 +201,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_reads_touch_and_delete_may_be_resent() {
+    fn only_reads_and_touch_may_be_resent() {
         let secs = Duration::from_secs(1);
         assert!(Request::get("k").idempotent);
+        assert!(Request::exists("k").idempotent);
         assert!(Request::touch("k", secs, || 0).idempotent);
-        assert!(Request::delete("k").idempotent);
+        assert!(!Request::delete("k").idempotent);
         assert!(!Request::delete_if("k", 1).idempotent);
         assert!(!Request::add("k", b"", secs, || 0).idempotent);
         assert!(!Request::cas("k", b"", 1, secs, || 0).idempotent);
