@@ -74,6 +74,8 @@ pub enum WhenDown {
 /// writes.
 pub trait SessionStore: 'static {
     /// Reads a session, or `None` if it does not exist or has expired.
+    /// [`StoreError::TooLarge`] here says the stored item is larger than this store reads
+    /// (written under a larger item limit); the middleware then treats it as unreadable.
     fn load(&self, id: &SessionId) -> impl Future<Output = Result<Option<Stored>, StoreError>>;
 
     /// Stores a new session; `Ok(false)`, writing nothing, if the id is already taken.

@@ -183,7 +183,7 @@ impl UnitOfWork {
                 (stored, Some((hint, item)))
             }
         };
-        let stored = match or_fresh(stored, &cookie.id, start_fresh)? {
+        let stored = match or_fresh(within_limit(stored, &cookie.id), &cookie.id, start_fresh)? {
             Ok(stored) => stored,
             Err(fresh) => return Ok(Some(begin(fresh))),
         };
@@ -212,10 +212,11 @@ impl UnitOfWork {
                 // trip, once; the commit re-issues the cookie with the hint.
                 _ => store.load(&item).await,
             };
-            let generation = match or_fresh(generation, &cookie.id, start_fresh)? {
-                Ok(generation) => generation,
-                Err(fresh) => return Ok(Some(begin(fresh))),
-            };
+            let generation =
+                match or_fresh(within_limit(generation, &item), &cookie.id, start_fresh)? {
+                    Ok(generation) => generation,
+                    Err(fresh) => return Ok(Some(begin(fresh))),
+                };
             if !generation::signed_in(&data, generation.as_ref()) {
                 tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
                 return Ok(Some(begin(SessionData {
@@ -274,6 +275,27 @@ impl UnitOfWork {
 /// A transaction over `data`.
 fn begin(data: SessionData) -> Rc<RefCell<Transaction>> {
     Rc::new(RefCell::new(Transaction::new(data)))
+}
+
+/// A store read, where an item larger than the store reads (written under a larger item
+/// limit) is one this crate cannot read: as good as none, like an unreadable session or
+/// user item, so that its owner gets a fresh session (and can log in again) rather than an
+/// error on every request until it expires.
+fn within_limit(
+    read: Result<Option<Stored>, StoreError>,
+    id: &SessionId,
+) -> Result<Option<Stored>, StoreError> {
+    match read {
+        Err(StoreError::TooLarge { size }) => {
+            tracing::warn!(
+                ?id,
+                size,
+                "stored item over the store's item limit: unreadable"
+            );
+            Ok(None)
+        }
+        read => read,
+    }
 }
 
 /// A store read (`Ok`), or, when its server is down and the request may start fresh, the

@@ -191,11 +191,20 @@ fn absurd_lengths_endless_lines_and_garbage_end_the_connection() {
 
 /// A value shorter than announced before the connection closes, or not followed by
 /// `\r\n`: a quick 503, never the bytes as a session; the next request gets a new connection.
+/// The same for a value over the item limit, which is read past rather than kept.
 #[test]
 fn a_value_cut_short_or_overrunning_its_length_ends_the_connection() {
-    let answers: [fn(&str) -> Answer; 2] = [
+    const OVER: usize = (1 << 20) + 1;
+    let answers: [fn(&str) -> Answer; 4] = [
         |o| Answer::SendThenHangup(format!("VA 8 c1 O{o}\r\nmine").into_bytes()),
         |o| Answer::Send(format!("VA 4 c1 O{o}\r\nmineXY\r\n").into_bytes()),
+        |o| Answer::SendThenHangup(format!("VA {OVER} c1 O{o}\r\nmine").into_bytes()),
+        |o| {
+            let mut reply = format!("VA {OVER} c1 O{o}\r\n").into_bytes();
+            reply.extend(std::iter::repeat_n(b'x', OVER));
+            reply.extend_from_slice(b"XY\r\n");
+            Answer::Send(reply)
+        },
     ];
     for answer in answers {
         let (fake, armed) = fake_once("mg", move |c| answer(opaque(c)));
@@ -570,12 +579,8 @@ fn memcached_at_its_connection_limit_is_unavailable_then_serves_again() {
             .unwrap()
     };
     run(async {
-        let before = TestApp::with(
-            CountingStore::new(MemcacheStore::new(&server.url()).unwrap()),
-            key(),
-            |b| b,
-        )
-        .await;
+        let plain = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
+        let before = TestApp::with(plain, key(), |b| b).await;
         let cookie = before.get("/set/p/k/kept", None).await.cookie();
         let kept = before.get("/get/p/k", Some(&cookie)).await.body;
         assert_ne!(kept, "none");

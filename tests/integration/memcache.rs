@@ -373,6 +373,86 @@ async fn item_limit_is_checked_before_memcached_sees_it() {
     );
 }
 
+/// A stored item larger than this store's `max_item_size` (written under a larger limit:
+/// memcached's `-I` raised, or the store's limit lowered since) is read past and dropped:
+/// its load answers `TooLarge`, while a request pipelined behind it on the same connection
+/// lands and answers as usual, and the connection stays open. (The announced length
+/// ended the connection, failing every request queued on it, and the load was resent
+/// and failed again as if the server were down.)
+#[actix_web::test]
+async fn an_item_over_the_store_limit_is_read_past_on_its_connection() {
+    use actix_memcache_session::{SessionId, SessionStore};
+    const TTL: Duration = Duration::from_secs(60);
+    let server = crate::memcached::Memcached::start();
+    let (big, other) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    let value = vec![b'x'; 100 << 10];
+    let lax = MemcacheStore::new(&server.url()).unwrap();
+    assert!(lax.create(&big, &value, TTL).await.unwrap());
+    for protocol in [Protocol::Meta, Protocol::Text] {
+        let strict = MemcacheStore::builder(server.url())
+            .max_item_size(64 << 10)
+            .pool_max_size(1)
+            .protocol(protocol)
+            .build()
+            .unwrap();
+        assert!(strict.load(&other).await.unwrap().is_none(), "connected");
+        let connections = server.stats()["total_connections"];
+        let (loaded, created) =
+            futures_util::future::join(strict.load(&big), strict.create(&other, b"landed", TTL))
+                .await;
+        assert!(
+            matches!(loaded, Err(StoreError::TooLarge { size }) if size == value.len()),
+            "{protocol:?}: {loaded:?}"
+        );
+        assert!(created.unwrap(), "{protocol:?}: the request behind it");
+        let stored = strict.load(&other).await.unwrap().expect("stored").data;
+        assert_eq!(stored, b"landed", "{protocol:?}");
+        assert_eq!(
+            server.stats()["total_connections"],
+            connections + 1,
+            "{protocol:?}: the same connection throughout (one more: the stats' own)"
+        );
+        strict.delete(&other).await.unwrap();
+    }
+}
+
+/// A session whose stored record is larger than the store reads is as good as unreadable:
+/// its owner gets a fresh session (and can write, and log out), never a 503 on every
+/// request until it expires; the record itself is left alone.
+#[actix_web::test]
+async fn a_session_stored_over_the_store_limit_starts_fresh() {
+    let server = crate::memcached::Memcached::start();
+    let key = || actix_memcache_session::Key::try_from(&[4u8; 32][..]).unwrap();
+    let lax = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
+    let lax = TestApp::with(lax, key(), |b| b).await;
+    let cookie = lax.get("/big/p/k/100000", None).await.cookie();
+    let strict = MemcacheStore::builder(server.url())
+        .max_item_size(64 << 10)
+        .build()
+        .unwrap();
+    let app = TestApp::with(CountingStore::new(strict), key(), |b| b).await;
+    let reply = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "none"),
+        "{reply:?}"
+    );
+    let set = app.get("/set/p/k/1", Some(&cookie)).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let fresh = set.cookie();
+    assert_ne!(fresh.value(), cookie.value(), "a new session");
+    assert_eq!(app.get("/get/p/k", Some(&fresh)).await.body, "1");
+    assert_eq!(app.get("/purge", Some(&fresh)).await.status, 200);
+    assert_eq!(
+        lax.get("/get/p/k", Some(&cookie)).await.body.len(),
+        100_002,
+        "the large record is left as it was"
+    );
+}
+
 /// Connections belong to the runtime that opened them: a store used again from a new
 /// runtime on the same thread opens new ones instead of waiting on dead ones.
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::fleet::Fleet;
 use super::health::Health;
 use super::pool::{Endpoint, Limits};
-use super::protocol::Protocol;
+use super::protocol::{Protocol, MAX_ITEM_CEILING};
 use super::ring::{Distribution, Ketama, MemcacheServer, DEFAULT_PORT};
 use super::store::{Backend, MemcacheStore, DEFAULT_PREFIX, MAX_ITEM_SIZE};
 use crate::store::error::StoreError;
@@ -17,7 +17,6 @@ use crate::store::session_store::WhenDown;
 /// memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;
 /// memcached's largest `-I`.
-const MAX_ITEM_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 /// Longest connect or I/O timeout accepted: past it a timeout is a hang.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most connections per worker accepted.
@@ -126,7 +125,9 @@ impl MemcacheStoreBuilder {
 
     /// memcached's item size limit, its `-I` option. Default: 1 MiB, memcached's default.
     /// A session that would not fit is refused here with [`StoreError::TooLarge`] (413),
-    /// because memcached answers a too-large write by dropping the stored session.
+    /// because memcached answers a too-large write by dropping the stored session. A stored
+    /// item larger than this (written under a larger limit) is read past, not kept: its
+    /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable.
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
         self
@@ -212,12 +213,7 @@ impl MemcacheStoreBuilder {
                 )));
             }
         }
-        check_range(
-            "max_item_size",
-            self.max_item_size,
-            1024,
-            MAX_ITEM_SIZE_LIMIT,
-        )?;
+        check_range("max_item_size", self.max_item_size, 1024, MAX_ITEM_CEILING)?;
         check_range(
             "failure_limit",
             self.failure_limit as usize,
@@ -423,7 +419,7 @@ mod tests {
             builder().io_timeout(Duration::ZERO),
             builder().io_timeout(Duration::MAX),
             builder().max_item_size(0),
-            builder().max_item_size(MAX_ITEM_SIZE_LIMIT + 1),
+            builder().max_item_size(MAX_ITEM_CEILING + 1),
             builder().failure_limit(0),
             builder().failure_limit(MAX_FAILURE_LIMIT + 1),
             builder().retry_interval(Duration::ZERO),

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use super::handshake::{after_probe, after_version, Next};
 use super::mailbox::{self, Mailbox, Receiver, Sender};
 use super::meta::Line;
-use super::protocol::{short, Op, Protocol, Request, Spoken, Status};
+use super::protocol::{short, Op, Protocol, Request, Spoken, Status, MAX_ITEM_CEILING};
 use crate::metrics::ServerMetrics;
 
 /// Longest reply line accepted: keys are at most 250 bytes, so a real reply line is far
@@ -467,7 +467,7 @@ async fn read_reply(
 ) -> io::Result<(Option<u32>, Reply)> {
     read_line(socket, line).await?;
     let Line { status, opaque } = Line::parse(line).map_err(|fatal| invalid(fatal.0))?;
-    let data = read_value(socket, &status, max_value).await?;
+    let (status, data) = read_value(socket, status, max_value).await?;
     Ok((opaque, Reply { status, data }))
 }
 
@@ -492,8 +492,8 @@ async fn read_text_reply(
     };
     let status = super::text::parse(line, op, key.as_deref().unwrap_or_default())
         .map_err(|fatal| invalid(fatal.0))?;
-    let data = read_value(socket, &status, shared.max_value).await?;
-    if matches!(status, Status::Value { .. }) {
+    let (status, data) = read_value(socket, status, shared.max_value).await?;
+    if matches!(status, Status::Value { .. } | Status::Oversized { .. }) {
         read_line(socket, line).await?;
         if line != b"END" {
             return Err(invalid(format!(
@@ -506,18 +506,19 @@ async fn read_text_reply(
 }
 
 /// The data block a `Value` status announces, bounded by `max_value` before anything is
-/// allocated; empty for any other status.
+/// allocated; empty for any other status. A value over `max_value` is read past, not kept,
+/// and its status becomes `Oversized`: the stream stays in step, so the requests queued
+/// behind it are not failed with it.
 async fn read_value(
     socket: &mut BufReader<OwnedReadHalf>,
-    status: &Status,
+    status: Status,
     max_value: usize,
-) -> io::Result<Vec<u8>> {
+) -> io::Result<(Status, Vec<u8>)> {
     let mut data = Vec::new();
-    if let Status::Value { len, .. } = *status {
+    if let Status::Value { len, .. } = status {
         if len > max_value {
-            return Err(invalid(format!(
-                "memcached announced a {len}-byte value, over the {max_value}-byte item limit"
-            )));
+            skip_value(socket, len).await?;
+            return Ok((Status::Oversized { len }, data));
         }
         // Read into spare capacity: zeroing it first cost as much as the copy.
         let want = len + 2;
@@ -533,7 +534,27 @@ async fn read_value(
         }
         data.truncate(len);
     }
-    Ok(data)
+    Ok((status, data))
+}
+
+/// Reads past a value of `len` bytes and the `\r\n` after it, keeping nothing. Past what
+/// any memcached stores, the length is not believed: the connection ends.
+async fn skip_value(socket: &mut BufReader<OwnedReadHalf>, len: usize) -> io::Result<()> {
+    if len > MAX_ITEM_CEILING {
+        return Err(invalid(format!(
+            "memcached announced a {len}-byte value, over any memcached's item limit"
+        )));
+    }
+    let mut block = (&mut *socket).take(len as u64);
+    if tokio::io::copy(&mut block, &mut tokio::io::sink()).await? < len as u64 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let mut end = [0u8; 2];
+    socket.read_exact(&mut end).await?;
+    if end != *b"\r\n" {
+        return Err(invalid("memcached value not followed by \\r\\n".into()));
+    }
+    Ok(())
 }
 
 fn invalid(why: String) -> io::Error {

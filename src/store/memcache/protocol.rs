@@ -149,6 +149,10 @@ impl<'a> Request<'a> {
     }
 }
 
+/// The largest item any memcached stores (its `-I` is at most 1 GiB): a value announced
+/// longer is no memcached's, and ends the connection instead of being read past.
+pub(crate) const MAX_ITEM_CEILING: usize = 1024 * 1024 * 1024;
+
 /// memcached's expiry for a TTL: whole seconds, at least 1 (0 would mean "never"), and a
 /// timestamp past 30 days, at most [`MAX_EXPTIME`] (January 2038), however long the TTL.
 /// The clock (`now`, Unix seconds) is read only for such a timestamp: about 100
@@ -181,6 +185,10 @@ pub(crate) enum Status {
     /// `SERVER_ERROR object too large for cache`: memcached swallowed the data block and
     /// answers with this one line; the connection stays in step.
     TooLarge,
+    /// A value of `len` bytes, over this store's `max_item_size` (memcached run with a
+    /// larger `-I`, or another client's item): read past and dropped, so the connection
+    /// stays in step.
+    Oversized { len: usize },
     /// A one-line `SERVER_ERROR` in the text protocol: this request failed, and the
     /// connection is still in step. A proxy answers so for a key whose backend is down,
     /// and memcached when it cannot store an item (then it has dropped the one stored).

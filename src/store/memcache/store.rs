@@ -289,6 +289,7 @@ async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreEr
             version: Version::new(cas),
         })),
         Status::Miss => Ok(None),
+        Status::Oversized { len } => Err(StoreError::TooLarge { size: len }),
         status => Err(unexpected(status)),
     }
 }
