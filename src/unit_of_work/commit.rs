@@ -724,8 +724,10 @@ impl UnitOfWork {
             }
         }
         // Read with the touch (pipelined: one round trip), to re-issue the cookie only for
-        // the session as loaded: one renewed meanwhile by a login may still stand (its old
-        // id not yet removed), and its cookie would overwrite the login's.
+        // the session as loaded: once a login has renewed it away (its old id removed, or
+        // written over), its cookie would overwrite the login's. A login that has stored its
+        // new id but not yet removed the old one cannot be told from here (semantics.md,
+        // row 6).
         let store = &*self.backend.store;
         let id = &existing.id;
         // Boxed: the two store futures inline would take the commit's over 1 KiB, past
