@@ -65,6 +65,9 @@ impl UnitOfWork {
             .iter()
             .zip(reads)
             .map(|(entry, read)| match read {
+                // Larger than this store reads (written under a larger item limit): as
+                // unreadable as a record that does not decode, which the load takes for none.
+                Err(StoreError::TooLarge { .. }) => State::Dead,
                 Err(e) => {
                     tracing::debug!(error = %e, "a listed session could not be read");
                     State::Unknown

@@ -453,6 +453,30 @@ async fn a_session_stored_over_the_store_limit_starts_fresh() {
     );
 }
 
+/// A bound session stored over the store's limit is signed out, and its user's listing
+/// leaves it out as unreadable (and prunes it), where it failed with 503 until the record
+/// expired.
+#[actix_web::test]
+async fn a_bound_session_stored_over_the_store_limit_is_neither_signed_in_nor_listed() {
+    let server = crate::memcached::Memcached::start();
+    let key = || actix_memcache_session::Key::try_from(&[5u8; 32][..]).unwrap();
+    let lax = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
+    let lax = TestApp::with(lax, key(), |b| b).await;
+    let login = lax.get("/login/ada", None).await.cookie();
+    let grown = lax.get("/big/p/k/100000", Some(&login)).await;
+    assert_eq!(grown.status, 200, "{grown:?}");
+    let cookie = grown.cookie.unwrap_or(login);
+    assert_eq!(lax.sessions.of_user("ada").await.unwrap().len(), 1);
+    let strict = MemcacheStore::builder(server.url())
+        .max_item_size(64 << 10)
+        .build()
+        .unwrap();
+    let app = TestApp::with(CountingStore::new(strict), key(), |b| b).await;
+    assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "none");
+    let listed = app.sessions.of_user("ada").await;
+    assert!(listed.as_ref().is_ok_and(Vec::is_empty), "{listed:?}");
+}
+
 /// Connections belong to the runtime that opened them: a store used again from a new
 /// runtime on the same thread opens new ones instead of waiting on dead ones.
 #[test]

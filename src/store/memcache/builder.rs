@@ -16,7 +16,6 @@ use crate::store::session_store::WhenDown;
 
 /// memcached's longest key.
 const MAX_KEY_BYTES: usize = 250;
-/// memcached's largest `-I`.
 /// Longest connect or I/O timeout accepted: past it a timeout is a hang.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most connections per worker accepted.

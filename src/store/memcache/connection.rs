@@ -85,7 +85,7 @@ struct Shared {
     failed: RefCell<Option<(io::ErrorKind, Rc<str>)>>,
     /// The writer, reader and watchdog, stopped when the connection dies.
     tasks: RefCell<Vec<AbortHandle>>,
-    /// Largest value accepted in a reply.
+    /// Largest value kept from a reply; a larger one is read past (see `read_value`).
     max_value: usize,
     spoken: Spoken,
 }

@@ -134,8 +134,9 @@ impl Endpoint {
     /// `io_timeout`, so the first read after a restart already succeeds. A write is never
     /// resent: it may have landed before the connection dropped, and a second
     /// compare-and-swap or add would then report a conflict for a write that was saved, a
-    /// second delete remove what was added since; its caller gets 503 instead. A timeout is not retried: the client gets its 503 within
-    /// `io_timeout` of the request's write (twice at most: see the builder's `io_timeout`).
+    /// second delete remove what was added since; its caller gets 503 instead. A timeout
+    /// is not retried: the client gets its 503 within `io_timeout` of the request's write
+    /// (twice at most: see the builder's `io_timeout`).
     async fn run(self: &Arc<Self>, request: &Request<'_>) -> Result<Reply, StoreError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Unsupported(NO_LOCAL_SET.into()));
