@@ -419,21 +419,32 @@ async fn an_item_over_the_store_limit_is_read_past_on_its_connection() {
     }
 }
 
+/// A memcached of its own, and two apps with one key on it: one whose store reads items up
+/// to 1 MiB (the default), one whose store reads them up to 64 KiB.
+async fn lax_and_strict() -> (
+    crate::memcached::Memcached,
+    TestApp<MemcacheStore>,
+    TestApp<MemcacheStore>,
+) {
+    let server = crate::memcached::Memcached::start();
+    let key = || actix_memcache_session::Key::try_from(&[4u8; 32][..]).unwrap();
+    let lax = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
+    let strict = MemcacheStore::builder(server.url())
+        .max_item_size(64 << 10)
+        .build()
+        .unwrap();
+    let lax = TestApp::with(lax, key(), |b| b).await;
+    let strict = TestApp::with(CountingStore::new(strict), key(), |b| b).await;
+    (server, lax, strict)
+}
+
 /// A session whose stored record is larger than the store reads is as good as unreadable:
 /// its owner gets a fresh session (and can write, and log out), never a 503 on every
 /// request until it expires; the record itself is left alone.
 #[actix_web::test]
 async fn a_session_stored_over_the_store_limit_starts_fresh() {
-    let server = crate::memcached::Memcached::start();
-    let key = || actix_memcache_session::Key::try_from(&[4u8; 32][..]).unwrap();
-    let lax = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
-    let lax = TestApp::with(lax, key(), |b| b).await;
+    let (_server, lax, app) = lax_and_strict().await;
     let cookie = lax.get("/big/p/k/100000", None).await.cookie();
-    let strict = MemcacheStore::builder(server.url())
-        .max_item_size(64 << 10)
-        .build()
-        .unwrap();
-    let app = TestApp::with(CountingStore::new(strict), key(), |b| b).await;
     let reply = app.get("/get/p/k", Some(&cookie)).await;
     assert_eq!(
         (reply.status, reply.body.as_str()),
@@ -458,20 +469,12 @@ async fn a_session_stored_over_the_store_limit_starts_fresh() {
 /// expired.
 #[actix_web::test]
 async fn a_bound_session_stored_over_the_store_limit_is_neither_signed_in_nor_listed() {
-    let server = crate::memcached::Memcached::start();
-    let key = || actix_memcache_session::Key::try_from(&[5u8; 32][..]).unwrap();
-    let lax = CountingStore::new(MemcacheStore::new(&server.url()).unwrap());
-    let lax = TestApp::with(lax, key(), |b| b).await;
+    let (_server, lax, app) = lax_and_strict().await;
     let login = lax.get("/login/ada", None).await.cookie();
     let grown = lax.get("/big/p/k/100000", Some(&login)).await;
     assert_eq!(grown.status, 200, "{grown:?}");
     let cookie = grown.cookie.unwrap_or(login);
     assert_eq!(lax.sessions.of_user("ada").await.unwrap().len(), 1);
-    let strict = MemcacheStore::builder(server.url())
-        .max_item_size(64 << 10)
-        .build()
-        .unwrap();
-    let app = TestApp::with(CountingStore::new(strict), key(), |b| b).await;
     assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "none");
     let listed = app.sessions.of_user("ada").await;
     assert!(listed.as_ref().is_ok_and(Vec::is_empty), "{listed:?}");
