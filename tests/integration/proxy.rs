@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use actix_memcache_session::{
-    Distribution, Ketama, Key, MemcacheServer, MemcacheStore, SessionId, SessionStore,
+    Distribution, Ketama, Key, MemcacheServer, MemcacheStore, Protocol, SessionId, SessionStore,
+    StoreError,
 };
 use futures_util::future::join_all;
 
@@ -134,4 +135,38 @@ async fn behind_a_proxy_readiness_fails_when_the_backends_are_down() {
     assert!(report[0].result.is_err(), "{report:?}");
     let cause = std::error::Error::source(&e).unwrap().to_string();
     assert!(cause.contains("SERVER_ERROR"), "{cause}");
+}
+
+/// The meta protocol forced (`Protocol::Meta`) through a proxy, which names its backend's
+/// version and closes the connection at any meta command: refused by name, as a
+/// configuration the proxy cannot serve, instead of a connection closed at every request.
+#[actix_web::test]
+async fn behind_a_proxy_a_forced_meta_protocol_is_refused_by_name() {
+    let proxy = Nutcracker::start(&[1]);
+    let store = MemcacheStore::builder(proxy.url())
+        .protocol(Protocol::Meta)
+        .build()
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    for _ in 0..2 {
+        let e = store.load(&id).await.unwrap_err();
+        let StoreError::Unsupported(why) = &e else {
+            panic!("{e:?}")
+        };
+        let backend = proxy.servers[0].0.version();
+        let named = if backend >= (1, 6, 18) {
+            "meta no-op"
+        } else {
+            "1.6.18"
+        };
+        assert!(
+            why.contains(named) && why.contains("Protocol::Auto"),
+            "{backend:?}: {why}"
+        );
+    }
+    let auto = MemcacheStore::new(&proxy.url()).unwrap();
+    assert!(auto
+        .create(&id, b"kept", Duration::from_secs(60))
+        .await
+        .unwrap());
 }

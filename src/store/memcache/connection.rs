@@ -253,8 +253,11 @@ async fn settle(
         Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(&line[..]),
         Err(e) => return Err(e),
     };
-    let Err(why) = after_probe(probe) else {
-        return Ok((stream, Spoken::Meta, why));
+    let why = match after_probe(protocol, probe) {
+        Ok(()) => return Ok((stream, Spoken::Meta, why)),
+        Err(Next::Refuse(why)) => return Err(refused(why)),
+        // Only the text protocol is left: on a new stream.
+        Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => why,
     };
     drop(stream);
     let mut stream = connect(host, port).await?;

@@ -83,10 +83,11 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
             Protocol::Text,
             format!("memcached {named}: the text protocol, as configured"),
         ),
-        Protocol::Meta if complete => Next::Speak(
-            Protocol::Meta,
-            format!("memcached {named}: the meta protocol, as configured"),
-        ),
+        // Probed all the same: a proxy names its backend's version, and would close the
+        // connection at every request; refused by name instead (`after_probe`).
+        Protocol::Meta if complete => Next::ProbeMeta(format!(
+            "memcached {named} answers the meta no-op: the meta protocol, as configured"
+        )),
         Protocol::Meta => Next::Refuse(format!(
             "memcached {named} is too old for this client's meta protocol, which needs \
              {a}.{b}.{c} or later; upgrade memcached, or leave the protocol to the default \
@@ -105,23 +106,27 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     }
 }
 
-/// What the answer to `mn` decides after [`Next::ProbeMeta`]: `line` is the reply, or
-/// `None` if the connection closed. `Err` names why the text protocol it is (on a new
-/// connection: whatever answered may not be in step).
-pub(crate) fn after_probe(line: Option<&[u8]>) -> Result<(), String> {
-    match line {
-        Some(b"MN") => Ok(()),
-        Some(other) => Err(format!(
-            "the server names a version with the meta protocol but answered {:?} to the meta \
-             no-op (a proxy): the text protocol",
+/// What the answer to `mn` decides after [`Next::ProbeMeta`] for `configured`: `line` is
+/// the reply, or `None` if the connection closed. `Err` is the text protocol (on a new
+/// connection: whatever answered may not be in step), or, where the meta protocol is
+/// configured, a refusal, each saying why.
+pub(crate) fn after_probe(configured: Protocol, line: Option<&[u8]>) -> Result<(), Next> {
+    let answered = match line {
+        Some(b"MN") => return Ok(()),
+        Some(other) => format!(
+            "answered {:?} to the meta no-op (a proxy)",
             short(&String::from_utf8_lossy(other))
-        )),
-        None => Err(
-            "the server names a version with the meta protocol but closed the connection at \
-             the meta no-op (a proxy, such as twemproxy): the text protocol"
-                .to_owned(),
         ),
-    }
+        None => "closed the connection at the meta no-op (a proxy, such as twemproxy)".to_owned(),
+    };
+    let why = format!("the server names a version with the meta protocol but {answered}");
+    Err(match configured {
+        Protocol::Meta => Next::Refuse(format!(
+            "{why}, so the meta protocol configured (Protocol::Meta) cannot be spoken; leave \
+             the protocol to the default (Protocol::Auto) or set Protocol::Text"
+        )),
+        _ => Next::Speak(Protocol::Text, format!("{why}: the text protocol")),
+    })
 }
 
 #[cfg(test)]
@@ -186,7 +191,7 @@ mod tests {
         assert_eq!(speaks(Protocol::Text, b"VERSION 1.6.45"), Protocol::Text);
         assert!(matches!(
             after_version(Protocol::Meta, b"VERSION 1.6.18"),
-            Next::Speak(Protocol::Meta, _)
+            Next::ProbeMeta(_)
         ));
         let old = refused(Protocol::Meta, b"VERSION 1.6.14");
         assert!(old.contains("1.6.14") && old.contains("1.6.18"), "{old}");
@@ -222,9 +227,30 @@ mod tests {
 
     #[test]
     fn only_mn_proves_the_meta_protocol() {
-        assert!(after_probe(Some(b"MN")).is_ok());
-        assert!(after_probe(Some(b"ERROR")).unwrap_err().contains("ERROR"));
-        assert!(after_probe(Some(b"MN O1")).is_err());
-        assert!(after_probe(None).unwrap_err().contains("closed"));
+        let text = |line| match after_probe(Protocol::Auto, line) {
+            Err(Next::Speak(Protocol::Text, why)) => why,
+            other => panic!("{line:?}: {other:?}"),
+        };
+        assert!(after_probe(Protocol::Auto, Some(b"MN")).is_ok());
+        assert!(after_probe(Protocol::Meta, Some(b"MN")).is_ok());
+        assert!(text(Some(b"ERROR")).contains("ERROR"));
+        assert!(text(Some(b"MN O1")).contains("MN O1"));
+        assert!(text(None).contains("closed"));
+    }
+
+    /// Where the meta protocol is configured, a proxy that names a meta-capable version is
+    /// refused by name, not spoken to in meta (which would close the connection at every
+    /// request).
+    #[test]
+    fn a_failed_probe_of_a_forced_meta_protocol_is_refused_by_name() {
+        for line in [None, Some(&b"ERROR"[..])] {
+            match after_probe(Protocol::Meta, line) {
+                Err(Next::Refuse(why)) => assert!(
+                    why.contains("Protocol::Meta") && why.contains("Protocol::Auto"),
+                    "{why}"
+                ),
+                other => panic!("{line:?}: {other:?}"),
+            }
+        }
     }
 }
