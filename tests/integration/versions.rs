@@ -184,6 +184,36 @@ fn a_proxy_that_closes_at_the_meta_no_op_gets_the_text_protocol() {
     assert!(spoke_text(&verbs[3..]), "{verbs:?}");
 }
 
+/// With the meta protocol forced, a connection closed at the meta no-op is tried once more
+/// (a memcached restarting between `version` and `mn` closes it too): a server that then
+/// answers `MN` is spoken to in meta, one that closes it again (a proxy) is refused by
+/// name.
+#[test]
+fn a_forced_meta_protocol_probes_twice_before_refusing() {
+    for closes in [1, usize::MAX] {
+        let probes = std::sync::atomic::AtomicUsize::new(0);
+        let (fake, seen) = recorded((1, 6, 45), move |c| {
+            let hang_up =
+                c.verb == "mn" && probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < closes;
+            hang_up.then_some(Answer::Hangup)
+        });
+        let store = store_on(fake.url(), Protocol::Meta);
+        if closes == 1 {
+            run(every_operation_answers_right(&store));
+            let verbs = take(&seen);
+            assert_eq!(verbs[..4], ["version", "mn", "version", "mn"], "{verbs:?}");
+            assert!(spoke_meta(&verbs[4..]), "{verbs:?}");
+        } else {
+            let result = run(store.load(&SessionId::generate().unwrap()));
+            let Err(StoreError::Unsupported(why)) = &result else {
+                panic!("{result:?}")
+            };
+            assert!(why.contains("Protocol::Meta"), "{why}");
+            assert_eq!(take(&seen), ["version", "mn", "version", "mn"]);
+        }
+    }
+}
+
 /// Whatever answers the meta no-op with a line that is no reply (ended by a bare newline,
 /// or past the line limit) does not speak the meta protocol: text, on a new connection.
 #[test]

@@ -229,37 +229,45 @@ impl Drop for Connection {
 /// Opens a stream and settles its protocol: asks `version`, and where that names a meta
 /// protocol that is complete, the meta no-op `mn`. A server that fails that proof (a proxy
 /// closes the connection) gets the text protocol on a second stream: whatever it answered
-/// may have left the first out of step.
+/// may have left the first out of step. Where the meta protocol is configured, it is
+/// refused instead; a connection closed at the probe is tried once more first, since a
+/// memcached restarting between the two commands closes it too.
 async fn settle(
     host: &str,
     port: u16,
     protocol: Protocol,
     io_timeout: Duration,
 ) -> io::Result<(TcpStream, Spoken, String)> {
-    let mut stream = connect(host, port).await?;
     let mut line = Vec::with_capacity(64);
-    ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
-    let why = match after_version(protocol, &line) {
-        Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
-        Next::Speak(_, why) => return Ok((stream, Spoken::Text, why)),
-        Next::Refuse(why) => return Err(refused(why)),
-        Next::Busy(why) => return Err(busy(why)),
-        Next::ProbeMeta(why) => why,
+    let mut tries = 0;
+    let why = loop {
+        tries += 1;
+        let mut stream = connect(host, port).await?;
+        ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
+        let why = match after_version(protocol, &line) {
+            Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
+            Next::Speak(_, why) => return Ok((stream, Spoken::Text, why)),
+            Next::Refuse(why) => return Err(refused(why)),
+            Next::Busy(why) => return Err(busy(why)),
+            Next::ProbeMeta(why) => why,
+        };
+        let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
+            Ok(()) => Some(&line[..]),
+            Err(e) if closed(&e) => None,
+            // A line past the limit or without its `\r` is no meta answer either: say what
+            // it was.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(&line[..]),
+            Err(e) => return Err(e),
+        };
+        let hung_up = probe.is_none();
+        match after_probe(protocol, probe) {
+            Ok(()) => return Ok((stream, Spoken::Meta, why)),
+            Err(Next::Refuse(_)) if hung_up && tries == 1 => {}
+            Err(Next::Refuse(why)) => return Err(refused(why)),
+            // Only the text protocol is left: on a new stream.
+            Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => break why,
+        }
     };
-    let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
-        Ok(()) => Some(&line[..]),
-        Err(e) if closed(&e) => None,
-        // A line past the limit or without its `\r` is no meta answer either: say what it was.
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(&line[..]),
-        Err(e) => return Err(e),
-    };
-    let why = match after_probe(protocol, probe) {
-        Ok(()) => return Ok((stream, Spoken::Meta, why)),
-        Err(Next::Refuse(why)) => return Err(refused(why)),
-        // Only the text protocol is left: on a new stream.
-        Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => why,
-    };
-    drop(stream);
     let mut stream = connect(host, port).await?;
     ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
     match after_version(Protocol::Text, &line) {

@@ -20,7 +20,8 @@ pub(crate) const META_SINCE: (u32, u32, u32) = (1, 6, 18);
 pub(crate) enum Next {
     /// Speak this protocol; the reason, for the log.
     Speak(Protocol, String),
-    /// Ask `mn`: meta if it answers `MN`, else the text protocol on a new connection.
+    /// Ask `mn`: meta if it answers `MN`, else the text protocol on a new connection (or,
+    /// with the meta protocol configured, a refusal: see [`after_probe`]).
     ProbeMeta(String),
     /// This server cannot be used as configured; what to log and return.
     Refuse(String),
