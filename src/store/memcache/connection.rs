@@ -556,8 +556,9 @@ async fn skip_value(socket: &mut BufReader<OwnedReadHalf>, len: usize) -> io::Re
             "memcached announced a {len}-byte value, over any memcached's item limit"
         )));
     }
+    // Straight out of the reader's own buffer: no second buffer to copy through.
     let mut block = (&mut *socket).take(len as u64);
-    if tokio::io::copy(&mut block, &mut tokio::io::sink()).await? < len as u64 {
+    if tokio::io::copy_buf(&mut block, &mut tokio::io::sink()).await? < len as u64 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     let mut end = [0u8; 2];
