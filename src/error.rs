@@ -26,7 +26,8 @@ use crate::store::error::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// A package name or key is empty, too long, or holds a control character.
+    /// A package name or key is empty, too long, or holds a control character, or a
+    /// handler's package name starts with `actix-memcache-session.` (this crate's own).
     #[error("invalid session {what} {name:?}: {reason}")]
     InvalidName {
         /// `"package name"` or `"key"`.

@@ -73,9 +73,16 @@ impl Session {
 
     /// The entries of one package: an application's or library's own namespace, so that
     /// code sharing a session cannot clobber each other's keys. Names are checked when
-    /// the handle is used.
+    /// the handle is used; names starting with `actix-memcache-session.` are this crate's
+    /// own (the user bound, the lifetime, flash messages) and refused with
+    /// [`SessionError::InvalidName`].
     pub fn package(&self, name: impl AsRef<str>) -> Package {
         Package::new(Rc::clone(&self.tx), name.as_ref().into())
+    }
+
+    /// One of this crate's own packages, which [`package`](Self::package) refuses.
+    pub(crate) fn own_package(&self, name: &str) -> Package {
+        Package::own(Rc::clone(&self.tx), name)
     }
 
     /// Moves the session's data to a new id and retires the old one; call it when the

@@ -133,7 +133,7 @@ impl Session {
     /// [`SessionError::Entropy`] when the operating system has no randomness for the
     /// message's key.
     pub fn send_flash(&self, message: FlashMessage) -> Result<(), SessionError> {
-        let package = self.package(PACKAGE);
+        let package = self.own_package(PACKAGE);
         // Keys sort in send order: after every message already there, even one sent in
         // the same microsecond or before the clock stepped back.
         let mut keys = package.keys()?;
@@ -160,7 +160,7 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn incoming_flashes(&self) -> Result<Vec<FlashMessage>, SessionError> {
-        let entries = self.package(PACKAGE).take_loaded()?;
+        let entries = self.own_package(PACKAGE).take_loaded()?;
         Ok(entries.into_iter().filter_map(readable).collect())
     }
 }
@@ -186,7 +186,7 @@ mod tests {
 
     /// The contents of the messages stored, in key order.
     fn stored(session: &Session) -> Vec<String> {
-        let package = session.package(PACKAGE);
+        let package = session.own_package(PACKAGE);
         let keys = package.keys().unwrap();
         let message = |key: &String| package.get::<FlashMessage>(key).unwrap().unwrap();
         keys.iter().map(|key| message(key).content).collect()
@@ -231,7 +231,7 @@ mod tests {
             session.incoming_flashes().unwrap(),
             [FlashMessage::error("kept")]
         );
-        assert!(session.package(PACKAGE).keys().unwrap().is_empty());
+        assert!(session.own_package(PACKAGE).keys().unwrap().is_empty());
     }
 
     /// A stored key is logged as a string field, which a log formatter quotes and escapes:

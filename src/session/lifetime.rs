@@ -39,7 +39,7 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn set_timeouts(&self, idle: Duration, absolute: Duration) -> Result<(), SessionError> {
-        let package = self.package(PACKAGE);
+        let package = self.own_package(PACKAGE);
         package.insert(IDLE, idle.as_secs().max(1))?;
         package.insert(ABSOLUTE, absolute.as_secs().max(1))
     }
@@ -57,7 +57,7 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn clear_timeouts(&self) -> Result<(), SessionError> {
-        let package = self.package(PACKAGE);
+        let package = self.own_package(PACKAGE);
         package.remove(IDLE)?;
         package.remove(ABSOLUTE).map(drop)
     }

@@ -99,7 +99,7 @@ impl Session {
     /// (a committed [`bind_user`](Self::bind_user)) listed it; `None` for a session not
     /// bound to a user. A "your devices" page marks the current one with it.
     pub fn handle(&self) -> Option<SessionHandle> {
-        let handle: Option<String> = self.package(PACKAGE).get(HANDLE).ok()?;
+        let handle: Option<String> = self.own_package(PACKAGE).get(HANDLE).ok()?;
         handle.map(SessionHandle)
     }
 
@@ -115,7 +115,7 @@ impl Session {
         while !label.is_char_boundary(end) {
             end -= 1;
         }
-        self.package(PACKAGE).insert(LABEL, &label[..end])
+        self.own_package(PACKAGE).insert(LABEL, &label[..end])
     }
 
     /// Signs out one of this session's user's sessions, named by the handle the listing

@@ -14,6 +14,10 @@ use crate::unit_of_work::{Name, Slot, Transaction};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
+/// The start of this crate's own package names (the user bound, the lifetime, flash
+/// messages): a handler's `Session::package` cannot reach them, so a package name taken
+/// from input cannot bind a user without the login's renew, or stretch a lifetime.
+const RESERVED: &str = "actix-memcache-session.";
 /// Deepest nesting of arrays and objects in a value. serde_json reads back at most 128
 /// levels and the stored record wraps each value in three, so a deeper value would be
 /// written and then found unreadable: the whole session lost.
@@ -27,11 +31,27 @@ pub struct Package {
     tx: Rc<RefCell<Transaction>>,
     /// Kept inline up to 24 bytes: a handle costs no allocation.
     name: Name,
+    /// Opened by this crate for its own package, which may carry the reserved prefix.
+    own: bool,
 }
 
 impl Package {
+    /// A handler's package: its name may not carry the reserved prefix.
     pub(crate) fn new(tx: Rc<RefCell<Transaction>>, name: Name) -> Self {
-        Self { tx, name }
+        Self {
+            tx,
+            name,
+            own: false,
+        }
+    }
+
+    /// One of this crate's own packages (named with the reserved prefix).
+    pub(crate) fn own(tx: Rc<RefCell<Transaction>>, name: &str) -> Self {
+        Self {
+            tx,
+            name: name.into(),
+            own: true,
+        }
     }
 
     /// The package's name.
@@ -99,7 +119,7 @@ impl Package {
     /// # Errors
     /// An invalid package name.
     pub fn keys(&self) -> Result<Vec<String>, SessionError> {
-        validate("package name", &self.name)?;
+        self.validate_name()?;
         Ok(self.tx.borrow().data.keys(&self.name))
     }
 
@@ -116,7 +136,7 @@ impl Package {
     /// # Errors
     /// An invalid package name, or a stored value that cannot be read (kept as it is).
     pub(crate) fn entries(&self) -> Result<Map<String, Value>, SessionError> {
-        validate("package name", &self.name)?;
+        self.validate_name()?;
         let tx = self.tx.borrow();
         let entries = tx.data.entries(&self.name).into_iter().flatten();
         entries
@@ -134,7 +154,7 @@ impl Package {
     /// removal does not depend on what was read: a concurrent request that removed them
     /// too is not a conflict.
     pub(crate) fn take_loaded(&self) -> Result<Map<String, Value>, SessionError> {
-        validate("package name", &self.name)?;
+        self.validate_name()?;
         let mut tx = self.tx.borrow_mut();
         let loaded = tx.data.loaded_entries(&self.name);
         for key in loaded.keys() {
@@ -160,7 +180,7 @@ impl Package {
     /// Makes the package hold exactly `entries`: each is set (an equal value is not a
     /// change) and every other key removed. All are checked before any is applied.
     pub(crate) fn replace(&self, entries: Map<String, Value>) -> Result<(), SessionError> {
-        validate("package name", &self.name)?;
+        self.validate_name()?;
         let entries = entries
             .into_iter()
             .map(|(key, value)| {
@@ -182,8 +202,17 @@ impl Package {
     }
 
     fn check(&self, key: &str) -> Result<(), SessionError> {
-        validate("package name", &self.name)?;
+        self.validate_name()?;
         validate("key", key)
+    }
+
+    fn validate_name(&self) -> Result<(), SessionError> {
+        validate("package name", &self.name)?;
+        if !self.own && self.name.starts_with(RESERVED) {
+            let reason = "it starts with actix-memcache-session., kept for this crate's own";
+            return Err(invalid_name("package name", &self.name, reason));
+        }
+        Ok(())
     }
 }
 

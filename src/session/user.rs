@@ -47,7 +47,7 @@ impl Session {
         // bound to this user already was renewed when it was bound (renewing it again would
         // restart its absolute timeout on every call).
         let stored = self.id().is_some();
-        let package = self.package(PACKAGE);
+        let package = self.own_package(PACKAGE);
         let same = self.user()?.as_deref() == Some(user);
         // Signed in as `user` already (its generation and entry held): nothing to do. A new
         // entry would count this session twice against the user's limit.
@@ -70,7 +70,7 @@ impl Session {
     /// # Errors
     /// Never in practice: the package name is valid.
     pub fn user(&self) -> Result<Option<String>, SessionError> {
-        self.package(PACKAGE).get(USER)
+        self.own_package(PACKAGE).get(USER)
     }
 
     /// Signs this session's user out of every session, this one included, when the request

@@ -56,6 +56,7 @@ macro_rules! http_suite {
             purge_then_set_starts_a_new_session,
             oversized_session_is_refused_and_nothing_written,
             invalid_names_get_400,
+            the_crates_own_packages_are_out_of_a_handlers_reach,
             values_too_deep_to_read_back_are_refused,
             a_nan_is_refused_at_insert_and_nothing_is_lost,
             undecodable_stored_session_gets_fresh_session,
@@ -722,6 +723,31 @@ pub async fn invalid_names_get_400<S: SessionStore + Clone>(store: S) {
         );
     }
     assert_eq!(app.store.calls().writes(), 0);
+}
+
+/// The user bound, the lifetime and flash messages live in packages named
+/// `actix-memcache-session.*`: a handler's package name taken from input must not reach
+/// them (writing the user's package bound a user without the login's renew).
+pub async fn the_crates_own_packages_are_out_of_a_handlers_reach<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    for path in [
+        "/set/actix-memcache-session.user/user/1",
+        "/set/actix-memcache-session.lifetime/idle/1",
+        "/get/actix-memcache-session.flash/k",
+    ] {
+        let reply = app.get(path, Some(&cookie)).await;
+        assert_eq!(reply.status, 400, "{path}: {reply:?}");
+        assert!(reply.body.contains("kept for this crate"), "{}", reply.body);
+    }
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(
+        app.get("/set/actix-memcache-session/k/1", Some(&cookie))
+            .await
+            .status,
+        200
+    );
 }
 
 /// A value nested deeper than can be read back is refused at `insert`; the stored session
