@@ -130,6 +130,19 @@ impl SessionData {
     }
 
     /// The session's binding: as its data holds it, or as a purge in this request took it.
+    /// The binding, with what the session held at an earlier sign-out in this request
+    /// (which, keeping this session, took the generation out of its data).
+    fn binding_as_held(&self) -> Option<Binding> {
+        let earlier = self.signing_out.as_deref();
+        self.binding().map(|mut b| {
+            if let Some(e) = earlier {
+                b.held = b.held.or_else(|| e.of.held.clone());
+                b.item = b.item.or_else(|| e.of.item.clone());
+            }
+            b
+        })
+    }
+
     fn binding(&self) -> Option<Binding> {
         let Some(user) = generation::bound(&self.data) else {
             return self.purged_binding.as_deref().cloned();
@@ -268,16 +281,9 @@ impl SessionData {
     /// Ends the bound user's generation on commit, signing them out of every session;
     /// this one is purged, or, if `keep_this`, copies the generation that follows.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
+        let binding = self.binding_as_held();
         let earlier = self.signing_out.take();
         let bound = generation::bound(&self.data).is_some();
-        let binding = self.binding().map(|mut b| {
-            // A second sign-out in the request keeps what the session held at the first.
-            if let Some(e) = &earlier {
-                b.held = b.held.or_else(|| e.of.held.clone());
-                b.item = b.item.or_else(|| e.of.item.clone());
-            }
-            b
-        });
         if keep_this {
             if bound {
                 self.put(generation::PACKAGE, generation::GENERATION, None);
@@ -300,7 +306,7 @@ impl SessionData {
                 user,
                 item: Some(item),
                 held: Some(held),
-            }) = self.binding()
+            }) = self.binding_as_held()
             else {
                 return;
             };

@@ -164,6 +164,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 "/purge-then-sign-out-session/{handle}",
                 web::get().to(purge_then_sign_out_session),
             )
+            .route(
+                "/sign-out-others-then-session/{handle}",
+                web::get().to(sign_out_others_then_session),
+            )
             .route("/whoami", web::get().to(whoami))
             .route("/sign-out-everywhere", web::get().to(sign_out_everywhere))
             .route(
@@ -776,6 +780,14 @@ async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::R
     let handle: SessionHandle = handle.parse()?;
     s.sign_out_session(&handle);
     Ok(format!("{:?}", s.status()))
+}
+
+async fn sign_out_others_then_session(
+    s: Session,
+    handle: web::Path<String>,
+) -> actix_web::Result<String> {
+    s.sign_out_other_sessions();
+    sign_out_session(s, handle).await
 }
 
 async fn purge_then_sign_out_session(

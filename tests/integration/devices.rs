@@ -198,6 +198,22 @@ pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore 
         signed_in(&app, "ada", &[&phone, &laptop]).await,
         [false, false]
     );
+    // "Sign out the others, and this one too": the others' sign-out took the generation
+    // out of this session's data; its own handle still signs it out.
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let own = handle_of(&app, "ada", "laptop").await;
+    let route = format!("/sign-out-others-then-session/{own}");
+    let reply = app.get(&route, Some(&laptop)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "Purged"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [false, false]
+    );
 }
 
 pub async fn the_container_lists_and_signs_out_one_session<S: SessionStore + Clone>(store: S) {
