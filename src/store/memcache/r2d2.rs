@@ -7,13 +7,21 @@
 //! The `memcache` client has no compare-and-swap delete, so [`R2d2Backend::delete_if`]
 //! swaps the item for an empty one that has expired already (atomic on the version): one
 //! command, so nothing removes an item added since.
+//!
+//! Its binary protocol does not match a reply to its request, and a pooled connection goes
+//! back to the pool after an error: with a read `timeout` in the URL, a reply that comes
+//! after it is read as the next command's (a refused compare-and-swap taken for a stored
+//! one, another session's value). The ASCII protocol's `version` check on checkout reads
+//! such a reply and drops the connection. So a pool with both is refused.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError};
+use actix_web::error::BlockingError;
+use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError, Url};
 use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
@@ -29,6 +37,9 @@ pub(crate) struct R2d2Backend {
     metrics: Arc<ServerMetrics>,
     /// Readiness checks in the pool now.
     pinging: Arc<AtomicUsize>,
+    /// Why every operation is refused: a pool that can read one request's reply as
+    /// another's.
+    refused: Option<Arc<str>>,
 }
 
 impl fmt::Debug for R2d2Backend {
@@ -75,12 +86,58 @@ fn store_error(e: MemcacheError, size: usize) -> StoreError {
     }
 }
 
+/// Why a pool over `urls` (as its `Debug` shows them) is refused: a server spoken to in
+/// the binary protocol with a read `timeout`.
+fn misreads(pool_debug: &str) -> Option<String> {
+    let urls = pool_debug.split_once("urls: [")?.1.split_once(']')?.0;
+    let unsafe_url = urls.split(", ").map(|u| u.trim_matches('"')).find(|u| {
+        Url::parse(u).is_ok_and(|url| {
+            let mut query = url.query_pairs();
+            let timed = query.clone().any(|(k, _)| k == "timeout");
+            timed && !query.any(|(k, v)| k == "protocol" && v == "ascii")
+        })
+    })?;
+    Some(format!(
+        "the r2d2 pool's URL {unsafe_url:?} has a read timeout in the binary protocol, where \
+         a reply that comes after it is read as the next command's: add protocol=ascii to \
+         the URL, or remove the timeout"
+    ))
+}
+
 impl R2d2Backend {
     pub(crate) fn new(pool: Pool<MemcacheConnectionManager>) -> Self {
+        let refused = misreads(&format!("{pool:?}"));
+        if let Some(why) = &refused {
+            tracing::error!("every session operation will fail: {why}");
+        }
         Self {
             pool,
             metrics: Arc::new(ServerMetrics::pool()),
             pinging: Arc::new(AtomicUsize::new(0)),
+            refused: refused.map(Arc::from),
+        }
+    }
+
+    fn refusal(&self) -> Result<(), StoreError> {
+        match &self.refused {
+            Some(why) => Err(StoreError::Unsupported(why.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Awaits a blocking call for at most the pool's `connection_timeout`. The call itself
+    /// cannot be stopped (a memcached that stops answering without closing holds it, with no
+    /// read `timeout` in the URL, until it answers), but the request gets its answer.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<Result<T, StoreError>, BlockingError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.pool.connection_timeout(), call).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
+            Err(_) => Err(StoreError::Unavailable(
+                "no answer through the r2d2 pool within its connection_timeout".into(),
+            )),
         }
     }
 
@@ -92,17 +149,17 @@ impl R2d2Backend {
         size: usize,
         op: impl FnOnce(&Client) -> Result<T, MemcacheError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.refusal()?;
         let pool = self.pool.clone();
         let started = self.metrics.start();
-        let result = actix_web::web::block(move || {
-            let client = pool
-                .get()
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-            op(&client).map_err(|e| store_error(e, size))
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))
-        .and_then(|result| result);
+        let result = self
+            .bounded(actix_web::web::block(move || {
+                let client = pool
+                    .get()
+                    .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                op(&client).map_err(|e| store_error(e, size))
+            }))
+            .await;
         let failed = result.as_ref().err().map(StoreError::error_type);
         self.metrics.operation(name, started, failed);
         self.metrics.pool_state(|| {
@@ -117,6 +174,7 @@ impl R2d2Backend {
     /// its thread cannot be stopped, so while [`MAX_PINGS`] checks are still in the pool
     /// the next fails at once instead of taking another thread.
     pub(crate) async fn ping(&self, key: String) -> Result<(), StoreError> {
+        self.refusal()?;
         if self.pinging.fetch_add(1, Ordering::AcqRel) >= MAX_PINGS {
             self.pinging.fetch_sub(1, Ordering::AcqRel);
             let why = "earlier readiness checks through the r2d2 pool have not returned";
@@ -135,13 +193,7 @@ impl R2d2Backend {
                         .map_err(|e| store_error(e, 0))
                 })
         });
-        match tokio::time::timeout(self.pool.connection_timeout(), check).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
-            Err(_) => Err(StoreError::Unavailable(
-                "no answer through the r2d2 pool within its connection_timeout".into(),
-            )),
-        }
+        self.bounded(check).await
     }
 
     pub(crate) async fn load(&self, key: String) -> Result<Option<Stored>, StoreError> {

@@ -73,9 +73,16 @@ pub(super) enum Backend {
 impl MemcacheStore {
     /// A store over an existing `r2d2-memcache` pool (feature `r2d2`), with the default
     /// key prefix and item size limit. Each operation runs on actix's blocking thread pool
-    /// (`web::block`), since the `memcache` client blocks; timeouts are the pool's own.
+    /// (`web::block`), since the `memcache` client blocks, and answers
+    /// [`StoreError::Unavailable`] after the pool's `connection_timeout` (30 s unless set).
     /// Prefer [`MemcacheStore::new`] unless the pool is already there: docs/stores.md compares
     /// them.
+    ///
+    /// A pool whose URL sets a read `timeout` without `protocol=ascii` is refused: every
+    /// operation answers [`StoreError::Unsupported`], saying why (logged at level error
+    /// here). In the `memcache` client's binary protocol a reply that comes after that
+    /// timeout is read as the next command's, which could take a refused compare-and-swap
+    /// for a stored one or return another session's data.
     #[cfg(feature = "r2d2")]
     pub fn from_r2d2(
         pool: r2d2_memcache::r2d2::Pool<r2d2_memcache::MemcacheConnectionManager>,
