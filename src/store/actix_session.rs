@@ -6,7 +6,8 @@
 //! Where actix-session's Redis store is unsafe, this one chooses the safe side: a new
 //! session never overwrites another (it is added, and a taken key draws another), and an
 //! update of a session that is gone (purged, logged out, expired) fails rather than bring
-//! it back.
+//! it back. A new session's id is drawn as this crate's own commit draws it: never on a
+//! server marked down.
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
@@ -16,11 +17,9 @@ use actix_session::storage::{
 };
 use actix_web::cookie::time::Duration;
 
-use super::{MemcacheStore, MemoryStore, SessionStore, StoreError, Update};
+use super::{create_new, MemcacheStore, MemoryStore, NotCreated, SessionStore, StoreError, Update};
 use crate::id::SessionId;
 
-/// New keys drawn before concluding the store is broken (a 128-bit collision never happens).
-const SAVE_ATTEMPTS: usize = 3;
 /// Compare-and-swap tries of one update racing other requests of the same session: whole
 /// states, the last writer wins, as with actix-session's own stores.
 const UPDATE_ATTEMPTS: usize = 8;
@@ -77,10 +76,13 @@ for_actix_session!(MemoryStore);
 
 async fn load<S: SessionStore>(store: &S, key: &SessionKey) -> Result<Option<State>, LoadError> {
     let Some(id) = id(key) else { return Ok(None) };
-    let stored = store
-        .load(&id)
-        .await
-        .map_err(|e| LoadError::Other(e.into()))?;
+    let stored = match store.load(&id).await {
+        Ok(stored) => stored,
+        // Stored over the store's item limit: unreadable, as a record that does not decode
+        // is, so actix-session starts a fresh session instead of failing every request.
+        Err(e @ StoreError::TooLarge { .. }) => return Err(LoadError::Deserialization(e.into())),
+        Err(e) => return Err(LoadError::Other(e.into())),
+    };
     stored
         .map(|s| serde_json::from_slice(&s.data))
         .transpose()
@@ -93,19 +95,13 @@ async fn save<S: SessionStore>(
     ttl_: &Duration,
 ) -> Result<SessionKey, SaveError> {
     let bytes = serde_json::to_vec(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-    for _ in 0..SAVE_ATTEMPTS {
-        let id = SessionId::generate().map_err(|e| SaveError::Other(e.into()))?;
-        let created = store
-            .create(&id, &bytes, ttl(ttl_))
-            .await
-            .map_err(|e| SaveError::Other(e.into()))?;
-        if created {
-            let key = SessionKey::try_from(id.as_str().to_owned());
-            return key.map_err(|e| SaveError::Other(e.into()));
-        }
-    }
-    let why = "the store reports every new session id as taken";
-    Err(SaveError::Other(StoreError::Protocol(why.into()).into()))
+    let id = create_new(store, &bytes, ttl(ttl_))
+        .await
+        .map_err(|e| match e {
+            NotCreated::Entropy(e) => SaveError::Other(e.into()),
+            NotCreated::Store(e) => SaveError::Other(e.into()),
+        })?;
+    SessionKey::try_from(id.as_str().to_owned()).map_err(|e| SaveError::Other(e.into()))
 }
 
 async fn update<S: SessionStore>(

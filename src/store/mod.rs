@@ -19,6 +19,7 @@ mod erased;
 pub(crate) mod error;
 mod memcache;
 mod memory;
+mod new_session;
 mod session_store;
 
 pub(crate) use erased::ErasedStore;
@@ -27,4 +28,5 @@ pub use memcache::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, Protocol, ServerPing,
 };
 pub use memory::MemoryStore;
+pub(crate) use new_session::{create_new, NotCreated};
 pub use session_store::{SessionStore, Stored, Update, Version, WhenDown};

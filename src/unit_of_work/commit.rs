@@ -21,15 +21,8 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
-use crate::store::{StoreError, Stored, Update, Version};
+use crate::store::{create_new, NotCreated, Stored, Update, Version};
 use crate::to_completion;
-
-/// New ids the store reports taken before concluding it is broken (a 128-bit collision
-/// never happens).
-const CREATE_ATTEMPTS: usize = 3;
-/// Ids drawn for a new session, counting those skipped because their server is down:
-/// with one server of three down, all 64 fall on it with probability 3^-64.
-const MAX_DRAWS: usize = 64;
 
 /// What the response's `Set-Cookie` should say after a commit.
 #[derive(Debug, PartialEq, Eq)]
@@ -396,33 +389,11 @@ impl UnitOfWork {
     /// known to be down, so nothing has to move when it is back.
     async fn create(&self, data: &Record) -> Result<SessionId, SessionError> {
         let bytes = self.encode(data)?;
-        let ttl = self.ttl(data);
-        let store = &*self.backend.store;
-        let mut taken = 0;
-        for _ in 0..MAX_DRAWS {
-            let id = SessionId::generate().map_err(SessionError::Entropy)?;
-            if !store.accepts(&id) {
-                continue;
-            }
-            match store.create(&id, &bytes, ttl).await {
-                Ok(true) => return Ok(id),
-                Ok(false) => {}
-                // The id's server failed and the store now turns it away: a new session
-                // loses nothing by going elsewhere.
-                Err(StoreError::Unavailable(e)) if !store.accepts(&id) => {
-                    tracing::debug!(error = %e, "new session's server is down: another id");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            taken += 1;
-            if taken == CREATE_ATTEMPTS {
-                let why = "the store reports every new session id as taken";
-                return Err(StoreError::Protocol(why.into()).into());
-            }
-        }
-        let why = "every id drawn for a new session belongs to a server that is down";
-        Err(StoreError::Unavailable(why.into()).into())
+        let created = create_new(&*self.backend.store, &bytes, self.ttl(data)).await;
+        created.map_err(|e| match e {
+            NotCreated::Entropy(e) => SessionError::Entropy(e),
+            NotCreated::Store(e) => e.into(),
+        })
     }
 
     /// After losing a compare-and-swap race: waits (jittered, within the retry budget),

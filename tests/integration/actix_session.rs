@@ -58,7 +58,7 @@ async fn nothing() -> HttpResponse {
 }
 
 /// An app over `store`, sessions living `ttl`, extended on every request if `every`.
-async fn app<S: SessionStore + 'static>(
+pub(crate) async fn app<S: SessionStore + 'static>(
     store: S,
     ttl: i64,
     every: bool,
@@ -100,7 +100,7 @@ fn get(path: &str, cookie: Option<&Cookie<'_>>) -> actix_http::Request {
 }
 
 /// Calls `path`; its body and the session cookie it set, if any.
-async fn call(
+pub(crate) async fn call(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
         Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
@@ -229,4 +229,32 @@ pub async fn keys_this_store_did_not_make_name_nothing<S: SessionStore + Clone +
         store.update_ttl(&key, &ttl).await.unwrap();
         SessionStore::delete(&store, &key).await.unwrap();
     }
+}
+
+/// A session stored over the store's item limit (written under a larger one) is unreadable
+/// to the store: actix-session is told so as it is told of a state that does not decode,
+/// and starts a fresh session instead of answering 500 on every request until it expires.
+#[actix_web::test]
+async fn a_session_stored_over_the_store_limit_reads_as_undecodable() {
+    use actix_memcache_session::MemcacheStore;
+    use actix_session::storage::LoadError;
+
+    let server = crate::memcached::Memcached::start();
+    let lax = MemcacheStore::new(&server.url()).unwrap();
+    let strict = MemcacheStore::builder(server.url())
+        .max_item_size(64 << 10)
+        .build()
+        .unwrap();
+    let state = [("k".to_owned(), "x".repeat(100_000))].into();
+    let ttl = Duration::seconds(60);
+    let key = SessionStore::save(&lax, state, &ttl).await.unwrap();
+    let loaded = SessionStore::load(&strict, &key).await;
+    assert!(
+        matches!(loaded, Err(LoadError::Deserialization(_))),
+        "{loaded:?}"
+    );
+    assert_eq!(
+        SessionStore::load(&lax, &key).await.unwrap().unwrap().len(),
+        1
+    );
 }

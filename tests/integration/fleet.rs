@@ -332,6 +332,21 @@ async fn new_sessions_go_around_a_dead_server_from_its_first_failure() {
     );
 }
 
+/// Through actix-session's middleware too, a new session is drawn an id off a server that
+/// failed: not one 500 (its `save` went to whatever server the id fell on).
+#[cfg(feature = "actix-session")]
+#[actix_web::test]
+async fn new_sessions_through_actix_session_go_around_a_dead_server() {
+    let mut trio = Trio::start(&[1, 1, 1]);
+    let store = trio.builder().failure_limit(1).build().unwrap();
+    let app = crate::actix_session::app(store, 60, false).await;
+    trio.servers[VICTIM].stop();
+    for n in 0..30 {
+        let (_, cookie) = crate::actix_session::call(&app, &format!("/set/{n}"), None).await;
+        assert!(cookie.is_some(), "a session cookie for /set/{n}");
+    }
+}
+
 /// The first request to a server marked down, once its retry interval is over, is a read:
 /// a write sent to a server that has stalled would land when it wakes, unseen.
 #[actix_web::test]

@@ -1,0 +1,58 @@
+//! A new session stored under a fresh id that the store accepts: for the unit of work's
+//! commit and for actix-session's `save` alike.
+
+use std::time::Duration;
+
+use super::erased::ErasedStore;
+use super::error::StoreError;
+use crate::id::SessionId;
+
+/// New ids the store reports taken before concluding it is broken (a 128-bit collision
+/// never happens).
+const CREATE_ATTEMPTS: usize = 3;
+/// Ids drawn for a new session, counting those skipped because their server is down:
+/// with one server of three down, all 64 fall on it with probability 3^-64.
+const MAX_DRAWS: usize = 64;
+
+/// Why no new session was stored.
+#[derive(Debug)]
+pub(crate) enum NotCreated {
+    /// The operating system gave no randomness for an id.
+    Entropy(std::io::Error),
+    /// The store failed, or reported every id taken or on a server that is down.
+    Store(StoreError),
+}
+
+/// Stores `data` under a new id, never on a server known to be down (so nothing has to move
+/// when it is back), and returns the id.
+pub(crate) async fn create_new(
+    store: &dyn ErasedStore,
+    data: &[u8],
+    ttl: Duration,
+) -> Result<SessionId, NotCreated> {
+    let mut taken = 0;
+    for _ in 0..MAX_DRAWS {
+        let id = SessionId::generate().map_err(NotCreated::Entropy)?;
+        if !store.accepts(&id) {
+            continue;
+        }
+        match store.create(&id, data, ttl).await {
+            Ok(true) => return Ok(id),
+            Ok(false) => {}
+            // The id's server failed and the store now turns it away: a new session
+            // loses nothing by going elsewhere.
+            Err(StoreError::Unavailable(e)) if !store.accepts(&id) => {
+                tracing::debug!(error = %e, "new session's server is down: another id");
+                continue;
+            }
+            Err(e) => return Err(NotCreated::Store(e)),
+        }
+        taken += 1;
+        if taken == CREATE_ATTEMPTS {
+            let why = "the store reports every new session id as taken";
+            return Err(NotCreated::Store(StoreError::Protocol(why.into())));
+        }
+    }
+    let why = "every id drawn for a new session belongs to a server that is down";
+    Err(NotCreated::Store(StoreError::Unavailable(why.into())))
+}
