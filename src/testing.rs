@@ -57,6 +57,7 @@ macro_rules! store_acceptance_suite {
             large_values_round_trip,
             entries_expire_after_their_ttl,
             touch_extends_the_ttl,
+            touch_keeps_the_version,
             update_resets_the_ttl,
             any_ttl_however_long_keeps_the_entry,
         );
@@ -226,6 +227,18 @@ pub async fn touch_extends_the_ttl<S: SessionStore>(store: S) {
     assert!(store.touch(&id, TTL).await.unwrap());
     __rt::time::sleep(PAST_SHORT_TTL).await;
     assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"kept"[..]));
+}
+
+/// `touch` leaves the version as it was: a read-only request's refresh touches the session
+/// and reads it in one go, and re-issues its cookie only if the version is still the one it
+/// loaded (a touch that changed it would leave every such cookie to age out).
+pub async fn touch_keeps_the_version<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"kept", TTL).await.unwrap();
+    let before = store.load(&id).await.unwrap().unwrap().version;
+    assert!(store.touch(&id, TTL).await.unwrap());
+    let after = store.load(&id).await.unwrap().unwrap().version;
+    assert_eq!(before, after);
 }
 
 /// `update` gives a session the TTL it is called with.

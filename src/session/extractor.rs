@@ -125,7 +125,9 @@ impl Session {
     /// response the handler made, with its cookie, since the change is stored. When the
     /// request aborts instead (error status, handler error or panic, [`abort`](Self::abort),
     /// or a commit that fails with 409, 413 or 503) the hook never runs. Changes a hook
-    /// makes to the session are not written.
+    /// makes to the session are not written. No time limit is put on a hook: one that never
+    /// ends holds the response, as a handler would, so give one that waits on the network
+    /// its own (`tokio::time::timeout`).
     ///
     /// ```
     /// use actix_memcache_session::Session;

@@ -176,7 +176,9 @@ impl Sessions {
     /// out at its next request. A handle of another user's session ends nothing.
     ///
     /// # Errors
-    /// The store failing; then nothing was signed out, and trying again is safe.
+    /// The store failing. The session may be signed out all the same: a write whose reply
+    /// was lost may have landed, and with fallback keys one key's item may have changed and
+    /// another's not. Trying again is safe.
     pub async fn sign_out_session(
         &self,
         user: &str,

@@ -104,7 +104,9 @@ impl Session {
     /// Stores `value` as the package: each field one key. A field equal to what is
     /// stored is not a change, nor is a field still at its default that the package does
     /// not hold (it reads as the default already), so reading a package and setting it
-    /// back writes nothing. Keys `value` does not serialize (a field skipped when `None`,
+    /// back writes nothing, for fields that serialize one value one way (a `HashSet` or
+    /// `HashMap` comes out in a new order each time it is built: it counts as changed; use
+    /// `BTreeSet` and `BTreeMap`). Keys `value` does not serialize (a field skipped when `None`,
     /// or one the type no longer has) are removed.
     ///
     /// # Errors

@@ -18,7 +18,9 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 ///
 /// Clones share the same data, so one store can serve every actix worker. Expiry,
 /// compare-and-swap and create-if-absent behave as memcached's do, so code tested on it
-/// behaves the same on memcached.
+/// behaves the same on memcached, with one difference: it has no item size limit, where
+/// memcached refuses an item over its `-I` (1 MiB unless set; the session's `max_size`
+/// counts the JSON alone) with 413.
 ///
 /// ```
 /// use actix_memcache_session::MemoryStore;

@@ -8,7 +8,8 @@ use crate::store::error::StoreError;
 
 /// A version token for compare-and-swap: memcached's CAS value, or a counter.
 ///
-/// Two reads of an unchanged session give equal versions; any write changes it.
+/// Two reads of an unchanged session give equal versions; any write changes it, and a
+/// [`touch`](SessionStore::touch) does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Version(u64);
 
@@ -95,7 +96,8 @@ pub trait SessionStore: 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<Update, StoreError>>;
 
-    /// Resets a session's time to live without rewriting it; `Ok(false)` if it is gone.
+    /// Resets a session's time to live without rewriting it (its [`Version`] stays as it
+    /// was); `Ok(false)` if it is gone.
     fn touch(
         &self,
         id: &SessionId,
