@@ -571,7 +571,10 @@ impl UnitOfWork {
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
-            let replaced = s.retired.clone().or_else(|| s.id().cloned());
+            // Only a session renewed or purged here is replaced: one that keeps its id was not
+            // signed in as this user when loaded, so a line naming its id is another login
+            // of it in flight (a form sent twice), which must stay listed if it wins.
+            let replaced = s.retired.clone();
             // Boxed: a login's reads are a large future, and most commits are not logins.
             let prepared = Box::pin(self.prepare(item, user, replaced)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;

@@ -38,6 +38,7 @@ macro_rules! devices_suite {
             a_login_replacing_its_own_session_takes_its_place,
             over_the_limit_sessions_under_an_old_key_are_signed_out_too,
             a_session_bound_under_a_dropped_key_is_signed_out,
+            two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -744,4 +745,34 @@ pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore +
     dropped.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&dropped, &resigned).await, "none");
     assert!(labels(&dropped, "ada").await.is_empty());
+}
+
+/// A login form sent twice, by a session that keeps its id at login: the second login read
+/// the session before the first wrote it, and lists itself after the first listed. The
+/// first answers 200 and stays signed in and listed; the second loses (409) and takes only
+/// its own line away.
+pub async fn two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    // The user's item exists: each login's listing is a write of it, which can be held.
+    login(&app, "ada", "other").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    app.store.hold_next_write_of(app.generation_item("ada"));
+    let (second, first) = join(app.get("/login-from/ada/second", Some(&cookie)), async {
+        app.store.when_held().await;
+        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
+        app.store.release();
+        first
+    })
+    .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(second.status, 409, "{second:?}");
+    let cookie = first.cookie.unwrap_or(cookie);
+    assert_eq!(whoami(&app, &cookie).await, "ada");
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["first", "other"]);
 }
