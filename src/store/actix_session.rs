@@ -17,7 +17,9 @@ use actix_session::storage::{
 };
 use actix_web::cookie::time::Duration;
 
-use super::{create_new, MemcacheStore, MemoryStore, NotCreated, SessionStore, StoreError, Update};
+use super::{
+    create_new, MemcacheStore, MemoryStore, NotCreated, SessionStore, StoreError, Stored, Update,
+};
 use crate::id::SessionId;
 
 /// Compare-and-swap tries of one update racing other requests of the same session: whole
@@ -74,15 +76,26 @@ macro_rules! for_actix_session {
 for_actix_session!(MemcacheStore);
 for_actix_session!(MemoryStore);
 
+/// A load, with a session stored over the store's item limit read as no session, as this
+/// crate's own middleware reads it: actix-session then starts a fresh one under a new key,
+/// instead of failing every request (and every update of the key it kept) until the item
+/// expires.
+fn readable(loaded: Result<Option<Stored>, StoreError>) -> Result<Option<Stored>, StoreError> {
+    match loaded {
+        Err(StoreError::TooLarge { size }) => {
+            tracing::warn!(
+                size,
+                "stored session over the store's item limit: a fresh one"
+            );
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 async fn load<S: SessionStore>(store: &S, key: &SessionKey) -> Result<Option<State>, LoadError> {
     let Some(id) = id(key) else { return Ok(None) };
-    let stored = match store.load(&id).await {
-        Ok(stored) => stored,
-        // Stored over the store's item limit: unreadable, as a record that does not decode
-        // is, so actix-session starts a fresh session instead of failing every request.
-        Err(e @ StoreError::TooLarge { .. }) => return Err(LoadError::Deserialization(e.into())),
-        Err(e) => return Err(LoadError::Other(e.into())),
-    };
+    let stored = readable(store.load(&id).await).map_err(|e| LoadError::Other(e.into()))?;
     stored
         .map(|s| serde_json::from_slice(&s.data))
         .transpose()
@@ -115,7 +128,7 @@ async fn update<S: SessionStore>(
     let id = id(&key).ok_or_else(gone)?;
     let other = |e: StoreError| UpdateError::Other(e.into());
     for _ in 0..UPDATE_ATTEMPTS {
-        let Some(current) = store.load(&id).await.map_err(other)? else {
+        let Some(current) = readable(store.load(&id).await).map_err(other)? else {
             return Err(gone());
         };
         let written = store.update(&id, &bytes, current.version, ttl(ttl_));
