@@ -129,7 +129,6 @@ impl SessionData {
         }
     }
 
-    /// The session's binding: as its data holds it, or as a purge in this request took it.
     /// The binding, with what the session held at an earlier sign-out in this request
     /// (which, keeping this session, took the generation out of its data).
     fn binding_as_held(&self) -> Option<Binding> {
@@ -143,6 +142,7 @@ impl SessionData {
         })
     }
 
+    /// The session's binding: as its data holds it, or as a purge in this request took it.
     fn binding(&self) -> Option<Binding> {
         let Some(user) = generation::bound(&self.data) else {
             return self.purged_binding.as_deref().cloned();

@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,22 +86,70 @@ fn store_error(e: MemcacheError, size: usize) -> StoreError {
     }
 }
 
-/// Why a pool over `urls` (as its `Debug` shows them) is refused: a server spoken to in
-/// the binary protocol with a read `timeout`.
+/// The URLs of r2d2-memcache's manager as the pool's `Debug` shows them
+/// (`MemcacheConnectionManager { urls: ["...", ...] }`, each a quoted `Debug` string), or
+/// `None` when it does not show them that way.
+fn manager_urls(pool_debug: &str) -> Option<Vec<String>> {
+    let mut rest = pool_debug
+        .split_once("MemcacheConnectionManager { urls: [")?
+        .1
+        .chars();
+    let mut urls = Vec::new();
+    loop {
+        match rest.next()? {
+            ']' => return Some(urls),
+            ',' | ' ' => {}
+            '"' => {
+                let mut url = String::new();
+                loop {
+                    match rest.next()? {
+                        '"' => break,
+                        '\\' => url.push(rest.next()?),
+                        c => url.push(c),
+                    }
+                }
+                urls.push(url);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether the `memcache` client speaks to `url` in the binary protocol with a read
+/// `timeout` (it reads `protocol=ascii` exactly, and anything else as binary).
+fn timed_binary(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|url| {
+        let mut query = url.query_pairs();
+        let timed = query.clone().any(|(k, _)| k == "timeout");
+        timed && !query.any(|(k, v)| k == "protocol" && v == "ascii")
+    })
+}
+
+/// Why a pool is refused, from its `Debug` output: a server spoken to in the binary
+/// protocol with a read `timeout`. A pool whose URLs cannot be read there is let through,
+/// with a warning.
 fn misreads(pool_debug: &str) -> Option<String> {
-    let urls = pool_debug.split_once("urls: [")?.1.split_once(']')?.0;
-    let unsafe_url = urls.split(", ").map(|u| u.trim_matches('"')).find(|u| {
-        Url::parse(u).is_ok_and(|url| {
-            let mut query = url.query_pairs();
-            let timed = query.clone().any(|(k, _)| k == "timeout");
-            timed && !query.any(|(k, v)| k == "protocol" && v == "ascii")
-        })
-    })?;
+    let Some(urls) = manager_urls(pool_debug) else {
+        tracing::warn!(
+            "cannot read the r2d2 pool's URLs to check them: a read timeout in its URLs needs \
+             protocol=ascii"
+        );
+        return None;
+    };
+    let unsafe_url = urls.into_iter().find(|url| timed_binary(url))?;
     Some(format!(
         "the r2d2 pool's URL {unsafe_url:?} has a read timeout in the binary protocol, where \
          a reply that comes after it is read as the next command's: add protocol=ascii to \
          the URL, or remove the timeout"
     ))
+}
+
+/// The error of a call the request stopped waiting for.
+fn timed_out() -> StoreError {
+    StoreError::Unavailable(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer through the r2d2 pool within its connection_timeout",
+    )))
 }
 
 impl R2d2Backend {
@@ -135,9 +183,7 @@ impl R2d2Backend {
         match tokio::time::timeout(self.pool.connection_timeout(), call).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
-            Err(_) => Err(StoreError::Unavailable(
-                "no answer through the r2d2 pool within its connection_timeout".into(),
-            )),
+            Err(_) => Err(timed_out()),
         }
     }
 
@@ -152,14 +198,25 @@ impl R2d2Backend {
         self.refusal()?;
         let pool = self.pool.clone();
         let started = self.metrics.start();
+        // Set once the request stopped waiting: a command not sent by then is not sent at
+        // all (a write that landed after its 503 would be a write on an error). One already
+        // sent is in doubt, as a write whose reply never came.
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::clone(&gave_up);
         let result = self
             .bounded(actix_web::web::block(move || {
                 let client = pool
                     .get()
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                if waiting.load(Ordering::Acquire) {
+                    return Err(timed_out());
+                }
                 op(&client).map_err(|e| store_error(e, size))
             }))
             .await;
+        if result.is_err() {
+            gave_up.store(true, Ordering::Release);
+        }
         let failed = result.as_ref().err().map(StoreError::error_type);
         self.metrics.operation(name, started, failed);
         self.metrics.pool_state(|| {
@@ -301,5 +358,67 @@ fn compare_and_swap(
         }
         Err(e) if not_found(&e) => Ok(Update::Missing),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Debug` output of a pool over `urls`, as `R2d2Backend::new` reads it (no server:
+    /// the pool is not filled before use).
+    fn debug_of(urls: Vec<&str>) -> String {
+        let manager = MemcacheConnectionManager::new(urls);
+        let pool = Pool::builder().min_idle(Some(0)).build_unchecked(manager);
+        format!("{pool:?}")
+    }
+
+    #[test]
+    fn the_pools_urls_are_read_from_its_debug_output() {
+        let urls = vec![
+            "memcache://[::1]:11211?timeout=1",
+            "memcache://a:1?protocol=ascii&timeout=1",
+            "memcache://b:2",
+        ];
+        let read = manager_urls(&debug_of(urls.clone())).expect("the URLs");
+        assert_eq!(read, urls);
+    }
+
+    #[test]
+    fn a_read_timeout_in_the_binary_protocol_is_refused_wherever_it_is() {
+        for urls in [
+            vec!["memcache://h:1?timeout=1"],
+            vec!["memcache://[::1]:11211?timeout=1"],
+            vec![
+                "memcache://a:1?protocol=ascii",
+                "memcache://b:1?timeout=0.5",
+            ],
+            vec!["memcache://h:1?protocol=ASCII&timeout=1"],
+        ] {
+            let why = misreads(&debug_of(urls.clone()));
+            assert!(
+                why.is_some_and(|w| w.contains("protocol=ascii")),
+                "{urls:?}"
+            );
+        }
+        for urls in [
+            vec!["memcache://h:1"],
+            vec!["memcache://h:1?protocol=ascii&timeout=1"],
+            vec!["memcache://[::1]:11211?connect_timeout=1"],
+        ] {
+            assert_eq!(misreads(&debug_of(urls.clone())), None, "{urls:?}");
+        }
+    }
+
+    #[test]
+    fn output_it_cannot_read_is_let_through() {
+        for debug in [
+            "",
+            "Pool { manager: Other }",
+            "MemcacheConnectionManager { urls: [x",
+        ] {
+            assert_eq!(manager_urls(debug), None, "{debug}");
+            assert_eq!(misreads(debug), None, "{debug}");
+        }
     }
 }
