@@ -7,7 +7,7 @@ use futures_util::future::join;
 
 use super::backoff::Backoff;
 use super::data::{Dismissal, Existing, SessionData, SignOut};
-use super::enlist::Prepared;
+use super::enlist::{Prepared, Replaced};
 use super::generation;
 use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
@@ -571,10 +571,10 @@ impl UnitOfWork {
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
-            // Only a session renewed or purged here is replaced: one that keeps its id was not
-            // signed in as this user when loaded, so a line naming its id is another login
-            // of it in flight (a form sent twice), which must stay listed if it wins.
-            let replaced = s.retired.clone();
+            let replaced = match s.retired.clone() {
+                Some(id) => Some(Replaced { id, stays: false }),
+                None => s.id().cloned().map(|id| Replaced { id, stays: true }),
+            };
             // Boxed: a login's reads are a large future, and most commits are not logins.
             let prepared = Box::pin(self.prepare(item, user, replaced)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;
