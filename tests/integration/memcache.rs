@@ -597,18 +597,6 @@ fn r2d2_readiness_is_bounded_while_memcached_is_down() {
     assert!(both_took < Duration::from_secs(6), "{both_took:?}");
 }
 
-/// A `MemcacheStore` over an r2d2 pool of one connection to `url`, waiting at most `wait`.
-#[cfg(feature = "r2d2")]
-fn r2d2_store_at(url: &str, wait: Duration) -> MemcacheStore {
-    let manager = r2d2_memcache::MemcacheConnectionManager::new(url);
-    let pool = r2d2_memcache::r2d2::Pool::builder()
-        .max_size(1)
-        .connection_timeout(wait)
-        .build(manager)
-        .expect("r2d2 pool");
-    MemcacheStore::from_r2d2(pool)
-}
-
 /// With a read `timeout`, the `memcache` client's binary protocol reads a reply that came
 /// after it as the next command's (it matches replies by position, and the connection goes
 /// back to the pool): a refused compare-and-swap taken for a stored one, another session's
@@ -622,7 +610,7 @@ async fn an_r2d2_pool_that_can_misread_replies_is_refused_by_name() {
     let wait = Duration::from_secs(5);
     let id = SessionId::generate().unwrap();
     for query in ["?timeout=1", "?connect_timeout=1&timeout=0.5"] {
-        let store = r2d2_store_at(&format!("{url}{query}"), wait);
+        let store = crate::memcached::r2d2_store_at(&format!("{url}{query}"), wait);
         let refused = store.load(&id).await;
         assert!(
             matches!(&refused, Err(StoreError::Unsupported(why)) if why.contains("protocol=ascii")),
@@ -634,7 +622,7 @@ async fn an_r2d2_pool_that_can_misread_replies_is_refused_by_name() {
         ));
     }
     for query in ["", "?protocol=ascii&timeout=1", "?timeout=1&protocol=ascii"] {
-        let store = r2d2_store_at(&format!("{url}{query}"), wait);
+        let store = crate::memcached::r2d2_store_at(&format!("{url}{query}"), wait);
         assert!(store.load(&id).await.unwrap().is_none(), "{query}");
         store.ping().await.expect(query);
     }
@@ -649,7 +637,7 @@ async fn an_r2d2_pool_that_can_misread_replies_is_refused_by_name() {
 async fn an_r2d2_operation_answers_within_the_pools_timeout_while_memcached_stalls() {
     use actix_memcache_session::{SessionId, SessionStore};
     let server = crate::memcached::Memcached::start();
-    let store = r2d2_store_at(
+    let store = crate::memcached::r2d2_store_at(
         &format!("{}?protocol=ascii", server.url()),
         Duration::from_secs(1),
     );

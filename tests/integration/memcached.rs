@@ -116,10 +116,17 @@ pub fn fleet_store() -> MemcacheStore {
 #[cfg(feature = "r2d2")]
 pub fn r2d2_store(options: &str) -> MemcacheStore {
     let url = format!("{}{options}", with_server(|m| m.url()));
-    let manager = r2d2_memcache::MemcacheConnectionManager::new(url.as_str());
+    r2d2_store_at(&url, Duration::from_secs(5))
+}
+
+/// A `MemcacheStore` over an `r2d2-memcache` pool of up to four connections to `url`,
+/// whose `connection_timeout` is `wait`.
+#[cfg(feature = "r2d2")]
+pub fn r2d2_store_at(url: &str, wait: Duration) -> MemcacheStore {
+    let manager = r2d2_memcache::MemcacheConnectionManager::new(url);
     let pool = r2d2_memcache::r2d2::Pool::builder()
         .max_size(4)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(wait)
         .build(manager)
         .expect("r2d2 pool");
     MemcacheStore::from_r2d2(pool)
