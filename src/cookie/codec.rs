@@ -22,9 +22,9 @@
 use std::time::Duration;
 
 use base64_simd::{Out, URL_SAFE_NO_PAD};
+use constant_time_eq::constant_time_eq;
 use hmac::Mac;
 
-use super::constant_time::same_bytes;
 use super::key::{HmacSha256, Key};
 use crate::id::{SessionId, ID_BYTES};
 
@@ -207,7 +207,9 @@ impl CookieCodec {
         let (index, key) = std::iter::once(&self.key)
             .chain(&self.fallback_keys)
             .enumerate()
-            .find(|(_, key)| same_bytes(&self.mac(key, &[signed]).finalize().into_bytes(), tag))
+            .find(|(_, key)| {
+                constant_time_eq(&self.mac(key, &[signed]).finalize().into_bytes(), tag)
+            })
             .ok_or(Rejected::BadSignature)?;
         // Only signed bytes from here on.
         let fields = match signed.split_first() {

@@ -3,7 +3,6 @@
 //! worker verified lately.
 
 mod codec;
-mod constant_time;
 mod key;
 mod recent;
 

@@ -1,8 +1,8 @@
 //! The cookie values a worker verified lately: a value seen again is answered from here,
-//! without its HMAC (two SHA-256 blocks, most of a cookie's cost).
+//! without its HMAC-SHA256 (one a key tried, and the hint's pad: most of a cookie's cost).
 //!
-//! Verifying is a pure function of the value and the keys, which a middleware fixes for its
-//! life, so a remembered answer is the one a new check would give. Only values that
+//! Verifying is a pure function of the value, the cookie name and the keys, which a
+//! middleware fixes for its life, so a remembered answer is the one a new check would give. Only values that
 //! verified are kept (forged ones evict nothing), the age and clock checks still run on
 //! every request (see `Config::verify`), and a look-up compares the whole value in constant
 //! time, so how long it takes says nothing about the values kept beyond whether the value
@@ -13,11 +13,11 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 
+use constant_time_eq::constant_time_eq_n;
 use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use super::codec::{CookieCodec, Rejected, Verified, MAX_CHARS};
-use super::constant_time::same_bytes;
 
 /// The most recently used verified values of one worker, at most a set number.
 pub(crate) struct RecentlyVerified {
@@ -71,7 +71,7 @@ impl Value {
 /// hashes meet.
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && same_bytes(&self.bytes, &other.bytes)
+        self.len == other.len && constant_time_eq_n(&self.bytes, &other.bytes)
     }
 }
 
@@ -129,9 +129,10 @@ mod tests {
         let recent = RecentlyVerified::new(8);
         let good = value(&codec);
         recent.decode(&codec, good.as_bytes()).unwrap();
-        // Every other base64url character at every place: a kept value is compared with
-        // any presented one whose hash shares its 7-bit tag, so a compare that missed a
-        // byte would let one of these thousands through.
+        // Every other base64url character at every place: the map compares a presented
+        // value with a kept one when their hashes share a 7-bit tag (1 in 128), so a
+        // compare that looked at part of the value only would let one of the thousands
+        // differing in the rest through.
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         for at in 0..good.len() {
             for &c in alphabet {

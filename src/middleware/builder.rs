@@ -31,8 +31,11 @@ const RETRY_BUDGET: Duration = Duration::from_millis(250);
 /// "keep me signed in" period.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default number of verified cookie values a worker remembers: a worker's active users
-/// for most apps, at under 1 MiB.
+/// for most apps, at about 1 MiB when full.
 const VERIFIED_COOKIES: usize = 4096;
+/// The most verified cookie values a worker may remember: about 256 MiB when full, and its
+/// table (17 bytes a value) is allocated when the middleware is built.
+const MAX_VERIFIED_COOKIES: usize = 1 << 20;
 /// Longest retry budget: past it a request waits on a race longer than on a timeout.
 const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
@@ -238,9 +241,10 @@ impl MemcacheSessionBuilder {
         self
     }
 
-    /// How many verified cookie values each worker remembers, most recently used first, so
-    /// that a cookie seen again skips its HMAC (two SHA-256 blocks, most of what checking
-    /// a cookie costs). Default: 4096, about 0.8 MiB a worker; `0` remembers none.
+    /// How many verified cookie values each worker remembers, the most recently used, so
+    /// that a cookie seen again skips its HMAC-SHA256, most of what checking a cookie costs.
+    /// Default: 4096, about 1 MiB a worker when full (about 240 bytes a value, and 136 KiB
+    /// of table from the start); `0` remembers none. At most 1,048,576.
     ///
     /// Only cookies that verified are kept, and a remembered one is still checked for age
     /// and for a stamp in the future on every request; the session it names is read from
@@ -295,7 +299,8 @@ impl MemcacheSessionBuilder {
     /// domain, a `__Secure-` cookie (either prefix in any case) or a `SameSite=None` one
     /// that is not `Secure` (browsers would drop it); an
     /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
-    /// zero, a retry budget over 60 s, or a NaN refresh fraction.
+    /// zero, a retry budget over 60 s, a NaN refresh fraction, or a verified cookie cache
+    /// over 1,048,576 values.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
     }
@@ -383,6 +388,11 @@ impl MemcacheSessionBuilder {
             self.retry_budget
         );
         assert!(!self.refresh_fraction.is_nan(), "refresh_fraction is NaN");
+        assert!(
+            self.verified_cookies <= MAX_VERIFIED_COOKIES,
+            "verified_cookie_cache {} is over {MAX_VERIFIED_COOKIES}",
+            self.verified_cookies
+        );
     }
 }
 
@@ -477,6 +487,10 @@ mod tests {
                 "retry_budget",
             ),
             (builder().refresh_fraction(f64::NAN), "NaN"),
+            (
+                builder().verified_cookie_cache(usize::MAX),
+                "verified_cookie_cache",
+            ),
         ] {
             let message = refusal(builder).expect("build panics");
             assert!(message.contains(expected), "{message}");
@@ -493,5 +507,6 @@ mod tests {
             None
         );
         assert_eq!(refusal(builder().retry_budget(Duration::ZERO)), None);
+        assert_eq!(refusal(builder().verified_cookie_cache(0)), None);
     }
 }
