@@ -9,7 +9,7 @@ use actix_web::HttpRequest;
 use smallvec::SmallVec;
 
 use crate::clock::{now_unix, CLOCK_SKEW};
-use crate::cookie::{cookies_named, CookieCodec, Issue, RecentlyVerified, Verified};
+use crate::cookie::{cookies_named, CookieCodec, Issue, Verified};
 use crate::metrics::{Refused, SessionMetrics};
 use crate::store::ErasedStore;
 
@@ -46,8 +46,6 @@ pub(crate) struct Backend {
 /// The settings of one middleware; built once per worker.
 pub(crate) struct Config {
     pub(crate) codec: CookieCodec,
-    /// The cookie values this worker verified lately.
-    pub(crate) recent: RecentlyVerified,
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
@@ -113,7 +111,7 @@ impl Config {
     }
 
     fn verify(&self, value: &[u8], now: u64) -> Option<Verified> {
-        let verified = match self.recent.decode(&self.codec, value) {
+        let verified = match self.codec.decode(value) {
             Ok(v) => v,
             Err(why) => {
                 tracing::debug!(?why, "session cookie refused");
@@ -207,22 +205,6 @@ mod tests {
         assert!(!accepted(u64::MAX), "one that would never expire");
         assert!(accepted(now - idle + 5));
         assert!(!accepted(now - idle - 5), "expired");
-    }
-
-    #[test]
-    fn a_remembered_cookie_is_checked_for_age_and_clock_again() {
-        let config = config();
-        let id = crate::SessionId::generate().unwrap();
-        let now = now_unix();
-        let value = config.codec.encode(&id, now, None, None);
-        let idle = config.idle_timeout.as_secs();
-        assert!(config.verify(value.as_bytes(), now).is_some());
-        // The same value, remembered now: it expires, and a clock set back refuses it.
-        assert!(config.verify(value.as_bytes(), now + idle + 1).is_none());
-        assert!(config
-            .verify(value.as_bytes(), now - CLOCK_SKEW - 1)
-            .is_none());
-        assert!(config.verify(value.as_bytes(), now + idle).is_some());
     }
 
     #[test]

@@ -22,8 +22,8 @@
 use std::time::Duration;
 
 use base64_simd::{Out, URL_SAFE_NO_PAD};
-use constant_time_eq::constant_time_eq;
 use hmac::Mac;
+use subtle::ConstantTimeEq as _;
 
 use super::key::{HmacSha256, Key};
 use crate::id::{SessionId, ID_BYTES};
@@ -44,8 +44,6 @@ const MAX_RAW_BYTES: usize = SIGNED_V3 + MAC_BYTES;
 const V1_CHARS: usize = ((SIGNED_V1 + MAC_BYTES) * 4).div_ceil(3);
 const V2_CHARS: usize = ((SIGNED_V2 + MAC_BYTES) * 4).div_ceil(3);
 const V3_CHARS: usize = ((SIGNED_V3 + MAC_BYTES) * 4).div_ceil(3);
-/// The longest value that can verify.
-pub(super) const MAX_CHARS: usize = V3_CHARS;
 /// Marks the pad's MAC input, which is also shorter than any signed cookie: a pad is never
 /// a valid signature.
 const PAD_DOMAIN: u8 = 0xFF;
@@ -204,11 +202,15 @@ impl CookieCodec {
             _ => return Err(Rejected::Malformed),
         };
         let (signed, tag) = raw.split_at(signed_len);
+        let tag: [u8; MAC_BYTES] = field(tag)?;
         let (index, key) = std::iter::once(&self.key)
             .chain(&self.fallback_keys)
             .enumerate()
             .find(|(_, key)| {
-                constant_time_eq(&self.mac(key, &[signed]).finalize().into_bytes(), tag)
+                same_tag(
+                    &self.mac(key, &[signed]).finalize().into_bytes().into(),
+                    &tag,
+                )
             })
             .ok_or(Rejected::BadSignature)?;
         // Only signed bytes from here on.
@@ -242,6 +244,16 @@ impl CookieCodec {
             user,
         })
     }
+}
+
+/// Whether two tags are equal, in constant time and a word at a time: `hmac`'s
+/// `verify_slice` compares through `subtle` a byte at a time, with an optimisation barrier
+/// for each of the 32 (this saves 329 instructions a `/read` under callgrind).
+fn same_tag(a: &[u8; MAC_BYTES], b: &[u8; MAC_BYTES]) -> bool {
+    let words = |tag: &[u8; MAC_BYTES]| -> [u64; MAC_BYTES / 8] {
+        std::array::from_fn(|i| u64::from_ne_bytes(std::array::from_fn(|j| tag[i * 8 + j])))
+    };
+    words(a).ct_eq(&words(b)).into()
 }
 
 /// A fixed-size field of a decoded value (the lengths are checked before, so never
@@ -380,6 +392,17 @@ mod tests {
                 let tampered = String::from_utf8(bytes).unwrap();
                 assert!(codec(&key).decode(&tampered).is_err(), "position {i}");
             }
+        }
+    }
+
+    #[test]
+    fn tags_differing_in_any_bit_are_not_the_same() {
+        let tag: [u8; MAC_BYTES] = std::array::from_fn(|i| i as u8 * 7);
+        assert!(same_tag(&tag, &tag));
+        for bit in 0..MAC_BYTES * 8 {
+            let mut other = tag;
+            other[bit / 8] ^= 1 << (bit % 8);
+            assert!(!same_tag(&tag, &other), "bit {bit}");
         }
     }
 

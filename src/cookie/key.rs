@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use constant_time_eq::constant_time_eq;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -76,7 +76,7 @@ impl fmt::Debug for Key {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        constant_time_eq(&self.bytes, &other.bytes)
+        self.bytes.ct_eq(&other.bytes).into()
     }
 }
 

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 
 use super::service::MemcacheSession;
 use crate::config::{Backend, Config, OverLimit, MAX_IDLE_TIMEOUT, MAX_SESSIONS_PER_USER};
-use crate::cookie::{CookieCodec, Key, RecentlyVerified};
+use crate::cookie::{CookieCodec, Key};
 use crate::metrics::SessionMetrics;
 use crate::store::{ErasedStore, SessionStore};
 
@@ -30,12 +30,6 @@ const RETRY_BUDGET: Duration = Duration::from_millis(250);
 /// Default cap on a session's own timeouts (`Session::set_timeouts`): 30 days, a common
 /// "keep me signed in" period.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Default number of verified cookie values a worker remembers: a worker's active users
-/// for most apps, at about 1 MiB when full.
-const VERIFIED_COOKIES: usize = 4096;
-/// The most verified cookie values a worker may remember: about 256 MiB when full, and its
-/// table (17 bytes a value) is allocated when the middleware is built.
-const MAX_VERIFIED_COOKIES: usize = 1 << 20;
 /// Longest retry budget: past it a request waits on a race longer than on a timeout.
 const MAX_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
@@ -84,7 +78,6 @@ pub struct MemcacheSessionBuilder {
     absolute_timeout: Option<Duration>,
     max_lifetime: Duration,
     refresh_fraction: f64,
-    verified_cookies: usize,
     commit_on: Box<dyn Fn(StatusCode) -> bool>,
     max_size: usize,
     retry_budget: Duration,
@@ -109,7 +102,6 @@ impl MemcacheSessionBuilder {
             absolute_timeout: Some(ABSOLUTE_TIMEOUT),
             max_lifetime: MAX_LIFETIME,
             refresh_fraction: REFRESH_FRACTION,
-            verified_cookies: VERIFIED_COOKIES,
             commit_on: Box::new(|status: StatusCode| status.as_u16() < 400),
             max_size: MAX_SIZE,
             retry_budget: RETRY_BUDGET,
@@ -241,19 +233,6 @@ impl MemcacheSessionBuilder {
         self
     }
 
-    /// How many verified cookie values each worker remembers, the most recently used, so
-    /// that a cookie seen again skips its HMAC-SHA256, most of what checking a cookie costs.
-    /// Default: 4096, about 1 MiB a worker when full (about 240 bytes a value, and 136 KiB
-    /// of table from the start); `0` remembers none. At most 1,048,576.
-    ///
-    /// Only cookies that verified are kept, and a remembered one is still checked for age
-    /// and for a stamp in the future on every request; the session it names is read from
-    /// the store as ever, so a logout or a sign-out elsewhere ends it just the same.
-    pub fn verified_cookie_cache(mut self, capacity: usize) -> Self {
-        self.verified_cookies = capacity;
-        self
-    }
-
     /// Old keys that still verify cookies (which are then re-signed with the current key),
     /// for rotating keys without logging everyone out. Default: none.
     ///
@@ -299,8 +278,7 @@ impl MemcacheSessionBuilder {
     /// domain, a `__Secure-` cookie (either prefix in any case) or a `SameSite=None` one
     /// that is not `Secure` (browsers would drop it); an
     /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
-    /// zero, a retry budget over 60 s, a NaN refresh fraction, or a verified cookie cache
-    /// over 1,048,576 values.
+    /// zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
     }
@@ -310,7 +288,6 @@ impl MemcacheSessionBuilder {
         self.check();
         let config = Config {
             codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
-            recent: RecentlyVerified::new(self.verified_cookies),
             secure: self.secure,
             http_only: self.http_only,
             same_site: self.same_site,
@@ -388,11 +365,6 @@ impl MemcacheSessionBuilder {
             self.retry_budget
         );
         assert!(!self.refresh_fraction.is_nan(), "refresh_fraction is NaN");
-        assert!(
-            self.verified_cookies <= MAX_VERIFIED_COOKIES,
-            "verified_cookie_cache {} is over {MAX_VERIFIED_COOKIES}",
-            self.verified_cookies
-        );
     }
 }
 
@@ -487,10 +459,6 @@ mod tests {
                 "retry_budget",
             ),
             (builder().refresh_fraction(f64::NAN), "NaN"),
-            (
-                builder().verified_cookie_cache(usize::MAX),
-                "verified_cookie_cache",
-            ),
         ] {
             let message = refusal(builder).expect("build panics");
             assert!(message.contains(expected), "{message}");
@@ -507,6 +475,5 @@ mod tests {
             None
         );
         assert_eq!(refusal(builder().retry_budget(Duration::ZERO)), None);
-        assert_eq!(refusal(builder().verified_cookie_cache(0)), None);
     }
 }
