@@ -131,6 +131,9 @@ impl ResponseError for SessionError {
             Self::TooLarge { .. } | Self::Store(StoreError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            // A setting that cannot work (a `Distribution` naming a server the fleet lacks):
+            // retrying will not help, so not 503.
+            Self::Store(StoreError::InvalidConfig(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -259,5 +262,13 @@ mod tests {
         assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "1");
         let too_large = SessionError::Store(StoreError::TooLarge { size: 9 });
         assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn a_setting_that_cannot_work_is_500_not_a_retry() {
+        let e = SessionError::Store(StoreError::InvalidConfig("no server 3".into()));
+        let res = e.error_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
     }
 }

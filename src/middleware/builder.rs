@@ -145,7 +145,10 @@ impl MemcacheSessionBuilder {
         self
     }
 
-    /// The cookie's `Path`. Default: `"/"`, the whole site.
+    /// The cookie's `Path`. Default: `"/"`, the whole site. Must start with `/`: browsers
+    /// replace any other path with one taken from each response's URL, so a logout's
+    /// removal cookie could land on another path than the login's cookie and remove
+    /// nothing.
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self
@@ -274,10 +277,10 @@ impl MemcacheSessionBuilder {
     /// # Panics
     /// At start-up rather than on every request, on a setting that could never work: a
     /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
-    /// character; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
+    /// character, or a path that does not start with `/`; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
     /// domain, a `__Secure-` cookie (either prefix in any case) or a `SameSite=None` one
     /// that is not `Secure` (browsers would drop it); an
-    /// idle timeout of zero or over 400 days, an absolute timeout of zero, a `max_size` of
+    /// idle timeout under 1 second or over 400 days, an absolute timeout of zero, a `max_size` of
     /// zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
@@ -344,10 +347,16 @@ impl MemcacheSessionBuilder {
             self.secure || self.same_site != SameSite::None,
             "a SameSite=None cookie must be Secure, or browsers drop it"
         );
-        let idle = self.idle_timeout;
         assert!(
-            !idle.is_zero() && idle <= MAX_IDLE_TIMEOUT,
-            "idle_timeout {idle:?} must be above zero and at most 400 days"
+            self.path.starts_with('/'),
+            "cookie path {:?} does not start with '/'",
+            self.path
+        );
+        let idle = self.idle_timeout;
+        // Whole seconds: the cookie's stamp and age are.
+        assert!(
+            idle >= Duration::from_secs(1) && idle <= MAX_IDLE_TIMEOUT,
+            "idle_timeout {idle:?} must be from 1 second to 400 days"
         );
         assert!(
             self.absolute_timeout.is_none_or(|t| !t.is_zero()),
@@ -447,6 +456,12 @@ mod tests {
                 "SameSite=None",
             ),
             (builder().idle_timeout(Duration::ZERO), "idle_timeout"),
+            (
+                builder().idle_timeout(Duration::from_millis(999)),
+                "idle_timeout",
+            ),
+            (builder().cookie_path("app"), "does not start with '/'"),
+            (builder().cookie_path(""), "does not start with '/'"),
             (builder().idle_timeout(401 * day), "idle_timeout"),
             (builder().idle_timeout(Duration::MAX), "idle_timeout"),
             (
@@ -475,5 +490,10 @@ mod tests {
             None
         );
         assert_eq!(refusal(builder().retry_budget(Duration::ZERO)), None);
+        assert_eq!(
+            refusal(builder().idle_timeout(Duration::from_secs(1))),
+            None
+        );
+        assert_eq!(refusal(builder().cookie_path("/app")), None);
     }
 }

@@ -14,6 +14,7 @@ use super::extractor::{unit_of_work, Session};
 use crate::config::Backend;
 use crate::error::SessionError;
 use crate::id::SessionId;
+use crate::to_completion::ToCompletion;
 use crate::unit_of_work::UnitOfWork;
 
 /// Every session of one middleware's store, by id.
@@ -108,8 +109,17 @@ impl OpenSession {
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
     /// the same key, [`SessionError::Ended`] when the session was purged meanwhile,
     /// [`SessionError::TooLarge`], or the store failing. Nothing is written then.
+    ///
+    /// Dropped before it completes (a caller's timeout or `select!`), the commit and its
+    /// hooks run on to their end on the thread's tokio `LocalSet`, as a request's do when
+    /// its client goes away: a change stored still runs its after-commit hooks, once.
     pub async fn commit(self) -> Result<(), SessionError> {
-        self.uow.finish().await.map(drop)
+        let Self { session, uow } = self;
+        // The handle goes now: the commit takes what it changed from the unit of work.
+        drop(session);
+        ToCompletion::new(move || async move { uow.finish().await })
+            .await
+            .map(drop)
     }
 }
 

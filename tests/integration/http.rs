@@ -81,6 +81,7 @@ macro_rules! http_suite {
             container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing,
             container_change_racing_a_request_change_to_another_key_both_land,
             container_change_to_the_same_key_as_a_request_conflicts,
+            container_commit_dropped_midway_still_stores_and_runs_its_hooks,
             remember_me_outlives_the_default_idle_timeout,
             own_timeouts_are_capped_by_the_maximum,
             own_timeouts_set_without_a_login_reissue_the_cookie,
@@ -1249,6 +1250,56 @@ pub async fn container_change_to_the_same_key_as_a_request_conflicts<S: SessionS
     open.package("p").insert("k", 3).unwrap();
     assert!(matches!(open.commit().await, Err(SessionError::Conflict)));
     assert_eq!(value(&app, &cookie).await, "2", "first committer wins");
+}
+
+/// `OpenSession::commit` dropped while its after-commit hook runs (a caller's timeout or
+/// `select!`): the change is stored and the hook still runs to its end, once, as a
+/// request's does when its client goes away. (It was dropped with the future: the hook
+/// cut short, and the abort hooks not run either.)
+pub async fn container_commit_dropped_midway_still_stores_and_runs_its_hooks<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let open = app.sessions.open(&id).await.unwrap().unwrap();
+    open.package("p").insert("k", 2).unwrap();
+    let log: Rc<RefCell<Vec<&str>>> = Rc::default();
+    let go = Rc::new(tokio::sync::Notify::new());
+    let (hook_log, hook_go) = (Rc::clone(&log), Rc::clone(&go));
+    open.after_commit(move || async move {
+        hook_log.borrow_mut().push("stored");
+        hook_go.notified().await;
+        hook_log.borrow_mut().push("mail sent");
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let aborted = Rc::clone(&log);
+    open.after_abort(move || async move {
+        aborted.borrow_mut().push("aborted");
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let reached = async {
+        while !log.borrow().contains(&"stored") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let commit = Box::pin(open.commit());
+    match futures_util::future::select(commit, Box::pin(reached)).await {
+        futures_util::future::Either::Right(((), commit)) => drop(commit),
+        futures_util::future::Either::Left((done, _)) => panic!("the hook held: {done:?}"),
+    }
+    go.notify_one();
+    for _ in 0..200 {
+        if log.borrow().len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(*log.borrow(), ["stored", "mail sent"]);
+    assert_eq!(value(&app, &cookie).await, "2");
 }
 
 /// A format-2 cookie: it carries the session's own idle timeout.

@@ -281,7 +281,13 @@ impl MemcacheStoreBuilder {
 
 /// The servers a URL lists: each as written, and its host and port.
 fn parse_url(url: &str) -> Result<Vec<(String, String, u16)>, StoreError> {
-    let invalid = |why: &str| StoreError::InvalidConfig(format!("memcached URL {url:?}: {why}"));
+    // A URL with `@` may carry a password: it is refused without being repeated.
+    let shown = if url.contains('@') {
+        "(not shown: it holds '@')".to_owned()
+    } else {
+        format!("{url:?}")
+    };
+    let invalid = |why: &str| StoreError::InvalidConfig(format!("memcached URL {shown}: {why}"));
     let rest = url
         .strip_prefix("memcache://")
         .ok_or_else(|| invalid("expected memcache://host[:port][,host[:port]...]"))?;
@@ -378,6 +384,16 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_repeating_them() {
+        let Err(e) = parse_url("memcache://user:hunter2@cache:11211") else {
+            panic!("accepted");
+        };
+        assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
     }
 
     #[test]
