@@ -714,8 +714,12 @@ impl UnitOfWork {
                 true
             }
             // Gone or changed since this request loaded it: another request renewed,
-            // purged or wrote it.
-            Ok(_) => {
+            // purged or wrote it. Written, it got this request's lifetime with the touch,
+            // where the write may have set another (timeouts cleared): it gets its own.
+            Ok((touched, now)) => {
+                if let (true, Some(now)) = (touched, now) {
+                    self.retouch(id, now.data).await;
+                }
                 metrics.touch(Touch::Gone);
                 false
             }
@@ -726,6 +730,18 @@ impl UnitOfWork {
                 metrics.touch(Touch::Failed);
                 false
             }
+        }
+    }
+
+    /// Touches `id` again with the lifetime its stored `data` sets, after a touch made with
+    /// an older copy's. Best effort: failing, the session keeps the lifetime the first
+    /// touch gave it (and a third request writing in between gets this one's).
+    async fn retouch(&self, id: &SessionId, data: Vec<u8>) {
+        let Ok(latest) = Record::decode(data) else {
+            return;
+        };
+        if let Err(e) = self.backend.store.touch(id, self.ttl(&latest)).await {
+            tracing::warn!(error = %e, "session lifetime not restored after a racing write");
         }
     }
 

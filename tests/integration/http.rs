@@ -48,6 +48,7 @@ macro_rules! http_suite {
             fallback_key_is_accepted_and_resigned,
             old_cookie_on_read_touches_and_reissues,
             stored_session_expires_after_idle_timeout,
+            a_refresh_racing_a_write_leaves_the_lifetime_the_write_set,
             absolute_timeout_ends_an_active_session,
             renew_moves_data_to_a_new_id,
             renew_starts_the_absolute_timeout_afresh,
@@ -607,6 +608,38 @@ pub async fn stored_session_expires_after_idle_timeout<S: SessionStore + Clone>(
     let id = app.store.last_created();
     assert!(app.store.inner.load(&id).await.unwrap().is_none());
     assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A read-only request refreshes a "keep me signed in" session (its own idle timeout an
+/// hour) while another request clears those timeouts (back to the default, 1 s): the
+/// refresh's touch, made with its older copy's hour, is put back to the second, so the
+/// session ends as the write said. (It stayed an hour, and so did the older copies of its
+/// cookie.)
+pub async fn a_refresh_racing_a_write_leaves_the_lifetime_the_write_set<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.idle_timeout(Duration::from_secs(1)).refresh_fraction(0.0)
+    })
+    .await;
+    let kept = app.get("/remember/3600/7200", None).await;
+    assert_eq!(kept.status, 200, "{kept:?}");
+    let cookie = kept.cookie();
+    let id = app.store.last_created();
+    let (read, cleared) = app
+        .interleave_with(
+            "/gated/get/p/k",
+            &cookie,
+            app.get("/clear-timeouts", Some(&cookie)),
+        )
+        .await;
+    assert_eq!((read.status, read.body.as_str()), (200, "1"), "{read:?}");
+    assert_eq!(cleared.status, 200, "{cleared:?}");
+    actix_web::rt::time::sleep(Duration::from_millis(2_200)).await;
+    assert!(
+        app.store.inner.load(&id).await.unwrap().is_none(),
+        "the lifetime the write set, 1 s"
+    );
 }
 
 pub async fn absolute_timeout_ends_an_active_session<S: SessionStore + Clone>(store: S) {
