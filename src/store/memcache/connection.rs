@@ -281,6 +281,10 @@ async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     let stream = TcpStream::connect((host, port)).await?;
     // Writes are already batched; waiting to coalesce more would only add latency.
     stream.set_nodelay(true)?;
+    // Closed with a reset, its unsent bytes discarded: a connection closes when it failed
+    // (a timeout answered its requests 503) or is dropped, and a write the kernel still
+    // held must not reach memcached later, when the network heals (minutes, retransmitted).
+    stream.set_zero_linger()?;
     Ok(stream)
 }
 
@@ -592,6 +596,25 @@ mod tests {
                 Err(e) => return (read, Some(e)),
             }
         }
+    }
+
+    /// Dropped, a connection resets rather than drains: memcached never receives what
+    /// its kernel still held.
+    #[actix_web::test]
+    async fn a_closed_connection_is_reset_not_drained() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = connect("127.0.0.1", port).await.unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        drop(stream);
+        let read = std::io::Read::read(&mut accepted, &mut [0u8; 1]);
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset)
+        );
     }
 
     #[actix_web::test]
