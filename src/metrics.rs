@@ -114,6 +114,8 @@ labels! {
         Conflict => "conflict",
         /// 413: over the size limit.
         TooLarge => "too_large",
+        /// 403: a login refused at the user's session limit (`OverLimit::RefuseLogin`).
+        TooManySessions => "too_many_sessions",
         /// 503: the store failed.
         Unavailable => "unavailable",
         /// Anything else (500).
@@ -229,6 +231,7 @@ impl Commit {
     /// The outcome of a commit that failed with a response of `status`.
     pub(crate) fn failed(status: actix_web::http::StatusCode) -> Self {
         match status.as_u16() {
+            403 => Self::TooManySessions,
             409 => Self::Conflict,
             413 => Self::TooLarge,
             503 => Self::Unavailable,

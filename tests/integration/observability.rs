@@ -92,6 +92,26 @@ fn loads(m: &Metrics, result: &str) -> u64 {
     m.counter("session.loads", &[("result", result)])
 }
 
+/// A login refused at the user's session limit (403) is counted as that, not as a failure.
+#[actix_web::test]
+async fn a_login_refused_at_the_limit_is_counted_as_one() {
+    use actix_memcache_session::OverLimit;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let memcached = Memcached::start();
+    let store = MemcacheStore::new(&memcached.url()).unwrap();
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    assert_eq!(app.get("/login/ada", None).await.status, 200);
+    assert_eq!(app.get("/login/ada", None).await.status, 403);
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(commits(&m, "too_many_sessions"), 1);
+    assert_eq!(commits(&m, "failed"), 0);
+}
+
 /// A commit, a read, aborts of each kind, a merge, a 409, a 413, a refused cookie, and
 /// 503s with memcached stopped: each counted once under its own label, and memcached's
 /// operations timed with OpenTelemetry's attributes.
