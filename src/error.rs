@@ -142,7 +142,7 @@ impl ResponseError for SessionError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if status.is_server_error() {
-            tracing::error!(error = %self, cause = %causes(self), "session error");
+            tracing::error!(error = %self, cause = %logged_causes(self), "session error");
         } else if status == StatusCode::BAD_REQUEST {
             tracing::debug!(error = %self, "session error");
         } else {
@@ -195,6 +195,22 @@ impl SessionError {
 }
 
 /// The chain of causes under an error, for logs: `"a: b: c"`.
+/// The causes as the error log shows them: a value that did not read as the type asked is
+/// described, not quoted (serde's message quotes it, and a session holds tokens).
+fn logged_causes(error: &SessionError) -> String {
+    match error {
+        SessionError::Deserialize { source, .. } | SessionError::PackageType { source, .. } => {
+            format!(
+                "{:?} error at line {} column {} (the value is not logged)",
+                source.classify(),
+                source.line(),
+                source.column()
+            )
+        }
+        _ => causes(error),
+    }
+}
+
 pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     let mut chain = Vec::new();
     let mut next = error.source();
@@ -262,6 +278,31 @@ mod tests {
         assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "1");
         let too_large = SessionError::Store(StoreError::TooLarge { size: 9 });
         assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_described_in_the_log_not_quoted() {
+        let mismatch = || serde_json::from_str::<u32>(r#""secret-token""#).unwrap_err();
+        assert!(
+            mismatch().to_string().contains("secret-token"),
+            "serde quotes it"
+        );
+        for e in [
+            SessionError::Deserialize {
+                key: "k".into(),
+                source: mismatch(),
+            },
+            SessionError::PackageType {
+                package: "p".into(),
+                source: mismatch(),
+            },
+        ] {
+            let logged = logged_causes(&e);
+            assert!(!logged.contains("secret-token"), "{logged}");
+            assert!(logged.contains("Data error at line 1"), "{logged}");
+        }
+        let e = SessionError::Store(StoreError::Protocol("a reply out of step".into()));
+        assert_eq!(logged_causes(&e), causes(&e));
     }
 
     #[test]
