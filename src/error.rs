@@ -20,6 +20,7 @@ use crate::store::error::StoreError;
 /// | [`Conflict`](Self::Conflict), [`Ended`](Self::Ended) | 409 |
 /// | [`TooManySessions`](Self::TooManySessions) | 403 |
 /// | [`TooLarge`](Self::TooLarge), store's [`StoreError::TooLarge`] | 413 |
+/// | store's [`StoreError::InvalidConfig`] (a setting found not to work at request time) | 500 |
 /// | other [`Store`](Self::Store) errors | 503, with `Retry-After` |
 /// | [`SignedOut`](Self::SignedOut) | the status of the failure it wraps |
 /// | the rest | 500 |
@@ -194,23 +195,29 @@ impl SessionError {
     }
 }
 
-/// The chain of causes under an error, for logs: `"a: b: c"`.
 /// The causes as the error log shows them: a value that did not read as the type asked is
-/// described, not quoted (serde's message quotes it, and a session holds tokens).
+/// described, not quoted.
 fn logged_causes(error: &SessionError) -> String {
     match error {
         SessionError::Deserialize { source, .. } | SessionError::PackageType { source, .. } => {
-            format!(
-                "{:?} error at line {} column {} (the value is not logged)",
-                source.classify(),
-                source.line(),
-                source.column()
-            )
+            described(source)
         }
         _ => causes(error),
     }
 }
 
+/// A serde_json error for a log, without the value it quotes (a session holds tokens): its
+/// kind and where.
+pub(crate) fn described(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {} (the value is not logged)",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// The chain of causes under an error, for logs: `"a: b: c"`.
 pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     let mut chain = Vec::new();
     let mut next = error.source();

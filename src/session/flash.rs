@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::extractor::Session;
 use crate::clock::now_micros;
-use crate::error::SessionError;
+use crate::error::{described, SessionError};
 
 /// The package flash messages are kept in.
 const PACKAGE: &str = "actix-memcache-session.flash";
@@ -167,7 +167,9 @@ impl Session {
 
 fn readable((key, value): (String, Value)) -> Option<FlashMessage> {
     FlashMessage::deserialize(value)
-        .inspect_err(|e| tracing::warn!(key, error = %e, "unreadable flash message dropped"))
+        .inspect_err(|e| {
+            tracing::warn!(key, error = %described(e), "unreadable flash message dropped");
+        })
         .ok()
 }
 

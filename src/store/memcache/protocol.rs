@@ -3,6 +3,7 @@
 //! and memcached's expiry. No I/O, and no spelling: `meta` and `text` write and read the
 //! wire, each its own way.
 
+use crate::store::error::StoreError;
 use std::time::Duration;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
@@ -193,6 +194,18 @@ pub(crate) enum Status {
     /// connection is still in step. A proxy answers so for a key whose backend is down,
     /// and memcached when it cannot store an item (then it has dropped the one stored).
     ServerError(String),
+}
+
+/// memcached refused a write that passed this store's own check (`fits`): its `-I` is
+/// below `max_item_size`, and over the meta protocol (or the binary one, an r2d2 pool's) it
+/// has then dropped the item stored under the key, so the operator hears of it.
+pub(crate) fn refused_as_too_large(size: usize) -> StoreError {
+    tracing::error!(
+        bytes = size,
+        "memcached refused a write as too large and may have dropped the session stored \
+         under its key: max_item_size is above memcached's -I"
+    );
+    StoreError::TooLarge { size }
 }
 
 /// At most 100 characters of a server's text, for logs.

@@ -25,7 +25,7 @@ use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError, 
 use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
-use super::protocol::{exptime, EXPIRED};
+use super::protocol::{exptime, refused_as_too_large, EXPIRED};
 use crate::clock::now_unix;
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::error::StoreError;
@@ -78,9 +78,9 @@ fn store_error(e: MemcacheError, size: usize) -> StoreError {
     match e {
         MemcacheError::IOError(e) => StoreError::Unavailable(Box::new(e)),
         MemcacheError::PoolError(e) => StoreError::Unavailable(Box::new(e)),
-        MemcacheError::CommandError(CommandError::ValueTooLarge) => StoreError::TooLarge { size },
+        MemcacheError::CommandError(CommandError::ValueTooLarge) => refused_as_too_large(size),
         MemcacheError::ServerError(ServerError::Error(s)) if s.contains("too large") => {
-            StoreError::TooLarge { size }
+            refused_as_too_large(size)
         }
         other => StoreError::Protocol(other.to_string()),
     }
@@ -136,12 +136,23 @@ fn misreads(pool_debug: &str) -> Option<String> {
         );
         return None;
     };
-    let unsafe_url = urls.into_iter().find(|url| timed_binary(url))?;
+    let unsafe_url = shown(&urls.into_iter().find(|url| timed_binary(url))?);
     Some(format!(
         "the r2d2 pool's URL {unsafe_url:?} has a read timeout in the binary protocol, where \
          a reply that comes after it is read as the next command's: add protocol=ascii to \
          the URL, or remove the timeout"
     ))
+}
+
+/// `url` for a message: a `user:password@` (the `memcache` client's SASL login) is not
+/// shown.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://(login not shown)@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// The error of a call the request stopped waiting for.
@@ -408,6 +419,18 @@ mod tests {
         ] {
             assert_eq!(misreads(&debug_of(urls.clone())), None, "{urls:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_urls_login_is_not_shown() {
+        let why = misreads(&debug_of(vec!["memcache://ada:hunter2@h:11211?timeout=1"]));
+        let why = why.expect("refused");
+        assert!(!why.contains("hunter2") && !why.contains("ada"), "{why}");
+        assert!(why.contains("@h:11211?timeout=1"), "{why}");
+        assert_eq!(
+            shown("memcache://h:1?timeout=1"),
+            "memcache://h:1?timeout=1"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::fleet::Fleet;
 use super::key::Key;
-use super::protocol::{Request, Status};
+use super::protocol::{refused_as_too_large, Request, Status};
 use super::readiness::ServerPing;
 use crate::clock::now_unix;
 use crate::id::SessionId;
@@ -311,7 +311,7 @@ async fn native_create(
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(true),
         Status::NotStored => Ok(false),
-        Status::TooLarge => Err(refused_as_too_large(data)),
+        Status::TooLarge => Err(refused_as_too_large(data.len())),
         status => Err(unexpected(status)),
     }
 }
@@ -328,21 +328,9 @@ async fn native_update(
         Status::Done => Ok(Update::Updated),
         Status::Exists => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
-        Status::TooLarge => Err(refused_as_too_large(data)),
+        Status::TooLarge => Err(refused_as_too_large(data.len())),
         status => Err(unexpected(status)),
     }
-}
-
-/// memcached refused a write that passed this store's own check (`fits`): its `-I` is
-/// below `max_item_size`, and a memcached speaking the meta protocol has then dropped the
-/// item stored under the key, so the operator hears of it.
-fn refused_as_too_large(data: &[u8]) -> StoreError {
-    tracing::error!(
-        bytes = data.len(),
-        "memcached refused a write as too large and may have dropped the session stored \
-         under its key: max_item_size is above memcached's -I"
-    );
-    StoreError::TooLarge { size: data.len() }
 }
 
 async fn native_touch(fleet: &Fleet, key: &str, ttl: Duration) -> Result<bool, StoreError> {
