@@ -156,11 +156,15 @@ fn split(bytes: &[u8]) -> Option<(&str, std::str::Split<'_, char>)> {
 fn entry(line: &str) -> Option<(&str, &str, u64)> {
     let mut fields = line.split(' ');
     let handle = fields.next().filter(|h| is_token(h))?;
+    // As `SessionId` reads it, so that `lists` and `decode` agree on every line: base64url,
+    // and the last character's 4 unused bits zero (an id of another spelling listed a
+    // session that no sign-out could then find).
     let id = fields.next().filter(|id| {
         id.len() == ID_CHARS
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && matches!(id.as_bytes()[ID_CHARS - 1], b'A' | b'Q' | b'g' | b'w')
     })?;
     let since = fields
         .next()
@@ -226,6 +230,9 @@ mod tests {
             format!("{G}\n{H}  {id} 1"),
             format!("{G}\n{H} {}! 1", &id[..21]),
             format!("{G}\n{H} {id}A 1"),
+            // The id's last character with unused bits set: another spelling of some id.
+            format!("{G}\n{H} {}B 1", &id[..21]),
+            format!("{G}\n{H} {}R 1", &id[..21]),
             format!("{G}\n{} {id} 1", &H[..15]),
             format!("{G} \n{line}"),
         ];

@@ -125,9 +125,9 @@ fn timed_binary(url: &str) -> bool {
     })
 }
 
-/// Why a pool is refused, from its `Debug` output: a server spoken to in the binary
-/// protocol with a read `timeout`. A pool whose URLs cannot be read there is let through,
-/// with a warning.
+/// Why a pool is refused, from its `Debug` output: more than one server, or a server
+/// spoken to in the binary protocol with a read `timeout`. A pool whose URLs cannot be read
+/// there is let through, with a warning.
 fn misreads(pool_debug: &str) -> Option<String> {
     let Some(urls) = manager_urls(pool_debug) else {
         tracing::warn!(
@@ -136,6 +136,17 @@ fn misreads(pool_debug: &str) -> Option<String> {
         );
         return None;
     };
+    if urls.len() > 1 {
+        // The `memcache` client places keys by std's `DefaultHasher`, which may change
+        // between Rust releases (two builds would look for a session on different servers),
+        // and checks every server on each checkout (one down fails every key).
+        return Some(format!(
+            "the r2d2 pool lists {} servers: the memcache client places keys by a hash Rust \
+             may change between releases and fails every key while one server is down; use \
+             MemcacheStore::new with the servers' URL (a ketama fleet), or one server a pool",
+            urls.len()
+        ));
+    }
     let unsafe_url = shown(&urls.into_iter().find(|url| timed_binary(url))?);
     Some(format!(
         "the r2d2 pool's URL {unsafe_url:?} has a read timeout in the binary protocol, where \
@@ -396,14 +407,11 @@ mod tests {
     }
 
     #[test]
-    fn a_read_timeout_in_the_binary_protocol_is_refused_wherever_it_is() {
+    fn a_read_timeout_in_the_binary_protocol_is_refused() {
         for urls in [
             vec!["memcache://h:1?timeout=1"],
             vec!["memcache://[::1]:11211?timeout=1"],
-            vec![
-                "memcache://a:1?protocol=ascii",
-                "memcache://b:1?timeout=0.5",
-            ],
+            vec!["memcache://b:1?other=x&timeout=0.5"],
             vec!["memcache://h:1?protocol=ASCII&timeout=1"],
         ] {
             let why = misreads(&debug_of(urls.clone()));
@@ -419,6 +427,21 @@ mod tests {
         ] {
             assert_eq!(misreads(&debug_of(urls.clone())), None, "{urls:?}");
         }
+    }
+
+    #[test]
+    fn a_pool_over_several_servers_is_refused() {
+        for urls in [
+            vec!["memcache://a:1", "memcache://b:1"],
+            vec![
+                "memcache://a:1?protocol=ascii",
+                "memcache://b:1?timeout=0.5",
+            ],
+        ] {
+            let why = misreads(&debug_of(urls.clone()));
+            assert!(why.is_some_and(|w| w.contains("2 servers")), "{urls:?}");
+        }
+        assert_eq!(misreads(&debug_of(vec!["memcache://a:1"])), None);
     }
 
     #[test]

@@ -78,7 +78,8 @@ impl MemcacheStore {
     /// Prefer [`MemcacheStore::new`] unless the pool is already there: docs/stores.md compares
     /// them.
     ///
-    /// A pool whose URL sets a read `timeout` without `protocol=ascii` is refused: every
+    /// A pool over several servers, or whose URL sets a read `timeout` without
+    /// `protocol=ascii`, is refused: every
     /// operation answers [`StoreError::Unsupported`], saying why (logged at level error
     /// here). In the `memcache` client's binary protocol a reply that comes after that
     /// timeout is read as the next command's, which could take a refused compare-and-swap
