@@ -21,7 +21,7 @@ use crate::clock::now_unix;
 use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::store::{StoreError, Update, Version};
+use crate::store::{Update, Version};
 
 /// A user's item as read before a login, made ready for it: its generation (started if
 /// there was none) and its dead entries gone. Nothing is written until
@@ -153,17 +153,7 @@ impl UnitOfWork {
         let store = &*self.backend.store;
         let ttl = self.item_ttl();
         for _ in 0..EDIT_ATTEMPTS {
-            let current = match store.load(item).await {
-                Ok(current) => current,
-                // Larger than the store reads: another writer's (this crate's are a few
-                // lines), so removed as an unreadable one is replaced, rather than failing
-                // every login of the user until it expires.
-                Err(StoreError::TooLarge { .. }) => {
-                    store.delete(item).await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let current = store.load(item).await?;
             if let Some(stored) = &current {
                 if let Some(roster) = Roster::decode(&stored.data) {
                     return Ok((roster, stored.version));

@@ -439,23 +439,6 @@ async fn lax_and_strict() -> (
     (server, lax, strict)
 }
 
-/// A user's generation item larger than the store reads (another writer's: this crate's
-/// are a few lines) is replaced at the user's next login, signing out what it listed, as an
-/// unreadable one is. (Every login of that user failed with 413 until it expired.)
-#[actix_web::test]
-async fn a_user_item_over_the_store_limit_is_replaced_at_login() {
-    use actix_memcache_session::SessionStore;
-    let (_server, lax, strict) = lax_and_strict().await;
-    let item = crate::support::generation_item(&[4u8; 32], "ada");
-    let foreign = vec![b'x'; 100 << 10];
-    let ttl = Duration::from_secs(60);
-    assert!(lax.store.inner.create(&item, &foreign, ttl).await.unwrap());
-    let login = strict.get("/login/ada", None).await;
-    assert_eq!(login.status, 200, "{login:?}");
-    let reply = strict.get("/whoami", Some(&login.cookie())).await;
-    assert_eq!(reply.body, "ada", "{reply:?}");
-}
-
 /// A session whose stored record is larger than the store reads is as good as unreadable:
 /// its owner gets a fresh session (and can write, and log out), never a 503 on every
 /// request until it expires; the record itself is left alone.
