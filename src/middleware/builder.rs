@@ -277,11 +277,11 @@ impl MemcacheSessionBuilder {
     /// # Panics
     /// At start-up rather than on every request, on a setting that could never work: a
     /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
-    /// character, or a path that does not start with `/`; a `__Host-` cookie that is not `Secure`, has another path than `/` or a
-    /// domain, a `__Secure-` cookie (either prefix in any case) or a `SameSite=None` one
-    /// that is not `Secure` (browsers would drop it); an
-    /// idle timeout under 1 second or over 400 days, an absolute timeout of zero, a `max_size` of
-    /// zero, a retry budget over 60 s, or a NaN refresh fraction.
+    /// character, or a path that does not start with `/`; a `__Host-` cookie that is not
+    /// `Secure`, has another path than `/` or a domain, a `__Secure-` cookie (either prefix
+    /// in any case) or a `SameSite=None` one that is not `Secure` (browsers would drop it);
+    /// an idle timeout under 1 second or over 400 days, an absolute timeout of zero, a
+    /// `max_size` of zero, a retry budget over 60 s, or a NaN refresh fraction.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::fleet::Fleet;
 use super::health::Health;
 use super::pool::{Endpoint, Limits};
-use super::protocol::{Protocol, MAX_ITEM_CEILING};
+use super::protocol::{without_login, Protocol, MAX_ITEM_CEILING};
 use super::ring::{Distribution, Ketama, MemcacheServer, DEFAULT_PORT};
 use super::store::{Backend, MemcacheStore, DEFAULT_PREFIX, MAX_ITEM_SIZE};
 use crate::store::error::StoreError;
@@ -281,13 +281,9 @@ impl MemcacheStoreBuilder {
 
 /// The servers a URL lists: each as written, and its host and port.
 fn parse_url(url: &str) -> Result<Vec<(String, String, u16)>, StoreError> {
-    // A URL with `@` may carry a password: it is refused without being repeated.
-    let shown = if url.contains('@') {
-        "(not shown: it holds '@')".to_owned()
-    } else {
-        format!("{url:?}")
-    };
-    let invalid = |why: &str| StoreError::InvalidConfig(format!("memcached URL {shown}: {why}"));
+    // A URL with a login is refused (`@` below) without repeating its password.
+    let shown = without_login(url);
+    let invalid = |why: &str| StoreError::InvalidConfig(format!("memcached URL {shown:?}: {why}"));
     let rest = url
         .strip_prefix("memcache://")
         .ok_or_else(|| invalid("expected memcache://host[:port][,host[:port]...]"))?;

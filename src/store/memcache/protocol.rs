@@ -3,8 +3,9 @@
 //! and memcached's expiry. No I/O, and no spelling: `meta` and `text` write and read the
 //! wire, each its own way.
 
-use crate::store::error::StoreError;
 use std::time::Duration;
+
+use crate::store::error::StoreError;
 
 /// memcached reads a TTL above 30 days as a Unix timestamp.
 const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
@@ -206,6 +207,17 @@ pub(crate) fn refused_as_too_large(size: usize) -> StoreError {
          under its key: max_item_size is above memcached's -I"
     );
     StoreError::TooLarge { size }
+}
+
+/// `url` for a message: a `user:password@` login (the `memcache` client's SASL) is not
+/// shown.
+pub(crate) fn without_login(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://(login not shown)@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// At most 100 characters of a server's text, for logs.

@@ -12,7 +12,8 @@
 //! back to the pool after an error: with a read `timeout` in the URL, a reply that comes
 //! after it is read as the next command's (a refused compare-and-swap taken for a stored
 //! one, another session's value). The ASCII protocol's `version` check on checkout reads
-//! such a reply and drops the connection. So a pool with both is refused.
+//! such a reply and drops the connection. So a pool with both is refused, and so is one
+//! over several servers (see `why_refused`).
 
 use std::fmt;
 use std::future::Future;
@@ -25,7 +26,7 @@ use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError, 
 use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
-use super::protocol::{exptime, refused_as_too_large, EXPIRED};
+use super::protocol::{exptime, refused_as_too_large, without_login, EXPIRED};
 use crate::clock::now_unix;
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::error::StoreError;
@@ -37,8 +38,8 @@ pub(crate) struct R2d2Backend {
     metrics: Arc<ServerMetrics>,
     /// Readiness checks in the pool now.
     pinging: Arc<AtomicUsize>,
-    /// Why every operation is refused: a pool that can read one request's reply as
-    /// another's.
+    /// Why every operation is refused: a pool over several servers, or one that can read
+    /// one request's reply as another's.
     refused: Option<Arc<str>>,
 }
 
@@ -128,11 +129,11 @@ fn timed_binary(url: &str) -> bool {
 /// Why a pool is refused, from its `Debug` output: more than one server, or a server
 /// spoken to in the binary protocol with a read `timeout`. A pool whose URLs cannot be read
 /// there is let through, with a warning.
-fn misreads(pool_debug: &str) -> Option<String> {
+fn why_refused(pool_debug: &str) -> Option<String> {
     let Some(urls) = manager_urls(pool_debug) else {
         tracing::warn!(
-            "cannot read the r2d2 pool's URLs to check them: a read timeout in its URLs needs \
-             protocol=ascii"
+            "cannot read the r2d2 pool's URLs to check them: it must list one server, and a \
+             read timeout in its URL needs protocol=ascii"
         );
         return None;
     };
@@ -147,23 +148,12 @@ fn misreads(pool_debug: &str) -> Option<String> {
             urls.len()
         ));
     }
-    let unsafe_url = shown(&urls.into_iter().find(|url| timed_binary(url))?);
+    let unsafe_url = without_login(&urls.into_iter().find(|url| timed_binary(url))?);
     Some(format!(
         "the r2d2 pool's URL {unsafe_url:?} has a read timeout in the binary protocol, where \
          a reply that comes after it is read as the next command's: add protocol=ascii to \
          the URL, or remove the timeout"
     ))
-}
-
-/// `url` for a message: a `user:password@` (the `memcache` client's SASL login) is not
-/// shown.
-fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://(login not shown)@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The error of a call the request stopped waiting for.
@@ -176,7 +166,7 @@ fn timed_out() -> StoreError {
 
 impl R2d2Backend {
     pub(crate) fn new(pool: Pool<MemcacheConnectionManager>) -> Self {
-        let refused = misreads(&format!("{pool:?}"));
+        let refused = why_refused(&format!("{pool:?}"));
         if let Some(why) = &refused {
             tracing::error!("every session operation will fail: {why}");
         }
@@ -414,7 +404,7 @@ mod tests {
             vec!["memcache://b:1?other=x&timeout=0.5"],
             vec!["memcache://h:1?protocol=ASCII&timeout=1"],
         ] {
-            let why = misreads(&debug_of(urls.clone()));
+            let why = why_refused(&debug_of(urls.clone()));
             assert!(
                 why.is_some_and(|w| w.contains("protocol=ascii")),
                 "{urls:?}"
@@ -425,7 +415,7 @@ mod tests {
             vec!["memcache://h:1?protocol=ascii&timeout=1"],
             vec!["memcache://[::1]:11211?connect_timeout=1"],
         ] {
-            assert_eq!(misreads(&debug_of(urls.clone())), None, "{urls:?}");
+            assert_eq!(why_refused(&debug_of(urls.clone())), None, "{urls:?}");
         }
     }
 
@@ -438,20 +428,20 @@ mod tests {
                 "memcache://b:1?timeout=0.5",
             ],
         ] {
-            let why = misreads(&debug_of(urls.clone()));
+            let why = why_refused(&debug_of(urls.clone()));
             assert!(why.is_some_and(|w| w.contains("2 servers")), "{urls:?}");
         }
-        assert_eq!(misreads(&debug_of(vec!["memcache://a:1"])), None);
+        assert_eq!(why_refused(&debug_of(vec!["memcache://a:1"])), None);
     }
 
     #[test]
     fn a_refused_urls_login_is_not_shown() {
-        let why = misreads(&debug_of(vec!["memcache://ada:hunter2@h:11211?timeout=1"]));
+        let why = why_refused(&debug_of(vec!["memcache://ada:hunter2@h:11211?timeout=1"]));
         let why = why.expect("refused");
         assert!(!why.contains("hunter2") && !why.contains("ada"), "{why}");
         assert!(why.contains("@h:11211?timeout=1"), "{why}");
         assert_eq!(
-            shown("memcache://h:1?timeout=1"),
+            without_login("memcache://h:1?timeout=1"),
             "memcache://h:1?timeout=1"
         );
     }
@@ -464,7 +454,7 @@ mod tests {
             "MemcacheConnectionManager { urls: [x",
         ] {
             assert_eq!(manager_urls(debug), None, "{debug}");
-            assert_eq!(misreads(debug), None, "{debug}");
+            assert_eq!(why_refused(debug), None, "{debug}");
         }
     }
 }
