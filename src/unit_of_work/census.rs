@@ -28,6 +28,13 @@ pub(crate) enum State {
     Pending,
     /// Its server did not answer.
     Unknown,
+    /// Past its absolute timeout by this server's clock (or created ahead of it), and
+    /// still stored. Not listed, and not removed: this server's clock may be the one that
+    /// is wrong (it jumped ahead), and removing the entry would sign the session out on
+    /// every server for good. memcached says when it is gone: it expires the session when
+    /// the lifetime its last write gave it ends, which the absolute timeout cut short.
+    /// Counted against the limit, as a session that cannot be read is.
+    Over,
     /// Gone, expired, unreadable, or holding something else (renewed away, rebound): the
     /// entry can go.
     Dead,
@@ -92,7 +99,7 @@ impl UnitOfWork {
     ) -> State {
         let timeouts = Timeouts::of(data, &self.backend.config);
         if timeouts.ttl(data.created, now).is_zero() {
-            return State::Dead;
+            return State::Over;
         }
         let holds = generation::bound(data) == Some(user)
             && generation::held(data) == Some(roster.generation.as_str())
@@ -176,7 +183,7 @@ impl UnitOfWork {
         for (entry, state) in roster.entries.iter().zip(states) {
             match state {
                 State::Live(l) => live.push((entry.handle.clone(), l)),
-                State::Pending => {}
+                State::Pending | State::Over => {}
                 State::Dead => dead.push(entry.clone()),
                 State::Unknown => {
                     let why = "a listed session's server did not answer";
@@ -216,6 +223,37 @@ mod tests {
     use crate::store::MemoryStore;
     use crate::Key;
 
+    /// Lists `handle` in `roster` (at `item`, of "ada") since `since`, and returns the id
+    /// and stored bytes of its session, created at `created` and holding `holds`.
+    fn listed(
+        roster: &mut Roster,
+        item: &SessionId,
+        handle: &str,
+        holds: Option<&str>,
+        since: u64,
+        created: u64,
+    ) -> (SessionId, Vec<u8>) {
+        let id = SessionId::generate().unwrap();
+        roster.put(handle, id.clone(), since);
+        let mut data = Record::new(created);
+        data.put(generation::PACKAGE, generation::USER, Some("ada".into()));
+        data.put(
+            generation::PACKAGE,
+            generation::GENERATION,
+            Some(roster.generation.clone().into()),
+        );
+        data.put(
+            generation::PACKAGE,
+            generation::ITEM,
+            Some(item.as_str().into()),
+        );
+        data.put(generation::PACKAGE, generation::LABEL, Some(handle.into()));
+        if let Some(held) = holds {
+            data.put(generation::PACKAGE, generation::HANDLE, Some(held.into()));
+        }
+        (id, data.encode().to_vec())
+    }
+
     #[actix_web::test]
     async fn only_the_session_itself_says_it_is_live_and_a_login_in_flight_has_a_grace() {
         let builder = crate::MemcacheSession::builder(MemoryStore::new(), Key::generate());
@@ -225,38 +263,36 @@ mod tests {
         let mut roster = Roster::listing("0123456789abcdef", &[]);
         let now = now_unix();
         let ttl = Duration::from_secs(60);
-        let mut put = |handle: &str, holds: Option<&str>, since: u64| {
-            let id = SessionId::generate().unwrap();
-            roster.put(handle, id.clone(), since);
-            let mut data = Record::new(now);
-            data.put(generation::PACKAGE, generation::USER, Some("ada".into()));
-            data.put(
-                generation::PACKAGE,
-                generation::GENERATION,
-                Some(roster.generation.clone().into()),
-            );
-            data.put(
-                generation::PACKAGE,
-                generation::ITEM,
-                Some(item.as_str().into()),
-            );
-            data.put(generation::PACKAGE, generation::LABEL, Some(handle.into()));
-            if let Some(held) = holds {
-                data.put(generation::PACKAGE, generation::HANDLE, Some(held.into()));
-            }
-            (id, data.encode())
+        let mut put = |handle: &str, holds: Option<&str>, since: u64, created: u64| {
+            listed(&mut roster, &item, handle, holds, since, created)
         };
+        let hours = |n: u64| n * 3600;
         let written = [
-            put("000000000000000a", Some("000000000000000a"), now),
-            put("000000000000000b", Some("000000000000000b"), now),
-            put("000000000000000c", None, now),
-            put("000000000000000d", None, now - PENDING_GRACE_SECS),
+            put("000000000000000a", Some("000000000000000a"), now, now),
+            put("000000000000000b", Some("000000000000000b"), now, now),
+            put("000000000000000c", None, now, now),
+            put("000000000000000d", None, now - PENDING_GRACE_SECS, now),
             put(
                 "000000000000000e",
                 Some("0000000000000999"),
                 now - PENDING_GRACE_SECS,
+                now,
             ),
-            put("000000000000000f", None, now + 3600),
+            put("000000000000000f", None, now + hours(1), now),
+            // Past the absolute timeout (12 hours) by this clock, and still stored.
+            put(
+                "0000000000000010",
+                Some("0000000000000010"),
+                now - hours(13),
+                now - hours(13),
+            ),
+            // Created while another server's clock ran an hour ahead of this one.
+            put(
+                "0000000000000011",
+                Some("0000000000000011"),
+                now,
+                now + hours(1),
+            ),
         ];
         for (i, (id, bytes)) in written.iter().enumerate() {
             // `b` is not stored: gone (logged out, expired).
@@ -273,11 +309,50 @@ mod tests {
         assert_eq!(states[3], State::Dead, "never written after its grace");
         assert_eq!(states[4], State::Dead, "holds another entry");
         assert_eq!(states[5], State::Dead, "stamped by a clock an hour ahead");
+        assert_eq!(states[6], State::Over, "over by this clock, still stored");
+        assert_eq!(states[7], State::Over, "created ahead of this clock");
         // Not live for another user or item (within its grace, not dead yet either).
         let bob = uow.census(&roster, &item, "bob").await;
         assert_eq!(bob[0], State::Pending, "another user's");
         let other_item = SessionId::generate().unwrap();
         let elsewhere = uow.census(&roster, &other_item, "ada").await;
         assert_eq!(elsewhere[0], State::Pending);
+    }
+
+    /// A listed session past its absolute timeout by this server's clock, which may be the
+    /// one that jumped ahead, is neither listed nor removed: a login keeps its line, and so
+    /// does a listing, which removes only what the store no longer holds.
+    #[actix_web::test]
+    async fn a_session_over_by_this_clock_alone_keeps_its_line() {
+        let builder = crate::MemcacheSession::builder(MemoryStore::new(), Key::generate());
+        let uow = UnitOfWork::new(Rc::new(builder.backend()));
+        let store = &*uow.backend.store;
+        let item = uow.backend.config.codec.user_item("ada");
+        let mut roster = Roster::listing("0123456789abcdef", &[]);
+        let handle = "0000000000000010";
+        let long_ago = now_unix() - 13 * 3600;
+        let (id, bytes) = listed(&mut roster, &item, handle, Some(handle), long_ago, long_ago);
+        let ttl = Duration::from_secs(60);
+        assert!(store.create(&id, &bytes, ttl).await.unwrap());
+        assert!(store.create(&item, &roster.encode(), ttl).await.unwrap());
+
+        assert!(
+            uow.live_sessions("ada").await.unwrap().is_empty(),
+            "not listed"
+        );
+        let stored = store.load(&item).await.unwrap().unwrap();
+        let after = Roster::decode(&stored.data).unwrap();
+        assert_eq!(after.entries, roster.entries, "not removed by the listing");
+        let prepared = uow.prepare(&item, "ada", None).await.unwrap();
+        assert_eq!(prepared.roster.entries, roster.entries, "kept by a login");
+
+        store.delete(&id).await.unwrap();
+        assert!(uow.live_sessions("ada").await.unwrap().is_empty());
+        let stored = store.load(&item).await.unwrap().unwrap();
+        let after = Roster::decode(&stored.data).unwrap();
+        assert!(
+            after.entries.is_empty(),
+            "removed once the store no longer holds it"
+        );
     }
 }
