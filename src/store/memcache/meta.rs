@@ -163,14 +163,17 @@ mod tests {
         assert_eq!(text(&Request::get("s:abc"), 1), "mg s:abc v c O1\r\n");
         let secs = Duration::from_secs(60);
         assert_eq!(
-            text(&Request::add("k", b"xy", secs, || 0), 2),
+            text(&Request::add("k", b"xy", secs, || 0).unwrap(), 2),
             "ms k 2 T60 ME O2\r\nxy\r\n"
         );
         assert_eq!(
-            text(&Request::cas("k", b"xy", 77, secs, || 0), 3),
+            text(&Request::cas("k", b"xy", 77, secs, || 0).unwrap(), 3),
             "ms k 2 T60 C77 O3\r\nxy\r\n"
         );
-        assert_eq!(text(&Request::touch("k", secs, || 0), 4), "mg k T60 O4\r\n");
+        assert_eq!(
+            text(&Request::touch("k", secs, || 0).unwrap(), 4),
+            "mg k T60 O4\r\n"
+        );
         assert_eq!(text(&Request::delete("k"), 5), "md k O5\r\n");
         assert_eq!(text(&Request::delete_if("k", 9), 6), "md k C9 O6\r\n");
         assert_eq!(text(&Request::exists("k"), 0), "mg k O0\r\n");

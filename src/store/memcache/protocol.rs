@@ -14,6 +14,11 @@ const MAX_RELATIVE_TTL: u64 = 30 * 24 * 3600;
 /// compare-and-swap to it is a conditional delete in one command, in a protocol that has
 /// none: a second, unconditional delete could remove an item added since.
 pub(crate) const EXPIRED: u32 = MAX_RELATIVE_TTL as u32 + 1;
+/// The earliest clock reading taken as set (2020-01-01). A machine that booted with its
+/// clock at 1970 and has not set it yet would turn a lifetime over 30 days into a timestamp
+/// memcached takes as long past: the item would be gone as it is stored, a login would
+/// conflict until it gave up (409), and a session would vanish after its 200.
+const EARLIEST_CLOCK: u64 = 1_577_836_800;
 /// The latest expiry memcached can store: it reads the number as a signed 32-bit one, and
 /// takes a later timestamp as already past (measured: the item is gone at once).
 const MAX_EXPTIME: u64 = i32::MAX as u64;
@@ -107,8 +112,8 @@ impl<'a> Request<'a> {
         data: &'a [u8],
         ttl: Duration,
         now: impl FnOnce() -> u64,
-    ) -> Self {
-        Self::new(Op::Add, key, Some(data), exptime(ttl, now))
+    ) -> Result<Self, StoreError> {
+        Ok(Self::new(Op::Add, key, Some(data), exptime(ttl, now)?))
     }
 
     pub(crate) fn cas(
@@ -117,12 +122,16 @@ impl<'a> Request<'a> {
         cas: u64,
         ttl: Duration,
         now: impl FnOnce() -> u64,
-    ) -> Self {
-        Self::new(Op::Cas(cas), key, Some(data), exptime(ttl, now))
+    ) -> Result<Self, StoreError> {
+        Ok(Self::new(Op::Cas(cas), key, Some(data), exptime(ttl, now)?))
     }
 
-    pub(crate) fn touch(key: &'a str, ttl: Duration, now: impl FnOnce() -> u64) -> Self {
-        Self::new(Op::Touch, key, None, exptime(ttl, now))
+    pub(crate) fn touch(
+        key: &'a str,
+        ttl: Duration,
+        now: impl FnOnce() -> u64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::new(Op::Touch, key, None, exptime(ttl, now)?))
     }
 
     pub(crate) fn delete(key: &'a str) -> Self {
@@ -158,14 +167,23 @@ pub(crate) const MAX_ITEM_CEILING: usize = 1024 * 1024 * 1024;
 /// memcached's expiry for a TTL: whole seconds, at least 1 (0 would mean "never"), and a
 /// timestamp past 30 days, at most [`MAX_EXPTIME`] (January 2038), however long the TTL.
 /// The clock (`now`, Unix seconds) is read only for such a timestamp: about 100
-/// instructions, on every write.
-pub(crate) fn exptime(ttl: Duration, now: impl FnOnce() -> u64) -> u64 {
+/// instructions, on every write. A clock before [`EARLIEST_CLOCK`] is refused
+/// ([`StoreError::Unsupported`], 503): nothing is written rather than an item that is gone
+/// at once.
+pub(crate) fn exptime(ttl: Duration, now: impl FnOnce() -> u64) -> Result<u64, StoreError> {
     let secs = ttl
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     match secs.max(1) {
-        s if s > MAX_RELATIVE_TTL => now().saturating_add(s).min(MAX_EXPTIME),
-        s => s,
+        s if s > MAX_RELATIVE_TTL => match now() {
+            now if now < EARLIEST_CLOCK => Err(StoreError::Unsupported(format!(
+                "this server's clock reads {now} s after 1970, before 2020: memcached would \
+                 take a lifetime over 30 days ({s} s) as a date long past and drop the item \
+                 as it is stored; set the clock"
+            ))),
+            now => Ok(now.saturating_add(s).min(MAX_EXPTIME)),
+        },
+        s => Ok(s),
     }
 }
 
@@ -238,30 +256,55 @@ mod tests {
         let secs = Duration::from_secs(1);
         assert!(Request::get("k").idempotent);
         assert!(Request::exists("k").idempotent);
-        assert!(Request::touch("k", secs, || 0).idempotent);
+        assert!(Request::touch("k", secs, || 0).unwrap().idempotent);
         assert!(!Request::delete("k").idempotent);
         assert!(!Request::delete_if("k", 1).idempotent);
-        assert!(!Request::add("k", b"", secs, || 0).idempotent);
-        assert!(!Request::cas("k", b"", 1, secs, || 0).idempotent);
+        assert!(!Request::add("k", b"", secs, || 0).unwrap().idempotent);
+        assert!(!Request::cas("k", b"", 1, secs, || 0).unwrap().idempotent);
     }
 
     #[test]
     fn ttls_round_up_and_long_ones_become_timestamps() {
-        assert_eq!(exptime(Duration::from_millis(1), || 0), 1);
-        assert_eq!(exptime(Duration::from_millis(1500), || 0), 2);
-        assert_eq!(exptime(Duration::ZERO, || 0), 1);
+        let exptime = |ttl, now| exptime(ttl, || now).unwrap();
+        assert_eq!(exptime(Duration::from_millis(1), 0), 1);
+        assert_eq!(exptime(Duration::from_millis(1500), 0), 2);
+        assert_eq!(exptime(Duration::ZERO, 0), 1);
         let long = Duration::from_secs(MAX_RELATIVE_TTL + 1);
-        assert_eq!(exptime(long, || 1_000), 1_000 + MAX_RELATIVE_TTL + 1);
+        let now = 1_800_000_000;
+        assert_eq!(exptime(long, now), now + MAX_RELATIVE_TTL + 1);
+        assert_eq!(
+            exptime(long, EARLIEST_CLOCK),
+            EARLIEST_CLOCK + MAX_RELATIVE_TTL + 1
+        );
+    }
+
+    /// A clock not set yet (a machine booted at 1970) is refused for a lifetime that
+    /// needs it, rather than stored as a date memcached takes as past; a shorter lifetime
+    /// does not read the clock.
+    #[test]
+    fn a_clock_before_2020_is_refused_for_a_timestamp() {
+        let long = Duration::from_secs(MAX_RELATIVE_TTL + 3600);
+        for now in [0, 1_000, EARLIEST_CLOCK - 1] {
+            let e = exptime(long, || now).unwrap_err();
+            assert!(matches!(&e, StoreError::Unsupported(why) if why.contains("set the clock")));
+            assert!(Request::add("k", b"", long, || now).is_err());
+            assert!(Request::cas("k", b"", 1, long, || now).is_err());
+            assert!(Request::touch("k", long, || now).is_err());
+        }
+        let short = Duration::from_secs(MAX_RELATIVE_TTL);
+        let unread = || -> u64 { unreachable!("the clock is not read") };
+        assert_eq!(exptime(short, unread).unwrap(), MAX_RELATIVE_TTL);
     }
 
     #[test]
     fn ttls_past_2038_stop_there() {
         let now = 1_800_000_000;
         let century = Duration::from_secs(100 * 365 * 24 * 3600);
-        assert_eq!(exptime(century, || now), MAX_EXPTIME);
-        assert_eq!(exptime(Duration::MAX, || now), MAX_EXPTIME);
+        let exptime = |ttl, now| exptime(ttl, || now).unwrap();
+        assert_eq!(exptime(century, now), MAX_EXPTIME);
+        assert_eq!(exptime(Duration::MAX, now), MAX_EXPTIME);
         assert_eq!(
-            exptime(Duration::from_secs(u64::MAX), || u64::MAX),
+            exptime(Duration::from_secs(u64::MAX), u64::MAX),
             MAX_EXPTIME
         );
     }

@@ -66,8 +66,8 @@ impl Drop for Done {
     }
 }
 
-fn expiration(ttl: Duration) -> u32 {
-    u32::try_from(exptime(ttl, now_unix)).unwrap_or(u32::MAX)
+fn expiration(ttl: Duration) -> Result<u32, StoreError> {
+    Ok(u32::try_from(exptime(ttl, now_unix)?).unwrap_or(u32::MAX))
 }
 
 /// Whether the client reported a missing key (binary protocol) rather than `false`.
@@ -289,8 +289,9 @@ impl R2d2Backend {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let data = data.to_vec();
+        let expiration = expiration(ttl)?;
         self.run(Operation::Add, data.len(), move |c| {
-            match c.add(&key, data.as_slice(), expiration(ttl)) {
+            match c.add(&key, data.as_slice(), expiration) {
                 Ok(()) => Ok(c.get::<Vec<u8>>(&key)?.as_deref() == Some(data.as_slice())),
                 Err(MemcacheError::CommandError(CommandError::KeyExists)) => Ok(false),
                 Err(e) => Err(e),
@@ -307,8 +308,9 @@ impl R2d2Backend {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         let data = data.to_vec();
+        let expiration = expiration(ttl)?;
         self.run(Operation::Set, data.len(), move |c| {
-            compare_and_swap(c, &key, &data, version, expiration(ttl))
+            compare_and_swap(c, &key, &data, version, expiration)
         })
         .await
     }
@@ -326,8 +328,9 @@ impl R2d2Backend {
     }
 
     pub(crate) async fn touch(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
+        let expiration = expiration(ttl)?;
         self.run(Operation::Touch, 0, move |c| {
-            match c.touch(&key, expiration(ttl)) {
+            match c.touch(&key, expiration) {
                 Err(e) if not_found(&e) => Ok(false),
                 other => other,
             }

@@ -308,7 +308,7 @@ async fn native_create(
     data: &[u8],
     ttl: Duration,
 ) -> Result<bool, StoreError> {
-    let request = Request::add(key, data, ttl, now_unix);
+    let request = Request::add(key, data, ttl, now_unix)?;
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(true),
         Status::NotStored => Ok(false),
@@ -324,7 +324,7 @@ async fn native_update(
     version: Version,
     ttl: Duration,
 ) -> Result<Update, StoreError> {
-    let request = Request::cas(key, data, version.get(), ttl, now_unix);
+    let request = Request::cas(key, data, version.get(), ttl, now_unix)?;
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
         Status::Exists => Ok(Update::Conflict),
@@ -335,11 +335,8 @@ async fn native_update(
 }
 
 async fn native_touch(fleet: &Fleet, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-    match fleet
-        .execute(key, &Request::touch(key, ttl, now_unix))
-        .await?
-        .status
-    {
+    let request = Request::touch(key, ttl, now_unix)?;
+    match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(true),
         Status::Miss => Ok(false),
         status => Err(unexpected(status)),

@@ -135,14 +135,17 @@ mod tests {
         assert_eq!(written(&Request::get("s:a")), "gets s:a\r\n");
         assert_eq!(written(&Request::exists("s:a")), "gets s:a\r\n");
         assert_eq!(
-            written(&Request::add("k", b"xy", secs, || 0)),
+            written(&Request::add("k", b"xy", secs, || 0).unwrap()),
             "add k 0 60 2\r\nxy\r\n"
         );
         assert_eq!(
-            written(&Request::cas("k", b"xy", 77, secs, || 0)),
+            written(&Request::cas("k", b"xy", 77, secs, || 0).unwrap()),
             "cas k 0 60 2 77\r\nxy\r\n"
         );
-        assert_eq!(written(&Request::touch("k", secs, || 0)), "touch k 60\r\n");
+        assert_eq!(
+            written(&Request::touch("k", secs, || 0).unwrap()),
+            "touch k 60\r\n"
+        );
         assert_eq!(written(&Request::delete("k")), "delete k\r\n");
         assert_eq!(
             written(&Request::delete_if("k", 9)),
