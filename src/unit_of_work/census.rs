@@ -28,13 +28,16 @@ pub(crate) enum State {
     Pending,
     /// Its server did not answer.
     Unknown,
-    /// Past its absolute timeout by this server's clock (or created ahead of it), and
-    /// still stored. Not listed, and not removed: this server's clock may be the one that
-    /// is wrong (it jumped ahead), and removing the entry would sign the session out on
-    /// every server for good. memcached says when it is gone: it expires the session when
-    /// the lifetime its last write gave it ends, which the absolute timeout cut short.
-    /// Counted against the limit, as a session that cannot be read is.
-    Over,
+    /// Holds the entry, but is past its absolute timeout by this server's clock, and still
+    /// stored: when last seen. Not listed, and not removed: this server's clock may be the
+    /// one that is wrong (it jumped ahead), and removing the entry would sign the session
+    /// out on every server for good. The store says when it is gone: memcached expires the
+    /// session when the lifetime its last write gave it ends, which the absolute timeout
+    /// cut short. Counted against the limit, as a session that cannot be read is, and
+    /// ranked by when it was last seen, as a live one is. (One created further ahead of
+    /// this clock than a clock may drift is dead: its writer's clock ran ahead, and it
+    /// may be stored for its whole idle timeout.)
+    Over(u64),
     /// Gone, expired, unreadable, or holding something else (renewed away, rebound): the
     /// entry can go.
     Dead,
@@ -55,6 +58,7 @@ impl State {
     pub(crate) fn seen(&self, entry: &Entry) -> u64 {
         match self {
             Self::Live(live) => live.seen,
+            Self::Over(seen) => *seen,
             _ => entry.since,
         }
     }
@@ -97,10 +101,6 @@ impl UnitOfWork {
         user: &str,
         now: u64,
     ) -> State {
-        let timeouts = Timeouts::of(data, &self.backend.config);
-        if timeouts.ttl(data.created, now).is_zero() {
-            return State::Over;
-        }
         let holds = generation::bound(data) == Some(user)
             && generation::held(data) == Some(roster.generation.as_str())
             && generation::handle(data) == Some(entry.handle.as_str())
@@ -116,15 +116,24 @@ impl UnitOfWork {
                 State::Dead
             };
         }
-        let label = data.get(generation::PACKAGE, generation::LABEL);
         // Times from the store are never later than now, whatever they say.
         let created = data.created.min(now);
+        let seen = data
+            .get(generation::PACKAGE, generation::SEEN)
+            .and_then(serde_json::Value::as_u64)
+            .map_or(created, |seen| seen.min(now));
+        let timeouts = Timeouts::of(data, &self.backend.config);
+        if timeouts.ttl(data.created, now).is_zero() {
+            return if timeouts.created_ahead(data.created, now) {
+                State::Dead
+            } else {
+                State::Over(seen)
+            };
+        }
+        let label = data.get(generation::PACKAGE, generation::LABEL);
         State::Live(Live {
             created,
-            seen: data
-                .get(generation::PACKAGE, generation::SEEN)
-                .and_then(serde_json::Value::as_u64)
-                .map_or(created, |seen| seen.min(now)),
+            seen,
             remember_me: timeouts.own,
             label: label.and_then(|l| l.as_str()).map(str::to_owned),
         })
@@ -183,7 +192,7 @@ impl UnitOfWork {
         for (entry, state) in roster.entries.iter().zip(states) {
             match state {
                 State::Live(l) => live.push((entry.handle.clone(), l)),
-                State::Pending | State::Over => {}
+                State::Pending | State::Over(_) => {}
                 State::Dead => dead.push(entry.clone()),
                 State::Unknown => {
                     let why = "a listed session's server did not answer";
@@ -224,14 +233,15 @@ mod tests {
     use crate::Key;
 
     /// Lists `handle` in `roster` (at `item`, of "ada") since `since`, and returns the id
-    /// and stored bytes of its session, created at `created` and holding `holds`.
+    /// and stored bytes of its session, created at `created`, holding `holds`, and last
+    /// seen at `seen`.
     fn listed(
         roster: &mut Roster,
         item: &SessionId,
         handle: &str,
         holds: Option<&str>,
         since: u64,
-        created: u64,
+        (created, seen): (u64, Option<u64>),
     ) -> (SessionId, Vec<u8>) {
         let id = SessionId::generate().unwrap();
         roster.put(handle, id.clone(), since);
@@ -251,6 +261,9 @@ mod tests {
         if let Some(held) = holds {
             data.put(generation::PACKAGE, generation::HANDLE, Some(held.into()));
         }
+        if let Some(seen) = seen {
+            data.put(generation::PACKAGE, generation::SEEN, Some(seen.into()));
+        }
         (id, data.encode().to_vec())
     }
 
@@ -264,7 +277,14 @@ mod tests {
         let now = now_unix();
         let ttl = Duration::from_secs(60);
         let mut put = |handle: &str, holds: Option<&str>, since: u64, created: u64| {
-            listed(&mut roster, &item, handle, holds, since, created)
+            listed(
+                &mut roster,
+                &item,
+                handle,
+                holds,
+                since,
+                (created, Some(now - 60)),
+            )
         };
         let hours = |n: u64| n * 3600;
         let written = [
@@ -293,6 +313,13 @@ mod tests {
                 now,
                 now + hours(1),
             ),
+            // Past the absolute timeout, and holding another entry.
+            put(
+                "0000000000000012",
+                Some("0000000000000999"),
+                now - hours(13),
+                now - hours(13),
+            ),
         ];
         for (i, (id, bytes)) in written.iter().enumerate() {
             // `b` is not stored: gone (logged out, expired).
@@ -309,8 +336,19 @@ mod tests {
         assert_eq!(states[3], State::Dead, "never written after its grace");
         assert_eq!(states[4], State::Dead, "holds another entry");
         assert_eq!(states[5], State::Dead, "stamped by a clock an hour ahead");
-        assert_eq!(states[6], State::Over, "over by this clock, still stored");
-        assert_eq!(states[7], State::Over, "created ahead of this clock");
+        let over = State::Over(now - 60);
+        assert_eq!(states[6], over, "over by this clock, still stored");
+        assert_eq!(
+            over.seen(&roster.entries[6]),
+            now - 60,
+            "ranked by when last seen"
+        );
+        assert_eq!(
+            states[7],
+            State::Dead,
+            "created ahead: its writer's clock ran ahead"
+        );
+        assert_eq!(states[8], State::Dead, "over, and holds another entry");
         // Not live for another user or item (within its grace, not dead yet either).
         let bob = uow.census(&roster, &item, "bob").await;
         assert_eq!(bob[0], State::Pending, "another user's");
@@ -331,7 +369,14 @@ mod tests {
         let mut roster = Roster::listing("0123456789abcdef", &[]);
         let handle = "0000000000000010";
         let long_ago = now_unix() - 13 * 3600;
-        let (id, bytes) = listed(&mut roster, &item, handle, Some(handle), long_ago, long_ago);
+        let (id, bytes) = listed(
+            &mut roster,
+            &item,
+            handle,
+            Some(handle),
+            long_ago,
+            (long_ago, None),
+        );
         let ttl = Duration::from_secs(60);
         assert!(store.create(&id, &bytes, ttl).await.unwrap());
         assert!(store.create(&item, &roster.encode(), ttl).await.unwrap());

@@ -52,15 +52,20 @@ impl Timeouts {
     pub(crate) fn ttl(&self, created: u64, now: u64) -> Duration {
         match self.absolute {
             None => self.idle,
-            // Created further ahead than a clock may drift (stamped while a clock ran ahead):
-            // its age is unknown, and taken as zero it would stretch the absolute timeout by
-            // the jump. It is over, as a cookie stamped so far ahead is refused.
-            Some(_) if created > now.saturating_add(CLOCK_SKEW) => Duration::ZERO,
+            Some(_) if self.created_ahead(created, now) => Duration::ZERO,
             Some(absolute) => {
                 let age = Duration::from_secs(now.saturating_sub(created));
                 self.idle.min(absolute.saturating_sub(age))
             }
         }
+    }
+
+    /// Whether a session created at `created` was created further ahead of `now` than a
+    /// clock may drift (stamped while a clock ran ahead), where an absolute timeout makes
+    /// it over: its age is unknown, and taken as zero it would stretch the absolute
+    /// timeout by the jump. It is over, as a cookie stamped so far ahead is refused.
+    pub(crate) fn created_ahead(&self, created: u64, now: u64) -> bool {
+        self.absolute.is_some() && created > now.saturating_add(CLOCK_SKEW)
     }
 
     /// The idle timeout a format-2 cookie carries: only a session's own.
