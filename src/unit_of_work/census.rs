@@ -400,4 +400,56 @@ mod tests {
             "removed once the store no longer holds it"
         );
     }
+
+    /// A login over the limit ranks an over session by when it was last seen, as a live
+    /// one: the live session seen an hour ago goes, not the over one seen a minute ago
+    /// (whose line says it logged in 13 hours ago).
+    #[actix_web::test]
+    async fn a_login_over_the_limit_ranks_an_over_session_by_when_it_was_seen() {
+        let builder = crate::MemcacheSession::builder(MemoryStore::new(), Key::generate())
+            .max_sessions_per_user(2, crate::OverLimit::EndLeastRecentlySeen);
+        let uow = UnitOfWork::new(Rc::new(builder.backend()));
+        let store = &*uow.backend.store;
+        let item = uow.backend.config.codec.user_item("ada");
+        let mut roster = Roster::listing("0123456789abcdef", &[]);
+        let now = now_unix();
+        let (over, live, new) = ("0000000000000001", "0000000000000002", "0000000000000003");
+        let ago = |secs: u64| now - secs;
+        let sessions = [
+            listed(
+                &mut roster,
+                &item,
+                over,
+                Some(over),
+                ago(13 * 3600),
+                (ago(13 * 3600), Some(ago(60))),
+            ),
+            listed(
+                &mut roster,
+                &item,
+                live,
+                Some(live),
+                ago(2 * 3600),
+                (ago(2 * 3600), Some(ago(3600))),
+            ),
+        ];
+        let ttl = Duration::from_secs(60);
+        for (id, bytes) in &sessions {
+            assert!(store.create(id, bytes, ttl).await.unwrap());
+        }
+        assert!(store.create(&item, &roster.encode(), ttl).await.unwrap());
+
+        let prepared = uow.prepare(&item, "ada", None).await.unwrap();
+        let id = SessionId::generate().unwrap();
+        uow.admit(&prepared, &item, "ada", new, &id).await.unwrap();
+        uow.trim(&prepared, &item, "ada", new).await.unwrap();
+        let stored = store.load(&item).await.unwrap().unwrap();
+        let handles: Vec<_> = Roster::decode(&stored.data)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.handle)
+            .collect();
+        assert_eq!(handles, [over, new], "the least recently seen went");
+    }
 }
