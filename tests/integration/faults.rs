@@ -544,6 +544,37 @@ fn memcached_with_cas_disabled_is_refused() {
     });
 }
 
+/// memcached run with `-B binary` answers no text command: it waits for the rest of a
+/// 24-byte binary header. The native client's handshake gets no answer, and the request a
+/// 503 within the connection timeout, not a hang; an r2d2 pool, which speaks the binary
+/// protocol, works with it.
+#[test]
+fn memcached_in_binary_only_mode_is_a_quick_503_for_the_native_client() {
+    let server = Memcached::start_with(&["-B", "binary"]);
+    let store = MemcacheStore::builder(server.url())
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    run(async {
+        let started = Instant::now();
+        let read = store.load(&SessionId::generate().unwrap()).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    });
+    #[cfg(feature = "r2d2")]
+    {
+        let store = crate::memcached::r2d2_store_at(&server.url(), Duration::from_secs(5));
+        run(async {
+            let id = SessionId::generate().unwrap();
+            assert!(store.create(&id, b"one", TTL).await.unwrap());
+            let read = store.load(&id).await.unwrap().map(|s| s.data);
+            assert_eq!(read.as_deref(), Some(&b"one"[..]));
+        });
+    }
+}
+
 /// Opens connections to `server` until one meets its connection limit; returns the ones
 /// it holds, and whether memcached said so (`ERROR Too many open connections`, then
 /// closed) rather than leaving the connection unanswered. (1.5.22 runs out of file

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -152,17 +152,38 @@ fn answers_version(port: u16) -> bool {
     version_line(port).is_ok_and(|line| line.starts_with("VERSION "))
 }
 
+/// The same for a memcached run with `-B binary`, which answers no text command: the
+/// binary protocol's `version` (opcode 0x0b), answered with a response header (magic
+/// 0x81).
+fn answers_binary_version(port: u16) -> bool {
+    let ask = || -> std::io::Result<[u8; 24]> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut header = [0u8; 24];
+        header[..2].copy_from_slice(&[0x80, 0x0b]);
+        conn.write_all(&header)?;
+        conn.read_exact(&mut header)?;
+        Ok(header)
+    };
+    ask().is_ok_and(|reply| reply[..2] == [0x81, 0x0b])
+}
+
 /// Whether `child`, just started to listen on `port`, answers there within five seconds
 /// (else a panic); `false` if it exited instead (its port taken meanwhile). Its exit is
 /// looked at first: an answer is only its own while it runs.
 pub fn started(child: &mut Child, port: u16, name: &str) -> bool {
+    started_answering(child, port, name, answers_version)
+}
+
+/// [`started`], with `answers` as the proof that it answers.
+fn started_answering(child: &mut Child, port: u16, name: &str, answers: fn(u16) -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             eprintln!("{name} exited ({status}) on port {port}; trying other ports");
             return false;
         }
-        if answers_version(port) {
+        if answers(port) {
             return true;
         }
         assert!(
@@ -227,7 +248,16 @@ impl Memcached {
                 self.program
             )
         });
-        let up = started(self.child.insert(child), self.port, "memcached");
+        let binary_only = self
+            .extra
+            .windows(2)
+            .any(|o| o[0] == "-B" && o[1] == "binary");
+        let answers = if binary_only {
+            answers_binary_version
+        } else {
+            answers_version
+        };
+        let up = started_answering(self.child.insert(child), self.port, "memcached", answers);
         if !up {
             self.child = None;
         }
