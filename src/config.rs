@@ -15,8 +15,9 @@ use crate::store::ErasedStore;
 
 /// Longest idle timeout: browsers cap a cookie's lifetime at 400 days anyway.
 pub(crate) const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 3600);
-/// The most sessions a user's roster lists (see `unit_of_work/roster.rs`), and so the
-/// highest limit an app can set.
+/// The most sessions a user keeps (the roster itself has room for twice as many lines,
+/// for logins in flight: see `unit_of_work/roster.rs`), and so the highest limit an app
+/// can set.
 pub(crate) const MAX_SESSIONS_PER_USER: usize = 64;
 /// Cookies with the session cookie's name verified per request, at most: a browser sends
 /// several after cookie tossing from a subdomain or from an old path.

@@ -33,9 +33,10 @@
 //!    a stale, tampered or unknown cookie gives a fresh session).
 //! 3. [`Package`] handles read and change an in-memory copy; the unit of work records
 //!    which (package, key) entries changed.
-//! 4. A successful response commits the changes with compare-and-swap, merging with
-//!    concurrent commits to other keys and answering 409 when another request changed the
-//!    same key. An error response, handler error or panic writes nothing.
+//! 4. A response whose status is below 400 (by default: see `commit_on`) commits the
+//!    changes with compare-and-swap, merging with concurrent commits to other keys and
+//!    answering 409 when another request changed the same key. An error response, handler
+//!    error or panic writes nothing.
 //!
 //! Handlers can take part in the unit of work: [`TypedPackage`]s, [`Savepoint`]s,
 //! [`Session::abort`], hooks run after the commit or abort ([`Session::after_commit`]),

@@ -205,8 +205,8 @@ impl MemcacheSessionBuilder {
     /// The most sessions one user may be signed in with at once, and what a login beyond
     /// that does: sign out the user's least recently seen session, or refuse the login
     /// with [`SessionError::TooManySessions`](crate::SessionError::TooManySessions).
-    /// Default: no limit of the app's own; the roster of a user's sessions holds at most
-    /// 64, and a login beyond that signs out the least recently seen one.
+    /// Default: no limit of the app's own; a user keeps at most 64 sessions, and a login
+    /// beyond that signs out the least recently seen one.
     ///
     /// With [`OverLimit::RefuseLogin`], concurrent logins of one user never exceed the
     /// limit: each login's entry is added to the user's roster with compare-and-swap, after
@@ -280,8 +280,9 @@ impl MemcacheSessionBuilder {
     /// character, or a path that does not start with `/`; a `__Host-` cookie that is not
     /// `Secure`, has another path than `/` or a domain, a `__Secure-` cookie (either prefix
     /// in any case) or a `SameSite=None` one that is not `Secure` (browsers would drop it);
-    /// an idle timeout under 1 second or over 400 days, an absolute timeout of zero, a
-    /// `max_size` of zero, a retry budget over 60 s, or a NaN refresh fraction.
+    /// an idle timeout or a `max_session_lifetime` under 1 second or over 400 days, an
+    /// absolute timeout of zero, a `max_size` of zero, a retry budget over 60 s, or a NaN
+    /// refresh fraction.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
     }

@@ -88,7 +88,8 @@ impl MemcacheStoreBuilder {
     /// Connections each worker thread keeps to memcached. Default: 1. Each is pipelined:
     /// any number of requests share it, and the commands queued while one write is under
     /// way go out together in the next, so more connections mean fewer commands per
-    /// syscall, not more concurrency (measured: 1 beat 2 and 4; see docs/benchmarks.md).
+    /// syscall, not more concurrency (measured: 1 beat 2 and 4; see docs/stores.md,
+    /// "Choosing the client").
     pub fn pool_max_size(mut self, size: usize) -> Self {
         self.pool_max_size = size;
         self
@@ -193,8 +194,8 @@ impl MemcacheStoreBuilder {
     ///
     /// # Errors
     /// A URL that is not `memcache://host[:port][,host[:port]...]` (or names a server
-    /// twice), a weight for a server not in it or of 0, a key prefix memcached would
-    /// refuse, a pool size outside 1 to 1024, a timeout or retry interval that is zero or
+    /// twice, or more than 1024), a weight for a server not in it or of 0, a key prefix
+    /// memcached would refuse, a pool size outside 1 to 1024, a timeout or retry interval that is zero or
     /// over an hour, a failure limit outside 1 to 1000, or an item size limit outside
     /// 1 KiB to 1 GiB (memcached's own bounds for `-I`).
     pub fn build(self) -> Result<MemcacheStore, StoreError> {
