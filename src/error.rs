@@ -10,9 +10,9 @@ use crate::store::error::StoreError;
 /// handlers.
 ///
 /// The response body is a fixed sentence per case: it never echoes a key, a package name
-/// or the store's own error text. Those go to the log (`tracing`), with the chain of
-/// causes, when the response is made: 5xx at level error, 403, 409 and 413 at info, 400 at
-/// debug.
+/// or the store's own error text. Those go to the log (`tracing`) when the response is
+/// made: 5xx at level error, with the chain of causes; 403, 409 and 413 at info and 400 at
+/// debug, with the error's own message.
 ///
 /// | case | status |
 /// |---|---|
@@ -74,10 +74,15 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
-    /// A concurrent request changed a key this request changed too; nothing was written.
+    /// A concurrent request changed a key this request changed too, or the commit's retry
+    /// budget ran out merging with concurrent commits to other keys, or a user's roster
+    /// kept changing under a login's compare-and-swap; nothing was written.
     #[error("session keys changed by a concurrent request; nothing was saved, retry")]
     Conflict,
-    /// A concurrent request ended (purged) the session; nothing was written.
+    /// The session was ended (purged) or signed out since this request read it, or what
+    /// the store holds for it no longer reads as a session; nothing was written (but see
+    /// [`Session::sign_out_other_sessions`](crate::Session::sign_out_other_sessions) after
+    /// a key rotation).
     #[error("session ended by a concurrent request; nothing was saved")]
     Ended,
     /// A login was refused: the user already has as many sessions as
@@ -92,13 +97,14 @@ pub enum SessionError {
     /// The store failed; says how, in the store's words.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The request signed its user out of every session (or of every other one), and that
-    /// happened, but the rest of its change failed: every session of the user, this one
-    /// included, is signed out; nothing else was saved. Answers as the failure it wraps.
-    #[error("the user was signed out of every session, but the rest of the change failed")]
+    /// The sign-out the request asked for (of every session of its user, of every other
+    /// one, or of the sessions it named) happened, but the rest of its change failed: those
+    /// sessions are signed out; nothing else was saved. Answers as the failure it wraps.
+    #[error("the sign-out happened, but the rest of the change failed")]
     SignedOut(#[source] Box<SessionError>),
-    /// No randomness for a new session id.
-    #[error("cannot generate a session id")]
+    /// No randomness from the operating system, for a new session id, a flash message's
+    /// key, or a login's handle or generation.
+    #[error("no randomness from the operating system")]
     Entropy(#[source] std::io::Error),
     /// Text that is not a session id, given to
     /// [`SessionId::from_str`](crate::SessionId).
@@ -167,7 +173,7 @@ impl SessionError {
         let fixed = match self {
             Self::SignedOut(failure) => {
                 return format!(
-                    "signed out of every session, but the rest was not saved: {}",
+                    "the sign-out happened, but the rest was not saved: {}",
                     failure.public_message()
                 )
             }

@@ -107,8 +107,11 @@ impl OpenSession {
     ///
     /// # Errors
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
-    /// the same key, [`SessionError::Ended`] when the session was purged meanwhile,
-    /// [`SessionError::TooLarge`], or the store failing. Nothing is written then.
+    /// the same key, [`SessionError::Ended`] when the session was purged or signed out
+    /// meanwhile, [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
+    /// over the limit, [`SessionError::Entropy`], or the store failing; nothing is written
+    /// then. [`SessionError::SignedOut`] says that a sign-out it asked for happened and the
+    /// rest failed.
     ///
     /// Dropped before it completes (a caller's timeout or `select!`), the commit and its
     /// hooks run on to their end on the thread's tokio `LocalSet`, as a request's do when

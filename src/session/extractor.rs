@@ -124,7 +124,7 @@ impl Session {
     /// panics is logged at level error, the others still run, and the client gets the
     /// response the handler made, with its cookie, since the change is stored. When the
     /// request aborts instead (error status, handler error or panic, [`abort`](Self::abort),
-    /// or a commit that fails with 409, 413 or 503) the hook never runs. Changes a hook
+    /// or a commit that fails, whatever its status) the hook never runs. Changes a hook
     /// makes to the session are not written. No time limit is put on a hook: one that never
     /// ends holds the response, as a handler would, so give one that waits on the network
     /// its own (`tokio::time::timeout`).
@@ -151,8 +151,8 @@ impl Session {
     }
 
     /// Registers `hook` to run if this request's unit of work aborts: an error status, a
-    /// handler error or panic, [`abort`](Self::abort), or a commit that fails (409, 413,
-    /// 503). It runs before the response leaves, like
+    /// handler error or panic, [`abort`](Self::abort), or a commit that fails (whatever its
+    /// status). It runs before the response leaves, like
     /// [`after_commit`](Self::after_commit) hooks, and the same way cannot change it.
     pub fn after_abort<F, Fut, E>(&self, hook: F)
     where

@@ -15,15 +15,19 @@ pub enum StoreError {
         /// Bytes that were to be written.
         size: usize,
     },
-    /// The store is configured wrongly (a bad URL or key prefix).
+    /// A setting the store refuses: at build (a bad URL, key prefix, pool size, timeout,
+    /// weight, item size or failure limit), or found at request time (a `Distribution`
+    /// naming a server the fleet does not have).
     #[error("invalid session store configuration: {0}")]
     InvalidConfig(String),
     /// The store answered something this crate does not understand.
     #[error("session store protocol error: {0}")]
     Protocol(String),
-    /// The store cannot be used as it is run: a memcached too old for the meta protocol,
-    /// one with compare-and-swap disabled (`-C`), or a store used outside the runtime it
-    /// needs. Says which, and what to change.
+    /// The store cannot be used as it is run: a memcached too old for, or a proxy that
+    /// refuses, a forced `Protocol::Meta`; one with compare-and-swap disabled (`-C`); a
+    /// clock not set yet (before 2020) for a lifetime over 30 days; an r2d2 pool this
+    /// crate refuses; or a store used outside the runtime it needs. Says which, and what
+    /// to change.
     #[error("session store unusable: {0}")]
     Unsupported(String),
 }

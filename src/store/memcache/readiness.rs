@@ -7,7 +7,8 @@ use crate::store::error::StoreError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ServerPing {
-    /// The server as the URL names it (`host:port`), or `"r2d2 pool"` through
+    /// The server as the ring names it (`host` on port 11211, else `host:port`), or
+    /// `"r2d2 pool"` through
     /// [`from_r2d2`](crate::MemcacheStore::from_r2d2).
     pub server: String,
     /// `Ok` if it answered a harmless read in time; otherwise why not:
