@@ -7,7 +7,7 @@ use futures_util::future::join;
 
 use super::backoff::Backoff;
 use super::data::{Dismissal, Existing, SessionData, SignOut};
-use super::enlist::{Prepared, Replaced};
+use super::enlist::Prepared;
 use super::generation;
 use super::hooks::{Hooks, Outcome};
 use super::load::UnitOfWork;
@@ -571,10 +571,10 @@ impl UnitOfWork {
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
-            let replaced = match s.retired.clone() {
-                Some(id) => Some(Replaced { id, stays: false }),
-                None => s.id().cloned().map(|id| Replaced { id, stays: true }),
-            };
+            // A session that keeps its id keeps any entry naming it: another login of it
+            // (a login form sent twice) that won the race, whether it has written the
+            // session yet or not.
+            let replaced = s.retired.clone();
             // Boxed: a login's reads are a large future, and most commits are not logins.
             let prepared = Box::pin(self.prepare(item, user, replaced)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;

@@ -35,26 +35,8 @@ pub(crate) struct Prepared {
     seen: HashMap<String, u64>,
     /// How many entries the roster had once this login was listed in it.
     listed: Cell<usize>,
-    /// The session this login replaces, whose entries go.
-    replaced: Option<Replaced>,
-}
-
-/// The session a login replaces: itself (it stays, under its id or renewed), or the one
-/// it purged.
-#[derive(Clone)]
-pub(crate) struct Replaced {
-    pub(crate) id: SessionId,
-    /// Whether the session stays: then an entry it holds in the store now is not its own
-    /// old one (a session signed in as this user does not log in again) but another login
-    /// of it that won the race (a login form sent twice), and is kept.
-    pub(crate) stays: bool,
-}
-
-impl Replaced {
-    /// Whether `entry`, in `state`, is the replaced session's and goes.
-    fn takes(&self, entry: &Entry, state: &State) -> bool {
-        entry.id == self.id && !(self.stays && matches!(state, State::Live(_)))
-    }
+    /// The session this login replaces (renewed away or purged), whose entries go.
+    replaced: Option<SessionId>,
 }
 
 impl UnitOfWork {
@@ -79,7 +61,7 @@ impl UnitOfWork {
         &self,
         item: &SessionId,
         user: &str,
-        replaced: Option<Replaced>,
+        replaced: Option<SessionId>,
     ) -> Result<Prepared, SessionError> {
         let (mut roster, version) = self.roster_for_login(item).await?;
         let states = self.census(&roster, item, user).await;
@@ -87,9 +69,7 @@ impl UnitOfWork {
             .entries
             .drain(..)
             .zip(states)
-            .filter(|(entry, state)| {
-                *state != State::Dead && !replaced.as_ref().is_some_and(|r| r.takes(entry, state))
-            })
+            .filter(|(entry, state)| *state != State::Dead && replaced.as_ref() != Some(&entry.id))
             .collect();
         let seen = kept
             .iter()

@@ -9,7 +9,7 @@ use actix_web::cookie::Cookie;
 use futures_util::future::join;
 
 use crate::app::TestApp;
-use crate::support::CountingStore;
+use crate::support::{CountingStore, Reply};
 
 macro_rules! devices_suite {
     ($make:expr) => {
@@ -39,6 +39,7 @@ macro_rules! devices_suite {
             over_the_limit_sessions_under_an_old_key_are_signed_out_too,
             a_session_bound_under_a_dropped_key_is_signed_out,
             two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
+            a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -747,19 +748,44 @@ pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore +
     assert!(labels(&dropped, "ada").await.is_empty());
 }
 
+/// A session holding `p/k` = 1, in an app whose logins keep the session's id, with "ada"
+/// signed in elsewhere so that her item exists: each login's listing is a write of it,
+/// which can be held.
+async fn a_session_to_log_in_twice<S: SessionStore + Clone>(
+    store: S,
+) -> (TestApp<S>, Cookie<'static>) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    login(&app, "ada", "other").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    (app, cookie)
+}
+
+/// The first of two logins as "ada" of the session `cookie` names won: it answered 200 and
+/// stays signed in, listed, and with its data; the second lost (409) and took only its
+/// own line away.
+async fn the_first_login_won<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    (first, second): (Reply, Reply),
+    cookie: Cookie<'static>,
+) {
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(second.status, 409, "{second:?}");
+    let cookie = first.cookie.unwrap_or(cookie);
+    assert_eq!(whoami(app, &cookie).await, "ada");
+    assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "1");
+    let mut listed = labels(app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["first", "other"]);
+}
+
 /// A login form sent twice, by a session that keeps its id at login: the second login read
-/// the session before the first wrote it, and lists itself after the first listed. The
-/// first answers 200 and stays signed in and listed; the second loses (409) and takes only
-/// its own line away.
+/// the session before the first wrote it, and lists itself after the first has finished.
 pub async fn two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in<
     S: SessionStore + Clone,
 >(
     store: S,
 ) {
-    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
-    // The user's item exists: each login's listing is a write of it, which can be held.
-    login(&app, "ada", "other").await;
-    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let (app, cookie) = a_session_to_log_in_twice(store).await;
     app.store.hold_next_write_of(app.generation_item("ada"));
     let (second, first) = join(app.get("/login-from/ada/second", Some(&cookie)), async {
         app.store.when_held().await;
@@ -768,11 +794,38 @@ pub async fn two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in<
         first
     })
     .await;
-    assert_eq!(first.status, 200, "{first:?}");
-    assert_eq!(second.status, 409, "{second:?}");
-    let cookie = first.cookie.unwrap_or(cookie);
-    assert_eq!(whoami(&app, &cookie).await, "ada");
-    let mut listed = labels(&app, "ada").await;
-    listed.sort();
-    assert_eq!(listed, ["first", "other"]);
+    the_first_login_won(&app, (first, second), cookie).await;
+}
+
+/// A login form sent twice, by a session that keeps its id at login, the other way round:
+/// the second login finds the first's entry listed while the first has not written the
+/// session yet (its entry is pending). The entry stays.
+pub async fn a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = a_session_to_log_in_twice(store).await;
+    let session = app.store.last_created();
+    // The second's listing waits; the first lists itself and is held at its session write.
+    app.store.hold_next_write_of(app.generation_item("ada"));
+    let (second, first) = join(app.get("/login-from/ada/second", Some(&cookie)), async {
+        app.store.when_held().await;
+        app.store.hold_next_write_of(session.clone());
+        let first = app.get("/login-from/ada/first", Some(&cookie));
+        let (first, ()) = join(first, async {
+            app.store.when_held().await;
+            // The second lists itself again, reading the first's pending entry, and is
+            // held at its own session write; then the first writes the session.
+            app.store.hold_next_write_of(session.clone());
+            app.store.release();
+            app.store.when_held().await;
+            app.store.release();
+        })
+        .await;
+        app.store.release();
+        first
+    })
+    .await;
+    the_first_login_won(&app, (first, second), cookie).await;
 }
