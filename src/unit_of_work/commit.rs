@@ -298,12 +298,16 @@ impl UnitOfWork {
         let ended = match self.clear_old(s).await {
             Ok(ended) => ended,
             Err(e) => {
-                // The new id no client will get: it goes, and so does its entry.
+                // The new id no client will get: it goes, and so does its entry; the
+                // session it replaced, not removed, is listed again.
                 match &action {
                     CookieAction::Issue(issue) if new_id => {
                         Box::pin(self.abandon(&issue.id, s)).await;
                     }
                     _ => {}
+                }
+                if let (RosterChange::Login(prepared), Some(item)) = (&roster, &user_item) {
+                    Box::pin(self.restore(prepared, item)).await;
                 }
                 return Err(e);
             }

@@ -9,7 +9,7 @@
 //! others out only once it is written itself ([`trim`](UnitOfWork::trim)), so a login that
 //! fails has signed nobody out.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -37,6 +37,9 @@ pub(crate) struct Prepared {
     listed: Cell<usize>,
     /// The session this login replaces (renewed away or purged), whose entries go.
     replaced: Option<SessionId>,
+    /// The entries of `replaced` this login took out, as the roster it was listed in had
+    /// them: put back if the commit fails before that session is removed.
+    taken: RefCell<Vec<Entry>>,
 }
 
 impl UnitOfWork {
@@ -65,12 +68,12 @@ impl UnitOfWork {
     ) -> Result<Prepared, SessionError> {
         let (mut roster, version) = self.roster_for_login(item).await?;
         let states = self.census(&roster, item, user).await;
-        let mut kept: Vec<_> = roster
+        let (taken, mut kept): (Vec<_>, Vec<_>) = roster
             .entries
             .drain(..)
             .zip(states)
-            .filter(|(entry, state)| *state != State::Dead && replaced.as_ref() != Some(&entry.id))
-            .collect();
+            .filter(|(_, state)| *state != State::Dead)
+            .partition(|(entry, _)| replaced.as_ref() == Some(&entry.id));
         let seen = kept
             .iter()
             .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
@@ -94,6 +97,7 @@ impl UnitOfWork {
             seen,
             listed: Cell::new(0),
             replaced,
+            taken: RefCell::new(taken.into_iter().map(|(entry, _)| entry).collect()),
         })
     }
 
@@ -173,6 +177,7 @@ impl UnitOfWork {
             match store.update(item, &bytes, current.version, ttl).await? {
                 Update::Updated => {
                     prepared.listed.set(roster.entries.len());
+                    prepared.taken.swap(&current.taken);
                     return Ok(());
                 }
                 Update::Conflict | Update::Missing => {}
@@ -183,6 +188,34 @@ impl UnitOfWork {
             }
         }
         Err(SessionError::Conflict)
+    }
+
+    /// Puts back the entries a login `prepared` took out for the session it replaced, after
+    /// its commit failed before that session was removed: still stored, the session still
+    /// holds its entry, and a failed request signs nobody out. Only into the generation the
+    /// login read, beside the entries there, within the roster's bound. Best effort: an
+    /// entry not put back signs out only the session this request meant to end.
+    pub(crate) async fn restore(&self, prepared: &Prepared, item: &SessionId) {
+        let taken = prepared.taken.take();
+        if taken.is_empty() {
+            return;
+        }
+        let generation = &prepared.roster.generation;
+        let restored = self.edit(item, |roster| {
+            let Some(r) = roster.filter(|r| r.generation == *generation) else {
+                return Ok(false);
+            };
+            let before = r.entries.len();
+            for entry in &taken {
+                if r.get(&entry.handle).is_none() && r.entries.len() < MAX_ENTRIES {
+                    r.entries.push(entry.clone());
+                }
+            }
+            Ok(r.entries.len() != before)
+        });
+        if let Err(e) = restored.await {
+            tracing::debug!(error = %e, "a failed login's replaced entries left out");
+        }
     }
 
     /// After a login listed as `own` was written: signs out the least recently seen of

@@ -40,6 +40,7 @@ macro_rules! devices_suite {
             a_session_bound_under_a_dropped_key_is_signed_out,
             two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
+            a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -642,8 +643,19 @@ pub async fn a_login_that_fails_after_its_session_was_listed_leaves_no_session<
     let app = TestApp::new(CountingStore::new(store)).await;
     let (a, a_id) = login(&app, "ada", "a").await;
     app.sessions.sign_out_everywhere("ada").await.unwrap();
-    app.store.fail_deletes_of(Some(a_id));
-    let failed = app.get("/login-from/ada/b", Some(&a)).await;
+    fails_removing(&app, "/login-from/ada/b", (&a, a_id)).await;
+    assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// `path`, requested with `cookie`, while removing the session `id` fails (its server
+/// down): 503, and the new session the login stored is discarded.
+async fn fails_removing<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    path: &str,
+    (cookie, id): (&Cookie<'_>, SessionId),
+) {
+    app.store.fail_deletes_of(Some(id));
+    let failed = app.get(path, Some(cookie)).await;
     assert_eq!(failed.status, 503, "{failed:?}");
     app.store.fail_deletes_of(None);
     let created = app.store.last_created();
@@ -651,7 +663,21 @@ pub async fn a_login_that_fails_after_its_session_was_listed_leaves_no_session<
         app.store.inner.load(&created).await.unwrap().is_none(),
         "discarded"
     );
-    assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// A purge and a login in one request whose removal of the purged session fails (its
+/// server down): the request fails, and the purged session, still stored, stays signed in
+/// and listed; the login's new session is neither listed nor kept.
+pub async fn a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, a_id) = login(&app, "ada", "a").await;
+    fails_removing(&app, "/purge-then-bind/ada", (&a, a_id)).await;
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+    assert_eq!(whoami(&app, &a).await, "ada");
 }
 
 /// Signing out the other sessions and logging in again as the same user in one request
