@@ -230,9 +230,13 @@ impl MemcacheSessionBuilder {
 
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
-    /// Clamped to `0.0..=1.0`; `0.0` refreshes on every request. NaN is refused at build.
+    /// Below `0.0` it is `0.0`, which refreshes on every request. NaN, and `1.0` or more,
+    /// are refused at build: a cookie is refused once older than the idle timeout, so it
+    /// would be re-issued only in the second it expires, and a user in the middle of using
+    /// the site would be signed out one idle timeout after the cookie was issued.
     pub fn refresh_fraction(mut self, fraction: f64) -> Self {
-        self.refresh_fraction = fraction.clamp(0.0, 1.0);
+        // Not `max`, which would turn a NaN into 0.0 instead of leaving it for `build`.
+        self.refresh_fraction = if fraction < 0.0 { 0.0 } else { fraction };
         self
     }
 
@@ -281,8 +285,8 @@ impl MemcacheSessionBuilder {
     /// `Secure`, has another path than `/` or a domain, a `__Secure-` cookie (either prefix
     /// in any case) or a `SameSite=None` one that is not `Secure` (browsers would drop it);
     /// an idle timeout or a `max_session_lifetime` under 1 second or over 400 days, an
-    /// absolute timeout of zero, a `max_size` of zero, a retry budget over 60 s, or a NaN
-    /// refresh fraction.
+    /// absolute timeout of zero, a `max_size` of zero, a retry budget over 60 s, or a
+    /// refresh fraction that is NaN or 1.0 or more.
     pub fn build(self) -> MemcacheSession {
         MemcacheSession::from_backend(Rc::new(self.backend()))
     }
@@ -374,7 +378,13 @@ impl MemcacheSessionBuilder {
             "retry_budget {:?} is over 60 s",
             self.retry_budget
         );
-        assert!(!self.refresh_fraction.is_nan(), "refresh_fraction is NaN");
+        let fraction = self.refresh_fraction;
+        assert!(!fraction.is_nan(), "refresh_fraction is NaN");
+        assert!(
+            fraction < 1.0,
+            "refresh_fraction {fraction} must be below 1.0: a cookie is re-issued only while \
+             it is younger than the idle timeout"
+        );
     }
 }
 
@@ -475,6 +485,8 @@ mod tests {
                 "retry_budget",
             ),
             (builder().refresh_fraction(f64::NAN), "NaN"),
+            (builder().refresh_fraction(1.0), "below 1.0"),
+            (builder().refresh_fraction(f64::INFINITY), "below 1.0"),
         ] {
             let message = refusal(builder).expect("build panics");
             assert!(message.contains(expected), "{message}");
@@ -496,5 +508,7 @@ mod tests {
             None
         );
         assert_eq!(refusal(builder().cookie_path("/app")), None);
+        assert_eq!(refusal(builder().refresh_fraction(0.99)), None);
+        assert_eq!(refusal(builder().refresh_fraction(-1.0)), None);
     }
 }

@@ -36,9 +36,11 @@ use super::response::SessionResponse;
 /// [`commit_on`](crate::MemcacheSessionBuilder::commit_on) (1xx-3xx by default) and writes
 /// nothing otherwise, nor when the handler fails (whatever the status of its error),
 /// panics or calls [`Session::abort`](crate::Session::abort). A failed commit replaces the
-/// response with the error's (409, 413 or 503), as a response, so middleware wrapped
-/// outside (logging, headers, CORS) still sees it; `Set-Cookie` is only sent after the
-/// store accepted.
+/// response with the error's (409 a conflict, 413 too large, 503 the store down, 403 a
+/// login a refusing session limit turned away, 500 no randomness for a new id or a store
+/// setting that cannot work: the error table in `docs/semantics.md`), as a response, so
+/// middleware wrapped outside (logging, headers, CORS) still sees it; `Set-Cookie` is only
+/// sent after the store accepted.
 #[derive(Clone)]
 pub struct MemcacheSession {
     backend: Rc<Backend>,
