@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::handshake::{after_probe, after_version, Next};
+use super::handshake::{after_probe, after_version, Next, Probe};
 use super::mailbox::{self, Mailbox, Receiver, Sender};
 use super::meta::Line;
 use super::protocol::{short, Op, Protocol, Request, Spoken, Status, MAX_ITEM_CEILING};
@@ -252,14 +252,20 @@ async fn settle(
             Next::ProbeMeta(why) => why,
         };
         let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
-            Ok(()) => Some(&line[..]),
-            Err(e) if closed(&e) => None,
+            Ok(()) => Probe::Answered(&line[..]),
+            Err(e) if closed(&e) => Probe::Closed,
             // A line past the limit or without its `\r` is no meta answer either: say what
             // it was.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(&line[..]),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Probe::Answered(&line[..]),
+            // Answered `version` but not this: a proxy that ignores the command, or a
+            // server slow for a moment; text works with either. A forced meta protocol
+            // waits for an answer (503 meanwhile): a slow server may give it.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && protocol == Protocol::Auto => {
+                Probe::Silent
+            }
             Err(e) => return Err(e),
         };
-        let hung_up = probe.is_none();
+        let hung_up = matches!(probe, Probe::Closed);
         match after_probe(protocol, probe) {
             Ok(()) => return Ok((stream, Spoken::Meta, why)),
             Err(Next::Refuse(_)) if hung_up && tries == 1 => {}

@@ -15,6 +15,17 @@ use super::protocol::{short, Protocol};
 /// conditional delete with the right CAS fails.
 pub(crate) const META_SINCE: (u32, u32, u32) = (1, 6, 18);
 
+/// What came of asking `mn`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Probe<'a> {
+    /// This line (or what was read of one that is no reply).
+    Answered(&'a [u8]),
+    /// The server closed the connection.
+    Closed,
+    /// Nothing within the I/O timeout, the connection left open.
+    Silent,
+}
+
 /// What the answer to `version` decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -111,14 +122,17 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
 /// the reply, or `None` if the connection closed. `Err` is the text protocol (on a new
 /// connection: whatever answered may not be in step), or, where the meta protocol is
 /// configured, a refusal, each saying why.
-pub(crate) fn after_probe(configured: Protocol, line: Option<&[u8]>) -> Result<(), Next> {
-    let answered = match line {
-        Some(b"MN") => return Ok(()),
-        Some(other) => format!(
+pub(crate) fn after_probe(configured: Protocol, probe: Probe<'_>) -> Result<(), Next> {
+    let answered = match probe {
+        Probe::Answered(b"MN") => return Ok(()),
+        Probe::Answered(other) => format!(
             "answered {:?} to the meta no-op (a proxy)",
             short(&String::from_utf8_lossy(other))
         ),
-        None => "closed the connection at the meta no-op (a proxy, such as twemproxy)".to_owned(),
+        Probe::Closed => {
+            "closed the connection at the meta no-op (a proxy, such as twemproxy)".to_owned()
+        }
+        Probe::Silent => "did not answer the meta no-op in time (a proxy)".to_owned(),
     };
     let why = format!("the server names a version with the meta protocol but {answered}");
     Err(match configured {
@@ -228,15 +242,16 @@ mod tests {
 
     #[test]
     fn only_mn_proves_the_meta_protocol() {
-        let text = |line| match after_probe(Protocol::Auto, line) {
+        let text = |probe| match after_probe(Protocol::Auto, probe) {
             Err(Next::Speak(Protocol::Text, why)) => why,
-            other => panic!("{line:?}: {other:?}"),
+            other => panic!("{probe:?}: {other:?}"),
         };
-        assert!(after_probe(Protocol::Auto, Some(b"MN")).is_ok());
-        assert!(after_probe(Protocol::Meta, Some(b"MN")).is_ok());
-        assert!(text(Some(b"ERROR")).contains("ERROR"));
-        assert!(text(Some(b"MN O1")).contains("MN O1"));
-        assert!(text(None).contains("closed"));
+        assert!(after_probe(Protocol::Auto, Probe::Answered(b"MN")).is_ok());
+        assert!(after_probe(Protocol::Meta, Probe::Answered(b"MN")).is_ok());
+        assert!(text(Probe::Answered(b"ERROR")).contains("ERROR"));
+        assert!(text(Probe::Answered(b"MN O1")).contains("MN O1"));
+        assert!(text(Probe::Closed).contains("closed"));
+        assert!(text(Probe::Silent).contains("in time"));
     }
 
     /// Where the meta protocol is configured, a proxy that names a meta-capable version is
@@ -244,13 +259,13 @@ mod tests {
     /// request).
     #[test]
     fn a_failed_probe_of_a_forced_meta_protocol_is_refused_by_name() {
-        for line in [None, Some(&b"ERROR"[..])] {
-            match after_probe(Protocol::Meta, line) {
+        for probe in [Probe::Closed, Probe::Answered(b"ERROR")] {
+            match after_probe(Protocol::Meta, probe) {
                 Err(Next::Refuse(why)) => assert!(
                     why.contains("Protocol::Meta") && why.contains("Protocol::Auto"),
                     "{why}"
                 ),
-                other => panic!("{line:?}: {other:?}"),
+                other => panic!("{probe:?}: {other:?}"),
             }
         }
     }
