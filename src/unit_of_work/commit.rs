@@ -298,16 +298,13 @@ impl UnitOfWork {
         let ended = match self.clear_old(s).await {
             Ok(ended) => ended,
             Err(e) => {
-                // The new id no client will get: it goes, and so does its entry; the
-                // session it replaced, not removed, is listed again.
+                // The new id no client will get: it goes, and so does its entry (the
+                // session it replaced, not removed, was never taken off the roster).
                 match &action {
                     CookieAction::Issue(issue) if new_id => {
                         Box::pin(self.abandon(&issue.id, s)).await;
                     }
                     _ => {}
-                }
-                if let (RosterChange::Login(prepared), Some(item)) = (&roster, &user_item) {
-                    Box::pin(self.restore(prepared, item)).await;
                 }
                 return Err(e);
             }
@@ -575,12 +572,11 @@ impl UnitOfWork {
     ) -> Result<RosterChange, SessionError> {
         if generation::lacks_generation(&s.data) {
             let user = generation::bound(&s.data).unwrap_or_default();
-            // A session that keeps its id keeps any entry naming it: another login of it
-            // (a login form sent twice) that won the race, whether it has written the
-            // session yet or not.
-            let replaced = s.retired.clone();
+            // The session this login replaces, or the one it logs in under its own id: its
+            // other entries stay listed and do not count against the limit (`Prepared`).
+            let discounted = s.retired.clone().or_else(|| s.id().cloned());
             // Boxed: a login's reads are a large future, and most commits are not logins.
-            let prepared = Box::pin(self.prepare(item, user, replaced)).await?;
+            let prepared = Box::pin(self.prepare(item, user, discounted)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;
             let generation = prepared.roster.generation.clone();
             let package = generation::PACKAGE;

@@ -9,7 +9,7 @@
 //! others out only once it is written itself ([`trim`](UnitOfWork::trim)), so a login that
 //! fails has signed nobody out.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -35,11 +35,21 @@ pub(crate) struct Prepared {
     seen: HashMap<String, u64>,
     /// How many entries the roster had once this login was listed in it.
     listed: Cell<usize>,
-    /// The session this login replaces (renewed away or purged), whose entries go.
-    replaced: Option<SessionId>,
-    /// The entries of `replaced` this login took out, as the roster it was listed in had
-    /// them: put back if the commit fails before that session is removed.
-    taken: RefCell<Vec<Entry>>,
+    /// The session whose entries, other than this login's own, do not count against the
+    /// limit: the one this login replaces (purged, or found unreachable: removed once the
+    /// login is stored, its entries dead then), or the one logging in under its own id (an
+    /// entry naming it is another login of it racing this one, one of which loses, or
+    /// left from an earlier binding). They stay listed: taking them out would sign the
+    /// session out if the commit failed before removing it, and could not be undone
+    /// without signing back in one that another request ended meanwhile.
+    discounted: Option<SessionId>,
+}
+
+impl Prepared {
+    /// Whether `entry` counts against the limit, for the login listed as `own`.
+    fn counts(&self, entry: &Entry, own: &str) -> bool {
+        entry.handle == own || self.discounted.as_ref() != Some(&entry.id)
+    }
 }
 
 impl UnitOfWork {
@@ -55,8 +65,8 @@ impl UnitOfWork {
     }
 
     /// The roster of `user` at `item` made ready for a login, starting a generation (an
-    /// empty roster) if there is none or the item is not one this crate wrote. The entry of
-    /// the session the login `replaced` (renews or purges) goes. A login
+    /// empty roster) if there is none or the item is not one this crate wrote; the entries
+    /// of the `discounted` session stay, uncounted (see [`Prepared`]). A login
     /// that would go over a limit that refuses fails here, with nothing written; sessions
     /// that cannot be read count as live, and so do those listed under the user's items of
     /// fallback keys (which only ever shrink: logins go to the current key's).
@@ -64,16 +74,16 @@ impl UnitOfWork {
         &self,
         item: &SessionId,
         user: &str,
-        replaced: Option<SessionId>,
+        discounted: Option<SessionId>,
     ) -> Result<Prepared, SessionError> {
         let (mut roster, version) = self.roster_for_login(item).await?;
         let states = self.census(&roster, item, user).await;
-        let (taken, mut kept): (Vec<_>, Vec<_>) = roster
+        let mut kept: Vec<_> = roster
             .entries
             .drain(..)
             .zip(states)
             .filter(|(_, state)| *state != State::Dead)
-            .partition(|(entry, _)| replaced.as_ref() == Some(&entry.id));
+            .collect();
         let seen = kept
             .iter()
             .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
@@ -81,7 +91,11 @@ impl UnitOfWork {
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
             let elsewhere = self.listed_elsewhere(item, user).await?.len();
-            if kept.len() + elsewhere >= limit {
+            let counted = kept
+                .iter()
+                .filter(|(entry, _)| discounted.as_ref() != Some(&entry.id))
+                .count();
+            if counted + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
             }
         }
@@ -96,8 +110,7 @@ impl UnitOfWork {
             version,
             seen,
             listed: Cell::new(0),
-            replaced,
-            taken: RefCell::new(taken.into_iter().map(|(entry, _)| entry).collect()),
+            discounted,
         })
     }
 
@@ -176,46 +189,20 @@ impl UnitOfWork {
             let ttl = self.item_ttl();
             match store.update(item, &bytes, current.version, ttl).await? {
                 Update::Updated => {
-                    prepared.listed.set(roster.entries.len());
-                    prepared.taken.swap(&current.taken);
+                    let counted = roster.entries.iter().filter(|e| prepared.counts(e, handle));
+                    prepared.listed.set(counted.count());
                     return Ok(());
                 }
                 Update::Conflict | Update::Missing => {}
             }
-            current = self.prepare(item, user, prepared.replaced.clone()).await?;
+            current = self
+                .prepare(item, user, prepared.discounted.clone())
+                .await?;
             if current.roster.generation != *generation {
                 return Err(SessionError::Conflict);
             }
         }
         Err(SessionError::Conflict)
-    }
-
-    /// Puts back the entries a login `prepared` took out for the session it replaced, after
-    /// its commit failed before that session was removed: still stored, the session still
-    /// holds its entry, and a failed request signs nobody out. Only into the generation the
-    /// login read, beside the entries there, within the roster's bound. Best effort: an
-    /// entry not put back signs out only the session this request meant to end.
-    pub(crate) async fn restore(&self, prepared: &Prepared, item: &SessionId) {
-        let taken = prepared.taken.take();
-        if taken.is_empty() {
-            return;
-        }
-        let generation = &prepared.roster.generation;
-        let restored = self.edit(item, |roster| {
-            let Some(r) = roster.filter(|r| r.generation == *generation) else {
-                return Ok(false);
-            };
-            let before = r.entries.len();
-            for entry in &taken {
-                if r.get(&entry.handle).is_none() && r.entries.len() < MAX_ENTRIES {
-                    r.entries.push(entry.clone());
-                }
-            }
-            Ok(r.entries.len() != before)
-        });
-        if let Err(e) = restored.await {
-            tracing::debug!(error = %e, "a failed login's replaced entries left out");
-        }
     }
 
     /// After a login listed as `own` was written: signs out the least recently seen of
@@ -247,7 +234,8 @@ impl UnitOfWork {
         let mut ended_elsewhere = Vec::new();
         self.edit(item, |roster| {
             let Some(r) = roster else { return Ok(false) };
-            let over = (r.entries.len() + elsewhere.len()).saturating_sub(limit);
+            let counted = r.entries.iter().filter(|e| prepared.counts(e, own));
+            let over = (counted.count() + elsewhere.len()).saturating_sub(limit);
             // Other keys' first: of sessions seen in the same second, older logins go first
             // (the sort is stable).
             let mut candidates: Vec<(u64, Option<usize>, String)> = elsewhere
@@ -255,7 +243,11 @@ impl UnitOfWork {
                 .enumerate()
                 .map(|(i, (_, entry, seen))| (*seen, Some(i), entry.handle.clone()))
                 .collect();
-            candidates.extend(r.entries.iter().filter(|e| e.handle != own).map(|e| {
+            let others = r
+                .entries
+                .iter()
+                .filter(|e| e.handle != own && prepared.counts(e, own));
+            candidates.extend(others.map(|e| {
                 let at = seen.get(&e.handle).copied().unwrap_or(e.since);
                 (at, None, e.handle.clone())
             }));

@@ -40,7 +40,9 @@ macro_rules! devices_suite {
             a_session_bound_under_a_dropped_key_is_signed_out,
             two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
+            a_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
+            a_session_signed_out_while_a_failing_purge_and_login_replaces_it_stays_out,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -680,6 +682,32 @@ pub async fn a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed
     assert_eq!(whoami(&app, &a).await, "ada");
 }
 
+/// A purge and a login in one request replacing a listed session, which an admin signs
+/// out while the request runs (between its listing and its removal of the old session,
+/// which then fails): the sign-out finds the session listed, ends it, and it stays ended.
+pub async fn a_session_signed_out_while_a_failing_purge_and_login_replaces_it_stays_out<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, a_id) = login(&app, "ada", "a").await;
+    let handle = handle_of(&app, "ada", "a").await;
+    app.store.hold_next_write_of(a_id.clone());
+    let (failed, ()) = join(app.get("/purge-then-bind/ada", Some(&a)), async {
+        app.store.when_held().await;
+        let ended = app.sessions.sign_out_session("ada", &handle).await;
+        assert!(ended.unwrap(), "listed while the login runs");
+        app.store.fail_deletes_of(Some(a_id));
+        app.store.release();
+    })
+    .await;
+    assert_eq!(failed.status, 503, "{failed:?}");
+    app.store.fail_deletes_of(None);
+    assert_eq!(whoami(&app, &a).await, "none");
+    assert!(labels(&app, "ada").await.is_empty());
+}
+
 /// Signing out the other sessions and logging in again as the same user in one request
 /// keeps this session signed in.
 pub async fn signing_out_the_others_then_logging_in_again_stays_signed_in<
@@ -774,16 +802,39 @@ pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore +
     assert!(labels(&dropped, "ada").await.is_empty());
 }
 
-/// A session holding `p/k` = 1, in an app whose logins keep the session's id, with "ada"
-/// signed in elsewhere so that her item exists: each login's listing is a write of it,
-/// which can be held.
+/// A session holding `p/k` = 1, in an app whose logins keep the session's id and whose
+/// users may have two sessions, with "ada" signed in elsewhere so that her item exists:
+/// each login's listing is a write of it, which can be held. Of two logins of the session,
+/// the loser's entry does not count against the limit: the winner signs nobody out.
 async fn a_session_to_log_in_twice<S: SessionStore + Clone>(
     store: S,
 ) -> (TestApp<S>, Cookie<'static>) {
-    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.renew_on_bind(false)
+            .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
     login(&app, "ada", "other").await;
     let cookie = app.get("/set/p/k/1", None).await.cookie();
     (app, cookie)
+}
+
+/// Two logins as "ada" of the session `cookie` names: the second held at its write of
+/// `held` while the first runs to its end, then let go. Their replies, first and second.
+async fn first_while_second_held<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+    cookie: &Cookie<'static>,
+    held: SessionId,
+) -> (Reply, Reply) {
+    app.store.hold_next_write_of(held);
+    let (second, first) = join(app.get("/login-from/ada/second", Some(cookie)), async {
+        app.store.when_held().await;
+        let first = app.get("/login-from/ada/first", Some(cookie)).await;
+        app.store.release();
+        first
+    })
+    .await;
+    (first, second)
 }
 
 /// The first of two logins as "ada" of the session `cookie` names won: it answered 200 and
@@ -812,15 +863,8 @@ pub async fn two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in<
     store: S,
 ) {
     let (app, cookie) = a_session_to_log_in_twice(store).await;
-    app.store.hold_next_write_of(app.generation_item("ada"));
-    let (second, first) = join(app.get("/login-from/ada/second", Some(&cookie)), async {
-        app.store.when_held().await;
-        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
-        app.store.release();
-        first
-    })
-    .await;
-    the_first_login_won(&app, (first, second), cookie).await;
+    let replies = first_while_second_held(&app, &cookie, app.generation_item("ada")).await;
+    the_first_login_won(&app, replies, cookie).await;
 }
 
 /// A login form sent twice, by a session that keeps its id at login, the other way round:
@@ -854,4 +898,18 @@ pub async fn a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it<
     })
     .await;
     the_first_login_won(&app, (first, second), cookie).await;
+}
+
+/// A login form sent twice, by a session that keeps its id at login, at the user's limit:
+/// the second login lists itself and waits to write the session while the first lists
+/// itself beside it, writes the session and wins. The loser's entry does not count: the
+/// winner signs out none of the user's other sessions.
+pub async fn a_login_sent_twice_whose_loser_listed_first_signs_nobody_out<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = a_session_to_log_in_twice(store).await;
+    let replies = first_while_second_held(&app, &cookie, app.store.last_created()).await;
+    the_first_login_won(&app, replies, cookie).await;
 }

@@ -189,15 +189,17 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.count(|c| c.deletes += 1);
-        self.failing_delete(id)?;
+        // Held first: a test may make a held delete fail.
         self.hold(id).await;
+        self.failing_delete(id)?;
         self.inner.delete(id).await
     }
 
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         self.count(|c| c.deletes += 1);
-        self.failing_delete(id)?;
+        // Held first: a test may make a held delete fail.
         self.hold(id).await;
+        self.failing_delete(id)?;
         self.inner.delete_if(id, version).await
     }
 
