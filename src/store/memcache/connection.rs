@@ -128,12 +128,12 @@ impl Connection {
     pub(crate) async fn open(
         host: &str,
         port: u16,
-        io_timeout: Duration,
+        (io_timeout, probe_wait): (Duration, Duration),
         max_value: usize,
         protocol: Protocol,
         metrics: &ServerMetrics,
     ) -> io::Result<(Self, String)> {
-        let (stream, spoken, why) = settle(host, port, protocol, io_timeout).await?;
+        let (stream, spoken, why) = settle(host, port, protocol, (io_timeout, probe_wait)).await?;
         let (read, write) = stream.into_split();
         let shared = Rc::new(Shared {
             outbox: RefCell::new(Vec::with_capacity(4096)),
@@ -236,7 +236,7 @@ async fn settle(
     host: &str,
     port: u16,
     protocol: Protocol,
-    io_timeout: Duration,
+    (io_timeout, probe_wait): (Duration, Duration),
 ) -> io::Result<(TcpStream, Spoken, String)> {
     let mut line = Vec::with_capacity(64);
     let mut tries = 0;
@@ -251,7 +251,7 @@ async fn settle(
             Next::Busy(why) => return Err(busy(why)),
             Next::ProbeMeta(why) => why,
         };
-        let probe = match ask(&mut stream, b"mn\r\n", &mut line, io_timeout).await {
+        let probe = match ask(&mut stream, b"mn\r\n", &mut line, probe_wait).await {
             Ok(()) => Probe::Answered(&line[..]),
             Err(e) if closed(&e) => Probe::Closed,
             // A line past the limit or without its `\r` is no meta answer either: say what

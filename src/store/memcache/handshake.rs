@@ -118,8 +118,8 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     }
 }
 
-/// What the answer to `mn` decides after [`Next::ProbeMeta`] for `configured`: `line` is
-/// the reply, or `None` if the connection closed. `Err` is the text protocol (on a new
+/// What came of asking `mn` (`probe`) decides after [`Next::ProbeMeta`] for `configured`:
+/// only `MN` is the meta protocol. `Err` is the text protocol (on a new
 /// connection: whatever answered may not be in step), or, where the meta protocol is
 /// configured, a refusal, each saying why.
 pub(crate) fn after_probe(configured: Protocol, probe: Probe<'_>) -> Result<(), Next> {

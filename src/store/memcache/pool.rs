@@ -201,10 +201,13 @@ impl Endpoint {
         if let Some(conn) = slot.live() {
             return Ok((conn, true));
         }
+        // Half the connect timeout at most for the meta no-op's answer: a server that
+        // leaves it unanswered is then spoken to in text, reconnected within the rest.
+        let probe_wait = limits.io_timeout.min(limits.connect_timeout / 2);
         let open = Connection::open(
             &self.host,
             self.port,
-            limits.io_timeout,
+            (limits.io_timeout, probe_wait),
             limits.max_value,
             limits.protocol,
             &self.metrics,
