@@ -13,6 +13,10 @@ const CREATE_ATTEMPTS: usize = 3;
 /// Ids drawn for a new session, counting those skipped because their server is down:
 /// with one server of three down, all 64 fall on it with probability 3^-64.
 const MAX_DRAWS: usize = 64;
+/// Servers that may fail a new session's write before the failure is the answer: with
+/// every server down, each due a retry (which a new session's write then is), a request
+/// waits out this many attempts, not one per id drawn.
+const MAX_FAILURES: usize = 3;
 
 /// Why no new session was stored.
 #[derive(Debug)]
@@ -31,6 +35,7 @@ pub(crate) async fn create_new(
     ttl: Duration,
 ) -> Result<SessionId, NotCreated> {
     let mut taken = 0;
+    let mut failures = 0;
     for _ in 0..MAX_DRAWS {
         let id = SessionId::generate().map_err(NotCreated::Entropy)?;
         if !store.accepts(&id) {
@@ -42,6 +47,10 @@ pub(crate) async fn create_new(
             // The id's server failed and the store now turns it away: a new session
             // loses nothing by going elsewhere.
             Err(StoreError::Unavailable(e)) if !store.accepts(&id) => {
+                failures += 1;
+                if failures == MAX_FAILURES {
+                    return Err(NotCreated::Store(StoreError::Unavailable(e)));
+                }
                 tracing::debug!(error = %e, "new session's server is down: another id");
                 continue;
             }

@@ -332,6 +332,32 @@ async fn new_sessions_go_around_a_dead_server_from_its_first_failure() {
     );
 }
 
+/// With every server stalled, and each due a retry whenever a new session's write comes
+/// (their retry interval shorter than a connect timeout), a new session answers 503 after
+/// three attempts, not one per id drawn (up to 64, a connect timeout each).
+#[actix_web::test]
+async fn with_every_server_stalled_a_new_session_fails_after_three_attempts() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let store = trio
+        .builder()
+        .failure_limit(1)
+        .connect_timeout(Duration::from_millis(100))
+        .io_timeout(Duration::from_millis(100))
+        .retry_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    for server in &trio.servers {
+        server.pause();
+    }
+    let reply = app.get("/set/p/k/1", None).await;
+    for server in &trio.servers {
+        server.resume();
+    }
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(app.store.calls().creates, 3);
+}
+
 /// Through actix-session's middleware too, a new session is drawn an id off a server that
 /// failed: not one 500 (its `save` went to whatever server the id fell on).
 #[cfg(feature = "actix-session")]
