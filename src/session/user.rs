@@ -28,7 +28,10 @@ impl Session {
     /// this one with compare-and-swap, so it costs three or four round trips more (and
     /// the renew a create and a conditional delete); requests of a bound session after
     /// that cost none, as the item is read with the session. Binding a session bound to
-    /// someone else moves it to `user`.
+    /// someone else moves it to `user` and empties it first, as Django's login does: every
+    /// entry as loaded goes (the other user's packages, flash messages, "keep me signed
+    /// in" and device label), and what this request set before the switch stays. An
+    /// anonymous session keeps its data (a cart filled before logging in).
     ///
     /// ```
     /// use actix_memcache_session::Session;
@@ -48,11 +51,17 @@ impl Session {
         // restart its absolute timeout on every call).
         let stored = self.id().is_some();
         let package = self.own_package(PACKAGE);
-        let same = self.user()?.as_deref() == Some(user);
+        let bound = self.user()?;
+        let same = bound.as_deref() == Some(user);
         // Signed in as `user` already (its generation and entry held): nothing to do. A new
         // entry would count this session twice against the user's limit.
         if same && package.contains_key(GENERATION)? && package.contains_key(HANDLE)? {
             return Ok(());
+        }
+        if bound.is_some() && !same {
+            // Another user's session: nothing of theirs goes to this one (their packages,
+            // flash messages, "keep me signed in", device label), as Django's login does.
+            self.tx.borrow_mut().data.forget_loaded();
         }
         if self.tx.borrow().renew_on_bind && stored && !same {
             self.renew();

@@ -203,6 +203,18 @@ impl SessionData {
         self.data.put(package, key, value);
     }
 
+    /// Removes every entry this request has not changed, whatever another request changes
+    /// meanwhile (a session switching users keeps nothing of the other user's, and what
+    /// this request set before the switch).
+    pub(crate) fn forget_loaded(&mut self) {
+        let mut loaded = self.data.names();
+        let changes = &self.changes;
+        loaded.retain(|(p, k)| !changes.iter().any(|((cp, ck), _)| cp == p && ck == k));
+        for (package, key) in loaded {
+            self.put_blind(&package, &key, None);
+        }
+    }
+
     /// A package's entries as this request loaded them, before its own changes.
     pub(crate) fn loaded_entries(&self, package: &str) -> Package {
         let mut entries = self.data.package(package).cloned().unwrap_or_default();

@@ -181,6 +181,17 @@ impl Record {
         self.packages.get(name)
     }
 
+    /// Every entry's package and key.
+    pub(crate) fn names(&self) -> Vec<(String, String)> {
+        let named = self.packages.iter().flat_map(|(package, entries)| {
+            let package = package.as_str();
+            entries
+                .keys()
+                .map(move |key| (package.to_owned(), key.as_str().to_owned()))
+        });
+        named.collect()
+    }
+
     pub(crate) fn keys(&self, package: &str) -> Vec<String> {
         self.packages
             .get(package)

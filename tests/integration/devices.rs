@@ -41,6 +41,7 @@ macro_rules! devices_suite {
             two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
             a_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
+            a_session_switching_users_keeps_nothing_of_the_other_user,
             a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
             a_session_signed_out_while_a_failing_purge_and_login_replaces_it_stays_out,
         );
@@ -912,4 +913,34 @@ pub async fn a_login_sent_twice_whose_loser_listed_first_signs_nobody_out<
     let (app, cookie) = a_session_to_log_in_twice(store).await;
     let replies = first_while_second_held(&app, &cookie, app.store.last_created()).await;
     the_first_login_won(&app, replies, cookie).await;
+}
+
+/// A browser where ada stayed signed in ("keep me signed in", a cart) and bob logs in:
+/// his session keeps nothing of hers (her data, her lifetime, her device label), and
+/// keeps the label his login set before binding.
+pub async fn a_session_switching_users_keeps_nothing_of_the_other_user<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let remembered = app.get("/remember/1209600/2592000", Some(&a)).await;
+    assert_eq!(remembered.status, 200, "{remembered:?}");
+    let a = remembered.cookie.unwrap_or(a);
+    assert_eq!(flags(&app, &a).await, ["a current remember"]);
+    let reply = app.get("/login-from/bob/b", Some(&a)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let b = reply.cookie.unwrap_or(a);
+    assert_eq!(whoami(&app, &b).await, "bob");
+    assert_eq!(app.get("/get/p/k", Some(&b)).await.body, "none");
+    assert_eq!(flags(&app, &b).await, ["b current"]);
+    assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// `cookie`'s user's sessions as `label flags`, oldest first.
+async fn flags<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) -> Vec<String> {
+    let listed = devices(app, cookie).await;
+    listed
+        .into_iter()
+        .map(|(_, label, flags)| format!("{label} {flags}"))
+        .collect()
 }
