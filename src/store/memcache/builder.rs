@@ -193,8 +193,8 @@ impl MemcacheStoreBuilder {
     /// The store.
     ///
     /// # Errors
-    /// A URL that is not `memcache://host[:port][,host[:port]...]` (or names a server
-    /// twice, or more than 1024), a weight for a server not in it or of 0, a key prefix
+    /// A URL that is not `memcache://host[:port][,host[:port]...]` (an IPv6 address in
+    /// brackets, a port from 1 to 65535), or names a server twice, or more than 1024; a weight for a server not in it or of 0, a key prefix
     /// memcached would refuse, a pool size outside 1 to 1024, a timeout or retry interval that is zero or
     /// over an hour, a failure limit outside 1 to 1000, or an item size limit outside
     /// 1 KiB to 1 GiB (memcached's own bounds for `-I`).
@@ -306,12 +306,32 @@ fn parse_url(url: &str) -> Result<Vec<(String, String, u16)>, StoreError> {
 
 /// `host[:port]`, `[v6]` or `[v6]:port`, as host and port.
 fn parse_server(written: &str) -> Result<(String, u16), &'static str> {
-    let (host, port) = match written.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => (host, port.parse().map_err(|_| "bad port")?),
-        _ => (written, DEFAULT_PORT),
+    let (host, port) = match written.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or("a '[' without its ']'")?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or("bad address")?)),
+            }
+        }
+        None => match written.split_once(':') {
+            // Taken apart as written it would be another host and port: refused at build,
+            // not found unreachable at every request.
+            Some((_, port)) if port.contains(':') => {
+                return Err("an IPv6 address goes in brackets: [v6] or [v6]:port");
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (written, None),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => match port.parse() {
+            Ok(0) | Err(_) => return Err("bad port (1 to 65535)"),
+            Ok(port) => port,
+        },
+    };
+    if host.is_empty() || host.contains(['[', ']']) {
         return Err("no host");
     }
     Ok((host.to_owned(), port))
@@ -375,6 +395,14 @@ mod tests {
             "memcache://a:1,,b:2",
             "memcache://a:1,a:1",
             "memcache://a,a:11211",
+            "memcache://::1",
+            "memcache://2001:db8::5",
+            "memcache://h:0",
+            "memcache://h:65536",
+            "memcache://[::1",
+            "memcache://[::1]5",
+            "memcache://[]:5",
+            "memcache://[[::1]]",
         ] {
             assert!(
                 matches!(parse_url(bad), Err(StoreError::InvalidConfig(_))),
