@@ -124,8 +124,9 @@ impl Session {
     /// panics is logged at level error, the others still run, and the client gets the
     /// response the handler made, with its cookie, since the change is stored. When the
     /// request aborts instead (error status, handler error or panic, [`abort`](Self::abort),
-    /// or a commit that fails, whatever its status) the hook never runs. Changes a hook
-    /// makes to the session are not written. No time limit is put on a hook: one that never
+    /// or a commit that fails, whatever its status) the hook never runs. A hook reads the
+    /// session as committed (a clone of the handle taken into it: its data, `user()`,
+    /// `id()`); changes it makes to the session are not written. No time limit is put on a hook: one that never
     /// ends holds the response, as a handler would, so give one that waits on the network
     /// its own (`tokio::time::timeout`).
     ///

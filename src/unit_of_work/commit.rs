@@ -97,6 +97,7 @@ impl UnitOfWork {
                 }
             }
         };
+        self.hand_back(data);
         self.backend.config.metrics.commit(ended);
         let branch = match ended {
             Commit::Written | Commit::Unchanged => Outcome::Committed,
@@ -104,6 +105,17 @@ impl UnitOfWork {
         };
         hooks.run(branch).await;
         result
+    }
+
+    /// Puts the data the commit took back into the session, so that its hooks (and any
+    /// handle kept past the request) read it as committed, or as the handler left it when
+    /// the commit failed; what they change goes nowhere (nothing is taken once ended).
+    fn hand_back(&self, data: Option<SessionData>) {
+        if let (Some(data), Some(Ok(mut tx))) =
+            (data, self.session.get().map(|tx| tx.try_borrow_mut()))
+        {
+            tx.data = data;
+        }
     }
 
     /// Tells the session, for its after-commit hooks, the id the commit stored it under

@@ -106,18 +106,17 @@ impl Transaction {
     }
 
     /// Hands the data and hooks to the unit of work at the end of the request; `None` for
-    /// the data when the handler aborted. The savepoints go too: rolling back to one is an
-    /// error from then on, and later changes go nowhere.
+    /// the data when the handler aborted (it stays where it is). The savepoints go too:
+    /// rolling back to one is an error from then on, and later changes go nowhere.
     pub(crate) fn finish(&mut self) -> (Option<SessionData>, Hooks) {
         self.savepoints.clear();
-        // A stand-in nothing writes, so without a creation time (which would read the clock
-        // on every request).
         let hooks = std::mem::take(&mut self.hooks);
-        let standin = SessionData::with(Record::new(0));
         if self.aborted {
-            self.data = standin;
             return (None, hooks);
         }
+        // A stand-in nothing writes until the commit hands the data back, so without a
+        // creation time (which would read the clock on every request).
+        let standin = SessionData::with(Record::new(0));
         (Some(std::mem::replace(&mut self.data, standin)), hooks)
     }
 }

@@ -213,6 +213,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/abort/{p}/{k}/{v}", web::get().to(abort))
             .route("/hooks/{mode}", web::get().to(hooked))
             .route("/stored-id/{how}", web::get().to(stored_id))
+            .route("/hook-reads/{how}", web::get().to(hook_reads))
             .service(
                 // A service inside the session middleware that fails after the handler.
                 web::scope("/inner-error")
@@ -588,6 +589,37 @@ async fn stored_id(
         Ok::<_, SessionError>(())
     });
     Ok(name(s.id()))
+}
+
+/// Binds "ada", sets `p/k` to `how`, and ends as `how` says (`commit`, or `abort`); its
+/// hooks log what they read of the session: `<branch>:<user>:<p/k>`.
+async fn hook_reads(
+    s: Session,
+    how: web::Path<String>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<String> {
+    s.bind_user("ada")?;
+    s.package("p").insert("k", how.as_str())?;
+    for branch in ["commit", "abort"] {
+        let (session, log) = (s.clone(), log.clone().into_inner());
+        let read = move || async move {
+            let user = session.user()?.unwrap_or_else(|| "none".to_owned());
+            let value: Option<String> = session.package("p").get("k")?;
+            log.push(format!(
+                "{branch}:{user}:{}",
+                value.as_deref().unwrap_or("none")
+            ));
+            Ok::<_, SessionError>(())
+        };
+        match branch {
+            "commit" => s.after_commit(read),
+            _ => s.after_abort(read),
+        }
+    }
+    if how.as_str() == "abort" {
+        s.abort();
+    }
+    Ok(how.into_inner())
 }
 
 async fn hooked(

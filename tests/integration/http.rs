@@ -78,6 +78,7 @@ macro_rules! http_suite {
             flash_sent_while_another_request_shows_older_ones_both_land,
             session_id_is_none_until_stored,
             after_commit_hooks_see_the_id_the_session_was_stored_under,
+            hooks_read_the_session_as_committed_or_as_the_handler_left_it,
             container_reads_changes_and_purges_by_id,
             container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing,
             container_change_racing_a_request_change_to_another_key_both_land,
@@ -2107,6 +2108,21 @@ pub async fn signed_out_session_removed_meanwhile_leaves_the_new_login_cookie<
         "the request that did not delete it leaves the cookie alone: {reply:?}"
     );
     assert_eq!(whoami(&app, &login.cookie()).await, "ada");
+}
+
+/// A hook reads the session as the commit wrote it (after-commit), or as the handler left
+/// it (after-abort), not an empty one.
+pub async fn hooks_read_the_session_as_committed_or_as_the_handler_left_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    for how in ["commit", "abort"] {
+        let reply = app.get(&format!("/hook-reads/{how}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(app.hooks.take(), [format!("{how}:ada:{how}")]);
+    }
 }
 
 /// In an after-commit hook, `Session::id` is the id the commit stored the session under: a
