@@ -230,8 +230,9 @@ impl MemcacheSessionBuilder {
 
     /// When a cookie is older than this fraction of the idle timeout, a request that uses
     /// the session re-issues it, and a read-only one `touch`es the store. Default: `0.25`.
-    /// Below `0.0` it is `0.0`, which refreshes on every request. NaN, and `1.0` or more,
-    /// are refused at build: a cookie is refused once older than the idle timeout, so it
+    /// Below `0.0` it is `0.0`, which refreshes on every request; close to `1.0` a cookie
+    /// has only the last seconds of the idle timeout to be re-issued in. NaN, and `1.0`
+    /// or more, are refused at build: a cookie is refused once older than the idle timeout, so it
     /// would be re-issued only in the second it expires, and a user in the middle of using
     /// the site would be signed out one idle timeout after the cookie was issued.
     pub fn refresh_fraction(mut self, fraction: f64) -> Self {

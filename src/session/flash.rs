@@ -134,6 +134,9 @@ impl Session {
     /// message's key.
     pub fn send_flash(&self, message: FlashMessage) -> Result<(), SessionError> {
         let package = self.own_package(PACKAGE);
+        // First, so that an error changes nothing.
+        let mut suffix = [0u8; 4];
+        getrandom::getrandom(&mut suffix).map_err(|e| SessionError::Entropy(e.into()))?;
         // Keys sort in send order: after every message already there, even one sent in
         // the same microsecond or before the clock stepped back.
         let mut keys = package.keys()?;
@@ -145,8 +148,6 @@ impl Session {
             self.tx.borrow_mut().data.put_blind(PACKAGE, oldest, None);
         }
         let at = now_micros().max(last.map_or(0, |last| last.saturating_add(1)));
-        let mut suffix = [0u8; 4];
-        getrandom::getrandom(&mut suffix).map_err(|e| SessionError::Entropy(e.into()))?;
         let key = format!("{at:016x}-{:08x}", u32::from_be_bytes(suffix));
         package.insert(&key, message)
     }

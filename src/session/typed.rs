@@ -107,7 +107,10 @@ impl Session {
     /// back writes nothing, for fields that serialize one value one way (a `HashSet` or
     /// `HashMap` comes out in a new order each time it is built: it counts as changed; use
     /// `BTreeSet` and `BTreeMap`). Keys `value` does not serialize (a field skipped when `None`,
-    /// or one the type no longer has) are removed.
+    /// or one the type no longer has) are removed. So a field set to its default is not
+    /// stored, and a later release that changes `T::default()` changes what it reads: give
+    /// a value a user chose a default no release will change (an `Option`, `None` until
+    /// chosen).
     ///
     /// # Errors
     /// An invalid package name or field name, a `T` that does not serialize to a JSON
