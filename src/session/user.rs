@@ -30,8 +30,10 @@ impl Session {
     /// that cost none, as the item is read with the session. Binding a session bound to
     /// someone else moves it to `user` and empties it first, as Django's login does: every
     /// entry as loaded goes (the other user's packages, flash messages, "keep me signed
-    /// in" and device label), and what this request set before the switch stays. An
-    /// anonymous session keeps its data (a cart filled before logging in).
+    /// in" and device label), and so does any a request of the other user adds meanwhile,
+    /// while what this request set before the switch stays. A request of the other user
+    /// that commits after the switch answers 409 and writes nothing to it. An anonymous
+    /// session keeps its data (a cart filled before logging in).
     ///
     /// ```
     /// use actix_memcache_session::Session;

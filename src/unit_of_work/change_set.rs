@@ -45,6 +45,8 @@ pub(super) enum Merge {
     Blind,
     /// A time stamp (when a session was last seen): never a conflict, the later wins.
     Stamp,
+    /// A removal when the session changes users: never a conflict, it wins.
+    Forget,
 }
 
 impl ChangeSet {
@@ -101,7 +103,7 @@ mod tests {
     #[test]
     fn agrees_with_a_map() {
         const NAMES: [(&str, &str); 4] = [("p", "a"), ("p", "b"), ("q", "a"), ("p", "")];
-        const MERGES: [Merge; 3] = [Merge::Strict, Merge::Blind, Merge::Stamp];
+        const MERGES: [Merge; 4] = [Merge::Strict, Merge::Blind, Merge::Stamp, Merge::Forget];
         let change = |n: usize| Change {
             original: Some(Slot::from(Value::from(n))),
             merge: MERGES[n % MERGES.len()],

@@ -52,8 +52,14 @@ pub(crate) struct SessionData {
     /// The binding a purge in this request took away with the data: a sign-out asked
     /// after the purge still ends the user's sessions.
     pub(super) purged_binding: Option<Box<Binding>>,
+    /// Entries this request wrote with the value already there: not changes, but its own
+    /// when a change of users forgets what was loaded.
+    pub(super) touched: Vec<(String, String)>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
+    /// The session changes users in this request: the other user's entries go, including
+    /// those a concurrent request adds ([`forget_loaded`](Self::forget_loaded)).
+    pub(super) forgetting: bool,
 }
 
 /// Listed sessions of the user that this session signs out on commit.
@@ -124,8 +130,10 @@ impl SessionData {
             signing_out: None,
             dismissing: None,
             purged_binding: None,
+            touched: Vec::new(),
             renewed: false,
             purged: false,
+            forgetting: false,
         }
     }
 
@@ -193,6 +201,7 @@ impl SessionData {
             _ => false,
         };
         if unchanged {
+            self.touched.push((package.to_owned(), key.to_owned()));
             return;
         }
         self.changes.add(package, key, || Change {
@@ -203,16 +212,35 @@ impl SessionData {
         self.data.put(package, key, value);
     }
 
-    /// Removes every entry this request has not changed, whatever another request changes
-    /// meanwhile (a session switching users keeps nothing of the other user's, and what
-    /// this request set before the switch).
+    /// Removes every entry this request has not written, whatever another request writes
+    /// meanwhile, and any it adds (see [`rebase`](Self::rebase)): a session changing users
+    /// keeps nothing of the other user's, and what this request set before the change.
+    /// The binding's own entries are the login's to set (their changes conflict as any
+    /// would), but for the device's label; when it was last seen is stamped anew.
     pub(crate) fn forget_loaded(&mut self) {
+        self.forgetting = true;
         let mut loaded = self.data.names();
-        let changes = &self.changes;
-        loaded.retain(|(p, k)| !changes.iter().any(|((cp, ck), _)| cp == p && ck == k));
+        let (changes, touched) = (&self.changes, &self.touched);
+        loaded.retain(|(p, k)| {
+            let own = changes.iter().any(|((cp, ck), _)| cp == p && ck == k)
+                || touched.iter().any(|(tp, tk)| tp == p && tk == k);
+            !own && (p != generation::PACKAGE || k == generation::LABEL)
+        });
         for (package, key) in loaded {
-            self.put_blind(&package, &key, None);
+            self.change(&package, &key, None, Merge::Forget);
         }
+    }
+
+    /// The value `package`/`key` had when this request loaded it.
+    fn as_loaded(&self, package: &str, key: &str) -> Option<&Slot> {
+        let change = self
+            .changes
+            .iter()
+            .find(|((p, k), _)| p == package && k == key);
+        change.map_or_else(
+            || self.data.slot(package, key),
+            |(_, c)| c.original.as_ref(),
+        )
     }
 
     /// A package's entries as this request loaded them, before its own changes.
@@ -241,6 +269,14 @@ impl SessionData {
     /// meanwhile. A key both changed is a conflict (first committer wins), unless this
     /// request's change was blind and already made, or a time stamp (the later stays).
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
+        // Bound to another user meanwhile (a login on it): nothing of this request's, made
+        // for the user it loaded, goes to that one. (An anonymous session's changes still
+        // merge into a login on it, as they would had the login come first.)
+        let user = |slot: Option<&Slot>| slot.and_then(Slot::value).cloned();
+        let loaded = user(self.as_loaded(generation::PACKAGE, generation::USER));
+        if loaded.is_some() && loaded != user(latest.slot(generation::PACKAGE, generation::USER)) {
+            return Err(SessionError::Conflict);
+        }
         for ((package, key), change) in self.changes.iter() {
             let ours = self.data.slot(package, key);
             let theirs = latest.slot(package, key);
@@ -255,11 +291,15 @@ impl SessionData {
                         ours
                     }
                 }
+                Merge::Forget => ours,
                 Merge::Strict | Merge::Blind => return Err(SessionError::Conflict),
             };
             latest.put_slot(package, key, value.cloned());
         }
         self.data = latest;
+        if self.forgetting {
+            self.forget_loaded();
+        }
         Ok(())
     }
 

@@ -42,6 +42,8 @@ macro_rules! devices_suite {
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
             a_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_session_switching_users_keeps_nothing_of_the_other_user,
+            what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
+            a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
             a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
             a_session_signed_out_while_a_failing_purge_and_login_replaces_it_stays_out,
         );
@@ -916,8 +918,8 @@ pub async fn a_login_sent_twice_whose_loser_listed_first_signs_nobody_out<
 }
 
 /// A browser where ada stayed signed in ("keep me signed in", a cart) and bob logs in:
-/// his session keeps nothing of hers (her data, her lifetime, her device label), and
-/// keeps the label his login set before binding.
+/// his session keeps nothing of hers (her data, her lifetime), and keeps the label his
+/// login set before binding, though it is the one hers had.
 pub async fn a_session_switching_users_keeps_nothing_of_the_other_user<S: SessionStore + Clone>(
     store: S,
 ) {
@@ -927,13 +929,62 @@ pub async fn a_session_switching_users_keeps_nothing_of_the_other_user<S: Sessio
     assert_eq!(remembered.status, 200, "{remembered:?}");
     let a = remembered.cookie.unwrap_or(a);
     assert_eq!(flags(&app, &a).await, ["a current remember"]);
-    let reply = app.get("/login-from/bob/b", Some(&a)).await;
+    let reply = app.get("/login-from/bob/a", Some(&a)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let b = reply.cookie.unwrap_or(a);
     assert_eq!(whoami(&app, &b).await, "bob");
     assert_eq!(app.get("/get/p/k", Some(&b)).await.body, "none");
-    assert_eq!(flags(&app, &b).await, ["b current"]);
+    assert_eq!(flags(&app, &b).await, ["a current"]);
     assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// While bob logs in on a browser where ada stayed signed in, a request of ada's adds a
+/// flash message to her session before his login removes it: the message does not reach
+/// his session.
+pub async fn what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, a_id) = login(&app, "ada", "a").await;
+    // Bob's login is held at its removal of ada's session, which it then finds changed.
+    app.store.hold_next_write_of(a_id);
+    let (bob, ()) = join(app.get("/login-from/bob/b", Some(&a)), async {
+        app.store.when_held().await;
+        let sent = app.get("/flash/send/info/for-ada", Some(&a)).await;
+        assert_eq!(sent.status, 200, "{sent:?}");
+        app.store.release();
+    })
+    .await;
+    assert_eq!(bob.status, 200, "{bob:?}");
+    let b = bob.cookie();
+    assert_eq!(whoami(&app, &b).await, "bob");
+    assert_eq!(app.get("/flash/show", Some(&b)).await.body, "");
+}
+
+/// A request of ada's, in flight when bob logs in on her session (which keeps its id),
+/// commits after him: it answers 409 and writes nothing to what is now bob's session.
+pub async fn a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let (a, a_id) = login(&app, "ada", "a").await;
+    app.store.hold_next_write_of(a_id);
+    let (late, bob) = join(app.get("/set/q/k/1", Some(&a)), async {
+        app.store.when_held().await;
+        let bob = app.get("/login-from/bob/b", Some(&a)).await;
+        app.store.release();
+        bob
+    })
+    .await;
+    assert_eq!(bob.status, 200, "{bob:?}");
+    assert_eq!(late.status, 409, "{late:?}");
+    let b = bob.cookie.unwrap_or(a);
+    assert_eq!(whoami(&app, &b).await, "bob");
+    assert_eq!(app.get("/get/q/k", Some(&b)).await.body, "none");
 }
 
 /// `cookie`'s user's sessions as `label flags`, oldest first.
