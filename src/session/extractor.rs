@@ -50,7 +50,8 @@ impl Session {
     /// In an [`after_commit`](Self::after_commit) hook it is the id the commit stored the
     /// session under: a new session's, or a renewed one's new id (a login can record it
     /// there), and `None` for a purged session. In an
-    /// [`after_abort`](Self::after_abort) hook it is `None`.
+    /// [`after_abort`](Self::after_abort) hook it is the id the session was loaded under
+    /// (`None` for a new one): nothing was stored.
     ///
     /// ```
     /// use actix_memcache_session::Session;

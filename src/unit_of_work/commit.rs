@@ -90,10 +90,14 @@ impl UnitOfWork {
                 let before = data.id().cloned();
                 match self.commit(data).await {
                     Ok((action, ended)) => {
-                        self.stored_under(before, data, &action);
+                        self.stored_under(stored_id(before, data, &action));
                         (ended, Ok(action))
                     }
-                    Err(e) => (Commit::failed(e.status_code()), Err(e)),
+                    Err(e) => {
+                        // Nothing stored: the id loaded, wherever the commit failed.
+                        self.stored_under(before);
+                        (Commit::failed(e.status_code()), Err(e))
+                    }
                 }
             }
         };
@@ -118,11 +122,11 @@ impl UnitOfWork {
         }
     }
 
-    /// Tells the session, for its after-commit hooks, the id the commit stored it under
-    /// (see [`stored_id`]).
-    fn stored_under(&self, before: Option<SessionId>, data: &SessionData, action: &CookieAction) {
+    /// Tells the session, for its hooks, the id the commit stored it under (see
+    /// [`stored_id`]), or, when it failed, the one it was loaded under.
+    fn stored_under(&self, id: Option<SessionId>) {
         if let Some(Ok(mut tx)) = self.session.get().map(|tx| tx.try_borrow_mut()) {
-            tx.stored = stored_id(before, data, action);
+            tx.stored = id;
         }
     }
 

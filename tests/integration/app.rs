@@ -591,22 +591,31 @@ async fn stored_id(
     Ok(name(s.id()))
 }
 
-/// Binds "ada", sets `p/k` to `how`, and ends as `how` says (`commit`, or `abort`); its
-/// hooks log what they read of the session: `<branch>:<user>:<p/k>`.
+/// Binds "ada", sets `p/k` to `how` (a value too large to store for `too-large`), and
+/// ends as `how` says (`abort` aborts); its hooks log what they read of the session:
+/// `<branch>:<user>:<p/k, or "large">:<id>`.
 async fn hook_reads(
     s: Session,
     how: web::Path<String>,
     log: web::Data<HookLog>,
 ) -> actix_web::Result<String> {
     s.bind_user("ada")?;
-    s.package("p").insert("k", how.as_str())?;
+    let value = match how.as_str() {
+        "too-large" => "x".repeat(5000),
+        how => how.to_owned(),
+    };
+    s.package("p").insert("k", value)?;
     for branch in ["commit", "abort"] {
         let (session, log) = (s.clone(), log.clone().into_inner());
         let read = move || async move {
             let user = session.user()?.unwrap_or_else(|| "none".to_owned());
             let value: Option<String> = session.package("p").get("k")?;
+            let value = value.map(|v| if v.len() > 100 { "large".into() } else { v });
+            let id = session
+                .id()
+                .map_or_else(|| "none".to_owned(), |id| id.to_string());
             log.push(format!(
-                "{branch}:{user}:{}",
+                "{branch}:{user}:{}:{id}",
                 value.as_deref().unwrap_or("none")
             ));
             Ok::<_, SessionError>(())

@@ -2111,18 +2111,28 @@ pub async fn signed_out_session_removed_meanwhile_leaves_the_new_login_cookie<
 }
 
 /// A hook reads the session as the commit wrote it (after-commit), or as the handler left
-/// it (after-abort), not an empty one.
+/// it (after-abort), not an empty one; in an after-abort hook `id` is the id loaded,
+/// whether the handler aborted or the commit failed.
 pub async fn hooks_read_the_session_as_committed_or_as_the_handler_left_it<
     S: SessionStore + Clone,
 >(
     store: S,
 ) {
-    let app = TestApp::new(CountingStore::new(store)).await;
-    for how in ["commit", "abort"] {
-        let reply = app.get(&format!("/hook-reads/{how}"), None).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        assert_eq!(app.hooks.take(), [format!("{how}:ada:{how}")]);
-    }
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(1000)).await;
+    let reply = app.get("/hook-reads/abort", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(app.hooks.take(), ["abort:ada:abort:none"]);
+    let reply = app.get("/hook-reads/commit", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let id = app.store.last_created();
+    assert_eq!(app.hooks.take(), [format!("commit:ada:commit:{id}")]);
+    let cookie = reply.cookie();
+    let reply = app.get("/hook-reads/abort", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(app.hooks.take(), [format!("abort:ada:abort:{id}")]);
+    let reply = app.get("/hook-reads/too-large", Some(&cookie)).await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert_eq!(app.hooks.take(), [format!("abort:ada:large:{id}")]);
 }
 
 /// In an after-commit hook, `Session::id` is the id the commit stored the session under: a
