@@ -53,8 +53,9 @@ pub(crate) struct SessionData {
     /// after the purge still ends the user's sessions.
     pub(super) purged_binding: Option<Box<Binding>>,
     /// Entries this request wrote with the value already there: not changes, but its own
-    /// when a change of users forgets what was loaded.
-    pub(super) touched: Vec<(String, String)>,
+    /// when a change of users forgets what was loaded. A boxed slice: seldom there, and
+    /// every request moves the session data a few times.
+    pub(super) touched: Option<Box<[(String, String)]>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
     /// The session changes users in this request: the other user's entries go, including
@@ -130,7 +131,7 @@ impl SessionData {
             signing_out: None,
             dismissing: None,
             purged_binding: None,
-            touched: Vec::new(),
+            touched: None,
             renewed: false,
             purged: false,
             forgetting: false,
@@ -201,7 +202,9 @@ impl SessionData {
             _ => false,
         };
         if unchanged {
-            self.touched.push((package.to_owned(), key.to_owned()));
+            let mut touched = self.touched.take().map(Vec::from).unwrap_or_default();
+            touched.push((package.to_owned(), key.to_owned()));
+            self.touched = Some(touched.into_boxed_slice());
             return;
         }
         self.changes.add(package, key, || Change {
@@ -220,7 +223,7 @@ impl SessionData {
     pub(crate) fn forget_loaded(&mut self) {
         self.forgetting = true;
         let mut loaded = self.data.names();
-        let (changes, touched) = (&self.changes, &self.touched);
+        let (changes, touched) = (&self.changes, self.touched.as_deref().unwrap_or_default());
         loaded.retain(|(p, k)| {
             let own = changes.iter().any(|((cp, ck), _)| cp == p && ck == k)
                 || touched.iter().any(|(tp, tk)| tp == p && tk == k);
