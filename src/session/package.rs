@@ -10,14 +10,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::SessionError;
-use crate::unit_of_work::{Name, Slot, Transaction};
+use crate::unit_of_work::{Name, Slot, Transaction, RESERVED};
 
 /// Longest package name or key, in bytes.
 const MAX_NAME_BYTES: usize = 128;
-/// The start of this crate's own package names (the user bound, the lifetime, flash
-/// messages): a handler's `Session::package` cannot reach them, so a package name taken
-/// from input cannot bind a user without the login's renew, or stretch a lifetime.
-const RESERVED: &str = "actix-memcache-session.";
 /// Deepest nesting of arrays and objects in a value. serde_json reads back at most 128
 /// levels and the stored record wraps each value in three, so a deeper value would be
 /// written and then found unreadable: the whole session lost.

@@ -31,7 +31,9 @@ impl Session {
     /// someone else moves it to `user` and empties it first, as Django's login does: every
     /// entry as loaded goes (the other user's packages, flash messages, "keep me signed
     /// in" and device label), and so does any a request of the other user adds meanwhile,
-    /// while what this request set before the switch stays. A request of the other user
+    /// while what this request set before the switch stays (but for an application's entry
+    /// set to the very value the other user's held: set the new user's entries after this
+    /// call). Flash messages sent to the other user are not shown. A request of the other user
     /// that commits after the switch answers 409 and writes nothing to it. An anonymous
     /// session keeps its data (a cart filled before logging in).
     ///

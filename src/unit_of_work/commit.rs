@@ -101,7 +101,7 @@ impl UnitOfWork {
                 }
             }
         };
-        self.hand_back(data, &hooks);
+        self.hand_back(data);
         self.backend.config.metrics.commit(ended);
         let branch = match ended {
             Commit::Written | Commit::Unchanged => Outcome::Committed,
@@ -113,14 +113,12 @@ impl UnitOfWork {
 
     /// Puts the data the commit took back into the session, so that its hooks (and any
     /// handle kept past the request) read it as committed, or as the handler left it when
-    /// the commit failed; what they change goes nowhere (nothing is taken once ended).
-    /// Dropped instead when no hook waits and no handle is left (most requests).
-    fn hand_back(&self, data: Option<SessionData>, hooks: &Hooks) {
-        let Some(tx) = self.session.get() else { return };
-        if hooks.is_empty() && std::rc::Rc::strong_count(tx) == 1 {
-            return;
-        }
-        if let (Some(data), Ok(mut tx)) = (data, tx.try_borrow_mut()) {
+    /// the commit failed, as does a `Session` extracted after it (an outer middleware's);
+    /// what they change goes nowhere (nothing is taken once ended).
+    fn hand_back(&self, data: Option<SessionData>) {
+        if let (Some(data), Some(Ok(mut tx))) =
+            (data, self.session.get().map(|tx| tx.try_borrow_mut()))
+        {
             tx.data = data;
         }
     }

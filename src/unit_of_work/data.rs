@@ -13,6 +13,11 @@ use crate::id::SessionId;
 use crate::metrics::Load;
 use crate::store::Version;
 
+/// The start of this crate's own package names (the user bound, the lifetime, flash
+/// messages): a handler's `Session::package` cannot reach them, so a package name taken
+/// from input cannot bind a user without the login's renew, or stretch a lifetime.
+pub(crate) const RESERVED: &str = "actix-memcache-session.";
+
 /// A session that exists in the store, as this request found it.
 #[derive(Debug, Clone)]
 pub(super) struct Existing {
@@ -52,9 +57,10 @@ pub(crate) struct SessionData {
     /// The binding a purge in this request took away with the data: a sign-out asked
     /// after the purge still ends the user's sessions.
     pub(super) purged_binding: Option<Box<Binding>>,
-    /// Entries this request wrote with the value already there: not changes, but its own
-    /// when a change of users forgets what was loaded. A boxed slice: seldom there, and
-    /// every request moves the session data a few times.
+    /// Entries of this crate's packages (a device label, a lifetime) this request set to
+    /// the value already there: not changes, but its own when a change of users forgets
+    /// what was loaded. A boxed slice: seldom there, and every request moves the session
+    /// data a few times.
     pub(super) touched: Option<Box<[(String, String)]>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
@@ -202,9 +208,11 @@ impl SessionData {
             _ => false,
         };
         if unchanged {
-            let mut touched = self.touched.take().map(Vec::from).unwrap_or_default();
-            touched.push((package.to_owned(), key.to_owned()));
-            self.touched = Some(touched.into_boxed_slice());
+            // Only this crate's own settings, set at a login (an application's entries set
+            // before `bind_user` to the other user's value go with theirs, as documented).
+            if merge == Merge::Strict && package.starts_with(RESERVED) {
+                self.touch(package, key);
+            }
             return;
         }
         self.changes.add(package, key, || Change {
@@ -215,6 +223,15 @@ impl SessionData {
         self.data.put(package, key, value);
     }
 
+    fn touch(&mut self, package: &str, key: &str) {
+        let mut touched = self.touched.take().map(Vec::from).unwrap_or_default();
+        let entry = (package.to_owned(), key.to_owned());
+        if !touched.contains(&entry) {
+            touched.push(entry);
+        }
+        self.touched = Some(touched.into_boxed_slice());
+    }
+
     /// Removes every entry this request has not written, whatever another request writes
     /// meanwhile, and any it adds (see [`rebase`](Self::rebase)): a session changing users
     /// keeps nothing of the other user's, and what this request set before the change.
@@ -222,11 +239,19 @@ impl SessionData {
     /// would), but for the device's label; when it was last seen is stamped anew.
     pub(crate) fn forget_loaded(&mut self) {
         self.forgetting = true;
+        // Set to what was there: this request's all the same, and its value wins a merge.
+        for (package, key) in self.touched.take().into_iter().flatten() {
+            let original = self.data.slot(&package, &key).cloned();
+            self.changes.add(&package, &key, || Change {
+                original,
+                merge: Merge::Forget,
+                again: false,
+            });
+        }
         let mut loaded = self.data.names();
-        let (changes, touched) = (&self.changes, self.touched.as_deref().unwrap_or_default());
+        let changes = &self.changes;
         loaded.retain(|(p, k)| {
-            let own = changes.iter().any(|((cp, ck), _)| cp == p && ck == k)
-                || touched.iter().any(|(tp, tk)| tp == p && tk == k);
+            let own = changes.iter().any(|((cp, ck), _)| cp == p && ck == k);
             !own && (p != generation::PACKAGE || k == generation::LABEL)
         });
         for (package, key) in loaded {
@@ -252,6 +277,10 @@ impl SessionData {
         for ((p, key), change) in self.changes.iter() {
             match (p == package, &change.original) {
                 (false, _) => {}
+                // The other user's, forgotten at a change of users: not this session's.
+                (true, _) if change.merge == Merge::Forget => {
+                    entries.remove(key);
+                }
                 (true, Some(original)) => {
                     entries.insert(key.clone(), original.clone());
                 }
@@ -401,8 +430,12 @@ impl SessionData {
     /// anything is left to write: a change, or a renew. Only an entry changed again is
     /// looked up and compared (most requests change an entry once).
     pub(super) fn settle(&mut self) -> bool {
+        // A change of users' entries stay: set back to the other user's value, theirs is
+        // still this request's to win a merge with.
         self.changes.retain(|(p, k), change| {
-            !change.again || self.data.slot(p, k) != change.original.as_ref()
+            !change.again
+                || change.merge == Merge::Forget
+                || self.data.slot(p, k) != change.original.as_ref()
         });
         self.renewed || !self.changes.is_empty()
     }

@@ -40,6 +40,7 @@ pub(crate) use commit::CookieAction;
 #[cfg(any(test, feature = "__bench", feature = "testing"))]
 pub(crate) use data::SessionData;
 pub use data::SessionStatus;
+pub(crate) use data::RESERVED;
 pub(crate) use hooks::Outcome;
 pub(crate) use load::UnitOfWork;
 pub(crate) use record::Name;

@@ -214,6 +214,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/hooks/{mode}", web::get().to(hooked))
             .route("/stored-id/{how}", web::get().to(stored_id))
             .route("/hook-reads/{how}", web::get().to(hook_reads))
+            .route("/switch-to/{user}/{how}", web::get().to(switch_to))
             .service(
                 // A service inside the session middleware that fails after the handler.
                 web::scope("/inner-error")
@@ -589,6 +590,22 @@ async fn stored_id(
         Ok::<_, SessionError>(())
     });
     Ok(name(s.id()))
+}
+
+/// Binds `user`, and as `how` says: removes `p/k` first (`remove-first`), sets `p/k` to
+/// `"1"` after (`set-after`), or answers the flash messages shown after (`show`).
+async fn switch_to(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (user, how) = path.into_inner();
+    if how == "remove-first" {
+        s.package("p").remove("k")?;
+    }
+    s.bind_user(&user)?;
+    match how.as_str() {
+        "set-after" => s.package("p").insert("k", "1")?,
+        "show" => return shown(&s),
+        _ => {}
+    }
+    Ok(how)
 }
 
 /// Binds "ada", sets `p/k` to `how` (a value too large to store for `too-large`), and

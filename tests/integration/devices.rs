@@ -44,6 +44,8 @@ macro_rules! devices_suite {
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
+            a_login_shows_none_of_the_other_users_flash_messages,
+            a_switch_racing_the_other_user_keeps_the_new_users_values,
             a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
             a_session_signed_out_while_a_failing_purge_and_login_replaces_it_stays_out,
         );
@@ -994,4 +996,43 @@ async fn flags<S: SessionStore + Clone>(app: &TestApp<S>, cookie: &Cookie<'_>) -
         .into_iter()
         .map(|(_, label, flags)| format!("{label} {flags}"))
         .collect()
+}
+
+/// Flash messages sent to ada and not yet shown are not shown to bob, who logs in on her
+/// session.
+pub async fn a_login_shows_none_of_the_other_users_flash_messages<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let sent = app.get("/flash/send/info/for-ada", Some(&a)).await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let shown = app.get("/switch-to/bob/show", Some(&a)).await;
+    assert_eq!((shown.status, shown.body.as_str()), (200, ""), "{shown:?}");
+}
+
+/// While bob logs in on ada's session, held at the removal of hers, a request of ada's
+/// writes `p/k`: bob's session gets what his login set (`"1"`, the value ada's held
+/// before), and nothing where his login only removed a `p/k` ada did not have.
+pub async fn a_switch_racing_the_other_user_keeps_the_new_users_values<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    for (how, expected) in [("set-after", "\"1\""), ("remove-first", "none")] {
+        let (a, a_id) = login(&app, "ada", "a").await;
+        if how == "set-after" {
+            assert_eq!(app.get("/set/p/k/1", Some(&a)).await.status, 200);
+        }
+        app.store.hold_next_write_of(a_id);
+        let (bob, ()) = join(app.get(&format!("/switch-to/bob/{how}"), Some(&a)), async {
+            app.store.when_held().await;
+            assert_eq!(app.get("/set/p/k/2", Some(&a)).await.status, 200);
+            app.store.release();
+        })
+        .await;
+        assert_eq!(bob.status, 200, "{how}: {bob:?}");
+        let b = bob.cookie();
+        assert_eq!(whoami(&app, &b).await, "bob");
+        assert_eq!(app.get("/get/p/k", Some(&b)).await.body, expected, "{how}");
+    }
 }
