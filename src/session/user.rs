@@ -31,9 +31,11 @@ impl Session {
     /// someone else moves it to `user` and empties it first, as Django's login does: every
     /// entry as loaded goes (the other user's packages, flash messages, "keep me signed
     /// in" and device label), and so does any a request of the other user adds meanwhile,
-    /// while what this request set before the switch stays (but for an application's entry
-    /// set to the very value the other user's held: set the new user's entries after this
-    /// call). Flash messages sent to the other user are not shown. A request of the other user
+    /// while what this request sets, before the switch or after, stays and wins over what a
+    /// request of the other user writes meanwhile (but for an application's entry set
+    /// before it to the very value the other user's held: set the new user's entries after
+    /// this call). Flash messages sent to the other user are not shown. Binding a third
+    /// user in the same request keeps what the request set for the second. A request of the other user
     /// that commits after the switch answers 409 and writes nothing to it. An anonymous
     /// session keeps its data (a cart filled before logging in).
     ///

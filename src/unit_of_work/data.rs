@@ -259,6 +259,12 @@ impl SessionData {
         }
     }
 
+    /// Whether a change of `package` is the login's own in a change of users (all but the
+    /// binding's, whose changes conflict as any would).
+    fn switches(&self, package: &str) -> bool {
+        self.forgetting && package != generation::PACKAGE
+    }
+
     /// The value `package`/`key` had when this request loaded it.
     fn as_loaded(&self, package: &str, key: &str) -> Option<&Slot> {
         let change = self
@@ -324,6 +330,9 @@ impl SessionData {
                     }
                 }
                 Merge::Forget => ours,
+                // A change of users: what the login sets wins over the other user's
+                // (who, racing it, wrote for a session no longer theirs).
+                _ if self.switches(package) => ours,
                 Merge::Strict | Merge::Blind => return Err(SessionError::Conflict),
             };
             latest.put_slot(package, key, value.cloned());
@@ -430,11 +439,13 @@ impl SessionData {
     /// anything is left to write: a change, or a renew. Only an entry changed again is
     /// looked up and compared (most requests change an entry once).
     pub(super) fn settle(&mut self) -> bool {
-        // A change of users' entries stay: set back to the other user's value, theirs is
-        // still this request's to win a merge with.
+        // In a change of users the login's changes stay: set back to the other user's
+        // value, it is still the login's, to win a merge with.
+        let switching = self.forgetting;
         self.changes.retain(|(p, k), change| {
             !change.again
                 || change.merge == Merge::Forget
+                || (switching && p != generation::PACKAGE)
                 || self.data.slot(p, k) != change.original.as_ref()
         });
         self.renewed || !self.changes.is_empty()

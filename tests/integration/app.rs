@@ -592,12 +592,18 @@ async fn stored_id(
     Ok(name(s.id()))
 }
 
-/// Binds `user`, and as `how` says: removes `p/k` first (`remove-first`), sets `p/k` to
-/// `"1"` after (`set-after`), or answers the flash messages shown after (`show`).
+/// Binds `user`, and as `how` says: removes `p/k` first (`remove-first`), sets it to
+/// `"0"` and back to `"1"` first (`flip-first`), sets it to `"1"` after (`set-after`), or
+/// answers the flash messages shown after (`show`).
 async fn switch_to(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
     let (user, how) = path.into_inner();
-    if how == "remove-first" {
-        s.package("p").remove("k")?;
+    match how.as_str() {
+        "remove-first" => drop(s.package("p").remove("k")?),
+        "flip-first" => {
+            s.package("p").insert("k", "0")?;
+            s.package("p").insert("k", "1")?;
+        }
+        _ => {}
     }
     s.bind_user(&user)?;
     match how.as_str() {

@@ -1012,15 +1012,22 @@ pub async fn a_login_shows_none_of_the_other_users_flash_messages<S: SessionStor
 }
 
 /// While bob logs in on ada's session, held at the removal of hers, a request of ada's
-/// writes `p/k`: bob's session gets what his login set (`"1"`, the value ada's held
-/// before), and nothing where his login only removed a `p/k` ada did not have.
+/// writes `p/k`: bob's session gets what his login set (`"1"`, after binding or before,
+/// whether ada's session held it before or not), and nothing where his login only removed
+/// a `p/k` ada did not have.
 pub async fn a_switch_racing_the_other_user_keeps_the_new_users_values<S: SessionStore + Clone>(
     store: S,
 ) {
     let app = TestApp::new(CountingStore::new(store)).await;
-    for (how, expected) in [("set-after", "\"1\""), ("remove-first", "none")] {
+    let cases = [
+        ("set-after", true, "\"1\""),
+        ("set-after", false, "\"1\""),
+        ("flip-first", true, "\"1\""),
+        ("remove-first", false, "none"),
+    ];
+    for (how, had, expected) in cases {
         let (a, a_id) = login(&app, "ada", "a").await;
-        if how == "set-after" {
+        if had {
             assert_eq!(app.get("/set/p/k/1", Some(&a)).await.status, 200);
         }
         app.store.hold_next_write_of(a_id);
@@ -1030,9 +1037,13 @@ pub async fn a_switch_racing_the_other_user_keeps_the_new_users_values<S: Sessio
             app.store.release();
         })
         .await;
-        assert_eq!(bob.status, 200, "{how}: {bob:?}");
+        assert_eq!(bob.status, 200, "{how} {had}: {bob:?}");
         let b = bob.cookie();
         assert_eq!(whoami(&app, &b).await, "bob");
-        assert_eq!(app.get("/get/p/k", Some(&b)).await.body, expected, "{how}");
+        assert_eq!(
+            app.get("/get/p/k", Some(&b)).await.body,
+            expected,
+            "{how} {had}"
+        );
     }
 }
