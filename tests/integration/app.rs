@@ -14,9 +14,10 @@ use actix_service::boxed::{self, BoxService};
 use actix_service::{Service, ServiceExt};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{test, web, App, Error, HttpResponse};
+use actix_web::{test, web, App, Error, FromRequest, HttpResponse};
 use futures_util::future::join;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +27,9 @@ use crate::support::{CountingStore, Reply};
 
 /// A header the outer middleware adds to every response.
 pub const OUTER_HEADER: &str = "x-outer";
+/// The user a middleware outside the session's reads from the session once the commit is
+/// done (as a logging middleware would), on `/login-from/...` responses.
+pub const USER_AFTER_HEADER: &str = "x-user-after";
 
 /// Lets a test hold a request between loading its session and changing it.
 struct Gate {
@@ -109,6 +113,20 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .app_data(hooks.clone())
             .app_data(kept.clone())
             .wrap(middleware)
+            .wrap_fn(|req, srv| {
+                let done = srv.call(req);
+                async move {
+                    let mut res = done.await?;
+                    if res.request().path().starts_with("/login-from/") {
+                        let session = Session::extract(res.request()).await?;
+                        let user = session.user()?.unwrap_or_else(|| "none".to_owned());
+                        let value = HeaderValue::from_str(&user)?;
+                        res.headers_mut()
+                            .insert(HeaderName::from_static(USER_AFTER_HEADER), value);
+                    }
+                    Ok(res)
+                }
+            })
             // Outside the session middleware: must see every response, failed commits too.
             .wrap(DefaultHeaders::new().add((OUTER_HEADER, "seen")))
             .route("/plain", web::get().to(|| async { "plain" }))

@@ -2133,6 +2133,9 @@ pub async fn hooks_read_the_session_as_committed_or_as_the_handler_left_it<
     let reply = app.get("/hook-reads/too-large", Some(&cookie)).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(app.hooks.take(), [format!("abort:ada:large:{id}")]);
+    // A middleware outside the session's reads it after the commit too.
+    let reply = app.get("/login-from/bob/b", None).await;
+    assert_eq!(reply.user_after.as_deref(), Some("bob"), "{reply:?}");
 }
 
 /// In an after-commit hook, `Session::id` is the id the commit stored the session under: a

@@ -219,6 +219,9 @@ pub struct Reply {
     pub body: String,
     pub cookie: Option<Cookie<'static>>,
     pub retry_after: Option<String>,
+    /// The user a middleware outside the session's read from it after the commit
+    /// (`/login-from/...` only).
+    pub user_after: Option<String>,
     /// Whether the middleware wrapped outside the session's saw this response.
     pub outer: bool,
 }
@@ -232,6 +235,10 @@ impl Reply {
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned());
         let outer = res.headers().contains_key(crate::app::OUTER_HEADER);
+        let user_after = res
+            .headers()
+            .get(crate::app::USER_AFTER_HEADER)
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
         Self {
             status,
@@ -239,6 +246,7 @@ impl Reply {
             cookie,
             retry_after,
             outer,
+            user_after,
         }
     }
 
