@@ -28,16 +28,17 @@ impl Session {
     /// this one with compare-and-swap, so it costs three or four round trips more (and
     /// the renew a create and a conditional delete); requests of a bound session after
     /// that cost none, as the item is read with the session. Binding a session bound to
-    /// someone else moves it to `user` and empties it first, as Django's login does: every
-    /// entry as loaded goes (the other user's packages, flash messages, "keep me signed
-    /// in" and device label), and so does any a request of the other user adds meanwhile,
-    /// while what this request sets, before the switch or after, stays and wins over what a
-    /// request of the other user writes meanwhile (but for an application's entry set
-    /// before it to the very value the other user's held: set the new user's entries after
-    /// this call). Flash messages sent to the other user are not shown. Binding a third
-    /// user in the same request keeps what the request set for the second. A request of the other user
-    /// that commits after the switch answers 409 and writes nothing to it. An anonymous
-    /// session keeps its data (a cart filled before logging in).
+    /// someone else moves it to `user` and empties it first, as Django's login does:
+    /// every entry as loaded goes (the other user's packages, flash messages, "keep me
+    /// signed in" and device label), and so does any a request of the other user adds
+    /// meanwhile, while what this request sets, before the switch or after, stays and
+    /// wins over what a request of the other user writes meanwhile (but for an
+    /// application's entry set before it to the very value the other user's held: set
+    /// the new user's entries after this call). Flash messages sent to the other user
+    /// are not shown. Binding a third user in the same request keeps what the request
+    /// set for the second. A request of the other user that commits after the switch
+    /// answers 409 and writes nothing to it. An anonymous session keeps its data (a
+    /// cart filled before logging in).
     ///
     /// ```
     /// use actix_memcache_session::Session;

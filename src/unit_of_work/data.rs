@@ -259,10 +259,11 @@ impl SessionData {
         }
     }
 
-    /// Whether a change of `package` is the login's own in a change of users (all but the
-    /// binding's, whose changes conflict as any would).
-    fn switches(&self, package: &str) -> bool {
-        self.forgetting && package != generation::PACKAGE
+    /// Whether a change of `package` is the login's own in a change of users (`forgetting`):
+    /// all but the binding's, whose changes conflict as any would. It wins a merge, and
+    /// stays when set back.
+    fn switches(forgetting: bool, package: &str) -> bool {
+        forgetting && package != generation::PACKAGE
     }
 
     /// The value `package`/`key` had when this request loaded it.
@@ -332,7 +333,7 @@ impl SessionData {
                 Merge::Forget => ours,
                 // A change of users: what the login sets wins over the other user's
                 // (who, racing it, wrote for a session no longer theirs).
-                _ if self.switches(package) => ours,
+                _ if Self::switches(self.forgetting, package) => ours,
                 Merge::Strict | Merge::Blind => return Err(SessionError::Conflict),
             };
             latest.put_slot(package, key, value.cloned());
@@ -441,11 +442,11 @@ impl SessionData {
     pub(super) fn settle(&mut self) -> bool {
         // In a change of users the login's changes stay: set back to the other user's
         // value, it is still the login's, to win a merge with.
-        let switching = self.forgetting;
+        let forgetting = self.forgetting;
         self.changes.retain(|(p, k), change| {
             !change.again
                 || change.merge == Merge::Forget
-                || (switching && p != generation::PACKAGE)
+                || Self::switches(forgetting, p)
                 || self.data.slot(p, k) != change.original.as_ref()
         });
         self.renewed || !self.changes.is_empty()
