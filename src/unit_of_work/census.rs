@@ -50,6 +50,8 @@ pub(crate) struct Live {
     pub(crate) seen: u64,
     pub(crate) remember_me: bool,
     pub(crate) label: Option<String>,
+    /// The session its login renewed away from.
+    pub(crate) replaces: Option<SessionId>,
 }
 
 impl State {
@@ -136,6 +138,7 @@ impl UnitOfWork {
             seen,
             remember_me: timeouts.own,
             label: label.and_then(|l| l.as_str()).map(str::to_owned),
+            replaces: generation::replaces(data),
         })
     }
 }

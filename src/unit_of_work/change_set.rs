@@ -70,6 +70,18 @@ impl ChangeSet {
         }
     }
 
+    /// The change of `package`/`key`, if it changed: looked up, not searched (a session
+    /// may hold many entries, and a change of users changes them all).
+    pub(super) fn get(&self, package: &str, key: &str) -> Option<&Change> {
+        if let Some(((p, k), change)) = &self.first {
+            if p == package && k == key {
+                return Some(change);
+            }
+        }
+        let entry = (Name::from(package), Name::from(key));
+        self.rest.as_ref()?.get(&entry)
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Entry, &Change)> {
         let first = self.first.as_ref().map(|(entry, change)| (entry, change));
         first.into_iter().chain(self.rest.iter().flatten())
@@ -99,7 +111,8 @@ mod tests {
     use super::*;
 
     /// Against a plain map, over random adds and removals of a few entries: every entry
-    /// once, its first change kept, whether the first entry was dropped or not.
+    /// once, its first change kept and found by `get`, whether the first entry was dropped
+    /// or not.
     #[test]
     fn agrees_with_a_map() {
         const NAMES: [(&str, &str); 4] = [("p", "a"), ("p", "b"), ("q", "a"), ("p", "")];
@@ -139,6 +152,10 @@ mod tests {
                 theirs.sort_by_key(|(entry, _)| *entry);
                 assert_eq!(ours, theirs);
                 assert_eq!(set.is_empty(), model.is_empty());
+                for (p, k) in NAMES {
+                    let got = set.get(p, k).map(first);
+                    assert_eq!(got, model.get(&(p, k)).map(|&n| first(&change(n))));
+                }
             }
         }
         assert!(

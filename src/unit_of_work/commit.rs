@@ -601,6 +601,10 @@ impl UnitOfWork {
             s.put(package, generation::ITEM, Some(item.as_str().into()));
             s.put(package, generation::HANDLE, Some(handle.into()));
             s.put_stamp(package, generation::SEEN, now_unix());
+            // Only a stored session renewed is removed on a condition, which one login wins.
+            let replaces = s.existing.as_ref().filter(|_| s.renewed);
+            let replaces = replaces.map(|existing| existing.id.as_str().into());
+            s.put(package, generation::REPLACES, replaces);
             return Ok(RosterChange::Login(Box::new(prepared)));
         }
         if s.renewed {

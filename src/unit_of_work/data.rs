@@ -251,7 +251,7 @@ impl SessionData {
         let mut loaded = self.data.names();
         let changes = &self.changes;
         loaded.retain(|(p, k)| {
-            let own = changes.iter().any(|((cp, ck), _)| cp == p && ck == k);
+            let own = changes.get(p, k).is_some();
             !own && (p != generation::PACKAGE || k == generation::LABEL)
         });
         for (package, key) in loaded {
@@ -268,14 +268,10 @@ impl SessionData {
 
     /// The value `package`/`key` had when this request loaded it.
     fn as_loaded(&self, package: &str, key: &str) -> Option<&Slot> {
-        let change = self
-            .changes
-            .iter()
-            .find(|((p, k), _)| p == package && k == key);
-        change.map_or_else(
-            || self.data.slot(package, key),
-            |(_, c)| c.original.as_ref(),
-        )
+        match self.changes.get(package, key) {
+            Some(change) => change.original.as_ref(),
+            None => self.data.slot(package, key),
+        }
     }
 
     /// A package's entries as this request loaded them, before its own changes.

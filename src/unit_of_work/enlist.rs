@@ -9,7 +9,7 @@
 //! others out only once it is written itself ([`trim`](UnitOfWork::trim)), so a login that
 //! fails has signed nobody out.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -43,12 +43,22 @@ pub(crate) struct Prepared {
     /// session out if the commit failed before removing it, and could not be undone
     /// without signing back in one that another request ended meanwhile.
     discounted: Option<SessionId>,
+    /// The handles of entries whose sessions a login renewed away from the `discounted`
+    /// one: another login of it (a form sent twice), of which only one can remove it and
+    /// win. They do not count either; as read by the latest census of the roster.
+    renewing: RefCell<Vec<String>>,
 }
 
 impl Prepared {
     /// Whether `entry` counts against the limit, for the login listed as `own`.
     fn counts(&self, entry: &Entry, own: &str) -> bool {
-        entry.handle == own || self.discounted.as_ref() != Some(&entry.id)
+        entry.handle == own || !self.discounts(entry)
+    }
+
+    /// Whether `entry` is another login of the `discounted` session, or left from one.
+    fn discounts(&self, entry: &Entry) -> bool {
+        self.discounted.as_ref() == Some(&entry.id)
+            || self.renewing.borrow().contains(&entry.handle)
     }
 }
 
@@ -88,12 +98,30 @@ impl UnitOfWork {
             .iter()
             .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
             .collect();
+        let renewing = kept
+            .iter()
+            .filter_map(|(entry, state)| match state {
+                State::Live(live) if live.replaces.is_some() && live.replaces == discounted => {
+                    Some(entry.handle.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        // Its entries are put back once the limit is checked.
+        let mut prepared = Prepared {
+            roster,
+            version,
+            seen,
+            listed: Cell::new(0),
+            discounted,
+            renewing: RefCell::new(renewing),
+        };
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
             let elsewhere = self.listed_elsewhere(item, user).await?.len();
             let counted = kept
                 .iter()
-                .filter(|(entry, _)| discounted.as_ref() != Some(&entry.id))
+                .filter(|(entry, _)| !prepared.discounts(entry))
                 .count();
             if counted + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
@@ -104,14 +132,8 @@ impl UnitOfWork {
             kept.sort_by_key(|(entry, state)| state.seen(entry));
             kept.drain(..=kept.len() - MAX_ENTRIES);
         }
-        roster.entries = kept.into_iter().map(|(entry, _)| entry).collect();
-        Ok(Prepared {
-            roster,
-            version,
-            seen,
-            listed: Cell::new(0),
-            discounted,
-        })
+        prepared.roster.entries = kept.into_iter().map(|(entry, _)| entry).collect();
+        Ok(prepared)
     }
 
     /// The sessions listed, and not dead, in `user`'s items other than `item` (those of
@@ -189,6 +211,7 @@ impl UnitOfWork {
             let ttl = self.item_ttl();
             match store.update(item, &bytes, current.version, ttl).await? {
                 Update::Updated => {
+                    prepared.renewing.swap(&current.renewing);
                     let counted = roster.entries.iter().filter(|e| prepared.counts(e, handle));
                     prepared.listed.set(counted.count());
                     return Ok(());

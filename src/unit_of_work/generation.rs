@@ -37,6 +37,10 @@ pub(crate) const HANDLE: &str = "handle";
 pub(crate) const SEEN: &str = "seen";
 /// The label the app gave the session (a device name).
 pub(crate) const LABEL: &str = "label";
+/// The id a login renewed the session away from. Of two logins renewing one session (a
+/// login form sent twice) only one can remove it, and so win: each leaves the other's
+/// entry uncounted against the user's limit (see `enlist.rs`).
+pub(crate) const REPLACES: &str = "replaces";
 /// Compare-and-swap tries at a user's item before giving up with a conflict (each lost one
 /// means another login or sign-out of the user landed meanwhile).
 pub(crate) const EDIT_ATTEMPTS: usize = 8;
@@ -44,6 +48,11 @@ pub(crate) const EDIT_ATTEMPTS: usize = 8;
 /// The user item a session was bound with, if it says.
 pub(crate) fn item_of(data: &Record) -> Option<SessionId> {
     data.get(PACKAGE, ITEM)?.as_str()?.parse().ok()
+}
+
+/// The session a login renewed this one away from, if it says (see [`REPLACES`]).
+pub(crate) fn replaces(data: &Record) -> Option<SessionId> {
+    data.get(PACKAGE, REPLACES)?.as_str()?.parse().ok()
 }
 
 /// The user a session is bound to.

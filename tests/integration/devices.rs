@@ -41,6 +41,7 @@ macro_rules! devices_suite {
             two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in,
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
             a_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
+            a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
@@ -807,18 +808,27 @@ pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore +
     assert!(labels(&dropped, "ada").await.is_empty());
 }
 
-/// A session holding `p/k` = 1, in an app whose logins keep the session's id and whose
-/// users may have two sessions, with "ada" signed in elsewhere so that her item exists:
+/// A session holding `p/k` = 1, in an app whose logins keep the session's id (or renew
+/// it, with `renew`) and whose users may have two sessions, with "ada" signed in elsewhere so that her item exists:
 /// each login's listing is a write of it, which can be held. Of two logins of the session,
 /// the loser's entry does not count against the limit: the winner signs nobody out.
 async fn a_session_to_log_in_twice<S: SessionStore + Clone>(
     store: S,
+    renew: bool,
 ) -> (TestApp<S>, Cookie<'static>) {
-    let app = TestApp::configured(CountingStore::new(store), |b| {
-        b.renew_on_bind(false)
-            .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
-    })
-    .await;
+    let store = CountingStore::new(store);
+    let app = if renew {
+        TestApp::configured(store, |b| {
+            b.max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+        })
+        .await
+    } else {
+        TestApp::configured(store, |b| {
+            b.renew_on_bind(false)
+                .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+        })
+        .await
+    };
     login(&app, "ada", "other").await;
     let cookie = app.get("/set/p/k/1", None).await.cookie();
     (app, cookie)
@@ -867,7 +877,7 @@ pub async fn two_logins_of_a_session_keeping_its_id_leave_the_winner_signed_in<
 >(
     store: S,
 ) {
-    let (app, cookie) = a_session_to_log_in_twice(store).await;
+    let (app, cookie) = a_session_to_log_in_twice(store, false).await;
     let replies = first_while_second_held(&app, &cookie, app.generation_item("ada")).await;
     the_first_login_won(&app, replies, cookie).await;
 }
@@ -880,7 +890,7 @@ pub async fn a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it<
 >(
     store: S,
 ) {
-    let (app, cookie) = a_session_to_log_in_twice(store).await;
+    let (app, cookie) = a_session_to_log_in_twice(store, false).await;
     let session = app.store.last_created();
     // The second's listing waits; the first lists itself and is held at its session write.
     app.store.hold_next_write_of(app.generation_item("ada"));
@@ -914,7 +924,22 @@ pub async fn a_login_sent_twice_whose_loser_listed_first_signs_nobody_out<
 >(
     store: S,
 ) {
-    let (app, cookie) = a_session_to_log_in_twice(store).await;
+    let (app, cookie) = a_session_to_log_in_twice(store, false).await;
+    let replies = first_while_second_held(&app, &cookie, app.store.last_created()).await;
+    the_first_login_won(&app, replies, cookie).await;
+}
+
+/// A login form sent twice, by a session that gets a new id at login (the default), at the
+/// user's limit: the second login lists its new session and waits to remove the old one
+/// while the first lists its own beside it, removes the old one and wins. The loser's
+/// entry names another new id, and still does not count: the winner signs out none of the
+/// user's other sessions.
+pub async fn a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_out<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let (app, cookie) = a_session_to_log_in_twice(store, true).await;
     let replies = first_while_second_held(&app, &cookie, app.store.last_created()).await;
     the_first_login_won(&app, replies, cookie).await;
 }
