@@ -52,10 +52,12 @@ macro_rules! store_acceptance_suite {
             delete_if_at_the_current_version_removes,
             delete_if_at_a_stale_version_keeps_the_newer_write,
             delete_if_of_a_missing_session_reports_it,
+            a_version_read_before_a_delete_does_not_match_the_id_created_again,
             sessions_are_isolated,
             bytes_that_look_like_protocol_round_trip,
             large_values_round_trip,
             entries_expire_after_their_ttl,
+            an_expired_entry_is_gone_to_every_method,
             touch_extends_the_ttl,
             touch_keeps_the_version,
             update_resets_the_ttl,
@@ -183,6 +185,26 @@ pub async fn delete_if_of_a_missing_session_reports_it<S: SessionStore>(store: S
     assert_eq!(data_of(&store, &id).await, None);
 }
 
+/// A version read before an id was deleted does not match the id created again: neither
+/// `update` nor `delete_if` with it touches the new entry. (A user's item is deleted by a
+/// sign-out of all their sessions and created again at the next login, under the same id.)
+pub async fn a_version_read_before_a_delete_does_not_match_the_id_created_again<S: SessionStore>(
+    store: S,
+) {
+    let id = new_id();
+    store.create(&id, b"before", TTL).await.unwrap();
+    let old = store.load(&id).await.unwrap().unwrap().version;
+    store.delete(&id).await.unwrap();
+    assert!(store.create(&id, b"after", TTL).await.unwrap());
+    assert_ne!(store.load(&id).await.unwrap().unwrap().version, old);
+    assert_eq!(
+        store.update(&id, b"written back", old, TTL).await.unwrap(),
+        Update::Conflict
+    );
+    assert_eq!(store.delete_if(&id, old).await.unwrap(), Update::Conflict);
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"after"[..]));
+}
+
 /// Writes to one id never show under another.
 pub async fn sessions_are_isolated<S: SessionStore>(store: S) {
     let (a, b) = (new_id(), new_id());
@@ -218,6 +240,28 @@ pub async fn entries_expire_after_their_ttl<S: SessionStore>(store: S) {
     assert!(data_of(&store, &id).await.is_some());
     __rt::time::sleep(PAST_SHORT_TTL).await;
     assert_eq!(data_of(&store, &id).await, None);
+}
+
+/// An entry past its TTL is gone to every method, not only to `load`: `update`,
+/// `delete_if` and `touch` find it missing and bring nothing back, and `create` takes its
+/// id again.
+pub async fn an_expired_entry_is_gone_to_every_method<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"short", SHORT_TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    __rt::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(
+        store.update(&id, b"back", version, TTL).await.unwrap(),
+        Update::Missing
+    );
+    assert!(!store.touch(&id, TTL).await.unwrap());
+    assert_eq!(
+        store.delete_if(&id, version).await.unwrap(),
+        Update::Missing
+    );
+    assert_eq!(data_of(&store, &id).await, None);
+    assert!(store.create(&id, b"new", TTL).await.unwrap());
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"new"[..]));
 }
 
 /// `touch` gives a session a new TTL.

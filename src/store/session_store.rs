@@ -9,7 +9,12 @@ use crate::store::error::StoreError;
 /// A version token for compare-and-swap: memcached's CAS value, or a counter.
 ///
 /// Two reads of an unchanged session give equal versions; any write changes it, and a
-/// [`touch`](SessionStore::touch) does not.
+/// [`touch`](SessionStore::touch) does not. A version is never given again to the same
+/// id, not even after the id is deleted and created again: a user's item lives under the
+/// same id across a "sign out everywhere" and the next login, and a login holding the
+/// version read before the sign-out must not write the old roster back. A counter per id
+/// that starts again at `create` breaks this; one counter for the whole store (as
+/// memcached's) or a random token does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Version(u64);
 
@@ -70,9 +75,10 @@ pub enum WhenDown {
 /// Futures need not be `Send`: actix-web runs each worker on a single thread. Every
 /// implementation must pass the acceptance suite in `testing` (feature `testing`).
 ///
-/// A store without native compare-and-swap must still make [`update`](Self::update)
-/// atomic with respect to other updates of the same id, or concurrent requests lose
-/// writes.
+/// A store without native compare-and-swap must still make [`update`](Self::update) and
+/// [`delete_if`](Self::delete_if) atomic with respect to other writes of the same id, or
+/// concurrent requests lose writes. An entry past its TTL is gone to every method, whether
+/// or not the store has removed it yet.
 pub trait SessionStore: 'static {
     /// Reads a session, or `None` if it does not exist or has expired.
     /// [`StoreError::TooLarge`] here says the stored item is larger than this store reads
