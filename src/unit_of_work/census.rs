@@ -391,7 +391,7 @@ mod tests {
         let stored = store.load(&item).await.unwrap().unwrap();
         let after = Roster::decode(&stored.data).unwrap();
         assert_eq!(after.entries, roster.entries, "not removed by the listing");
-        let prepared = uow.prepare(&item, "ada", None).await.unwrap();
+        let prepared = uow.prepare(&item, "ada", (None, false)).await.unwrap();
         assert_eq!(prepared.roster.entries, roster.entries, "kept by a login");
 
         store.delete(&id).await.unwrap();
@@ -442,7 +442,7 @@ mod tests {
         }
         assert!(store.create(&item, &roster.encode(), ttl).await.unwrap());
 
-        let prepared = uow.prepare(&item, "ada", None).await.unwrap();
+        let prepared = uow.prepare(&item, "ada", (None, false)).await.unwrap();
         let id = SessionId::generate().unwrap();
         uow.admit(&prepared, &item, "ada", new, &id).await.unwrap();
         uow.trim(&prepared, &item, "ada", new).await.unwrap();

@@ -591,7 +591,11 @@ impl UnitOfWork {
             let user = generation::bound(&s.data).unwrap_or_default();
             // The session this login replaces, or the one it logs in under its own id: its
             // other entries stay listed and do not count against the limit (`Prepared`).
-            let discounted = s.retired.clone().or_else(|| s.id().cloned());
+            // Only the latter is written or removed at the version read (`Prepared::exclusive`).
+            let discounted = match &s.retired {
+                Some(replaced) => (Some(replaced.clone()), false),
+                None => (s.id().cloned(), true),
+            };
             // Boxed: a login's reads are a large future, and most commits are not logins.
             let prepared = Box::pin(self.prepare(item, user, discounted)).await?;
             let handle = roster::new_token().map_err(SessionError::Entropy)?;

@@ -31,8 +31,9 @@ pub(crate) struct Prepared {
     pub(crate) roster: Roster,
     version: Version,
     /// When each listed login was last seen, by handle, for choosing whom a login over the
-    /// limit signs out.
-    seen: HashMap<String, u64>,
+    /// limit signs out; as read by the latest census of the roster, which saw every entry
+    /// listed before this login's.
+    seen: RefCell<HashMap<String, u64>>,
     /// How many entries the roster had once this login was listed in it.
     listed: Cell<usize>,
     /// The session whose entries, other than this login's own, do not count against the
@@ -43,9 +44,14 @@ pub(crate) struct Prepared {
     /// session out if the commit failed before removing it, and could not be undone
     /// without signing back in one that another request ended meanwhile.
     discounted: Option<SessionId>,
-    /// The handles of entries whose sessions a login renewed away from the `discounted`
-    /// one: another login of it (a form sent twice), of which only one can remove it and
-    /// win. They do not count either; as read by the latest census of the roster.
+    /// Whether this login writes or removes the `discounted` session only at the version it
+    /// read (it logs in under its id, or renews it away), so that of it and another login
+    /// renewing that session away only one can win. A login that purged the session, or
+    /// found it unreachable, removes it whatever its version: the other can win too.
+    exclusive: bool,
+    /// With `exclusive`, the handles of entries whose sessions a login renewed away from
+    /// the `discounted` one: another login of it (a form sent twice), which wins only if
+    /// this one loses. They do not count either; as read by the latest census.
     renewing: RefCell<Vec<String>>,
 }
 
@@ -84,7 +90,7 @@ impl UnitOfWork {
         &self,
         item: &SessionId,
         user: &str,
-        discounted: Option<SessionId>,
+        (discounted, exclusive): (Option<SessionId>, bool),
     ) -> Result<Prepared, SessionError> {
         let (mut roster, version) = self.roster_for_login(item).await?;
         let states = self.census(&roster, item, user).await;
@@ -101,7 +107,9 @@ impl UnitOfWork {
         let renewing = kept
             .iter()
             .filter_map(|(entry, state)| match state {
-                State::Live(live) if live.replaces.is_some() && live.replaces == discounted => {
+                State::Live(live)
+                    if exclusive && live.replaces.is_some() && live.replaces == discounted =>
+                {
                     Some(entry.handle.clone())
                 }
                 _ => None,
@@ -111,9 +119,10 @@ impl UnitOfWork {
         let mut prepared = Prepared {
             roster,
             version,
-            seen,
+            seen: RefCell::new(seen),
             listed: Cell::new(0),
             discounted,
+            exclusive,
             renewing: RefCell::new(renewing),
         };
         let (limit, over) = self.limit();
@@ -211,6 +220,7 @@ impl UnitOfWork {
             let ttl = self.item_ttl();
             match store.update(item, &bytes, current.version, ttl).await? {
                 Update::Updated => {
+                    prepared.seen.swap(&current.seen);
                     prepared.renewing.swap(&current.renewing);
                     let counted = roster.entries.iter().filter(|e| prepared.counts(e, handle));
                     prepared.listed.set(counted.count());
@@ -218,9 +228,8 @@ impl UnitOfWork {
                 }
                 Update::Conflict | Update::Missing => {}
             }
-            current = self
-                .prepare(item, user, prepared.discounted.clone())
-                .await?;
+            let discounted = (prepared.discounted.clone(), prepared.exclusive);
+            current = self.prepare(item, user, discounted).await?;
             if current.roster.generation != *generation {
                 return Err(SessionError::Conflict);
             }
@@ -231,8 +240,9 @@ impl UnitOfWork {
     /// After a login listed as `own` was written: signs out the least recently seen of
     /// `user`'s other sessions while the user has more than the limit (with a limit that
     /// refuses, `prepare` already kept it). Each roster is trimmed with compare-and-swap,
-    /// counting what it holds then, so concurrent logins end no more than they must; `seen`
-    /// says when each was last seen, and a login not in it (newer) counts from its entry.
+    /// counting what it holds then of the entries this login's census saw, so concurrent
+    /// logins end no more than they must: an entry listed since is a newer login's, which
+    /// read this one's entry and trims for both (or loses, and takes its entry away).
     /// Until this has run, a user may have one session more per login in flight.
     pub(crate) async fn trim(
         &self,
@@ -252,12 +262,15 @@ impl UnitOfWork {
             return Ok(());
         }
         let elsewhere = self.listed_elsewhere(item, user).await?;
-        let seen = &prepared.seen;
+        let seen = prepared.seen.borrow().clone();
+        let counts = |e: &Entry| {
+            e.handle == own || (seen.contains_key(&e.handle) && prepared.counts(e, own))
+        };
         // Which of the other keys' sessions go: chosen with this item's, removed after.
         let mut ended_elsewhere = Vec::new();
         self.edit(item, |roster| {
             let Some(r) = roster else { return Ok(false) };
-            let counted = r.entries.iter().filter(|e| prepared.counts(e, own));
+            let counted = r.entries.iter().filter(|e| counts(e));
             let over = (counted.count() + elsewhere.len()).saturating_sub(limit);
             // Other keys' first: of sessions seen in the same second, older logins go first
             // (the sort is stable).
@@ -266,10 +279,7 @@ impl UnitOfWork {
                 .enumerate()
                 .map(|(i, (_, entry, seen))| (*seen, Some(i), entry.handle.clone()))
                 .collect();
-            let others = r
-                .entries
-                .iter()
-                .filter(|e| e.handle != own && prepared.counts(e, own));
+            let others = r.entries.iter().filter(|e| e.handle != own && counts(e));
             candidates.extend(others.map(|e| {
                 let at = seen.get(&e.handle).copied().unwrap_or(e.since);
                 (at, None, e.handle.clone())

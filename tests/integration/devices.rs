@@ -42,6 +42,8 @@ macro_rules! devices_suite {
             a_login_sent_twice_whose_winner_is_listed_but_not_written_keeps_it,
             a_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
+            a_renewing_login_sent_twice_at_the_limit_signs_out_one_session,
+            a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
@@ -942,6 +944,86 @@ pub async fn a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_o
     let (app, cookie) = a_session_to_log_in_twice(store, true).await;
     let replies = first_while_second_held(&app, &cookie, app.store.last_created()).await;
     the_first_login_won(&app, replies, cookie).await;
+}
+
+/// A login form sent twice from a new device, by a session that gets a new id at login,
+/// with the user at her limit of two: the first lists itself and is held before removing
+/// the old session, the second lists itself after it and is held there too; the first
+/// wins and trims. It signs out only one of her other sessions: the second's entry, listed
+/// after the first read the roster, is not the first's to count (the second loses, and
+/// takes it away).
+pub async fn a_renewing_login_sent_twice_at_the_limit_signs_out_one_session<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    login(&app, "ada", "o1").await;
+    login(&app, "ada", "o2").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let old = app.store.last_created();
+    let first_done = tokio::sync::Notify::new();
+    app.store.hold_next_write_of(old.clone());
+    let first = async {
+        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
+        first_done.notify_one();
+        first
+    };
+    let (first, second) = join(first, async {
+        app.store.when_held().await;
+        app.store.hold_next_write_of(old.clone());
+        let second = app.get("/login-from/ada/second", Some(&cookie));
+        let (second, ()) = join(second, async {
+            app.store.when_held().await;
+            // The first goes on (held first, let go first): it removes the old session,
+            // wins and trims; then the second.
+            app.store.release();
+            first_done.notified().await;
+            app.store.release();
+        })
+        .await;
+        second
+    })
+    .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(second.status, 409, "{second:?}");
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["first", "o2"]);
+}
+
+/// A renewing login and a purge-then-login of one session, racing, under a limit that
+/// refuses: the purge removes the old session whatever its version, so both can win. The
+/// second to list counts the first, renewed away from the same session, and is refused
+/// at the limit rather than taking the user over it.
+pub async fn a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(2, OverLimit::RefuseLogin)
+    })
+    .await;
+    login(&app, "ada", "other").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    // The purge-then-login is held at its listing while the renewing login runs to its end.
+    app.store.hold_next_write_of(app.generation_item("ada"));
+    let (purged, renewed) = join(app.get("/purge-then-bind/ada", Some(&cookie)), async {
+        app.store.when_held().await;
+        let renewed = app.get("/login-from/ada/renewed", Some(&cookie)).await;
+        app.store.release();
+        renewed
+    })
+    .await;
+    assert_eq!(renewed.status, 200, "{renewed:?}");
+    assert_eq!(purged.status, 403, "{purged:?}");
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["other", "renewed"]);
 }
 
 /// A browser where ada stayed signed in ("keep me signed in", a cart) and bob logs in:
