@@ -5,7 +5,7 @@
 use super::container::Sessions;
 use super::extractor::Session;
 use crate::error::SessionError;
-use crate::unit_of_work::generation::{GENERATION, HANDLE, ITEM, PACKAGE, USER};
+use crate::unit_of_work::generation::{GENERATION, HANDLE, ITEM, PACKAGE, SWITCHES, USER};
 
 impl Session {
     /// Binds this session to `user` (the app's id for the user: a number or name, never
@@ -36,9 +36,10 @@ impl Session {
     /// application's entry set before it to the very value the other user's held: set
     /// the new user's entries after this call). Flash messages sent to the other user
     /// are not shown. Binding a third user in the same request keeps what the request
-    /// set for the second. A request of the other user that commits after the switch
-    /// answers 409 and writes nothing to it. An anonymous session keeps its data (a
-    /// cart filled before logging in).
+    /// set for the second. A request that read the session before the switch (of the
+    /// other user, or from before they logged in) and commits after it answers 409 and
+    /// writes nothing to it. An anonymous session keeps its data (a cart filled before
+    /// logging in).
     ///
     /// ```
     /// use actix_memcache_session::Session;
@@ -69,6 +70,9 @@ impl Session {
             // Another user's session: nothing of theirs goes to this one (their packages,
             // flash messages, "keep me signed in", device label), as Django's login does.
             self.tx.borrow_mut().data.forget_loaded();
+            // Counted, so that a request in flight since before stays out (`rebase`).
+            let switches: u64 = package.get(SWITCHES)?.unwrap_or(0);
+            package.insert(SWITCHES, switches.saturating_add(1))?;
         }
         if self.tx.borrow().renew_on_bind && stored && !same {
             self.renew();

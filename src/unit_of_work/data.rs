@@ -304,12 +304,17 @@ impl SessionData {
     /// meanwhile. A key both changed is a conflict (first committer wins), unless this
     /// request's change was blind and already made, or a time stamp (the later stays).
     pub(crate) fn rebase(&mut self, mut latest: Record) -> Result<(), SessionError> {
-        // Bound to another user meanwhile (a login on it): nothing of this request's, made
-        // for the user it loaded, goes to that one. (An anonymous session's changes still
-        // merge into a login on it, as they would had the login come first.)
-        let user = |slot: Option<&Slot>| slot.and_then(Slot::value).cloned();
-        let loaded = user(self.as_loaded(generation::PACKAGE, generation::USER));
-        if loaded.is_some() && loaded != user(latest.slot(generation::PACKAGE, generation::USER)) {
+        // Bound to another user meanwhile (a login on it), or emptied for one: nothing of
+        // this request's, made for the user it loaded, goes to that one. (An anonymous
+        // session's changes still merge into a first login on it, as they would had the
+        // login come first.)
+        let value = |slot: Option<&Slot>| slot.and_then(Slot::value).cloned();
+        let read = |key| value(self.as_loaded(generation::PACKAGE, key));
+        let now = |key| value(latest.slot(generation::PACKAGE, key));
+        let loaded = read(generation::USER);
+        if (loaded.is_some() && loaded != now(generation::USER))
+            || read(generation::SWITCHES) != now(generation::SWITCHES)
+        {
             return Err(SessionError::Conflict);
         }
         for ((package, key), change) in self.changes.iter() {

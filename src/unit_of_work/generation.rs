@@ -37,6 +37,10 @@ pub(crate) const HANDLE: &str = "handle";
 pub(crate) const SEEN: &str = "seen";
 /// The label the app gave the session (a device name).
 pub(crate) const LABEL: &str = "label";
+/// How many times the session changed users (a `bind_user` on a session bound to another
+/// user). A request that read another count commits nothing (409): what it changed was
+/// for a session that has since emptied for another user, even one it read anonymous.
+pub(crate) const SWITCHES: &str = "switches";
 /// The id a login renewed the session away from. Of two logins renewing one session (a
 /// login form sent twice) only one can remove it, and so win: each leaves the other's
 /// entry uncounted against the user's limit (see `enlist.rs`).

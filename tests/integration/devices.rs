@@ -47,6 +47,7 @@ macro_rules! devices_suite {
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
+            an_anonymous_request_in_flight_across_a_change_of_users_writes_nothing,
             a_login_shows_none_of_the_other_users_flash_messages,
             a_switch_racing_the_other_user_keeps_the_new_users_values,
             a_purge_and_login_failing_to_remove_the_old_session_keeps_it_listed,
@@ -1092,6 +1093,33 @@ pub async fn a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_t
     assert_eq!(bob.status, 200, "{bob:?}");
     assert_eq!(late.status, 409, "{late:?}");
     let b = bob.cookie.unwrap_or(a);
+    assert_eq!(whoami(&app, &b).await, "bob");
+    assert_eq!(app.get("/get/q/k", Some(&b)).await.body, "none");
+}
+
+/// An anonymous request, in flight while ada and then bob log in on its session (which
+/// keeps its id), commits after both: it answers 409, and what it added is not in bob's
+/// session (had it come first, ada's login would have kept it and bob's dropped it).
+pub async fn an_anonymous_request_in_flight_across_a_change_of_users_writes_nothing<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    app.store.hold_next_write_of(app.store.last_created());
+    let (late, bob) = join(app.get("/set/q/k/1", Some(&cookie)), async {
+        app.store.when_held().await;
+        let ada = app.get("/login-from/ada/a", Some(&cookie)).await;
+        assert_eq!(ada.status, 200, "{ada:?}");
+        let bob = app.get("/login-from/bob/b", Some(&cookie)).await;
+        app.store.release();
+        bob
+    })
+    .await;
+    assert_eq!(bob.status, 200, "{bob:?}");
+    assert_eq!(late.status, 409, "{late:?}");
+    let b = bob.cookie.unwrap_or(cookie);
     assert_eq!(whoami(&app, &b).await, "bob");
     assert_eq!(app.get("/get/q/k", Some(&b)).await.body, "none");
 }
