@@ -20,7 +20,9 @@ use crate::unit_of_work::{Outcome, SessionStatus, Transaction, UnitOfWork};
 ///
 /// Extracting it loads the session from the store (once per request); everything after
 /// that works on an in-memory copy, and the middleware writes the changes when the
-/// response is a success. Clones share the same session.
+/// response is a success. Clones share the same session. A clone kept past the response
+/// (in a spawned task, a WebSocket, a streaming body) still reads, but its changes are
+/// never written: the unit of work ended with the response.
 ///
 /// ```
 /// use actix_memcache_session::Session;
