@@ -257,10 +257,10 @@ impl MemcacheSessionBuilder {
     /// 1xx-3xx, so an error response never leaves half a change behind.
     ///
     /// The status is the response's as it passes this middleware: wrap the session
-    /// middleware outside anything that rebuilds responses (an actix-web `ErrorHandlers`
-    /// handler that builds a new response drops the handler's error, which then no longer
-    /// aborts). What a middleware outside
-    /// it answers instead does not undo a stored change.
+    /// middleware inside (before, in `.wrap` order) anything that rebuilds responses (an
+    /// actix-web `ErrorHandlers` handler that builds a new response drops the handler's
+    /// error, which then no longer aborts). What a middleware outside it answers instead
+    /// does not undo a stored change.
     pub fn commit_on(mut self, rule: impl Fn(StatusCode) -> bool + 'static) -> Self {
         self.commit_on = Box::new(rule);
         self

@@ -83,3 +83,56 @@ async fn store_down_is_503_only_where_the_session_is_used() {
     }
     assert_eq!(app.get("/plain", Some(&cookie)).await.status, 200);
 }
+
+/// An `ErrorHandlers` handler that answers a handler's 401 with a new response (a redirect
+/// to the login page) drops the handler's error. Wrapped outside the session middleware
+/// (after it, in `.wrap` order: where the docs put it) the session still sees the error
+/// and writes nothing; wrapped inside, the session sees a plain 303 and commits, as
+/// `commit_on`'s rustdoc warns.
+#[actix_web::test]
+async fn a_handler_error_rebuilt_by_error_handlers_aborts_with_the_session_inside_them() {
+    use actix_memcache_session::{Key, MemcacheSession, MemoryStore, Session};
+    use actix_web::dev::ServiceResponse;
+    use actix_web::http::{header, StatusCode};
+    use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+    use actix_web::HttpResponse;
+
+    fn to_login<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+        let (req, _) = res.into_parts();
+        let redirect = HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .finish();
+        let res = ServiceResponse::new(req, redirect).map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(res))
+    }
+    async fn handler(s: Session) -> actix_web::Result<HttpResponse> {
+        s.package("p").insert("k", 1)?;
+        Err(actix_web::error::ErrorUnauthorized("log in first"))
+    }
+    let request = || test::TestRequest::get().uri("/").to_request();
+
+    let store = MemoryStore::new();
+    let session = MemcacheSession::new(store.clone(), Key::generate());
+    let inside = test::init_service(
+        App::new()
+            .wrap(session)
+            .wrap(ErrorHandlers::new().handler(StatusCode::UNAUTHORIZED, to_login))
+            .route("/", web::get().to(handler)),
+    )
+    .await;
+    let res = test::call_service(&inside, request()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(res.response().cookies().next().is_none(), "nothing written");
+
+    let session = MemcacheSession::new(store, Key::generate());
+    let outside = test::init_service(
+        App::new()
+            .wrap(ErrorHandlers::new().handler(StatusCode::UNAUTHORIZED, to_login))
+            .wrap(session)
+            .route("/", web::get().to(handler)),
+    )
+    .await;
+    let res = test::call_service(&outside, request()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(res.response().cookies().next().is_some(), "committed");
+}
