@@ -159,7 +159,8 @@ impl Sessions {
     ///
     /// # Errors
     /// The store failing, or a listed session's server not answering (the list would not
-    /// be complete).
+    /// be complete); [`SessionError::Conflict`] when the user's logins and sign-outs kept
+    /// changing the list while its dead entries were being removed (try again).
     pub async fn of_user(&self, user: &str) -> Result<Vec<UserSession>, SessionError> {
         let uow = UnitOfWork::new(self.backend.clone());
         let mut listed: Vec<UserSession> = uow
@@ -176,9 +177,10 @@ impl Sessions {
     /// out at its next request. A handle of another user's session ends nothing.
     ///
     /// # Errors
-    /// The store failing. The session may be signed out all the same: a write whose reply
-    /// was lost may have landed, and with fallback keys one key's item may have changed and
-    /// another's not. Trying again is safe.
+    /// The store failing, or [`SessionError::Conflict`] when the user's logins and
+    /// sign-outs kept changing the list through every try. The session may be signed out
+    /// all the same: a write whose reply was lost may have landed, and with fallback keys
+    /// one key's item may have changed and another's not. Trying again is safe.
     pub async fn sign_out_session(
         &self,
         user: &str,

@@ -44,6 +44,7 @@ macro_rules! devices_suite {
             a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_renewing_login_sent_twice_at_the_limit_signs_out_one_session,
             a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it,
+            a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
@@ -1025,6 +1026,32 @@ pub async fn a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it<
     let mut listed = labels(&app, "ada").await;
     listed.sort();
     assert_eq!(listed, ["other", "renewed"]);
+}
+
+/// A login of a session that keeps its id, whose listing in the user's roster lands but
+/// whose reply is lost (503): its entry goes again, so that it does not count as a login
+/// in flight, and a login from another device at the limit signs nobody out for it.
+pub async fn a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.renew_on_bind(false)
+            .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    login(&app, "ada", "o1").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    app.store
+        .lose_the_reply_to_the_next_update_of(app.generation_item("ada"));
+    let lost = app.get("/login-from/ada/lost", Some(&cookie)).await;
+    assert_eq!(lost.status, 503, "{lost:?}");
+    assert_eq!(whoami(&app, &cookie).await, "none");
+    login(&app, "ada", "o2").await;
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["o1", "o2"]);
 }
 
 /// A browser where ada stayed signed in ("keep me signed in", a cart) and bob logs in:

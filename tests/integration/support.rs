@@ -44,6 +44,9 @@ pub struct CountingStore<S> {
     failing_loads: Rc<RefCell<Option<SessionId>>>,
     /// Deletes (plain or conditional) of this id fail as if its server were down.
     failing_deletes: Rc<RefCell<Option<SessionId>>>,
+    /// The next update of this id lands, and then fails as a connection that drops before
+    /// the reply would.
+    lost_reply: Rc<RefCell<Option<SessionId>>>,
     /// The next write (update or delete) of this id waits for `release` (see
     /// `hold_next_write_of`).
     held: Rc<RefCell<Option<SessionId>>>,
@@ -61,6 +64,7 @@ impl<S: SessionStore> CountingStore<S> {
             failing_touches: Rc::default(),
             failing_loads: Rc::default(),
             failing_deletes: Rc::default(),
+            lost_reply: Rc::default(),
             held: Rc::default(),
             reached: Rc::new(Semaphore::new(0)),
             go: Rc::new(Semaphore::new(0)),
@@ -75,6 +79,12 @@ impl<S: SessionStore> CountingStore<S> {
     /// From now on deletes of `id` fail as if its server were down (`None`: none do).
     pub fn fail_deletes_of(&self, id: Option<SessionId>) {
         *self.failing_deletes.borrow_mut() = id;
+    }
+
+    /// The next update of `id` is written, and its caller gets an error, as when the
+    /// connection drops after the write and before its reply.
+    pub fn lose_the_reply_to_the_next_update_of(&self, id: SessionId) {
+        *self.lost_reply.borrow_mut() = Some(id);
     }
 
     fn failing_delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -174,9 +184,17 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     ) -> Result<Update, StoreError> {
         self.count(|c| c.updates += 1);
         self.hold(id).await;
-        self.inner
+        let updated = self
+            .inner
             .update(id, data, version, ttl.max(self.ttl_floor))
-            .await
+            .await?;
+        if self.lost_reply.borrow().as_ref() == Some(id) {
+            self.lost_reply.borrow_mut().take();
+            return Err(StoreError::Unavailable(
+                "the connection dropped before the reply, in this test".into(),
+            ));
+        }
+        Ok(updated)
     }
 
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
