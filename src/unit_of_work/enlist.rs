@@ -30,11 +30,7 @@ use crate::store::{Update, Version};
 pub(crate) struct Prepared {
     pub(crate) roster: Roster,
     version: Version,
-    /// When each listed login was last seen, by handle, for choosing whom a login over the
-    /// limit signs out; as read by the latest census of the roster, which saw every entry
-    /// listed before this login's.
-    seen: RefCell<HashMap<String, u64>>,
-    /// How many entries the roster had once this login was listed in it.
+    /// How many sessions counted against the limit once this login was listed.
     listed: Cell<usize>,
     /// The session whose entries, other than this login's own, do not count against the
     /// limit: the one this login replaces (purged, or found unreachable: removed once the
@@ -49,22 +45,71 @@ pub(crate) struct Prepared {
     /// renewing that session away only one can win. A login that purged the session, or
     /// found it unreachable, removes it whatever its version: the other can win too.
     exclusive: bool,
-    /// With `exclusive`, the handles of entries whose sessions a login renewed away from
-    /// the `discounted` one: another login of it (a form sent twice), which wins only if
-    /// this one loses. They do not count either; as read by the latest census.
-    renewing: RefCell<Vec<String>>,
+    /// What the latest census of the roster read, which saw every entry listed before this
+    /// login's.
+    read: RefCell<Read>,
+}
+
+/// What a census of a user's roster says, for counting against the limit.
+#[derive(Clone, Default)]
+struct Read {
+    /// When each listed login was last seen, by handle, for choosing whom a login over the
+    /// limit signs out.
+    seen: HashMap<String, u64>,
+    /// With `exclusive`, the handles of entries claiming the `discounted` session: another
+    /// login of it (a form sent twice), which wins only if this one loses. They do not
+    /// count either.
+    renewing: Vec<String>,
+    /// Groups of entries claiming one other session each: logins of it racing (a form
+    /// sent twice on another device), of which one at most stays. Each group counts, and
+    /// is signed out, as one session.
+    rivals: Vec<Vec<String>>,
 }
 
 impl Prepared {
-    /// Whether `entry` counts against the limit, for the login listed as `own`.
-    fn counts(&self, entry: &Entry, own: &str) -> bool {
-        entry.handle == own || !self.discounts(entry)
-    }
-
     /// Whether `entry` is another login of the `discounted` session, or left from one.
     fn discounts(&self, entry: &Entry) -> bool {
         self.discounted.as_ref() == Some(&entry.id)
-            || self.renewing.borrow().contains(&entry.handle)
+            || self.read.borrow().renewing.contains(&entry.handle)
+    }
+
+    /// The sessions among `entries` that count against the limit, with the login listed
+    /// as `own`: each by its entries (a group of rival logins is one session).
+    fn sessions<'e>(&self, entries: &'e [Entry], own: Option<&str>) -> Vec<Vec<&'e Entry>> {
+        let read = self.read.borrow();
+        let mut sessions: Vec<Vec<&Entry>> = Vec::new();
+        let mut groups: HashMap<usize, usize> = HashMap::new();
+        for entry in entries {
+            if own == Some(entry.handle.as_str()) {
+                sessions.push(vec![entry]);
+                continue;
+            }
+            if self.discounts(entry) {
+                continue;
+            }
+            let group = read.rivals.iter().position(|g| g.contains(&entry.handle));
+            match group.and_then(|g| groups.get(&g).map(|&at| (g, at))) {
+                Some((_, at)) => sessions[at].push(entry),
+                None => {
+                    if let Some(g) = group {
+                        groups.insert(g, sessions.len());
+                    }
+                    sessions.push(vec![entry]);
+                }
+            }
+        }
+        sessions
+    }
+}
+
+/// The session an entry's login claims, as its session says: the one it renewed away from,
+/// or its own (a login that keeps its id, listed before it writes). Logins that claim one
+/// session race: one at most removes or writes it at the version it read, and stays.
+fn claim(entry: &Entry, state: &State) -> Option<SessionId> {
+    match state {
+        State::Live(live) => Some(live.replaces.clone().unwrap_or_else(|| entry.id.clone())),
+        State::Pending => Some(entry.id.clone()),
+        State::Unknown | State::Over(_) | State::Dead => None,
     }
 }
 
@@ -100,38 +145,44 @@ impl UnitOfWork {
             .zip(states)
             .filter(|(_, state)| *state != State::Dead)
             .collect();
-        let seen = kept
-            .iter()
-            .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
-            .collect();
-        let renewing = kept
-            .iter()
-            .filter_map(|(entry, state)| match state {
-                State::Live(live)
-                    if exclusive && live.replaces.is_some() && live.replaces == discounted =>
-                {
-                    Some(entry.handle.clone())
-                }
-                _ => None,
-            })
-            .collect();
+        let mut read = Read {
+            seen: kept
+                .iter()
+                .map(|(entry, state)| (entry.handle.clone(), state.seen(entry)))
+                .collect(),
+            ..Read::default()
+        };
+        let mut claims: Vec<(SessionId, Vec<String>)> = Vec::new();
+        for (entry, state) in &kept {
+            let Some(claimed) = claim(entry, state) else {
+                continue;
+            };
+            match claims.iter_mut().find(|(c, _)| *c == claimed) {
+                Some((_, handles)) => handles.push(entry.handle.clone()),
+                None => claims.push((claimed, vec![entry.handle.clone()])),
+            }
+        }
+        for (claimed, handles) in claims {
+            if exclusive && discounted.as_ref() == Some(&claimed) {
+                read.renewing = handles;
+            } else if handles.len() > 1 {
+                read.rivals.push(handles);
+            }
+        }
         // Its entries are put back once the limit is checked.
         let mut prepared = Prepared {
             roster,
             version,
-            seen: RefCell::new(seen),
             listed: Cell::new(0),
             discounted,
             exclusive,
-            renewing: RefCell::new(renewing),
+            read: RefCell::new(read),
         };
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
             let elsewhere = self.listed_elsewhere(item, user).await?.len();
-            let counted = kept
-                .iter()
-                .filter(|(entry, _)| !prepared.discounts(entry))
-                .count();
+            let entries: Vec<Entry> = kept.iter().map(|(entry, _)| entry.clone()).collect();
+            let counted = prepared.sessions(&entries, None).len();
             if counted + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
             }
@@ -220,10 +271,9 @@ impl UnitOfWork {
             let ttl = self.item_ttl();
             match store.update(item, &bytes, current.version, ttl).await? {
                 Update::Updated => {
-                    prepared.seen.swap(&current.seen);
-                    prepared.renewing.swap(&current.renewing);
-                    let counted = roster.entries.iter().filter(|e| prepared.counts(e, handle));
-                    prepared.listed.set(counted.count());
+                    prepared.read.swap(&current.read);
+                    let counted = prepared.sessions(&roster.entries, Some(handle));
+                    prepared.listed.set(counted.len());
                     return Ok(());
                 }
                 Update::Conflict | Update::Missing => {}
@@ -242,7 +292,8 @@ impl UnitOfWork {
     /// refuses, `prepare` already kept it). Each roster is trimmed with compare-and-swap,
     /// counting what it holds then of the entries this login's census saw, so concurrent
     /// logins end no more than they must: an entry listed since is a newer login's, which
-    /// read this one's entry and trims for both (or loses, and takes its entry away).
+    /// read this one's entry and trims for both (or loses, and takes its entry away); rival
+    /// logins of one session count, and go, as one.
     /// Until this has run, a user may have one session more per login in flight.
     pub(crate) async fn trim(
         &self,
@@ -262,38 +313,46 @@ impl UnitOfWork {
             return Ok(());
         }
         let elsewhere = self.listed_elsewhere(item, user).await?;
-        let seen = prepared.seen.borrow().clone();
-        let counts = |e: &Entry| {
-            e.handle == own || (seen.contains_key(&e.handle) && prepared.counts(e, own))
-        };
+        let seen = prepared.read.borrow().seen.clone();
         // Which of the other keys' sessions go: chosen with this item's, removed after.
         let mut ended_elsewhere = Vec::new();
         self.edit(item, |roster| {
             let Some(r) = roster else { return Ok(false) };
-            let counted = r.entries.iter().filter(|e| counts(e));
-            let over = (counted.count() + elsewhere.len()).saturating_sub(limit);
+            let known: Vec<Entry> = r
+                .entries
+                .iter()
+                .filter(|e| e.handle == own || seen.contains_key(&e.handle))
+                .cloned()
+                .collect();
+            let sessions = prepared.sessions(&known, Some(own));
+            let over = (sessions.len() + elsewhere.len()).saturating_sub(limit);
             // Other keys' first: of sessions seen in the same second, older logins go first
             // (the sort is stable).
-            let mut candidates: Vec<(u64, Option<usize>, String)> = elsewhere
+            let mut candidates: Vec<(u64, Option<usize>, Vec<&str>)> = elsewhere
                 .iter()
                 .enumerate()
-                .map(|(i, (_, entry, seen))| (*seen, Some(i), entry.handle.clone()))
+                .map(|(i, (_, entry, seen))| (*seen, Some(i), vec![entry.handle.as_str()]))
                 .collect();
-            let others = r.entries.iter().filter(|e| e.handle != own && counts(e));
-            candidates.extend(others.map(|e| {
-                let at = seen.get(&e.handle).copied().unwrap_or(e.since);
-                (at, None, e.handle.clone())
+            let others = sessions
+                .iter()
+                .filter(|s| s.iter().all(|e| e.handle != own));
+            candidates.extend(others.map(|entries| {
+                // Rival logins go together, seen when the latest of them was.
+                let seen_at = |e: &&Entry| seen.get(&e.handle).copied().unwrap_or(e.since);
+                let at = entries.iter().map(seen_at).max().unwrap_or_default();
+                let handles = entries.iter().map(|e| e.handle.as_str()).collect();
+                (at, None, handles)
             }));
             candidates.sort_by_key(|(at, _, _)| *at);
             candidates.truncate(over);
             ended_elsewhere = candidates.iter().filter_map(|(_, i, _)| *i).collect();
-            let here: Vec<&String> = candidates
+            let here: Vec<String> = candidates
                 .iter()
                 .filter(|(_, i, _)| i.is_none())
-                .map(|(_, _, h)| h)
+                .flat_map(|(_, _, handles)| handles.iter().map(|h| (*h).to_owned()))
                 .collect();
             let before = r.entries.len();
-            r.entries.retain(|e| !here.contains(&&e.handle));
+            r.entries.retain(|e| !here.contains(&e.handle));
             Ok(r.entries.len() != before)
         })
         .await?;

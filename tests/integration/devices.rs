@@ -44,6 +44,7 @@ macro_rules! devices_suite {
             a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_out,
             a_renewing_login_sent_twice_at_the_limit_signs_out_one_session,
             a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it,
+            a_login_while_another_device_sends_its_form_twice_signs_out_one_session,
             a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
@@ -995,6 +996,54 @@ pub async fn a_renewing_login_sent_twice_at_the_limit_signs_out_one_session<
     let mut listed = labels(&app, "ada").await;
     listed.sort();
     assert_eq!(listed, ["first", "o2"]);
+}
+
+/// A login from another device while a login form is sent twice (both listed, neither
+/// yet past removing the old session), at the limit: the two rival logins count as the
+/// one session they become, so the other device's login signs out only one of the
+/// user's sessions.
+pub async fn a_login_while_another_device_sends_its_form_twice_signs_out_one_session<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(3, OverLimit::EndLeastRecentlySeen)
+    })
+    .await;
+    login(&app, "ada", "a").await;
+    login(&app, "ada", "b").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let old = app.store.last_created();
+    let first_done = tokio::sync::Notify::new();
+    app.store.hold_next_write_of(old.clone());
+    let first = async {
+        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
+        first_done.notify_one();
+        first
+    };
+    let (first, (second, other)) = join(first, async {
+        app.store.when_held().await;
+        app.store.hold_next_write_of(old.clone());
+        let second = app.get("/login-from/ada/second", Some(&cookie));
+        join(second, async {
+            app.store.when_held().await;
+            // Both listed and held: another device logs in, and trims.
+            let (other, _) = login(&app, "ada", "other").await;
+            app.store.release();
+            first_done.notified().await;
+            app.store.release();
+            other
+        })
+        .await
+    })
+    .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(second.status, 409, "{second:?}");
+    assert_eq!(whoami(&app, &other).await, "ada");
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["b", "first", "other"]);
 }
 
 /// A renewing login and a purge-then-login of one session, racing, under a limit that
