@@ -949,6 +949,42 @@ pub async fn a_renewing_login_sent_twice_whose_loser_listed_first_signs_nobody_o
     the_first_login_won(&app, replies, cookie).await;
 }
 
+/// Two logins as "ada" ("first", then "second") of the session `cookie` names, in an app
+/// that renews at login (the session's id is `old`), each held before removing it:
+/// `meanwhile` runs once both are held; then the first goes on to its end, and the second
+/// after it. Their replies, and what `meanwhile` gave.
+async fn both_held_before_removing<S: SessionStore + Clone, T>(
+    app: &TestApp<S>,
+    cookie: &Cookie<'static>,
+    old: SessionId,
+    meanwhile: impl std::future::Future<Output = T>,
+) -> (Reply, Reply, T) {
+    let first_done = tokio::sync::Notify::new();
+    app.store.hold_next_write_of(old.clone());
+    let first = async {
+        let first = app.get("/login-from/ada/first", Some(cookie)).await;
+        first_done.notify_one();
+        first
+    };
+    let (first, (second, got)) = join(first, async {
+        app.store.when_held().await;
+        app.store.hold_next_write_of(old);
+        let second = app.get("/login-from/ada/second", Some(cookie));
+        join(second, async {
+            app.store.when_held().await;
+            let got = meanwhile.await;
+            // Held first, let go first.
+            app.store.release();
+            first_done.notified().await;
+            app.store.release();
+            got
+        })
+        .await
+    })
+    .await;
+    (first, second, got)
+}
+
 /// A login form sent twice from a new device, by a session that gets a new id at login,
 /// with the user at her limit of two: the first lists itself and is held before removing
 /// the old session, the second lists itself after it and is held there too; the first
@@ -968,29 +1004,7 @@ pub async fn a_renewing_login_sent_twice_at_the_limit_signs_out_one_session<
     login(&app, "ada", "o2").await;
     let cookie = app.get("/set/p/k/1", None).await.cookie();
     let old = app.store.last_created();
-    let first_done = tokio::sync::Notify::new();
-    app.store.hold_next_write_of(old.clone());
-    let first = async {
-        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
-        first_done.notify_one();
-        first
-    };
-    let (first, second) = join(first, async {
-        app.store.when_held().await;
-        app.store.hold_next_write_of(old.clone());
-        let second = app.get("/login-from/ada/second", Some(&cookie));
-        let (second, ()) = join(second, async {
-            app.store.when_held().await;
-            // The first goes on (held first, let go first): it removes the old session,
-            // wins and trims; then the second.
-            app.store.release();
-            first_done.notified().await;
-            app.store.release();
-        })
-        .await;
-        second
-    })
-    .await;
+    let (first, second, ()) = both_held_before_removing(&app, &cookie, old, async {}).await;
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(second.status, 409, "{second:?}");
     let mut listed = labels(&app, "ada").await;
@@ -1015,29 +1029,9 @@ pub async fn a_login_while_another_device_sends_its_form_twice_signs_out_one_ses
     login(&app, "ada", "b").await;
     let cookie = app.get("/set/p/k/1", None).await.cookie();
     let old = app.store.last_created();
-    let first_done = tokio::sync::Notify::new();
-    app.store.hold_next_write_of(old.clone());
-    let first = async {
-        let first = app.get("/login-from/ada/first", Some(&cookie)).await;
-        first_done.notify_one();
-        first
-    };
-    let (first, (second, other)) = join(first, async {
-        app.store.when_held().await;
-        app.store.hold_next_write_of(old.clone());
-        let second = app.get("/login-from/ada/second", Some(&cookie));
-        join(second, async {
-            app.store.when_held().await;
-            // Both listed and held: another device logs in, and trims.
-            let (other, _) = login(&app, "ada", "other").await;
-            app.store.release();
-            first_done.notified().await;
-            app.store.release();
-            other
-        })
-        .await
-    })
-    .await;
+    // Both listed and held: another device logs in, and trims.
+    let other = async { login(&app, "ada", "other").await.0 };
+    let (first, second, other) = both_held_before_removing(&app, &cookie, old, other).await;
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(second.status, 409, "{second:?}");
     assert_eq!(whoami(&app, &other).await, "ada");
