@@ -293,14 +293,8 @@ impl UnitOfWork {
                     // A stored session bound here keeps its id: listed before it is
                     // written (see `enlist.rs`).
                     let id = &existing.id;
-                    let listed = self.list(user_item.as_ref(), &roster, &s.data, (id, id));
-                    // Its outcome may be unknown (a reply lost): an entry left would count
-                    // as a login in flight for minutes.
-                    if let Err(e) = listed.await {
-                        self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
-                            .await;
-                        return Err(e);
-                    }
+                    self.list(user_item.as_ref(), &roster, &s.data, (id, id))
+                        .await?;
                     if let Err(e) = self.update(&existing, s).await {
                         self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
                             .await;

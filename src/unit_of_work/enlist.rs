@@ -252,7 +252,8 @@ impl UnitOfWork {
     /// Lists `handle` (a login of `user`, stored as `id`) in the roster `prepared` made
     /// ready, with compare-and-swap. A roster changed meanwhile (another login) is
     /// prepared again, limit included; one whose generation ended meanwhile (a sign-out of
-    /// the user racing this login) fails with a conflict, as the session copied it.
+    /// the user racing this login) fails with a conflict, as the session copied it. A
+    /// write whose outcome is unknown (the store failed) is taken out again, best effort.
     pub(crate) async fn admit(
         &self,
         prepared: &Prepared,
@@ -269,7 +270,18 @@ impl UnitOfWork {
             roster.put(handle, id.clone(), now_unix());
             let bytes = roster.encode();
             let ttl = self.item_ttl();
-            match store.update(item, &bytes, current.version, ttl).await? {
+            let updated = match store.update(item, &bytes, current.version, ttl).await {
+                Ok(updated) => updated,
+                Err(e) => {
+                    // It may have landed (a reply lost): an entry left would count as a
+                    // login in flight for minutes. Best effort, as the error stands.
+                    if let Err(undo) = self.end_listed(item, handle, Some(id)).await {
+                        tracing::debug!(error = %undo, "a login's entry of unknown outcome left");
+                    }
+                    return Err(e.into());
+                }
+            };
+            match updated {
                 Update::Updated => {
                     prepared.read.swap(&current.read);
                     let counted = prepared.sessions(&roster.entries, Some(handle));
