@@ -75,8 +75,9 @@ pub enum SessionError {
         limit: usize,
     },
     /// A concurrent request changed a key this request changed too, or the commit's retry
-    /// budget ran out merging with concurrent commits to other keys, or a user's roster
-    /// kept changing under a login's compare-and-swap; nothing was written.
+    /// budget ran out merging with concurrent commits to other keys, or the session
+    /// changed users (another user's login on it) since this request read it, or a user's
+    /// roster kept changing under a login's compare-and-swap; nothing was written.
     #[error("session keys changed by a concurrent request; nothing was saved, retry")]
     Conflict,
     /// The session was ended (purged) or signed out since this request read it, or what

@@ -1,4 +1,4 @@
-//! What both examples share: picking the store, and serving an app with the middleware.
+//! What the examples share: picking the store, and serving an app with the middleware.
 
 use actix_memcache_session::{Key, MemcacheSession, MemcacheStore, MemoryStore};
 use actix_web::{web, App, HttpResponse, HttpServer};
