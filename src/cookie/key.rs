@@ -36,7 +36,9 @@ impl Key {
     /// A new random 64-byte key from the operating system's CSPRNG.
     ///
     /// Sessions signed with it end when the process does; load a stored secret with
-    /// [`Key::try_from`] to keep sessions across restarts.
+    /// [`Key::try_from`] to keep sessions across restarts. Make it once, outside
+    /// `HttpServer::new`'s closure, which runs once per worker: each worker would sign with
+    /// its own key, and refuse the others' cookies.
     ///
     /// # Panics
     /// When the operating system cannot supply randomness. This runs at start-up, not per

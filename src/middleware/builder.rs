@@ -148,7 +148,7 @@ impl MemcacheSessionBuilder {
     /// The cookie's `Path`. Default: `"/"`, the whole site. Must start with `/`: browsers
     /// replace any other path with one taken from each response's URL, so a logout's
     /// removal cookie could land on another path than the login's cookie and remove
-    /// nothing.
+    /// nothing. Written as a request's path carries it: `/caf%C3%A9`, not `/café`.
     pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self
@@ -242,7 +242,8 @@ impl MemcacheSessionBuilder {
     }
 
     /// Old keys that still verify cookies (which are then re-signed with the current key),
-    /// for rotating keys without logging everyone out. Default: none.
+    /// for rotating keys without logging everyone out. Default: none. A key listed twice,
+    /// or the current key listed here too, counts once.
     ///
     /// A session bound to a user ([`Session::bind_user`](crate::Session::bind_user)) stays
     /// bound through the key it was bound under; once that key is dropped from this list,
@@ -288,7 +289,9 @@ impl MemcacheSessionBuilder {
     /// # Panics
     /// At start-up rather than on every request, on a setting that could never work: a
     /// cookie name that is not an HTTP token; a path or domain holding `;` or a control
-    /// character, or a path that does not start with `/`; a `__Host-` cookie that is not
+    /// character, or a path that does not start with `/`, a path holding what a request's
+    /// path carries percent-encoded or not at all, or a domain that is not a host name (the
+    /// cookie would never come back); a `__Host-` cookie that is not
     /// `Secure`, has another path than `/` or a domain, a `__Secure-` cookie (either prefix
     /// in any case) or a `SameSite=None` one that is not `Secure` (browsers would drop it);
     /// an idle timeout or a `max_session_lifetime` under 1 second or over 400 days, an
@@ -301,8 +304,16 @@ impl MemcacheSessionBuilder {
     /// What [`build`](Self::build) shares between the middleware's requests.
     pub(crate) fn backend(self) -> Backend {
         self.check();
+        // Each key once: a user's sessions are looked up under each key's item, and one
+        // listed twice would count them twice against the limit.
+        let mut fallback_keys: Vec<Key> = Vec::new();
+        for key in self.fallback_keys {
+            if key != self.key && !fallback_keys.contains(&key) {
+                fallback_keys.push(key);
+            }
+        }
         let config = Config {
-            codec: CookieCodec::new(self.cookie_name, self.key, self.fallback_keys),
+            codec: CookieCodec::new(self.cookie_name, self.key, fallback_keys),
             secure: self.secure,
             http_only: self.http_only,
             same_site: self.same_site,
@@ -335,6 +346,20 @@ impl MemcacheSessionBuilder {
             assert!(
                 value.is_none_or(|v| is_attribute_value(v)),
                 "cookie {what} {value:?} contains ';' or a control character"
+            );
+        }
+        let path = &self.path;
+        assert!(
+            path.bytes().all(is_path_byte),
+            "cookie path {path:?} holds a character browsers send percent-encoded in a \
+             request's path (write it so, as \"/caf%C3%A9\") or never send in it (`?`, `#`): \
+             the cookie would never come back"
+        );
+        if let Some(domain) = &self.domain {
+            assert!(
+                !domain.is_empty() && domain.bytes().all(is_domain_byte),
+                "cookie domain {domain:?} is not a host name (letters, digits, '-', '.', '_'; \
+                 no scheme, port or path): browsers would drop the cookie"
             );
         }
         // Browsers match the prefixes whatever their case.
@@ -408,6 +433,18 @@ fn is_attribute_value(value: &str) -> bool {
     !value.contains(';') && !value.chars().any(char::is_control)
 }
 
+/// A byte a request's path carries as it is, so that a cookie path holding it can match:
+/// printable ASCII but what the URL standard percent-encodes in a path, and `?` and `#`,
+/// which end it.
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"\"<>`{}?#".contains(&b)
+}
+
+/// A byte of a host name (Unicode names go in their ASCII form, `xn--`).
+fn is_domain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +478,19 @@ mod tests {
         for (builder, expected) in [
             (builder().cookie_name("bad name"), "is not an HTTP token"),
             (builder().cookie_path("/; Secure"), "contains ';'"),
+            (builder().cookie_path("/café"), "percent-encoded"),
+            (builder().cookie_path("/my app"), "percent-encoded"),
+            (builder().cookie_path("/app?x"), "percent-encoded"),
+            (
+                builder().cookie_domain("https://example.com"),
+                "not a host name",
+            ),
+            (
+                builder().cookie_domain("example.com:443"),
+                "not a host name",
+            ),
+            (builder().cookie_domain("example.com "), "not a host name"),
+            (builder().cookie_domain(""), "not a host name"),
             (
                 builder().cookie_name("__Host-id").cookie_secure(false),
                 "must be Secure",
@@ -515,6 +565,12 @@ mod tests {
             None
         );
         assert_eq!(refusal(builder().cookie_path("/app")), None);
+        assert_eq!(refusal(builder().cookie_path("/caf%C3%A9/~a-b_c")), None);
+        assert_eq!(refusal(builder().cookie_domain(".example.com")), None);
+        assert_eq!(
+            refusal(builder().cookie_domain("xn--caf-dma.example")),
+            None
+        );
         assert_eq!(refusal(builder().refresh_fraction(0.99)), None);
         assert_eq!(refusal(builder().refresh_fraction(-1.0)), None);
     }

@@ -33,6 +33,7 @@ macro_rules! devices_suite {
             logging_in_again_as_the_same_user_takes_no_second_place,
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
+            a_key_listed_twice_counts_once,
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
             signing_out_the_others_then_logging_in_again_stays_signed_in,
             a_login_replacing_its_own_session_takes_its_place,
@@ -643,6 +644,29 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
+}
+
+/// Fallback keys listed twice, or with the current key among them ("every key that
+/// verifies"), count each key once: a session bound under the old key counts once against
+/// the limit, and each session is listed once.
+pub async fn a_key_listed_twice_counts_once<S: SessionStore + Clone>(store: S) {
+    fn old_key() -> actix_memcache_session::Key {
+        actix_memcache_session::Key::try_from(&[7u8; 64][..]).unwrap()
+    }
+    fn new_key() -> actix_memcache_session::Key {
+        actix_memcache_session::Key::try_from(&[8u8; 64][..]).unwrap()
+    }
+    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    login(&old, "ada", "a").await;
+    let app = TestApp::with(CountingStore::new(store), new_key(), |b| {
+        b.fallback_keys(vec![new_key(), old_key(), old_key()])
+            .max_sessions_per_user(2, OverLimit::RefuseLogin)
+    })
+    .await;
+    login(&app, "ada", "b").await;
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["a", "b"]);
 }
 
 /// A login whose commit fails after its new session was written and listed (here the

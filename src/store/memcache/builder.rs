@@ -334,6 +334,11 @@ fn parse_server(written: &str) -> Result<(String, u16), &'static str> {
     if host.is_empty() || host.contains(['[', ']']) {
         return Err("no host");
     }
+    // A space after a comma, or a newline read with a secret file, would never resolve
+    // (and would place keys on the ring under another name).
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a host with a space or control character (none between servers)");
+    }
     Ok((host.to_owned(), port))
 }
 
@@ -403,6 +408,10 @@ mod tests {
             "memcache://[::1]5",
             "memcache://[]:5",
             "memcache://[[::1]]",
+            "memcache://10.0.0.1:11211, 10.0.0.2:11211",
+            "memcache://cache\n",
+            "memcache://cache:11211\n",
+            "memcache://ca che",
         ] {
             assert!(
                 matches!(parse_url(bad), Err(StoreError::InvalidConfig(_))),
