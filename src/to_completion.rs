@@ -50,23 +50,21 @@ impl<T: 'static> Future for ToCompletion<T> {
 impl<T: 'static> Drop for ToCompletion<T> {
     fn drop(&mut self) {
         if let Some(rest) = self.inner.take() {
-            finish_elsewhere(rest);
+            finish_elsewhere(rest, "a session's commit or hooks");
         }
     }
 }
 
-/// Runs `rest` to its end on this thread's `LocalSet`. tokio has no fallible
-/// `spawn_local`, so its panic outside a `LocalSet` is caught and logged.
-pub(crate) fn finish_elsewhere(rest: impl Future + 'static) {
+/// Runs `rest` (`what`, for the log) to its end on this thread's `LocalSet`. tokio has no
+/// fallible `spawn_local`, so its panic outside a `LocalSet` is caught and logged.
+pub(crate) fn finish_elsewhere(rest: impl Future + 'static, what: &str) {
     let spawned = std::panic::catch_unwind(AssertUnwindSafe(|| {
         tokio::task::spawn_local(async move {
             rest.await;
         })
     }));
     if spawned.is_err() {
-        tracing::error!(
-            "a session's commit or hooks were cut short: dropped outside a tokio LocalSet"
-        );
+        tracing::error!("{what} were cut short: dropped outside a tokio LocalSet");
     }
 }
 

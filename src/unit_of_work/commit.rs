@@ -812,7 +812,7 @@ impl Drop for UnitOfWork {
         // `take` gives nothing once the request ended.
         if let Some((_, hooks)) = self.take() {
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
-            to_completion::finish_elsewhere(hooks.run(Outcome::Aborted));
+            to_completion::finish_elsewhere(hooks.run(Outcome::Aborted), "a session's abort hooks");
         }
     }
 }

@@ -457,6 +457,27 @@ async fn a_users_item_on_a_stalled_server_fails_closed() {
 /// balancer at once: a full outage), and `ping_servers` names the stalled one. A server
 /// marked down is reported at once, not waited on; with every server silent, `ping` fails,
 /// naming each.
+/// A server that hangs while still in service (not yet marked down) does not hold up
+/// readiness: `ping` answers as soon as another server does, not after the I/O timeout.
+#[actix_web::test]
+async fn readiness_does_not_wait_out_a_server_that_hangs() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let io_timeout = Duration::from_secs(2);
+    let store = trio.builder().io_timeout(io_timeout).build().unwrap();
+    store.ping().await.unwrap();
+    trio.servers[1].pause();
+    for _ in 0..3 {
+        let started = Instant::now();
+        store.ping().await.expect("two of three answer");
+        assert!(
+            started.elapsed() < io_timeout / 2,
+            "waited {:?} on the server that hangs",
+            started.elapsed()
+        );
+    }
+    trio.servers[1].resume();
+}
+
 #[actix_web::test]
 async fn readiness_holds_while_any_server_answers() {
     let trio = Trio::start(&[1, 1, 1]);
@@ -471,6 +492,8 @@ async fn readiness_holds_while_any_server_answers() {
     store.ping().await.unwrap();
     trio.servers[1].pause();
     store.ping().await.expect("two of three answer");
+    // Waits for each server: the stalled one times out, and is marked down.
+    store.ping_servers().await;
     let started = Instant::now();
     let report = store.ping_servers().await;
     // Waited on, it would take the whole timeout.
@@ -497,7 +520,9 @@ async fn readiness_holds_while_any_server_answers() {
         server.resume();
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    store.ping().await.unwrap();
+    // Each server due for a retry, taken by this report, which waits for every one (a
+    // `ping` answers at the first, the others' retries still in flight).
     let report = store.ping_servers().await;
     assert!(report.iter().all(|s| s.result.is_ok()), "{report:?}");
+    store.ping().await.unwrap();
 }

@@ -221,6 +221,39 @@ async fn silent_memcached_times_out_into_503() {
     );
 }
 
+/// Two requests of one worker reaching a memcached that accepts connections but never
+/// answers: the second waits for the first's attempt to connect, and both get their 503
+/// within `connect_timeout` (the wait counts against it), not the second after twice it.
+#[actix_web::test]
+async fn a_request_waiting_for_anothers_connect_fails_within_the_connect_timeout() {
+    use actix_memcache_session::{SessionId, SessionStore};
+    let silent = listener();
+    let url = format!("memcache://{}", silent.local_addr().unwrap());
+    let connect_timeout = Duration::from_millis(600);
+    let store = MemcacheStore::builder(url)
+        .connect_timeout(connect_timeout)
+        .io_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (a, b) = (
+        SessionId::generate().unwrap(),
+        SessionId::generate().unwrap(),
+    );
+    let started = Instant::now();
+    let timed = |id| {
+        let store = &store;
+        async move {
+            let result = store.load(&id).await;
+            (result.is_err(), started.elapsed())
+        }
+    };
+    let (first, second) = futures_util::future::join(timed(a), timed(b)).await;
+    for (failed, elapsed) in [first, second] {
+        assert!(failed);
+        assert!(elapsed < connect_timeout * 3 / 2, "{elapsed:?}");
+    }
+}
+
 /// A worker that stalls longer than `io_timeout` (a blocking handler, an overloaded
 /// machine), before its request is written or after memcached answered, gets the reply, not
 /// a timeout: the late one is the worker, not memcached. (Stalls of up to `io_timeout`

@@ -137,6 +137,26 @@ async fn behind_a_proxy_readiness_fails_when_the_backends_are_down() {
     assert!(cause.contains("SERVER_ERROR"), "{cause}");
 }
 
+/// Through a proxy over three backends, the one that holds the readiness check's key is
+/// down: the proxy answers `SERVER_ERROR` for that key, and serves two thirds of the
+/// sessions. The check asks other keys, and the store stays ready.
+#[actix_web::test]
+async fn behind_a_proxy_readiness_does_not_follow_the_backend_of_its_key() {
+    let mut proxy = Nutcracker::start(&[1, 1, 1]);
+    let servers: Vec<MemcacheServer> = proxy
+        .servers
+        .iter()
+        .map(|(m, w)| MemcacheServer::new("127.0.0.1", m.addr().port(), *w))
+        .collect();
+    let holder = Ketama::new(&servers).server_for(b"session:ping");
+    let store = MemcacheStore::new(&proxy.url()).unwrap();
+    store.ping().await.expect("ready with every backend up");
+    proxy.servers[holder].0.stop();
+    store.ping().await.expect("two backends of three serve");
+    let report = store.ping_servers().await;
+    assert!(report[0].result.is_ok(), "{report:?}");
+}
+
 /// The meta protocol forced (`Protocol::Meta`) through a proxy, which names its backend's
 /// version and closes the connection at any meta command: refused by name, as a
 /// configuration the proxy cannot serve, instead of a connection closed at every request.

@@ -6,6 +6,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
 use super::connection::Reply;
 use super::health::Health;
 use super::pool::Endpoint;
@@ -13,6 +15,12 @@ use super::protocol::{Request, Status};
 use super::readiness::ServerPing;
 use super::ring::{Distribution, MemcacheServer};
 use crate::store::error::StoreError;
+use crate::to_completion::finish_elsewhere;
+
+/// Keys a readiness check asks a server after its own, when the server answered that one
+/// with `SERVER_ERROR` (a proxy whose backend for it is down): with one backend of three
+/// down, all sixteen land on it once in 43 million.
+const MORE_PING_KEYS: usize = 16;
 
 /// One server: its name, its connections, its record.
 struct Member {
@@ -129,20 +137,68 @@ impl Fleet {
     /// retry interval is over: its report is at once that it is down. Marks servers down
     /// and back as any request does.
     pub(crate) async fn ping_each(&self, key: &str) -> Vec<ServerPing> {
-        let request = &Request::exists(key);
         let asked = self.members.iter().map(|member| async move {
             ServerPing {
                 server: member.server.to_string(),
-                result: self.send(member, key, request).await.and_then(|reply| {
-                    match reply.status {
-                        // A proxy whose backend for this key is down: not an answer.
-                        Status::ServerError(why) => Err(StoreError::Unavailable(why.into())),
-                        _ => Ok(()),
-                    }
-                }),
+                result: self.ping(member, key).await,
             }
         });
         futures_util::future::join_all(asked).await
+    }
+
+    /// As [`ping_each`](Self::ping_each), but done at the first server that answers: a
+    /// server that hangs does not hold up the answer of those that do (the reads still
+    /// waiting run on to their end on this thread, and count for their servers' records as
+    /// any read would: one may be a marked-down server's retry). The reports of servers
+    /// that did not answer, in the URL's order, when none did.
+    pub(crate) async fn ping_any(fleet: &Arc<Self>, key: &str) -> Result<(), Vec<ServerPing>> {
+        let mut asked: FuturesUnordered<_> = (0..fleet.members.len())
+            .map(|at| {
+                let (fleet, key) = (Arc::clone(fleet), key.to_owned());
+                async move { (at, fleet.ping(&fleet.members[at], &key).await) }
+            })
+            .collect();
+        let mut failed = Vec::new();
+        while let Some((at, result)) = asked.next().await {
+            match result {
+                Ok(()) => {
+                    finish_elsewhere(asked.for_each(|_| async {}), "a readiness check's reads");
+                    return Ok(());
+                }
+                Err(e) => failed.push((at, e)),
+            }
+        }
+        failed.sort_by_key(|(at, _)| *at);
+        let reports = failed.into_iter().map(|(at, result)| ServerPing {
+            server: fleet.members[at].server.to_string(),
+            result: Err(result),
+        });
+        Err(reports.collect())
+    }
+
+    /// Whether `member` answers a read of `key`, or of one of [`MORE_PING_KEYS`] others
+    /// when it answers `key` with `SERVER_ERROR`: a proxy whose backend for that key is
+    /// down, which may serve others (readiness must not follow one backend of many).
+    async fn ping(&self, member: &Member, key: &str) -> Result<(), StoreError> {
+        // `Some` with a proxy's `SERVER_ERROR` line: no answer for this key.
+        let ask = |key: String| async move {
+            let reply = self.send(member, &key, &Request::exists(&key)).await?;
+            Ok::<_, StoreError>(match reply.status {
+                Status::ServerError(why) => Some(why),
+                _ => None,
+            })
+        };
+        let Some(why) = ask(key.to_owned()).await? else {
+            return Ok(());
+        };
+        let others = (1..=MORE_PING_KEYS).map(|n| ask(format!("{key}-{n}")));
+        let mut others: FuturesUnordered<_> = others.collect();
+        while let Some(result) = others.next().await {
+            if matches!(result, Ok(None)) {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(why.into()))
     }
 
     /// Whether a new session may be stored under `key`: its server is not marked down.

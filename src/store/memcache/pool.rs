@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use foldhash::fast::FixedState;
 use tokio::sync::Mutex;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
 use super::protocol::{Op, Protocol, Request, Spoken};
@@ -192,10 +192,12 @@ impl Endpoint {
         }
     }
 
-    /// Opens the slot's connection, unless a concurrent request did it meanwhile.
+    /// Opens the slot's connection, unless a concurrent request did it meanwhile; within
+    /// `connect_timeout` in all, the wait for a concurrent request's attempt included.
     async fn connect(&self, slot: &Slot) -> Result<(Rc<Connection>, bool), StoreError> {
         let limits = &self.limits;
-        let _connecting = timeout(limits.connect_timeout, slot.connecting.lock())
+        let deadline = Instant::now() + limits.connect_timeout;
+        let _connecting = timeout_at(deadline, slot.connecting.lock())
             .await
             .map_err(|_| store_error(timed_out("waiting to connect to memcached")))?;
         if let Some(conn) = slot.live() {
@@ -212,7 +214,7 @@ impl Endpoint {
             limits.protocol,
             &self.metrics,
         );
-        let conn = match timeout(limits.connect_timeout, open).await {
+        let conn = match timeout_at(deadline, open).await {
             Ok(Ok((conn, why))) => {
                 self.chose(conn.spoken(), &why);
                 Rc::new(conn)

@@ -101,9 +101,13 @@ impl MemcacheStore {
     /// while **at least one server answers**: with several servers, one down costs only
     /// its own sessions (503 for them, or fresh ones with [`WhenDown::StartFresh`]), and
     /// every instance of the app shares the same servers, so taking instances out of the
-    /// load balancer would turn that share into a full outage. A server already marked
-    /// down is not waited on. [`ping_servers`](Self::ping_servers) reports each server,
-    /// for dashboards and alerts.
+    /// load balancer would turn that share into a full outage. It answers `Ok` as soon as
+    /// one server does, whatever the others are doing (one that hangs is not waited out),
+    /// and a server already marked down is not waited on. Through a proxy, a
+    /// `SERVER_ERROR` for the key (its backend down) is no answer, and sixteen other keys
+    /// are asked before the proxy counts as not answering, so that readiness does not
+    /// follow the one backend that holds the key. [`ping_servers`](Self::ping_servers)
+    /// reports each server, for dashboards and alerts.
     ///
     /// Through [`from_r2d2`](Self::from_r2d2), one read through the pool, bounded by the
     /// pool's `connection_timeout` (the blocking client may hang longer: while four checks
@@ -125,12 +129,20 @@ impl MemcacheStore {
     /// [`StoreError::Unavailable`] when no server answered, naming each and why (or a
     /// single server's configuration refusal, as [`StoreError::Unsupported`]).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut failed = Vec::new();
-        for ping in self.ping_servers().await {
-            match ping.result {
+        let failed = match &self.backend {
+            Backend::Native(fleet) => match Fleet::ping_any(fleet, &self.ping_key()).await {
                 Ok(()) => return Ok(()),
-                Err(e) => failed.push((ping.server, e)),
-            }
+                Err(failed) => failed,
+            },
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2(_) => self.ping_servers().await,
+        };
+        let failed: Vec<(String, StoreError)> = failed
+            .into_iter()
+            .filter_map(|ping| Some((ping.server, ping.result.err()?)))
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
         }
         if failed.len() == 1 {
             if let Some((_, StoreError::Unsupported(why))) = failed.first() {
@@ -145,6 +157,11 @@ impl MemcacheStore {
             })
             .collect();
         Err(StoreError::Unavailable(named.join("; ").into()))
+    }
+
+    /// The key a readiness check reads.
+    fn ping_key(&self) -> String {
+        [&*self.prefix, "ping"].concat()
     }
 
     /// Each server's answer to the read [`ping`](Self::ping) sends, in the URL's order,
@@ -164,8 +181,7 @@ impl MemcacheStore {
     /// # }
     /// ```
     pub async fn ping_servers(&self) -> Vec<ServerPing> {
-        let mut key = self.prefix.to_string();
-        key.push_str("ping");
+        let key = self.ping_key();
         match &self.backend {
             Backend::Native(fleet) => fleet.ping_each(&key).await,
             #[cfg(feature = "r2d2")]
