@@ -434,10 +434,10 @@ fn is_attribute_value(value: &str) -> bool {
 }
 
 /// A byte a request's path carries as it is, so that a cookie path holding it can match:
-/// printable ASCII but what the URL standard percent-encodes in a path, and `?` and `#`,
-/// which end it.
+/// printable ASCII but what the URL standard percent-encodes in a path, `?` and `#`, which
+/// end it, and `\`, which browsers send as `/`.
 fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_graphic() && !b"\"<>`{}?#".contains(&b)
+    b.is_ascii_graphic() && !b"\"<>`{}?#\\".contains(&b)
 }
 
 /// A byte of a host name (Unicode names go in their ASCII form, `xn--`).
@@ -481,6 +481,7 @@ mod tests {
             (builder().cookie_path("/café"), "percent-encoded"),
             (builder().cookie_path("/my app"), "percent-encoded"),
             (builder().cookie_path("/app?x"), "percent-encoded"),
+            (builder().cookie_path("/app\\x"), "percent-encoded"),
             (
                 builder().cookie_domain("https://example.com"),
                 "not a host name",
