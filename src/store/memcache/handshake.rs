@@ -249,7 +249,7 @@ mod tests {
         assert!(after_probe(Protocol::Auto, Probe::Answered(b"MN")).is_ok());
         assert!(after_probe(Protocol::Meta, Probe::Answered(b"MN")).is_ok());
         assert!(text(Probe::Answered(b"ERROR")).contains("ERROR"));
-        assert!(text(Probe::Answered(b"MN O1")).contains("MN O1"));
+        assert!(text(Probe::Answered(b"MN O1")).contains("MN… (5 bytes)"));
         assert!(text(Probe::Closed).contains("closed"));
         assert!(text(Probe::Silent).contains("in time"));
     }

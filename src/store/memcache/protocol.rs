@@ -238,9 +238,28 @@ pub(crate) fn without_login(url: &str) -> String {
     }
 }
 
-/// At most 100 characters of a server's text, for logs.
+/// A server's line, as logs may show it. An error or `VERSION` line is the server's own
+/// words: at most 100 characters of it. Any other line may be out of step, a key or a
+/// stored value read as a reply (another session's id, a user's data): its first word if
+/// it is one of the protocols' own, else its first 6 characters (as much of an id as logs
+/// ever show), and how long it was.
 pub(crate) fn short(text: &str) -> String {
-    text.chars().take(100).collect()
+    const OWN_WORDS: &str = "VALUE END STORED NOT_STORED EXISTS NOT_FOUND DELETED TOUCHED \
+        VA EN HD NS EX NF MN OK";
+    let first = text.split(' ').next().unwrap_or_default();
+    if ["ERROR", "CLIENT_ERROR", "SERVER_ERROR", "VERSION"].contains(&first) {
+        return text.chars().take(100).collect();
+    }
+    let shown: String = if OWN_WORDS.split_whitespace().any(|w| w == first) {
+        first.to_owned()
+    } else {
+        first.chars().take(6).collect()
+    };
+    if shown.len() == text.len() {
+        shown
+    } else {
+        format!("{shown}… ({} bytes)", text.len())
+    }
 }
 
 /// A reply line that ends the connection, with what to log.
@@ -250,6 +269,30 @@ pub(crate) struct Fatal(pub(crate) String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key or a value read where a reply should be is not written to the logs: of a
+    /// line that is not the server's own words, its first word if the protocol's, else 6
+    /// characters.
+    #[test]
+    fn a_line_shown_in_the_logs_holds_no_key_and_no_value() {
+        let id = "AbCdEfGhIjKlMnOpQrStUv";
+        assert_eq!(
+            short(&format!("VALUE session:{id} 0 57 12")),
+            "VALUE… (44 bytes)"
+        );
+        assert_eq!(short(&format!("session:{id}")), "sessio… (30 bytes)");
+        assert_eq!(short(&format!("{id} 0 1")), "AbCdEf… (26 bytes)");
+        assert_eq!(short(r#"{"v":1,"created":1700000000}"#), "{\"v\":1… (28 bytes)");
+        assert_eq!(short("STORED"), "STORED");
+        assert_eq!(short("HD O1 c5"), "HD… (8 bytes)");
+        assert_eq!(
+            short("SERVER_ERROR out of memory storing object"),
+            "SERVER_ERROR out of memory storing object"
+        );
+        assert_eq!(short("VERSION 1.6.18"), "VERSION 1.6.18");
+        assert_eq!(short(&"ERROR ".repeat(40)).chars().count(), 100);
+        assert_eq!(short(""), "");
+    }
 
     #[test]
     fn only_reads_and_touch_may_be_resent() {
