@@ -1,5 +1,6 @@
-# Sourced by the scripts: installs, with apt-get as root, the Debian packages whose
-# commands are missing, or says how to and exits.
+# Sourced by the scripts: installs, with apt-get as root (or through sudo where it needs
+# no password: it never prompts), the Debian packages whose commands are missing, or says
+# how to and exits.
 #   install_missing memcached:memcached wrk:wrk openssl
 # Each argument is COMMAND:PACKAGE; `openssl` stands for OpenSSL's headers (libssl-dev,
 # checked with pkg-config).
@@ -13,10 +14,15 @@ install_missing() {
         fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    local as_root=()
+    if [ "$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    fi
+    if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -ne 0 ]; } && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${missing[*]} (apt-get)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        "${as_root[@]}" apt-get update -qq
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "missing ${missing[*]}, and this is not root with apt-get: run" >&2
         echo "    sudo apt-get install -y ${missing[*]}" >&2

@@ -24,6 +24,10 @@ versions=("$@")
 if [ ${#versions[@]} -eq 0 ]; then
     mapfile -t versions < <(ls "$folder" | sed -n 's/^memcached-\(.*\)\.tar\.gz$/\1/p' | sort -V)
 fi
+if [ ${#versions[@]} -eq 0 ]; then
+    echo "no memcached-*.tar.gz in $folder: no release to test" >&2
+    exit 2
+fi
 other=$(command -v memcached)
 echo "== memcached releases: ${versions[*]}; the fleet's middle server: $("$other" -V)"
 failed=()

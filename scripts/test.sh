@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 # nutcracker installs to /usr/sbin, which a non-login shell may not have on its PATH.
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
-# memcached and nutcracker (twemproxy) for the integration tests; OpenSSL headers for the
+# memcached and nutcracker (twemproxy) for the integration tests, `kill` (procps) for the
+# tests that pause a memcached, python3 for the checks below; OpenSSL headers for the
 # `r2d2` feature's `memcache` dependency.
 . scripts/install-missing.sh
-install_missing memcached:memcached nutcracker:nutcracker pkg-config:pkg-config openssl
+install_missing memcached:memcached nutcracker:nutcracker kill:procps python3:python3 \
+    pkg-config:pkg-config openssl
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -53,7 +55,8 @@ echo "== no import circle among the source files"
 python3 scripts/check_circles.py
 
 echo "== rust-version is no lower than any dependency's"
-cargo metadata --format-version 1 --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
+cargo metadata --format-version 1 --all-features \
+    --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
     python3 scripts/check_msrv.py
 
 echo "== cargo doc (warnings are errors)"

@@ -75,6 +75,21 @@ async fn random_and_mutated_cookies_never_open_a_session_nor_fail() {
     let app = TestApp::new(CountingStore::new(MemoryStore::new())).await;
     let valid = app.get("/set/p/k/1", None).await.cookie();
     let valid = valid.value().as_bytes();
+    // The header's forms below, with the cookie unchanged, open the session: a case
+    // answering "none" says the cookie was refused, not that the header went unread.
+    let unchanged = String::from_utf8(valid.to_vec()).unwrap();
+    for header in [
+        format!("id={unchanged}"),
+        format!("other=1; id={unchanged}"),
+        format!("id={unchanged}; id={unchanged}"),
+    ] {
+        let reply = app.get_with_cookies("/get/p/k", &header).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "1"),
+            "{header:?}"
+        );
+    }
     let started = Instant::now();
     let mut tried = 0;
     while tried < CASES {

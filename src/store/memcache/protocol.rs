@@ -282,7 +282,10 @@ mod tests {
         );
         assert_eq!(short(&format!("session:{id}")), "sessio… (30 bytes)");
         assert_eq!(short(&format!("{id} 0 1")), "AbCdEf… (26 bytes)");
-        assert_eq!(short(r#"{"v":1,"created":1700000000}"#), "{\"v\":1… (28 bytes)");
+        assert_eq!(
+            short(r#"{"v":1,"created":1700000000}"#),
+            "{\"v\":1… (28 bytes)"
+        );
         assert_eq!(short("STORED"), "STORED");
         assert_eq!(short("HD O1 c5"), "HD… (8 bytes)");
         assert_eq!(
