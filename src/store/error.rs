@@ -45,11 +45,41 @@ impl StoreError {
             {
                 "timeout"
             }
+            // A reply out of step, or not memcached's: the connection ended on it.
+            Self::Unavailable(cause)
+                if cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) =>
+            {
+                "protocol"
+            }
             Self::Unavailable(_) => "unavailable",
             Self::TooLarge { .. } => "too_large",
             Self::InvalidConfig(_) => "invalid_config",
             Self::Protocol(_) => "protocol",
             Self::Unsupported(_) => "unsupported",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    /// What a failed operation is timed as: a reply out of step is the protocol's
+    /// failure, not the server's being away.
+    #[test]
+    fn an_error_is_timed_by_its_kind() {
+        let unavailable = |kind| StoreError::Unavailable(Box::new(io::Error::new(kind, "x")));
+        assert_eq!(unavailable(io::ErrorKind::TimedOut).error_type(), "timeout");
+        assert_eq!(
+            unavailable(io::ErrorKind::InvalidData).error_type(),
+            "protocol"
+        );
+        let refused = unavailable(io::ErrorKind::ConnectionRefused);
+        assert_eq!(refused.error_type(), "unavailable");
+        assert_eq!(StoreError::Protocol("x".into()).error_type(), "protocol");
     }
 }

@@ -273,6 +273,25 @@ async fn servers_marked_down_and_back_are_counted() {
     assert_eq!(m.counter("session.server.back", &flaky_labels), 1);
 }
 
+/// Through a proxy whose backend is down, the proxy answers each request with a
+/// `SERVER_ERROR` line: the request fails (503), and its operation is timed as failed.
+#[actix_web::test]
+async fn a_proxys_server_error_is_timed_as_a_failure() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut proxy = crate::nutcracker::Nutcracker::start(&[1]);
+    let store = MemcacheStore::new(&proxy.url()).unwrap();
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    proxy.servers[0].0.stop();
+    let down = app.get("/get/p/k", Some(&cookie)).await;
+    assert_eq!(down.status, 503, "{down:?}");
+    let m = Metrics::of(&snapshotter);
+    let failed = [("db.operation.name", "get"), ("error.type", "unavailable")];
+    assert_eq!(m.samples("db.client.operation.duration", &failed).len(), 1);
+}
+
 /// Through `from_r2d2` operations are timed without a server (the pool does not say which),
 /// and the pool's connections are counted idle and used.
 #[cfg(feature = "r2d2")]

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::{timeout_at, Instant};
 
 use super::connection::{timed_out, Connection, Reply, NO_LOCAL_SET};
-use super::protocol::{Op, Protocol, Request, Spoken};
+use super::protocol::{Op, Protocol, Request, Spoken, Status};
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::error::StoreError;
 
@@ -121,7 +121,12 @@ impl Endpoint {
     ) -> Result<Reply, StoreError> {
         let started = self.metrics.start();
         let result = self.run(request).await;
-        let failed = result.as_ref().err().map(StoreError::error_type);
+        let failed = match &result {
+            Err(e) => Some(e.error_type()),
+            // A proxy's line for a key whose backend is down: this request fails (503).
+            Ok(reply) if matches!(reply.status, Status::ServerError(_)) => Some("unavailable"),
+            Ok(_) => None,
+        };
         self.metrics
             .operation(operation(request.op), started, failed);
         result
