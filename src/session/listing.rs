@@ -57,8 +57,11 @@ impl fmt::Display for SessionHandle {
 }
 
 impl fmt::Debug for SessionHandle {
+    /// Shows only a prefix, as `SessionId`'s does: a handle signs its session out, for
+    /// anyone signed in as its user, and a log of the app's listing must not hand it on.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionHandle({})", self.0)
+        let prefix = self.0.get(..6).unwrap_or(&self.0);
+        write!(f, "SessionHandle({prefix}…)")
     }
 }
 
@@ -192,5 +195,21 @@ impl Sessions {
             ended |= uow.end_listed(&item, handle.as_str(), None).await?;
         }
         Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_most_of_the_handle() {
+        let handle: SessionHandle = "0123456789abcdef".parse().unwrap();
+        assert_eq!(format!("{handle:?}"), "SessionHandle(012345…)");
+        assert_eq!(
+            handle.to_string(),
+            "0123456789abcdef",
+            "shown whole where asked"
+        );
     }
 }
