@@ -78,6 +78,13 @@ cargo test --all-features -- --test-threads=8 --skip concurrent_writers
 # The contention tests measure what a retry budget (wall-clock time) achieves, so they run
 # alone: beside seven other test threads on two cores, a starved thread spends its budget
 # without running.
+# A rename would leave both the skip above and this filter matching nothing, and pass.
+listed=$(cargo test --all-features --test integration concurrent_writers -- --list 2>/dev/null |
+    grep -c ': test$' || true)
+if [ "$listed" -lt 2 ]; then
+    echo "expected the two concurrent_writers tests, found $listed: update scripts/test.sh" >&2
+    exit 1
+fi
 cargo test --all-features --test integration concurrent_writers -- --test-threads=1
 
 echo "== the memcached releases users run (scripts/test-versions.sh)"
