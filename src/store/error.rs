@@ -38,22 +38,17 @@ impl StoreError {
     /// `unsupported`.
     pub(crate) fn error_type(&self) -> &'static str {
         match self {
-            Self::Unavailable(cause)
-                if cause
+            Self::Unavailable(cause) => {
+                match cause
                     .downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
-            {
-                "timeout"
+                    .map(std::io::Error::kind)
+                {
+                    Some(std::io::ErrorKind::TimedOut) => "timeout",
+                    // A reply out of step, or not memcached's: the connection ended on it.
+                    Some(std::io::ErrorKind::InvalidData) => "protocol",
+                    _ => "unavailable",
+                }
             }
-            // A reply out of step, or not memcached's: the connection ended on it.
-            Self::Unavailable(cause)
-                if cause
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) =>
-            {
-                "protocol"
-            }
-            Self::Unavailable(_) => "unavailable",
             Self::TooLarge { .. } => "too_large",
             Self::InvalidConfig(_) => "invalid_config",
             Self::Protocol(_) => "protocol",

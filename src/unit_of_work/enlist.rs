@@ -75,21 +75,24 @@ impl Prepared {
 
     /// The sessions among `entries` that count against the limit, with the login listed
     /// as `own`: each by its entries (a group of rival logins is one session).
-    fn sessions<'e>(&self, entries: &'e [Entry], own: Option<&str>) -> Vec<Vec<&'e Entry>> {
+    fn sessions<'e>(
+        &self,
+        entries: impl IntoIterator<Item = &'e Entry>,
+        own: Option<&str>,
+    ) -> Vec<Vec<&'e Entry>> {
         let read = self.read.borrow();
         let mut sessions: Vec<Vec<&Entry>> = Vec::new();
+        // Where each rival group's session is in `sessions`, once one of it is.
         let mut groups: HashMap<usize, usize> = HashMap::new();
         for entry in entries {
-            if own == Some(entry.handle.as_str()) {
-                sessions.push(vec![entry]);
+            // (This login's own entry may name the discounted session: its own id.)
+            if own != Some(entry.handle.as_str()) && self.discounts(entry) {
                 continue;
             }
-            if self.discounts(entry) {
-                continue;
-            }
+            // None holds this login's: its entry was listed after the census.
             let group = read.rivals.iter().position(|g| g.contains(&entry.handle));
-            match group.and_then(|g| groups.get(&g).map(|&at| (g, at))) {
-                Some((_, at)) => sessions[at].push(entry),
+            match group.and_then(|g| groups.get(&g)) {
+                Some(&at) => sessions[at].push(entry),
                 None => {
                     if let Some(g) = group {
                         groups.insert(g, sessions.len());
@@ -181,8 +184,8 @@ impl UnitOfWork {
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
             let elsewhere = self.listed_elsewhere(item, user).await?.len();
-            let entries: Vec<Entry> = kept.iter().map(|(entry, _)| entry.clone()).collect();
-            let counted = prepared.sessions(&entries, None).len();
+            let counted = prepared.sessions(kept.iter().map(|(entry, _)| entry), None);
+            let counted = counted.len();
             if counted + elsewhere >= limit {
                 return Err(SessionError::TooManySessions { limit });
             }
@@ -330,13 +333,11 @@ impl UnitOfWork {
         let mut ended_elsewhere = Vec::new();
         self.edit(item, |roster| {
             let Some(r) = roster else { return Ok(false) };
-            let known: Vec<Entry> = r
+            let known = r
                 .entries
                 .iter()
-                .filter(|e| e.handle == own || seen.contains_key(&e.handle))
-                .cloned()
-                .collect();
-            let sessions = prepared.sessions(&known, Some(own));
+                .filter(|e| e.handle == own || seen.contains_key(&e.handle));
+            let sessions = prepared.sessions(known, Some(own));
             let over = (sessions.len() + elsewhere.len()).saturating_sub(limit);
             // Other keys' first: of sessions seen in the same second, older logins go first
             // (the sort is stable).

@@ -41,6 +41,11 @@ mod contract {
         }
     }
 
+    /// When an entry written now with `ttl` expires (`Duration::MAX` capped).
+    fn until(ttl: Duration) -> Instant {
+        Instant::now() + ttl.min(Duration::from_secs(1 << 30))
+    }
+
     impl SessionStore for PerIdVersions {
         async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
             let entries = self.0.borrow();
@@ -62,7 +67,7 @@ mod contract {
             if self.load(id).await?.is_some() {
                 return Ok(false);
             }
-            let until = Instant::now() + ttl.min(Duration::from_secs(1 << 30));
+            let until = until(ttl);
             self.0
                 .borrow_mut()
                 .insert(id.clone(), (data.to_vec(), 1, until));
@@ -80,7 +85,7 @@ mod contract {
                 None => Ok(Update::Missing),
                 Some(v) if v != version.get() => Ok(Update::Conflict),
                 Some(v) => {
-                    let until = Instant::now() + ttl.min(Duration::from_secs(1 << 30));
+                    let until = until(ttl);
                     self.0
                         .borrow_mut()
                         .insert(id.clone(), (data.to_vec(), v + 1, until));
@@ -94,7 +99,7 @@ mod contract {
             let Some(entry) = entries.get_mut(id) else {
                 return Ok(false);
             };
-            entry.2 = Instant::now() + ttl.min(Duration::from_secs(1 << 30));
+            entry.2 = until(ttl);
             Ok(true)
         }
 

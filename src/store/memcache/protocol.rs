@@ -244,13 +244,29 @@ pub(crate) fn without_login(url: &str) -> String {
 /// it is one of the protocols' own, else its first 6 characters (as much of an id as logs
 /// ever show), and how long it was.
 pub(crate) fn short(text: &str) -> String {
-    const OWN_WORDS: &str = "VALUE END STORED NOT_STORED EXISTS NOT_FOUND DELETED TOUCHED \
-        VA EN HD NS EX NF MN OK";
+    const OWN_WORDS: [&str; 16] = [
+        "VALUE",
+        "END",
+        "STORED",
+        "NOT_STORED",
+        "EXISTS",
+        "NOT_FOUND",
+        "DELETED",
+        "TOUCHED",
+        "VA",
+        "EN",
+        "HD",
+        "NS",
+        "EX",
+        "NF",
+        "MN",
+        "OK",
+    ];
     let first = text.split(' ').next().unwrap_or_default();
     if ["ERROR", "CLIENT_ERROR", "SERVER_ERROR", "VERSION"].contains(&first) {
         return text.chars().take(100).collect();
     }
-    let shown: String = if OWN_WORDS.split_whitespace().any(|w| w == first) {
+    let shown: String = if OWN_WORDS.contains(&first) {
         first.to_owned()
     } else {
         first.chars().take(6).collect()
