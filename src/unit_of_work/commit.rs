@@ -3,7 +3,6 @@
 //! sign-out of the user's sessions goes first.
 
 use actix_web::ResponseError;
-use futures_util::future::join;
 
 use super::backoff::Backoff;
 use super::data::{Dismissal, Existing, SessionData, SignOut};
@@ -21,7 +20,7 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
-use crate::store::{create_new, NotCreated, Stored, Update, Version};
+use crate::store::{create_new, NotCreated, StoreError, Stored, Update, Version};
 use crate::to_completion;
 
 /// What the response's `Set-Cookie` should say after a commit.
@@ -476,6 +475,12 @@ impl UnitOfWork {
         s.data.created = now_unix();
         let new = self.create(&s.data).await?;
         if let Err(e) = self.list(item, roster, &s.data, (&existing.id, &new)).await {
+            // A renamed entry whose reply was lost names the new id, which goes: moved
+            // back, or its session is found dead. (A login's entry is undone in `admit`.)
+            if matches!((roster, &e), (RosterChange::Renew, SessionError::Store(_))) {
+                self.unlist(item, roster, &s.data, (&new, &existing.id))
+                    .await;
+            }
             self.discard(&new).await;
             return Err(e);
         }
@@ -722,27 +727,32 @@ impl UnitOfWork {
                 }
             }
         }
-        // Read with the touch (pipelined: one round trip), to re-issue the cookie only for
-        // the session as loaded: once a login has renewed it away (its old id removed, or
-        // written over), its cookie would overwrite the login's. A login that has stored its
-        // new id but not yet removed the old one cannot be told from here (semantics.md,
-        // row 6).
+        // Read after the touch, to re-issue the cookie only for the session as loaded: once
+        // a login has renewed it away (its old id removed, or written over), its cookie would
+        // overwrite the login's. A login that has stored its new id but not yet removed the
+        // old one cannot be told from here (semantics.md, row 6). After, not with it: a
+        // store may send two requests over two connections, and a write landing between a
+        // read sent first and the touch would keep this request's lifetime, unseen.
         let store = &*self.backend.store;
         let id = &existing.id;
-        // Boxed: the two store futures inline would take the commit's over 1 KiB, past
-        // which glibc's malloc takes its slower path, for every request.
-        let both = join(store.touch(id, self.ttl(&s.data)), store.load(id));
-        let (touched, now) = Box::pin(both).await;
-        match touched.and_then(|touched| Ok((touched, now?))) {
-            Ok((true, Some(now))) if now.version == existing.version => {
+        let ttl = self.ttl(&s.data);
+        // Boxed: the store futures inline would take the commit's over 1 KiB, past which
+        // glibc's malloc takes its slower path, for every request.
+        let read = async {
+            let touched = store.touch(id, ttl).await?;
+            Ok(if touched { store.load(id).await? } else { None })
+        };
+        let read: Result<Option<Stored>, StoreError> = Box::pin(read).await;
+        match read {
+            Ok(Some(now)) if now.version == existing.version => {
                 metrics.touch(Touch::Done);
                 true
             }
             // Gone or changed since this request loaded it: another request renewed,
             // purged or wrote it. Written, it got this request's lifetime with the touch,
             // where the write may have set another (timeouts cleared): it gets its own.
-            Ok((touched, now)) => {
-                if let (true, Some(now)) = (touched, now) {
+            Ok(now) => {
+                if let Some(now) = now {
                     self.retouch(id, now.data).await;
                 }
                 metrics.touch(Touch::Gone);

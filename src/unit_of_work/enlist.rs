@@ -183,7 +183,7 @@ impl UnitOfWork {
         };
         let (limit, over) = self.limit();
         if over == OverLimit::RefuseLogin {
-            let elsewhere = self.listed_elsewhere(item, user).await?.len();
+            let elsewhere = self.listed_elsewhere(item, user, &prepared).await?.len();
             let counted = prepared.sessions(kept.iter().map(|(entry, _)| entry), None);
             let counted = counted.len();
             if counted + elsewhere >= limit {
@@ -200,11 +200,13 @@ impl UnitOfWork {
     }
 
     /// The sessions listed, and not dead, in `user`'s items other than `item` (those of
-    /// fallback keys): each with its item and when it was last seen.
+    /// fallback keys), but those `prepared` discounts (the session a login replaces may
+    /// have been bound under an old key): each with its item and when it was last seen.
     async fn listed_elsewhere(
         &self,
         item: &SessionId,
         user: &str,
+        prepared: &Prepared,
     ) -> Result<Vec<(SessionId, Entry, u64)>, SessionError> {
         let mut listed = Vec::new();
         for other in self.backend.config.codec.user_items(user) {
@@ -219,7 +221,7 @@ impl UnitOfWork {
             };
             let states = self.census(&roster, &other, user).await;
             for (entry, state) in roster.entries.into_iter().zip(states) {
-                if state != State::Dead {
+                if state != State::Dead && !prepared.discounts(&entry) {
                     let seen = state.seen(&entry);
                     listed.push((other.clone(), entry, seen));
                 }
@@ -327,7 +329,7 @@ impl UnitOfWork {
         if one_key && prepared.listed.get() <= limit {
             return Ok(());
         }
-        let elsewhere = self.listed_elsewhere(item, user).await?;
+        let elsewhere = self.listed_elsewhere(item, user, prepared).await?;
         let seen = prepared.read.borrow().seen.clone();
         // Which of the other keys' sessions go: chosen with this item's, removed after.
         let mut ended_elsewhere = Vec::new();

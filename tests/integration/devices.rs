@@ -33,6 +33,7 @@ macro_rules! devices_suite {
             logging_in_again_as_the_same_user_takes_no_second_place,
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
+            a_login_replacing_a_session_bound_under_an_old_key_does_not_count_it,
             a_key_listed_twice_counts_once,
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
             signing_out_the_others_then_logging_in_again_stays_signed_in,
@@ -47,6 +48,7 @@ macro_rules! devices_suite {
             a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it,
             a_login_while_another_device_sends_its_form_twice_signs_out_one_session,
             a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
+            a_renew_whose_listing_reply_is_lost_stays_listed,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
@@ -67,6 +69,11 @@ macro_rules! devices_suite {
     };
 }
 pub(crate) use devices_suite;
+
+/// A signing key made of `byte`: tests that rotate keys name each by its byte.
+fn key(byte: u8) -> actix_memcache_session::Key {
+    actix_memcache_session::Key::try_from(&[byte; 64][..]).unwrap()
+}
 
 /// A login from the device `label`: its cookie and the session's id.
 async fn login<S: SessionStore + Clone>(
@@ -611,21 +618,17 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
 >(
     store: S,
 ) {
-    fn old_key() -> actix_memcache_session::Key {
-        actix_memcache_session::Key::try_from(&[7u8; 64][..]).unwrap()
-    }
-    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
     let (a, _) = login(&old, "ada", "a").await;
-    let new_key = actix_memcache_session::Key::try_from(&[8u8; 64][..]).unwrap();
-    let refusing = TestApp::with(CountingStore::new(store.clone()), new_key.clone(), |b| {
-        b.fallback_keys(vec![old_key()])
+    let refusing = TestApp::with(CountingStore::new(store.clone()), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
             .max_sessions_per_user(1, OverLimit::RefuseLogin)
     })
     .await;
     let refused = refusing.get("/login-from/ada/b", None).await;
     assert_eq!(refused.status, 403, "{refused:?}");
-    let rotated = TestApp::with(CountingStore::new(store), new_key, |b| {
-        b.fallback_keys(vec![old_key()])
+    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
     })
     .await;
     assert_eq!(
@@ -646,20 +649,37 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
 }
 
+/// A purge-then-login from a session bound under an old key (a fallback now) replaces it:
+/// with a limit of one that refuses, the login is let in, as it is under one key.
+pub async fn a_login_replacing_a_session_bound_under_an_old_key_does_not_count_it<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
+            .max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    let replaced = rotated.get("/purge-then-bind/ada", Some(&a)).await;
+    assert_eq!(replaced.status, 200, "{replaced:?}");
+    assert_eq!(whoami(&rotated, &replaced.cookie()).await, "ada");
+    assert_eq!(whoami(&rotated, &a).await, "none");
+    assert_eq!(rotated.sessions.of_user("ada").await.unwrap().len(), 1);
+    let refused = rotated.get("/login-from/ada/b", None).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+}
+
 /// Fallback keys listed twice, or with the current key among them ("every key that
 /// verifies"), count each key once: a session bound under the old key counts once against
 /// the limit, and each session is listed once.
 pub async fn a_key_listed_twice_counts_once<S: SessionStore + Clone>(store: S) {
-    fn old_key() -> actix_memcache_session::Key {
-        actix_memcache_session::Key::try_from(&[7u8; 64][..]).unwrap()
-    }
-    fn new_key() -> actix_memcache_session::Key {
-        actix_memcache_session::Key::try_from(&[8u8; 64][..]).unwrap()
-    }
-    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
     login(&old, "ada", "a").await;
-    let app = TestApp::with(CountingStore::new(store), new_key(), |b| {
-        b.fallback_keys(vec![new_key(), old_key(), old_key()])
+    let app = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(8), key(7), key(7)])
             .max_sessions_per_user(2, OverLimit::RefuseLogin)
     })
     .await;
@@ -782,15 +802,11 @@ pub async fn over_the_limit_sessions_under_an_old_key_are_signed_out_too<
 >(
     store: S,
 ) {
-    fn old_key() -> actix_memcache_session::Key {
-        actix_memcache_session::Key::try_from(&[5u8; 64][..]).unwrap()
-    }
-    let old = TestApp::with(CountingStore::new(store.clone()), old_key(), |b| b).await;
+    let old = TestApp::with(CountingStore::new(store.clone()), key(5), |b| b).await;
     let (a, _) = login(&old, "ada", "a").await;
     let (b, _) = login(&old, "ada", "b").await;
-    let new_key = actix_memcache_session::Key::try_from(&[6u8; 64][..]).unwrap();
-    let rotated = TestApp::with(CountingStore::new(store), new_key, |b| {
-        b.fallback_keys(vec![old_key()])
+    let rotated = TestApp::with(CountingStore::new(store), key(6), |b| {
+        b.fallback_keys(vec![key(5)])
             .max_sessions_per_user(2, OverLimit::EndLeastRecentlySeen)
     })
     .await;
@@ -809,9 +825,6 @@ pub async fn over_the_limit_sessions_under_an_old_key_are_signed_out_too<
 /// item any more (a sign-out ends the items of the current and fallback keys only), so
 /// letting it stay signed in would leave a session that "sign out everywhere" misses.
 pub async fn a_session_bound_under_a_dropped_key_is_signed_out<S: SessionStore + Clone>(store: S) {
-    fn key(byte: u8) -> actix_memcache_session::Key {
-        actix_memcache_session::Key::try_from(&[byte; 64][..]).unwrap()
-    }
     let old = TestApp::with(CountingStore::new(store.clone()), key(3), |b| b).await;
     let (a, _) = login(&old, "ada", "a").await;
     let rotated = TestApp::with(CountingStore::new(store.clone()), key(4), |b| {
@@ -1119,6 +1132,22 @@ pub async fn a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry<
     let mut listed = labels(&app, "ada").await;
     listed.sort();
     assert_eq!(listed, ["o1", "o2"]);
+}
+
+/// A bound session's renew whose roster write landed but whose reply was lost answers 503
+/// and keeps its old id: its entry is moved back to that id, so it stays listed and signed
+/// in (the entry left naming the discarded new id was found dead: signed out).
+pub async fn a_renew_whose_listing_reply_is_lost_stays_listed<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    app.store
+        .lose_the_reply_to_the_next_update_of(app.generation_item("ada"));
+    let lost = app.get("/renew", Some(&a)).await;
+    assert_eq!(lost.status, 503, "{lost:?}");
+    assert_eq!(labels(&app, "ada").await, ["a"]);
+    assert_eq!(whoami(&app, &a).await, "ada");
+    let renewed = app.get("/renew", Some(&a)).await;
+    assert_eq!(renewed.status, 200, "{renewed:?}");
 }
 
 /// A browser where ada stayed signed in ("keep me signed in", a cart) and bob logs in:

@@ -50,6 +50,8 @@ pub struct CountingStore<S> {
     /// The next write (update or delete) of this id waits for `release` (see
     /// `hold_next_write_of`).
     held: Rc<RefCell<Option<SessionId>>>,
+    /// The next touch of this id waits for `release` (see `hold_next_touch_of`).
+    held_touch: Rc<RefCell<Option<SessionId>>>,
     reached: Rc<Semaphore>,
     go: Rc<Semaphore>,
 }
@@ -66,6 +68,7 @@ impl<S: SessionStore> CountingStore<S> {
             failing_deletes: Rc::default(),
             lost_reply: Rc::default(),
             held: Rc::default(),
+            held_touch: Rc::default(),
             reached: Rc::new(Semaphore::new(0)),
             go: Rc::new(Semaphore::new(0)),
         }
@@ -102,17 +105,24 @@ impl<S: SessionStore> CountingStore<S> {
         *self.held.borrow_mut() = Some(id);
     }
 
-    /// Holds this write if it is of the id `hold_next_write_of` named.
-    async fn hold(&self, id: &SessionId) {
-        let hold = self.held.borrow().as_ref() == Some(id);
+    /// Holds the next touch of `id` until `release`, as `hold_next_write_of` holds a write.
+    pub fn hold_next_touch_of(&self, id: SessionId) {
+        *self.held_touch.borrow_mut() = Some(id);
+    }
+
+    /// Holds this call until `release` if it is of the id `slot` names (the slot
+    /// `hold_next_write_of` or `hold_next_touch_of` set), once.
+    async fn hold(&self, slot: &RefCell<Option<SessionId>>, id: &SessionId) {
+        let hold = slot.borrow().as_ref() == Some(id);
         if hold {
-            self.held.borrow_mut().take();
+            slot.borrow_mut().take();
             self.reached.add_permits(1);
             self.go.acquire().await.unwrap().forget();
         }
     }
 
-    /// Waits until the write `hold_next_write_of` named has started, and is held.
+    /// Waits until the call `hold_next_write_of` or `hold_next_touch_of` named has started,
+    /// and is held.
     pub async fn when_held(&self) {
         self.reached.acquire().await.unwrap().forget();
     }
@@ -183,7 +193,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         ttl: Duration,
     ) -> Result<Update, StoreError> {
         self.count(|c| c.updates += 1);
-        self.hold(id).await;
+        self.hold(&self.held, id).await;
         let updated = self
             .inner
             .update(id, data, version, ttl.max(self.ttl_floor))
@@ -199,6 +209,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
 
     async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
         self.count(|c| c.touches += 1);
+        self.hold(&self.held_touch, id).await;
         if self.failing_touches.get() {
             return Err(StoreError::Unavailable("touches fail in this test".into()));
         }
@@ -208,7 +219,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.count(|c| c.deletes += 1);
         // Held first: a test may make a held delete fail.
-        self.hold(id).await;
+        self.hold(&self.held, id).await;
         self.failing_delete(id)?;
         self.inner.delete(id).await
     }
@@ -216,7 +227,7 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
         self.count(|c| c.deletes += 1);
         // Held first: a test may make a held delete fail.
-        self.hold(id).await;
+        self.hold(&self.held, id).await;
         self.failing_delete(id)?;
         self.inner.delete_if(id, version).await
     }
