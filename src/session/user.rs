@@ -109,13 +109,15 @@ impl Session {
     /// Signs this session's user out of every other session when the request commits (a
     /// password change), keeping this one signed in. Without a bound user it does nothing.
     ///
-    /// The user's generation is rotated with compare-and-swap, only if this session still
-    /// holds the current one. If it does not (it was signed out since it was read, another
-    /// device signed out the others first, or an earlier request of this session already
-    /// rotated it), the commit fails with [`SessionError::Ended`] (409) and writes nothing
+    /// The user's roster is left listing only this session, with compare-and-swap, only
+    /// if this session is still signed in; the generation stays, so this session and its
+    /// other requests stay signed in whatever happens to the rest of the commit. If it is
+    /// not (it was signed out since it was read, or another device signed out the others
+    /// first), the commit fails with [`SessionError::Ended`] (409) and writes nothing
     /// (after a key rotation, items of the user under other keys that it ended before the
     /// revocation landed stay ended): a revoked session never signs itself back in, and is
-    /// signed out at its next request.
+    /// signed out at its next request. Asked twice, by two requests of this session, both
+    /// answer as asked once.
     pub fn sign_out_other_sessions(&self) {
         self.tx.borrow_mut().data.sign_out(true);
     }

@@ -208,9 +208,9 @@ impl UnitOfWork {
         match generation::end(store, &item, held, keep, ttl).await? {
             // Purged since, or bound to another user: this session is not the one that held
             // the entry; nothing to keep signed in (a login in it goes as any login).
-            generation::Ending::Rotated(_)
+            generation::Ending::Kept(_)
                 if s.purged || generation::bound(&s.data) != Some(out.of.user.as_str()) => {}
-            generation::Ending::Rotated(next) => {
+            generation::Ending::Kept(generation) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).
                 let package = generation::PACKAGE;
@@ -218,14 +218,13 @@ impl UnitOfWork {
                     s.put(package, generation::HANDLE, Some(handle.clone().into()));
                     s.put(package, generation::ITEM, Some(item.as_str().into()));
                 }
-                s.put(package, generation::GENERATION, Some(next))
+                s.put(package, generation::GENERATION, Some(generation))
             }
             generation::Ending::Ended => {}
-            // Signed out since it was read: it ends, and ends nobody else.
-            // This session no longer holds the current generation: signed out since it was
-            // read (by an admin, another device, or this session's own earlier request that
-            // rotated it). It must not sign itself back in, nor end anybody: 409, nothing
-            // written; its stale copy signs it out at its next read unless it was rotated.
+            // This session is no longer signed in: signed out since it was read (by an
+            // admin, or another device signing out the others). It must not sign itself
+            // back in, nor end anybody: 409, nothing written; it is signed out at its next
+            // read.
             generation::Ending::Revoked if keep => return Err(SessionError::Ended),
             generation::Ending::Revoked => return self.write(s).await,
         }

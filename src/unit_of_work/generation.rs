@@ -94,13 +94,13 @@ pub(crate) fn signed_in(data: &Record, item: Option<&Stored>) -> bool {
 /// What ending a user's generation from one of their sessions did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
-    /// Ended; the session that keeps itself signed in holds this new generation, and is
-    /// the only one listed.
-    Rotated(Value),
+    /// The others ended: the session that keeps itself signed in is the only one listed,
+    /// under this generation (the one it held).
+    Kept(Value),
     /// Ended, and nobody holds a new one.
     Ended,
     /// The session was no longer signed in (signed out, or another of the user's sessions
-    /// rotated the generation or ended this one, since it was read): it is signed out
+    /// ended the generation or this one's entry, since it was read): it is signed out
     /// itself, and what others may hold now is left alone.
     Revoked,
 }
@@ -152,8 +152,8 @@ pub(crate) async fn end_others(
 /// listed as `handle` (`None`: bound in this very request, so it answers for the user as a
 /// login does). The end is conditional on the session still being signed in, with
 /// compare-and-swap: a revoked session cannot sign itself back in, nor sign out a login
-/// that came after its revocation. `keep` rotates to a new generation listing only this
-/// session instead of deleting; the item lives `ttl`.
+/// that came after its revocation. `keep` leaves the item listing only this session,
+/// under the same generation, instead of deleting it; the item lives `ttl`.
 pub(crate) async fn end(
     store: &dyn ErasedStore,
     item: &SessionId,
@@ -177,16 +177,19 @@ pub(crate) async fn end(
         let Some(this) = roster.get(handle).cloned() else {
             return Ok(Ending::Revoked);
         };
-        let (outcome, rotated) = if keep {
-            let mut next = Roster::new(roster::new_token().map_err(SessionError::Entropy)?);
+        let (outcome, kept) = if keep {
+            // Under the same generation: a new one would sign this session out until its
+            // commit copied it, for good if the commit then failed, and sign out a request
+            // of it racing this one.
+            let mut next = Roster::new(roster.generation);
             next.entries.push(this);
             let outcome = store.update(item, &next.encode(), version, ttl).await?;
             (outcome, Some(next.generation))
         } else {
             (store.delete_if(item, version).await?, None)
         };
-        match (outcome, rotated) {
-            (Update::Updated, Some(next)) => return Ok(Ending::Rotated(next.into())),
+        match (outcome, kept) {
+            (Update::Updated, Some(generation)) => return Ok(Ending::Kept(generation.into())),
             (Update::Updated, None) => return Ok(Ending::Ended),
             (Update::Missing, _) => return Ok(Ending::Revoked),
             (Update::Conflict, _) => {}
@@ -262,7 +265,7 @@ mod tests {
         let ending = end(&store, &item, Some((G, other)), true, ttl)
             .await
             .unwrap();
-        let Ending::Rotated(next) = ending else {
+        let Ending::Kept(next) = ending else {
             panic!("{ending:?}")
         };
         let now = ErasedStore::load(&store, &item).await.unwrap().unwrap();
@@ -270,7 +273,8 @@ mod tests {
         assert_eq!(Some(now.generation.as_str()), next.as_str());
         assert_eq!(now.entries.len(), 1, "only the session kept is listed");
         assert_eq!(now.entries[0].handle, other);
-        // The session rotated away can neither rotate again nor end the user.
+        assert_eq!(next.as_str(), Some(G), "the generation it held");
+        // The session no longer listed can neither sign out the others nor end the user.
         for keep in [true, false] {
             let again = end(&store, &item, Some((G, H)), keep, ttl).await.unwrap();
             assert_eq!(again, Ending::Revoked);

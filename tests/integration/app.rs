@@ -210,6 +210,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_everywhere_then_big),
             )
             .route(
+                "/sign-out-others-then-big/{n}",
+                web::get().to(sign_out_others_then_big),
+            )
+            .route(
                 "/gated/sign-out-others",
                 web::get().to(gated_sign_out_others),
             )
@@ -900,6 +904,12 @@ async fn sign_out_everywhere_then_big(
     n: web::Path<usize>,
 ) -> actix_web::Result<String> {
     s.sign_out_everywhere();
+    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
+    Ok(format!("{:?}", s.status()))
+}
+
+async fn sign_out_others_then_big(s: Session, n: web::Path<usize>) -> actix_web::Result<String> {
+    s.sign_out_other_sessions();
     s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
     Ok(format!("{:?}", s.status()))
 }
