@@ -2,6 +2,8 @@
 //! concurrent commits, or nothing is written; then the hooks of the branch taken run. A
 //! sign-out of the user's sessions goes first.
 
+use std::rc::Rc;
+
 use actix_web::ResponseError;
 
 use super::backoff::Backoff;
@@ -43,7 +45,10 @@ impl UnitOfWork {
         if self.ended.get() {
             return None;
         }
-        let taken = self.session.get()?.try_borrow_mut().ok()?.finish();
+        let tx = self.session.get()?;
+        // Another holder than this unit of work: a handle kept past the request.
+        let kept = Rc::strong_count(tx) > 1;
+        let taken = tx.try_borrow_mut().ok()?.finish(kept);
         self.ended.set(true);
         Some(taken)
     }

@@ -20,6 +20,8 @@ pub(crate) struct Transaction {
     savepoints: Vec<Mark>,
     next_savepoint: u64,
     aborted: bool,
+    /// The request's unit of work has ended: a savepoint taken from now on is never open.
+    ended: bool,
 }
 
 /// What rolling back to one savepoint restores.
@@ -39,6 +41,7 @@ impl Transaction {
             savepoints: Vec::new(),
             next_savepoint: 0,
             aborted: false,
+            ended: false,
         }
     }
 
@@ -59,10 +62,14 @@ impl Transaction {
         self.aborted = true;
     }
 
-    /// Opens a savepoint; its serial names it.
+    /// Opens a savepoint; its serial names it. Once the request ended, none opens (rolling
+    /// back to it is an error).
     pub(crate) fn savepoint(&mut self) -> u64 {
         let serial = self.next_savepoint;
         self.next_savepoint += 1;
+        if self.ended {
+            return serial;
+        }
         self.savepoints.push(Mark {
             serial,
             data: self.data.clone(),
@@ -103,20 +110,28 @@ impl Transaction {
     pub(crate) fn end_quietly(&mut self) {
         debug_assert!(self.is_plain(), "nothing to hand over");
         self.savepoints.clear();
+        self.ended = true;
     }
 
     /// Hands the data and hooks to the unit of work at the end of the request; `None` for
     /// the data when the handler aborted (it stays where it is). The savepoints go too:
-    /// rolling back to one is an error from then on, and later changes go nowhere.
-    pub(crate) fn finish(&mut self) -> (Option<SessionData>, Hooks) {
+    /// rolling back to one is an error from then on, and later changes go nowhere. With
+    /// `kept` (a handle outlives the request), a copy stands in for the data until the
+    /// commit hands it back, for the handle to read meanwhile.
+    pub(crate) fn finish(&mut self, kept: bool) -> (Option<SessionData>, Hooks) {
         self.savepoints.clear();
+        self.ended = true;
         let hooks = std::mem::take(&mut self.hooks);
         if self.aborted {
             return (None, hooks);
         }
-        // A stand-in nothing writes until the commit hands the data back, so without a
-        // creation time (which would read the clock on every request).
-        let standin = SessionData::with(Record::new(0));
+        // Nothing writes the stand-in; made without a creation time (which would read the
+        // clock on every request) when nobody reads it.
+        let standin = if kept {
+            self.data.clone()
+        } else {
+            SessionData::with(Record::new(0))
+        };
         (Some(std::mem::replace(&mut self.data, standin)), hooks)
     }
 }
@@ -138,7 +153,7 @@ mod tests {
             tx.rollback(outer).is_ok(),
             "a savepoint can be rolled back to again"
         );
-        tx.finish();
+        tx.finish(false);
         assert!(matches!(
             tx.rollback(outer),
             Err(SessionError::InvalidSavepoint)
@@ -152,6 +167,6 @@ mod tests {
         tx.abort();
         tx.rollback(before).unwrap();
         assert_eq!(tx.status(), SessionStatus::Aborted);
-        assert!(tx.finish().0.is_none(), "nothing to commit");
+        assert!(tx.finish(false).0.is_none(), "nothing to commit");
     }
 }

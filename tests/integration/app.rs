@@ -134,6 +134,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/maybe-get/{p}/{k}", web::get().to(maybe_get))
             .route("/twice/{p}/{k}", web::get().to(twice))
             .route("/keep/{p}/{k}", web::get().to(keep))
+            .route("/keep-set/{p}/{k}/{v}", web::get().to(keep_set))
             .route("/set/{p}/{k}/{v}", web::get().to(set))
             .route(
                 "/set-status/{status}/{p}/{k}/{v}",
@@ -349,6 +350,16 @@ async fn keep(
 ) -> actix_web::Result<String> {
     kept.replace(Some(s.clone()));
     get(s, path).await
+}
+
+/// `set`, keeping a handle to the session past the request's end.
+async fn keep_set(
+    s: Session,
+    path: web::Path<(String, String, String)>,
+    kept: web::Data<Kept>,
+) -> actix_web::Result<String> {
+    kept.replace(Some(s.clone()));
+    set(s, path).await
 }
 
 async fn twice(

@@ -19,6 +19,7 @@ macro_rules! http_suite {
             route_without_session_makes_no_store_call,
             extracting_twice_loads_once,
             a_handle_kept_past_its_request_writes_nothing,
+            a_handle_kept_reads_the_session_while_its_request_commits,
             changes_commit_and_read_back,
             error_status_aborts,
             handler_error_aborts,
@@ -202,6 +203,37 @@ pub async fn a_handle_kept_past_its_request_writes_nothing<S: SessionStore + Clo
     let reply = app.get("/get/q/j", Some(&cookie)).await;
     assert_eq!(reply.body, "none");
     assert_eq!(app.store.calls().writes(), 0);
+}
+
+/// A handle kept past the request (a task the handler spawned) reads the session as the
+/// handler left it while the commit is under way, and as committed after; a savepoint it
+/// takes then cannot be rolled back to. (It read an empty session meanwhile.)
+pub async fn a_handle_kept_reads_the_session_while_its_request_commits<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    app.store.hold_next_write_of(app.store.last_created());
+    let meanwhile = async {
+        app.store.when_held().await;
+        let kept = app.kept.take().expect("kept by the handler");
+        let read = kept.package("p").get::<u32>("k").unwrap();
+        let savepoint = kept.savepoint();
+        kept.package("p").insert("k", 3).unwrap();
+        let rollback = savepoint.rollback();
+        app.store.release();
+        (kept, read, rollback)
+    };
+    let (reply, (kept, read, rollback)) =
+        join(app.get("/keep-set/p/k/2", Some(&cookie)), meanwhile).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(read, Some(2), "as the handler left it");
+    assert!(
+        matches!(rollback, Err(SessionError::InvalidSavepoint)),
+        "{rollback:?}"
+    );
+    assert_eq!(kept.package("p").get::<u32>("k").unwrap(), Some(2));
+    drop(kept);
+    assert_eq!(value(&app, &cookie).await, "2");
 }
 
 pub async fn changes_commit_and_read_back<S: SessionStore + Clone>(store: S) {
