@@ -17,6 +17,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::{join, join_all};
+
 use crate::{SessionId, SessionStore, Update};
 
 #[doc(hidden)]
@@ -46,6 +48,7 @@ macro_rules! store_acceptance_suite {
             create_refuses_a_taken_id,
             update_with_current_version_replaces,
             update_with_stale_version_conflicts,
+            writes_at_one_version_sent_at_once_let_one_through,
             update_of_missing_session_creates_nothing,
             touch_of_missing_session_creates_nothing,
             delete_removes_and_tolerates_missing,
@@ -124,6 +127,42 @@ pub async fn update_with_stale_version_conflicts<S: SessionStore>(store: S) {
     let outcome = store.update(&id, b"three", stale, TTL).await.unwrap();
     assert_eq!(outcome, Update::Conflict);
     assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}
+
+/// Writes at one version sent at once, as concurrent requests send them, let exactly one
+/// through, and the store holds what that one wrote: `update`s, then an `update` and a
+/// `delete_if`. A store that checks the version and writes after an `.await` lets several
+/// through, and loses all but the last.
+pub async fn writes_at_one_version_sent_at_once_let_one_through<S: SessionStore>(store: S) {
+    let id = new_id();
+    store.create(&id, b"zero", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    let writes: Vec<Vec<u8>> = (1..=4).map(|n| format!("write {n}").into_bytes()).collect();
+    let updates = join_all(writes.iter().map(|w| store.update(&id, w, version, TTL))).await;
+    let updated: Vec<&Vec<u8>> = writes
+        .iter()
+        .zip(&updates)
+        .filter(|(_, outcome)| matches!(outcome, Ok(Update::Updated)))
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(updated.len(), 1, "updates {updates:?}");
+    assert_eq!(data_of(&store, &id).await.as_ref(), Some(updated[0]));
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    let (updated, deleted) = join(
+        store.update(&id, b"last", version, TTL),
+        store.delete_if(&id, version),
+    )
+    .await;
+    let (updated, deleted) = (updated.unwrap(), deleted.unwrap());
+    match (updated, deleted) {
+        (Update::Updated, Update::Conflict) => {
+            assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"last"[..]));
+        }
+        (Update::Conflict | Update::Missing, Update::Updated) => {
+            assert_eq!(data_of(&store, &id).await, None);
+        }
+        outcomes => panic!("an update and a delete_if at one version: {outcomes:?}"),
+    }
 }
 
 /// `update` of a session that does not exist reports it missing and does not create it.

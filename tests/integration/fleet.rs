@@ -22,6 +22,7 @@ mod suites {
     mod http {
         crate::http::http_suite!(crate::memcached::fleet_store());
         crate::devices::devices_suite!(crate::memcached::fleet_store());
+        crate::app_testing::app_testing_suite!(crate::memcached::fleet_store());
     }
 }
 

@@ -40,18 +40,32 @@ mod text {
 #[cfg(feature = "r2d2")]
 mod r2d2_binary {
     actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(""));
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::memcached::r2d2_store(""));
 
     mod http {
         crate::http::http_suite!(crate::memcached::r2d2_store(""));
         crate::devices::devices_suite!(crate::memcached::r2d2_store(""));
+        crate::app_testing::app_testing_suite!(crate::memcached::r2d2_store(""));
     }
 }
 
+/// The pool as `docs/stores.md` recommends it: the text protocol, with a read timeout.
 #[cfg(feature = "r2d2")]
 mod r2d2_ascii {
-    actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(
-        "?protocol=ascii"
-    ));
+    actix_memcache_session::store_acceptance_suite!(crate::memcached::r2d2_store(ASCII));
+    #[cfg(feature = "actix-session")]
+    crate::actix_session::actix_session_suite!(crate::memcached::r2d2_store(ASCII));
+
+    const ASCII: &str = "?protocol=ascii&timeout=2";
+
+    mod http {
+        use super::ASCII;
+
+        crate::http::http_suite!(crate::memcached::r2d2_store(ASCII));
+        crate::devices::devices_suite!(crate::memcached::r2d2_store(ASCII));
+        crate::app_testing::app_testing_suite!(crate::memcached::r2d2_store(ASCII));
+    }
 }
 
 fn counters(names: &[&str]) -> Vec<u64> {

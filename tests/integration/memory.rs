@@ -161,4 +161,74 @@ mod contract {
             PerIdVersions::default(),
         ));
     }
+
+    /// A store that checks the version, then writes after an `.await` whatever is there by
+    /// then: it passes each check of one write at a time.
+    #[derive(Clone, Default)]
+    struct CheckThenWrite(actix_memcache_session::MemoryStore);
+
+    impl SessionStore for CheckThenWrite {
+        async fn load(&self, id: &SessionId) -> Result<Option<Stored>, StoreError> {
+            self.0.load(id).await
+        }
+
+        async fn create(
+            &self,
+            id: &SessionId,
+            data: &[u8],
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            self.0.create(id, data, ttl).await
+        }
+
+        async fn update(
+            &self,
+            id: &SessionId,
+            data: &[u8],
+            version: Version,
+            ttl: Duration,
+        ) -> Result<Update, StoreError> {
+            match self.0.load(id).await? {
+                None => return Ok(Update::Missing),
+                Some(now) if now.version != version => return Ok(Update::Conflict),
+                Some(_) => {}
+            }
+            actix_web::rt::task::yield_now().await;
+            // The fault: the version checked is not the one written over.
+            let Some(now) = self.0.load(id).await? else {
+                return Ok(Update::Missing);
+            };
+            self.0.update(id, data, now.version, ttl).await
+        }
+
+        async fn touch(&self, id: &SessionId, ttl: Duration) -> Result<bool, StoreError> {
+            self.0.touch(id, ttl).await
+        }
+
+        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+            self.0.delete(id).await
+        }
+
+        async fn delete_if(&self, id: &SessionId, version: Version) -> Result<Update, StoreError> {
+            self.0.delete_if(id, version).await
+        }
+    }
+
+    #[test]
+    fn the_store_checking_then_writing_passes_the_checks_of_one_write_at_a_time() {
+        run(testing::update_with_current_version_replaces(
+            CheckThenWrite::default(),
+        ));
+        run(testing::update_with_stale_version_conflicts(
+            CheckThenWrite::default(),
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "updates [Ok(Updated), Ok(Updated)")]
+    fn writes_at_one_version_let_through_more_than_once_are_refused() {
+        run(testing::writes_at_one_version_sent_at_once_let_one_through(
+            CheckThenWrite::default(),
+        ));
+    }
 }

@@ -23,6 +23,7 @@ mod suites {
     mod http {
         crate::http::http_suite!(crate::nutcracker::proxy_store());
         crate::devices::devices_suite!(crate::nutcracker::proxy_store());
+        crate::app_testing::app_testing_suite!(crate::nutcracker::proxy_store());
     }
 }
 
