@@ -12,6 +12,7 @@ use std::task::{ready, Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{HeaderMap, HeaderValue, VARY};
 use actix_web::Error;
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
@@ -131,6 +132,8 @@ fn end<B: MessageBody + 'static>(
     };
     // A handler's `Err` arrives as a response carrying the error, with the error's own
     // status, which may be below 400 (a 303 "log in first"): it aborts all the same.
+    let mut res = res;
+    vary_on_cookie(res.headers_mut());
     let why = if res.response().error().is_some() {
         Some(Commit::AbortedByHandler)
     } else if !uow.config().commits_on(res.status()) {
@@ -160,7 +163,11 @@ fn with_cookie<B: MessageBody>(
         Ok(CookieAction::Keep) => return res.map_into_left_body(),
         Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
         Ok(CookieAction::Remove) => uow.config().cookie(None),
-        Err(e) => return res.error_response(e).map_into_right_body(),
+        Err(e) => {
+            let mut res = res.error_response(e).map_into_right_body();
+            vary_on_cookie(res.headers_mut());
+            return res;
+        }
     };
     let mut res = res.map_into_left_body();
     // Name, path and domain were checked at build time and the value is base64url, so
@@ -169,6 +176,22 @@ fn with_cookie<B: MessageBody>(
         tracing::error!(error = %e, "cannot set the session cookie");
     }
     res
+}
+
+/// Says that the response depends on the `Cookie` header, as every response that loaded
+/// the session does: a shared cache must not hand one browser's page (or its `Set-Cookie`)
+/// to another. A `Vary` that names it already, or `*`, is left alone.
+fn vary_on_cookie(headers: &mut HeaderMap) {
+    let named = |value: &HeaderValue| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|field| field == "*" || field.eq_ignore_ascii_case("cookie"))
+        })
+    };
+    if !headers.get_all(VARY).any(named) {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
 }
 
 /// Aborts the unit of work for `why`, its hooks run to their end even if the client goes

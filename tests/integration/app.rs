@@ -149,6 +149,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/gated/get/{p}/{k}", web::get().to(gated_get))
             .route("/gated/renew", web::get().to(gated_renew))
             .route("/big/{p}/{k}/{n}", web::get().to(big))
+            .route("/vary/{value}", web::get().to(vary))
             .route("/keys/{p}", web::get().to(keys))
             .route("/remove/{p}/{k}", web::get().to(remove))
             .route("/clear/{p}", web::get().to(clear))
@@ -460,6 +461,14 @@ async fn big(s: Session, path: web::Path<(String, String, usize)>) -> actix_web:
     let (p, k, n) = path.into_inner();
     s.package(p).insert(&k, "x".repeat(n))?;
     Ok("ok".to_owned())
+}
+
+/// Reads the session, and answers with its own `Vary: value`.
+async fn vary(s: Session, value: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    s.package("p").get::<Value>("k")?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("vary", value.into_inner()))
+        .finish())
 }
 
 async fn keys(s: Session, p: web::Path<String>) -> actix_web::Result<String> {

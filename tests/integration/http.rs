@@ -58,6 +58,7 @@ macro_rules! http_suite {
             purge_of_a_session_already_gone_removes_the_cookie,
             purge_then_set_starts_a_new_session,
             oversized_session_is_refused_and_nothing_written,
+            a_response_that_read_the_session_varies_on_the_cookie,
             invalid_names_get_400,
             the_crates_own_packages_are_out_of_a_handlers_reach,
             values_too_deep_to_read_back_are_refused,
@@ -797,6 +798,39 @@ pub async fn purge_then_set_starts_a_new_session<S: SessionStore + Clone>(store:
 }
 
 // 7. Limits and bad data.
+
+/// Every response of a request that read the session (a success, an aborted one, a failed
+/// commit's) says it varies on `Cookie`, so that a shared cache never hands one browser's
+/// page, or its `Set-Cookie`, to another; one that did not read it, or that names `Cookie`
+/// or `*` already, is left as it is.
+pub async fn a_response_that_read_the_session_varies_on_the_cookie<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(200)).await;
+    let cookie = started(&app).await;
+    let vary = |path: &'static str, cookie: Option<Cookie<'static>>| {
+        let app = &app;
+        async move {
+            let reply = app.get(path, cookie.as_ref()).await;
+            (reply.status, reply.vary)
+        }
+    };
+    let c = Some(cookie);
+    assert_eq!(vary("/plain", c.clone()).await, (200, vec![]));
+    assert_eq!(vary("/get/p/k", c.clone()).await, (200, vec!["Cookie".into()]));
+    assert_eq!(vary("/set/p/k/2", None).await, (200, vec!["Cookie".into()]));
+    let aborted = vary("/set-status/500/p/k/3", c.clone()).await;
+    assert_eq!(aborted, (500, vec!["Cookie".into()]));
+    let refused = vary("/big/p/k/1000", c.clone()).await;
+    assert_eq!(refused, (413, vec!["Cookie".into()]));
+    let both = vec!["Accept-Encoding".to_owned(), "Cookie".to_owned()];
+    assert_eq!(vary("/vary/Accept-Encoding", c.clone()).await, (200, both));
+    for named in ["*", "cookie", "Accept, Cookie"] {
+        let path = format!("/vary/{}", named.replace(' ', "%20"));
+        let reply = app.get(&path, c.as_ref()).await;
+        assert_eq!(reply.vary, [named], "{path}");
+    }
+}
 
 pub async fn oversized_session_is_refused_and_nothing_written<S: SessionStore + Clone>(store: S) {
     let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(200)).await;

@@ -253,6 +253,8 @@ pub struct Reply {
     pub user_after: Option<String>,
     /// Whether the middleware wrapped outside the session's saw this response.
     pub outer: bool,
+    /// The `Vary` headers, in order.
+    pub vary: Vec<String>,
 }
 
 impl Reply {
@@ -268,6 +270,11 @@ impl Reply {
             .headers()
             .get(crate::app::USER_AFTER_HEADER)
             .map(|v| v.to_str().unwrap().to_owned());
+        let vary = res
+            .headers()
+            .get_all("vary")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
         Self {
             status,
@@ -276,6 +283,7 @@ impl Reply {
             retry_after,
             outer,
             user_after,
+            vary,
         }
     }
 
