@@ -151,7 +151,10 @@ impl Session {
         Fut: Future<Output = Result<(), E>> + 'static,
         E: Into<Box<dyn std::error::Error>>,
     {
-        self.tx.borrow_mut().hooks.add(Outcome::Committed, hook);
+        let mut tx = self.tx.borrow_mut();
+        if !tx.is_ended() {
+            tx.hooks.add(Outcome::Committed, hook);
+        }
     }
 
     /// Registers `hook` to run if this request's unit of work aborts: an error status, a
@@ -164,7 +167,10 @@ impl Session {
         Fut: Future<Output = Result<(), E>> + 'static,
         E: Into<Box<dyn std::error::Error>>,
     {
-        self.tx.borrow_mut().hooks.add(Outcome::Aborted, hook);
+        let mut tx = self.tx.borrow_mut();
+        if !tx.is_ended() {
+            tx.hooks.add(Outcome::Aborted, hook);
+        }
     }
 }
 

@@ -197,7 +197,10 @@ impl UnitOfWork {
             .item
             .unwrap_or_else(|| self.current_item(&out.of.user));
         let ttl = self.backend.config.generation_ttl();
-        let keep = out.keep_this;
+        // Purged since, or bound to another user: this session is not the one that held
+        // the entry, and nothing stays signed in (a login in it goes as any login).
+        let keep =
+            out.keep_this && !s.purged && generation::bound(&s.data) == Some(out.of.user.as_str());
         let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
         // Sessions bound under another key (a login before or after a key rotation) are
         // listed in that key's item: it ends too, as the container's sign-out ends it.
@@ -211,10 +214,6 @@ impl UnitOfWork {
             .filter(|other| *other != item);
         generation::end_others(store, &item, held, others).await?;
         match generation::end(store, &item, held, keep, ttl).await? {
-            // Purged since, or bound to another user: this session is not the one that held
-            // the entry; nothing to keep signed in (a login in it goes as any login).
-            generation::Ending::Kept(_)
-                if s.purged || generation::bound(&s.data) != Some(out.of.user.as_str()) => {}
             generation::Ending::Kept(generation) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).

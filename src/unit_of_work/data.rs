@@ -99,7 +99,7 @@ pub(super) struct Binding {
 pub(super) struct SignOut {
     /// The session's binding when the sign-out was asked.
     pub(super) of: Binding,
-    /// This session stays signed in, under a new generation.
+    /// This session stays signed in, the only one listed.
     pub(super) keep_this: bool,
 }
 
@@ -374,7 +374,7 @@ impl SessionData {
     }
 
     /// Ends the bound user's generation on commit, signing them out of every session;
-    /// this one is purged, or, if `keep_this`, copies the generation that follows.
+    /// this one is purged, or, if `keep_this`, stays signed in, the only one listed.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let binding = self.binding_as_held();
         let earlier = self.signing_out.take();

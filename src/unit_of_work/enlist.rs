@@ -256,8 +256,9 @@ impl UnitOfWork {
 
     /// Lists `handle` (a login of `user`, stored as `id`) in the roster `prepared` made
     /// ready, with compare-and-swap. A roster changed meanwhile (another login) is
-    /// prepared again, limit included; one whose generation ended meanwhile (a sign-out of
-    /// the user racing this login) fails with a conflict, as the session copied it. A
+    /// prepared again, limit included; one whose generation ended meanwhile, or whose
+    /// other sessions were signed out (a sign-out racing this login, which read the roster
+    /// before it), fails with a conflict. A
     /// write whose outcome is unknown (the store failed) is taken out again, best effort.
     pub(crate) async fn admit(
         &self,
@@ -268,7 +269,6 @@ impl UnitOfWork {
         id: &SessionId,
     ) -> Result<(), SessionError> {
         let store = &*self.backend.store;
-        let generation = &prepared.roster.generation;
         let mut current = prepared.clone();
         for _ in 0..EDIT_ATTEMPTS {
             let mut roster = current.roster;
@@ -297,7 +297,7 @@ impl UnitOfWork {
             }
             let discounted = (prepared.discounted.clone(), prepared.exclusive);
             current = self.prepare(item, user, discounted).await?;
-            if current.roster.generation != *generation {
+            if !current.roster.same_era(&prepared.roster) {
                 return Err(SessionError::Conflict);
             }
         }

@@ -182,6 +182,7 @@ pub(crate) async fn end(
             // commit copied it, for good if the commit then failed, and sign out a request
             // of it racing this one.
             let mut next = Roster::new(roster.generation);
+            next.epoch = Some(roster::new_token().map_err(SessionError::Entropy)?);
             next.entries.push(this);
             let outcome = store.update(item, &next.encode(), version, ttl).await?;
             (outcome, Some(next.generation))

@@ -3,7 +3,8 @@
 //! `generation.rs`, `census.rs` and `enlist.rs`.
 //!
 //! ```text
-//! 0123456789abcdef                          the generation: 64 random bits as hex
+//! 0123456789abcdef [fedcba9876543210]       the generation: 64 random bits as hex, and
+//!                                           the sign-out of the others that left it, if any
 //! 89abcdef01234567 <22-character id> 1700000000   an entry: its handle, the session's
 //! ...                                             id and when the entry was written
 //! ```
@@ -37,6 +38,10 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Roster {
     pub(crate) generation: String,
+    /// New at each sign-out of the others, which keeps the generation (the session that
+    /// asked stays signed in, with every request of it): a login prepared before one is
+    /// refused, as one prepared before a sign-out everywhere is. Sessions never hold it.
+    pub(crate) epoch: Option<String>,
     pub(crate) entries: Vec<Entry>,
 }
 
@@ -44,13 +49,14 @@ impl Roster {
     pub(crate) fn new(generation: String) -> Self {
         Self {
             generation,
+            epoch: None,
             entries: Vec::new(),
         }
     }
 
     /// The roster in `bytes`, if they are one this crate wrote.
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        let (generation, lines) = split(bytes)?;
+        let ((generation, epoch), lines) = split(bytes)?;
         let mut entries = Vec::new();
         for line in lines {
             let (handle, id, since) = entry(line)?;
@@ -62,6 +68,7 @@ impl Roster {
         }
         Some(Self {
             generation: generation.to_owned(),
+            epoch: epoch.map(str::to_owned),
             entries,
         })
     }
@@ -69,10 +76,19 @@ impl Roster {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = String::with_capacity(TOKEN_CHARS + self.entries.len() * 62);
         out.push_str(&self.generation);
+        if let Some(epoch) = &self.epoch {
+            out.push(' ');
+            out.push_str(epoch);
+        }
         for e in &self.entries {
             out.push_str(&format!("\n{} {} {}", e.handle, e.id.as_str(), e.since));
         }
         out.into_bytes()
+    }
+
+    /// Whether `other` is this roster's generation, with no sign-out of the others since.
+    pub(crate) fn same_era(&self, other: &Roster) -> bool {
+        self.generation == other.generation && self.epoch == other.epoch
     }
 
     pub(crate) fn get(&self, handle: &str) -> Option<&Entry> {
@@ -113,7 +129,7 @@ impl Roster {
 /// [`Roster::decode`] does, without allocating: it runs for every request of a bound
 /// session.
 pub(crate) fn lists(bytes: &[u8], generation: &str, handle: &str) -> bool {
-    let Some((current, lines)) = split(bytes) else {
+    let Some(((current, _), lines)) = split(bytes) else {
         return false;
     };
     let mut found = false;
@@ -138,16 +154,23 @@ pub(crate) fn new_token() -> std::io::Result<String> {
     Ok(bits.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The generation and the entry lines, if the generation is valid and the entries within
-/// [`MAX_ENTRIES`].
-fn split(bytes: &[u8]) -> Option<(&str, std::str::Split<'_, char>)> {
+/// The generation with the epoch, if any, and the entry lines, if the first line is valid
+/// and the entries within [`MAX_ENTRIES`].
+type Split<'a> = ((&'a str, Option<&'a str>), std::str::Split<'a, char>);
+
+fn split(bytes: &[u8]) -> Option<Split<'_>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.split('\n');
-    let generation = lines.next().filter(|g| is_token(g))?;
-    if text.bytes().filter(|&b| b == b'\n').count() > MAX_ENTRIES {
+    let mut first = lines.next()?.split(' ');
+    let generation = first.next().filter(|g| is_token(g))?;
+    let epoch = match first.next() {
+        Some(epoch) => Some(epoch).filter(|e| is_token(e))?.into(),
+        None => None,
+    };
+    if first.next().is_some() || text.bytes().filter(|&b| b == b'\n').count() > MAX_ENTRIES {
         return None;
     }
-    Some((generation, lines))
+    Some(((generation, epoch), lines))
 }
 
 /// An entry line's handle, id and time, if it is well formed.
@@ -192,6 +215,19 @@ mod tests {
     }
 
     #[test]
+    fn an_epoch_round_trips_and_changes_no_session_it_lists() {
+        let mut r = roster(&[H]);
+        r.epoch = Some("00000000000000ee".into());
+        let bytes = r.encode();
+        assert!(bytes.starts_with(format!("{G} 00000000000000ee\n").as_bytes()));
+        assert_eq!(Roster::decode(&bytes), Some(r.clone()));
+        assert!(lists(&bytes, G, H), "the sessions listed stay signed in");
+        let before = roster(&[H]);
+        assert!(!r.same_era(&before), "a sign-out of the others since");
+        assert!(r.same_era(&Roster::decode(&bytes).unwrap()));
+    }
+
+    #[test]
     fn put_replaces_a_handles_entry_and_remove_says_whether_it_had_one() {
         let mut r = roster(&[H]);
         let moved = SessionId::generate().unwrap();
@@ -226,6 +262,9 @@ mod tests {
             format!("{G}\n{H} {}R 1", &id[..21]),
             format!("{G}\n{} {id} 1", &H[..15]),
             format!("{G} \n{line}"),
+            format!("{G} {H} {H}\n{line}"),
+            format!("{G} 0123\n{line}"),
+            format!("{G}  {H}\n{line}"),
         ];
         let too_many = format!("\n{line}").repeat(MAX_ENTRIES + 1);
         bad.push(format!("{G}{too_many}"));

@@ -58,6 +58,13 @@ impl Transaction {
         !self.aborted && self.hooks.is_empty()
     }
 
+    /// Whether the request's unit of work has ended: a hook registered from now on is
+    /// dropped (nothing would run it, and one holding a `Session` would keep the
+    /// transaction alive through itself).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     pub(crate) fn abort(&mut self) {
         self.aborted = true;
     }

@@ -216,6 +216,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_then_big),
             )
             .route(
+                "/sign-out-others-purge-big/{n}",
+                web::get().to(sign_out_others_purge_big),
+            )
+            .route(
                 "/gated/sign-out-others",
                 web::get().to(gated_sign_out_others),
             )
@@ -930,6 +934,14 @@ async fn sign_out_everywhere_then_big(
 
 async fn sign_out_others_then_big(s: Session, n: web::Path<usize>) -> actix_web::Result<String> {
     s.sign_out_other_sessions();
+    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
+    Ok(format!("{:?}", s.status()))
+}
+
+/// A logout helper that signs out the others, purges, then writes more than fits.
+async fn sign_out_others_purge_big(s: Session, n: web::Path<usize>) -> actix_web::Result<String> {
+    s.sign_out_other_sessions();
+    s.purge();
     s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
     Ok(format!("{:?}", s.status()))
 }

@@ -108,6 +108,7 @@ macro_rules! http_suite {
             a_request_racing_its_sign_out_of_the_others_stays_signed_in,
             a_revoked_session_signing_out_the_others_stays_signed_out,
             two_devices_signing_out_the_others_at_once_leave_one_signed_in,
+            a_login_in_flight_across_a_sign_out_of_the_others_is_refused,
             signing_out_the_others_twice_from_one_device_keeps_it,
             a_revoked_session_signing_out_everywhere_spares_a_later_login,
             bound_session_reads_its_generation_with_the_session,
@@ -199,6 +200,21 @@ pub async fn a_handle_kept_past_its_request_writes_nothing<S: SessionStore + Clo
         SessionStatus::Changed,
         "changed, and never written"
     );
+    // A hook registered now would never run: dropped at once, with what it holds (a
+    // `Session` it held would keep the request's data alive through itself).
+    struct Held(std::rc::Rc<std::cell::Cell<bool>>);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+    let held = Held(dropped.clone());
+    kept.after_commit(move || {
+        drop(held);
+        async { Ok::<_, std::io::Error>(()) }
+    });
+    assert!(dropped.get(), "the hook went at once");
     drop(kept);
     assert_eq!(value(&app, &cookie).await, "1");
     let reply = app.get("/get/q/j", Some(&cookie)).await;
@@ -817,7 +833,10 @@ pub async fn a_response_that_read_the_session_varies_on_the_cookie<S: SessionSto
     };
     let c = Some(cookie);
     assert_eq!(vary("/plain", c.clone()).await, (200, vec![]));
-    assert_eq!(vary("/get/p/k", c.clone()).await, (200, vec!["Cookie".into()]));
+    assert_eq!(
+        vary("/get/p/k", c.clone()).await,
+        (200, vec!["Cookie".into()])
+    );
     assert_eq!(vary("/set/p/k/2", None).await, (200, vec!["Cookie".into()]));
     let aborted = vary("/set-status/500/p/k/3", c.clone()).await;
     assert_eq!(aborted, (500, vec!["Cookie".into()]));
@@ -1902,7 +1921,7 @@ pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(
         assert_eq!(whoami(&app, cookie).await, "none");
     }
     assert_eq!(whoami(&app, &bob).await, "bob");
-    // The kept session is bound to the new generation: a later sign-out ends it too.
+    // The kept session is still bound: a later sign-out ends it too.
     app.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&app, &ada[0].0).await, "none");
 }
@@ -1934,7 +1953,8 @@ pub async fn a_revoked_session_signing_out_the_others_stays_signed_out<S: Sessio
 }
 
 /// Two of a user's devices press "sign out other devices" at once: the first to commit
-/// rotates the generation; the other no longer holds it: 409, and signed out. One stays.
+/// ends the other's entry; the other is no longer signed in: 409, and signed out. One
+/// stays.
 pub async fn two_devices_signing_out_the_others_at_once_leave_one_signed_in<
     S: SessionStore + Clone,
 >(
@@ -1958,6 +1978,31 @@ pub async fn two_devices_signing_out_the_others_at_once_leave_one_signed_in<
         "the second is signed out"
     );
     assert_eq!(whoami(&app, &ada[2].0).await, "none");
+}
+
+/// A login that read the user's roster before another device signed out the others, and
+/// lists itself after: refused (409), as after a sign-out everywhere, so that a password
+/// change with "sign out other devices" lets in no login that checked the old password.
+pub async fn a_login_in_flight_across_a_sign_out_of_the_others_is_refused<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    app.store.hold_next_write_of(app.generation_item("ada"));
+    let meanwhile = async {
+        app.store.when_held().await;
+        let out = app.get("/sign-out-others", Some(&ada[0].0)).await;
+        app.store.release();
+        out
+    };
+    let (login, out) = join(app.get("/login/ada", None), meanwhile).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(login.status, 409, "{login:?}");
+    assert!(login.cookie.is_none(), "{login:?}");
+    assert_eq!(whoami(&app, &ada[0].0).await, "ada");
+    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
 }
 
 /// The same device presses "sign out other devices" twice, the requests racing: the first
@@ -2015,6 +2060,8 @@ pub async fn a_sign_out_whose_commit_then_fails_says_what_happened<S: SessionSto
     for (route, this_one) in [
         ("/sign-out-everywhere-then-big/1000", "none"),
         ("/sign-out-others-then-big/1000", "ada"),
+        // Purged: this one goes with the others, failure or not.
+        ("/sign-out-others-purge-big/1000", "none"),
     ] {
         let store = CountingStore::new(store.clone());
         let app = TestApp::configured(store, |b| b.max_size(400)).await;
