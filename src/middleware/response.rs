@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
-use actix_web::http::header::{HeaderMap, HeaderValue, VARY};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, VARY};
 use actix_web::Error;
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
@@ -111,7 +111,7 @@ fn end<B: MessageBody + 'static>(
     uow: &Rc<UnitOfWork>,
     ended: Result<Result<ServiceResponse<B>, Error>, Box<dyn Any + Send>>,
 ) -> Result<Answer<B>, Ending<B>> {
-    if !uow.is_loaded() {
+    if uow.end_unloaded() {
         // Nothing loaded: nothing to commit or abort.
         return match ended {
             Ok(answer) => Ok(answer.map(ServiceResponse::map_into_left_body)),
@@ -175,22 +175,79 @@ fn with_cookie<B: MessageBody>(
     if let Err(e) = res.response_mut().add_cookie(&cookie) {
         tracing::error!(error = %e, "cannot set the session cookie");
     }
+    private(res.headers_mut());
     res
 }
 
 /// Says that the response depends on the `Cookie` header, as every response that loaded
-/// the session does: a shared cache must not hand one browser's page (or its `Set-Cookie`)
-/// to another. A `Vary` that names it already, or `*`, is left alone.
+/// the session does: a shared cache must not hand one browser's page to another. A `Vary`
+/// that names it already, or `*`, is left alone; another is made one line naming it too
+/// (a middleware outside that reads the first line and replaces them all, as actix-cors
+/// does, would drop a second line).
 fn vary_on_cookie(headers: &mut HeaderMap) {
-    let named = |value: &HeaderValue| {
-        value.to_str().is_ok_and(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|field| field == "*" || field.eq_ignore_ascii_case("cookie"))
-        })
+    let Some(elements) = elements(headers, &VARY) else {
+        return;
     };
-    if !headers.get_all(VARY).any(named) {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    if elements.is_empty() {
+        headers.insert(VARY, HeaderValue::from_static("Cookie"));
+    } else if !elements
+        .iter()
+        .any(|e| e == "*" || e.eq_ignore_ascii_case("cookie"))
+    {
+        one_line(
+            headers,
+            VARY,
+            elements.iter().map(String::as_str).chain(["Cookie"]),
+        );
+    }
+}
+
+/// Keeps a response that sets the session cookie out of shared caches (`Cache-Control:
+/// private`): with the `Vary: Cookie` of a request that came without one, a cache could
+/// hand the next browser without one this browser's new session. `private` or `no-store`
+/// already there leave it alone; `public` and `s-maxage` go, the rest stays.
+fn private(headers: &mut HeaderMap) {
+    let Some(elements) = elements(headers, &CACHE_CONTROL) else {
+        return;
+    };
+    let directive = |e: &str| e.split('=').next().unwrap_or_default().trim().to_owned();
+    let names: Vec<String> = elements.iter().map(|e| directive(e)).collect();
+    if names
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case("private") || n.eq_ignore_ascii_case("no-store"))
+    {
+        return;
+    }
+    let kept = elements
+        .iter()
+        .zip(&names)
+        .filter(|(_, n)| !n.eq_ignore_ascii_case("public") && !n.eq_ignore_ascii_case("s-maxage"));
+    let kept = kept.map(|(e, _)| e.as_str());
+    one_line(headers, CACHE_CONTROL, ["private"].into_iter().chain(kept));
+}
+
+/// The comma-separated elements of every `name` line, trimmed, empty ones left out; `None`
+/// when a line is not text (left as it is).
+fn elements(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<String>> {
+    let mut elements = Vec::new();
+    for value in headers.get_all(name) {
+        let text = value.to_str().ok()?;
+        let listed = text.split(',').map(str::trim).filter(|e| !e.is_empty());
+        elements.extend(listed.map(str::to_owned));
+    }
+    Some(elements)
+}
+
+/// Replaces every `name` line with one listing `elements`.
+fn one_line<'e>(
+    headers: &mut HeaderMap,
+    name: HeaderName,
+    elements: impl Iterator<Item = &'e str>,
+) {
+    let line = elements.collect::<Vec<_>>().join(", ");
+    // Made of visible text read from header values, and commas: always a valid value.
+    if let Ok(value) = HeaderValue::from_str(&line) {
+        headers.insert(name, value);
     }
 }
 

@@ -59,9 +59,15 @@ impl UnitOfWork {
         self.session.get().cloned()
     }
 
-    /// Whether this request has loaded its session.
-    pub(crate) fn is_loaded(&self) -> bool {
-        self.session.initialized()
+    /// Ends the request if it has not loaded its session, and says whether it did: a
+    /// session loaded after that (by a middleware outside, or a task the handler spawned)
+    /// reads as the request left it, and writes nothing, nor runs a hook.
+    pub(crate) fn end_unloaded(&self) -> bool {
+        let unloaded = !self.session.initialized();
+        if unloaded {
+            self.ended.set(true);
+        }
+        unloaded
     }
 
     /// Verifies the request's session cookies, for `load`, unless done already.
@@ -95,6 +101,9 @@ impl UnitOfWork {
                 });
                 let tx = tx.unwrap_or_else(|| begin(SessionData::fresh()));
                 tx.borrow_mut().renew_on_bind = self.backend.config.renew_on_bind;
+                if self.ended.get() {
+                    tx.borrow_mut().end_quietly();
+                }
                 Ok::<_, SessionError>(tx)
             })
             .await?;

@@ -150,6 +150,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/gated/renew", web::get().to(gated_renew))
             .route("/big/{p}/{k}/{n}", web::get().to(big))
             .route("/vary/{value}", web::get().to(vary))
+            .route("/cached/{value}", web::get().to(cached))
+            .route("/later", web::get().to(later))
             .route("/keys/{p}", web::get().to(keys))
             .route("/remove/{p}/{k}", web::get().to(remove))
             .route("/clear/{p}", web::get().to(clear))
@@ -473,6 +475,36 @@ async fn vary(s: Session, value: web::Path<String>) -> actix_web::Result<HttpRes
     Ok(HttpResponse::Ok()
         .insert_header(("vary", value.into_inner()))
         .finish())
+}
+
+/// Writes the session, and answers with its own `Cache-Control: value`.
+async fn cached(s: Session, value: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    s.package("p").insert("k", 1)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", value.into_inner()))
+        .finish())
+}
+
+/// Answers without the session, leaving a task that loads it once the request has ended,
+/// changes it and registers hooks: `"later:<user or none>"` in the hook log when done,
+/// `"abort:later"` if its abort hook ever runs.
+async fn later(req: actix_web::HttpRequest, log: web::Data<HookLog>) -> &'static str {
+    actix_web::rt::spawn(async move {
+        // Past the response, and the unit of work's end.
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        let Ok(session) = Session::extract(&req).await else {
+            return;
+        };
+        let user = session.user().ok().flatten();
+        let _ = session.package("p").insert("late", 1);
+        let aborted = log.clone();
+        session.after_abort(move || async move {
+            aborted.push("abort:later".to_owned());
+            Ok::<_, std::io::Error>(())
+        });
+        log.push(format!("later:{}", user.as_deref().unwrap_or("none")));
+    });
+    "later"
 }
 
 async fn keys(s: Session, p: web::Path<String>) -> actix_web::Result<String> {

@@ -59,6 +59,8 @@ macro_rules! http_suite {
             purge_then_set_starts_a_new_session,
             oversized_session_is_refused_and_nothing_written,
             a_response_that_read_the_session_varies_on_the_cookie,
+            a_response_that_sets_the_cookie_is_private,
+            a_session_first_loaded_after_the_request_ended_writes_nothing,
             invalid_names_get_400,
             the_crates_own_packages_are_out_of_a_handlers_reach,
             values_too_deep_to_read_back_are_refused,
@@ -842,13 +844,75 @@ pub async fn a_response_that_read_the_session_varies_on_the_cookie<S: SessionSto
     assert_eq!(aborted, (500, vec!["Cookie".into()]));
     let refused = vary("/big/p/k/1000", c.clone()).await;
     assert_eq!(refused, (413, vec!["Cookie".into()]));
-    let both = vec!["Accept-Encoding".to_owned(), "Cookie".to_owned()];
+    // One line: a middleware outside that reads the first and replaces them all (as
+    // actix-cors does) keeps it.
+    let both = vec!["Accept-Encoding, Cookie".to_owned()];
     assert_eq!(vary("/vary/Accept-Encoding", c.clone()).await, (200, both));
     for named in ["*", "cookie", "Accept, Cookie"] {
         let path = format!("/vary/{}", named.replace(' ', "%20"));
         let reply = app.get(&path, c.as_ref()).await;
         assert_eq!(reply.vary, [named], "{path}");
     }
+}
+
+/// A response that sets the session cookie is kept out of shared caches: `private`
+/// added, `public` and `s-maxage` taken out, the rest kept; `private` or `no-store`
+/// already there, or no cookie set, leave it alone.
+pub async fn a_response_that_sets_the_cookie_is_private<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let control = |path: String, cookie: Option<Cookie<'static>>| {
+        let app = &app;
+        async move {
+            let reply = app.get(&path, cookie.as_ref()).await;
+            (usize::from(reply.cookie.is_some()), reply.cache_control)
+        }
+    };
+    assert_eq!(
+        control("/set/p/k/1".into(), None).await,
+        (1, vec!["private".into()])
+    );
+    let public = "public,%20max-age=60,%20s-maxage=600,%20must-revalidate".to_owned();
+    assert_eq!(
+        control(format!("/cached/{public}"), None).await,
+        (1, vec!["private, max-age=60, must-revalidate".into()])
+    );
+    for kept in ["no-store", "private,%20max-age=5"] {
+        let (_, values) = control(format!("/cached/{kept}"), None).await;
+        assert_eq!(values, [kept.replace("%20", " ")]);
+    }
+    let cookie = started(&app).await;
+    let read = control(format!("/cached/{public}"), Some(cookie)).await;
+    assert_eq!(read, (0, vec![public.replace("%20", " ")]), "no cookie set");
+}
+
+/// A session first loaded after its request ended (by a task the handler left behind)
+/// reads as any session does, and writes nothing, nor runs a hook registered then (its
+/// abort hook ran as the task let it go).
+pub async fn a_session_first_loaded_after_the_request_ended_writes_nothing<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (cookie, _) = log_in(&app, "ada").await;
+    app.store.reset();
+    app.hooks.take();
+    let reply = app.get("/later", Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.vary.is_empty(), "nothing read by then: {reply:?}");
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        log.extend(app.hooks.take());
+        if !log.is_empty() {
+            break;
+        }
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    log.extend(app.hooks.take());
+    assert_eq!(log, ["later:ada"]);
+    assert_eq!(app.store.calls().writes(), 0);
+    assert_eq!(value(&app, &cookie).await, "1");
 }
 
 pub async fn oversized_session_is_refused_and_nothing_written<S: SessionStore + Clone>(store: S) {

@@ -255,6 +255,8 @@ pub struct Reply {
     pub outer: bool,
     /// The `Vary` headers, in order.
     pub vary: Vec<String>,
+    /// The `Cache-Control` headers, in order.
+    pub cache_control: Vec<String>,
 }
 
 impl Reply {
@@ -270,11 +272,13 @@ impl Reply {
             .headers()
             .get(crate::app::USER_AFTER_HEADER)
             .map(|v| v.to_str().unwrap().to_owned());
-        let vary = res
-            .headers()
-            .get_all("vary")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
+        let lines = |name| {
+            res.headers()
+                .get_all(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        let (vary, cache_control) = (lines("vary"), lines("cache-control"));
         let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
         Self {
             status,
@@ -284,6 +288,7 @@ impl Reply {
             outer,
             user_after,
             vary,
+            cache_control,
         }
     }
 
