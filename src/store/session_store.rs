@@ -66,7 +66,9 @@ pub enum WhenDown {
     /// Go on with a fresh, empty session, as for an unknown cookie; anything the request
     /// stores goes under a new id on a live server. [`purge`](crate::Session::purge) and
     /// [`renew`](crate::Session::renew) still answer 503: the old session cannot be
-    /// removed, so a logout would not be one.
+    /// removed, so a logout would not be one; so does a sign-out
+    /// ([`sign_out_everywhere`](crate::Session::sign_out_everywhere) and its kin), from a
+    /// session started fresh because its server or its user's item's was down.
     StartFresh,
 }
 

@@ -69,8 +69,11 @@ impl UnitOfWork {
     pub(crate) fn finish_quietly(&self) -> Option<CookieAction> {
         let mut tx = self.session.get()?.try_borrow_mut().ok()?;
         let s = &tx.data;
-        let quiet =
-            tx.is_plain() && s.signing_out.is_none() && s.dismissing.is_none() && self.quiet(s);
+        let quiet = tx.is_plain()
+            && s.signing_out.is_none()
+            && s.dismissing.is_none()
+            && !s.blind_sign_out
+            && self.quiet(s);
         if !quiet {
             return None;
         }
@@ -143,6 +146,10 @@ impl UnitOfWork {
     /// It borrows the data rather than taking it, so that its future does not hold a
     /// second copy.
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
+        if s.blind_sign_out {
+            let why = "a sign-out from a session whose server, or its user's, is down";
+            return Err(StoreError::Unavailable(why.into()).into());
+        }
         // Each boxed apart: with the finish around it, either would pass the 1 KiB from
         // which glibc's malloc takes its slower path (which then consolidates its caches).
         match (s.signing_out.take(), s.dismissing.take()) {

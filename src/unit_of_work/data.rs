@@ -64,6 +64,11 @@ pub(crate) struct SessionData {
     pub(super) touched: Option<Box<[(String, String)]>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
+    /// A sign-out was asked of a session started fresh because a server was down (its own,
+    /// or its user's item's): whether it was bound, and to whom, is unknown, so the sign-out
+    /// cannot be done, and the commit answers 503 with nothing written rather than 200
+    /// with the others still signed in.
+    pub(super) blind_sign_out: bool,
     /// The session changes users in this request: the other user's entries go, including
     /// those a concurrent request adds ([`forget_loaded`](Self::forget_loaded)).
     pub(super) forgetting: bool,
@@ -140,6 +145,7 @@ impl SessionData {
             touched: None,
             renewed: false,
             purged: false,
+            blind_sign_out: false,
             forgetting: false,
         }
     }
@@ -369,6 +375,7 @@ impl SessionData {
             dismissing: self.dismissing.take(),
             purged_binding,
             purged: true,
+            blind_sign_out: self.blind_sign_out,
             ..Self::fresh()
         };
     }
@@ -377,6 +384,7 @@ impl SessionData {
     /// this one is purged, or, if `keep_this`, stays signed in, the only one listed.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let binding = self.binding_as_held();
+        self.blind_sign_out |= binding.is_none() && self.unreachable.is_some();
         let earlier = self.signing_out.take();
         let bound = generation::bound(&self.data).is_some();
         if keep_this {
@@ -403,6 +411,7 @@ impl SessionData {
                 held: Some(held),
             }) = self.binding_as_held()
             else {
+                self.blind_sign_out |= self.unreachable.is_some();
                 return;
             };
             self.dismissing = Some(Box::new(Dismissal {

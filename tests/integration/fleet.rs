@@ -56,6 +56,17 @@ impl Trio {
         builder
     }
 
+    /// A store over the trio that gives up on a stalled server within a second, doing
+    /// `when` then.
+    fn quick_to_fail(&self, when: WhenDown) -> MemcacheStore {
+        self.builder()
+            .when_server_down(when)
+            .io_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap()
+    }
+
     /// The server the ring names for a session.
     fn owner(&self, id: &SessionId) -> usize {
         self.ring.server_for(key(id).as_bytes())
@@ -422,14 +433,7 @@ async fn a_server_tried_again_is_asked_a_read_before_any_write() {
 async fn a_users_item_on_a_stalled_server_fails_closed() {
     for when in [WhenDown::FailClosed, WhenDown::StartFresh] {
         let trio = Trio::start(&[1, 1, 1]);
-        let store = trio
-            .builder()
-            .when_server_down(when)
-            .io_timeout(Duration::from_secs(1))
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .unwrap();
-        let app = TestApp::new(CountingStore::new(store)).await;
+        let app = TestApp::new(CountingStore::new(trio.quick_to_fail(when))).await;
         let item_owner = trio.owner(&app.generation_item("ada"));
         let cookie = loop {
             let cookie = app.get("/login/ada", None).await.cookie();
@@ -450,6 +454,45 @@ async fn a_users_item_on_a_stalled_server_fails_closed() {
             "ada",
             "{when:?}"
         );
+    }
+}
+
+/// With `StartFresh`, a session whose user's item is on a stalled server starts fresh; a
+/// sign-out asked then (everywhere, of the others, or of one session) cannot reach the
+/// item, so it answers 503 and does nothing, rather than 200 with only this session
+/// purged and the others still signed in once the server answers.
+#[actix_web::test]
+async fn a_sign_out_while_the_users_item_is_unreachable_is_a_503() {
+    let trio = Trio::start(&[1, 1, 1]);
+    let store = trio.quick_to_fail(WhenDown::StartFresh);
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let item_owner = trio.owner(&app.generation_item("ada"));
+    let mut devices = Vec::new();
+    while devices.len() < 2 {
+        let cookie = app.get("/login/ada", None).await.cookie();
+        if trio.owner(&app.store.last_created()) != item_owner {
+            devices.push(cookie);
+        }
+    }
+    let listed = app.sessions.of_user("ada").await.unwrap();
+    let handles: Vec<String> = listed.iter().map(|s| s.handle.to_string()).collect();
+    for route in [
+        "/sign-out-everywhere".to_owned(),
+        "/sign-out-others".to_owned(),
+        format!("/sign-out-session/{}", handles[0]),
+    ] {
+        trio.servers[item_owner].pause();
+        let reply = app.get(&route, Some(&devices[0])).await;
+        trio.servers[item_owner].resume();
+        assert_eq!(reply.status, 503, "{route}: {reply:?}");
+        assert!(reply.cookie.is_none(), "{route}: {reply:?}");
+        for device in &devices {
+            assert_eq!(
+                app.get("/whoami", Some(device)).await.body,
+                "ada",
+                "{route}"
+            );
+        }
     }
 }
 
