@@ -186,6 +186,8 @@ fn with_cookie<B: MessageBody>(
 /// does, would drop a second line).
 fn vary_on_cookie(headers: &mut HeaderMap) {
     let Some(elements) = elements(headers, &VARY) else {
+        // A line this cannot read stays; `Cookie` goes beside it.
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
         return;
     };
     if elements.is_empty() {
@@ -204,30 +206,29 @@ fn vary_on_cookie(headers: &mut HeaderMap) {
 
 /// Keeps a response that sets the session cookie out of shared caches (`Cache-Control:
 /// private`): with the `Vary: Cookie` of a request that came without one, a cache could
-/// hand the next browser without one this browser's new session. `private` or `no-store`
-/// already there leave it alone; `public` and `s-maxage` go, the rest stays.
+/// hand the next browser without one this browser's new session. A bare `private` or
+/// `no-store` already there leaves it alone (not `private="field"`, which keeps only that
+/// field out); `public` and `s-maxage` go, the rest stays.
 fn private(headers: &mut HeaderMap) {
     let Some(elements) = elements(headers, &CACHE_CONTROL) else {
+        // A line this cannot read stays; `private` goes beside it.
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("private"));
         return;
     };
-    let directive = |e: &str| e.split('=').next().unwrap_or_default().trim().to_owned();
-    let names: Vec<String> = elements.iter().map(|e| directive(e)).collect();
-    if names
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case("private") || n.eq_ignore_ascii_case("no-store"))
-    {
+    let bare = |e: &String| e.eq_ignore_ascii_case("private") || e.eq_ignore_ascii_case("no-store");
+    if elements.iter().any(bare) {
         return;
     }
-    let kept = elements
-        .iter()
-        .zip(&names)
-        .filter(|(_, n)| !n.eq_ignore_ascii_case("public") && !n.eq_ignore_ascii_case("s-maxage"));
-    let kept = kept.map(|(e, _)| e.as_str());
+    let shared = |e: &&str| {
+        let name = e.split('=').next().unwrap_or_default().trim();
+        name.eq_ignore_ascii_case("public") || name.eq_ignore_ascii_case("s-maxage")
+    };
+    let kept = elements.iter().map(String::as_str).filter(|e| !shared(e));
     one_line(headers, CACHE_CONTROL, ["private"].into_iter().chain(kept));
 }
 
 /// The comma-separated elements of every `name` line, trimmed, empty ones left out; `None`
-/// when a line is not text (left as it is).
+/// when a line is not visible ASCII.
 fn elements(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<String>> {
     let mut elements = Vec::new();
     for value in headers.get_all(name) {

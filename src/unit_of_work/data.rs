@@ -64,10 +64,12 @@ pub(crate) struct SessionData {
     pub(super) touched: Option<Box<[(String, String)]>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
-    /// A sign-out was asked of a session started fresh because a server was down (its own,
-    /// or its user's item's): whether it was bound, and to whom, is unknown, so the sign-out
-    /// cannot be done, and the commit answers 503 with nothing written rather than 200
-    /// with the others still signed in.
+    /// Started fresh because a server was down (its own, or its user's item's): kept
+    /// through a purge or renew, which take `unreachable`.
+    pub(super) started_down: bool,
+    /// A sign-out was asked of a session `started_down` and not bound since: whether it was
+    /// bound, and to whom, is unknown, so the sign-out cannot be done, and the commit
+    /// answers 503 with nothing written rather than 200 with the others still signed in.
     pub(super) blind_sign_out: bool,
     /// The session changes users in this request: the other user's entries go, including
     /// those a concurrent request adds ([`forget_loaded`](Self::forget_loaded)).
@@ -145,6 +147,7 @@ impl SessionData {
             touched: None,
             renewed: false,
             purged: false,
+            started_down: false,
             blind_sign_out: false,
             forgetting: false,
         }
@@ -375,6 +378,7 @@ impl SessionData {
             dismissing: self.dismissing.take(),
             purged_binding,
             purged: true,
+            started_down: self.started_down,
             blind_sign_out: self.blind_sign_out,
             ..Self::fresh()
         };
@@ -384,7 +388,7 @@ impl SessionData {
     /// this one is purged, or, if `keep_this`, stays signed in, the only one listed.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let binding = self.binding_as_held();
-        self.blind_sign_out |= binding.is_none() && self.unreachable.is_some();
+        self.blind_sign_out |= binding.is_none() && self.started_down;
         let earlier = self.signing_out.take();
         let bound = generation::bound(&self.data).is_some();
         if keep_this {
@@ -411,7 +415,8 @@ impl SessionData {
                 held: Some(held),
             }) = self.binding_as_held()
             else {
-                self.blind_sign_out |= self.unreachable.is_some();
+                // (Bound in this request, it ends nobody else.)
+                self.blind_sign_out |= self.started_down && self.binding_as_held().is_none();
                 return;
             };
             self.dismissing = Some(Box::new(Dismissal {
@@ -727,6 +732,35 @@ mod tests {
         );
         s.rebase(theirs(&[("seen", Some(50.into()))])).unwrap();
         assert_eq!(s.data.get("p", "seen"), Some(&100.into()), "ours is later");
+    }
+
+    /// A session started fresh for a server down cannot sign anybody out (it may have been
+    /// bound): 503 on commit, kept through a purge first. Bound in this request, it ends
+    /// nobody else, as any session bound in its request.
+    #[test]
+    fn a_sign_out_from_a_session_started_for_a_server_down_is_blind() {
+        let started_down = || SessionData {
+            unreachable: Some(SessionId::generate().unwrap()),
+            started_down: true,
+            ..SessionData::fresh()
+        };
+        let mut s = started_down();
+        s.purge();
+        s.sign_out(false);
+        assert!(s.blind_sign_out, "a purge first takes only the id");
+        let mut s = started_down();
+        s.dismiss("x");
+        assert!(s.blind_sign_out);
+        let mut s = started_down();
+        s.data
+            .put(generation::PACKAGE, generation::USER, Some("ada".into()));
+        s.dismiss("x");
+        s.sign_out(true);
+        assert!(!s.blind_sign_out, "bound in this request");
+        let mut fresh = SessionData::fresh();
+        fresh.sign_out(false);
+        fresh.dismiss("x");
+        assert!(!fresh.blind_sign_out, "nothing was down");
     }
 
     #[test]

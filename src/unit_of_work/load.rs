@@ -320,6 +320,7 @@ fn or_fresh(
             tracing::debug!(?id, error = %e, "server down: starting fresh");
             Ok(Err(SessionData {
                 unreachable: Some(id.clone()),
+                started_down: true,
                 ..SessionData::fresh()
             }))
         }

@@ -480,6 +480,9 @@ async fn a_sign_out_while_the_users_item_is_unreachable_is_a_503() {
         "/sign-out-everywhere".to_owned(),
         "/sign-out-others".to_owned(),
         format!("/sign-out-session/{}", handles[0]),
+        // A purge first takes the id of the session started fresh for: not its flag.
+        "/purge-then-sign-out-everywhere".to_owned(),
+        format!("/purge-then-sign-out-session/{}", handles[0]),
     ] {
         trio.servers[item_owner].pause();
         let reply = app.get(&route, Some(&devices[0])).await;

@@ -848,6 +848,8 @@ pub async fn a_response_that_read_the_session_varies_on_the_cookie<S: SessionSto
     // actix-cors does) keeps it.
     let both = vec!["Accept-Encoding, Cookie".to_owned()];
     assert_eq!(vary("/vary/Accept-Encoding", c.clone()).await, (200, both));
+    let unreadable = vary("/vary/caf%C3%A9", c.clone()).await;
+    assert_eq!(unreadable, (200, vec!["café".into(), "Cookie".into()]));
     for named in ["*", "cookie", "Accept, Cookie"] {
         let path = format!("/vary/{}", named.replace(' ', "%20"));
         let reply = app.get(&path, c.as_ref()).await;
@@ -880,6 +882,13 @@ pub async fn a_response_that_sets_the_cookie_is_private<S: SessionStore + Clone>
         let (_, values) = control(format!("/cached/{kept}"), None).await;
         assert_eq!(values, [kept.replace("%20", " ")]);
     }
+    // `private="field"` keeps only that field out of shared caches: not enough.
+    let qualified = "max-age=60,%20private=%22X-Request-Id%22";
+    let (_, values) = control(format!("/cached/{qualified}"), None).await;
+    assert_eq!(values, [r#"private, max-age=60, private="X-Request-Id""#]);
+    // A line that is not ASCII text stays as it is, with `private` beside it.
+    let (_, values) = control("/cached/public,%20caf%C3%A9".into(), None).await;
+    assert_eq!(values, ["public, café", "private"]);
     let cookie = started(&app).await;
     let read = control(format!("/cached/{public}"), Some(cookie)).await;
     assert_eq!(read, (0, vec![public.replace("%20", " ")]), "no cookie set");

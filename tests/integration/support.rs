@@ -275,7 +275,7 @@ impl Reply {
         let lines = |name| {
             res.headers()
                 .get_all(name)
-                .map(|v| v.to_str().unwrap().to_owned())
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .collect()
         };
         let (vary, cache_control) = (lines("vary"), lines("cache-control"));
