@@ -1,6 +1,7 @@
 //! The middleware: opens a unit of work per request and decides, from the response,
 //! whether it commits or aborts.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use actix_service::{Service, Transform};
@@ -74,6 +75,7 @@ where
         ready(Ok(MemcacheSessionMiddleware {
             service,
             backend: Rc::clone(&self.backend),
+            warned_nested: Cell::new(false),
         }))
     }
 }
@@ -82,6 +84,8 @@ where
 pub struct MemcacheSessionMiddleware<S> {
     service: S,
     backend: Rc<Backend>,
+    /// Whether this worker logged that this instance is nested in another.
+    warned_nested: Cell<bool>,
 }
 
 impl<S, B> Service<ServiceRequest> for MemcacheSessionMiddleware<S>
@@ -98,7 +102,20 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         // Cheap and store-free: the session loads only if a handler extracts it.
         let uow = Rc::new(UnitOfWork::new(Rc::clone(&self.backend)));
-        req.extensions_mut().insert(Rc::clone(&uow));
+        let mut extensions = req.extensions_mut();
+        if extensions.contains::<Rc<UnitOfWork>>() {
+            // Inside another instance (a scope wrapped again): the outer one owns the
+            // request's session. Two would each load and commit their own copy, one
+            // losing what the other wrote; this one's stays unloaded, and passes through.
+            if !self.warned_nested.replace(true) {
+                tracing::error!(
+                    "MemcacheSession wrapped inside another: the outer one serves the session"
+                );
+            }
+        } else {
+            extensions.insert(Rc::clone(&uow));
+        }
+        drop(extensions);
         SessionResponse::new(self.service.call(req), uow)
     }
 }

@@ -38,6 +38,7 @@ macro_rules! http_suite {
             a_refresh_racing_a_login_does_not_reissue_the_retired_id,
             a_failed_refresh_keeps_the_read_only_answer,
             failed_commits_pass_through_outer_middleware,
+            a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             default_cookie_attributes,
             builder_cookie_attributes,
             tampered_cookie_gets_fresh_session,
@@ -489,6 +490,67 @@ pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clon
     let too_large = app.get("/big/p/k/500", None).await;
     assert_eq!(too_large.status, 413);
     assert!(too_large.outer, "the outer middleware saw the 413");
+}
+
+/// `MemcacheSession` wrapped again on a scope, with a middleware between the two that
+/// writes the session (a CSRF token): the request has one session, the outer one's, with
+/// both writes, and one cookie. (Each instance committed its own copy: two cookies, the
+/// last one naming the token alone.)
+pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_memcache_session::{MemcacheSession, Session};
+    use actix_web::middleware::{from_fn, Next};
+    use actix_web::{body::MessageBody, dev, test, web, App, FromRequest};
+
+    async fn token(
+        req: dev::ServiceRequest,
+        next: Next<impl MessageBody>,
+    ) -> Result<dev::ServiceResponse<impl MessageBody>, actix_web::Error> {
+        let (http, payload) = req.into_parts();
+        let session = Session::extract(&http).await?;
+        session.package("csrf").insert("token", "t")?;
+        next.call(dev::ServiceRequest::from_parts(http, payload))
+            .await
+    }
+    async fn cart(s: Session) -> actix_web::Result<String> {
+        s.package("cart").insert("items", 1)?;
+        Ok("added".to_owned())
+    }
+    async fn both(s: Session) -> actix_web::Result<String> {
+        let token: Option<String> = s.package("csrf").get("token")?;
+        let items: Option<u32> = s.package("cart").get("items")?;
+        Ok(format!("{token:?} {items:?}"))
+    }
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/shop")
+                    .wrap(MemcacheSession::new(store.clone(), key.clone()))
+                    .route("/cart", web::get().to(cart))
+                    .route("/both", web::get().to(both)),
+            )
+            .wrap(from_fn(token))
+            .wrap(MemcacheSession::new(store, key)),
+    )
+    .await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/shop/cart").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let cookies: Vec<_> = res.response().cookies().map(|c| c.into_owned()).collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let req = test::TestRequest::get()
+        .uri("/shop/both")
+        .cookie(cookies[0].clone())
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
 }
 
 // 4. Signed, timestamped cookie.
