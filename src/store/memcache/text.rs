@@ -72,6 +72,15 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
         {
             return Err(unexpected())
         }
+        // memcached sends it when a `gets` cannot read an item back from extstore, and
+        // drops the replies still queued for earlier commands: replies are missing, and
+        // nobody can know which.
+        (_, "SERVER_ERROR") if text.contains("writing get response") => {
+            return Err(Fatal(format!(
+                "memcached dropped replies ({:?})",
+                short(&text)
+            )))
+        }
         (_, "SERVER_ERROR") if text.contains("out of memory") => {
             return Ok(Status::ServerError(format!(
                 "memcached is out of memory ({:?})",
@@ -202,6 +211,21 @@ mod tests {
             (b"SERVER_ERROR object too large for cache", Op::Delete),
             (b"SERVER_ERROR out of memory storing object", Op::Get),
             (b"SERVER_ERROR out of memory storing object", Op::Touch),
+            // Any command's: the replies before it were dropped with it.
+            (b"SERVER_ERROR out of memory writing get response", Op::Get),
+            (
+                b"SERVER_ERROR out of memory writing get response",
+                Op::Cas(1),
+            ),
+            (
+                b"SERVER_ERROR out of memory writing get response",
+                Op::DeleteIf(1),
+            ),
+            (b"SERVER_ERROR out of memory writing get response", Op::Add),
+            (
+                b"SERVER_ERROR out of memory writing get response",
+                Op::Touch,
+            ),
             (b"ERROR", Op::Touch),
             (b"CLIENT_ERROR bad data chunk", Op::Add),
             (b"", Op::Get),
