@@ -103,13 +103,17 @@ where
         // Cheap and store-free: the session loads only if a handler extracts it.
         let uow = Rc::new(UnitOfWork::new(Rc::clone(&self.backend)));
         let mut extensions = req.extensions_mut();
-        if extensions.contains::<Rc<UnitOfWork>>() {
-            // Inside another instance (a scope wrapped again): the outer one owns the
-            // request's session. Two would each load and commit their own copy, one
-            // losing what the other wrote; this one's stays unloaded, and passes through.
+        let name = self.backend.config.codec.name();
+        let outer = extensions.get::<Rc<UnitOfWork>>();
+        if outer.is_some_and(|outer| outer.config().codec.name() == name) {
+            // Inside another instance of the same cookie (a scope wrapped again): the outer
+            // one owns the request's session. Two would each load and commit their own
+            // copy, one losing what the other wrote; this one's stays unloaded, and passes
+            // through. (One of another cookie serves a session of its own, for its scope.)
             if !self.warned_nested.replace(true) {
                 tracing::error!(
-                    "MemcacheSession wrapped inside another: the outer one serves the session"
+                    "MemcacheSession wrapped inside another of the same cookie name: the outer \
+                     one serves the session"
                 );
             }
         } else {

@@ -495,7 +495,8 @@ pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clon
 /// `MemcacheSession` wrapped again on a scope, with a middleware between the two that
 /// writes the session (a CSRF token): the request has one session, the outer one's, with
 /// both writes, and one cookie. (Each instance committed its own copy: two cookies, the
-/// last one naming the token alone.)
+/// last one naming the token alone.) One of another cookie name, on another scope, serves
+/// a session of its own there, as before.
 pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer<
     S: SessionStore + Clone,
 >(
@@ -533,6 +534,16 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
                     .route("/cart", web::get().to(cart))
                     .route("/both", web::get().to(both)),
             )
+            .service(
+                web::scope("/admin")
+                    .wrap(
+                        MemcacheSession::builder(store.clone(), key.clone())
+                            .cookie_name("admin")
+                            .build(),
+                    )
+                    .route("/cart", web::get().to(cart))
+                    .route("/both", web::get().to(both)),
+            )
             .wrap(from_fn(token))
             .wrap(MemcacheSession::new(store, key)),
     )
@@ -551,6 +562,26 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
         .to_request();
     let body = test::call_and_read_body(&app, req).await;
     assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/admin/cart").to_request(),
+    )
+    .await;
+    let mut cookies: Vec<_> = res.response().cookies().map(|c| c.into_owned()).collect();
+    cookies.sort_by(|a, b| a.name().cmp(b.name()));
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["admin", "id"], "each its own session");
+    let req = test::TestRequest::get()
+        .uri("/admin/both")
+        .cookie(cookies[0].clone())
+        .cookie(cookies[1].clone())
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    assert_eq!(
+        body,
+        &b"None Some(1)"[..],
+        "the token went to the outer one's"
+    );
 }
 
 // 4. Signed, timestamped cookie.
