@@ -121,7 +121,7 @@ fn end<B: MessageBody + 'static>(
     let uow = Rc::clone(uow);
     // An inner service's error or a panic aborts, and goes on its way once the abort hooks
     // ran.
-    let res = match ended {
+    let mut res = match ended {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => return Err(abort(uow, Commit::AbortedByHandler, || Err(e))),
         Err(panic) => {
@@ -132,7 +132,6 @@ fn end<B: MessageBody + 'static>(
     };
     // A handler's `Err` arrives as a response carrying the error, with the error's own
     // status, which may be below 400 (a 303 "log in first"): it aborts all the same.
-    let mut res = res;
     vary_on_cookie(res.headers_mut());
     let why = if res.response().error().is_some() {
         Some(Commit::AbortedByHandler)

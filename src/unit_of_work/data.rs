@@ -409,14 +409,15 @@ impl SessionData {
     /// nobody else.
     pub(crate) fn dismiss(&mut self, handle: &str) {
         if self.dismissing.is_none() {
+            let binding = self.binding_as_held();
+            // (Bound in this request, it ends nobody else.)
+            self.blind_sign_out |= self.started_down && binding.is_none();
             let Some(Binding {
                 user,
                 item: Some(item),
                 held: Some(held),
-            }) = self.binding_as_held()
+            }) = binding
             else {
-                // (Bound in this request, it ends nobody else.)
-                self.blind_sign_out |= self.started_down && self.binding_as_held().is_none();
                 return;
             };
             self.dismissing = Some(Box::new(Dismissal {

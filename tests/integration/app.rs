@@ -210,16 +210,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_purge_bind),
             )
             .route(
-                "/sign-out-everywhere-then-big/{n}",
-                web::get().to(sign_out_everywhere_then_big),
-            )
-            .route(
-                "/sign-out-others-then-big/{n}",
-                web::get().to(sign_out_others_then_big),
-            )
-            .route(
-                "/sign-out-others-purge-big/{n}",
-                web::get().to(sign_out_others_purge_big),
+                "/sign-out-then-big/{how}/{n}",
+                web::get().to(sign_out_then_big),
             )
             .route(
                 "/gated/sign-out-others",
@@ -955,26 +947,23 @@ async fn sign_out_everywhere_then_500(s: Session) -> HttpResponse {
 }
 
 /// Signs out everywhere, then stores `n` bytes in the (purged, so new) session.
-async fn sign_out_everywhere_then_big(
+/// A sign-out (`everywhere`, `others`, or `others-purge`: a logout helper that signs out
+/// the others and purges), then a write of `n` bytes, more than fits when the test says so.
+async fn sign_out_then_big(
     s: Session,
-    n: web::Path<usize>,
+    path: web::Path<(String, usize)>,
 ) -> actix_web::Result<String> {
-    s.sign_out_everywhere();
-    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
-    Ok(format!("{:?}", s.status()))
-}
-
-async fn sign_out_others_then_big(s: Session, n: web::Path<usize>) -> actix_web::Result<String> {
-    s.sign_out_other_sessions();
-    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
-    Ok(format!("{:?}", s.status()))
-}
-
-/// A logout helper that signs out the others, purges, then writes more than fits.
-async fn sign_out_others_purge_big(s: Session, n: web::Path<usize>) -> actix_web::Result<String> {
-    s.sign_out_other_sessions();
-    s.purge();
-    s.package("p").insert("blob", "x".repeat(n.into_inner()))?;
+    let (how, n) = path.into_inner();
+    match how.as_str() {
+        "everywhere" => s.sign_out_everywhere(),
+        "others" => s.sign_out_other_sessions(),
+        "others-purge" => {
+            s.sign_out_other_sessions();
+            s.purge();
+        }
+        other => panic!("no sign-out {other:?}"),
+    }
+    s.package("p").insert("blob", "x".repeat(n))?;
     Ok(format!("{:?}", s.status()))
 }
 

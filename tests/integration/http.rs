@@ -2224,10 +2224,10 @@ pub async fn a_sign_out_whose_commit_then_fails_says_what_happened<S: SessionSto
     store: S,
 ) {
     for (route, this_one) in [
-        ("/sign-out-everywhere-then-big/1000", "none"),
-        ("/sign-out-others-then-big/1000", "ada"),
+        ("/sign-out-then-big/everywhere/1000", "none"),
+        ("/sign-out-then-big/others/1000", "ada"),
         // Purged: this one goes with the others, failure or not.
-        ("/sign-out-others-purge-big/1000", "none"),
+        ("/sign-out-then-big/others-purge/1000", "none"),
     ] {
         let store = CountingStore::new(store.clone());
         let app = TestApp::configured(store, |b| b.max_size(400)).await;
@@ -2267,7 +2267,7 @@ pub async fn a_request_racing_its_sign_out_of_the_others_stays_signed_in<
         app.store.release();
         seen
     };
-    let signing_out = app.get("/sign-out-others-then-big/10", Some(&ada[0].0));
+    let signing_out = app.get("/sign-out-then-big/others/10", Some(&ada[0].0));
     let (reply, seen) = join(signing_out, meanwhile).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(seen, "ada", "the request in between");
