@@ -38,6 +38,18 @@ pin_project! {
         // unit of work a second time.
         done: bool,
     }
+
+    impl<F, B> PinnedDrop for SessionResponse<F, B> {
+        /// Dropped before the inner service answered (its client went away): the request
+        /// ends here, its abort hooks run, rather than when the last copy of its unit of
+        /// work goes, which a hook or a task holding the request could put off for ever.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done && this.ending.is_none() {
+                this.uow.end_dropped();
+            }
+        }
+    }
 }
 
 impl<F: Future, B> SessionResponse<F, B> {

@@ -56,7 +56,8 @@ impl UnitOfWork {
     /// Ends the request writing nothing, for `why` (an abort outcome), and runs the abort
     /// hooks.
     pub(crate) async fn abort(&self, why: Commit) {
-        if let Some((_, hooks)) = self.take() {
+        if let Some((data, hooks)) = self.take() {
+            self.hand_back(data);
             self.backend.config.metrics.commit(why);
             hooks.run(Outcome::Aborted).await;
         }
@@ -120,7 +121,8 @@ impl UnitOfWork {
 
     /// Puts the data the commit took back into the session, so that its hooks (and any
     /// handle kept past the request) read it as committed, or as the handler left it when
-    /// the commit failed, as does a `Session` extracted after it (an outer middleware's);
+    /// the commit failed or the request aborted, as does a `Session` extracted after it (an
+    /// outer middleware's, logging who got a 403);
     /// what they change goes nowhere (nothing is taken once ended).
     fn hand_back(&self, data: Option<SessionData>) {
         if let (Some(data), Some(Ok(mut tx))) =
@@ -824,16 +826,29 @@ enum RosterChange {
     Seen,
 }
 
-impl Drop for UnitOfWork {
-    /// Dropped with its session loaded but neither committed nor aborted: the request's
-    /// future was dropped (its client went away) before the response came back. Nothing
-    /// was written, so the abort hooks run, once, on this thread's `LocalSet`.
-    fn drop(&mut self) {
+impl UnitOfWork {
+    /// Ends a request whose future was dropped (its client went away) before the response
+    /// came back: nothing was written, so the abort hooks run, once, on this thread's
+    /// `LocalSet`. A session first loaded after this (by a task the handler left behind)
+    /// writes nothing.
+    pub(crate) fn end_dropped(&self) {
+        if self.end_unloaded() {
+            return;
+        }
         // `take` gives nothing once the request ended.
-        if let Some((_, hooks)) = self.take() {
+        if let Some((data, hooks)) = self.take() {
+            self.hand_back(data);
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
             to_completion::finish_elsewhere(hooks.run(Outcome::Aborted), "a session's abort hooks");
         }
+    }
+}
+
+impl Drop for UnitOfWork {
+    /// Dropped with its session loaded but neither committed nor aborted: the request's
+    /// future went before it ended.
+    fn drop(&mut self) {
+        self.end_dropped();
     }
 }
 

@@ -28,7 +28,8 @@ use crate::support::{CountingStore, Reply};
 /// A header the outer middleware adds to every response.
 pub const OUTER_HEADER: &str = "x-outer";
 /// The user a middleware outside the session's reads from the session once the commit is
-/// done (as a logging middleware would), on `/login-from/...` responses.
+/// done (as a logging middleware would), on `/login-from/...` and `/hook-reads/...`
+/// responses.
 pub const USER_AFTER_HEADER: &str = "x-user-after";
 
 /// Lets a test hold a request between loading its session and changing it.
@@ -117,7 +118,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 let done = srv.call(req);
                 async move {
                     let mut res = done.await?;
-                    if res.request().path().starts_with("/login-from/") {
+                    let path = res.request().path();
+                    if path.starts_with("/login-from/") || path.starts_with("/hook-reads/") {
                         let session = Session::extract(res.request()).await?;
                         let user = session.user()?.unwrap_or_else(|| "none".to_owned());
                         let value = HeaderValue::from_str(&user)?;
@@ -691,13 +693,17 @@ async fn hook_reads(
     s: Session,
     how: web::Path<String>,
     log: web::Data<HookLog>,
-) -> actix_web::Result<String> {
+) -> actix_web::Result<HttpResponse> {
     s.bind_user("ada")?;
     let value = match how.as_str() {
         "too-large" => "x".repeat(5000),
         how => how.to_owned(),
     };
     s.package("p").insert("k", value)?;
+    if how.as_str() == "forbidden" {
+        // No hook holds the session: only what the abort leaves is there to read.
+        return Ok(HttpResponse::Forbidden().body(how.into_inner()));
+    }
     for branch in ["commit", "abort"] {
         let (session, log) = (s.clone(), log.clone().into_inner());
         let read = move || async move {
@@ -721,7 +727,7 @@ async fn hook_reads(
     if how.as_str() == "abort" {
         s.abort();
     }
-    Ok(how.into_inner())
+    Ok(HttpResponse::Ok().body(how.into_inner()))
 }
 
 async fn hooked(

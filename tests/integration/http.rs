@@ -2483,6 +2483,12 @@ pub async fn hooks_read_the_session_as_committed_or_as_the_handler_left_it<
     let reply = app.get("/hook-reads/too-large", Some(&cookie)).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(app.hooks.take(), [format!("abort:ada:large:{id}")]);
+    assert_eq!(reply.user_after.as_deref(), Some("ada"), "{reply:?}");
+    // Aborted by its status, with no hook holding it, it reads as the handler left it to a
+    // middleware outside the session's (logging who got the 403). (It read empty.)
+    let reply = app.get("/hook-reads/forbidden", Some(&cookie)).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.user_after.as_deref(), Some("ada"), "{reply:?}");
     // A middleware outside the session's reads it after the commit too.
     let reply = app.get("/login-from/bob/b", None).await;
     assert_eq!(reply.user_after.as_deref(), Some("bob"), "{reply:?}");
