@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use crate::clock::{now_unix, CLOCK_SKEW};
 use crate::cookie::{cookies_named, CookieCodec, Issue, Verified};
+use crate::id::SessionId;
 use crate::metrics::{Refused, SessionMetrics};
 use crate::store::ErasedStore;
 
@@ -23,8 +24,24 @@ pub(crate) const MAX_SESSIONS_PER_USER: usize = 64;
 /// several after cookie tossing from a subdomain or from an old path.
 const MAX_CANDIDATES: usize = 4;
 
-/// A request's verified session cookies: nearly always one, kept inline.
-pub(crate) type Candidates = SmallVec<[Verified; 1]>;
+/// A request's session cookies, as verified.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    /// The valid, unexpired ones, in the order sent: nearly always one, kept inline.
+    pub(crate) live: SmallVec<[Verified; 1]>,
+    /// The session named by the first one signed with a known key but stamped ahead of
+    /// this clock (by an instance whose clock is ahead): not served, but what a logout
+    /// must still end.
+    pub(crate) ahead: Option<SessionId>,
+}
+
+/// Why a session cookie is not served.
+enum Refusal {
+    /// Signed, but stamped ahead of this clock: the session it names.
+    Ahead(SessionId),
+    /// Anything else: unsigned, tampered, expired.
+    Other,
+}
 
 /// What a login does when its user already has as many sessions as
 /// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user) allows.
@@ -97,34 +114,44 @@ impl Config {
     /// session, never an error.
     pub(crate) fn incoming(&self, req: &HttpRequest) -> Candidates {
         let now = now_unix();
-        req.headers()
+        let mut candidates = Candidates::default();
+        let values = req
+            .headers()
             .get_all(header::COOKIE)
             .flat_map(|h| cookies_named(h.as_bytes(), self.codec.name()))
-            .take(MAX_CANDIDATES)
-            .filter_map(|value| self.verify(value, now))
-            .collect()
+            .take(MAX_CANDIDATES);
+        for value in values {
+            match self.verify(value, now) {
+                Ok(verified) => candidates.live.push(verified),
+                Err(Refusal::Ahead(id)) => {
+                    candidates.ahead.get_or_insert(id);
+                }
+                Err(Refusal::Other) => {}
+            }
+        }
+        candidates
     }
 
     /// A session cookie's value, verified now, as a request's would be.
     #[cfg(feature = "testing")]
     pub(crate) fn verified(&self, value: &str) -> Option<Verified> {
-        self.verify(value.as_bytes(), now_unix())
+        self.verify(value.as_bytes(), now_unix()).ok()
     }
 
-    fn verify(&self, value: &[u8], now: u64) -> Option<Verified> {
+    fn verify(&self, value: &[u8], now: u64) -> Result<Verified, Refusal> {
         let verified = match self.codec.decode(value) {
             Ok(v) => v,
             Err(why) => {
                 tracing::debug!(?why, "session cookie refused");
                 self.metrics.refused(Refused::Invalid);
-                return None;
+                return Err(Refusal::Other);
             }
         };
         if verified.issued > now.saturating_add(CLOCK_SKEW) {
             // Signed while a clock was wrong: it would otherwise never expire.
             tracing::debug!(id = ?verified.id, "session cookie stamped in the future; refused");
             self.metrics.refused(Refused::Future);
-            return None;
+            return Err(Refusal::Ahead(verified.id));
         }
         // A format-2 cookie carries its session's own idle timeout, under the signature.
         let idle = verified.idle.map_or(self.idle_timeout, |secs| {
@@ -133,9 +160,9 @@ impl Config {
         if now.saturating_sub(verified.issued) > idle.as_secs() {
             tracing::debug!(id = ?verified.id, "session cookie expired");
             self.metrics.refused(Refused::Expired);
-            return None;
+            return Err(Refusal::Other);
         }
-        Some(verified)
+        Ok(verified)
     }
 
     /// The `Set-Cookie` for a session: its id signed with the current key, issued now, with
@@ -190,13 +217,14 @@ mod tests {
         let id = crate::SessionId::generate().unwrap();
         let now = now_unix();
         let idle = config.idle_timeout.as_secs();
-        let accepted = |issued: u64| {
+        let verified = |issued: u64| {
             let value = config.codec.encode(&id, issued, None, None);
             let req = actix_web::test::TestRequest::default()
                 .insert_header((header::COOKIE, format!("id={value}")))
                 .to_http_request();
-            !config.incoming(&req).is_empty()
+            config.incoming(&req)
         };
+        let accepted = |issued: u64| !verified(issued).live.is_empty();
         assert!(accepted(now));
         assert!(accepted(now + CLOCK_SKEW), "a clock a little ahead");
         assert!(
@@ -206,6 +234,9 @@ mod tests {
         assert!(!accepted(u64::MAX), "one that would never expire");
         assert!(accepted(now - idle + 5));
         assert!(!accepted(now - idle - 5), "expired");
+        // A logout must still end the session a cookie from the future names.
+        assert_eq!(verified(now + CLOCK_SKEW + 5).ahead.as_ref(), Some(&id));
+        assert_eq!(verified(now - idle - 5).ahead, None, "expired is not ahead");
     }
 
     #[test]
@@ -222,7 +253,7 @@ mod tests {
             ))
             .to_http_request();
         let found = config.incoming(&req);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].id, id);
+        assert_eq!(found.live.len(), 1);
+        assert_eq!(found.live[0].id, id);
     }
 }

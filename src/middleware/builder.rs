@@ -19,7 +19,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// worth anything, however busy the session is kept.
 const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Default refresh point: a quarter of the idle timeout. Reads then cost a `touch` at most
-/// once per quarter, and a session always survives at least 3/4 of the idle timeout.
+/// once per quarter, and a session always survives at least 3/4 of the idle timeout (less
+/// how far the instances' clocks are apart).
 const REFRESH_FRACTION: f64 = 0.25;
 /// Default size limit: memcached's default item size.
 const MAX_SIZE: usize = 1024 * 1024;
@@ -234,7 +235,11 @@ impl MemcacheSessionBuilder {
     /// has only the last seconds of the idle timeout to be re-issued in. NaN, and `1.0`
     /// or more, are refused at build: a cookie is refused once older than the idle timeout, so it
     /// would be re-issued only in the second it expires, and a user in the middle of using
-    /// the site would be signed out one idle timeout after the cookie was issued.
+    /// the site would be signed out one idle timeout after the cookie was issued. The window
+    /// left, (1 − `fraction`) × the idle timeout, must be well over how far the clocks of
+    /// the app's instances are apart: one whose clock is behind takes a cookie another
+    /// issued to be younger than it is, and may refresh it only after its stored copy
+    /// expired (with the defaults, 22.5 minutes).
     pub fn refresh_fraction(mut self, fraction: f64) -> Self {
         // Not `max`, which would turn a NaN into 0.0 instead of leaving it for `build`.
         self.refresh_fraction = if fraction < 0.0 { 0.0 } else { fraction };

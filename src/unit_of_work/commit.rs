@@ -149,7 +149,8 @@ impl UnitOfWork {
     /// second copy.
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
         if s.blind_sign_out {
-            let why = "a sign-out from a session whose server, or its user's, is down";
+            let why = "a sign-out from a session this request could not read (its server, or \
+                its user's, down, or its cookie stamped ahead of this clock)";
             return Err(StoreError::Unavailable(why.into()).into());
         }
         // Each boxed apart: with the finish around it, either would pass the 1 KiB from

@@ -42,8 +42,8 @@ pub(crate) struct SessionData {
     pub(super) changes: ChangeSet,
     /// A purged (or renewed) session's id, deleted on commit.
     pub(super) retired: Option<SessionId>,
-    /// The session the cookie named, when its server could not be reached and the store
-    /// said to start fresh: a purge or renew must still remove it.
+    /// The session the cookie named, when this request could not read it (see
+    /// `stands_in`): a purge or renew must still remove it.
     pub(super) unreachable: Option<SessionId>,
     /// The session the cookie named, found signed out (its user's generation ended), at
     /// the version read: removed on commit unless written since.
@@ -64,10 +64,12 @@ pub(crate) struct SessionData {
     pub(super) touched: Option<Box<[(String, String)]>>,
     pub(super) renewed: bool,
     pub(super) purged: bool,
-    /// Started fresh because a server was down (its own, or its user's item's): kept
-    /// through a purge or renew, which take `unreachable`.
-    pub(super) started_down: bool,
-    /// A sign-out was asked of a session `started_down` and not bound since: whether it was
+    /// Started fresh in place of the session the cookie named, which this request could
+    /// not read: its server (or its user item's) was down and the store said to start
+    /// fresh, or its cookie was stamped ahead of this clock. Kept through a purge or renew,
+    /// which take `unreachable`.
+    pub(super) stands_in: bool,
+    /// A sign-out was asked of a session `stands_in` and not bound since: whether it was
     /// bound, and to whom, is unknown, so the sign-out cannot be done, and the commit
     /// answers 503 with nothing written rather than 200 with the others still signed in.
     pub(super) blind_sign_out: bool,
@@ -132,6 +134,15 @@ impl SessionData {
         Self::with(Record::new(now_unix()))
     }
 
+    /// A new, empty session standing in for `id`, which this request could not read.
+    pub(super) fn standing_in(id: SessionId) -> Self {
+        Self {
+            unreachable: Some(id),
+            stands_in: true,
+            ..Self::fresh()
+        }
+    }
+
     /// `data` as loaded, with nothing changed yet.
     pub(crate) fn with(data: Record) -> Self {
         Self {
@@ -147,7 +158,7 @@ impl SessionData {
             touched: None,
             renewed: false,
             purged: false,
-            started_down: false,
+            stands_in: false,
             blind_sign_out: false,
             forgetting: false,
         }
@@ -378,7 +389,7 @@ impl SessionData {
             dismissing: self.dismissing.take(),
             purged_binding,
             purged: true,
-            started_down: self.started_down,
+            stands_in: self.stands_in,
             blind_sign_out: self.blind_sign_out,
             ..Self::fresh()
         };
@@ -388,7 +399,7 @@ impl SessionData {
     /// this one is purged, or, if `keep_this`, stays signed in, the only one listed.
     pub(crate) fn sign_out(&mut self, keep_this: bool) {
         let binding = self.binding_as_held();
-        self.blind_sign_out |= binding.is_none() && self.started_down;
+        self.blind_sign_out |= binding.is_none() && self.stands_in;
         let earlier = self.signing_out.take();
         let bound = generation::bound(&self.data).is_some();
         if keep_this {
@@ -411,7 +422,7 @@ impl SessionData {
         if self.dismissing.is_none() {
             let binding = self.binding_as_held();
             // (Bound in this request, it ends nobody else.)
-            self.blind_sign_out |= self.started_down && binding.is_none();
+            self.blind_sign_out |= self.stands_in && binding.is_none();
             let Some(Binding {
                 user,
                 item: Some(item),
@@ -740,19 +751,19 @@ mod tests {
     /// nobody else, as any session bound in its request.
     #[test]
     fn a_sign_out_from_a_session_started_for_a_server_down_is_blind() {
-        let started_down = || SessionData {
+        let stands_in = || SessionData {
             unreachable: Some(SessionId::generate().unwrap()),
-            started_down: true,
+            stands_in: true,
             ..SessionData::fresh()
         };
-        let mut s = started_down();
+        let mut s = stands_in();
         s.purge();
         s.sign_out(false);
         assert!(s.blind_sign_out, "a purge first takes only the id");
-        let mut s = started_down();
+        let mut s = stands_in();
         s.dismiss("x");
         assert!(s.blind_sign_out);
-        let mut s = started_down();
+        let mut s = stands_in();
         s.data
             .put(generation::PACKAGE, generation::USER, Some("ada".into()));
         s.dismiss("x");

@@ -77,7 +77,7 @@ impl UnitOfWork {
 
     /// The verified session cookies, in the order the request sent them.
     fn cookies(&self) -> &[Verified] {
-        self.cookies.get().map_or(&[], |cookies| cookies)
+        self.cookies.get().map_or(&[], |cookies| &cookies.live)
     }
 
     /// Loads the session named by the request's verified cookies, once: the first that
@@ -99,7 +99,11 @@ impl UnitOfWork {
                     None if named => Load::Miss,
                     None => Load::Fresh,
                 });
-                let tx = tx.unwrap_or_else(|| begin(SessionData::fresh()));
+                // A cookie stamped ahead of this clock names a session a logout must end.
+                let ahead = self.cookies.get().and_then(|c| c.ahead.clone());
+                let tx = tx.unwrap_or_else(|| {
+                    begin(ahead.map_or_else(SessionData::fresh, SessionData::standing_in))
+                });
                 tx.borrow_mut().renew_on_bind = self.backend.config.renew_on_bind;
                 if self.ended.get() {
                     tx.borrow_mut().end_quietly();
@@ -318,11 +322,7 @@ fn or_fresh(
         Err(StoreError::Unavailable(e)) if start_fresh => {
             // Per request, so not a warning: the store logs the server going down.
             tracing::debug!(?id, error = %e, "server down: starting fresh");
-            Ok(Err(SessionData {
-                unreachable: Some(id.clone()),
-                started_down: true,
-                ..SessionData::fresh()
-            }))
+            Ok(Err(SessionData::standing_in(id.clone())))
         }
         read => Ok(Ok(read?)),
     }

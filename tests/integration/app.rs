@@ -90,6 +90,18 @@ impl<S: SessionStore + Clone> TestApp<S> {
         app
     }
 
+    /// A cookie for session `id` as an instance whose clock is `ahead` seconds ahead of
+    /// this one's would issue it (made by `new` or `configured`).
+    pub fn cookie_from_ahead(&self, id: &SessionId, ahead: u64) -> Cookie<'static> {
+        let secret = self.secret.as_deref().expect("an app that made its key");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let value = crate::support::cookie_stamped(secret, id, now + ahead);
+        Cookie::new("id", value)
+    }
+
     /// The id of `user`'s generation item in this app (made by `new` or `configured`).
     pub fn generation_item(&self, user: &str) -> SessionId {
         let secret = self.secret.as_deref().expect("an app that made its key");

@@ -102,6 +102,7 @@ macro_rules! http_suite {
             a_rotated_key_keeps_every_binding_and_a_sign_out_ends_them_all,
             a_sign_out_in_a_request_ends_the_bindings_of_every_key,
             sign_out_of_other_sessions_keeps_this_one,
+            a_logout_with_a_cookie_from_a_clock_ahead_ends_its_session_or_says_it_cannot,
             a_purge_and_a_sign_out_in_either_order_end_the_others_and_this_one,
             a_signed_out_cookie_sent_first_does_not_hide_a_live_one,
             a_login_after_a_sign_out_of_the_others_and_a_purge_is_a_login_of_its_own,
@@ -2090,6 +2091,48 @@ pub async fn sign_out_of_other_sessions_keeps_this_one<S: SessionStore + Clone>(
     // The kept session is still bound: a later sign-out ends it too.
     app.sessions.sign_out_everywhere("ada").await.unwrap();
     assert_eq!(whoami(&app, &ada[0].0).await, "none");
+}
+
+/// A cookie stamped ahead of this instance's clock by more than the skew allowed (issued
+/// by an instance whose clock is ahead) gets a fresh session, but a logout with it is not a
+/// silent 200 that leaves the session signed in: a purge deletes the session it names, and
+/// a sign-out, which cannot know whose session it was, answers 503 and writes nothing.
+/// (Both answered 200 and did nothing.)
+pub async fn a_logout_with_a_cookie_from_a_clock_ahead_ends_its_session_or_says_it_cannot<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (cookie, id) = log_in(&app, "ada").await;
+    let ahead = app.cookie_from_ahead(&id, 120);
+    assert_eq!(whoami(&app, &ahead).await, "none", "refused, as before");
+    let reply = app.get("/purge", Some(&ahead)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(app.store.inner.load(&id).await.unwrap().is_none(), "ended");
+    assert_eq!(whoami(&app, &cookie).await, "none", "signed out");
+    let (cookie, id) = log_in(&app, "ada").await;
+    let ahead = app.cookie_from_ahead(&id, 120);
+    for route in ["/sign-out-everywhere", "/sign-out-others"] {
+        let writes = app.store.calls().writes();
+        let reply = app.get(route, Some(&ahead)).await;
+        assert_eq!(reply.status, 503, "{route}: {reply:?}");
+        assert_eq!(
+            app.store.calls().writes(),
+            writes,
+            "{route}: nothing written"
+        );
+        assert_eq!(
+            whoami(&app, &cookie).await,
+            "ada",
+            "{route}: still signed in"
+        );
+    }
+    // Within the skew allowed, the cookie is served, and a sign-out signs out.
+    let near = app.cookie_from_ahead(&id, 30);
+    let reply = app.get("/sign-out-everywhere", Some(&near)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(whoami(&app, &cookie).await, "none");
 }
 
 /// A session read before an admin signed its user out, then asking to sign out the other

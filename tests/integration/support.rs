@@ -354,3 +354,17 @@ pub fn generation_item(secret: &[u8], user: &str) -> SessionId {
     let digest = mac.finalize().into_bytes();
     URL_SAFE_NO_PAD.encode(&digest[..16]).parse().unwrap()
 }
+
+/// A format-1 cookie value for session `id`, stamped `issued` (unix seconds) and signed
+/// with `secret` under the default cookie name, as an instance whose clock reads `issued`
+/// would issue it.
+pub fn cookie_stamped(secret: &[u8], id: &SessionId, issued: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let id = URL_SAFE_NO_PAD.decode(id.to_string()).unwrap();
+    let signed = [&id[..], &issued.to_be_bytes()[..]].concat();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(&[&b"id"[..], &[0], &signed].concat());
+    URL_SAFE_NO_PAD.encode([signed, mac.finalize().into_bytes().to_vec()].concat())
+}
