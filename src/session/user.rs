@@ -52,7 +52,8 @@ impl Session {
     /// ```
     ///
     /// # Errors
-    /// Never in practice: the package name is valid.
+    /// When the binding stored in the session cannot be read (an item written by
+    /// something other than this crate, or damaged): nothing is changed then.
     pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
         // A stored session changing hands: a new session gets a new id anyway, and one
         // bound to this user already was renewed when it was bound (renewing it again would
@@ -67,11 +68,12 @@ impl Session {
             return Ok(());
         }
         if bound.is_some() && !same {
+            // Counted, so that a request in flight since before stays out (`rebase`); read
+            // before anything changes, so that an unreadable count changes nothing.
+            let switches: u64 = package.get(SWITCHES)?.unwrap_or(0);
             // Another user's session: nothing of theirs goes to this one (their packages,
             // flash messages, "keep me signed in", device label), as Django's login does.
             self.tx.borrow_mut().data.forget_loaded();
-            // Counted, so that a request in flight since before stays out (`rebase`).
-            let switches: u64 = package.get(SWITCHES)?.unwrap_or(0);
             package.insert(SWITCHES, switches.saturating_add(1))?;
         }
         if self.tx.borrow().renew_on_bind && stored && !same {

@@ -181,6 +181,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/container/purge-own", web::get().to(purge_own))
             .route("/login/{user}", web::get().to(login))
             .route("/bind/{user}", web::get().to(bind))
+            .route(
+                "/bind-ignoring-errors/{user}",
+                web::get().to(bind_ignoring_errors),
+            )
             .route("/login-from/{user}/{label}", web::get().to(login_from))
             .route(
                 "/gated/login-from/{user}/{label}",
@@ -860,6 +864,11 @@ async fn login(s: Session, user: web::Path<String>) -> actix_web::Result<String>
 async fn bind(s: Session, user: web::Path<String>) -> actix_web::Result<String> {
     s.bind_user(&user)?;
     Ok(format!("{:?}", s.status()))
+}
+
+/// Binds `user`, and goes on whatever that answered, as a careless handler would.
+async fn bind_ignoring_errors(s: Session, user: web::Path<String>) -> String {
+    format!("bound: {}", s.bind_user(&user).is_ok())
 }
 
 /// A login from a device: renewed, bound to `user`, labelled.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix_memcache_session::{OverLimit, SessionHandle, SessionId, SessionStore};
+use actix_memcache_session::{OverLimit, SessionHandle, SessionId, SessionStore, Update};
 use actix_web::cookie::Cookie;
 use futures_util::future::join;
 
@@ -50,6 +50,7 @@ macro_rules! devices_suite {
             a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
             a_renew_whose_listing_reply_is_lost_stays_listed,
             a_session_switching_users_keeps_nothing_of_the_other_user,
+            a_switch_of_users_that_fails_changes_nothing,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
             an_anonymous_request_in_flight_across_a_change_of_users_writes_nothing,
@@ -1169,6 +1170,38 @@ pub async fn a_session_switching_users_keeps_nothing_of_the_other_user<S: Sessio
     assert_eq!(app.get("/get/p/k", Some(&b)).await.body, "none");
     assert_eq!(flags(&app, &b).await, ["a current"]);
     assert!(labels(&app, "ada").await.is_empty());
+}
+
+/// A switch of users that fails because the stored count of switches cannot be read (a
+/// damaged item) changes nothing, even for a handler that goes on after the error: ada's
+/// data stays hers. (It emptied the session first, and the commit wrote that.)
+pub async fn a_switch_of_users_that_fails_changes_nothing<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (a, _) = login(&app, "ada", "a").await;
+    let set = app.get("/set/p/k/1", Some(&a)).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let a = set.cookie.unwrap_or(a);
+    let id = app.store.last_created();
+    let stored = app.store.inner.load(&id).await.unwrap().unwrap();
+    let text = String::from_utf8(stored.data).unwrap();
+    let package = r#""actix-memcache-session.user":{"#;
+    assert!(text.contains(package), "{text}");
+    let damaged = text.replacen(package, &format!(r#"{package}"switches":"x","#), 1);
+    let ttl = Duration::from_secs(60);
+    let written = app
+        .store
+        .inner
+        .update(&id, damaged.as_bytes(), stored.version, ttl);
+    assert_eq!(written.await.unwrap(), Update::Updated);
+    let reply = app.get("/bind-ignoring-errors/bob", Some(&a)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "bound: false");
+    assert_eq!(whoami(&app, &a).await, "ada");
+    assert_eq!(
+        app.get("/get/p/k", Some(&a)).await.body,
+        "1",
+        "ada's data stays"
+    );
 }
 
 /// While bob logs in on a browser where ada stayed signed in, a request of ada's adds a
