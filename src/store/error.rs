@@ -32,6 +32,13 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+/// The cause of an [`StoreError::Unavailable`] that a server (or the proxy in front of it)
+/// answered for one request, at once: a proxy whose backend for the key is down, a
+/// memcached out of memory. Another key may well be served.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ServerAnswered(pub(crate) String);
+
 impl StoreError {
     /// The kind of failure, from a fixed set, as OpenTelemetry's `error.type` labels it on
     /// the metrics: `timeout`, `unavailable`, `too_large`, `invalid_config`, `protocol` or

@@ -123,6 +123,28 @@ async fn behind_a_proxy_a_dead_backend_costs_only_its_own_sessions() {
     }
 }
 
+/// A new session whose id falls on a dead backend is refused by the proxy at once
+/// (`SERVER_ERROR`): it draws another id, as it does on a fleet it sees itself, rather
+/// than answer 503. (A third of new sessions answered 503.) Each lands on a live backend
+/// and reads back.
+#[actix_web::test]
+async fn behind_a_proxy_new_sessions_go_around_a_dead_backend() {
+    let mut proxy = Nutcracker::start(&[1, 1, 1]);
+    let victim = 1;
+    proxy.servers[victim].0.stop();
+    let store = CountingStore::new(MemcacheStore::new(&proxy.url()).unwrap());
+    let app = TestApp::with(store, Key::generate(), |b| b).await;
+    let ring = ring_of(&proxy);
+    for n in 0..40 {
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{n}: {reply:?}");
+        let id = app.store.last_created();
+        assert_ne!(ring.server_for(format!("session:{id}").as_bytes()), victim);
+        let read = app.get("/get/p/k", Some(&reply.cookie())).await;
+        assert_eq!(read.body, n.to_string(), "{read:?}");
+    }
+}
+
 /// Readiness through a proxy counts a `SERVER_ERROR` (the ping key's backend is down) as
 /// no answer: with every backend down, the proxy still answers, and `ping` must fail.
 #[actix_web::test]
