@@ -58,7 +58,7 @@ impl Nutcracker {
         let config = std::env::temp_dir().join(format!("nutcracker-{port}.yml"));
         let yaml = format!(
             "pool:\n  listen: 127.0.0.1:{port}\n  hash: md5\n  distribution: ketama\n  \
-             timeout: 1000\n  servers:\n{}\n",
+             timeout: 400\n  servers:\n{}\n",
             listed.join("\n")
         );
         std::fs::write(&config, yaml).expect("nutcracker config");

@@ -123,6 +123,42 @@ async fn behind_a_proxy_a_dead_backend_costs_only_its_own_sessions() {
     }
 }
 
+/// One backend frozen (it keeps its connections and answers nothing): the proxy answers in
+/// order, so every request queued behind one for that backend waits for it, on the shared
+/// connection. With the proxy's `timeout` (400 ms here) well under `io_timeout` (1 s), the
+/// proxy answers that request `SERVER_ERROR` first, and the others go on: only the frozen
+/// backend's sessions get 503. (With the proxy's timeout at `io_timeout`, as the docs had
+/// it, the watchdog fails the connection first, and every session on it gets 503.)
+#[actix_web::test]
+async fn behind_a_proxy_a_frozen_backend_costs_only_its_own_sessions() {
+    let proxy = Nutcracker::start(&[1, 1, 1]);
+    let victim = 2;
+    let store = CountingStore::new(MemcacheStore::new(&proxy.url()).unwrap());
+    let app = TestApp::with(store, Key::generate(), |b| b).await;
+    let ring = ring_of(&proxy);
+    let on_victim = |id: &SessionId| ring.server_for(format!("session:{id}").as_bytes()) == victim;
+    let mut made = Vec::new();
+    for n in 0..200 {
+        if n >= 24 && made.iter().any(|(_, id, _)| on_victim(id)) {
+            break;
+        }
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        made.push((reply.cookie(), app.store.last_created(), n.to_string()));
+    }
+    proxy.servers[victim].0.pause();
+    let replies = join_all(made.iter().map(|(c, _, _)| app.get("/get/p/k", Some(c)))).await;
+    proxy.servers[victim].0.resume();
+    for ((_, id, value), reply) in made.iter().zip(replies) {
+        if on_victim(id) {
+            assert_eq!(reply.status, 503, "{reply:?}");
+        } else {
+            assert_eq!(reply.status, 200, "{reply:?}");
+            assert_eq!(&reply.body, value, "its own data");
+        }
+    }
+}
+
 /// A new session whose id falls on a dead backend is refused by the proxy at once
 /// (`SERVER_ERROR`): it draws another id, as it does on a fleet it sees itself, rather
 /// than answer 503. (A third of new sessions answered 503.) Each lands on a live backend
