@@ -153,8 +153,10 @@ impl MemcacheStoreBuilder {
 
     /// Failed requests in a row (no connection, no answer within `io_timeout`) after which
     /// a server of a fleet is marked down: its sessions get 503 at once, without waiting
-    /// out a timeout, for [`retry_interval`](Self::retry_interval). Default: 3. With a
-    /// single server nothing is marked down: every request tries it.
+    /// out a timeout, for [`retry_interval`](Self::retry_interval). Default: 3. Counted per
+    /// request: a connection that times out with several requests waiting on it (a busy
+    /// one) counts each, so under load one stall of `io_timeout` marks the server down.
+    /// With a single server nothing is marked down: every request tries it.
     pub fn failure_limit(mut self, failures: u32) -> Self {
         self.failure_limit = failures;
         self
