@@ -729,6 +729,14 @@ mod tests {
             s.rebase(stored("1e401")),
             Err(SessionError::Conflict)
         ));
+        // One that reads only by losing what another writer changed (both 1e23 as an f64).
+        let mut s = SessionData::with(stored("100000000000000000000001"));
+        s.put("p", "bad", Some(5.into()));
+        assert!(s.settle());
+        assert!(matches!(
+            s.rebase(stored("100000000000000000000002")),
+            Err(SessionError::Conflict)
+        ));
     }
 
     #[test]

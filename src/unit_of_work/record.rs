@@ -299,17 +299,79 @@ impl From<Value> for Slot {
     }
 }
 
-/// Equal values: the same text, or the same value built (two texts that cannot be built
-/// are equal only if they are the same text).
+/// Equal values: the same text, or the same value built from texts that say nothing more
+/// than it (two texts that cannot be built are equal only if they are the same text; nor
+/// are two that read as one value only by losing what tells them apart, such as
+/// `100000000000000000000001` and `100000000000000000000002`, both 1e23 as an `f64`).
 impl PartialEq for Slot {
     fn eq(&self, other: &Self) -> bool {
         match (self.text(), other.text()) {
             (Some(a), Some(b)) if a == b => true,
             _ => match (self.value(), other.value()) {
-                (Some(a), Some(b)) => a == b,
+                (Some(a), Some(b)) => a == b && self.exact() && other.exact(),
                 _ => false,
             },
         }
+    }
+}
+
+impl Slot {
+    /// Whether the value built says all its text does (a value without text does).
+    fn exact(&self) -> bool {
+        match (self.text(), self.value()) {
+            (Some(text), Some(value)) => reads_exactly(text, value),
+            _ => true,
+        }
+    }
+}
+
+/// Whether `text`, which serde_json read as `value`, says nothing `value` lost: each number
+/// is written as serde_json writes the number it reads as (not one past what an `f64`
+/// holds, nor `1E2` or `0.10`), and no object names a key twice (the last would win).
+/// Another writer's spelling of the same value (spaces, key order, escapes) is exact.
+fn reads_exactly(text: &[u8], value: &Value) -> bool {
+    let mut entries = 0;
+    let mut at = 0;
+    while let Some(&byte) = text.get(at) {
+        match byte {
+            b'"' => {
+                at += 1;
+                while let Some(&byte) = text.get(at) {
+                    at += if byte == b'\\' { 2 } else { 1 };
+                    if byte == b'"' {
+                        break;
+                    }
+                }
+            }
+            b':' => {
+                entries += 1;
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                let in_number =
+                    |b: &u8| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
+                while text.get(at).is_some_and(in_number) {
+                    at += 1;
+                }
+                let token = &text[start..at];
+                match serde_json::from_slice::<serde_json::Number>(token) {
+                    Ok(n) if n.to_string().as_bytes() == token => {}
+                    _ => return false,
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    entries == entries_in(value)
+}
+
+/// The entries of every object in `value`.
+fn entries_in(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => map.len() + map.values().map(entries_in).sum::<usize>(),
+        Value::Array(items) => items.iter().map(entries_in).sum(),
+        _ => 0,
     }
 }
 
@@ -627,6 +689,42 @@ mod tests {
         assert_eq!(a, &Slot::from(serde_json::json!({"y": 2, "x": 1})));
         assert_eq!(r.slot("p", "b").unwrap(), &Slot::from(Value::from("é")));
         assert_ne!(a, &Slot::from(Value::from(1)));
+        // Texts that read as one value only by losing what tells them apart are not equal.
+        let slot = |text: &str| {
+            let stored = format!(r#"{{"v":1,"created":7,"packages":{{"p":{{"k":{text}}}}}}}"#);
+            Record::decode(stored.into_bytes())
+                .unwrap()
+                .slot("p", "k")
+                .unwrap()
+                .clone()
+        };
+        for (a, b) in [
+            ("100000000000000000000001", "100000000000000000000002"),
+            ("100000000000000000000001", "1e23"),
+            ("0.1000000000000000000001", "0.1"),
+            (r#"{"a":1,"a":2}"#, r#"{"a":3,"a":2}"#),
+            (r#"[{"a":1,"a":2}]"#, r#"[{"a":2}]"#),
+        ] {
+            assert_eq!(
+                slot(a).value(),
+                slot(b).value(),
+                "{a} and {b} read as one value"
+            );
+            assert_ne!(slot(a), slot(b), "{a} and {b}");
+        }
+        // Another spelling of one value is still that value.
+        for (a, b) in [
+            (
+                r#"{"b":[1, 2.5],"a":"\u00e9:"}"#,
+                r#"{"a":"é:","b":[1,2.5]}"#,
+            ),
+            ("-3", "-3"),
+            ("1e23", "1e23"),
+            (r#""1E2 \" 0.10""#, r#""1E2 \u0022 0.10""#),
+        ] {
+            assert_eq!(slot(a), slot(b), "{a} and {b}");
+        }
+        assert_eq!(slot("2.5e-7"), Slot::from(serde_json::json!(2.5e-7)));
     }
 
     /// A string value without escapes is read by the quicker path; it is checked as
