@@ -91,14 +91,14 @@ impl<S: SessionStore + Clone> TestApp<S> {
     }
 
     /// A cookie for session `id` as an instance whose clock is `ahead` seconds ahead of
-    /// this one's would issue it (made by `new` or `configured`).
-    pub fn cookie_from_ahead(&self, id: &SessionId, ahead: u64) -> Cookie<'static> {
+    /// this one's (behind, if negative) would issue it (made by `new` or `configured`).
+    pub fn cookie_from_ahead(&self, id: &SessionId, ahead: i64) -> Cookie<'static> {
         let secret = self.secret.as_deref().expect("an app that made its key");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let value = crate::support::cookie_stamped(secret, id, now + ahead);
+        let value = crate::support::cookie_stamped(secret, id, now.saturating_add_signed(ahead));
         Cookie::new("id", value)
     }
 

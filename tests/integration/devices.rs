@@ -51,6 +51,7 @@ macro_rules! devices_suite {
             a_renew_whose_listing_reply_is_lost_stays_listed,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             a_switch_of_users_that_fails_changes_nothing,
+            without_a_limit_a_user_keeps_at_most_64_sessions,
             what_the_other_user_adds_while_a_session_switches_users_stays_out_of_it,
             a_request_of_the_other_user_in_flight_writes_nothing_to_a_session_that_switched,
             an_anonymous_request_in_flight_across_a_change_of_users_writes_nothing,
@@ -285,6 +286,26 @@ pub async fn over_the_limit_the_least_recently_seen_is_signed_out<S: SessionStor
         [true, false, true]
     );
     assert_eq!(labels(&app, "ada").await, ["a", "c"]);
+}
+
+/// With no limit set, a user keeps at most 64 sessions: a 65th login signs out the least
+/// recently seen, as `EndLeastRecentlySeen` does.
+pub async fn without_a_limit_a_user_keeps_at_most_64_sessions<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (first, _) = login(&app, "ada", "first").await;
+    // Seen is kept in whole seconds: the first is seen before every other.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut others = Vec::new();
+    for n in 0..64 {
+        others.push(login(&app, "ada", &n.to_string()).await.0);
+    }
+    let listed = labels(&app, "ada").await;
+    assert_eq!(listed.len(), 64, "{listed:?}");
+    assert!(!listed.contains(&"first".to_owned()), "{listed:?}");
+    assert_eq!(whoami(&app, &first).await, "none");
+    for cookie in [&others[0], &others[63]] {
+        assert_eq!(whoami(&app, cookie).await, "ada");
+    }
 }
 
 pub async fn over_the_limit_a_login_is_refused_until_one_signs_out<S: SessionStore + Clone>(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_memcache_session::{MemcacheStore, MemoryStore};
+use actix_memcache_session::{MemcacheStore, MemoryStore, SessionStore as _};
 use actix_web::test;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -235,6 +235,56 @@ async fn counters_follow_scripted_requests() {
             "{key}={value}: a label holds only a fixed or configured value"
         );
     }
+}
+
+/// Each way a load can go, and each reason a cookie is refused, is counted under its own
+/// label: a cookie naming a session gone (`miss`), one whose user was signed out
+/// (`signed_out`), one whose server is down with `StartFresh` (`down`); a cookie expired
+/// or stamped ahead of this clock; and a refresh's touch (`done`).
+#[actix_web::test]
+async fn every_load_and_refusal_is_counted_under_its_label() {
+    use actix_memcache_session::WhenDown;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut memcached = Memcached::start();
+    let store = MemcacheStore::builder(memcached.url())
+        .when_server_down(WhenDown::StartFresh)
+        .build()
+        .unwrap();
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.idle_timeout(Duration::from_secs(8))
+    })
+    .await;
+    let refused = |m: &Metrics, reason| m.counter("session.cookies.refused", &[("reason", reason)]);
+
+    let gone = app.get("/set/p/k/1", None).await.cookie();
+    let id = app.store.last_created();
+    app.store.inner.delete(&id).await.unwrap();
+    assert_eq!(app.get("/get/p/k", Some(&gone)).await.body, "none");
+    let signed_in = app.get("/login/ada", None).await.cookie();
+    app.sessions.sign_out_everywhere("ada").await.unwrap();
+    assert_eq!(app.get("/whoami", Some(&signed_in)).await.body, "none");
+    let live = app.get("/set/p/k/2", None).await.cookie();
+    let id = app.store.last_created();
+    for ahead in [120, -60] {
+        let cookie = app.cookie_from_ahead(&id, ahead);
+        assert_eq!(app.get("/get/p/k", Some(&cookie)).await.body, "none");
+    }
+    // Due for a refresh at a quarter of the idle timeout: stamped 3 s ago.
+    let due = app.cookie_from_ahead(&id, -3);
+    assert_eq!(app.get("/get/p/k", Some(&due)).await.body, "2");
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(loads(&m, "miss"), 1, "the session gone");
+    assert_eq!(loads(&m, "signed_out"), 1);
+    assert_eq!(refused(&m, "future"), 1);
+    assert_eq!(refused(&m, "expired"), 1);
+    assert_eq!(m.counter("session.touches", &[("result", "done")]), 1);
+
+    memcached.stop();
+    assert_eq!(app.get("/get/p/k", Some(&live)).await.body, "none");
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(loads(&m, "down"), 1);
 }
 
 /// A fleet counts a server marked down and back in service, by server.
