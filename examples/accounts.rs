@@ -39,6 +39,9 @@ async fn login(
     if q.remember {
         // Two weeks idle, a month at most, and a persistent cookie.
         session.set_timeouts(14 * DAY, 30 * DAY)?;
+    } else {
+        // Signed in again without it: what an earlier login remembered goes.
+        session.clear_timeouts()?;
     }
     let device = req
         .headers()
@@ -110,15 +113,50 @@ async fn logout(session: Session) -> &'static str {
     "signed out\n"
 }
 
+fn routes(app: &mut web::ServiceConfig) {
+    app.route("/", web::get().to(home))
+        .route("/login", web::post().to(login))
+        .route("/sessions", web::get().to(your_sessions))
+        .route("/sessions/{handle}/sign-out", web::post().to(sign_out_one))
+        .route("/sign-out-everywhere", web::post().to(sign_out_everywhere))
+        .route("/logout", web::post().to(logout));
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    common::serve("accounts", |app| {
-        app.route("/", web::get().to(home))
-            .route("/login", web::post().to(login))
-            .route("/sessions", web::get().to(your_sessions))
-            .route("/sessions/{handle}/sign-out", web::post().to(sign_out_one))
-            .route("/sign-out-everywhere", web::post().to(sign_out_everywhere))
-            .route("/logout", web::post().to(logout));
-    })
-    .await
+    common::serve("accounts", routes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_memcache_session::{Key, MemcacheSession, MemoryStore};
+    use actix_web::{test, App};
+
+    use super::*;
+
+    /// Signed in again without "keep me signed in", a session forgets that an earlier
+    /// login kept it: its cookie is no longer persistent. (It stayed remembered.)
+    #[actix_web::test]
+    async fn a_login_without_keep_me_signed_in_forgets_an_earlier_one() {
+        let middleware = MemcacheSession::builder(MemoryStore::new(), Key::generate()).build();
+        let sessions = middleware.sessions();
+        let cookie = sessions
+            .seed(|s| {
+                s.bind_user("alice")?;
+                s.set_timeouts(14 * DAY, 30 * DAY)
+            })
+            .await
+            .unwrap()
+            .expect("a remembered session");
+        assert!(cookie.max_age().is_some(), "persistent: {cookie}");
+        let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
+        let req = test::TestRequest::post()
+            .uri("/login?user=alice")
+            .cookie(cookie)
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert!(res.status().is_redirection());
+        let reissued = res.response().cookies().next().expect("a cookie re-issued");
+        assert_eq!(reissued.max_age(), None, "{reissued}");
+    }
 }

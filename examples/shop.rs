@@ -1,6 +1,7 @@
-//! Two packages sharing one session: a shop's cart (a typed package, `shop.cart`) and a
-//! login (`auth`), with flash messages. Logging in renews the session id (so an id seen
-//! before login is useless after it); logging out purges the session.
+//! A shop's cart (a typed package, `shop.cart`) and a login, with flash messages. Logging
+//! in binds the session to the user, which renews its id (so an id seen before login is
+//! useless after it), keeps an anonymous cart, and empties a session another user left
+//! signed in; logging out purges the session.
 //!
 //! `cargo run --example shop`, then:
 //! ```text
@@ -70,9 +71,9 @@ async fn apply_coupon(session: Session, q: web::Query<Coupon>) -> actix_web::Res
 }
 
 async fn login(session: Session, q: web::Query<Login>) -> actix_web::Result<HttpResponse> {
-    // A real app checks a password first. The cart survives the login; the id does not.
-    session.renew();
-    session.package("auth").insert("user", &q.user)?;
+    // A real app checks a password first. An anonymous cart survives the login; the id
+    // does not, nor anything of another user signed in on this browser.
+    session.bind_user(&q.user)?;
     session.send_flash(FlashMessage::success(format!("Welcome, {}", q.user)))?;
     Ok(back_to_the_shop())
 }
@@ -84,7 +85,7 @@ async fn logout(session: Session) -> &'static str {
 
 /// Shows and consumes the flash messages; were this page to fail, they would stay.
 async fn show(session: Session) -> actix_web::Result<String> {
-    let user: Option<String> = session.package("auth").get("user")?;
+    let user = session.user()?;
     let cart = session.get(&CART)?;
     let mut page = String::new();
     for message in session.incoming_flashes()? {
@@ -161,12 +162,44 @@ mod tests {
             .await
             .unwrap()
             .expect("renewed");
-        let user: Option<String> = stored.package("auth").get("user").unwrap();
-        assert_eq!(user.as_deref(), Some("alice"));
+        assert_eq!(stored.user().unwrap().as_deref(), Some("alice"));
         assert_eq!(stored.get(&CART).unwrap().items, ["apple"]);
         assert!(
             sessions.open_cookie(&cookie).await.unwrap().is_none(),
             "old id gone"
         );
+    }
+
+    /// Another user logging in on a browser where bob stayed signed in sees nothing of his:
+    /// not his cart, nor his unread messages.
+    #[actix_web::test]
+    async fn a_login_over_another_users_session_keeps_nothing_of_theirs() {
+        let middleware = MemcacheSession::builder(MemoryStore::new(), Key::generate()).build();
+        let sessions = middleware.sessions();
+        let cookie = sessions
+            .seed(|s| {
+                s.bind_user("bob")?;
+                s.update(&CART, |cart| cart.items.push("razor".into()))?;
+                s.send_flash(FlashMessage::info("for bob"))
+            })
+            .await
+            .unwrap()
+            .expect("bob's session");
+        let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
+        let req = test::TestRequest::post()
+            .uri("/login?user=alice")
+            .cookie(cookie)
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        let stored = sessions.open_response(&res).await.unwrap().expect("alice's");
+        assert_eq!(stored.user().unwrap().as_deref(), Some("alice"));
+        assert!(stored.get(&CART).unwrap().items.is_empty());
+        let shown: Vec<String> = stored
+            .incoming_flashes()
+            .unwrap()
+            .iter()
+            .map(|m| m.content().to_owned())
+            .collect();
+        assert_eq!(shown, ["Welcome, alice"]);
     }
 }

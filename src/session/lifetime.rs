@@ -27,10 +27,11 @@ impl Session {
     /// const DAY: Duration = Duration::from_secs(24 * 3600);
     ///
     /// async fn login(session: Session, remember_me: bool) -> actix_web::Result<&'static str> {
-    ///     session.renew();
-    ///     session.package("auth").insert("user", "ada")?;
+    ///     session.bind_user("ada")?; // renews the session id too
     ///     if remember_me {
     ///         session.set_timeouts(14 * DAY, 30 * DAY)?;
+    ///     } else {
+    ///         session.clear_timeouts()?;
     ///     }
     ///     Ok("welcome")
     /// }
