@@ -191,7 +191,11 @@ mod tests {
             .cookie(cookie)
             .to_request();
         let res = test::call_service(&app, req).await;
-        let stored = sessions.open_response(&res).await.unwrap().expect("alice's");
+        let stored = sessions
+            .open_response(&res)
+            .await
+            .unwrap()
+            .expect("alice's");
         assert_eq!(stored.user().unwrap().as_deref(), Some("alice"));
         assert!(stored.get(&CART).unwrap().items.is_empty());
         let shown: Vec<String> = stored

@@ -57,8 +57,9 @@ impl Session {
     pub fn bind_user(&self, user: &str) -> Result<(), SessionError> {
         // A stored session changing hands: a new session gets a new id anyway, and one
         // bound to this user already was renewed when it was bound (renewing it again would
-        // restart its absolute timeout on every call).
-        let stored = self.id().is_some();
+        // restart its absolute timeout on every call). A new one standing in for a session
+        // whose cookie was stamped ahead of this clock renews, to end that session.
+        let stored = self.id().is_some() || self.tx.borrow().data.ends_on_login();
         let package = self.own_package(PACKAGE);
         let bound = self.user()?;
         let same = bound.as_deref() == Some(user);

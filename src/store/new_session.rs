@@ -1,7 +1,7 @@
 //! A new session stored under a fresh id that the store accepts: for the unit of work's
 //! commit and for actix-session's `save` alike.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::erased::ErasedStore;
 use super::error::{ServerAnswered, StoreError};
@@ -17,11 +17,16 @@ const MAX_DRAWS: usize = 64;
 /// every server down, each due a retry (which a new session's write then is), a request
 /// waits out this many attempts, not one per id drawn.
 const MAX_FAILURES: usize = 3;
-/// Writes a server (or the proxy in front of it) may refuse at once before the refusal is
-/// the answer: each costs a round trip, not a timeout. Behind a proxy, which alone knows
-/// which backend an id falls on, a new session draws again until it falls on a live one:
-/// with one backend of three down, 16 refusals in a row happen once in 43 million.
+/// Writes a server (or the proxy in front of it) may refuse before the refusal is the
+/// answer. Behind a proxy, which alone knows which backend an id falls on, a new session
+/// draws again until it falls on a live one: with one backend of three down, 16 refusals
+/// in a row happen once in 43 million.
 const MAX_ANSWERED: usize = 16;
+/// Time after which a refusal is the answer, however few came before: a proxy refuses a
+/// write to a backend that does not answer only once its own timeout passed, and a new
+/// session gets its 503 in about the time a dead server's session does (`io_timeout`, 1 s
+/// by default).
+const REDRAW_BUDGET: Duration = Duration::from_secs(1);
 
 /// Why no new session was stored.
 #[derive(Debug)]
@@ -42,6 +47,7 @@ pub(crate) async fn create_new(
     let mut taken = 0;
     let mut failures = 0;
     let mut answered = 0;
+    let started = Instant::now();
     for _ in 0..MAX_DRAWS {
         let id = SessionId::generate().map_err(NotCreated::Entropy)?;
         if !store.accepts(&id) {
@@ -60,11 +66,11 @@ pub(crate) async fn create_new(
                 tracing::debug!(error = %e, "new session's server is down: another id");
                 continue;
             }
-            // Refused at once for this id alone (a proxy's backend down): another id may
+            // Refused for this id alone (a proxy's backend down): another id may
             // fall on a live one.
             Err(StoreError::Unavailable(e)) if e.is::<ServerAnswered>() => {
                 answered += 1;
-                if answered == MAX_ANSWERED {
+                if answered == MAX_ANSWERED || started.elapsed() >= REDRAW_BUDGET {
                     return Err(NotCreated::Store(StoreError::Unavailable(e)));
                 }
                 tracing::debug!(error = %e, "new session's write refused: another id");

@@ -69,6 +69,9 @@ pub(crate) struct SessionData {
     /// fresh, or its cookie was stamped ahead of this clock. Kept through a purge or renew,
     /// which take `unreachable`.
     pub(super) stands_in: bool,
+    /// `unreachable` was named by a cookie stamped ahead of this clock: its server answers,
+    /// so a login ends it, as a purge does.
+    pub(super) ahead: bool,
     /// A sign-out was asked of a session `stands_in` and not bound since: whether it was
     /// bound, and to whom, is unknown, so the sign-out cannot be done, and the commit
     /// answers 503 with nothing written rather than 200 with the others still signed in.
@@ -143,6 +146,21 @@ impl SessionData {
         }
     }
 
+    /// A new, empty session standing in for `id`, named by a cookie stamped ahead of this
+    /// clock.
+    pub(super) fn ahead_of(id: SessionId) -> Self {
+        Self {
+            ahead: true,
+            ..Self::standing_in(id)
+        }
+    }
+
+    /// Whether a login must renew this session to end the one its cookie named: stored, or
+    /// standing in for one named by a cookie stamped ahead of this clock.
+    pub(crate) fn ends_on_login(&self) -> bool {
+        self.existing.is_some() || (self.ahead && self.unreachable.is_some())
+    }
+
     /// `data` as loaded, with nothing changed yet.
     pub(crate) fn with(data: Record) -> Self {
         Self {
@@ -159,6 +177,7 @@ impl SessionData {
             renewed: false,
             purged: false,
             stands_in: false,
+            ahead: false,
             blind_sign_out: false,
             forgetting: false,
         }

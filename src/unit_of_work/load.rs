@@ -102,7 +102,7 @@ impl UnitOfWork {
                 // A cookie stamped ahead of this clock names a session a logout must end.
                 let ahead = self.cookies.get().and_then(|c| c.ahead.clone());
                 let tx = tx.unwrap_or_else(|| {
-                    begin(ahead.map_or_else(SessionData::fresh, SessionData::standing_in))
+                    begin(ahead.map_or_else(SessionData::fresh, SessionData::ahead_of))
                 });
                 tx.borrow_mut().renew_on_bind = self.backend.config.renew_on_bind;
                 if self.ended.get() {

@@ -2128,7 +2128,14 @@ pub async fn a_logout_with_a_cookie_from_a_clock_ahead_ends_its_session_or_says_
             "{route}: still signed in"
         );
     }
+    // A login with nothing but `bind_user` (which renews) ends it too.
+    let reply = app.get("/bind/bob", Some(&ahead)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(app.store.inner.load(&id).await.unwrap().is_none(), "ended");
+    assert_eq!(whoami(&app, &cookie).await, "none", "signed out");
+    assert_eq!(whoami(&app, &reply.cookie()).await, "bob");
     // Within the skew allowed, the cookie is served, and a sign-out signs out.
+    let (cookie, id) = log_in(&app, "ada").await;
     let near = app.cookie_from_ahead(&id, 30);
     let reply = app.get("/sign-out-everywhere", Some(&near)).await;
     assert_eq!(reply.status, 200, "{reply:?}");

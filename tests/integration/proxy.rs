@@ -181,6 +181,24 @@ async fn behind_a_proxy_new_sessions_go_around_a_dead_backend() {
     }
 }
 
+/// With its only backend frozen, the proxy refuses each new session's write once its own
+/// timeout (400 ms) passed: the new session draws ids only for a second, then answers 503,
+/// rather than wait out 16 of those timeouts (6.4 s).
+#[actix_web::test]
+async fn behind_a_proxy_a_new_session_on_a_frozen_backend_gets_its_503_soon() {
+    let proxy = Nutcracker::start(&[1]);
+    let store = CountingStore::new(MemcacheStore::new(&proxy.url()).unwrap());
+    let app = TestApp::with(store, Key::generate(), |b| b).await;
+    assert_eq!(app.get("/set/p/k/1", None).await.status, 200, "up");
+    proxy.servers[0].0.pause();
+    let started = std::time::Instant::now();
+    let reply = app.get("/set/p/k/2", None).await;
+    let took = started.elapsed();
+    proxy.servers[0].0.resume();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
 /// Readiness through a proxy counts a `SERVER_ERROR` (the ping key's backend is down) as
 /// no answer: with every backend down, the proxy still answers, and `ping` must fail.
 #[actix_web::test]
