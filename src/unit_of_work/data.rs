@@ -356,6 +356,12 @@ impl SessionData {
         {
             return Err(SessionError::Conflict);
         }
+        // A renew moves its session's line in the user's roster as it loaded it: bound
+        // meanwhile without a renew (through the container), the line names the old id,
+        // and the new one would be signed in but listed nowhere (a listing then ends it).
+        if self.renewed && read(generation::HANDLE) != now(generation::HANDLE) {
+            return Err(SessionError::Conflict);
+        }
         for ((package, key), change) in self.changes.iter() {
             let ours = self.data.slot(package, key);
             let theirs = latest.slot(package, key);

@@ -89,6 +89,7 @@ macro_rules! http_suite {
             container_commit_of_an_unchanged_kept_or_bound_session_writes_nothing,
             container_change_racing_a_request_change_to_another_key_both_land,
             container_change_to_the_same_key_as_a_request_conflicts,
+            a_renew_racing_a_binding_through_the_container_is_409,
             container_commit_dropped_midway_still_stores_and_runs_its_hooks,
             remember_me_outlives_the_default_idle_timeout,
             own_timeouts_are_capped_by_the_maximum,
@@ -1565,6 +1566,29 @@ pub async fn container_change_racing_a_request_change_to_another_key_both_land<
     open.commit().await.unwrap();
     assert_eq!(app.get("/keys/p", Some(&cookie)).await.body, "a,b,c,d,k");
     assert_eq!(app.get("/get/p/c", Some(&cookie)).await.body, "30");
+}
+
+/// A renew of an anonymous session racing its binding through the container (which does
+/// not renew): the renew moved no line of the user's roster, so its new id, had it taken
+/// the binding over, was signed in but listed nowhere, and the next listing signed it out
+/// with its data. It answers 409 instead; the binding stands, listed, on the old id.
+pub async fn a_renew_racing_a_binding_through_the_container_is_409<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    let id = app.store.last_created();
+    let container = async {
+        let open = app.sessions.open(&id).await.unwrap().unwrap();
+        open.bind_user("ada").unwrap();
+        open.commit().await
+    };
+    let (request, committed) = app.interleave_with("/gated/renew", &cookie, container).await;
+    committed.unwrap();
+    assert_eq!(request.status, 409, "{request:?}");
+    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1, "listed");
+    assert_eq!(whoami(&app, &cookie).await, "ada");
+    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1, "still listed");
+    assert_eq!(value(&app, &cookie).await, "1", "its data kept");
 }
 
 pub async fn container_change_to_the_same_key_as_a_request_conflicts<S: SessionStore + Clone>(
