@@ -308,8 +308,12 @@ impl UnitOfWork {
                     self.list(user_item.as_ref(), &roster, &s.data, (id, id))
                         .await?;
                     if let Err(e) = self.update(&existing, s).await {
-                        self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
-                            .await;
+                        // A write whose reply was lost may have landed, binding the session
+                        // to this entry: it stays (found dead and pruned if it did not).
+                        if !outcome_unknown(&e) {
+                            self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
+                                .await;
+                        }
                         return Err(e);
                     }
                 } else if !reissue {
@@ -813,6 +817,15 @@ fn stored_id(
         CookieAction::Keep if !data.purged => before,
         CookieAction::Keep | CookieAction::Remove => None,
     }
+}
+
+/// Whether a write that failed with `e` may have landed all the same: its server went
+/// away, or answered what cannot be read, after it was sent.
+fn outcome_unknown(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::Store(StoreError::Unavailable(_) | StoreError::Protocol(_))
+    )
 }
 
 /// What a commit does to the user's roster (see `enlist.rs`).

@@ -48,6 +48,7 @@ macro_rules! devices_suite {
             a_purge_and_login_racing_a_renewing_login_of_its_session_counts_it,
             a_login_while_another_device_sends_its_form_twice_signs_out_one_session,
             a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
+            a_keep_id_login_whose_session_reply_is_lost_stays_signed_in,
             a_renew_whose_listing_reply_is_lost_stays_listed,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             a_switch_of_users_that_fails_changes_nothing,
@@ -1154,6 +1155,30 @@ pub async fn a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry<
     let mut listed = labels(&app, "ada").await;
     listed.sort();
     assert_eq!(listed, ["o1", "o2"]);
+}
+
+/// A keep-id login whose session write landed but whose reply was lost answers 503, and
+/// leaves its entry: the session holds the binding, so it stays listed and signed in, its
+/// cart with it. (The entry was taken back, so the session, bound to a line no longer
+/// there, was found signed out at its next request and deleted with its cart.)
+pub async fn a_keep_id_login_whose_session_reply_is_lost_stays_signed_in<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.renew_on_bind(false)).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let id = app.store.last_created();
+    app.store.lose_the_reply_to_the_next_update_of(id);
+    let lost = app.get("/login-from/ada/lost", Some(&cookie)).await;
+    assert_eq!(lost.status, 503, "{lost:?}");
+    assert_eq!(whoami(&app, &cookie).await, "ada");
+    assert_eq!(labels(&app, "ada").await, ["lost"]);
+    assert_eq!(
+        app.get("/get/p/k", Some(&cookie)).await.body,
+        "1",
+        "the cart kept"
+    );
 }
 
 /// A bound session's renew whose roster write landed but whose reply was lost answers 503

@@ -1582,12 +1582,22 @@ pub async fn a_renew_racing_a_binding_through_the_container_is_409<S: SessionSto
         open.bind_user("ada").unwrap();
         open.commit().await
     };
-    let (request, committed) = app.interleave_with("/gated/renew", &cookie, container).await;
+    let (request, committed) = app
+        .interleave_with("/gated/renew", &cookie, container)
+        .await;
     committed.unwrap();
     assert_eq!(request.status, 409, "{request:?}");
-    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1, "listed");
+    assert_eq!(
+        app.sessions.of_user("ada").await.unwrap().len(),
+        1,
+        "listed"
+    );
     assert_eq!(whoami(&app, &cookie).await, "ada");
-    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1, "still listed");
+    assert_eq!(
+        app.sessions.of_user("ada").await.unwrap().len(),
+        1,
+        "still listed"
+    );
     assert_eq!(value(&app, &cookie).await, "1", "its data kept");
 }
 
