@@ -95,7 +95,10 @@ impl FromRequest for Sessions {
 ///
 /// Dropping it without committing writes nothing and runs its abort hooks (on the thread's
 /// tokio `LocalSet`; outside one they are skipped, with an error logged). `renew()` moves the
-/// session to an id no cookie names, so its client's next request starts fresh.
+/// session to an id no cookie names, so its client's next request starts fresh; a session
+/// bound to a user keeps its line in the user's list under that id, though no device holds
+/// it, and it counts against `max_sessions_per_user` until its idle timeout: to end a
+/// user's session, use [`Sessions::sign_out_session`] or `purge()` instead.
 pub struct OpenSession {
     session: Session,
     uow: UnitOfWork,
@@ -107,8 +110,9 @@ impl OpenSession {
     ///
     /// # Errors
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
-    /// the same key, [`SessionError::Ended`] when the session was purged or signed out
-    /// meanwhile, [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
+    /// the same key, [`SessionError::Ended`] when the session was purged meanwhile (or
+    /// signed out meanwhile, for a sign-out, renew or binding asked of it: a plain change
+    /// to a session signed out meanwhile is written, and goes with it at its next read), [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
     /// over the limit, [`SessionError::Entropy`], or the store failing; nothing is written
     /// then. [`SessionError::SignedOut`] says that a sign-out it asked for happened and the
     /// rest failed.
