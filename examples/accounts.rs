@@ -40,8 +40,11 @@ async fn login(
         // Two weeks idle, a month at most, and a persistent cookie.
         session.set_timeouts(14 * DAY, 30 * DAY)?;
     } else {
-        // Signed in again without it: what an earlier login remembered goes.
+        // Signed in again without it: what an earlier login remembered goes, and so do the
+        // copies of its persistent cookie (signed in again as the same user, binding does
+        // not renew).
         session.clear_timeouts()?;
+        session.renew();
     }
     let device = req
         .headers()
@@ -135,7 +138,8 @@ mod tests {
     use super::*;
 
     /// Signed in again without "keep me signed in", a session forgets that an earlier
-    /// login kept it: its cookie is no longer persistent. (It stayed remembered.)
+    /// login kept it: its cookie is no longer persistent, and copies of the persistent one
+    /// no longer work. (It stayed remembered.)
     #[actix_web::test]
     async fn a_login_without_keep_me_signed_in_forgets_an_earlier_one() {
         let middleware = MemcacheSession::builder(MemoryStore::new(), Key::generate()).build();
@@ -152,11 +156,15 @@ mod tests {
         let app = test::init_service(App::new().wrap(middleware).configure(routes)).await;
         let req = test::TestRequest::post()
             .uri("/login?user=alice")
-            .cookie(cookie)
+            .cookie(cookie.clone())
             .to_request();
         let res = test::call_service(&app, req).await;
         assert!(res.status().is_redirection());
         let reissued = res.response().cookies().next().expect("a cookie re-issued");
         assert_eq!(reissued.max_age(), None, "{reissued}");
+        assert!(
+            sessions.open_cookie(&cookie).await.unwrap().is_none(),
+            "a copy of the remembered cookie no longer works"
+        );
     }
 }

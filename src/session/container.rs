@@ -110,9 +110,12 @@ impl OpenSession {
     ///
     /// # Errors
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
-    /// the same key, [`SessionError::Ended`] when the session was purged meanwhile (or
-    /// signed out meanwhile, for a sign-out, renew or binding asked of it: a plain change
-    /// to a session signed out meanwhile is written, and goes with it at its next read), [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
+    /// the same key, [`SessionError::Ended`] when the session was purged meanwhile, or
+    /// signed out meanwhile and asked to sign out its user's other sessions or one of
+    /// them, or renewed while bound. Anything else asked of a session signed out meanwhile
+    /// is written, and goes with it at its next read: a change, a sign-out everywhere, a
+    /// binding to its user again (it stays signed out); a binding to another user is a
+    /// login of its own, [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
     /// over the limit, [`SessionError::Entropy`], or the store failing; nothing is written
     /// then. [`SessionError::SignedOut`] says that a sign-out it asked for happened and the
     /// rest failed.

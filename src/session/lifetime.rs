@@ -27,11 +27,13 @@ impl Session {
     /// const DAY: Duration = Duration::from_secs(24 * 3600);
     ///
     /// async fn login(session: Session, remember_me: bool) -> actix_web::Result<&'static str> {
-    ///     session.bind_user("ada")?; // renews the session id too
+    ///     session.bind_user("ada")?; // renews the session id, unless bound to ada already
     ///     if remember_me {
     ///         session.set_timeouts(14 * DAY, 30 * DAY)?;
     ///     } else {
+    ///         // Copies of a remembered login's persistent cookie stop working too.
     ///         session.clear_timeouts()?;
+    ///         session.renew();
     ///     }
     ///     Ok("welcome")
     /// }

@@ -22,7 +22,7 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
-use crate::store::{create_new, NotCreated, StoreError, Stored, Update, Version};
+use crate::store::{create_new, NotApplied, NotCreated, StoreError, Stored, Update, Version};
 use crate::to_completion;
 
 /// What the response's `Set-Cookie` should say after a commit.
@@ -307,10 +307,10 @@ impl UnitOfWork {
                     let id = &existing.id;
                     self.list(user_item.as_ref(), &roster, &s.data, (id, id))
                         .await?;
-                    if let Err(e) = self.update(&existing, s).await {
+                    if let Err((e, landed)) = self.update_telling(&existing, s).await {
                         // A write whose reply was lost may have landed, binding the session
                         // to this entry: it stays (found dead and pruned if it did not).
-                        if !outcome_unknown(&e) {
+                        if !landed {
                             self.unlist(user_item.as_ref(), &roster, &s.data, (id, id))
                                 .await;
                         }
@@ -459,20 +459,37 @@ impl UnitOfWork {
     /// Compare-and-swap, rebasing onto concurrent commits until it lands or the retry
     /// budget is spent.
     async fn update(&self, existing: &Existing, s: &mut SessionData) -> Result<(), SessionError> {
+        self.update_telling(existing, s).await.map_err(|(e, _)| e)
+    }
+
+    /// [`update`](Self::update), saying on failure whether its last write may have landed
+    /// all the same (see [`may_have_landed`]).
+    async fn update_telling(
+        &self,
+        existing: &Existing,
+        s: &mut SessionData,
+    ) -> Result<(), (SessionError, bool)> {
         let store = &*self.backend.store;
         let mut version = existing.version;
         let mut backoff = Backoff::new();
         loop {
-            let bytes = self.encode(&s.data)?;
-            match store
+            let bytes = self.encode(&s.data).map_err(|e| (e, false))?;
+            let written = store
                 .update(&existing.id, &bytes, version, self.ttl(&s.data))
-                .await?
-            {
+                .await
+                .map_err(|e| {
+                    let landed = may_have_landed(&e);
+                    (e.into(), landed)
+                })?;
+            match written {
                 Update::Updated => return Ok(()),
-                Update::Missing => return Err(SessionError::Ended),
+                Update::Missing => return Err((SessionError::Ended, false)),
                 Update::Conflict => {}
             }
-            version = self.rebase(&existing.id, s, &mut backoff).await?;
+            version = self
+                .rebase(&existing.id, s, &mut backoff)
+                .await
+                .map_err(|e| (e, false))?;
         }
     }
 
@@ -501,48 +518,39 @@ impl UnitOfWork {
             self.discard(&new).await;
             return Err(e);
         }
-        match self.retire(existing, s, &new).await {
-            Ok(()) => Ok(new),
-            Err((e, keep_new)) => {
-                self.unlist(item, roster, &s.data, (&new, &existing.id))
-                    .await;
-                if !keep_new {
-                    self.discard(&new).await;
-                }
-                Err(e)
-            }
+        if let Err(e) = self.retire(existing, s, &new).await {
+            // No client gets the new id (the answer carries no cookie), even when the old
+            // one's removal landed unseen: it goes, listed nowhere.
+            self.discard(&new).await;
+            self.unlist(item, roster, &s.data, (&new, &existing.id))
+                .await;
+            return Err(e);
         }
+        Ok(new)
     }
 
     /// The rest of a renew once the new id is stored and listed: removes the old one if it
     /// is still the version this request built on, else rebases onto what was committed
-    /// meanwhile and writes that over the new one. On failure, says whether the new one
-    /// must stay: when the old one's removal has an unknown outcome (it is never resent),
-    /// keeping the new one costs at most an orphan that expires, removing it could lose
-    /// the session.
+    /// meanwhile and writes that over the new one.
     async fn retire(
         &self,
         existing: &Existing,
         s: &mut SessionData,
         new: &SessionId,
-    ) -> Result<(), (SessionError, bool)> {
+    ) -> Result<(), SessionError> {
         let store = &*self.backend.store;
         let mut version = existing.version;
         let mut backoff = Backoff::new();
         loop {
-            match store.delete_if(&existing.id, version).await {
-                Ok(Update::Updated) => return Ok(()),
-                Ok(Update::Conflict) => {}
-                Ok(Update::Missing) => return Err((SessionError::Ended, false)),
-                Err(e) => return Err((e.into(), true)),
+            match store.delete_if(&existing.id, version).await? {
+                Update::Updated => return Ok(()),
+                Update::Conflict => {}
+                Update::Missing => return Err(SessionError::Ended),
             }
-            version = self
-                .rebase(&existing.id, s, &mut backoff)
-                .await
-                .map_err(|e| (e, false))?;
+            version = self.rebase(&existing.id, s, &mut backoff).await?;
             s.data.created = now_unix();
             // Nobody else knows the new id: its version is read only to write over it.
-            self.overwrite(new, &s.data).await.map_err(|e| (e, false))?;
+            self.overwrite(new, &s.data).await?;
         }
     }
 
@@ -819,13 +827,14 @@ fn stored_id(
     }
 }
 
-/// Whether a write that failed with `e` may have landed all the same: its server went
-/// away, or answered what cannot be read, after it was sent.
-fn outcome_unknown(e: &SessionError) -> bool {
-    matches!(
-        e,
-        SessionError::Store(StoreError::Unavailable(_) | StoreError::Protocol(_))
-    )
+/// Whether a write that failed with `e` may have landed all the same: sent, and its server
+/// went away, or answered what cannot be read, before its reply.
+fn may_have_landed(e: &StoreError) -> bool {
+    match e {
+        StoreError::Unavailable(cause) => !cause.is::<NotApplied>(),
+        StoreError::Protocol(_) => true,
+        _ => false,
+    }
 }
 
 /// What a commit does to the user's roster (see `enlist.rs`).

@@ -49,6 +49,8 @@ macro_rules! devices_suite {
             a_login_while_another_device_sends_its_form_twice_signs_out_one_session,
             a_keep_id_login_whose_listing_reply_is_lost_leaves_no_entry,
             a_keep_id_login_whose_session_reply_is_lost_stays_signed_in,
+            a_keep_id_login_whose_session_write_did_not_land_leaves_no_entry,
+            a_login_failing_to_retire_the_old_id_leaves_no_session_behind,
             a_renew_whose_listing_reply_is_lost_stays_listed,
             a_session_switching_users_keeps_nothing_of_the_other_user,
             a_switch_of_users_that_fails_changes_nothing,
@@ -1179,6 +1181,70 @@ pub async fn a_keep_id_login_whose_session_reply_is_lost_stays_signed_in<
         "1",
         "the cart kept"
     );
+}
+
+/// A keep-id login whose session write did not land (it lost a race, and the re-read
+/// failed) answers 503 and takes its entry back: left, it counted as a login in flight, and
+/// another device's login was refused at the limit.
+pub async fn a_keep_id_login_whose_session_write_did_not_land_leaves_no_entry<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.renew_on_bind(false)
+            .max_sessions_per_user(2, OverLimit::RefuseLogin)
+    })
+    .await;
+    login(&app, "ada", "o1").await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let id = app.store.last_created();
+    app.store.hold_next_write_of(id.clone());
+    let (lost, ()) = join(app.get("/login-from/ada/lost", Some(&cookie)), async {
+        app.store.when_held().await;
+        let raced = app.get("/set/p/k2/2", Some(&cookie)).await;
+        assert_eq!(raced.status, 200, "{raced:?}");
+        app.store.fail_loads_of(Some(id.clone()));
+        app.store.release();
+    })
+    .await;
+    assert_eq!(lost.status, 503, "{lost:?}");
+    app.store.fail_loads_of(None);
+    login(&app, "ada", "o2").await;
+    let mut listed = labels(&app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["o1", "o2"]);
+}
+
+/// A login whose removal of the old id fails, and whose undo of its entry then fails too,
+/// answers 503 and leaves no session signed in: its new id goes first (no client got it).
+/// (It was kept, listed and signed in, held by no device: another device's login was
+/// refused at the limit until it idled out.)
+pub async fn a_login_failing_to_retire_the_old_id_leaves_no_session_behind<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| {
+        b.max_sessions_per_user(1, OverLimit::RefuseLogin)
+    })
+    .await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let old = app.store.last_created();
+    let item = app.generation_item("ada");
+    app.store.hold_next_write_of(old.clone());
+    let (lost, ()) = join(app.get("/login-from/ada/lost", Some(&cookie)), async {
+        app.store.when_held().await;
+        app.store.fail_deletes_of(Some(old.clone()));
+        app.store.fail_loads_of(Some(item.clone()));
+        app.store.release();
+    })
+    .await;
+    assert_eq!(lost.status, 503, "{lost:?}");
+    app.store.fail_deletes_of(None);
+    app.store.fail_loads_of(None);
+    assert!(labels(&app, "ada").await.is_empty());
+    login(&app, "ada", "other").await;
 }
 
 /// A bound session's renew whose roster write landed but whose reply was lost answers 503
