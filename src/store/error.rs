@@ -32,13 +32,19 @@ pub enum StoreError {
     Unsupported(String),
 }
 
-/// The cause of a [`StoreError::Unavailable`] for a request its server did not apply: it
-/// refused that request alone (`SERVER_ERROR`: a proxy whose backend for the key is down, a
-/// memcached out of memory), or it was never sent (its server marked down). A write that
-/// failed so did not land, and another key may well be served.
+/// The cause of a [`StoreError::Unavailable`] that a server (or the proxy in front of it)
+/// answered for that request alone (`SERVER_ERROR`: a proxy whose backend for the key is
+/// down or did not answer in time, a memcached out of memory): another key may well be
+/// served. A write that failed so may still land: a proxy that timed out had sent it on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ServerAnswered(pub(crate) String);
+
+/// The cause of a [`StoreError::Unavailable`] for a request never sent (its server marked
+/// down): a write that failed so did not land.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub(crate) struct NotApplied(pub(crate) Box<dyn Error + Send + Sync>);
+pub(crate) struct NotSent(pub(crate) Box<dyn Error + Send + Sync>);
 
 impl StoreError {
     /// The kind of failure, from a fixed set, as OpenTelemetry's `error.type` labels it on

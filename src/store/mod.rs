@@ -23,7 +23,7 @@ mod new_session;
 mod session_store;
 
 pub(crate) use erased::ErasedStore;
-pub(crate) use error::NotApplied;
+pub(crate) use error::NotSent;
 pub use error::StoreError;
 pub use memcache::{
     Distribution, Ketama, MemcacheServer, MemcacheStore, MemcacheStoreBuilder, Protocol, ServerPing,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::erased::ErasedStore;
-use super::error::{NotApplied, StoreError};
+use super::error::{ServerAnswered, StoreError};
 use crate::id::SessionId;
 
 /// New ids the store reports taken before concluding it is broken (a 128-bit collision
@@ -68,7 +68,7 @@ pub(crate) async fn create_new(
             }
             // Refused for this id alone (a proxy's backend down): another id may
             // fall on a live one.
-            Err(StoreError::Unavailable(e)) if e.is::<NotApplied>() => {
+            Err(StoreError::Unavailable(e)) if e.is::<ServerAnswered>() => {
                 answered += 1;
                 if answered == MAX_ANSWERED || started.elapsed() >= REDRAW_BUDGET {
                     return Err(NotCreated::Store(StoreError::Unavailable(e)));

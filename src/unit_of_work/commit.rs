@@ -22,7 +22,7 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
-use crate::store::{create_new, NotApplied, NotCreated, StoreError, Stored, Update, Version};
+use crate::store::{create_new, NotCreated, NotSent, StoreError, Stored, Update, Version};
 use crate::to_completion;
 
 /// What the response's `Set-Cookie` should say after a commit.
@@ -828,10 +828,10 @@ fn stored_id(
 }
 
 /// Whether a write that failed with `e` may have landed all the same: sent, and its server
-/// went away, or answered what cannot be read, before its reply.
+/// went away, answered what cannot be read, or (a proxy) gave up waiting, before its reply.
 fn may_have_landed(e: &StoreError) -> bool {
     match e {
-        StoreError::Unavailable(cause) => !cause.is::<NotApplied>(),
+        StoreError::Unavailable(cause) => !cause.is::<NotSent>(),
         StoreError::Protocol(_) => true,
         _ => false,
     }

@@ -9,7 +9,7 @@ use super::protocol::{refused_as_too_large, Request, Status};
 use super::readiness::ServerPing;
 use crate::clock::now_unix;
 use crate::id::SessionId;
-use crate::store::error::{NotApplied, StoreError};
+use crate::store::error::{ServerAnswered, StoreError};
 use crate::store::session_store::{SessionStore, Stored, Update, Version, WhenDown};
 
 /// memcached's default item size limit (`-I`).
@@ -297,7 +297,7 @@ impl SessionStore for MemcacheStore {
 /// server answered), or one out of protocol.
 fn unexpected(status: Status) -> StoreError {
     match status {
-        Status::ServerError(why) => StoreError::Unavailable(Box::new(NotApplied(why.into()))),
+        Status::ServerError(why) => StoreError::Unavailable(Box::new(ServerAnswered(why))),
         status => StoreError::Protocol(format!("unexpected memcached reply {status:?}")),
     }
 }
