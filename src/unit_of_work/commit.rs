@@ -520,10 +520,11 @@ impl UnitOfWork {
         }
         if let Err(e) = self.retire(existing, s, &new).await {
             // No client gets the new id (the answer carries no cookie), even when the old
-            // one's removal landed unseen: it goes, listed nowhere.
-            self.discard(&new).await;
+            // one's removal landed unseen: it goes, after its entry (which, naming an id
+            // gone, a listing meanwhile would prune, though the old id lives on).
             self.unlist(item, roster, &s.data, (&new, &existing.id))
                 .await;
+            self.discard(&new).await;
             return Err(e);
         }
         Ok(new)
