@@ -1217,7 +1217,7 @@ pub async fn a_keep_id_login_whose_session_write_did_not_land_leaves_no_entry<
 }
 
 /// A login whose removal of the old id fails, and whose undo of its entry then fails too,
-/// answers 503 and leaves no session signed in: its new id goes first (no client got it).
+/// answers 503 and leaves no session signed in: its new id goes (no client got it).
 /// (It was kept, listed and signed in, held by no device: another device's login was
 /// refused at the limit until it idled out.)
 pub async fn a_login_failing_to_retire_the_old_id_leaves_no_session_behind<

@@ -8,6 +8,7 @@ use actix_memcache_session::{
     Distribution, Ketama, Key, MemcacheServer, MemcacheStore, Protocol, SessionId, SessionStore,
     StoreError,
 };
+use actix_web::cookie::Cookie;
 use futures_util::future::join_all;
 
 use crate::app::TestApp;
@@ -92,33 +93,49 @@ async fn behind_a_proxy_a_dead_backend_costs_only_its_own_sessions() {
         let ring = ring_of(&proxy);
         let on_victim =
             |id: &SessionId| ring.server_for(format!("session:{id}").as_bytes()) == victim;
-        // 24 sessions, and more until the victim holds one: 24 miss a third of the ring
-        // about once in 17,000.
-        let mut made = Vec::new();
-        for n in 0..200 {
-            if n >= 24 && made.iter().any(|(_, id, _)| on_victim(id)) {
-                break;
-            }
-            let reply = app.get(&format!("/set/p/k/{n}"), None).await;
-            assert_eq!(reply.status, 200, "{reply:?}");
-            made.push((reply.cookie(), app.store.last_created(), n.to_string()));
-        }
-        assert!(
-            made.iter().any(|(_, id, _)| on_victim(id)),
-            "victim {victim} holds some"
-        );
+        let made = sessions_on_every_backend(&app, on_victim).await;
         proxy.servers[victim].0.stop();
         let fresh = TestApp::with(store(), key.clone(), |b| b).await;
         for (which, app) in [("shared connection", &app), ("new connections", &fresh)] {
-            let replies = join_all(made.iter().map(|(c, _, _)| app.get("/get/p/k", Some(c)))).await;
-            for ((_, id, value), reply) in made.iter().zip(replies) {
-                if on_victim(id) {
-                    assert_eq!(reply.status, 503, "{which}, victim {victim}: {reply:?}");
-                } else {
-                    assert_eq!(reply.status, 200, "{which}, victim {victim}: {reply:?}");
-                    assert_eq!(&reply.body, value, "{which}: its own data");
-                }
-            }
+            let which = format!("{which}, victim {victim}");
+            only_the_victims_fail(app, &made, on_victim, &which).await;
+        }
+    }
+}
+
+/// A session cookie, id and value (`p/k`) each: 24 sessions, and more until one is on the
+/// victim (24 miss a third of the ring about once in 17,000).
+async fn sessions_on_every_backend(
+    app: &TestApp<MemcacheStore>,
+    on_victim: impl Fn(&SessionId) -> bool,
+) -> Vec<(Cookie<'static>, SessionId, String)> {
+    let mut made = Vec::new();
+    for n in 0..200 {
+        if n >= 24 && made.iter().any(|(_, id, _)| on_victim(id)) {
+            return made;
+        }
+        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        made.push((reply.cookie(), app.store.last_created(), n.to_string()));
+    }
+    panic!("no session on the victim in 200");
+}
+
+/// Reads every session in `made` at once: the victim's answer 503, the others 200 with
+/// their own data.
+async fn only_the_victims_fail(
+    app: &TestApp<MemcacheStore>,
+    made: &[(Cookie<'static>, SessionId, String)],
+    on_victim: impl Fn(&SessionId) -> bool,
+    which: &str,
+) {
+    let replies = join_all(made.iter().map(|(c, _, _)| app.get("/get/p/k", Some(c)))).await;
+    for ((_, id, value), reply) in made.iter().zip(replies) {
+        if on_victim(id) {
+            assert_eq!(reply.status, 503, "{which}: {reply:?}");
+        } else {
+            assert_eq!(reply.status, 200, "{which}: {reply:?}");
+            assert_eq!(&reply.body, value, "{which}: its own data");
         }
     }
 }
@@ -137,26 +154,10 @@ async fn behind_a_proxy_a_frozen_backend_costs_only_its_own_sessions() {
     let app = TestApp::with(store, Key::generate(), |b| b).await;
     let ring = ring_of(&proxy);
     let on_victim = |id: &SessionId| ring.server_for(format!("session:{id}").as_bytes()) == victim;
-    let mut made = Vec::new();
-    for n in 0..200 {
-        if n >= 24 && made.iter().any(|(_, id, _)| on_victim(id)) {
-            break;
-        }
-        let reply = app.get(&format!("/set/p/k/{n}"), None).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        made.push((reply.cookie(), app.store.last_created(), n.to_string()));
-    }
+    let made = sessions_on_every_backend(&app, on_victim).await;
     proxy.servers[victim].0.pause();
-    let replies = join_all(made.iter().map(|(c, _, _)| app.get("/get/p/k", Some(c)))).await;
+    only_the_victims_fail(&app, &made, on_victim, "frozen").await;
     proxy.servers[victim].0.resume();
-    for ((_, id, value), reply) in made.iter().zip(replies) {
-        if on_victim(id) {
-            assert_eq!(reply.status, 503, "{reply:?}");
-        } else {
-            assert_eq!(reply.status, 200, "{reply:?}");
-            assert_eq!(&reply.body, value, "its own data");
-        }
-    }
 }
 
 /// A new session whose id falls on a dead backend is refused by the proxy at once
