@@ -174,23 +174,33 @@ impl UnitOfWork {
         d: Dismissal,
     ) -> Result<(CookieAction, Commit), SessionError> {
         let (generation, own) = &d.held;
-        let elsewhere = self.dismiss(&d.item, generation, own, &d.handles).await?;
+        let (elsewhere, mut signed_out) =
+            self.dismiss(&d.item, generation, own, &d.handles).await?;
         // Sessions bound under a fallback key are listed in that key's item.
-        let ended = async {
-            for item in self.backend.config.codec.user_items(&d.user) {
-                for handle in elsewhere.iter().filter(|_| item != d.item) {
-                    self.end_listed(&item, handle, None).await?;
+        let mut ended = Ok(());
+        'items: for item in self.backend.config.codec.user_items(&d.user) {
+            for handle in elsewhere.iter().filter(|_| item != d.item) {
+                match self.end_listed(&item, handle, None).await {
+                    Ok(removed) => signed_out |= removed,
+                    Err(e) => {
+                        ended = Err(e);
+                        break 'items;
+                    }
                 }
             }
-            Ok(())
-        };
-        let written = match ended.await {
+        }
+        let written = match ended {
             Ok(()) => self.write(s).await,
             Err(e) => Err(e),
         };
+        // Said to have happened only if a session was signed out: a handle listed nowhere
+        // (a stale page), or one whose item failed, ended nobody.
         written
             .map(|(action, _)| (action, Commit::Written))
-            .map_err(|e| SessionError::SignedOut(Box::new(e)))
+            .map_err(|e| match signed_out {
+                true => SessionError::SignedOut(Box::new(e)),
+                false => e,
+            })
     }
 
     /// A commit that signs the user out: the user's generation first, so that a commit that

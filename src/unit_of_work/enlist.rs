@@ -444,22 +444,23 @@ impl UnitOfWork {
         generation: &str,
         own: &str,
         ended: &[String],
-    ) -> Result<Vec<String>, SessionError> {
+    ) -> Result<(Vec<String>, bool), SessionError> {
         let mut elsewhere = Vec::new();
-        self.edit(item, |roster| match roster {
-            Some(r) if r.generation == generation && r.get(own).is_some() => {
-                elsewhere.clear();
-                for handle in ended {
-                    if !r.remove(handle) {
-                        elsewhere.push(handle.clone());
+        let removed = self
+            .edit(item, |roster| match roster {
+                Some(r) if r.generation == generation && r.get(own).is_some() => {
+                    elsewhere.clear();
+                    for handle in ended {
+                        if !r.remove(handle) {
+                            elsewhere.push(handle.clone());
+                        }
                     }
+                    Ok(elsewhere.len() != ended.len())
                 }
-                Ok(elsewhere.len() != ended.len())
-            }
-            _ => Err(SessionError::Ended),
-        })
-        .await?;
-        Ok(elsewhere)
+                _ => Err(SessionError::Ended),
+            })
+            .await?;
+        Ok((elsewhere, removed))
     }
 
     /// Removes the entry `handle` from the roster at `item` (only while it names `naming`,

@@ -988,6 +988,8 @@ async fn sign_out_then_big(
             s.sign_out_other_sessions();
             s.purge();
         }
+        // A device's handle listed nowhere (signed out already, or a stale page).
+        "unlisted" => s.sign_out_session(&"0123456789abcdef".parse()?),
         other => panic!("no sign-out {other:?}"),
     }
     s.package("p").insert("blob", "x".repeat(n))?;

@@ -2332,6 +2332,22 @@ pub async fn a_sign_out_whose_commit_then_fails_says_what_happened<S: SessionSto
         assert_eq!(whoami(&app, &bob).await, "bob");
         app.sessions.sign_out_everywhere("ada").await.unwrap();
     }
+    // A sign-out of a device listed nowhere signed nobody out: the failure is its own. (It
+    // said the sign-out happened.)
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(400)).await;
+    let (ada, _) = three_and_one(&app).await;
+    let reply = app
+        .get("/sign-out-then-big/unlisted/1000", Some(&ada[0].0))
+        .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        !reply.body.starts_with("the sign-out happened"),
+        "{}",
+        reply.body
+    );
+    for (cookie, _) in &ada {
+        assert_eq!(whoami(&app, cookie).await, "ada");
+    }
 }
 
 /// Another request of the session (a page's second call) arriving while its sign-out of the
