@@ -21,7 +21,7 @@ use crate::clock::now_unix;
 use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::store::{Update, Version};
+use crate::store::{StoreError, Update, Version};
 
 /// A user's item as read before a login, made ready for it: its generation (started if
 /// there was none) and its dead entries gone. Nothing is written until
@@ -237,7 +237,17 @@ impl UnitOfWork {
         let store = &*self.backend.store;
         let ttl = self.item_ttl();
         for _ in 0..EDIT_ATTEMPTS {
-            let current = store.load(item).await?;
+            let current = match store.load(item).await {
+                Err(StoreError::TooLarge { size }) => {
+                    // Written under a larger item limit: unreadable here, so it signs no
+                    // session in (see `load.rs`), and this login replaces it, as it does
+                    // any bytes that are not a roster. No version to compare: removed.
+                    tracing::warn!(size, "user item over the store's item limit: replaced");
+                    store.delete(item).await?;
+                    continue;
+                }
+                read => read?,
+            };
             if let Some(stored) = &current {
                 if let Some(roster) = Roster::decode(&stored.data) {
                     return Ok((roster, stored.version));

@@ -528,6 +528,26 @@ async fn a_bound_session_stored_over_the_store_limit_is_neither_signed_in_nor_li
     assert!(listed.as_ref().is_ok_and(Vec::is_empty), "{listed:?}");
 }
 
+/// A user item larger than the store reads (written under a larger limit) is as good as
+/// bytes that are not a roster: the user's next login replaces it. (Every login answered
+/// 413 until it expired, 30 days later.)
+#[actix_web::test]
+async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
+    use actix_memcache_session::SessionStore;
+    let (_server, lax, app) = lax_and_strict().await;
+    let item = crate::support::generation_item(&[4u8; 32], "ada");
+    let grown = vec![b'x'; 100_000];
+    let stored = lax
+        .store
+        .inner
+        .create(&item, &grown, Duration::from_secs(60));
+    assert!(stored.await.unwrap());
+    let login = app.get("/login/ada", None).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(app.get("/whoami", Some(&login.cookie())).await.body, "ada");
+    assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
+}
+
 /// Connections belong to the runtime that opened them: a store used again from a new
 /// runtime on the same thread opens new ones instead of waiting on dead ones.
 #[test]
