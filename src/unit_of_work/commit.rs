@@ -189,13 +189,13 @@ impl UnitOfWork {
                 }
             }
         }
-        let written = match ended {
-            Ok(()) => self.write(s).await,
-            Err(e) => Err(e),
-        };
-        // Said to have happened only if a session was signed out: a handle listed nowhere
-        // (a stale page), or one whose item failed, ended nobody.
-        written
+        // Not every session named was signed out: its own failure, as when a sign-out
+        // everywhere fails to end an old key's item (trying again finishes it).
+        ended?;
+        // Said to have happened only if a session was signed out (a handle listed nowhere, a
+        // stale page, ended nobody).
+        self.write(s)
+            .await
             .map(|(action, _)| (action, Commit::Written))
             .map_err(|e| match signed_out {
                 true => SessionError::SignedOut(Box::new(e)),

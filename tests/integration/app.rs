@@ -196,6 +196,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 "/sign-out-others-then-bind/{user}",
                 web::get().to(sign_out_others_then_bind),
             )
+            .route("/sign-out-two/{a}/{b}", web::get().to(sign_out_two))
             .route(
                 "/sign-out-session/{handle}",
                 web::get().to(sign_out_session),
@@ -940,6 +941,14 @@ async fn sign_out_others_then_bind(
 async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::Result<String> {
     let handle: SessionHandle = handle.parse()?;
     s.sign_out_session(&handle);
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Signs out two devices in one request, `a` first.
+async fn sign_out_two(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (a, b) = path.into_inner();
+    s.sign_out_session(&a.parse()?);
+    s.sign_out_session(&b.parse()?);
     Ok(format!("{:?}", s.status()))
 }
 

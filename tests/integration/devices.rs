@@ -33,6 +33,7 @@ macro_rules! devices_suite {
             logging_in_again_as_the_same_user_takes_no_second_place,
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
+            a_sign_out_of_devices_under_an_old_key_that_fails_says_so,
             a_login_replacing_a_session_bound_under_an_old_key_does_not_count_it,
             a_key_listed_twice_counts_once,
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
@@ -672,6 +673,47 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
+}
+
+/// Two devices signed out in one request, one listed under the current key, one under an
+/// old key whose item fails: the answer is that failure, not "the sign-out happened" (the
+/// old key's device is still signed in), and trying again finishes it.
+pub async fn a_sign_out_of_devices_under_an_old_key_that_fails_says_so<S: SessionStore + Clone>(
+    store: S,
+) {
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
+    })
+    .await;
+    let (b, _) = login(&rotated, "ada", "b").await;
+    let (c, _) = login(&rotated, "ada", "c").await;
+    let (ha, hc) = (
+        handle_of(&rotated, "ada", "a").await,
+        handle_of(&rotated, "ada", "c").await,
+    );
+    let old_item = crate::support::generation_item(&[7; 64], "ada");
+    rotated.store.fail_loads_of(Some(old_item));
+    let path = format!("/sign-out-two/{hc}/{ha}");
+    let reply = rotated.get(&path, Some(&b)).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(
+        !reply.body.starts_with("the sign-out happened"),
+        "{}",
+        reply.body
+    );
+    rotated.store.fail_loads_of(None);
+    assert_eq!(
+        signed_in(&rotated, "ada", &[&a, &b, &c]).await,
+        [true, true, false]
+    );
+    let again = rotated.get(&path, Some(&b)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        signed_in(&rotated, "ada", &[&a, &b, &c]).await,
+        [false, true, false]
+    );
 }
 
 /// A purge-then-login from a session bound under an old key (a fallback now) replaces it:
