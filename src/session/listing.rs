@@ -129,8 +129,11 @@ impl Session {
     ///
     /// The entry goes before the rest of the change is written, with compare-and-swap: if
     /// the rest fails, the other session stays signed out
-    /// ([`SessionError::SignedOut`]). A session that was itself signed out since it was
-    /// read ends nobody (409).
+    /// ([`SessionError::SignedOut`], when every session named was signed out). A failure
+    /// before that (a session listed under an old key whose item fails), or of the rest when
+    /// this session's own handle was named too (it goes only with the rest), is that
+    /// failure: some of the sessions named may be signed out, and trying again finishes
+    /// it. A session that was itself signed out since it was read ends nobody (409).
     pub fn sign_out_session(&self, handle: &SessionHandle) {
         self.tx.borrow_mut().data.dismiss(handle.as_str());
     }

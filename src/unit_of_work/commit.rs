@@ -192,12 +192,14 @@ impl UnitOfWork {
         // Not every session named was signed out: its own failure, as when a sign-out
         // everywhere fails to end an old key's item (trying again finishes it).
         ended?;
-        // Said to have happened only if a session was signed out (a handle listed nowhere, a
-        // stale page, ended nobody).
+        // Said to have happened only if every session named was signed out: a handle listed
+        // nowhere (a stale page) ends nobody, and this session's own goes only with the
+        // rest of the commit.
+        let said = signed_out && !d.named_self;
         self.write(s)
             .await
             .map(|(action, _)| (action, Commit::Written))
-            .map_err(|e| match signed_out {
+            .map_err(|e| match said {
                 true => SessionError::SignedOut(Box::new(e)),
                 false => e,
             })

@@ -91,6 +91,9 @@ pub(super) struct Dismissal {
     pub(super) held: (String, String),
     /// The handles of the sessions to sign out.
     pub(super) handles: Vec<String>,
+    /// This session's own handle was named too: it is purged, which only the rest of the
+    /// commit does.
+    pub(super) named_self: bool,
 }
 
 /// A session's binding to a user, as its data held it.
@@ -461,6 +464,7 @@ impl SessionData {
                 user,
                 held,
                 handles: Vec::new(),
+                named_self: false,
             }));
         }
         let Some(dismissal) = self.dismissing.as_mut() else {
@@ -468,6 +472,7 @@ impl SessionData {
         };
         // Its own handle: this session goes (the dismissal stays, for the others).
         if dismissal.held.1 == handle {
+            dismissal.named_self = true;
             return self.purge();
         }
         if !dismissal.handles.iter().any(|h| h == handle) {

@@ -21,7 +21,7 @@ use crate::clock::now_unix;
 use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::store::{StoreError, Update, Version};
+use crate::store::{within_limit, StoreError, Update, Version};
 
 /// A user's item as read before a login, made ready for it: its generation (started if
 /// there was none) and its dead entries gone. Nothing is written until
@@ -213,7 +213,7 @@ impl UnitOfWork {
             if other == *item {
                 continue;
             }
-            let Some(stored) = self.backend.store.load(&other).await? else {
+            let Some(stored) = within_limit(self.backend.store.load(&other).await, &other)? else {
                 continue;
             };
             let Some(roster) = Roster::decode(&stored.data) else {
@@ -399,7 +399,7 @@ impl UnitOfWork {
     ) -> Result<bool, SessionError> {
         let store = &*self.backend.store;
         for _ in 0..EDIT_ATTEMPTS {
-            let current = store.load(item).await?;
+            let current = within_limit(store.load(item).await, item)?;
             let Some((version, mut roster)) =
                 current.and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
             else {

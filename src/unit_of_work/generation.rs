@@ -20,7 +20,7 @@ use super::record::Record;
 use super::roster::{self, Roster};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::store::{ErasedStore, Stored, Update};
+use crate::store::{within_limit, ErasedStore, Stored, Update};
 
 /// The package a session's binding is kept in.
 pub(crate) const PACKAGE: &str = "actix-memcache-session.user";
@@ -133,7 +133,8 @@ pub(crate) async fn end_others(
     'next: for other in others {
         // A conflict is a login, a rename or a refresh's stamp meanwhile: look again.
         for _ in 0..EDIT_ATTEMPTS {
-            let Some(current) = store.load(&other).await? else {
+            // One over the item limit signs nobody in (see `load.rs`): nothing to end.
+            let Some(current) = within_limit(store.load(&other).await, &other)? else {
                 continue 'next;
             };
             if !still_holds(store, item, held).await? {

@@ -21,7 +21,7 @@ use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::metrics::Load;
-use crate::store::{StoreError, Stored, WhenDown};
+use crate::store::{within_limit, StoreError, Stored, WhenDown};
 
 /// One request's session work.
 pub(crate) struct UnitOfWork {
@@ -288,27 +288,6 @@ impl UnitOfWork {
 /// A transaction over `data`.
 fn begin(data: SessionData) -> Rc<RefCell<Transaction>> {
     Rc::new(RefCell::new(Transaction::new(data)))
-}
-
-/// A store read, where an item larger than the store reads (written under a larger item
-/// limit) is one this crate cannot read: as good as none, like an unreadable session or
-/// user item, so that its owner gets a fresh session (and can log in again) rather than an
-/// error on every request until it expires.
-fn within_limit(
-    read: Result<Option<Stored>, StoreError>,
-    id: &SessionId,
-) -> Result<Option<Stored>, StoreError> {
-    match read {
-        Err(StoreError::TooLarge { size }) => {
-            tracing::warn!(
-                ?id,
-                size,
-                "stored item over the store's item limit: unreadable"
-            );
-            Ok(None)
-        }
-        read => read,
-    }
 }
 
 /// A store read (`Ok`), or, when its server is down and the request may start fresh, the

@@ -198,6 +198,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/sign-out-two/{a}/{b}", web::get().to(sign_out_two))
             .route(
+                "/sign-out-self-and-then-big/{other}/{n}",
+                web::get().to(sign_out_self_and_then_big),
+            )
+            .route(
                 "/sign-out-session/{handle}",
                 web::get().to(sign_out_session),
             )
@@ -941,6 +945,20 @@ async fn sign_out_others_then_bind(
 async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::Result<String> {
     let handle: SessionHandle = handle.parse()?;
     s.sign_out_session(&handle);
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Signs out the device `other`, then this one by its handle, then stores `n` bytes.
+async fn sign_out_self_and_then_big(
+    s: Session,
+    path: web::Path<(String, usize)>,
+) -> actix_web::Result<String> {
+    let (other, n) = path.into_inner();
+    s.sign_out_session(&other.parse()?);
+    if let Some(own) = s.handle() {
+        s.sign_out_session(&own);
+    }
+    s.package("p").insert("blob", "x".repeat(n))?;
     Ok(format!("{:?}", s.status()))
 }
 

@@ -34,6 +34,7 @@ macro_rules! devices_suite {
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
             a_sign_out_of_devices_under_an_old_key_that_fails_says_so,
+            a_sign_out_of_this_device_and_another_that_then_fails_says_so,
             a_login_replacing_a_session_bound_under_an_old_key_does_not_count_it,
             a_key_listed_twice_counts_once,
             a_login_that_fails_after_its_session_was_listed_leaves_no_session,
@@ -673,6 +674,32 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
+}
+
+/// A sign-out of another device and of this one, whose commit then fails: the other is
+/// signed out, this one is not (it goes only with the rest of the commit), so the answer is
+/// the failure, not "the sign-out happened".
+pub async fn a_sign_out_of_this_device_and_another_that_then_fails_says_so<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.max_size(400)).await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let handle = handle_of(&app, "ada", "phone").await;
+    let path = format!("/sign-out-self-and-then-big/{handle}/1000");
+    let reply = app.get(&path, Some(&laptop)).await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        !reply.body.starts_with("the sign-out happened"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        signed_in(&app, "ada", &[&laptop, &phone]).await,
+        [true, false]
+    );
 }
 
 /// Two devices signed out in one request, one listed under the current key, one under an

@@ -548,6 +548,41 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
     assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
 }
 
+/// A user item of an old key (a fallback now) over the store's limit signs nobody in, so it
+/// is as good as none: a login at a limit that refuses, and a sign-out everywhere, go
+/// ahead. (Both answered 413 until it expired.)
+#[actix_web::test]
+async fn an_old_keys_user_item_over_the_store_limit_is_as_good_as_none() {
+    use actix_memcache_session::{Key, OverLimit, SessionStore};
+    let (server, lax, _) = lax_and_strict().await;
+    let old_item = crate::support::generation_item(&[4u8; 32], "ada");
+    let grown = vec![b'x'; 100_000];
+    let stored = lax
+        .store
+        .inner
+        .create(&old_item, &grown, Duration::from_secs(60));
+    assert!(stored.await.unwrap());
+    let strict = MemcacheStore::builder(server.url())
+        .max_item_size(64 << 10)
+        .build()
+        .unwrap();
+    let rotated = TestApp::with(
+        CountingStore::new(strict),
+        Key::try_from(&[9u8; 32][..]).unwrap(),
+        |b| {
+            b.fallback_keys(vec![Key::try_from(&[4u8; 32][..]).unwrap()])
+                .max_sessions_per_user(2, OverLimit::RefuseLogin)
+        },
+    )
+    .await;
+    let login = rotated.get("/login/ada", None).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let cookie = login.cookie();
+    let out = rotated.get("/sign-out-everywhere", Some(&cookie)).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(rotated.get("/whoami", Some(&cookie)).await.body, "none");
+}
+
 /// Connections belong to the runtime that opened them: a store used again from a new
 /// runtime on the same thread opens new ones instead of waiting on dead ones.
 #[test]
