@@ -399,7 +399,7 @@ impl UnitOfWork {
     ) -> Result<bool, SessionError> {
         let store = &*self.backend.store;
         for _ in 0..EDIT_ATTEMPTS {
-            let current = within_limit(store.load(item).await, item)?;
+            let current = store.load(item).await?;
             let Some((version, mut roster)) =
                 current.and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
             else {

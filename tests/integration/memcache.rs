@@ -548,9 +548,10 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
     assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
 }
 
-/// A user item of an old key (a fallback now) over the store's limit signs nobody in, so it
-/// is as good as none: a login at a limit that refuses, and a sign-out everywhere, go
-/// ahead. (Both answered 413 until it expired.)
+/// A user item of an old key (a fallback now) over the store's limit signs nobody in here:
+/// a login at a limit that refuses counts it as none, and a sign-out everywhere deletes it
+/// whole (an instance reading larger items may sign sessions in by it). (Both answered 413
+/// until it expired.)
 #[actix_web::test]
 async fn an_old_keys_user_item_over_the_store_limit_is_as_good_as_none() {
     use actix_memcache_session::{Key, OverLimit, SessionStore};
@@ -581,6 +582,10 @@ async fn an_old_keys_user_item_over_the_store_limit_is_as_good_as_none() {
     let out = rotated.get("/sign-out-everywhere", Some(&cookie)).await;
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(rotated.get("/whoami", Some(&cookie)).await.body, "none");
+    assert!(
+        lax.store.inner.load(&old_item).await.unwrap().is_none(),
+        "deleted"
+    );
 }
 
 /// Connections belong to the runtime that opened them: a store used again from a new
