@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::{MemcacheStore, Protocol, StoreError};
+use actix_memcache_session::{MemcacheStore, Protocol, SessionId, StoreError};
 use futures_util::future::join_all;
 
 use actix_web::cookie::Cookie;
@@ -528,13 +528,10 @@ async fn a_bound_session_stored_over_the_store_limit_is_neither_signed_in_nor_li
     assert!(listed.as_ref().is_ok_and(Vec::is_empty), "{listed:?}");
 }
 
-/// A user item larger than the store reads (written under a larger limit) is as good as
-/// bytes that are not a roster: the user's next login replaces it. (Every login answered
-/// 413 until it expired, 30 days later.)
-#[actix_web::test]
-async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
+/// Stores 100 KB under ada's user item of `lax_and_strict`'s key, through the lax app (as a
+/// store reading larger items may have written it), and returns the item's id.
+async fn grow_adas_item(lax: &TestApp<MemcacheStore>) -> SessionId {
     use actix_memcache_session::SessionStore;
-    let (_server, lax, app) = lax_and_strict().await;
     let item = crate::support::generation_item(&[4u8; 32], "ada");
     let grown = vec![b'x'; 100_000];
     let stored = lax
@@ -542,6 +539,16 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
         .inner
         .create(&item, &grown, Duration::from_secs(60));
     assert!(stored.await.unwrap());
+    item
+}
+
+/// A user item larger than the store reads (written under a larger limit) is as good as
+/// bytes that are not a roster: the user's next login replaces it. (Every login answered
+/// 413 until it expired, 30 days later.)
+#[actix_web::test]
+async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
+    let (_server, lax, app) = lax_and_strict().await;
+    grow_adas_item(&lax).await;
     let login = app.get("/login/ada", None).await;
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(app.get("/whoami", Some(&login.cookie())).await.body, "ada");
@@ -556,13 +563,7 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
 async fn an_old_keys_user_item_over_the_store_limit_is_as_good_as_none() {
     use actix_memcache_session::{Key, OverLimit, SessionStore};
     let (server, lax, _) = lax_and_strict().await;
-    let old_item = crate::support::generation_item(&[4u8; 32], "ada");
-    let grown = vec![b'x'; 100_000];
-    let stored = lax
-        .store
-        .inner
-        .create(&old_item, &grown, Duration::from_secs(60));
-    assert!(stored.await.unwrap());
+    let old_item = grow_adas_item(&lax).await;
     let strict = MemcacheStore::builder(server.url())
         .max_item_size(64 << 10)
         .build()
