@@ -11,7 +11,7 @@ use crate::error::SessionError;
 /// Bytes of randomness in an id: 128 bits, as OWASP asks of session ids.
 pub(crate) const ID_BYTES: usize = 16;
 /// Characters of an id's text: base64 without padding.
-const ID_CHARS: usize = (ID_BYTES * 4).div_ceil(3);
+pub(crate) const ID_CHARS: usize = (ID_BYTES * 4).div_ceil(3);
 
 /// An opaque session id: 16 random bytes, written as 22 base64url characters.
 ///

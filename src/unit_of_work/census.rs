@@ -156,7 +156,8 @@ impl UnitOfWork {
         let rosters = join_all(items.iter().map(|item| store.load(item))).await;
         let mut live = Vec::new();
         for (item, stored) in items.iter().zip(rosters) {
-            let Some(roster) = stored?.and_then(|s| Roster::decode(&s.data)) else {
+            let stored = generation::user_item_read(stored)?;
+            let Some(roster) = stored.and_then(|s| Roster::decode(&s.data)) else {
                 continue;
             };
             let dead = self.sort(&roster, item, user, &mut live).await?;

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::census::State;
-use super::generation::EDIT_ATTEMPTS;
+use super::generation::{self, EDIT_ATTEMPTS};
 use super::load::UnitOfWork;
 use super::roster::{self, Entry, Roster, MAX_ENTRIES};
 use crate::clock::now_unix;
 use crate::config::{OverLimit, MAX_SESSIONS_PER_USER};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::store::{within_limit, StoreError, Update, Version};
+use crate::store::{StoreError, Update, Version};
 
 /// A user's item as read before a login, made ready for it: its generation (started if
 /// there was none) and its dead entries gone. Nothing is written until
@@ -213,7 +213,8 @@ impl UnitOfWork {
             if other == *item {
                 continue;
             }
-            let Some(stored) = within_limit(self.backend.store.load(&other).await, &other)? else {
+            let Some(stored) = generation::user_item_read(self.backend.store.load(&other).await)?
+            else {
                 continue;
             };
             let Some(roster) = Roster::decode(&stored.data) else {
@@ -238,10 +239,10 @@ impl UnitOfWork {
         let ttl = self.item_ttl();
         for _ in 0..EDIT_ATTEMPTS {
             let current = match store.load(item).await {
-                Err(StoreError::TooLarge { size }) => {
-                    // Written under a larger item limit: unreadable here, so it signs no
-                    // session in (see `load.rs`), and this login replaces it, as it does
-                    // any bytes that are not a roster. No version to compare: removed.
+                Err(StoreError::TooLarge { size }) if size > roster::MAX_BYTES => {
+                    // Written under a larger item limit, and no roster on any instance:
+                    // this login replaces it, as it does any bytes that are not a roster.
+                    // No version to compare: removed.
                     tracing::warn!(size, "user item over the store's item limit: replaced");
                     store.delete(item).await?;
                     continue;
@@ -399,7 +400,7 @@ impl UnitOfWork {
     ) -> Result<bool, SessionError> {
         let store = &*self.backend.store;
         for _ in 0..EDIT_ATTEMPTS {
-            let current = store.load(item).await?;
+            let current = generation::user_item_read(store.load(item).await)?;
             let Some((version, mut roster)) =
                 current.and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
             else {

@@ -119,6 +119,22 @@ async fn still_holds(
     Ok(current.is_some_and(|c| roster::lists(&c.data, held, handle)))
 }
 
+/// A read of a user's item, where one over the store's item limit (written under a larger
+/// one) and longer than any roster is none: no instance reads it as a roster, whatever item
+/// size it reads, so it signs nobody in. One over the limit but short enough to be a roster
+/// stays an error (413): an instance reading larger items may sign sessions in by it.
+pub(crate) fn user_item_read(
+    read: Result<Option<Stored>, StoreError>,
+) -> Result<Option<Stored>, StoreError> {
+    match read {
+        Err(StoreError::TooLarge { size }) if size > roster::MAX_BYTES => {
+            tracing::warn!(size, "user item over the store's item limit, and no roster");
+            Ok(None)
+        }
+        read => read,
+    }
+}
+
 /// Ends the user's items under the other keys (`others`) on behalf of a session that holds
 /// `held` at `item`, each only while that session still holds it: the item read, the
 /// session checked, then the item deleted at the version read, and all again if it changed
@@ -133,19 +149,7 @@ pub(crate) async fn end_others(
     'next: for other in others {
         // A conflict is a login, a rename or a refresh's stamp meanwhile: look again.
         for _ in 0..EDIT_ATTEMPTS {
-            let current = match store.load(&other).await {
-                // Unreadable here, though an instance reading larger items may sign
-                // sessions in by it: it goes whole (no login writes an old key's item).
-                Err(StoreError::TooLarge { .. }) => {
-                    if !still_holds(store, item, held).await? {
-                        return Ok(());
-                    }
-                    store.delete(&other).await?;
-                    continue 'next;
-                }
-                read => read?,
-            };
-            let Some(current) = current else {
+            let Some(current) = user_item_read(store.load(&other).await)? else {
                 continue 'next;
             };
             if !still_holds(store, item, held).await? {

@@ -24,6 +24,12 @@ pub(crate) const TOKEN_CHARS: usize = 16;
 pub(crate) const MAX_ENTRIES: usize = 2 * crate::config::MAX_SESSIONS_PER_USER;
 /// Digits of a unix time in seconds, at most.
 const MAX_TIME_DIGITS: usize = 20;
+/// The longest roster: a generation and an epoch, then [`MAX_ENTRIES`] lines of a handle,
+/// an id and a time of [`MAX_TIME_DIGITS`] (7,841 bytes). A user's item longer than this
+/// is no roster on any instance, whatever item size it reads.
+pub(crate) const MAX_BYTES: usize = 2 * TOKEN_CHARS
+    + 1
+    + MAX_ENTRIES * (1 + TOKEN_CHARS + 1 + crate::id::ID_CHARS + 1 + MAX_TIME_DIGITS);
 
 /// One login: a handle that names it (stable across renewals), the session's current id,
 /// and when the entry was last written (unix seconds).
@@ -193,6 +199,25 @@ fn entry(line: &str) -> Option<(&str, SessionId, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_roster_is_max_bytes() {
+        let mut r = Roster::new("0123456789abcdef".into());
+        r.epoch = Some("fedcba9876543210".into());
+        for n in 0..MAX_ENTRIES {
+            r.put(
+                &format!("{n:016x}"),
+                SessionId::generate().unwrap(),
+                u64::MAX,
+            );
+        }
+        let bytes = r.encode();
+        assert_eq!(bytes.len(), MAX_BYTES);
+        assert_eq!(MAX_BYTES, 7_841);
+        assert_eq!(Roster::decode(&bytes), Some(r.clone()));
+        r.put("ffffffffffffffff", SessionId::generate().unwrap(), 1);
+        assert_eq!(Roster::decode(&r.encode()), None, "one entry more");
+    }
 
     const G: &str = "0123456789abcdef";
     const H: &str = "fedcba9876543210";

@@ -555,38 +555,52 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
     assert_eq!(app.sessions.of_user("ada").await.unwrap().len(), 1);
 }
 
-/// A user item of an old key (a fallback now) over the store's limit signs nobody in here:
-/// a login at a limit that refuses counts it as none, and a sign-out everywhere deletes it
-/// whole (an instance reading larger items may sign sessions in by it). (Both answered 413
-/// until it expired.)
+/// A user item of an old key (a fallback now) over the store's limit, and longer than any
+/// roster, is no roster on any instance: a login at a limit that refuses counts it as none,
+/// and a sign-out everywhere goes ahead and leaves it (both answered 413 until it expired).
+/// One over the limit but of a roster's size, which an instance reading larger items may
+/// sign sessions in by, still fails the sign-out (413): it stays a sign-out to finish.
 #[actix_web::test]
-async fn an_old_keys_user_item_over_the_store_limit_is_as_good_as_none() {
+async fn an_old_keys_user_item_over_the_store_limit_counts_only_if_it_can_be_a_roster() {
     use actix_memcache_session::{Key, OverLimit, SessionStore};
     let (server, lax, _) = lax_and_strict().await;
     let old_item = grow_adas_item(&lax).await;
-    let strict = MemcacheStore::builder(server.url())
-        .max_item_size(64 << 10)
-        .build()
-        .unwrap();
-    let rotated = TestApp::with(
-        CountingStore::new(strict),
-        Key::try_from(&[9u8; 32][..]).unwrap(),
-        |b| {
-            b.fallback_keys(vec![Key::try_from(&[4u8; 32][..]).unwrap()])
-                .max_sessions_per_user(2, OverLimit::RefuseLogin)
-        },
-    )
-    .await;
-    let login = rotated.get("/login/ada", None).await;
+    let rotated = |limit: usize| {
+        let store = MemcacheStore::builder(server.url())
+            .max_item_size(limit)
+            .build()
+            .unwrap();
+        TestApp::with(
+            CountingStore::new(store),
+            Key::try_from(&[9u8; 32][..]).unwrap(),
+            |b| {
+                b.fallback_keys(vec![Key::try_from(&[4u8; 32][..]).unwrap()])
+                    .max_sessions_per_user(2, OverLimit::RefuseLogin)
+            },
+        )
+    };
+    let app = rotated(64 << 10).await;
+    let login = app.get("/login/ada", None).await;
     assert_eq!(login.status, 200, "{login:?}");
     let cookie = login.cookie();
-    let out = rotated.get("/sign-out-everywhere", Some(&cookie)).await;
+    let out = app.get("/sign-out-everywhere", Some(&cookie)).await;
     assert_eq!(out.status, 200, "{out:?}");
-    assert_eq!(rotated.get("/whoami", Some(&cookie)).await.body, "none");
+    assert_eq!(app.get("/whoami", Some(&cookie)).await.body, "none");
     assert!(
-        lax.store.inner.load(&old_item).await.unwrap().is_none(),
-        "deleted"
+        lax.store.inner.load(&old_item).await.unwrap().is_some(),
+        "left"
     );
+
+    let tight = rotated(4 << 10).await;
+    let cookie = tight.get("/login/ada", None).await.cookie();
+    lax.store.inner.delete(&old_item).await.unwrap();
+    let roster_sized = vec![b'x'; 5_000];
+    let ttl = Duration::from_secs(60);
+    let stored = lax.store.inner.create(&old_item, &roster_sized, ttl);
+    assert!(stored.await.unwrap());
+    let out = tight.get("/sign-out-everywhere", Some(&cookie)).await;
+    assert_eq!(out.status, 413, "{out:?}");
+    assert_eq!(tight.get("/whoami", Some(&cookie)).await.body, "ada");
 }
 
 /// Connections belong to the runtime that opened them: a store used again from a new
