@@ -12,7 +12,9 @@ pub enum StoreError {
     /// The store refuses an item this large; nothing was written.
     #[error("session data of {size} bytes exceeds the store's item limit")]
     TooLarge {
-        /// Bytes that were to be written.
+        /// Bytes that were to be written; from [`load`](crate::SessionStore::load), the
+        /// stored item's full length (never more: the middleware trusts it to tell a user
+        /// item that no instance reads as one from one that another may).
         size: usize,
     },
     /// A setting the store refuses: at build (a bad URL, key prefix, pool size, timeout,

@@ -84,7 +84,9 @@ pub enum WhenDown {
 pub trait SessionStore: 'static {
     /// Reads a session, or `None` if it does not exist or has expired.
     /// [`StoreError::TooLarge`] here says the stored item is larger than this store reads
-    /// (written under a larger item limit); the middleware then treats it as unreadable.
+    /// (written under a larger item limit), with its full length as `size` (never more);
+    /// the middleware then treats it as unreadable (a user item of a size that another
+    /// instance may read as one fails logins and sign-outs instead: see `docs/users.md`).
     fn load(&self, id: &SessionId) -> impl Future<Output = Result<Option<Stored>, StoreError>>;
 
     /// Stores a new session; `Ok(false)`, writing nothing, if the id is already taken.
