@@ -6,8 +6,8 @@ use crate::id::SessionId;
 
 /// A store read, where an item larger than the store reads (written under a larger item
 /// limit) is one this crate cannot read: as good as none, like an unreadable session or
-/// user item, so that its owner gets a fresh session (and can log in again, or sign out)
-/// rather than an error on every request until it expires.
+/// user item, so that its owner gets a fresh session rather than an error on every request
+/// until it expires.
 pub(crate) fn within_limit(
     read: Result<Option<Stored>, StoreError>,
     id: &SessionId,

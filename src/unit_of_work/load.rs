@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 use super::data::{Existing, SessionData};
 use super::generation;
 use super::record::Record;
+use super::roster;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::clock::now_unix;
@@ -225,6 +226,15 @@ impl UnitOfWork {
                 // trip, once; the commit re-issues the cookie with the hint.
                 _ => store.load(&item).await,
             };
+            if let Err(StoreError::TooLarge { size }) = generation {
+                if size <= roster::MAX_BYTES {
+                    // Over this store's limit, but a roster an instance reading larger items
+                    // may sign sessions in by: whether this one is signed in is unknown. It
+                    // stands in, fresh, as for a server down: a sign-out from it is blind.
+                    tracing::warn!(id = ?cookie.id, size, "user item over the store's item limit");
+                    return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+                }
+            }
             let generation =
                 match or_fresh(within_limit(generation, &item), &cookie.id, start_fresh)? {
                     Ok(generation) => generation,

@@ -559,7 +559,8 @@ async fn a_user_item_over_the_store_limit_is_replaced_by_the_next_login() {
 /// roster, is no roster on any instance: a login at a limit that refuses counts it as none,
 /// and a sign-out everywhere goes ahead and leaves it (both answered 413 until it expired).
 /// One over the limit but of a roster's size, which an instance reading larger items may
-/// sign sessions in by, still fails the sign-out (413): it stays a sign-out to finish.
+/// sign sessions in by, still fails the sign-out (413): it stays a sign-out to finish; the
+/// current key's item so makes a sign-out blind (503).
 #[actix_web::test]
 async fn an_old_keys_user_item_over_the_store_limit_counts_only_if_it_can_be_a_roster() {
     use actix_memcache_session::{Key, OverLimit, SessionStore};
@@ -593,6 +594,7 @@ async fn an_old_keys_user_item_over_the_store_limit_counts_only_if_it_can_be_a_r
 
     let tight = rotated(4 << 10).await;
     let cookie = tight.get("/login/ada", None).await.cookie();
+    let session = tight.store.last_created();
     lax.store.inner.delete(&old_item).await.unwrap();
     let roster_sized = vec![b'x'; 5_000];
     let ttl = Duration::from_secs(60);
@@ -601,6 +603,19 @@ async fn an_old_keys_user_item_over_the_store_limit_counts_only_if_it_can_be_a_r
     let out = tight.get("/sign-out-everywhere", Some(&cookie)).await;
     assert_eq!(out.status, 413, "{out:?}");
     assert_eq!(tight.get("/whoami", Some(&cookie)).await.body, "ada");
+    // The current key's item so: whether the session is signed in is unknown here, so a
+    // sign-out from it is blind (503), and the session stays. (It read as signed out: the
+    // sign-out ended this session alone and answered 200.)
+    let item = crate::support::generation_item(&[9u8; 32], "ada");
+    lax.store.inner.delete(&item).await.unwrap();
+    let stored = lax.store.inner.create(&item, &roster_sized, ttl);
+    assert!(stored.await.unwrap());
+    let out = tight.get("/sign-out-everywhere", Some(&cookie)).await;
+    assert_eq!(out.status, 503, "{out:?}");
+    assert!(
+        lax.store.inner.load(&session).await.unwrap().is_some(),
+        "kept"
+    );
 }
 
 /// Connections belong to the runtime that opened them: a store used again from a new
