@@ -21,7 +21,6 @@ mod memcache;
 mod memory;
 mod new_session;
 mod session_store;
-mod within_limit;
 
 pub(crate) use erased::ErasedStore;
 pub(crate) use error::NotSent;
@@ -32,4 +31,3 @@ pub use memcache::{
 pub use memory::MemoryStore;
 pub(crate) use new_session::{create_new, NotCreated};
 pub use session_store::{SessionStore, Stored, Update, Version, WhenDown};
-pub(crate) use within_limit::within_limit;

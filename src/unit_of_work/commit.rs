@@ -176,22 +176,14 @@ impl UnitOfWork {
         let (generation, own) = &d.held;
         let (elsewhere, mut signed_out) =
             self.dismiss(&d.item, generation, own, &d.handles).await?;
-        // Sessions bound under a fallback key are listed in that key's item.
-        let mut ended = Ok(());
-        'items: for item in self.backend.config.codec.user_items(&d.user) {
+        // Sessions bound under a fallback key are listed in that key's item. A failure there
+        // leaves some named session signed in: its own failure, as when a sign-out
+        // everywhere fails to end an old key's item (trying again finishes it).
+        for item in self.backend.config.codec.user_items(&d.user) {
             for handle in elsewhere.iter().filter(|_| item != d.item) {
-                match self.end_listed(&item, handle, None).await {
-                    Ok(removed) => signed_out |= removed,
-                    Err(e) => {
-                        ended = Err(e);
-                        break 'items;
-                    }
-                }
+                signed_out |= self.end_listed(&item, handle, None).await?;
             }
         }
-        // Not every session named was signed out: its own failure, as when a sign-out
-        // everywhere fails to end an old key's item (trying again finishes it).
-        ended?;
         // Said to have happened only if every session named was signed out: a handle listed
         // nowhere (a stale page) ends nobody, and this session's own goes only with the
         // rest of the commit.
@@ -199,9 +191,12 @@ impl UnitOfWork {
         self.write(s)
             .await
             .map(|(action, _)| (action, Commit::Written))
-            .map_err(|e| match said {
-                true => SessionError::SignedOut(Box::new(e)),
-                false => e,
+            .map_err(|e| {
+                if said {
+                    SessionError::SignedOut(Box::new(e))
+                } else {
+                    e
+                }
             })
     }
 

@@ -13,7 +13,6 @@ use tokio::sync::OnceCell;
 use super::data::{Existing, SessionData};
 use super::generation;
 use super::record::Record;
-use super::roster;
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::clock::now_unix;
@@ -22,7 +21,7 @@ use crate::cookie::Verified;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::metrics::Load;
-use crate::store::{within_limit, StoreError, Stored, WhenDown};
+use crate::store::{StoreError, Stored, WhenDown};
 
 /// One request's session work.
 pub(crate) struct UnitOfWork {
@@ -100,9 +99,9 @@ impl UnitOfWork {
                     None if named => Load::Miss,
                     None => Load::Fresh,
                 });
-                // A cookie stamped ahead of this clock names a session a logout must end.
-                let ahead = self.cookies.get().and_then(|c| c.ahead.clone());
                 let tx = tx.unwrap_or_else(|| {
+                    // A cookie stamped ahead of this clock names a session a logout must end.
+                    let ahead = self.cookies.get().and_then(|c| c.ahead.clone());
                     begin(ahead.map_or_else(SessionData::fresh, SessionData::ahead_of))
                 });
                 tx.borrow_mut().renew_on_bind = self.backend.config.renew_on_bind;
@@ -226,20 +225,20 @@ impl UnitOfWork {
                 // trip, once; the commit re-issues the cookie with the hint.
                 _ => store.load(&item).await,
             };
-            if let Err(StoreError::TooLarge { size }) = generation {
-                if size <= roster::MAX_BYTES {
-                    // Over this store's limit, but a roster an instance reading larger items
-                    // may sign sessions in by: whether this one is signed in is unknown. It
-                    // stands in, fresh, as for a server down: a sign-out from it is blind.
+            let generation = match generation::user_item_read(generation) {
+                // Over this store's limit, but a roster an instance reading larger items may
+                // sign sessions in by: whether this one is signed in is unknown. It stands
+                // in, fresh, as for a server down: a sign-out from it is blind.
+                Err(StoreError::TooLarge { size }) => {
                     tracing::warn!(id = ?cookie.id, size, "user item over the store's item limit");
                     return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
                 }
-            }
-            let generation =
-                match or_fresh(within_limit(generation, &item), &cookie.id, start_fresh)? {
-                    Ok(generation) => generation,
-                    Err(fresh) => return Ok(Some(begin(fresh))),
-                };
+                read => read,
+            };
+            let generation = match or_fresh(generation, &cookie.id, start_fresh)? {
+                Ok(generation) => generation,
+                Err(fresh) => return Ok(Some(begin(fresh))),
+            };
             if !generation::signed_in(&data, generation.as_ref()) {
                 tracing::debug!(id = ?cookie.id, "session's user was signed out everywhere");
                 return Ok(Some(begin(SessionData {
@@ -298,6 +297,27 @@ impl UnitOfWork {
 /// A transaction over `data`.
 fn begin(data: SessionData) -> Rc<RefCell<Transaction>> {
     Rc::new(RefCell::new(Transaction::new(data)))
+}
+
+/// A store read, where an item larger than the store reads (written under a larger item
+/// limit) is one this crate cannot read: as good as none, like an unreadable session, so
+/// that its owner gets a fresh session rather than an error on every request until it
+/// expires.
+fn within_limit(
+    read: Result<Option<Stored>, StoreError>,
+    id: &SessionId,
+) -> Result<Option<Stored>, StoreError> {
+    match read {
+        Err(StoreError::TooLarge { size }) => {
+            tracing::warn!(
+                ?id,
+                size,
+                "stored item over the store's item limit: unreadable"
+            );
+            Ok(None)
+        }
+        read => read,
+    }
 }
 
 /// A store read (`Ok`), or, when its server is down and the request may start fresh, the
