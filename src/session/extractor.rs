@@ -192,7 +192,10 @@ impl FromRequest for Session {
             Err(e) => return Box::pin(async { Err(e) }),
         };
         if let Some(tx) = uow.loaded() {
-            return Box::pin(async { Ok(Session { tx }) });
+            return Box::pin(async move {
+                uow.handed_back().await;
+                Ok(Session { tx })
+            });
         }
         uow.verify_cookies(req);
         made_in_box(move || async move {

@@ -3,6 +3,7 @@
 //! sign-out of the user's sessions goes first.
 
 use std::rc::Rc;
+use std::task::Poll;
 
 use actix_web::ResponseError;
 
@@ -24,6 +25,15 @@ use crate::in_box::made_in_box;
 use crate::metrics::{Commit, Touch};
 use crate::store::{create_new, NotCreated, NotSent, StoreError, Stored, Update, Version};
 use crate::to_completion;
+
+/// Wakes the extractions waiting for a unit of work's data when dropped.
+struct WakeOnDrop<'a>(&'a UnitOfWork);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.wake_waiting();
+    }
+}
 
 /// What the response's `Set-Cookie` should say after a commit.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,7 +60,32 @@ impl UnitOfWork {
         let kept = Rc::strong_count(tx) > 1;
         let taken = tx.try_borrow_mut().ok()?.finish(kept);
         self.ended.set(true);
+        self.committing.set(!kept && taken.0.is_some());
         Some(taken)
+    }
+
+    /// Waits until the data `take` took is back, if it is out: a session extracted from
+    /// the request meanwhile reads it as the handler left it, not the stand-in.
+    pub(crate) async fn handed_back(&self) {
+        std::future::poll_fn(|cx| {
+            if !self.committing.get() {
+                return Poll::Ready(());
+            }
+            let mut waiting = self.waiting.borrow_mut();
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Wakes the extractions waiting for the data, which is back (or never will be).
+    fn wake_waiting(&self) {
+        self.committing.set(false);
+        for waker in self.waiting.take() {
+            waker.wake();
+        }
     }
 
     /// Ends the request writing nothing, for `why` (an abort outcome), and runs the abort
@@ -92,6 +127,9 @@ impl UnitOfWork {
         let Some((mut data, hooks)) = self.take() else {
             return Ok(CookieAction::Keep);
         };
+        // Dropped midway (a worker shutting down), the data is not handed back: the
+        // extractions waiting for it read the stand-in rather than wait forever.
+        let _wake = WakeOnDrop(self);
         let (ended, result) = match &mut data {
             None => (Commit::AbortedByHandler, Ok(CookieAction::Keep)),
             Some(data) => {
@@ -130,6 +168,7 @@ impl UnitOfWork {
         {
             tx.data = data;
         }
+        self.wake_waiting();
     }
 
     /// Tells the session, for its hooks, the id the commit stored it under (see

@@ -4,6 +4,7 @@
 
 use std::cell::{self, Cell, RefCell};
 use std::rc::Rc;
+use std::task::Waker;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -29,6 +30,11 @@ pub(crate) struct UnitOfWork {
     pub(super) session: OnceCell<Rc<RefCell<Transaction>>>,
     /// Committed or aborted: its data and hooks were taken.
     pub(super) ended: Cell<bool>,
+    /// The data taken for the commit, an empty stand-in in its place: a session extracted
+    /// meanwhile (by a task that holds the request) waits for it to come back.
+    pub(super) committing: Cell<bool>,
+    /// The extractions waiting for it.
+    pub(super) waiting: RefCell<Vec<Waker>>,
     /// The request's verified session cookies, for the load (and for a second extractor's,
     /// if the first fails): here rather than in the load's future, which every request's
     /// extractor boxes. Verified once: a second extractor, started while the first load
@@ -42,6 +48,8 @@ impl UnitOfWork {
             backend,
             session: OnceCell::new(),
             ended: Cell::new(false),
+            committing: Cell::new(false),
+            waiting: RefCell::default(),
             cookies: cell::OnceCell::new(),
         }
     }

@@ -45,6 +45,8 @@ pub struct TestApp<S> {
     pub hooks: web::Data<HookLog>,
     /// The session handle a `/keep/...` request kept past its end.
     pub kept: web::Data<Kept>,
+    /// The request a `/keep-request-set/...` request kept past its end.
+    pub kept_request: web::Data<KeptRequest>,
     /// The container over the same middleware.
     pub sessions: Sessions,
     /// The secret the key was made from, when the app made it.
@@ -71,6 +73,9 @@ impl HookLog {
 
 /// A session handle kept by a handler past the end of its request.
 pub type Kept = RefCell<Option<Session>>;
+
+/// A request kept by its handler past its end (as a task it spawns keeps it).
+pub type KeptRequest = RefCell<Option<actix_web::HttpRequest>>;
 
 /// What a test changes on the middleware's builder.
 pub type Configure = fn(MemcacheSessionBuilder) -> MemcacheSessionBuilder;
@@ -121,10 +126,12 @@ impl<S: SessionStore + Clone> TestApp<S> {
             writes: Box::new(move || counted.calls().writes()),
         });
         let kept = web::Data::new(Kept::default());
+        let kept_request = web::Data::new(KeptRequest::default());
         let app = App::new()
             .app_data(web::Data::from(Arc::clone(&gate)))
             .app_data(hooks.clone())
             .app_data(kept.clone())
+            .app_data(kept_request.clone())
             .wrap(middleware)
             .wrap_fn(|req, srv| {
                 let done = srv.call(req);
@@ -149,6 +156,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/twice/{p}/{k}", web::get().to(twice))
             .route("/keep/{p}/{k}", web::get().to(keep))
             .route("/keep-set/{p}/{k}/{v}", web::get().to(keep_set))
+            .route(
+                "/keep-request-set/{p}/{k}/{v}",
+                web::get().to(keep_request_set),
+            )
             .route("/set/{p}/{k}/{v}", web::get().to(set))
             .route(
                 "/set-status/{status}/{p}/{k}/{v}",
@@ -167,6 +178,8 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/cached/{value}", web::get().to(cached))
             .route("/later", web::get().to(later))
             .route("/keys/{p}", web::get().to(keys))
+            .route("/dump/{p}", web::get().to(dump))
+            .route("/note/{k}/{v}", web::get().to(note))
             .route("/remove/{p}/{k}", web::get().to(remove))
             .route("/clear/{p}", web::get().to(clear))
             .route("/renew", web::get().to(renew))
@@ -289,6 +302,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             gate,
             hooks,
             kept,
+            kept_request,
             sessions,
             secret: None,
         }
@@ -381,6 +395,17 @@ async fn keep_set(
     kept: web::Data<Kept>,
 ) -> actix_web::Result<String> {
     kept.replace(Some(s.clone()));
+    set(s, path).await
+}
+
+/// `set`, keeping the request (not the session handle) past the request's end.
+async fn keep_request_set(
+    s: Session,
+    req: actix_web::HttpRequest,
+    path: web::Path<(String, String, String)>,
+    kept: web::Data<KeptRequest>,
+) -> actix_web::Result<String> {
+    kept.replace(Some(req));
     set(s, path).await
 }
 
@@ -524,6 +549,26 @@ async fn later(req: actix_web::HttpRequest, log: web::Data<HookLog>) -> &'static
 
 async fn keys(s: Session, p: web::Path<String>) -> actix_web::Result<String> {
     Ok(s.package(p.into_inner()).keys()?.join(","))
+}
+
+/// Package `p` as a JSON object.
+async fn dump(s: Session, p: web::Path<String>) -> actix_web::Result<String> {
+    let package = s.package(p.into_inner());
+    let mut all = serde_json::Map::new();
+    for key in package.keys()? {
+        let value: Option<Value> = package.get(&key)?;
+        all.insert(key, value.unwrap_or(Value::Null));
+    }
+    Ok(Value::Object(all).to_string())
+}
+
+/// Sets `k` in package `p` and answers the package's `owner`, as read before the change.
+async fn note(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {
+    let (k, v) = path.into_inner();
+    let package = s.package("p");
+    let owner: Option<Value> = package.get("owner")?;
+    package.insert(&k, json(&v))?;
+    Ok(owner.map_or_else(|| "none".to_owned(), |v| v.to_string()))
 }
 
 async fn remove(s: Session, path: web::Path<(String, String)>) -> actix_web::Result<String> {

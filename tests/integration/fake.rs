@@ -347,13 +347,20 @@ impl DroppingProxy {
                     server.try_clone().unwrap(),
                     Arc::clone(&dropping),
                 );
-                let picked = Picked {
-                    verbs,
-                    once,
-                    dropping,
-                    forwarded,
+                let picked = move |chunk: &[u8]| {
+                    let this = verbs.iter().any(|verb| {
+                        chunk.starts_with(verb)
+                            || chunk
+                                .windows(verb.len() + 1)
+                                .any(|w| w[0] == b'\n' && &w[1..] == *verb)
+                    });
+                    if this && !once.swap(true, Ordering::SeqCst) {
+                        Fate::PassThenCut
+                    } else {
+                        Fate::Pass
+                    }
                 };
-                thread::spawn(move || pump_requests(client, server, &picked));
+                thread::spawn(move || pump_requests(client, server, picked, &dropping, &forwarded));
                 thread::spawn(move || pump(s2, c2, || !dropping2.load(Ordering::SeqCst)));
             }
         });
@@ -365,18 +372,28 @@ impl DroppingProxy {
     }
 }
 
-/// What `pump_requests` drops the connection after, and what it tells.
-struct Picked {
-    verbs: &'static [&'static [u8]],
-    /// Taken by the first command picked, on any connection.
-    once: Arc<AtomicBool>,
-    /// Set on picking it: this connection's replies stop.
-    dropping: Arc<AtomicBool>,
-    /// Set once it was forwarded (`DroppingProxy::dropped`).
-    forwarded: Arc<AtomicBool>,
+/// What a proxy does with a chunk of commands a client sent.
+pub enum Fate {
+    Pass,
+    /// Passed on after a while.
+    Late(Duration),
+    /// Not passed on: the connection closes, and the commands never reach memcached.
+    Cut,
+    /// Passed on, and the connection closes without their replies: the commands landed,
+    /// and the client cannot know.
+    PassThenCut,
 }
 
-fn pump_requests(mut from: TcpStream, mut to: TcpStream, picked: &Picked) {
+/// Copies commands from `from` to `to`, each chunk as `fate` says. On a `PassThenCut` it
+/// sets `dropping` (so the replies stop) before passing the chunk on and `forwarded`
+/// after.
+fn pump_requests(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    mut fate: impl FnMut(&[u8]) -> Fate,
+    dropping: &AtomicBool,
+    forwarded: &AtomicBool,
+) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -384,19 +401,18 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, picked: &Picked) {
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        let this = picked.verbs.iter().any(|verb| {
-            chunk.starts_with(verb)
-                || chunk
-                    .windows(verb.len() + 1)
-                    .any(|w| w[0] == b'\n' && &w[1..] == *verb)
-        });
-        if this && !picked.once.swap(true, Ordering::SeqCst) {
-            picked.dropping.store(true, Ordering::SeqCst);
-            let _ = to.write_all(chunk);
-            picked.forwarded.store(true, Ordering::SeqCst);
-            // Let memcached apply it before the connection goes.
-            thread::sleep(Duration::from_millis(100));
-            break;
+        match fate(chunk) {
+            Fate::Pass => {}
+            Fate::Late(wait) => thread::sleep(wait),
+            Fate::Cut => break,
+            Fate::PassThenCut => {
+                dropping.store(true, Ordering::SeqCst);
+                let _ = to.write_all(chunk);
+                forwarded.store(true, Ordering::SeqCst);
+                // Let memcached apply it before the connection goes.
+                thread::sleep(Duration::from_millis(100));
+                break;
+            }
         }
         if to.write_all(chunk).is_err() {
             break;
@@ -404,6 +420,93 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, picked: &Picked) {
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+/// A proxy to `upstream` that fails at random, as a flaky network does: of the chunks of
+/// commands a client sends, about one in `odds` is cut before memcached sees it, one in
+/// `odds` is passed on and its replies lost, one in `odds` is passed on late (by `late`),
+/// and after about one in `odds` of memcached's replies the connection's replies stop (the
+/// client must time out). Between [`storm`](Self::storm) and [`calm`](Self::calm); it
+/// starts calm.
+pub struct ChaosProxy {
+    addr: SocketAddr,
+    calm: Arc<AtomicBool>,
+    /// Faults so far.
+    pub faults: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ChaosProxy {
+    pub fn start(upstream: SocketAddr, seed: u64, odds: usize, late: Duration) -> Self {
+        let listener = listener();
+        let addr = listener.local_addr().unwrap();
+        let calm = Arc::new(AtomicBool::new(true));
+        let faults = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rng = Arc::new(Mutex::new(crate::support::Rng(seed)));
+        let (calming, counting) = (Arc::clone(&calm), Arc::clone(&faults));
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let dropping = Arc::new(AtomicBool::new(false));
+                // One draw of below(odds * 4) per chunk: 0, 1, 2 a fault, the rest none.
+                let draw = {
+                    let (rng, calm, faults) = (
+                        Arc::clone(&rng),
+                        Arc::clone(&calming),
+                        Arc::clone(&counting),
+                    );
+                    move || {
+                        if calm.load(Ordering::SeqCst) {
+                            return usize::MAX;
+                        }
+                        let n = rng.lock().unwrap().below(odds * 4);
+                        if n < 3 {
+                            faults.fetch_add(1, Ordering::SeqCst);
+                        }
+                        n
+                    }
+                };
+                let fate = {
+                    let draw = draw.clone();
+                    move |_: &[u8]| match draw() {
+                        0 => Fate::Cut,
+                        1 => Fate::PassThenCut,
+                        2 => Fate::Late(late),
+                        _ => Fate::Pass,
+                    }
+                };
+                let stopped = Arc::clone(&dropping);
+                thread::spawn(move || {
+                    pump_requests(client, server, fate, &dropping, &AtomicBool::new(false))
+                });
+                thread::spawn(move || {
+                    pump(s2, c2, || {
+                        if draw() < 3 {
+                            stopped.store(true, Ordering::SeqCst);
+                        }
+                        !stopped.load(Ordering::SeqCst)
+                    })
+                });
+            }
+        });
+        Self { addr, calm, faults }
+    }
+
+    pub fn url(&self) -> String {
+        format!("memcache://{}", self.addr)
+    }
+
+    /// Faults from now on.
+    pub fn storm(&self) {
+        self.calm.store(false, Ordering::SeqCst);
+    }
+
+    /// No faults from now on.
+    pub fn calm(&self) {
+        self.calm.store(true, Ordering::SeqCst);
+    }
 }
 
 /// A proxy to `upstream` that counts round trips: the times a client sends after a reply

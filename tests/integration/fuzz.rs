@@ -1,35 +1,15 @@
 //! Random and mutated session cookies through the app: no panic, no error status, and no
 //! forged value ever opens a session.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix_memcache_session::MemoryStore;
 
 use crate::app::TestApp;
-use crate::support::CountingStore;
+use crate::support::{CountingStore, Rng};
 
 /// Requests sent; each goes through the whole middleware and extractor.
 const CASES: usize = 300_000;
-
-/// xorshift64*: enough randomness for test inputs, and the seed reproduces a failure.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick(&mut self, from: &[u8]) -> u8 {
-        from[self.below(from.len())]
-    }
-}
 
 const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /// What a `Cookie` header may carry besides base64url: visible ASCII and space.
@@ -65,13 +45,8 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
 
 #[actix_web::test]
 async fn random_and_mutated_cookies_never_open_a_session_nor_fail() {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("cookie fuzz seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("cookie fuzz");
+    let seed = rng.0;
     let app = TestApp::new(CountingStore::new(MemoryStore::new())).await;
     let valid = app.get("/set/p/k/1", None).await.cookie();
     let valid = valid.value().as_bytes();

@@ -4,9 +4,12 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use actix_memcache_session::{Key, SessionError, SessionId, SessionStatus, SessionStore, Update};
+use actix_memcache_session::{
+    Key, Session, SessionError, SessionId, SessionStatus, SessionStore, Update,
+};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
+use actix_web::FromRequest;
 use futures_util::future::join;
 use futures_util::FutureExt;
 
@@ -20,6 +23,7 @@ macro_rules! http_suite {
             extracting_twice_loads_once,
             a_handle_kept_past_its_request_writes_nothing,
             a_handle_kept_reads_the_session_while_its_request_commits,
+            a_request_kept_reads_the_session_once_its_commit_is_done,
             changes_commit_and_read_back,
             error_status_aborts,
             handler_error_aborts,
@@ -225,6 +229,34 @@ pub async fn a_handle_kept_past_its_request_writes_nothing<S: SessionStore + Clo
     let reply = app.get("/get/q/j", Some(&cookie)).await;
     assert_eq!(reply.body, "none");
     assert_eq!(app.store.calls().writes(), 0);
+}
+
+/// A session extracted from the request by a task the handler spawned, while the request
+/// commits, reads it as the handler left it: the extraction waits for the commit. (It read
+/// an empty session meanwhile: only a kept `Session` handle got a copy.)
+pub async fn a_request_kept_reads_the_session_once_its_commit_is_done<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    app.store.hold_next_write_of(app.store.last_created());
+    let meanwhile = async {
+        app.store.when_held().await;
+        let req = app.kept_request.take().expect("kept by the handler");
+        let read = actix_web::rt::spawn(async move {
+            let session = Session::extract(&req).await.unwrap();
+            let value = session.package("p").get::<u32>("k").unwrap();
+            (value, session.id())
+        });
+        // The task runs while the write is held.
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        app.store.release();
+        read.await.unwrap()
+    };
+    let (reply, read) = join(app.get("/keep-request-set/p/k/2", Some(&cookie)), meanwhile).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (read, id) = read;
+    assert_eq!(read, Some(2), "as the handler left it");
+    assert!(id.is_some(), "the id it was stored under");
 }
 
 /// A handle kept past the request (a task the handler spawned) reads the session as the

@@ -13,6 +13,7 @@ mod fake;
 mod faults;
 mod fleet;
 mod fuzz;
+mod history;
 mod http;
 mod memcache;
 mod memcached;

@@ -368,3 +368,40 @@ pub fn cookie_stamped(secret: &[u8], id: &SessionId, issued: u64) -> String {
     mac.update(&[&b"id"[..], &[0], &signed].concat());
     URL_SAFE_NO_PAD.encode([signed, mac.finalize().into_bytes().to_vec()].concat())
 }
+
+/// xorshift64*: enough randomness for test inputs, and the seed reproduces a failure.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `TEST_SEED` when set, to reproduce a failure, else from the clock; the
+    /// seed is printed with `what`.
+    pub fn seeded(what: &str) -> Self {
+        let seed = std::env::var("TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            })
+            | 1;
+        eprintln!("{what} seed {seed} (TEST_SEED={seed} to run it again)");
+        Self(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick(&mut self, from: &[u8]) -> u8 {
+        from[self.below(from.len())]
+    }
+}
