@@ -12,6 +12,11 @@
 //! - a cookie a renew retired or a purge ended names nothing, ever after (a logout stays
 //!   a logout);
 //! - a live session is never found empty.
+//!
+//! And for users, devices logging in as one of three users and signing out everywhere or
+//! the others: a device never reads as another user than it logged in as; once a sign-out
+//! that reaches it was answered 200 it stays signed out (a logout stays a logout); and a
+//! signed-in device loses its user only to a sign-out.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,7 +29,7 @@ use serde_json::Value;
 use crate::app::TestApp;
 use crate::fake::ChaosProxy;
 use crate::memcached::Memcached;
-use crate::support::{CountingStore, Rng};
+use crate::support::{CountingStore, Reply, Rng};
 
 const SESSIONS: usize = 6;
 /// Requests sent at once in each batch.
@@ -213,22 +218,80 @@ fn pick(rng: &mut Rng, sessions: &[Tracked], next_value: &mut u64) -> Vec<(usize
     ops
 }
 
+/// A memcached behind a [`ChaosProxy`], and the test app on it.
+struct Rig {
+    _memcached: Memcached,
+    proxy: ChaosProxy,
+    app: TestApp<MemcacheStore>,
+}
+
+impl Rig {
+    async fn new(protocol: Protocol, rng: &mut Rng) -> Self {
+        let memcached = Memcached::start();
+        let proxy = ChaosProxy::start(memcached.addr(), rng.next(), ODDS, LATE);
+        let store = MemcacheStore::builder(proxy.url())
+            .io_timeout(IO_TIMEOUT)
+            .protocol(protocol)
+            .build()
+            .unwrap();
+        let app = TestApp::new(CountingStore::new(store)).await;
+        Self {
+            _memcached: memcached,
+            proxy,
+            app,
+        }
+    }
+
+    /// Sends every request of a batch at once, a tenth of them hung up on within 3 ms:
+    /// when each was sent, its reply (`None` when hung up on), and when that came.
+    async fn send(
+        &self,
+        rng: &mut Rng,
+        requests: Vec<(String, Option<Cookie<'static>>)>,
+    ) -> Vec<(Instant, Option<Reply>, Instant)> {
+        let hang_ups: Vec<Option<Duration>> = requests
+            .iter()
+            .map(|_| (rng.below(10) == 0).then(|| Duration::from_micros(rng.below(3_000) as u64)))
+            .collect();
+        join_all(
+            requests
+                .into_iter()
+                .zip(hang_ups)
+                .map(|((path, cookie), hang_up)| async move {
+                    let sent = Instant::now();
+                    let request = self.app.get(&path, cookie.as_ref());
+                    let reply = match hang_up {
+                        Some(after) => tokio::time::timeout(after, request).await.ok(),
+                        None => Some(request.await),
+                    };
+                    (sent, reply, Instant::now())
+                }),
+        )
+        .await
+    }
+
+    /// Stops the faults, and waits for the commits of requests hung up on and the
+    /// commands delivered late to land.
+    async fn calm(&self) {
+        self.proxy.calm();
+        tokio::time::sleep(LATE * 3).await;
+    }
+}
+
+/// Batches in a run: `default`, or `HISTORY_BATCHES`.
+fn batches(default: usize) -> usize {
+    std::env::var("HISTORY_BATCHES").map_or(default, |n| n.parse().unwrap())
+}
+
 async fn history(protocol: Protocol) {
     let mut rng = Rng::seeded("history");
-    let memcached = Memcached::start();
-    let proxy = ChaosProxy::start(memcached.addr(), rng.next(), ODDS, LATE);
-    let store = MemcacheStore::builder(proxy.url())
-        .io_timeout(IO_TIMEOUT)
-        .protocol(protocol)
-        .build()
-        .unwrap();
-    let app = TestApp::new(CountingStore::new(store)).await;
+    let rig = Rig::new(protocol, &mut rng).await;
+    let app = &rig.app;
     let mut sessions = Vec::new();
-    proxy.storm();
+    rig.proxy.storm();
     let mut seen = Seen::default();
     let mut next_value = 0_u64;
-    let batches = std::env::var("HISTORY_BATCHES").map_or(BATCHES, |n| n.parse().unwrap());
-    for batch in 0..batches {
+    for batch in 0..batches(BATCHES) {
         // Sessions a purge ended are replaced.
         while sessions.iter().filter(|s: &&Tracked| !s.ended).count() < SESSIONS {
             let owner = sessions.len();
@@ -257,28 +320,17 @@ async fn history(protocol: Protocol) {
                     .any(|(j, op)| *j == i && matches!(op, Op::Renew | Op::Purge))
         };
         let excuses: Vec<bool> = (0..sessions.len()).map(excused).collect();
-        let hang_ups: Vec<Option<Duration>> = ops
+        let requests = ops
             .iter()
-            .map(|_| (rng.below(10) == 0).then(|| Duration::from_micros(rng.below(3_000) as u64)))
-            .collect();
-        let answers = join_all(ops.iter().zip(&hang_ups).map(|((i, op), hang_up)| {
-            let cookie = match op {
-                Op::DeadDump(dead) => dead.clone(),
-                _ => sessions[*i].cookie.clone(),
-            };
-            let path = path(op);
-            let app = &app;
-            async move {
-                let sent = Instant::now();
-                let request = app.get(&path, Some(&cookie));
-                let reply = match hang_up {
-                    Some(after) => tokio::time::timeout(*after, request).await.ok(),
-                    None => Some(request.await),
+            .map(|(i, op)| {
+                let cookie = match op {
+                    Op::DeadDump(dead) => dead.clone(),
+                    _ => sessions[*i].cookie.clone(),
                 };
-                (sent, reply, Instant::now())
-            }
-        }))
-        .await;
+                (path(op), Some(cookie))
+            })
+            .collect();
+        let answers = rig.send(&mut rng, requests).await;
         for ((i, op), (sent, reply, answered)) in ops.into_iter().zip(answers) {
             let what = format!("batch {batch}, session {i}, {op:?}: {reply:?}");
             if reply.is_none() {
@@ -345,9 +397,7 @@ async fn history(protocol: Protocol) {
             }
         }
     }
-    proxy.calm();
-    // Commits of requests hung up on, and commands delivered late, land by then.
-    tokio::time::sleep(LATE * 3).await;
+    rig.calm().await;
     for tracked in &sessions {
         let what = format!("at the end, session {}", tracked.owner);
         for dead in &tracked.dead {
@@ -367,7 +417,7 @@ async fn history(protocol: Protocol) {
     }
     eprintln!(
         "{protocol:?}: {seen:?}, {} faults",
-        proxy.faults.load(std::sync::atomic::Ordering::SeqCst)
+        rig.proxy.faults.load(std::sync::atomic::Ordering::SeqCst)
     );
     assert!(
         seen.landed > 100 && seen.refused > 0 && seen.in_doubt > 10 && seen.hung_up > 10,
@@ -395,4 +445,380 @@ async fn random_histories_through_a_flaky_network_keep_every_promise_meta() {
 #[actix_web::test]
 async fn random_histories_through_a_flaky_network_keep_every_promise_text() {
     history(Protocol::Text).await;
+}
+
+/// Users whose devices log in and sign out in the users' history.
+const USERS: [&str; 3] = ["ada", "bob", "cy"];
+const DEVICES: usize = 6;
+/// Batches in a users' run: more than in a sessions' run, for sign-outs not raced by
+/// another (those only may sign out).
+const USER_BATCHES: usize = 200;
+
+/// A login answered 200.
+#[derive(Debug, Clone, Copy)]
+struct Login {
+    user: usize,
+    sent: Instant,
+    answered: Instant,
+}
+
+/// How long after its answer a sign-out in doubt may still land: a command delivered
+/// late, or the commit of a request hung up on, which goes on step by step.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// A browser: its cookie, and who it is signed in as.
+struct Device {
+    cookie: Option<Cookie<'static>>,
+    /// The login it is signed in by.
+    user: Option<Login>,
+    /// A login or sign-out whose outcome is unknown: the users it may be signed in as
+    /// besides none, until its next login answered 200.
+    doubt: Option<Vec<usize>>,
+    /// Cookies a login retired or a sign-out signed out: they name no user, ever after.
+    dead: Vec<Cookie<'static>>,
+    /// What happened to it, for a failure's message.
+    log: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum UserOp {
+    Login(usize),
+    Whoami,
+    DeadWhoami(Cookie<'static>),
+    SignOutEverywhere,
+    SignOutOthers,
+}
+
+/// A sign-out that was sent: of whom, from which device, everywhere or the others, and
+/// what its answer says.
+#[derive(Debug)]
+struct SignOut {
+    user: usize,
+    device: usize,
+    everywhere: bool,
+    sent: Instant,
+    answered: Instant,
+    outcome: Outcome,
+}
+
+impl SignOut {
+    /// Whether it reaches `device`, of its user.
+    fn reaches(&self, device: usize) -> bool {
+        self.everywhere || self.device != device
+    }
+
+    /// Whether it may have signed out `login` (of `device`): it reaches it, did not fail,
+    /// and was under way while the login was, or after (until it settled, if in doubt).
+    fn may_end(&self, login: &Login, device: usize) -> bool {
+        let settled = match self.outcome {
+            Outcome::Landed => self.answered,
+            Outcome::Maybe => self.answered + SETTLE,
+            Outcome::NotLanded => return false,
+        };
+        self.user == login.user && self.reaches(device) && login.sent < settled
+    }
+
+    /// Whether it must have signed out `login`: it landed, reaches it, began after the
+    /// login was answered, and its own session was not signed out by another sign-out
+    /// that may have come first (a session signed out since it was read ends nobody else,
+    /// `docs/users.md`).
+    fn ends(&self, login: &Login, device: usize, all: &[SignOut]) -> bool {
+        let contested = all.iter().any(|other| {
+            !std::ptr::eq(other, self)
+                && other.user == self.user
+                && other.reaches(self.device)
+                && other.outcome != Outcome::NotLanded
+                && other.sent < self.answered
+                && other.answered + SETTLE > self.sent
+        });
+        self.user == login.user
+            && self.outcome == Outcome::Landed
+            && self.reaches(device)
+            && self.sent > login.answered
+            && !contested
+    }
+}
+
+/// Checks what `device` answered to "who is signed in" (`said`, `None` for nobody),
+/// asked at `sent` and answered at `answered`, against its logins and every sign-out.
+fn check_whoami(
+    device: &Device,
+    d: usize,
+    said: Option<usize>,
+    (sent, answered): (Instant, Instant),
+    sign_outs: &[SignOut],
+    excused: bool,
+    what: &str,
+) {
+    let doubt = device.doubt.as_deref().unwrap_or_default();
+    match (said, device.user) {
+        (Some(u), _) if doubt.contains(&u) => {}
+        (Some(u), Some(login)) if u == login.user => {
+            // A logout stays a logout: once a sign-out that ends the login was answered.
+            if let Some(s) = sign_outs
+                .iter()
+                .find(|s| s.ends(&login, d, sign_outs) && s.answered < sent)
+            {
+                panic!("{what}: still signed in after {s:?}; {:#?}", device.log);
+            }
+        }
+        (Some(u), user) => panic!(
+            "{what}: signed in as {}, where it is {}; its last events {:#?}",
+            USERS[u],
+            user.map_or("signed out", |login| USERS[login.user]),
+            &device.log[device.log.len().saturating_sub(8)..]
+        ),
+        (None, Some(login)) if !excused && device.doubt.is_none() => {
+            // Only a sign-out begun before this was answered signs it out.
+            assert!(
+                sign_outs
+                    .iter()
+                    .any(|s| s.may_end(&login, d) && s.sent < answered),
+                "{what}: a signed-in device lost its user"
+            );
+        }
+        (None, _) => {}
+    }
+}
+
+fn user_path(op: &UserOp) -> String {
+    match op {
+        UserOp::Login(u) => format!("/login/{}", USERS[*u]),
+        UserOp::Whoami | UserOp::DeadWhoami(_) => "/whoami".to_owned(),
+        UserOp::SignOutEverywhere => "/sign-out-everywhere".to_owned(),
+        UserOp::SignOutOthers => "/sign-out-others".to_owned(),
+    }
+}
+
+/// Picks a batch: at most one login or sign-out per device.
+fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
+    let mut ops: Vec<(usize, UserOp)> = Vec::new();
+    while ops.len() < BATCH {
+        let d = rng.below(devices.len());
+        let busy = ops
+            .iter()
+            .any(|(e, op)| *e == d && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)));
+        // Known to be signed in: a sign-out is of that user.
+        let signed_in = devices[d].user.is_some() && devices[d].doubt.is_none();
+        let op = match rng.below(100) {
+            0..=44 => UserOp::Whoami,
+            45..=59 if !devices[d].dead.is_empty() => {
+                let dead = &devices[d].dead;
+                UserOp::DeadWhoami(dead[rng.below(dead.len())].clone())
+            }
+            60..=84 if !busy => UserOp::Login(rng.below(USERS.len())),
+            85..=91 if !busy && signed_in => UserOp::SignOutEverywhere,
+            92.. if !busy && signed_in => UserOp::SignOutOthers,
+            _ => continue,
+        };
+        ops.push((d, op));
+    }
+    ops
+}
+
+/// How many answers of each kind the users' run met, to show it met them.
+#[derive(Debug, Default)]
+struct SeenUsers {
+    logins: usize,
+    signed_out: usize,
+    whoami_user: usize,
+    whoami_none: usize,
+    dead_read: usize,
+    in_doubt: usize,
+}
+
+async fn users_history(protocol: Protocol) {
+    let mut rng = Rng::seeded("users' history");
+    let rig = Rig::new(protocol, &mut rng).await;
+    let mut devices: Vec<Device> = (0..DEVICES)
+        .map(|_| Device {
+            cookie: None,
+            user: None,
+            doubt: None,
+            dead: Vec::new(),
+            log: Vec::new(),
+        })
+        .collect();
+    let mut sign_outs: Vec<SignOut> = Vec::new();
+    let mut seen = SeenUsers::default();
+    rig.proxy.storm();
+    for batch in 0..batches(USER_BATCHES) {
+        let ops = pick_user_ops(&mut rng, &devices);
+        let requests = ops
+            .iter()
+            .map(|(d, op)| {
+                let cookie = match op {
+                    UserOp::DeadWhoami(dead) => Some(dead.clone()),
+                    _ => devices[*d].cookie.clone(),
+                };
+                (user_path(op), cookie)
+            })
+            .collect();
+        let answers = rig.send(&mut rng, requests).await;
+        // The sign-outs first: a whoami of this batch is checked against them all.
+        for ((d, op), (sent, reply, answered)) in ops.iter().zip(&answers) {
+            let everywhere = match op {
+                UserOp::SignOutEverywhere => true,
+                UserOp::SignOutOthers => false,
+                _ => continue,
+            };
+            let Some(Login { user, .. }) = devices[*d].user else {
+                continue;
+            };
+            let outcome = match reply.as_ref().map(|r| r.status) {
+                Some(200) => Outcome::Landed,
+                Some(409) => Outcome::NotLanded,
+                None | Some(503) => Outcome::Maybe,
+                Some(_) => panic!("batch {batch}, device {d}, {op:?}: {reply:?}"),
+            };
+            sign_outs.push(SignOut {
+                user,
+                device: *d,
+                everywhere,
+                sent: *sent,
+                answered: *answered,
+                outcome,
+            });
+        }
+        let busy = |d: usize| {
+            ops.iter()
+                .any(|(e, op)| *e == d && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)))
+        };
+        let excuses: Vec<bool> = (0..DEVICES).map(busy).collect();
+        for ((d, op), (sent, reply, answered)) in ops.iter().zip(&answers) {
+            let what = format!("batch {batch}, device {d}, {op:?}: {reply:?}");
+            let said = match reply.as_ref().map(|r| (r.status, r.body.as_str())) {
+                Some((200, "none")) => None,
+                Some((200, name)) => USERS.iter().position(|u| *u == name),
+                _ => continue,
+            };
+            match op {
+                UserOp::Whoami => {
+                    match said {
+                        Some(_) => seen.whoami_user += 1,
+                        None => seen.whoami_none += 1,
+                    }
+                    let device = &devices[*d];
+                    let when = (*sent, *answered);
+                    check_whoami(device, *d, said, when, &sign_outs, excuses[*d], &what);
+                }
+                UserOp::DeadWhoami(_) => {
+                    seen.dead_read += 1;
+                    assert_eq!(said, None, "{what}: a retired or signed-out cookie");
+                }
+                _ => {}
+            }
+        }
+        // Then what the logins and sign-outs changed.
+        for ((d, op), (sent, reply, answered)) in ops.into_iter().zip(answers) {
+            let status = reply.as_ref().map(|r| r.status);
+            let device = &mut devices[d];
+            if !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)) {
+                let log =
+                    format!("batch {batch}: {op:?} sent {sent:?}, {status:?} at {answered:?}");
+                device.log.push(log);
+            }
+            match op {
+                UserOp::Login(u) => match status {
+                    Some(200) => {
+                        seen.logins += 1;
+                        let reply = reply.unwrap();
+                        let old = device.cookie.replace(reply.cookie());
+                        device.dead.extend(old);
+                        device.user = Some(Login {
+                            user: u,
+                            sent,
+                            answered,
+                        });
+                        device.doubt = None;
+                    }
+                    Some(409) => {}
+                    None | Some(503) => {
+                        seen.in_doubt += 1;
+                        let mut maybe = device.doubt.take().unwrap_or_default();
+                        maybe.extend(device.user.map(|login| login.user));
+                        maybe.push(u);
+                        device.doubt = Some(maybe);
+                    }
+                    Some(_) => panic!("batch {batch}, device {d}, login: {reply:?}"),
+                },
+                UserOp::SignOutEverywhere | UserOp::SignOutOthers => {
+                    if let Some(cookie) = reply.as_ref().and_then(|r| r.cookie.clone()) {
+                        // A removal cookie, or a new session's.
+                        let old = std::mem::replace(
+                            &mut device.cookie,
+                            (!cookie.value().is_empty()).then_some(cookie),
+                        );
+                        device.dead.extend(old);
+                    }
+                }
+                UserOp::Whoami | UserOp::DeadWhoami(_) => {}
+            }
+        }
+        apply_sign_outs(&mut devices, &sign_outs, &mut seen);
+    }
+    rig.calm().await;
+    for (d, device) in devices.iter().enumerate() {
+        let what = format!("at the end, device {d}");
+        let sent = Instant::now();
+        let reply = rig.app.get("/whoami", device.cookie.as_ref()).await;
+        assert_eq!(reply.status, 200, "{what}: {reply:?}");
+        let said = USERS.iter().position(|u| *u == reply.body);
+        let when = (sent, Instant::now());
+        check_whoami(device, d, said, when, &sign_outs, false, &what);
+        for dead in &device.dead {
+            let reply = rig.app.get("/whoami", Some(dead)).await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (200, "none"),
+                "{what}: a retired or signed-out cookie"
+            );
+        }
+    }
+    eprintln!(
+        "{protocol:?}: {seen:?}, {} faults",
+        rig.proxy.faults.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(
+        seen.logins > 50 && seen.signed_out >= 8 && seen.in_doubt > 5,
+        "the run met every kind of answer: {seen:?}"
+    );
+    assert!(
+        seen.whoami_user > 50 && seen.whoami_none > 20 && seen.dead_read > 20,
+        "{seen:?}"
+    );
+}
+
+/// What the sign-outs did to the devices: one that ends a device's login signs it out (its
+/// cookie names nobody from then on); one that only may have leaves it in doubt.
+fn apply_sign_outs(devices: &mut [Device], sign_outs: &[SignOut], seen: &mut SeenUsers) {
+    for s in sign_outs {
+        for (d, device) in devices.iter_mut().enumerate() {
+            let Some(login) = device.user else {
+                continue;
+            };
+            if s.ends(&login, d, sign_outs) {
+                device.log.push(format!("signed out by {s:?}"));
+                seen.signed_out += 1;
+                device.user = None;
+                device.dead.extend(device.cookie.clone());
+            } else if s.may_end(&login, d) {
+                let doubt = device.doubt.get_or_insert_with(Vec::new);
+                if !doubt.contains(&login.user) {
+                    device.log.push(format!("in doubt by {s:?}"));
+                    doubt.push(login.user);
+                }
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_meta() {
+    users_history(Protocol::Meta).await;
+}
+
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_text() {
+    users_history(Protocol::Text).await;
 }
