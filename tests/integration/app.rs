@@ -233,6 +233,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_everywhere_then_500),
             )
             .route("/sign-out-others", web::get().to(sign_out_others))
+            .route("/counted/sign-out/{how}", web::get().to(counted_sign_out))
             .route(
                 "/purge-then-sign-out-everywhere",
                 web::get().to(purge_then_sign_out_everywhere),
@@ -1070,6 +1071,27 @@ async fn sign_out_then_big(
 
 async fn sign_out_others(s: Session) -> String {
     s.sign_out_other_sessions();
+    format!("{:?}", s.status())
+}
+
+/// A sign-out (`everywhere`, or else the others) that logs `"sign-out"` when its handler
+/// runs and `"settled"` when its commit is done, whichever way it ends, hung up on or not:
+/// a test knows when none is under way.
+async fn counted_sign_out(s: Session, how: web::Path<String>, log: web::Data<HookLog>) -> String {
+    log.push("sign-out".to_owned());
+    let settled = |log: web::Data<HookLog>| {
+        move || async move {
+            log.push("settled".to_owned());
+            Ok::<_, std::io::Error>(())
+        }
+    };
+    s.after_commit(settled(log.clone()));
+    s.after_abort(settled(log));
+    if how.as_str() == "everywhere" {
+        s.sign_out_everywhere();
+    } else {
+        s.sign_out_other_sessions();
+    }
     format!("{:?}", s.status())
 }
 

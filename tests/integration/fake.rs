@@ -360,7 +360,14 @@ impl DroppingProxy {
                         Fate::Pass
                     }
                 };
-                thread::spawn(move || pump_requests(client, server, picked, &dropping, &forwarded));
+                thread::spawn(move || {
+                    let stops = Stops {
+                        dropping: &dropping,
+                        forwarded: &forwarded,
+                        late: &std::sync::atomic::AtomicUsize::new(0),
+                    };
+                    pump_requests(client, server, picked, &stops)
+                });
                 thread::spawn(move || pump(s2, c2, || !dropping2.load(Ordering::SeqCst)));
             }
         });
@@ -384,15 +391,22 @@ pub enum Fate {
     PassThenCut,
 }
 
-/// Copies commands from `from` to `to`, each chunk as `fate` says. On a `PassThenCut` it
-/// sets `dropping` (so the replies stop) before passing the chunk on and `forwarded`
-/// after.
+/// What `pump_requests` tells.
+struct Stops<'a> {
+    /// Set on a `PassThenCut`, before the chunk is passed on: the replies stop.
+    dropping: &'a AtomicBool,
+    /// Set on a `PassThenCut`, once the chunk was passed on.
+    forwarded: &'a AtomicBool,
+    /// Chunks held back to be passed on late, now.
+    late: &'a std::sync::atomic::AtomicUsize,
+}
+
+/// Copies commands from `from` to `to`, each chunk as `fate` says.
 fn pump_requests(
     mut from: TcpStream,
     mut to: TcpStream,
     mut fate: impl FnMut(&[u8]) -> Fate,
-    dropping: &AtomicBool,
-    forwarded: &AtomicBool,
+    stops: &Stops<'_>,
 ) {
     let mut buf = vec![0; 64 * 1024];
     loop {
@@ -403,12 +417,21 @@ fn pump_requests(
         let chunk = &buf[..n];
         match fate(chunk) {
             Fate::Pass => {}
-            Fate::Late(wait) => thread::sleep(wait),
+            Fate::Late(wait) => {
+                stops.late.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(wait);
+                let passed = to.write_all(chunk);
+                stops.late.fetch_sub(1, Ordering::SeqCst);
+                if passed.is_err() {
+                    break;
+                }
+                continue;
+            }
             Fate::Cut => break,
             Fate::PassThenCut => {
-                dropping.store(true, Ordering::SeqCst);
+                stops.dropping.store(true, Ordering::SeqCst);
                 let _ = to.write_all(chunk);
-                forwarded.store(true, Ordering::SeqCst);
+                stops.forwarded.store(true, Ordering::SeqCst);
                 // Let memcached apply it before the connection goes.
                 thread::sleep(Duration::from_millis(100));
                 break;
@@ -433,6 +456,8 @@ pub struct ChaosProxy {
     calm: Arc<AtomicBool>,
     /// Faults so far.
     pub faults: Arc<std::sync::atomic::AtomicUsize>,
+    /// Chunks held back to be passed on late, now.
+    late: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ChaosProxy {
@@ -442,7 +467,12 @@ impl ChaosProxy {
         let calm = Arc::new(AtomicBool::new(true));
         let faults = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let rng = Arc::new(Mutex::new(crate::support::Rng(seed)));
-        let (calming, counting) = (Arc::clone(&calm), Arc::clone(&faults));
+        let late_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (calming, counting, holding) = (
+            Arc::clone(&calm),
+            Arc::clone(&faults),
+            Arc::clone(&late_now),
+        );
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
@@ -477,9 +507,15 @@ impl ChaosProxy {
                         _ => Fate::Pass,
                     }
                 };
+                let held = Arc::clone(&holding);
                 let stopped = Arc::clone(&dropping);
                 thread::spawn(move || {
-                    pump_requests(client, server, fate, &dropping, &AtomicBool::new(false))
+                    let stops = Stops {
+                        dropping: &dropping,
+                        forwarded: &AtomicBool::new(false),
+                        late: &held,
+                    };
+                    pump_requests(client, server, fate, &stops)
                 });
                 thread::spawn(move || {
                     pump(s2, c2, || {
@@ -491,7 +527,17 @@ impl ChaosProxy {
                 });
             }
         });
-        Self { addr, calm, faults }
+        Self {
+            addr,
+            calm,
+            faults,
+            late: late_now,
+        }
+    }
+
+    /// Whether a chunk is held back to be passed on late.
+    pub fn holds_late(&self) -> bool {
+        self.late.load(Ordering::SeqCst) > 0
     }
 
     pub fn url(&self) -> String {
