@@ -540,8 +540,8 @@ impl ChaosProxy {
         self.late.load(Ordering::SeqCst) > 0
     }
 
-    pub fn url(&self) -> String {
-        format!("memcache://{}", self.addr)
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Faults from now on.

@@ -218,28 +218,35 @@ fn pick(rng: &mut Rng, sessions: &[Tracked], next_value: &mut u64) -> Vec<(usize
     ops
 }
 
-/// A memcached behind a [`ChaosProxy`], and the test app on it.
+/// Memcached servers, each behind its own [`ChaosProxy`], and the test app on them.
 struct Rig {
-    _memcached: Memcached,
-    proxy: ChaosProxy,
+    _servers: Vec<Memcached>,
+    proxies: Vec<ChaosProxy>,
     app: TestApp<MemcacheStore>,
     /// Counted sign-outs whose handler ran and whose commit has not ended.
     under_way: std::cell::Cell<isize>,
 }
 
 impl Rig {
-    async fn new(protocol: Protocol, rng: &mut Rng) -> Self {
-        let memcached = Memcached::start();
-        let proxy = ChaosProxy::start(memcached.addr(), rng.next(), ODDS, LATE);
-        let store = MemcacheStore::builder(proxy.url())
+    async fn new(protocol: Protocol, servers: usize, rng: &mut Rng) -> Self {
+        let servers: Vec<Memcached> = (0..servers).map(|_| Memcached::start()).collect();
+        let proxies: Vec<ChaosProxy> = servers
+            .iter()
+            .map(|m| ChaosProxy::start(m.addr(), rng.next(), ODDS, LATE))
+            .collect();
+        let addrs: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
+        let store = MemcacheStore::builder(format!("memcache://{}", addrs.join(",")))
             .io_timeout(IO_TIMEOUT)
+            // A server of a fleet marked down by the faults is tried again soon: its
+            // sessions are not all 503 for the rest of the run.
+            .retry_interval(Duration::from_millis(50))
             .protocol(protocol)
             .build()
             .unwrap();
         let app = TestApp::new(CountingStore::new(store)).await;
         Self {
-            _memcached: memcached,
-            proxy,
+            _servers: servers,
+            proxies,
             app,
             under_way: std::cell::Cell::new(0),
         }
@@ -286,7 +293,7 @@ impl Rig {
             let (sent, settled) = (count("sign-out") as isize, count("settled") as isize);
             let under_way = self.under_way.get() + sent - settled;
             self.under_way.set(under_way);
-            let quiet = under_way == 0 && !self.proxy.holds_late();
+            let quiet = under_way == 0 && !self.proxies.iter().any(ChaosProxy::holds_late);
             if quiet && quiet_before {
                 return Instant::now();
             }
@@ -298,10 +305,29 @@ impl Rig {
         }
     }
 
+    /// GET `path` once the network is calm: a server marked down by the faults answers
+    /// 503 until it is tried again (`retry_interval`), then serves.
+    async fn get_calm(&self, path: &str, cookie: Option<&Cookie<'_>>) -> Reply {
+        let started = Instant::now();
+        loop {
+            let reply = self.app.get(path, cookie).await;
+            if reply.status != 503 || started.elapsed() > Duration::from_secs(30) {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Faults so far, of every proxy.
+    fn faults(&self) -> usize {
+        let faults = |p: &ChaosProxy| p.faults.load(std::sync::atomic::Ordering::SeqCst);
+        self.proxies.iter().map(faults).sum()
+    }
+
     /// Stops the faults, and waits for the commits of requests hung up on and the
     /// commands delivered late to land.
     async fn calm(&self) {
-        self.proxy.calm();
+        self.proxies.iter().for_each(ChaosProxy::calm);
         tokio::time::sleep(LATE * 3).await;
         self.settle().await;
     }
@@ -312,12 +338,12 @@ fn batches(default: usize) -> usize {
     std::env::var("HISTORY_BATCHES").map_or(default, |n| n.parse().unwrap())
 }
 
-async fn history(protocol: Protocol) {
+async fn history(protocol: Protocol, servers: usize) {
     let mut rng = Rng::seeded("history");
-    let rig = Rig::new(protocol, &mut rng).await;
+    let rig = Rig::new(protocol, servers, &mut rng).await;
     let app = &rig.app;
     let mut sessions = Vec::new();
-    rig.proxy.storm();
+    rig.proxies.iter().for_each(ChaosProxy::storm);
     let mut seen = Seen::default();
     let mut next_value = 0_u64;
     for batch in 0..batches(BATCHES) {
@@ -327,6 +353,7 @@ async fn history(protocol: Protocol) {
             let reply = app.get(&format!("/set/p/owner/{owner}"), None).await;
             if reply.status != 200 {
                 assert_eq!(reply.status, 503, "{reply:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
             sessions.push(Tracked {
@@ -430,7 +457,7 @@ async fn history(protocol: Protocol) {
     for tracked in &sessions {
         let what = format!("at the end, session {}", tracked.owner);
         for dead in &tracked.dead {
-            let reply = app.get("/dump/p", Some(dead)).await;
+            let reply = rig.get_calm("/dump/p", Some(dead)).await;
             assert_eq!(
                 (reply.status, reply.body.as_str()),
                 (200, "{}"),
@@ -440,13 +467,13 @@ async fn history(protocol: Protocol) {
         if tracked.ended {
             continue;
         }
-        let reply = app.get("/dump/p", Some(&tracked.cookie)).await;
+        let reply = rig.get_calm("/dump/p", Some(&tracked.cookie)).await;
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
         check_dump(tracked, &reply.body, tracked.doubt, None, &what);
     }
     eprintln!(
-        "{protocol:?}: {seen:?}, {} faults",
-        rig.proxy.faults.load(std::sync::atomic::Ordering::SeqCst)
+        "{protocol:?} on {servers}: {seen:?}, {} faults",
+        rig.faults()
     );
     assert!(
         seen.landed > 100 && seen.refused > 0 && seen.in_doubt > 10 && seen.hung_up > 10,
@@ -468,12 +495,12 @@ fn count(seen: &mut Seen, outcome: Outcome) {
 
 #[actix_web::test]
 async fn random_histories_through_a_flaky_network_keep_every_promise_meta() {
-    history(Protocol::Meta).await;
+    history(Protocol::Meta, 1).await;
 }
 
 #[actix_web::test]
 async fn random_histories_through_a_flaky_network_keep_every_promise_text() {
-    history(Protocol::Text).await;
+    history(Protocol::Text, 1).await;
 }
 
 /// Users whose devices log in and sign out in the users' history.
@@ -653,9 +680,9 @@ struct SeenUsers {
     in_doubt: usize,
 }
 
-async fn users_history(protocol: Protocol) {
+async fn users_history(protocol: Protocol, servers: usize) {
     let mut rng = Rng::seeded("users' history");
-    let rig = Rig::new(protocol, &mut rng).await;
+    let rig = Rig::new(protocol, servers, &mut rng).await;
     let mut devices: Vec<Device> = (0..DEVICES)
         .map(|_| Device {
             cookie: None,
@@ -667,7 +694,7 @@ async fn users_history(protocol: Protocol) {
         .collect();
     let mut sign_outs: Vec<SignOut> = Vec::new();
     let mut seen = SeenUsers::default();
-    rig.proxy.storm();
+    rig.proxies.iter().for_each(ChaosProxy::storm);
     for batch in 0..batches(USER_BATCHES) {
         let ops = pick_user_ops(&mut rng, &devices);
         let requests = ops
@@ -801,13 +828,13 @@ async fn users_history(protocol: Protocol) {
     for (d, device) in devices.iter().enumerate() {
         let what = format!("at the end, device {d}");
         let sent = Instant::now();
-        let reply = rig.app.get("/whoami", device.cookie.as_ref()).await;
+        let reply = rig.get_calm("/whoami", device.cookie.as_ref()).await;
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
         let said = USERS.iter().position(|u| *u == reply.body);
         let when = (sent, Instant::now());
         check_whoami(device, d, said, when, &sign_outs, false, &what);
         for dead in &device.dead {
-            let reply = rig.app.get("/whoami", Some(dead)).await;
+            let reply = rig.get_calm("/whoami", Some(dead)).await;
             assert_eq!(
                 (reply.status, reply.body.as_str()),
                 (200, "none"),
@@ -816,8 +843,8 @@ async fn users_history(protocol: Protocol) {
         }
     }
     eprintln!(
-        "{protocol:?}: {seen:?}, {} faults",
-        rig.proxy.faults.load(std::sync::atomic::Ordering::SeqCst)
+        "{protocol:?} on {servers}: {seen:?}, {} faults",
+        rig.faults()
     );
     assert!(
         seen.logins > 50 && seen.signed_out >= 20 && seen.in_doubt > 5,
@@ -855,10 +882,22 @@ fn apply_sign_outs(devices: &mut [Device], sign_outs: &[SignOut], seen: &mut See
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_meta() {
-    users_history(Protocol::Meta).await;
+    users_history(Protocol::Meta, 1).await;
 }
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_text() {
-    users_history(Protocol::Text).await;
+    users_history(Protocol::Text, 1).await;
+}
+
+/// Over three servers (a ketama ring), each with its own flaky network: a session's
+/// server and its user's item's may differ.
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise_fleet() {
+    history(Protocol::Meta, 3).await;
+}
+
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_fleet() {
+    users_history(Protocol::Meta, 3).await;
 }
