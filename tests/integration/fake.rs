@@ -364,7 +364,7 @@ impl DroppingProxy {
                     let stops = Stops {
                         dropping: &dropping,
                         forwarded: &forwarded,
-                        late: &std::sync::atomic::AtomicUsize::new(0),
+                        held: &std::sync::atomic::AtomicUsize::new(0),
                     };
                     pump_requests(client, server, picked, &stops)
                 });
@@ -397,8 +397,8 @@ struct Stops<'a> {
     dropping: &'a AtomicBool,
     /// Set on a `PassThenCut`, once the chunk was passed on.
     forwarded: &'a AtomicBool,
-    /// Chunks held back to be passed on late, now.
-    late: &'a std::sync::atomic::AtomicUsize,
+    /// Chunks read and not yet passed on or dropped, now.
+    held: &'a std::sync::atomic::AtomicUsize,
 }
 
 /// Copies commands from `from` to `to`, each chunk as `fate` says.
@@ -414,30 +414,26 @@ fn pump_requests(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        stops.held.fetch_add(1, Ordering::SeqCst);
         let chunk = &buf[..n];
-        match fate(chunk) {
-            Fate::Pass => {}
+        let go_on = match fate(chunk) {
+            Fate::Pass => to.write_all(chunk).is_ok(),
             Fate::Late(wait) => {
-                stops.late.fetch_add(1, Ordering::SeqCst);
                 thread::sleep(wait);
-                let passed = to.write_all(chunk);
-                stops.late.fetch_sub(1, Ordering::SeqCst);
-                if passed.is_err() {
-                    break;
-                }
-                continue;
+                to.write_all(chunk).is_ok()
             }
-            Fate::Cut => break,
+            Fate::Cut => false,
             Fate::PassThenCut => {
                 stops.dropping.store(true, Ordering::SeqCst);
                 let _ = to.write_all(chunk);
                 stops.forwarded.store(true, Ordering::SeqCst);
                 // Let memcached apply it before the connection goes.
                 thread::sleep(Duration::from_millis(100));
-                break;
+                false
             }
-        }
-        if to.write_all(chunk).is_err() {
+        };
+        stops.held.fetch_sub(1, Ordering::SeqCst);
+        if !go_on {
             break;
         }
     }
@@ -456,8 +452,8 @@ pub struct ChaosProxy {
     calm: Arc<AtomicBool>,
     /// Faults so far.
     pub faults: Arc<std::sync::atomic::AtomicUsize>,
-    /// Chunks held back to be passed on late, now.
-    late: Arc<std::sync::atomic::AtomicUsize>,
+    /// Chunks of commands read and not yet passed on or dropped, now.
+    held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ChaosProxy {
@@ -467,12 +463,9 @@ impl ChaosProxy {
         let calm = Arc::new(AtomicBool::new(true));
         let faults = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let rng = Arc::new(Mutex::new(crate::support::Rng(seed)));
-        let late_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (calming, counting, holding) = (
-            Arc::clone(&calm),
-            Arc::clone(&faults),
-            Arc::clone(&late_now),
-        );
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (calming, counting, holding) =
+            (Arc::clone(&calm), Arc::clone(&faults), Arc::clone(&held));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
@@ -513,7 +506,7 @@ impl ChaosProxy {
                     let stops = Stops {
                         dropping: &dropping,
                         forwarded: &AtomicBool::new(false),
-                        late: &held,
+                        held: &held,
                     };
                     pump_requests(client, server, fate, &stops)
                 });
@@ -531,13 +524,14 @@ impl ChaosProxy {
             addr,
             calm,
             faults,
-            late: late_now,
+            held,
         }
     }
 
-    /// Whether a chunk is held back to be passed on late.
-    pub fn holds_late(&self) -> bool {
-        self.late.load(Ordering::SeqCst) > 0
+    /// Whether a chunk of commands it read is not yet passed on or dropped (one held back
+    /// to be passed on late, say).
+    pub fn holds_any(&self) -> bool {
+        self.held.load(Ordering::SeqCst) > 0
     }
 
     pub fn addr(&self) -> SocketAddr {

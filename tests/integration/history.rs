@@ -280,9 +280,12 @@ impl Rig {
         .await
     }
 
-    /// Waits until no counted sign-out is under way (hung up on, its commit goes on) and
-    /// no command is held back to be passed on late, and says when: nothing any of them
-    /// sent lands after that. It never comes, within 30 s, only if a commit hangs.
+    /// Waits until no counted sign-out is under way (hung up on, its commit goes on) and no
+    /// proxy holds a command (one to pass on late), twice 10 ms apart, and says when:
+    /// nothing any of them sent lands after that, but for a command still in the kernel's
+    /// buffer then, behind one held back, whose thread was kept from reading it for 10 ms
+    /// (harmless: a sign-out's commands to the user's item are compare-and-swap, which a
+    /// login after it makes fail). It never comes, within 30 s, only if a commit hangs.
     async fn settle(&self) -> Instant {
         let started = Instant::now();
         let mut quiet_before = false;
@@ -293,7 +296,7 @@ impl Rig {
             let (sent, settled) = (count("sign-out") as isize, count("settled") as isize);
             let under_way = self.under_way.get() + sent - settled;
             self.under_way.set(under_way);
-            let quiet = under_way == 0 && !self.proxies.iter().any(ChaosProxy::holds_late);
+            let quiet = under_way == 0 && !self.proxies.iter().any(ChaosProxy::holds_any);
             if quiet && quiet_before {
                 return Instant::now();
             }
@@ -367,15 +370,6 @@ async fn history(protocol: Protocol, servers: usize) {
             });
         }
         let ops = pick(&mut rng, &sessions, &mut next_value);
-        // A lifecycle op in the batch excuses its session's other requests for finding
-        // no session: they may have come after it.
-        let excused = |i: usize| {
-            sessions[i].doubt
-                || ops
-                    .iter()
-                    .any(|(j, op)| *j == i && matches!(op, Op::Renew | Op::Purge))
-        };
-        let excuses: Vec<bool> = (0..sessions.len()).map(excused).collect();
         let requests = ops
             .iter()
             .map(|(i, op)| {
@@ -387,11 +381,22 @@ async fn history(protocol: Protocol, servers: usize) {
             })
             .collect();
         let answers = rig.send(&mut rng, requests).await;
+        // A renew or purge in the batch that may have happened (not a 409, which wrote
+        // nothing) excuses its session's other requests for finding no session: they may
+        // have come after it.
+        let excused = |i: usize| {
+            sessions[i].doubt
+                || ops.iter().zip(&answers).any(|((j, op), (_, reply, _))| {
+                    *j == i && matches!(op, Op::Renew | Op::Purge) && !answered(reply, 409)
+                })
+        };
+        let excuses: Vec<bool> = (0..sessions.len()).map(excused).collect();
         for ((i, op), (sent, reply, answered)) in ops.into_iter().zip(answers) {
             let what = format!("batch {batch}, session {i}, {op:?}: {reply:?}");
             if reply.is_none() {
                 seen.hung_up += 1;
             }
+            no_cookie_on_error(reply.as_ref(), &what);
             let tracked = &mut sessions[i];
             let answer = reply.as_ref().map(|r| (r.status, r.body.as_str()));
             match op {
@@ -603,6 +608,15 @@ fn check_whoami(
     excused: bool,
     what: &str,
 ) {
+    // A cookie a login retired or a sign-out ended names nobody, in doubt or not.
+    if device
+        .cookie
+        .as_ref()
+        .is_some_and(|c| device.dead.contains(c))
+    {
+        assert_eq!(said, None, "{what}: a retired or signed-out cookie");
+        return;
+    }
     let doubt = device.doubt.as_deref().unwrap_or_default();
     match (said, device.user) {
         (Some(u), _) if doubt.contains(&u) => {}
@@ -631,6 +645,29 @@ fn check_whoami(
             );
         }
         (None, _) => {}
+    }
+}
+
+/// The user a whoami's answer names: `None` for "none", and never a name not in `USERS`.
+fn user_named(body: &str, what: &str) -> Option<usize> {
+    if body == "none" {
+        return None;
+    }
+    let user = USERS.iter().position(|u| *u == body);
+    assert!(user.is_some(), "{what}: an answer naming nobody known");
+    user
+}
+
+/// Whether `reply` came, with `status`.
+fn answered(reply: &Option<Reply>, status: u16) -> bool {
+    reply.as_ref().is_some_and(|r| r.status == status)
+}
+
+/// A request answered with an error wrote nothing: it sets no cookie but a removal.
+fn no_cookie_on_error(reply: Option<&Reply>, what: &str) {
+    if let Some(reply) = reply.filter(|r| r.status >= 400) {
+        let set = reply.cookie.as_ref().is_some_and(|c| !c.value().is_empty());
+        assert!(!set, "{what}: an error answer sets a session cookie");
     }
 }
 
@@ -747,16 +784,29 @@ async fn users_history(protocol: Protocol, servers: usize) {
                 }
             }
         }
+        // A login or sign-out of the device in the batch that may have happened (not a
+        // 409, which wrote nothing) excuses its other requests for finding nobody.
         let busy = |d: usize| {
-            ops.iter()
-                .any(|(e, op)| *e == d && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)))
+            ops.iter().zip(&answers).any(|((e, op), (_, reply, _))| {
+                *e == d
+                    && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_))
+                    && !answered(reply, 409)
+            })
         };
         let excuses: Vec<bool> = (0..DEVICES).map(busy).collect();
         for ((d, op), (sent, reply, answered)) in ops.iter().zip(&answers) {
             let what = format!("batch {batch}, device {d}, {op:?}: {reply:?}");
-            let said = match reply.as_ref().map(|r| (r.status, r.body.as_str())) {
-                Some((200, "none")) => None,
-                Some((200, name)) => USERS.iter().position(|u| *u == name),
+            no_cookie_on_error(reply.as_ref(), &what);
+            if let (UserOp::SignOutEverywhere, Some(reply)) = (op, reply) {
+                if reply.status == 200 {
+                    let removed = reply.cookie.as_ref().is_some_and(|c| c.value().is_empty());
+                    assert!(removed, "{what}: a sign-out everywhere keeps its cookie");
+                }
+            }
+            let said = match (op, reply.as_ref().map(|r| (r.status, r.body.as_str()))) {
+                (UserOp::Whoami | UserOp::DeadWhoami(_), Some((200, body))) => {
+                    user_named(body, &what)
+                }
                 _ => continue,
             };
             match op {
@@ -830,7 +880,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
         let sent = Instant::now();
         let reply = rig.get_calm("/whoami", device.cookie.as_ref()).await;
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
-        let said = USERS.iter().position(|u| *u == reply.body);
+        let said = user_named(&reply.body, &what);
         let when = (sent, Instant::now());
         check_whoami(device, d, said, when, &sign_outs, false, &what);
         for dead in &device.dead {
