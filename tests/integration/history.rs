@@ -351,7 +351,12 @@ async fn history(protocol: Protocol, servers: usize) {
     let mut next_value = 0_u64;
     for batch in 0..batches(BATCHES) {
         // Sessions a purge ended are replaced.
+        let replacing = Instant::now();
         while sessions.iter().filter(|s: &&Tracked| !s.ended).count() < SESSIONS {
+            assert!(
+                replacing.elapsed() < Duration::from_secs(30),
+                "no session could be created in 30 s"
+            );
             let owner = sessions.len();
             let reply = app.get(&format!("/set/p/owner/{owner}"), None).await;
             if reply.status != 200 {
@@ -498,9 +503,11 @@ fn count(seen: &mut Seen, outcome: Outcome) {
     }
 }
 
+/// In the protocol the server completes: the meta protocol from memcached 1.6.18, the text
+/// protocol before (the versions matrix runs them all).
 #[actix_web::test]
-async fn random_histories_through_a_flaky_network_keep_every_promise_meta() {
-    history(Protocol::Meta, 1).await;
+async fn random_histories_through_a_flaky_network_keep_every_promise() {
+    history(Protocol::Auto, 1).await;
 }
 
 #[actix_web::test]
@@ -931,8 +938,8 @@ fn apply_sign_outs(devices: &mut [Device], sign_outs: &[SignOut], seen: &mut See
 }
 
 #[actix_web::test]
-async fn random_users_histories_through_a_flaky_network_keep_every_promise_meta() {
-    users_history(Protocol::Meta, 1).await;
+async fn random_users_histories_through_a_flaky_network_keep_every_promise() {
+    users_history(Protocol::Auto, 1).await;
 }
 
 #[actix_web::test]
@@ -944,10 +951,10 @@ async fn random_users_histories_through_a_flaky_network_keep_every_promise_text(
 /// server and its user's item's may differ.
 #[actix_web::test]
 async fn random_histories_through_a_flaky_network_keep_every_promise_fleet() {
-    history(Protocol::Meta, 3).await;
+    history(Protocol::Auto, 3).await;
 }
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_fleet() {
-    users_history(Protocol::Meta, 3).await;
+    users_history(Protocol::Auto, 3).await;
 }
