@@ -3,7 +3,6 @@
 //! sign-out of the user's sessions goes first.
 
 use std::rc::Rc;
-use std::task::Poll;
 
 use actix_web::ResponseError;
 
@@ -67,24 +66,16 @@ impl UnitOfWork {
     /// Waits until the data `take` took is back, if it is out: a session extracted from
     /// the request meanwhile reads it as the handler left it, not the stand-in.
     pub(crate) async fn handed_back(&self) {
-        std::future::poll_fn(|cx| {
-            if !self.committing.get() {
-                return Poll::Ready(());
-            }
-            let mut waiting = self.waiting.borrow_mut();
-            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                waiting.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await;
+        if self.committing.get() {
+            // Made before anything could hand it back (one thread): `wake_waiting` wakes it.
+            self.handed_back.notified().await;
+        }
     }
 
     /// Wakes the extractions waiting for the data, which is back (or never will be).
     fn wake_waiting(&self) {
-        self.committing.set(false);
-        for waker in self.waiting.take() {
-            waker.wake();
+        if self.committing.replace(false) {
+            self.handed_back.notify_waiters();
         }
     }
 

@@ -4,12 +4,11 @@
 
 use std::cell::{self, Cell, RefCell};
 use std::rc::Rc;
-use std::task::Waker;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
 use futures_util::future::join;
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use super::data::{Existing, SessionData};
 use super::generation;
@@ -33,8 +32,8 @@ pub(crate) struct UnitOfWork {
     /// The data taken for the commit, an empty stand-in in its place: a session extracted
     /// meanwhile (by a task that holds the request) waits for it to come back.
     pub(super) committing: Cell<bool>,
-    /// The extractions waiting for it.
-    pub(super) waiting: RefCell<Vec<Waker>>,
+    /// Told when it is back.
+    pub(super) handed_back: Notify,
     /// The request's verified session cookies, for the load (and for a second extractor's,
     /// if the first fails): here rather than in the load's future, which every request's
     /// extractor boxes. Verified once: a second extractor, started while the first load
@@ -49,7 +48,7 @@ impl UnitOfWork {
             session: OnceCell::new(),
             ended: Cell::new(false),
             committing: Cell::new(false),
-            waiting: RefCell::default(),
+            handed_back: Notify::const_new(),
             cookies: cell::OnceCell::new(),
         }
     }

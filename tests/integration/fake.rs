@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -364,7 +364,7 @@ impl DroppingProxy {
                     let stops = Stops {
                         dropping: &dropping,
                         forwarded: &forwarded,
-                        held: &std::sync::atomic::AtomicUsize::new(0),
+                        held: &AtomicUsize::new(0),
                     };
                     pump_requests(client, server, picked, &stops)
                 });
@@ -398,7 +398,7 @@ struct Stops<'a> {
     /// Set on a `PassThenCut`, once the chunk was passed on.
     forwarded: &'a AtomicBool,
     /// Chunks read and not yet passed on or dropped, now.
-    held: &'a std::sync::atomic::AtomicUsize,
+    held: &'a AtomicUsize,
 }
 
 /// Copies commands from `from` to `to`, each chunk as `fate` says.
@@ -451,9 +451,9 @@ pub struct ChaosProxy {
     addr: SocketAddr,
     calm: Arc<AtomicBool>,
     /// Faults so far.
-    pub faults: Arc<std::sync::atomic::AtomicUsize>,
+    pub faults: Arc<AtomicUsize>,
     /// Chunks of commands read and not yet passed on or dropped, now.
-    held: Arc<std::sync::atomic::AtomicUsize>,
+    held: Arc<AtomicUsize>,
 }
 
 impl ChaosProxy {
@@ -461,9 +461,9 @@ impl ChaosProxy {
         let listener = listener();
         let addr = listener.local_addr().unwrap();
         let calm = Arc::new(AtomicBool::new(true));
-        let faults = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let faults = Arc::new(AtomicUsize::new(0));
         let rng = Arc::new(Mutex::new(crate::support::Rng(seed)));
-        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
         let (calming, counting, holding) =
             (Arc::clone(&calm), Arc::clone(&faults), Arc::clone(&held));
         thread::spawn(move || {
@@ -559,7 +559,7 @@ pub struct TurnCountingProxy {
 
 #[derive(Default)]
 struct Turns {
-    count: std::sync::atomic::AtomicUsize,
+    count: AtomicUsize,
     /// The last bytes through went to the client.
     replied: AtomicBool,
 }

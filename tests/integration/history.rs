@@ -89,6 +89,13 @@ enum Op {
     DeadDump(Cookie<'static>),
 }
 
+impl Op {
+    /// A renew or a purge: it moves or ends the session.
+    fn is_lifecycle(&self) -> bool {
+        matches!(self, Op::Renew | Op::Purge)
+    }
+}
+
 /// The outcome of a write answered `status` with `owner` read before it, by session
 /// `tracked` (panics on another session's owner or an answer no write may get).
 fn outcome(tracked: &Tracked, answer: Option<(u16, &str)>, excused: bool, what: &str) -> Outcome {
@@ -197,9 +204,7 @@ fn pick(rng: &mut Rng, sessions: &[Tracked], next_value: &mut u64) -> Vec<(usize
         .collect();
     while ops.len() < BATCH {
         let i = live[rng.below(live.len())];
-        let lifecycle = ops
-            .iter()
-            .any(|(j, op)| *j == i && matches!(op, Op::Renew | Op::Purge));
+        let lifecycle = ops.iter().any(|(j, op)| *j == i && op.is_lifecycle());
         *next_value += 1;
         let op = match rng.below(100) {
             0..=39 => Op::Note(format!("k{next_value}"), *next_value),
@@ -327,11 +332,10 @@ impl Rig {
         self.proxies.iter().map(faults).sum()
     }
 
-    /// Stops the faults, and waits for the commits of requests hung up on and the
-    /// commands delivered late to land.
+    /// Stops the faults, and waits for the counted sign-outs and the commands held back
+    /// to land ([`settle`](Self::settle)).
     async fn calm(&self) {
         self.proxies.iter().for_each(ChaosProxy::calm);
-        tokio::time::sleep(LATE * 3).await;
         self.settle().await;
     }
 }
@@ -392,7 +396,7 @@ async fn history(protocol: Protocol, servers: usize) {
         let excused = |i: usize| {
             sessions[i].doubt
                 || ops.iter().zip(&answers).any(|((j, op), (_, reply, _))| {
-                    *j == i && matches!(op, Op::Renew | Op::Purge) && !answered(reply, 409)
+                    *j == i && op.is_lifecycle() && !answered(reply, 409)
                 })
         };
         let excuses: Vec<bool> = (0..sessions.len()).map(excused).collect();
@@ -553,6 +557,13 @@ enum UserOp {
     SignOutOthers,
 }
 
+impl UserOp {
+    /// A login or a sign-out: it changes who the device is signed in as.
+    fn is_lifecycle(&self) -> bool {
+        !matches!(self, UserOp::Whoami | UserOp::DeadWhoami(_))
+    }
+}
+
 /// A sign-out that was sent: of whom, from which device, everywhere or the others, and
 /// what its answer says.
 #[derive(Debug)]
@@ -692,9 +703,7 @@ fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
     let mut ops: Vec<(usize, UserOp)> = Vec::new();
     while ops.len() < BATCH {
         let d = rng.below(devices.len());
-        let busy = ops
-            .iter()
-            .any(|(e, op)| *e == d && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)));
+        let busy = ops.iter().any(|(e, op)| *e == d && op.is_lifecycle());
         // Known to be signed in: a sign-out is of that user.
         let signed_in = devices[d].user.is_some() && devices[d].doubt.is_none();
         let op = match rng.below(100) {
@@ -751,7 +760,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
                 (user_path(op), cookie)
             })
             .collect();
-        let batch_sent = Instant::now();
+        let first = sign_outs.len();
         let answers = rig.send(&mut rng, requests).await;
         // The sign-outs first: a whoami of this batch is checked against them all.
         for ((d, op), (sent, reply, answered)) in ops.iter().zip(&answers) {
@@ -780,12 +789,12 @@ async fn users_history(protocol: Protocol, servers: usize) {
             });
         }
         // One in doubt may still land: the batch is over once none can.
-        if sign_outs
+        if sign_outs[first..]
             .iter()
-            .any(|s| s.sent >= batch_sent && s.outcome == Outcome::Maybe)
+            .any(|s| s.outcome == Outcome::Maybe)
         {
             let settled = rig.settle().await;
-            for s in sign_outs.iter_mut().filter(|s| s.sent >= batch_sent) {
+            for s in &mut sign_outs[first..] {
                 if s.outcome == Outcome::Maybe {
                     s.settled = settled;
                 }
@@ -795,9 +804,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
         // 409, which wrote nothing) excuses its other requests for finding nobody.
         let busy = |d: usize| {
             ops.iter().zip(&answers).any(|((e, op), (_, reply, _))| {
-                *e == d
-                    && !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_))
-                    && !answered(reply, 409)
+                *e == d && op.is_lifecycle() && !answered(reply, 409)
             })
         };
         let excuses: Vec<bool> = (0..DEVICES).map(busy).collect();
@@ -837,7 +844,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
         for ((d, op), (sent, reply, answered)) in ops.into_iter().zip(answers) {
             let status = reply.as_ref().map(|r| r.status);
             let device = &mut devices[d];
-            if !matches!(op, UserOp::Whoami | UserOp::DeadWhoami(_)) {
+            if op.is_lifecycle() {
                 let log =
                     format!("batch {batch}: {op:?} sent {sent:?}, {status:?} at {answered:?}");
                 device.log.push(log);
@@ -879,7 +886,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
                 UserOp::Whoami | UserOp::DeadWhoami(_) => {}
             }
         }
-        apply_sign_outs(&mut devices, &sign_outs, &mut seen);
+        apply_sign_outs(&mut devices, &sign_outs, first, &mut seen);
     }
     rig.calm().await;
     for (d, device) in devices.iter().enumerate() {
@@ -913,10 +920,17 @@ async fn users_history(protocol: Protocol, servers: usize) {
     );
 }
 
-/// What the sign-outs did to the devices: one that ends a device's login signs it out (its
-/// cookie names nobody from then on); one that only may have leaves it in doubt.
-fn apply_sign_outs(devices: &mut [Device], sign_outs: &[SignOut], seen: &mut SeenUsers) {
-    for s in sign_outs {
+/// What the batch's sign-outs (`sign_outs[first..]`) did to the devices: one that ends a
+/// device's login signs it out (its cookie names nobody from then on); one that only may
+/// have leaves it in doubt. (An earlier batch's, settled before this one began, can do
+/// neither to a login of this batch.)
+fn apply_sign_outs(
+    devices: &mut [Device],
+    sign_outs: &[SignOut],
+    first: usize,
+    seen: &mut SeenUsers,
+) {
+    for s in &sign_outs[first..] {
         for (d, device) in devices.iter_mut().enumerate() {
             let Some(login) = device.user else {
                 continue;
