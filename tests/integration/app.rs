@@ -234,6 +234,12 @@ impl<S: SessionStore + Clone> TestApp<S> {
             )
             .route("/sign-out-others", web::get().to(sign_out_others))
             .route("/counted/sign-out/{how}", web::get().to(counted_sign_out))
+            .route("/counted/login/{user}", web::get().to(counted_login))
+            .route(
+                "/counted/admin-sign-out/{user}/{handle}",
+                web::get().to(counted_admin_sign_out),
+            )
+            .route("/who", web::get().to(who))
             .route(
                 "/purge-then-sign-out-everywhere",
                 web::get().to(purge_then_sign_out_everywhere),
@@ -1074,11 +1080,10 @@ async fn sign_out_others(s: Session) -> String {
     format!("{:?}", s.status())
 }
 
-/// A sign-out (`everywhere`, or else the others) that logs `"sign-out"` when its handler
-/// runs and `"settled"` when its commit is done, whichever way it ends, hung up on or not:
-/// a test knows when none is under way.
-async fn counted_sign_out(s: Session, how: web::Path<String>, log: web::Data<HookLog>) -> String {
-    log.push("sign-out".to_owned());
+/// Logs `"begun"` now and `"settled"` when this request's commit is done, whichever way it
+/// ends, hung up on or not: a test knows when none is under way.
+fn count_until_settled(s: &Session, log: web::Data<HookLog>) {
+    log.push("begun".to_owned());
     let settled = |log: web::Data<HookLog>| {
         move || async move {
             log.push("settled".to_owned());
@@ -1087,12 +1092,69 @@ async fn counted_sign_out(s: Session, how: web::Path<String>, log: web::Data<Hoo
     };
     s.after_commit(settled(log.clone()));
     s.after_abort(settled(log));
-    if how.as_str() == "everywhere" {
-        s.sign_out_everywhere();
-    } else {
-        s.sign_out_other_sessions();
+}
+
+/// A counted sign-out ([`count_until_settled`]): `everywhere`, `others`, or else the
+/// session of that handle.
+async fn counted_sign_out(
+    s: Session,
+    how: web::Path<String>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<String> {
+    let handle = match how.as_str() {
+        "everywhere" | "others" => None,
+        handle => Some(handle.parse::<SessionHandle>()?),
+    };
+    count_until_settled(&s, log);
+    match (how.as_str(), handle) {
+        (_, Some(handle)) => s.sign_out_session(&handle),
+        ("everywhere", _) => s.sign_out_everywhere(),
+        _ => s.sign_out_other_sessions(),
     }
-    format!("{:?}", s.status())
+    Ok(format!("{:?}", s.status()))
+}
+
+/// A counted login ([`count_until_settled`]), as `/login/{user}`: at a session limit, it
+/// may sign out other sessions of the user as it commits.
+async fn counted_login(
+    s: Session,
+    user: web::Path<String>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<String> {
+    count_until_settled(&s, log);
+    login(s, user).await
+}
+
+/// An admin signing out `user`'s session `handle` ([`Sessions::sign_out_session`]):
+/// `"true"` if it was listed. Counted as [`count_until_settled`], `"settled"` once the
+/// call is done or dropped (the client hung up).
+async fn counted_admin_sign_out(
+    sessions: Sessions,
+    path: web::Path<(String, String)>,
+    log: web::Data<HookLog>,
+) -> actix_web::Result<String> {
+    struct Settled(web::Data<HookLog>);
+    impl Drop for Settled {
+        fn drop(&mut self) {
+            self.0.push("settled".to_owned());
+        }
+    }
+    let (user, handle) = path.into_inner();
+    let handle: SessionHandle = handle.parse()?;
+    log.push("begun".to_owned());
+    let _settled = Settled(log);
+    Ok(sessions.sign_out_session(&user, &handle).await?.to_string())
+}
+
+/// Who is signed in and the handle of the session's login: `"user handle"`, or `"none"`.
+async fn who(s: Session) -> actix_web::Result<String> {
+    Ok(match s.user()? {
+        Some(user) => {
+            let handle = s.handle().map_or("-".to_owned(), |h| h.to_string());
+            format!("{user} {handle}")
+        }
+        None => "none".to_owned(),
+    })
 }
 
 async fn purge_then_sign_out_everywhere(s: Session) -> String {

@@ -21,12 +21,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use actix_memcache_session::{MemcacheStore, Protocol};
+use actix_memcache_session::{MemcacheStore, OverLimit, Protocol, SessionHandle};
 use actix_web::cookie::Cookie;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::app::TestApp;
+use crate::app::{Configure, TestApp};
 use crate::fake::ChaosProxy;
 use crate::memcached::Memcached;
 use crate::support::{CountingStore, Reply, Rng};
@@ -228,12 +228,13 @@ struct Rig {
     _servers: Vec<Memcached>,
     proxies: Vec<ChaosProxy>,
     app: TestApp<MemcacheStore>,
-    /// Counted sign-outs whose handler ran and whose commit has not ended.
+    /// Counted logins and sign-outs (`/counted/...`) whose handler ran and whose commit
+    /// has not ended.
     under_way: std::cell::Cell<isize>,
 }
 
 impl Rig {
-    async fn new(protocol: Protocol, servers: usize, rng: &mut Rng) -> Self {
+    async fn new(protocol: Protocol, servers: usize, rng: &mut Rng, configure: Configure) -> Self {
         let servers: Vec<Memcached> = (0..servers).map(|_| Memcached::start()).collect();
         let proxies: Vec<ChaosProxy> = servers
             .iter()
@@ -248,7 +249,7 @@ impl Rig {
             .protocol(protocol)
             .build()
             .unwrap();
-        let app = TestApp::new(CountingStore::new(store)).await;
+        let app = TestApp::configured(CountingStore::new(store), configure).await;
         Self {
             _servers: servers,
             proxies,
@@ -285,7 +286,7 @@ impl Rig {
         .await
     }
 
-    /// Waits until no counted sign-out is under way (hung up on, its commit goes on) and no
+    /// Waits until no counted request is under way (hung up on, its commit goes on) and no
     /// proxy holds a command (one to pass on late), twice 10 ms apart, and says when:
     /// nothing any of them sent lands after that, but for a command still in the kernel's
     /// buffer then, behind one held back, whose thread was kept from reading it for 10 ms
@@ -298,7 +299,7 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let log = self.app.hooks.take();
             let count = |what: &str| log.iter().filter(|e| e.as_str() == what).count();
-            let (sent, settled) = (count("sign-out") as isize, count("settled") as isize);
+            let (sent, settled) = (count("begun") as isize, count("settled") as isize);
             let under_way = self.under_way.get() + sent - settled;
             self.under_way.set(under_way);
             let quiet = under_way == 0 && !self.proxies.iter().any(ChaosProxy::holds_any);
@@ -308,7 +309,7 @@ impl Rig {
             quiet_before = quiet;
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "a sign-out's commit never ended"
+                "a counted request's commit never ended"
             );
         }
     }
@@ -326,13 +327,28 @@ impl Rig {
         }
     }
 
+    /// The handles `Sessions::of_user` lists for user `u` once the network is calm (a
+    /// server marked down fails it until it is tried again).
+    async fn listed(&self, u: usize) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            match self.app.sessions.of_user(USERS[u]).await {
+                Ok(listed) => return listed.iter().map(|s| s.handle.to_string()).collect(),
+                Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                    panic!("listing {}: {e}", USERS[u])
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// Faults so far, of every proxy.
     fn faults(&self) -> usize {
         let faults = |p: &ChaosProxy| p.faults.load(std::sync::atomic::Ordering::SeqCst);
         self.proxies.iter().map(faults).sum()
     }
 
-    /// Stops the faults, and waits for the counted sign-outs and the commands held back
+    /// Stops the faults, and waits for the counted requests and the commands held back
     /// to land ([`settle`](Self::settle)).
     async fn calm(&self) {
         self.proxies.iter().for_each(ChaosProxy::calm);
@@ -347,7 +363,7 @@ fn batches(default: usize) -> usize {
 
 async fn history(protocol: Protocol, servers: usize) {
     let mut rng = Rng::seeded("history");
-    let rig = Rig::new(protocol, servers, &mut rng).await;
+    let rig = Rig::new(protocol, servers, &mut rng, |b| b).await;
     let app = &rig.app;
     let mut sessions = Vec::new();
     rig.proxies.iter().for_each(ChaosProxy::storm);
@@ -525,13 +541,38 @@ const DEVICES: usize = 6;
 /// Batches in a users' run: more than in a sessions' run, for sign-outs not raced by
 /// another (those only may sign out).
 const USER_BATCHES: usize = 200;
+/// The session limit of a users' run that has one.
+const LIMIT: usize = 2;
+
+/// A users' run's session limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    None,
+    /// `OverLimit::EndLeastRecentlySeen`: a login may sign out any other session of its
+    /// user.
+    End,
+    /// `OverLimit::RefuseLogin`: a login over the limit answers 403 and changes nothing.
+    Refuse,
+}
+
+impl Limit {
+    fn configure(self) -> Configure {
+        match self {
+            Limit::None => |b| b,
+            Limit::End => |b| b.max_sessions_per_user(LIMIT, OverLimit::EndLeastRecentlySeen),
+            Limit::Refuse => |b| b.max_sessions_per_user(LIMIT, OverLimit::RefuseLogin),
+        }
+    }
+}
 
 /// A login answered 200.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Login {
     user: usize,
     sent: Instant,
     answered: Instant,
+    /// Its handle in the user's list of sessions, once a "who" of the device said it.
+    handle: Option<String>,
 }
 
 /// A browser: its cookie, and who it is signed in as.
@@ -548,6 +589,14 @@ struct Device {
     log: Vec<String>,
 }
 
+impl Device {
+    /// Known to be signed in: by a login answered 200, and no sign-out that may have
+    /// reached it since.
+    fn signed_in(&self) -> Option<&Login> {
+        self.user.as_ref().filter(|_| self.doubt.is_none())
+    }
+}
+
 #[derive(Debug, Clone)]
 enum UserOp {
     Login(usize),
@@ -555,22 +604,44 @@ enum UserOp {
     DeadWhoami(Cookie<'static>),
     SignOutEverywhere,
     SignOutOthers,
+    /// Signs out the session of this handle, of the device's own user: another device's,
+    /// or its own.
+    SignOutSession(String),
+    /// An admin signs out user's session of this handle (another user's, at times: that
+    /// ends nothing). Sent without a cookie.
+    AdminSignOut(usize, String),
 }
 
 impl UserOp {
-    /// A login or a sign-out: it changes who the device is signed in as.
+    /// A login or a sign-out of the device's: it changes who the device is signed in as.
     fn is_lifecycle(&self) -> bool {
-        !matches!(self, UserOp::Whoami | UserOp::DeadWhoami(_))
+        !matches!(
+            self,
+            UserOp::Whoami | UserOp::DeadWhoami(_) | UserOp::AdminSignOut(..)
+        )
     }
 }
 
-/// A sign-out that was sent: of whom, from which device, everywhere or the others, and
-/// what its answer says.
+/// Whom a sign-out reaches, of its user's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reach {
+    Everywhere,
+    Others,
+    Handle(String),
+    /// A login at the session limit (`OverLimit::EndLeastRecentlySeen`): any other session
+    /// of its user, which one the test cannot tell.
+    Evict,
+}
+
+/// A sign-out that was sent: of whom, by which device, whom it reaches, and what its
+/// answer says.
 #[derive(Debug)]
 struct SignOut {
     user: usize,
-    device: usize,
-    everywhere: bool,
+    /// The device that sent it (`None`: an admin), and the login it was signed in by.
+    by: Option<usize>,
+    own: Option<Login>,
+    reach: Reach,
     sent: Instant,
     answered: Instant,
     outcome: Outcome,
@@ -580,17 +651,22 @@ struct SignOut {
 }
 
 impl SignOut {
-    /// Whether it reaches `device`, of its user.
-    fn reaches(&self, device: usize) -> bool {
-        self.everywhere || self.device != device
+    /// Whether it reaches `login` of `device`; `may`: whether a handle the test has not
+    /// learned yet may be the one it names.
+    fn reaches(&self, login: &Login, device: usize, may: bool) -> bool {
+        self.user == login.user
+            && match &self.reach {
+                Reach::Everywhere => true,
+                Reach::Others | Reach::Evict => self.by != Some(device),
+                Reach::Handle(named) => login.handle.as_ref().map_or(may, |h| h == named),
+            }
     }
 
-    /// Whether it may have signed out `login` (of `device`): it reaches it, did not fail,
-    /// and was under way while the login was, or after.
+    /// Whether it may have signed out `login` (of `device`): it may reach it, did not
+    /// fail, and was under way while the login was, or after.
     fn may_end(&self, login: &Login, device: usize) -> bool {
-        self.user == login.user
-            && self.outcome != Outcome::NotLanded
-            && self.reaches(device)
+        self.outcome != Outcome::NotLanded
+            && self.reaches(login, device, true)
             && login.sent < self.settled
     }
 
@@ -599,19 +675,41 @@ impl SignOut {
     /// that may have come first (a session signed out since it was read ends nobody else,
     /// `docs/users.md`).
     fn ends(&self, login: &Login, device: usize, all: &[SignOut]) -> bool {
-        let contested = all.iter().any(|other| {
-            !std::ptr::eq(other, self)
-                && other.user == self.user
-                && other.reaches(self.device)
-                && other.outcome != Outcome::NotLanded
-                && other.sent < self.answered
-                && other.settled > self.sent
-        });
-        self.user == login.user
+        let contested = |(by, own): (usize, &Login)| {
+            all.iter().any(|other| {
+                !std::ptr::eq(other, self)
+                    && other.reaches(own, by, true)
+                    && other.outcome != Outcome::NotLanded
+                    && other.sent < self.answered
+                    && other.settled > self.sent
+            })
+        };
+        self.reach != Reach::Evict
             && self.outcome == Outcome::Landed
-            && self.reaches(device)
+            && self.reaches(login, device, false)
             && self.sent > login.answered
-            && !contested
+            && !self.by.zip(self.own.as_ref()).is_some_and(contested)
+    }
+}
+
+/// What a sign-out's answer (or a login's, at a limit that signs others out) says it did.
+fn sign_out_outcome(op: &UserOp, reply: Option<&Reply>, what: &str) -> Outcome {
+    let Some(reply) = reply else {
+        return Outcome::Maybe;
+    };
+    let admin = matches!(op, UserOp::AdminSignOut(..));
+    match (reply.status, reply.body.as_str()) {
+        // The sign-out went first, the rest of the commit failed.
+        (_, body) if body.starts_with("the sign-out happened") => Outcome::Landed,
+        (200, "true") if admin => Outcome::Landed,
+        (200, "false") if admin => Outcome::NotLanded,
+        (200, body) if admin => panic!("{what}: an admin's sign-out answered {body:?}"),
+        (200, _) => Outcome::Landed,
+        // The admin's tries all lost a race; one whose reply was lost may have landed.
+        (409, _) if admin => Outcome::Maybe,
+        (409 | 403, _) => Outcome::NotLanded,
+        (503, _) => Outcome::Maybe,
+        (status, body) => panic!("{what}: answered {status} {body:?}"),
     }
 }
 
@@ -636,13 +734,13 @@ fn check_whoami(
         return;
     }
     let doubt = device.doubt.as_deref().unwrap_or_default();
-    match (said, device.user) {
+    match (said, &device.user) {
         (Some(u), _) if doubt.contains(&u) => {}
         (Some(u), Some(login)) if u == login.user => {
             // A logout stays a logout: once a sign-out that ends the login was answered.
             if let Some(s) = sign_outs
                 .iter()
-                .find(|s| s.ends(&login, d, sign_outs) && s.answered < sent)
+                .find(|s| s.ends(login, d, sign_outs) && s.answered < sent)
             {
                 panic!("{what}: still signed in after {s:?}; {:#?}", device.log);
             }
@@ -650,7 +748,8 @@ fn check_whoami(
         (Some(u), user) => panic!(
             "{what}: signed in as {}, where it is {}; its last events {:#?}",
             USERS[u],
-            user.map_or("signed out", |login| USERS[login.user]),
+            user.as_ref()
+                .map_or("signed out", |login| USERS[login.user]),
             &device.log[device.log.len().saturating_sub(8)..]
         ),
         (None, Some(login)) if !excused && device.doubt.is_none() => {
@@ -658,22 +757,29 @@ fn check_whoami(
             assert!(
                 sign_outs
                     .iter()
-                    .any(|s| s.may_end(&login, d) && s.sent < answered),
-                "{what}: a signed-in device lost its user"
+                    .any(|s| s.may_end(login, d) && s.sent < answered),
+                "{what}: a signed-in device lost its user; its last events {:#?}",
+                &device.log[device.log.len().saturating_sub(8)..]
             );
         }
         (None, _) => {}
     }
 }
 
-/// The user a whoami's answer names: `None` for "none", and never a name not in `USERS`.
-fn user_named(body: &str, what: &str) -> Option<usize> {
+/// The user a "who" answer names (`None` for "none", and never a name not in `USERS`),
+/// and the handle of its session's login.
+fn user_named(body: &str, what: &str) -> (Option<usize>, Option<String>) {
     if body == "none" {
-        return None;
+        return (None, None);
     }
-    let user = USERS.iter().position(|u| *u == body);
+    let (name, handle) = body.split_once(' ').unwrap_or((body, "-"));
+    let user = USERS.iter().position(|u| *u == name);
     assert!(user.is_some(), "{what}: an answer naming nobody known");
-    user
+    assert!(
+        handle.parse::<SessionHandle>().is_ok(),
+        "{what}: a signed-in session without a handle"
+    );
+    (user, Some(handle.to_owned()))
 }
 
 /// Whether `reply` came, with `status`.
@@ -691,30 +797,56 @@ fn no_cookie_on_error(reply: Option<&Reply>, what: &str) {
 
 fn user_path(op: &UserOp) -> String {
     match op {
-        UserOp::Login(u) => format!("/login/{}", USERS[*u]),
-        UserOp::Whoami | UserOp::DeadWhoami(_) => "/whoami".to_owned(),
+        UserOp::Login(u) => format!("/counted/login/{}", USERS[*u]),
+        UserOp::Whoami | UserOp::DeadWhoami(_) => "/who".to_owned(),
         UserOp::SignOutEverywhere => "/counted/sign-out/everywhere".to_owned(),
         UserOp::SignOutOthers => "/counted/sign-out/others".to_owned(),
+        UserOp::SignOutSession(handle) => format!("/counted/sign-out/{handle}"),
+        UserOp::AdminSignOut(u, handle) => {
+            format!("/counted/admin-sign-out/{}/{handle}", USERS[*u])
+        }
     }
 }
 
 /// Picks a batch: at most one login or sign-out per device.
 fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
     let mut ops: Vec<(usize, UserOp)> = Vec::new();
+    // The logins whose handle the test knows, and their devices.
+    let handled: Vec<&Login> = devices
+        .iter()
+        .filter_map(|device| device.user.as_ref().filter(|l| l.handle.is_some()))
+        .collect();
     while ops.len() < BATCH {
         let d = rng.below(devices.len());
         let busy = ops.iter().any(|(e, op)| *e == d && op.is_lifecycle());
         // Known to be signed in: a sign-out is of that user.
-        let signed_in = devices[d].user.is_some() && devices[d].doubt.is_none();
-        let op = match rng.below(100) {
-            0..=44 => UserOp::Whoami,
-            45..=59 if !devices[d].dead.is_empty() => {
+        let signed_in = (!busy).then(|| devices[d].signed_in()).flatten();
+        let op = match (rng.below(100), signed_in) {
+            (0..=44, _) => UserOp::Whoami,
+            (45..=59, _) if !devices[d].dead.is_empty() => {
                 let dead = &devices[d].dead;
                 UserOp::DeadWhoami(dead[rng.below(dead.len())].clone())
             }
-            60..=84 if !busy => UserOp::Login(rng.below(USERS.len())),
-            85..=91 if !busy && signed_in => UserOp::SignOutEverywhere,
-            92.. if !busy && signed_in => UserOp::SignOutOthers,
+            (60..=81, _) if !busy => UserOp::Login(rng.below(USERS.len())),
+            (82..=86, Some(_)) => UserOp::SignOutEverywhere,
+            (87..=90, Some(_)) => UserOp::SignOutOthers,
+            (91..=96, Some(own)) => {
+                let named: Vec<&&Login> = handled.iter().filter(|l| l.user == own.user).collect();
+                if named.is_empty() {
+                    continue;
+                }
+                let handle = named[rng.below(named.len())].handle.clone();
+                UserOp::SignOutSession(handle.unwrap())
+            }
+            (97.., _) if !handled.is_empty() => {
+                let login = handled[rng.below(handled.len())];
+                // At times the handle with another user: it must end nothing.
+                let user = match rng.below(4) {
+                    0 => (login.user + 1) % USERS.len(),
+                    _ => login.user,
+                };
+                UserOp::AdminSignOut(user, login.handle.clone().unwrap())
+            }
             _ => continue,
         };
         ops.push((d, op));
@@ -726,16 +858,20 @@ fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
 #[derive(Debug, Default)]
 struct SeenUsers {
     logins: usize,
+    refused: usize,
     signed_out: usize,
+    by_handle: usize,
+    by_admin: usize,
+    handles: usize,
     whoami_user: usize,
     whoami_none: usize,
     dead_read: usize,
     in_doubt: usize,
 }
 
-async fn users_history(protocol: Protocol, servers: usize) {
+async fn users_history(protocol: Protocol, servers: usize, limit: Limit) {
     let mut rng = Rng::seeded("users' history");
-    let rig = Rig::new(protocol, servers, &mut rng).await;
+    let rig = Rig::new(protocol, servers, &mut rng, limit.configure()).await;
     let mut devices: Vec<Device> = (0..DEVICES)
         .map(|_| Device {
             cookie: None,
@@ -755,6 +891,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
             .map(|(d, op)| {
                 let cookie = match op {
                     UserOp::DeadWhoami(dead) => Some(dead.clone()),
+                    UserOp::AdminSignOut(..) => None,
                     _ => devices[*d].cookie.clone(),
                 };
                 (user_path(op), cookie)
@@ -764,24 +901,30 @@ async fn users_history(protocol: Protocol, servers: usize) {
         let answers = rig.send(&mut rng, requests).await;
         // The sign-outs first: a whoami of this batch is checked against them all.
         for ((d, op), (sent, reply, answered)) in ops.iter().zip(&answers) {
-            let everywhere = match op {
-                UserOp::SignOutEverywhere => true,
-                UserOp::SignOutOthers => false,
+            let what = format!("batch {batch}, device {d}, {op:?}: {reply:?}");
+            let own = devices[*d].user.clone();
+            let (user, reach) = match (op, &own) {
+                (UserOp::SignOutEverywhere, Some(own)) => (own.user, Reach::Everywhere),
+                (UserOp::SignOutOthers, Some(own)) => (own.user, Reach::Others),
+                (UserOp::SignOutSession(handle), Some(own)) => {
+                    (own.user, Reach::Handle(handle.clone()))
+                }
+                (UserOp::AdminSignOut(user, handle), _) => (*user, Reach::Handle(handle.clone())),
+                (UserOp::Login(user), _) if limit == Limit::End => (*user, Reach::Evict),
                 _ => continue,
             };
-            let Some(Login { user, .. }) = devices[*d].user else {
-                continue;
-            };
-            let outcome = match reply.as_ref().map(|r| r.status) {
-                Some(200) => Outcome::Landed,
-                Some(409) => Outcome::NotLanded,
-                None | Some(503) => Outcome::Maybe,
-                Some(_) => panic!("batch {batch}, device {d}, {op:?}: {reply:?}"),
-            };
+            let outcome = sign_out_outcome(op, reply.as_ref(), &what);
+            match op {
+                UserOp::SignOutSession(_) if outcome == Outcome::Landed => seen.by_handle += 1,
+                UserOp::AdminSignOut(..) if outcome == Outcome::Landed => seen.by_admin += 1,
+                _ => {}
+            }
+            let admin = matches!(op, UserOp::AdminSignOut(..));
             sign_outs.push(SignOut {
                 user,
-                device: *d,
-                everywhere,
+                by: (!admin).then_some(*d),
+                own: own.filter(|_| !admin),
+                reach,
                 sent: *sent,
                 answered: *answered,
                 outcome,
@@ -817,7 +960,7 @@ async fn users_history(protocol: Protocol, servers: usize) {
                     assert!(removed, "{what}: a sign-out everywhere keeps its cookie");
                 }
             }
-            let said = match (op, reply.as_ref().map(|r| (r.status, r.body.as_str()))) {
+            let (said, handle) = match (op, reply.as_ref().map(|r| (r.status, r.body.as_str()))) {
                 (UserOp::Whoami | UserOp::DeadWhoami(_), Some((200, body))) => {
                     user_named(body, &what)
                 }
@@ -829,9 +972,12 @@ async fn users_history(protocol: Protocol, servers: usize) {
                         Some(_) => seen.whoami_user += 1,
                         None => seen.whoami_none += 1,
                     }
-                    let device = &devices[*d];
+                    let device = &mut devices[*d];
                     let when = (*sent, *answered);
                     check_whoami(device, *d, said, when, &sign_outs, excuses[*d], &what);
+                    if !excuses[*d] {
+                        learn_handle(device, said, handle, &mut seen, &what);
+                    }
                 }
                 UserOp::DeadWhoami(_) => {
                     seen.dead_read += 1;
@@ -860,20 +1006,22 @@ async fn users_history(protocol: Protocol, servers: usize) {
                             user: u,
                             sent,
                             answered,
+                            handle: None,
                         });
                         device.doubt = None;
                     }
                     Some(409) => {}
+                    Some(403) if limit == Limit::Refuse => seen.refused += 1,
                     None | Some(503) => {
                         seen.in_doubt += 1;
                         let mut maybe = device.doubt.take().unwrap_or_default();
-                        maybe.extend(device.user.map(|login| login.user));
+                        maybe.extend(device.user.as_ref().map(|login| login.user));
                         maybe.push(u);
                         device.doubt = Some(maybe);
                     }
                     Some(_) => panic!("batch {batch}, device {d}, login: {reply:?}"),
                 },
-                UserOp::SignOutEverywhere | UserOp::SignOutOthers => {
+                UserOp::SignOutEverywhere | UserOp::SignOutOthers | UserOp::SignOutSession(_) => {
                     if let Some(cookie) = reply.as_ref().and_then(|r| r.cookie.clone()) {
                         // A removal cookie, or a new session's.
                         let old = std::mem::replace(
@@ -883,22 +1031,33 @@ async fn users_history(protocol: Protocol, servers: usize) {
                         device.dead.extend(old);
                     }
                 }
-                UserOp::Whoami | UserOp::DeadWhoami(_) => {}
+                UserOp::Whoami | UserOp::DeadWhoami(_) | UserOp::AdminSignOut(..) => {}
             }
         }
         apply_sign_outs(&mut devices, &sign_outs, first, &mut seen);
+        if limit == Limit::Refuse {
+            never_over_the_limit(&devices, batch);
+        }
     }
     rig.calm().await;
     for (d, device) in devices.iter().enumerate() {
         let what = format!("at the end, device {d}");
         let sent = Instant::now();
-        let reply = rig.get_calm("/whoami", device.cookie.as_ref()).await;
+        let reply = rig.get_calm("/who", device.cookie.as_ref()).await;
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
-        let said = user_named(&reply.body, &what);
+        let (said, handle) = user_named(&reply.body, &what);
         let when = (sent, Instant::now());
         check_whoami(device, d, said, when, &sign_outs, false, &what);
+        if let (Some(u), Some(handle)) = (said, handle) {
+            let listed = rig.listed(u).await;
+            assert!(
+                listed.contains(&handle),
+                "{what}: signed in as {}, and not in the list {listed:?}",
+                USERS[u]
+            );
+        }
         for dead in &device.dead {
-            let reply = rig.get_calm("/whoami", Some(dead)).await;
+            let reply = rig.get_calm("/who", Some(dead)).await;
             assert_eq!(
                 (reply.status, reply.body.as_str()),
                 (200, "none"),
@@ -906,8 +1065,11 @@ async fn users_history(protocol: Protocol, servers: usize) {
             );
         }
     }
+    if limit != Limit::None {
+        within_the_limit(&rig, limit).await;
+    }
     eprintln!(
-        "{protocol:?} on {servers}: {seen:?}, {} faults",
+        "{protocol:?} on {servers}, {limit:?}: {seen:?}, {} faults",
         rig.faults()
     );
     assert!(
@@ -918,6 +1080,75 @@ async fn users_history(protocol: Protocol, servers: usize) {
         seen.whoami_user > 50 && seen.whoami_none > 20 && seen.dead_read > 20,
         "{seen:?}"
     );
+    // At a limit, fewer devices are signed in to sign out one another.
+    let by_handle = if limit == Limit::None { 3 } else { 0 };
+    assert!(
+        seen.handles > 20 && seen.by_handle > by_handle && seen.by_admin > 3,
+        "{seen:?}"
+    );
+    if limit == Limit::Refuse {
+        assert!(seen.refused > 5, "{seen:?}");
+    }
+}
+
+/// Learns the handle of `device`'s login from a "who" that said `user` and `handle`
+/// (a request of its own in the batch, no login or sign-out beside it): a login keeps one
+/// handle.
+fn learn_handle(
+    device: &mut Device,
+    said: Option<usize>,
+    handle: Option<String>,
+    seen: &mut SeenUsers,
+    what: &str,
+) {
+    let Some(login) = device.user.as_mut().filter(|_| device.doubt.is_none()) else {
+        return;
+    };
+    if said != Some(login.user) {
+        return;
+    }
+    match (&login.handle, handle) {
+        (Some(known), Some(handle)) => assert_eq!(*known, handle, "{what}: a login's handle"),
+        (None, handle) => {
+            seen.handles += 1;
+            login.handle = handle;
+        }
+        (Some(_), None) => unreachable!("a signed-in answer names a handle"),
+    }
+}
+
+/// `OverLimit::RefuseLogin` is never over the limit: no more devices of a user are known
+/// to be signed in than it allows.
+fn never_over_the_limit(devices: &[Device], batch: usize) {
+    for (u, name) in USERS.iter().enumerate() {
+        let signed_in: Vec<usize> = (0..devices.len())
+            .filter(|&d| devices[d].signed_in().is_some_and(|l| l.user == u))
+            .collect();
+        assert!(
+            signed_in.len() <= LIMIT,
+            "batch {batch}: {name} signed in on devices {signed_in:?}"
+        );
+    }
+}
+
+/// Once the network is calm and a login of each user has committed, no user has more
+/// sessions than the limit allows (`RefuseLogin` never did; `EndLeastRecentlySeen` trims
+/// at each login, and a trim the network broke is finished by the next).
+async fn within_the_limit(rig: &Rig, limit: Limit) {
+    for (u, name) in USERS.iter().enumerate() {
+        let reply = rig.get_calm(&format!("/counted/login/{name}"), None).await;
+        match (limit, reply.status) {
+            (_, 200) | (Limit::Refuse, 403) => {}
+            _ => panic!("at the end, a login of {name}: {reply:?}"),
+        }
+        let listed = rig.listed(u).await;
+        assert!(
+            listed.len() <= LIMIT,
+            "at the end, {name} has {} sessions: {listed:?}",
+            listed.len()
+        );
+    }
+    rig.settle().await;
 }
 
 /// What the batch's sign-outs (`sign_outs[first..]`) did to the devices: one that ends a
@@ -932,19 +1163,20 @@ fn apply_sign_outs(
 ) {
     for s in &sign_outs[first..] {
         for (d, device) in devices.iter_mut().enumerate() {
-            let Some(login) = device.user else {
+            let Some(login) = &device.user else {
                 continue;
             };
-            if s.ends(&login, d, sign_outs) {
+            if s.ends(login, d, sign_outs) {
                 device.log.push(format!("signed out by {s:?}"));
                 seen.signed_out += 1;
                 device.user = None;
                 device.dead.extend(device.cookie.clone());
-            } else if s.may_end(&login, d) {
+            } else if s.may_end(login, d) {
+                let user = login.user;
                 let doubt = device.doubt.get_or_insert_with(Vec::new);
-                if !doubt.contains(&login.user) {
+                if !doubt.contains(&user) {
                     device.log.push(format!("in doubt by {s:?}"));
-                    doubt.push(login.user);
+                    doubt.push(user);
                 }
             }
         }
@@ -953,12 +1185,12 @@ fn apply_sign_outs(
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise() {
-    users_history(Protocol::Auto, 1).await;
+    users_history(Protocol::Auto, 1, Limit::None).await;
 }
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_text() {
-    users_history(Protocol::Text, 1).await;
+    users_history(Protocol::Text, 1, Limit::None).await;
 }
 
 /// Over three servers (a ketama ring), each with its own flaky network: a session's
@@ -970,5 +1202,18 @@ async fn random_histories_through_a_flaky_network_keep_every_promise_fleet() {
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_fleet() {
-    users_history(Protocol::Auto, 3).await;
+    users_history(Protocol::Auto, 3, Limit::None).await;
+}
+
+/// At a limit that signs out the least recently seen: a login may sign out any other
+/// session of its user, and once calm no user is over the limit.
+#[actix_web::test]
+async fn random_users_histories_at_a_limit_that_ends_the_least_recently_seen() {
+    users_history(Protocol::Auto, 3, Limit::End).await;
+}
+
+/// At a limit that refuses logins: never over the limit.
+#[actix_web::test]
+async fn random_users_histories_at_a_limit_that_refuses_logins() {
+    users_history(Protocol::Auto, 3, Limit::Refuse).await;
 }
