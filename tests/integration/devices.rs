@@ -15,6 +15,7 @@ macro_rules! devices_suite {
     ($make:expr) => {
         $crate::devices::devices_suite!(@each $make;
             three_devices_are_listed_with_their_labels,
+            a_long_label_is_cut_at_a_character_boundary,
             one_device_signs_out_another_of_the_same_user_only,
             the_container_lists_and_signs_out_one_session,
             over_the_limit_the_least_recently_seen_is_signed_out,
@@ -176,6 +177,16 @@ pub async fn three_devices_are_listed_with_their_labels<S: SessionStore + Clone>
     assert_eq!(from_phone[0].0, seen[0].0, "one handle per login");
     assert_eq!(labels(&app, "bob").await, ["desktop"]);
     assert!(labels(&app, "carol").await.is_empty());
+}
+
+/// A label longer than `MAX_LABEL_BYTES` is cut to fit, never inside a character: 50
+/// euro signs (150 bytes, 3 each) keep 42 (126 bytes).
+pub async fn a_long_label_is_cut_at_a_character_boundary<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (cookie, _) = login(&app, "ada", &"%E2%82%AC".repeat(50)).await;
+    assert_eq!(actix_memcache_session::MAX_LABEL_BYTES, 128);
+    assert_eq!(labels(&app, "ada").await, ["€".repeat(42)]);
+    assert_eq!(devices(&app, &cookie).await[0].1, "€".repeat(42));
 }
 
 pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore + Clone>(store: S) {

@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::app::{Configure, TestApp};
 use crate::fake::ChaosProxy;
 use crate::memcached::Memcached;
+use crate::nutcracker::Nutcracker;
 use crate::support::{CountingStore, Reply, Rng};
 
 const SESSIONS: usize = 6;
@@ -223,9 +224,23 @@ fn pick(rng: &mut Rng, sessions: &[Tracked], next_value: &mut u64) -> Vec<(usize
     ops
 }
 
-/// Memcached servers, each behind its own [`ChaosProxy`], and the test app on them.
+/// What the app's store reaches, each server (or proxy) behind its own [`ChaosProxy`].
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    /// memcached servers (a ketama ring when several), in this protocol.
+    Servers(Protocol, usize),
+    /// A real twemproxy over two memcached, which speaks the text protocol.
+    Nutcracker,
+    /// An `r2d2-memcache` pool in the ASCII protocol with a read timeout, the one it
+    /// accepts with a timeout (`MemcacheStore::from_r2d2`).
+    #[cfg(feature = "r2d2")]
+    R2d2,
+}
+
+/// The backend's processes, each behind its own [`ChaosProxy`], and the test app on them.
 struct Rig {
-    _servers: Vec<Memcached>,
+    /// Kept running until the rig is dropped.
+    _running: (Vec<Memcached>, Option<Nutcracker>),
     proxies: Vec<ChaosProxy>,
     app: TestApp<MemcacheStore>,
     /// Counted logins and sign-outs (`/counted/...`) whose handler ran and whose commit
@@ -234,24 +249,56 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new(protocol: Protocol, servers: usize, rng: &mut Rng, configure: Configure) -> Self {
-        let servers: Vec<Memcached> = (0..servers).map(|_| Memcached::start()).collect();
-        let proxies: Vec<ChaosProxy> = servers
-            .iter()
-            .map(|m| ChaosProxy::start(m.addr(), rng.next(), ODDS, LATE))
+    async fn new(backend: Backend, rng: &mut Rng, configure: Configure) -> Self {
+        let (running, upstreams) = match backend {
+            Backend::Servers(_, n) => {
+                let servers: Vec<Memcached> = (0..n).map(|_| Memcached::start()).collect();
+                let addrs = servers.iter().map(Memcached::addr).collect();
+                ((servers, None), addrs)
+            }
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2 => {
+                let server = Memcached::start();
+                let addr = server.addr();
+                ((vec![server], None), vec![addr])
+            }
+            Backend::Nutcracker => {
+                let proxy = Nutcracker::start(&[1, 1]);
+                let addr = proxy.addr();
+                ((Vec::new(), Some(proxy)), vec![addr])
+            }
+        };
+        let proxies: Vec<ChaosProxy> = upstreams
+            .into_iter()
+            .map(|addr| ChaosProxy::start(addr, rng.next(), ODDS, LATE))
             .collect();
         let addrs: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
-        let store = MemcacheStore::builder(format!("memcache://{}", addrs.join(",")))
-            .io_timeout(IO_TIMEOUT)
-            // A server of a fleet marked down by the faults is tried again soon: its
-            // sessions are not all 503 for the rest of the run.
-            .retry_interval(Duration::from_millis(50))
-            .protocol(protocol)
-            .build()
-            .unwrap();
+        let url = format!("memcache://{}", addrs.join(","));
+        let store = match backend {
+            #[cfg(feature = "r2d2")]
+            Backend::R2d2 => {
+                let timeout = IO_TIMEOUT.as_secs_f64();
+                let url = format!("{url}?protocol=ascii&timeout={timeout}");
+                crate::memcached::r2d2_store_at(&url, Duration::from_secs(2))
+            }
+            Backend::Servers(..) | Backend::Nutcracker => {
+                let protocol = match backend {
+                    Backend::Servers(protocol, _) => protocol,
+                    _ => Protocol::Auto,
+                };
+                MemcacheStore::builder(url)
+                    .io_timeout(IO_TIMEOUT)
+                    // A server marked down by the faults is tried again soon: its sessions
+                    // are not all 503 for the rest of the run.
+                    .retry_interval(Duration::from_millis(50))
+                    .protocol(protocol)
+                    .build()
+                    .unwrap()
+            }
+        };
         let app = TestApp::configured(CountingStore::new(store), configure).await;
         Self {
-            _servers: servers,
+            _running: running,
             proxies,
             app,
             under_way: std::cell::Cell::new(0),
@@ -361,9 +408,9 @@ fn batches(default: usize) -> usize {
     std::env::var("HISTORY_BATCHES").map_or(default, |n| n.parse().unwrap())
 }
 
-async fn history(protocol: Protocol, servers: usize) {
+async fn history(backend: Backend) {
     let mut rng = Rng::seeded("history");
-    let rig = Rig::new(protocol, servers, &mut rng, |b| b).await;
+    let rig = Rig::new(backend, &mut rng, |b| b).await;
     let app = &rig.app;
     let mut sessions = Vec::new();
     rig.proxies.iter().for_each(ChaosProxy::storm);
@@ -501,10 +548,7 @@ async fn history(protocol: Protocol, servers: usize) {
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
         check_dump(tracked, &reply.body, tracked.doubt, None, &what);
     }
-    eprintln!(
-        "{protocol:?} on {servers}: {seen:?}, {} faults",
-        rig.faults()
-    );
+    eprintln!("{backend:?}: {seen:?}, {} faults", rig.faults());
     assert!(
         seen.landed > 100 && seen.refused > 0 && seen.in_doubt > 10 && seen.hung_up > 10,
         "the run met every kind of answer: {seen:?}"
@@ -521,18 +565,6 @@ fn count(seen: &mut Seen, outcome: Outcome) {
         Outcome::NotLanded => seen.refused += 1,
         Outcome::Maybe => seen.in_doubt += 1,
     }
-}
-
-/// In the protocol the server completes: the meta protocol from memcached 1.6.18, the text
-/// protocol before (the versions matrix runs them all).
-#[actix_web::test]
-async fn random_histories_through_a_flaky_network_keep_every_promise() {
-    history(Protocol::Auto, 1).await;
-}
-
-#[actix_web::test]
-async fn random_histories_through_a_flaky_network_keep_every_promise_text() {
-    history(Protocol::Text, 1).await;
 }
 
 /// Users whose devices log in and sign out in the users' history.
@@ -869,9 +901,9 @@ struct SeenUsers {
     in_doubt: usize,
 }
 
-async fn users_history(protocol: Protocol, servers: usize, limit: Limit) {
+async fn users_history(backend: Backend, limit: Limit) {
     let mut rng = Rng::seeded("users' history");
-    let rig = Rig::new(protocol, servers, &mut rng, limit.configure()).await;
+    let rig = Rig::new(backend, &mut rng, limit.configure()).await;
     let mut devices: Vec<Device> = (0..DEVICES)
         .map(|_| Device {
             cookie: None,
@@ -1068,10 +1100,7 @@ async fn users_history(protocol: Protocol, servers: usize, limit: Limit) {
     if limit != Limit::None {
         within_the_limit(&rig, limit).await;
     }
-    eprintln!(
-        "{protocol:?} on {servers}, {limit:?}: {seen:?}, {} faults",
-        rig.faults()
-    );
+    eprintln!("{backend:?}, {limit:?}: {seen:?}, {} faults", rig.faults());
     assert!(
         seen.logins > 50 && seen.signed_out >= 20 && seen.in_doubt > 5,
         "the run met every kind of answer: {seen:?}"
@@ -1183,37 +1212,82 @@ fn apply_sign_outs(
     }
 }
 
+/// In the protocol the server completes: the meta protocol from memcached 1.6.18, the text
+/// protocol before (the versions matrix runs them all).
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise() {
+    history(Backend::Servers(Protocol::Auto, 1)).await;
+}
+
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise() {
-    users_history(Protocol::Auto, 1, Limit::None).await;
+    users_history(Backend::Servers(Protocol::Auto, 1), Limit::None).await;
+}
+
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise_text() {
+    history(Backend::Servers(Protocol::Text, 1)).await;
 }
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_text() {
-    users_history(Protocol::Text, 1, Limit::None).await;
+    users_history(Backend::Servers(Protocol::Text, 1), Limit::None).await;
 }
 
 /// Over three servers (a ketama ring), each with its own flaky network: a session's
 /// server and its user's item's may differ.
 #[actix_web::test]
 async fn random_histories_through_a_flaky_network_keep_every_promise_fleet() {
-    history(Protocol::Auto, 3).await;
+    history(Backend::Servers(Protocol::Auto, 3)).await;
 }
 
 #[actix_web::test]
 async fn random_users_histories_through_a_flaky_network_keep_every_promise_fleet() {
-    users_history(Protocol::Auto, 3, Limit::None).await;
+    users_history(Backend::Servers(Protocol::Auto, 3), Limit::None).await;
+}
+
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise_text_fleet() {
+    history(Backend::Servers(Protocol::Text, 3)).await;
+}
+
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_text_fleet() {
+    users_history(Backend::Servers(Protocol::Text, 3), Limit::None).await;
+}
+
+/// Through a real twemproxy, the network to it flaky.
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise_nutcracker() {
+    history(Backend::Nutcracker).await;
+}
+
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_nutcracker() {
+    users_history(Backend::Nutcracker, Limit::None).await;
+}
+
+#[cfg(feature = "r2d2")]
+#[actix_web::test]
+async fn random_histories_through_a_flaky_network_keep_every_promise_r2d2() {
+    history(Backend::R2d2).await;
+}
+
+#[cfg(feature = "r2d2")]
+#[actix_web::test]
+async fn random_users_histories_through_a_flaky_network_keep_every_promise_r2d2() {
+    users_history(Backend::R2d2, Limit::None).await;
 }
 
 /// At a limit that signs out the least recently seen: a login may sign out any other
 /// session of its user, and once calm no user is over the limit.
 #[actix_web::test]
 async fn random_users_histories_at_a_limit_that_ends_the_least_recently_seen() {
-    users_history(Protocol::Auto, 3, Limit::End).await;
+    users_history(Backend::Servers(Protocol::Auto, 3), Limit::End).await;
 }
 
 /// At a limit that refuses logins: never over the limit.
 #[actix_web::test]
 async fn random_users_histories_at_a_limit_that_refuses_logins() {
-    users_history(Protocol::Auto, 3, Limit::Refuse).await;
+    users_history(Backend::Servers(Protocol::Auto, 3), Limit::Refuse).await;
 }

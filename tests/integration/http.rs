@@ -45,6 +45,7 @@ macro_rules! http_suite {
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             default_cookie_attributes,
             builder_cookie_attributes,
+            host_prefixed_cookie_is_issued_as_browsers_require,
             tampered_cookie_gets_fresh_session,
             truncated_cookie_gets_fresh_session,
             cookie_signed_by_unknown_key_gets_fresh_session,
@@ -86,6 +87,7 @@ macro_rules! http_suite {
             flash_messages_are_shown_once,
             flash_read_by_a_failed_request_is_still_there,
             flash_sent_while_another_request_shows_older_ones_both_land,
+            unread_flashes_sent_by_many_requests_keep_the_newest_32,
             session_id_is_none_until_stored,
             after_commit_hooks_see_the_id_the_session_was_stored_under,
             hooks_read_the_session_as_committed_or_as_the_handler_left_it,
@@ -654,6 +656,22 @@ pub async fn builder_cookie_attributes<S: SessionStore + Clone>(store: S) {
     assert_eq!(cookie.domain(), Some("example.com"));
     assert_eq!(cookie.max_age().map(|d| d.whole_seconds()), Some(600));
     assert_eq!(value(&app, &cookie).await, "1");
+}
+
+/// A `__Host-` cookie, as browsers take it only: `Secure`, `Path=/`, no `Domain`; its
+/// removal too, or a browser would keep the cookie a purge ended.
+pub async fn host_prefixed_cookie_is_issued_as_browsers_require<S: SessionStore + Clone>(store: S) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.cookie_name("__Host-id")).await;
+    let cookie = app.get("/set/p/k/1", None).await.cookie();
+    let removal = app.get("/purge", Some(&cookie)).await.cookie();
+    for (what, c) in [("issued", &cookie), ("removal", &removal)] {
+        assert_eq!(c.name(), "__Host-id", "{what}");
+        assert_eq!(c.secure(), Some(true), "{what}");
+        assert_eq!(c.path(), Some("/"), "{what}");
+        assert_eq!(c.domain(), None, "{what}");
+    }
+    assert_eq!(removal.value(), "");
+    assert_eq!(value(&app, &cookie).await, "none", "purged");
 }
 
 pub async fn tampered_cookie_gets_fresh_session<S: SessionStore + Clone>(store: S) {
@@ -1479,6 +1497,26 @@ pub async fn flash_sent_while_another_request_shows_older_ones_both_land<
         .await;
     assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
     assert_eq!((a.body.as_str(), b.body.as_str()), ("info:new", "info:new"));
+    assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
+}
+
+/// Messages sent one per request and never shown: the session keeps the newest 32
+/// (`send_flash`), so a loop of sends cannot grow it without bound.
+pub async fn unread_flashes_sent_by_many_requests_keep_the_newest_32<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    for n in 0..40 {
+        let reply = app
+            .get(&format!("/flash/send/info/{n}"), Some(&cookie))
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let newest: Vec<String> = (8..40).map(|n| format!("info:{n}")).collect();
+    assert_eq!(
+        app.get("/flash/show", Some(&cookie)).await.body,
+        newest.join("|")
+    );
     assert_eq!(app.get("/flash/show", Some(&cookie)).await.body, "");
 }
 

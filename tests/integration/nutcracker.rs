@@ -94,7 +94,11 @@ impl Nutcracker {
     }
 
     pub fn url(&self) -> String {
-        format!("memcache://127.0.0.1:{}", self.port)
+        format!("memcache://{}", self.addr())
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
     }
 }
 
