@@ -129,7 +129,8 @@ impl Session {
     ///
     /// The entry goes before the rest of the change is written, with compare-and-swap: if
     /// the rest fails, the other session stays signed out
-    /// ([`SessionError::SignedOut`], when every session named was signed out). A failure
+    /// ([`SessionError::SignedOut`], when it signed one out: the others named went with it
+    /// or were listed nowhere, so none named is left signed in). A failure
     /// before that (a session listed under an old key whose item fails), or of the rest when
     /// this session's own handle was named too (it goes only with the rest), is that
     /// failure: some of the sessions named may be signed out, and trying again finishes

@@ -214,9 +214,10 @@ impl UnitOfWork {
                 signed_out |= self.end_listed(&item, handle, None).await?;
             }
         }
-        // Said to have happened only if every session named was signed out: a handle listed
-        // nowhere (a stale page) ends nobody, and this session's own goes only with the
-        // rest of the commit.
+        // Said to have happened once this commit signed one out: every other handle named
+        // went with it or is listed nowhere (signed out already, a stale page, or not this
+        // user's), so no session named is left signed in. One that ended nobody says nothing of the kind,
+        // nor one naming this session's own, which goes only with the rest of the commit.
         let said = signed_out && !d.named_self;
         self.write(s)
             .await

@@ -1126,8 +1126,9 @@ async fn counted_login(
 }
 
 /// An admin signing out `user`'s session `handle` ([`Sessions::sign_out_session`]):
-/// `"true"` if it was listed. Counted as [`count_until_settled`], `"settled"` once the
-/// call is done or dropped (the client hung up).
+/// `"true"` if it was listed; or, for `everywhere`, every session of the user
+/// ([`Sessions::sign_out_everywhere`]): `"true"`. Counted as [`count_until_settled`],
+/// `"settled"` once the call is done or dropped (the client hung up).
 async fn counted_admin_sign_out(
     sessions: Sessions,
     path: web::Path<(String, String)>,
@@ -1140,10 +1141,17 @@ async fn counted_admin_sign_out(
         }
     }
     let (user, handle) = path.into_inner();
-    let handle: SessionHandle = handle.parse()?;
+    let handle = match handle.as_str() {
+        "everywhere" => None,
+        handle => Some(handle.parse::<SessionHandle>()?),
+    };
     log.push("begun".to_owned());
     let _settled = Settled(log);
-    Ok(sessions.sign_out_session(&user, &handle).await?.to_string())
+    Ok(match handle {
+        Some(handle) => sessions.sign_out_session(&user, &handle).await?,
+        None => sessions.sign_out_everywhere(&user).await.map(|()| true)?,
+    }
+    .to_string())
 }
 
 /// Who is signed in and the handle of the session's login: `"user handle"`, or `"none"`.

@@ -636,21 +636,38 @@ enum UserOp {
     DeadWhoami(Cookie<'static>),
     SignOutEverywhere,
     SignOutOthers,
-    /// Signs out the session of this handle, of the device's own user: another device's,
-    /// or its own.
-    SignOutSession(String),
-    /// An admin signs out user's session of this handle (another user's, at times: that
+    /// Signs out the session of this login, for the device's own user: another device's,
+    /// its own, or at times another user's (that ends nothing).
+    SignOutSession(Named),
+    /// An admin signs out the session of this login (naming at times another user: that
     /// ends nothing). Sent without a cookie.
-    AdminSignOut(usize, String),
+    AdminSignOut(Named),
+    /// An admin signs this user out everywhere (`Sessions::sign_out_everywhere`).
+    AdminSignOutEverywhere(usize),
+}
+
+/// A login named by its handle: the user named with it, and the device it was learned
+/// from (the only one whose sessions carry it, across renewals).
+#[derive(Debug, Clone)]
+struct Named {
+    user: usize,
+    handle: String,
+    device: usize,
+}
+
+impl UserOp {
+    fn by_admin(&self) -> bool {
+        matches!(
+            self,
+            UserOp::AdminSignOut(_) | UserOp::AdminSignOutEverywhere(_)
+        )
+    }
 }
 
 impl UserOp {
     /// A login or a sign-out of the device's: it changes who the device is signed in as.
     fn is_lifecycle(&self) -> bool {
-        !matches!(
-            self,
-            UserOp::Whoami | UserOp::DeadWhoami(_) | UserOp::AdminSignOut(..)
-        )
+        !matches!(self, UserOp::Whoami | UserOp::DeadWhoami(_)) && !self.by_admin()
     }
 }
 
@@ -659,7 +676,8 @@ impl UserOp {
 enum Reach {
     Everywhere,
     Others,
-    Handle(String),
+    /// The login of this handle, learned from this device.
+    Handle(String, usize),
     /// A login at the session limit (`OverLimit::EndLeastRecentlySeen`): any other session
     /// of its user, which one the test cannot tell.
     Evict,
@@ -683,14 +701,18 @@ struct SignOut {
 }
 
 impl SignOut {
-    /// Whether it reaches `login` of `device`; `may`: whether a handle the test has not
-    /// learned yet may be the one it names.
+    /// Whether it reaches `login` of `device`; `may`: whether a login of the device the
+    /// handle was learned from, whose own handle the test has not learned, may be the one
+    /// it names (logging in again as the same user keeps the handle).
     fn reaches(&self, login: &Login, device: usize, may: bool) -> bool {
         self.user == login.user
             && match &self.reach {
                 Reach::Everywhere => true,
                 Reach::Others | Reach::Evict => self.by != Some(device),
-                Reach::Handle(named) => login.handle.as_ref().map_or(may, |h| h == named),
+                Reach::Handle(named, from) => match &login.handle {
+                    Some(handle) => handle == named,
+                    None => may && device == *from,
+                },
             }
     }
 
@@ -729,7 +751,7 @@ fn sign_out_outcome(op: &UserOp, reply: Option<&Reply>, what: &str) -> Outcome {
     let Some(reply) = reply else {
         return Outcome::Maybe;
     };
-    let admin = matches!(op, UserOp::AdminSignOut(..));
+    let admin = op.by_admin();
     match (reply.status, reply.body.as_str()) {
         // The sign-out went first, the rest of the commit failed.
         (_, body) if body.starts_with("the sign-out happened") => Outcome::Landed,
@@ -833,9 +855,15 @@ fn user_path(op: &UserOp) -> String {
         UserOp::Whoami | UserOp::DeadWhoami(_) => "/who".to_owned(),
         UserOp::SignOutEverywhere => "/counted/sign-out/everywhere".to_owned(),
         UserOp::SignOutOthers => "/counted/sign-out/others".to_owned(),
-        UserOp::SignOutSession(handle) => format!("/counted/sign-out/{handle}"),
-        UserOp::AdminSignOut(u, handle) => {
-            format!("/counted/admin-sign-out/{}/{handle}", USERS[*u])
+        UserOp::SignOutSession(named) => format!("/counted/sign-out/{}", named.handle),
+        UserOp::AdminSignOut(named) => {
+            format!(
+                "/counted/admin-sign-out/{}/{}",
+                USERS[named.user], named.handle
+            )
+        }
+        UserOp::AdminSignOutEverywhere(u) => {
+            format!("/counted/admin-sign-out/{}/everywhere", USERS[*u])
         }
     }
 }
@@ -843,11 +871,24 @@ fn user_path(op: &UserOp) -> String {
 /// Picks a batch: at most one login or sign-out per device.
 fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
     let mut ops: Vec<(usize, UserOp)> = Vec::new();
-    // The logins whose handle the test knows, and their devices.
-    let handled: Vec<&Login> = devices
-        .iter()
-        .filter_map(|device| device.user.as_ref().filter(|l| l.handle.is_some()))
+    // The logins whose handle the test knows, with their devices.
+    let handled: Vec<Named> = (0..devices.len())
+        .filter_map(|device| {
+            let login = devices[device].user.as_ref()?;
+            Some(Named {
+                user: login.user,
+                handle: login.handle.clone()?,
+                device,
+            })
+        })
         .collect();
+    // At times the handle with another user's name: it must end nothing.
+    let misnamed = |rng: &mut Rng, mut named: Named| {
+        if rng.below(4) == 0 {
+            named.user = (named.user + 1) % USERS.len();
+        }
+        named
+    };
     while ops.len() < BATCH {
         let d = rng.below(devices.len());
         let busy = ops.iter().any(|(e, op)| *e == d && op.is_lifecycle());
@@ -863,22 +904,23 @@ fn pick_user_ops(rng: &mut Rng, devices: &[Device]) -> Vec<(usize, UserOp)> {
             (82..=86, Some(_)) => UserOp::SignOutEverywhere,
             (87..=90, Some(_)) => UserOp::SignOutOthers,
             (91..=96, Some(own)) => {
-                let named: Vec<&&Login> = handled.iter().filter(|l| l.user == own.user).collect();
-                if named.is_empty() {
-                    continue;
-                }
-                let handle = named[rng.below(named.len())].handle.clone();
-                UserOp::SignOutSession(handle.unwrap())
-            }
-            (97.., _) if !handled.is_empty() => {
-                let login = handled[rng.below(handled.len())];
-                // At times the handle with another user: it must end nothing.
-                let user = match rng.below(4) {
-                    0 => (login.user + 1) % USERS.len(),
-                    _ => login.user,
+                // Mostly one of its user's, at times another user's (for that user).
+                let mine: Vec<&Named> = handled.iter().filter(|n| n.user == own.user).collect();
+                let named = match rng.below(4) {
+                    0 if !handled.is_empty() => handled[rng.below(handled.len())].clone(),
+                    _ if !mine.is_empty() => mine[rng.below(mine.len())].clone(),
+                    _ => continue,
                 };
-                UserOp::AdminSignOut(user, login.handle.clone().unwrap())
+                UserOp::SignOutSession(Named {
+                    user: own.user,
+                    ..named
+                })
             }
+            (97..=98, _) if !handled.is_empty() => {
+                let named = handled[rng.below(handled.len())].clone();
+                UserOp::AdminSignOut(misnamed(rng, named))
+            }
+            (99, _) => UserOp::AdminSignOutEverywhere(rng.below(USERS.len())),
             _ => continue,
         };
         ops.push((d, op));
@@ -894,6 +936,7 @@ struct SeenUsers {
     signed_out: usize,
     by_handle: usize,
     by_admin: usize,
+    admin_everywhere: usize,
     handles: usize,
     whoami_user: usize,
     whoami_none: usize,
@@ -914,6 +957,8 @@ async fn users_history(backend: Backend, limit: Limit) {
         })
         .collect();
     let mut sign_outs: Vec<SignOut> = Vec::new();
+    // The logins the test knows were signed out: their user and handle.
+    let mut ended: Vec<(usize, String)> = Vec::new();
     let mut seen = SeenUsers::default();
     rig.proxies.iter().for_each(ChaosProxy::storm);
     for batch in 0..batches(USER_BATCHES) {
@@ -923,7 +968,7 @@ async fn users_history(backend: Backend, limit: Limit) {
             .map(|(d, op)| {
                 let cookie = match op {
                     UserOp::DeadWhoami(dead) => Some(dead.clone()),
-                    UserOp::AdminSignOut(..) => None,
+                    UserOp::AdminSignOut(_) | UserOp::AdminSignOutEverywhere(_) => None,
                     _ => devices[*d].cookie.clone(),
                 };
                 (user_path(op), cookie)
@@ -938,20 +983,30 @@ async fn users_history(backend: Backend, limit: Limit) {
             let (user, reach) = match (op, &own) {
                 (UserOp::SignOutEverywhere, Some(own)) => (own.user, Reach::Everywhere),
                 (UserOp::SignOutOthers, Some(own)) => (own.user, Reach::Others),
-                (UserOp::SignOutSession(handle), Some(own)) => {
-                    (own.user, Reach::Handle(handle.clone()))
+                (UserOp::SignOutSession(named), Some(own)) => {
+                    (own.user, Reach::Handle(named.handle.clone(), named.device))
                 }
-                (UserOp::AdminSignOut(user, handle), _) => (*user, Reach::Handle(handle.clone())),
+                (UserOp::AdminSignOut(named), _) => (
+                    named.user,
+                    Reach::Handle(named.handle.clone(), named.device),
+                ),
+                (UserOp::AdminSignOutEverywhere(user), _) => (*user, Reach::Everywhere),
                 (UserOp::Login(user), _) if limit == Limit::End => (*user, Reach::Evict),
                 _ => continue,
             };
             let outcome = sign_out_outcome(op, reply.as_ref(), &what);
             match op {
                 UserOp::SignOutSession(_) if outcome == Outcome::Landed => seen.by_handle += 1,
-                UserOp::AdminSignOut(..) if outcome == Outcome::Landed => seen.by_admin += 1,
+                UserOp::AdminSignOut(named) if outcome == Outcome::Landed => {
+                    // A handle is looked up in the named user's list only.
+                    let owner = devices[named.device].user.as_ref().map(|l| l.user);
+                    assert_eq!(owner, Some(named.user), "{what}: another user's session");
+                    seen.by_admin += 1;
+                }
+                UserOp::AdminSignOutEverywhere(_) => seen.admin_everywhere += 1,
                 _ => {}
             }
-            let admin = matches!(op, UserOp::AdminSignOut(..));
+            let admin = op.by_admin();
             sign_outs.push(SignOut {
                 user,
                 by: (!admin).then_some(*d),
@@ -963,10 +1018,16 @@ async fn users_history(backend: Backend, limit: Limit) {
                 settled: *answered,
             });
         }
-        // One in doubt may still land: the batch is over once none can.
-        if sign_outs[first..]
-            .iter()
-            .any(|s| s.outcome == Outcome::Maybe)
+        // One in doubt may still land: the batch is over once none can, and no login in
+        // doubt goes on into the next (two logins of one session left to race).
+        let login_in_doubt = ops.iter().zip(&answers).any(|((_, op), (_, reply, _))| {
+            let status = reply.as_ref().map(|r| r.status);
+            matches!(op, UserOp::Login(_)) && matches!(status, None | Some(503))
+        });
+        if login_in_doubt
+            || sign_outs[first..]
+                .iter()
+                .any(|s| s.outcome == Outcome::Maybe)
         {
             let settled = rig.settle().await;
             for s in &mut sign_outs[first..] {
@@ -1018,6 +1079,20 @@ async fn users_history(backend: Backend, limit: Limit) {
                 _ => {}
             }
         }
+        // An admin's sign-out that found no such session: checked once the batch's other
+        // sign-outs are applied.
+        let unlisted: Vec<(Named, String)> = ops
+            .iter()
+            .zip(&answers)
+            .filter_map(|((d, op), (_, reply, _))| match (op, reply) {
+                (UserOp::AdminSignOut(named), Some(r))
+                    if (r.status, r.body.as_str()) == (200, "false") =>
+                {
+                    Some((named.clone(), format!("batch {batch}, device {d}, {op:?}")))
+                }
+                _ => None,
+            })
+            .collect();
         // Then what the logins and sign-outs changed.
         for ((d, op), (sent, reply, answered)) in ops.into_iter().zip(answers) {
             let status = reply.as_ref().map(|r| r.status);
@@ -1063,16 +1138,37 @@ async fn users_history(backend: Backend, limit: Limit) {
                         device.dead.extend(old);
                     }
                 }
-                UserOp::Whoami | UserOp::DeadWhoami(_) | UserOp::AdminSignOut(..) => {}
+                UserOp::Whoami
+                | UserOp::DeadWhoami(_)
+                | UserOp::AdminSignOut(_)
+                | UserOp::AdminSignOutEverywhere(_) => {}
             }
         }
-        apply_sign_outs(&mut devices, &sign_outs, first, &mut seen);
+        apply_sign_outs(&mut devices, &sign_outs, first, &mut seen, &mut ended);
+        for (named, what) in unlisted {
+            // Still known signed in by that login, untouched by this batch: it was listed.
+            let device = &devices[named.device];
+            let listed = !excuses[named.device]
+                && device.signed_in().is_some_and(|login| {
+                    login.user == named.user && login.handle.as_ref() == Some(&named.handle)
+                });
+            assert!(!listed, "{what}: a listed session answered not listed");
+        }
         if limit == Limit::Refuse {
             never_over_the_limit(&devices, batch);
         }
     }
     rig.calm().await;
-    for (d, device) in devices.iter().enumerate() {
+    for (u, name) in USERS.iter().enumerate() {
+        let listed = rig.listed(u).await;
+        for (_, handle) in ended.iter().filter(|(user, _)| *user == u) {
+            assert!(
+                !listed.contains(handle),
+                "at the end, {name}'s list names a session signed out: {handle}"
+            );
+        }
+    }
+    for (d, device) in devices.iter_mut().enumerate() {
         let what = format!("at the end, device {d}");
         let sent = Instant::now();
         let reply = rig.get_calm("/who", device.cookie.as_ref()).await;
@@ -1080,6 +1176,7 @@ async fn users_history(backend: Backend, limit: Limit) {
         let (said, handle) = user_named(&reply.body, &what);
         let when = (sent, Instant::now());
         check_whoami(device, d, said, when, &sign_outs, false, &what);
+        learn_handle(device, said, handle.clone(), &mut seen, &what);
         if let (Some(u), Some(handle)) = (said, handle) {
             let listed = rig.listed(u).await;
             assert!(
@@ -1160,35 +1257,44 @@ fn never_over_the_limit(devices: &[Device], batch: usize) {
     }
 }
 
-/// Once the network is calm and a login of each user has committed, no user has more
-/// sessions than the limit allows (`RefuseLogin` never did; `EndLeastRecentlySeen` trims
-/// at each login, and a trim the network broke is finished by the next).
+/// Once the network is calm, a login of each user: `RefuseLogin` refuses it only when the
+/// user's list is full, and adds it otherwise; `EndLeastRecentlySeen` lets it in, and signs
+/// out no more sessions than the limit asks, never the new one.
 async fn within_the_limit(rig: &Rig, limit: Limit) {
     for (u, name) in USERS.iter().enumerate() {
+        let before = rig.listed(u).await;
         let reply = rig.get_calm(&format!("/counted/login/{name}"), None).await;
+        let after = rig.listed(u).await;
+        let what = format!("at the end, a login of {name} with {before:?} listed: {reply:?}");
         match (limit, reply.status) {
-            (_, 200) | (Limit::Refuse, 403) => {}
-            _ => panic!("at the end, a login of {name}: {reply:?}"),
+            (Limit::Refuse, 403) => {
+                assert!(before.len() >= LIMIT, "{what}: refused under the limit");
+                assert_eq!(after, before, "{what}");
+                continue;
+            }
+            (_, 200) => {}
+            _ => panic!("{what}"),
         }
-        let listed = rig.listed(u).await;
-        assert!(
-            listed.len() <= LIMIT,
-            "at the end, {name} has {} sessions: {listed:?}",
-            listed.len()
-        );
+        let who = rig.get_calm("/who", Some(&reply.cookie())).await;
+        let (_, handle) = user_named(&who.body, &what);
+        let handle = handle.unwrap_or_else(|| panic!("{what}: signed in as {}", who.body));
+        assert!(after.contains(&handle), "{what}: not listed in {after:?}");
+        let expected = (before.len() + 1).min(LIMIT);
+        assert_eq!(after.len(), expected, "{what}: now {after:?}");
     }
     rig.settle().await;
 }
 
 /// What the batch's sign-outs (`sign_outs[first..]`) did to the devices: one that ends a
-/// device's login signs it out (its cookie names nobody from then on); one that only may
-/// have leaves it in doubt. (An earlier batch's, settled before this one began, can do
+/// device's login signs it out (its cookie names nobody from then on, and its handle, if
+/// known, goes to `ended`); one that only may have leaves it in doubt. (An earlier batch's, settled before this one began, can do
 /// neither to a login of this batch.)
 fn apply_sign_outs(
     devices: &mut [Device],
     sign_outs: &[SignOut],
     first: usize,
     seen: &mut SeenUsers,
+    ended: &mut Vec<(usize, String)>,
 ) {
     for s in &sign_outs[first..] {
         for (d, device) in devices.iter_mut().enumerate() {
@@ -1198,6 +1304,7 @@ fn apply_sign_outs(
             if s.ends(login, d, sign_outs) {
                 device.log.push(format!("signed out by {s:?}"));
                 seen.signed_out += 1;
+                ended.extend(login.handle.clone().map(|h| (login.user, h)));
                 device.user = None;
                 device.dead.extend(device.cookie.clone());
             } else if s.may_end(login, d) {
