@@ -133,7 +133,8 @@ impl UnitOfWork {
     /// of the `discounted` session stay, uncounted (see [`Prepared`]). A login
     /// that would go over a limit that refuses fails here, with nothing written; sessions
     /// that cannot be read count as live, and so do those listed under the user's items of
-    /// fallback keys (which only ever shrink: logins go to the current key's).
+    /// fallback keys (which another instance's logins may grow, in a rolling deploy that
+    /// rotates the key: [`admit`](Self::admit) counts them again).
     pub(crate) async fn prepare(
         &self,
         item: &SessionId,
@@ -300,9 +301,11 @@ impl UnitOfWork {
             match updated {
                 Update::Updated => {
                     prepared.read.swap(&current.read);
-                    let counted = prepared.sessions(&roster.entries, Some(handle));
-                    prepared.listed.set(counted.len());
-                    return Ok(());
+                    let counted = prepared.sessions(&roster.entries, Some(handle)).len();
+                    prepared.listed.set(counted);
+                    return self
+                        .recount(prepared, item, user, (handle, id), counted)
+                        .await;
                 }
                 Update::Conflict | Update::Missing => {}
             }
@@ -313,6 +316,39 @@ impl UnitOfWork {
             }
         }
         Err(SessionError::Conflict)
+    }
+
+    /// A login admitted under a limit that refuses, with `counted` sessions in its own
+    /// roster: the other keys' items are read again, and the login withdrawn (its entry
+    /// taken out, 403) if they now take the user over the limit. `prepare` counted them
+    /// before this compare-and-swap, which does not cover them: in a rolling deploy that
+    /// rotates the key, another instance's current key is this one's fallback, and its
+    /// logins list themselves there meanwhile. Of two such logins racing, the later to
+    /// admit counts the earlier (both may withdraw): never over the limit.
+    async fn recount(
+        &self,
+        prepared: &Prepared,
+        item: &SessionId,
+        user: &str,
+        (handle, id): (&str, &SessionId),
+        counted: usize,
+    ) -> Result<(), SessionError> {
+        let (limit, over) = self.limit();
+        let one_key = self.backend.config.codec.user_items(user).nth(1).is_none();
+        if over != OverLimit::RefuseLogin || one_key {
+            return Ok(());
+        }
+        let recount = self.listed_elsewhere(item, user, prepared).await;
+        if matches!(&recount, Ok(elsewhere) if counted + elsewhere.len() <= limit) {
+            return Ok(());
+        }
+        // Its session is removed by the commit that fails, as for any failed listing.
+        if let Err(undo) = self.end_listed(item, handle, Some(id)).await {
+            tracing::debug!(error = %undo, "a withdrawn login's entry left");
+        }
+        Err(recount
+            .err()
+            .unwrap_or(SessionError::TooManySessions { limit }))
     }
 
     /// After a login listed as `own` was written: signs out the least recently seen of

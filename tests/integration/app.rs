@@ -113,7 +113,11 @@ impl<S: SessionStore + Clone> TestApp<S> {
         crate::support::generation_item(secret, user)
     }
 
-    pub async fn with(store: CountingStore<S>, key: Key, configure: Configure) -> Self {
+    pub async fn with(
+        store: CountingStore<S>,
+        key: Key,
+        configure: impl FnOnce(MemcacheSessionBuilder) -> MemcacheSessionBuilder,
+    ) -> Self {
         let gate = Arc::new(Gate {
             loaded: Semaphore::new(0),
             go: Semaphore::new(0),

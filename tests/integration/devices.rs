@@ -22,6 +22,7 @@ macro_rules! devices_suite {
             over_the_limit_a_login_is_refused_until_one_signs_out,
             concurrent_logins_at_the_limit_never_exceed_it,
             concurrent_logins_refused_at_the_limit_write_nothing,
+            logins_racing_on_two_instances_rotating_the_key_never_exceed_a_refusing_limit,
             a_deleted_roster_signs_the_user_out_and_lists_nobody,
             a_garbled_roster_signs_everyone_out_and_a_login_replaces_it,
             a_session_signed_out_or_ended_is_never_listed,
@@ -377,6 +378,42 @@ pub async fn concurrent_logins_at_the_limit_never_exceed_it<S: SessionStore + Cl
     let mut listed = labels(&app, "ada").await;
     listed.sort();
     assert_eq!(listed, ["c", "d"]);
+}
+
+/// A rolling deploy that rotates the key: instance A signs with key 1 (key 2 a fallback),
+/// B the other way round, so their logins list themselves in two items. A login on A that
+/// counted both is held before it lists itself; one on B lists itself meanwhile. Each
+/// counted the other's item before the other wrote it: without counting again after
+/// listing itself, A's went in too, three sessions at a limit of 2.
+pub async fn logins_racing_on_two_instances_rotating_the_key_never_exceed_a_refusing_limit<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let instance = |current: u8, old: u8| {
+        TestApp::with(CountingStore::new(store.clone()), key(current), move |b| {
+            b.max_sessions_per_user(2, OverLimit::RefuseLogin)
+                .fallback_keys(vec![key(old)])
+        })
+    };
+    let (a_app, b_app) = (instance(1, 2).await, instance(2, 1).await);
+    let (a, _) = login(&a_app, "ada", "a").await;
+    a_app
+        .store
+        .hold_next_write_of(crate::support::generation_item(&[1; 64], "ada"));
+    let (refused, d) = join(a_app.get("/login-from/ada/c", None), async {
+        a_app.store.when_held().await;
+        let d = login(&b_app, "ada", "d").await;
+        a_app.store.release();
+        d
+    })
+    .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(refused.cookie.is_none());
+    assert_eq!(signed_in(&a_app, "ada", &[&a, &d.0]).await, [true, true]);
+    let mut listed = labels(&b_app, "ada").await;
+    listed.sort();
+    assert_eq!(listed, ["a", "d"], "the refused login's entry is gone");
 }
 
 pub async fn concurrent_logins_refused_at_the_limit_write_nothing<S: SessionStore + Clone>(

@@ -369,6 +369,16 @@ pub fn cookie_stamped(secret: &[u8], id: &SessionId, issued: u64) -> String {
     URL_SAFE_NO_PAD.encode([signed, mac.finalize().into_bytes().to_vec()].concat())
 }
 
+/// The session id a cookie's value names, whatever key signed it (not checked): format 1
+/// starts with it, formats 2 and 3 after their version byte (`src/cookie/codec.rs`).
+pub fn session_named(cookie: &Cookie<'_>) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let raw = URL_SAFE_NO_PAD.decode(cookie.value()).ok()?;
+    let at = usize::from(raw.len() != 16 + 8 + 32);
+    raw.get(at..at + 16).map(<[u8]>::to_vec)
+}
+
 /// xorshift64*: enough randomness for test inputs, and the seed reproduces a failure.
 pub struct Rng(pub u64);
 
