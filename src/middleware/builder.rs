@@ -254,6 +254,10 @@ impl MemcacheSessionBuilder {
     /// bound through the key it was bound under; once that key is dropped from this list,
     /// such a session is signed out at its next request, re-signed cookie or not, because a
     /// sign-out could no longer reach it.
+    ///
+    /// On several instances, rotate in two deploys: first the new key as a fallback
+    /// everywhere, then the new key current and the old one a fallback (`docs/users.md`
+    /// says what the second deploy's two current keys cost).
     pub fn fallback_keys(mut self, keys: Vec<Key>) -> Self {
         self.fallback_keys = keys;
         self
