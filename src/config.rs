@@ -51,7 +51,9 @@ pub enum OverLimit {
     /// The login goes ahead, and the user's least recently seen session is signed out.
     EndLeastRecentlySeen,
     /// The login fails with [`SessionError::TooManySessions`](crate::SessionError)
-    /// (403), writing nothing; the sessions the user has stay signed in.
+    /// (403), leaving no session of its own (one withdrawn after it listed itself, with
+    /// two current keys in a key's rotation, removes what it wrote); the sessions the user
+    /// has stay signed in.
     RefuseLogin,
 }
 

@@ -410,6 +410,9 @@ pub async fn logins_racing_on_two_instances_rotating_the_key_never_exceed_a_refu
     .await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert!(refused.cookie.is_none());
+    let withdrawn = a_app.store.last_created();
+    let stored = a_app.store.inner.load(&withdrawn).await.unwrap();
+    assert!(stored.is_none(), "the refused login's session is gone");
     assert_eq!(signed_in(&a_app, "ada", &[&a, &d.0]).await, [true, true]);
     let mut listed = labels(&b_app, "ada").await;
     listed.sort();
