@@ -125,6 +125,12 @@ impl CookieCodec {
             .map(move |key| self.item_under(key, user))
     }
 
+    /// Whether old keys still verify (each key once, the builder sees to it): a user's
+    /// sessions may then be listed under several items.
+    pub(crate) fn has_fallback_keys(&self) -> bool {
+        !self.fallback_keys.is_empty()
+    }
+
     /// The id of `user`'s generation item under the current key: the one a binding uses.
     pub(crate) fn user_item(&self, user: &str) -> SessionId {
         self.item_under(&self.key, user)

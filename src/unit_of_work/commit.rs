@@ -216,8 +216,8 @@ impl UnitOfWork {
         }
         // Said to have happened once this commit signed one out: every other handle named
         // went with it or is listed nowhere (signed out already, a stale page, or not this
-        // user's), so no session named is left signed in. One that ended nobody says nothing of the kind,
-        // nor one naming this session's own, which goes only with the rest of the commit.
+        // user's), so none named is left signed in. Not said when it ended nobody, nor when
+        // it named this session's own, which goes only with the rest of the commit.
         let said = signed_out && !d.named_self;
         self.write(s)
             .await

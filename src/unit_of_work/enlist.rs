@@ -334,8 +334,7 @@ impl UnitOfWork {
         counted: usize,
     ) -> Result<(), SessionError> {
         let (limit, over) = self.limit();
-        let one_key = self.backend.config.codec.user_items(user).nth(1).is_none();
-        if over != OverLimit::RefuseLogin || one_key {
+        if over != OverLimit::RefuseLogin || !self.backend.config.codec.has_fallback_keys() {
             return Ok(());
         }
         let recount = self.listed_elsewhere(item, user, prepared).await;
@@ -372,7 +371,7 @@ impl UnitOfWork {
         }
         // Within the limit once listed, and no other key's item: a login that came after
         // read this one's entry, and trims for both.
-        let one_key = self.backend.config.codec.user_items(user).nth(1).is_none();
+        let one_key = !self.backend.config.codec.has_fallback_keys();
         if one_key && prepared.listed.get() <= limit {
             return Ok(());
         }

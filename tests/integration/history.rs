@@ -286,6 +286,7 @@ impl Rig {
                 crate::memcached::r2d2_store_at(&url, Duration::from_secs(2))
             }
             Backend::Servers(..) | Backend::Nutcracker => {
+                // nutcracker speaks text only, which `Auto` finds on connect.
                 let protocol = match backend {
                     Backend::Servers(protocol, _) => protocol,
                     _ => Protocol::Auto,
@@ -683,18 +684,23 @@ struct Named {
 }
 
 impl UserOp {
+    /// A sign-out by an admin, sent without the device's cookie.
     fn by_admin(&self) -> bool {
         matches!(
             self,
             UserOp::AdminSignOut(_) | UserOp::AdminSignOutEverywhere(_)
         )
     }
-}
 
-impl UserOp {
     /// A login or a sign-out of the device's: it changes who the device is signed in as.
     fn is_lifecycle(&self) -> bool {
-        !matches!(self, UserOp::Whoami | UserOp::DeadWhoami(_)) && !self.by_admin()
+        matches!(
+            self,
+            UserOp::Login(_)
+                | UserOp::SignOutEverywhere
+                | UserOp::SignOutOthers
+                | UserOp::SignOutSession(_)
+        )
     }
 }
 
@@ -1290,16 +1296,18 @@ fn learn_handle(
     let Some(login) = device.user.as_mut().filter(|_| device.doubt.is_none()) else {
         return;
     };
-    if said != Some(login.user) {
+    let (Some(user), Some(handle)) = (said, handle) else {
+        return;
+    };
+    if user != login.user {
         return;
     }
-    match (&login.handle, handle) {
-        (Some(known), Some(handle)) => assert_eq!(*known, handle, "{what}: a login's handle"),
-        (None, handle) => {
+    match &login.handle {
+        Some(known) => assert_eq!(*known, handle, "{what}: a login's handle"),
+        None => {
             seen.handles += 1;
-            login.handle = handle;
+            login.handle = Some(handle);
         }
-        (Some(_), None) => unreachable!("a signed-in answer names a handle"),
     }
 }
 
