@@ -76,7 +76,9 @@ pub struct UserSession {
     /// When the login happened (a renewal counts as one).
     pub created: SystemTime,
     /// When the session was last used, to the refresh granularity (a quarter of the idle
-    /// timeout by default): refreshing the cookie writes it, other requests write nothing.
+    /// timeout by default): refreshing the cookie writes it, and so does issuing it again
+    /// for another reason (re-signing it under the current key) once it is that old; other
+    /// requests write nothing.
     pub last_seen: SystemTime,
     /// Whether it has its own timeouts ("keep me signed in", [`Session::set_timeouts`]).
     pub remember_me: bool,

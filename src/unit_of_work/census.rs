@@ -120,10 +120,7 @@ impl UnitOfWork {
         }
         // Times from the store are never later than now, whatever they say.
         let created = data.created.min(now);
-        let seen = data
-            .get(generation::PACKAGE, generation::SEEN)
-            .and_then(serde_json::Value::as_u64)
-            .map_or(created, |seen| seen.min(now));
+        let seen = generation::seen(data).map_or(created, |seen| seen.min(now));
         let timeouts = Timeouts::of(data, &self.backend.config);
         if timeouts.ttl(data.created, now).is_zero() {
             return if timeouts.created_ahead(data.created, now) {

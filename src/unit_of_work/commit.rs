@@ -296,10 +296,16 @@ impl UnitOfWork {
         let user_item = self.user_item(&s.data);
         // Worked out once: nothing below changes the session's timeouts.
         let timeouts = self.timeouts(&s.data);
-        let refresh = s
-            .existing
-            .as_ref()
-            .is_some_and(|e| self.refresh_due(e, &timeouts));
+        let refresh = s.existing.as_ref().is_some_and(|e| {
+            // A cookie issued again for another reason (re-signed under the current key, or
+            // an old hint) restarts its age, so a bound session's stamp is also due by its
+            // own age: else, on two instances rotating the key, each re-signing the other's
+            // cookies, "last seen" would never advance.
+            self.refresh_due(e, &timeouts)
+                || (user_item.is_some()
+                    && self.reissue(e, &timeouts, user_item.as_ref(), false)
+                    && self.seen_due(&s.data, &timeouts))
+        });
         let roster = match &user_item {
             Some(item) => self.roster_change(item, s, refresh).await?,
             None => RosterChange::None,
@@ -849,6 +855,13 @@ impl UnitOfWork {
     fn refresh_due(&self, existing: &Existing, timeouts: &Timeouts) -> bool {
         let age = now_unix().saturating_sub(existing.issued);
         age >= self.backend.config.refresh_after(timeouts.idle)
+    }
+
+    /// Whether a bound session's "last seen" stamp is as old as a cookie due for refresh.
+    fn seen_due(&self, data: &Record, timeouts: &Timeouts) -> bool {
+        generation::seen(data).is_some_and(|seen| {
+            now_unix().saturating_sub(seen) >= self.backend.config.refresh_after(timeouts.idle)
+        })
     }
 }
 

@@ -74,6 +74,11 @@ pub(crate) fn handle(data: &Record) -> Option<&str> {
     data.get(PACKAGE, HANDLE)?.as_str()
 }
 
+/// When a bound session was last seen, as its stamp says (unix seconds).
+pub(crate) fn seen(data: &Record) -> Option<u64> {
+    data.get(PACKAGE, SEEN)?.as_u64()
+}
+
 /// Whether a session lacks its copy of its user's generation: a bound one then still has
 /// to copy it, as only a request that bound it (or signed out the user's other sessions)
 /// leaves it so.

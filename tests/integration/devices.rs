@@ -28,6 +28,7 @@ macro_rules! devices_suite {
             a_session_signed_out_or_ended_is_never_listed,
             renewing_a_bound_session_keeps_it_listed,
             last_seen_is_written_at_refresh_only,
+            last_seen_advances_while_two_instances_re_sign_each_others_cookies,
             a_stored_session_bound_without_renewal_is_listed,
             a_listed_session_that_cannot_be_read_fails_the_listing,
             two_renewals_of_one_session_keep_the_winner_listed,
@@ -550,6 +551,45 @@ pub async fn last_seen_is_written_at_refresh_only<S: SessionStore + Clone>(store
     app.store.reset();
     assert_eq!(whoami(&app, &b).await, "ada");
     assert_eq!(app.store.calls().writes(), 0);
+}
+
+/// The second deploy of a key rotation: instance A signs with key 1 (key 2 a fallback), B
+/// the other way round, and a device's requests alternate between them. Each re-signs the
+/// cookie, restarting its age, so the cookie alone is never due for refresh: "last seen"
+/// is written once its own stamp is as old as a cookie due for refresh (5 s here).
+pub async fn last_seen_advances_while_two_instances_re_sign_each_others_cookies<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let instance = |current: u8, old: u8| {
+        TestApp::with(CountingStore::new(store.clone()), key(current), move |b| {
+            b.idle_timeout(Duration::from_secs(20))
+                .fallback_keys(vec![key(old)])
+        })
+    };
+    let (a_app, b_app) = (instance(1, 2).await, instance(2, 1).await);
+    let seen = || async { a_app.sessions.of_user("ada").await.unwrap()[0].last_seen };
+    let (cookie, _) = login(&a_app, "ada", "a").await;
+    let first = seen().await;
+    // Each request lands on the instance that did not sign its cookie, within 5 s of it.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let reply = b_app.get("/whoami", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ada"));
+    let cookie = reply.cookie();
+    assert_eq!(seen().await, first, "seen 2 s ago: not written yet");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    a_app.store.reset();
+    let reply = a_app.get("/whoami", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ada"));
+    let calls = a_app.store.calls();
+    assert_eq!(
+        (calls.updates, calls.touches),
+        (1, 0),
+        "the stamp in place of the touch: {calls:?}"
+    );
+    assert!(reply.cookie.is_some(), "re-signed");
+    assert!(seen().await > first, "seen 5 s after the login");
 }
 
 pub async fn a_stored_session_bound_without_renewal_is_listed<S: SessionStore + Clone>(store: S) {
