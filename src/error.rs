@@ -82,8 +82,9 @@ pub enum SessionError {
     Conflict,
     /// The session was ended (purged) or signed out since this request read it, or what
     /// the store holds for it no longer reads as a session; nothing was written (but see
-    /// [`Session::sign_out_other_sessions`](crate::Session::sign_out_other_sessions) after
-    /// a key rotation).
+    /// [`Session::sign_out_other_sessions`](crate::Session::sign_out_other_sessions) and
+    /// [`Session::sign_out_everywhere`](crate::Session::sign_out_everywhere) after a key
+    /// rotation).
     #[error("session ended by a concurrent request; nothing was saved")]
     Ended,
     /// A login was refused: the user already has as many sessions as

@@ -274,11 +274,11 @@ impl UnitOfWork {
             }
             generation::Ending::Ended => {}
             // This session is no longer signed in: signed out since it was read (by an
-            // admin, or another device signing out the others). It must not sign itself
-            // back in, nor end anybody: 409, nothing written; it is signed out at its next
-            // read.
-            generation::Ending::Revoked if keep => return Err(SessionError::Ended),
-            generation::Ending::Revoked => return self.write(s).await,
+            // admin, or another device signing out the others or this one). It must not
+            // sign itself back in, nor end anybody, nor answer as if it had (the device that
+            // signed it out may still be signed in): 409, nothing written; it is signed out
+            // at its next read.
+            generation::Ending::Revoked => return Err(SessionError::Ended),
         }
         // The sign-out happened: a failure from here on must say so, not "nothing saved".
         let written = self.write(s).await;

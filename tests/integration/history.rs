@@ -721,9 +721,8 @@ enum Reach {
 #[derive(Debug)]
 struct SignOut {
     user: usize,
-    /// The device that sent it (`None`: an admin), and the login it was signed in by.
+    /// The device that sent it (`None`: an admin).
     by: Option<usize>,
-    own: Option<Login>,
     reach: Reach,
     sent: Instant,
     answered: Instant,
@@ -757,25 +756,15 @@ impl SignOut {
             && login.sent < self.settled
     }
 
-    /// Whether it must have signed out `login`: it landed, reaches it, began after the
-    /// login was answered, and its own session was not signed out by another sign-out
-    /// that may have come first (a session signed out since it was read ends nobody else,
-    /// `docs/users.md`).
-    fn ends(&self, login: &Login, device: usize, all: &[SignOut]) -> bool {
-        let contested = |(by, own): (usize, &Login)| {
-            all.iter().any(|other| {
-                !std::ptr::eq(other, self)
-                    && other.reaches(own, by, true)
-                    && other.outcome != Outcome::NotLanded
-                    && other.sent < self.answered
-                    && other.settled > self.sent
-            })
-        };
+    /// Whether it must have signed out `login`: it landed, reaches it, and began after the
+    /// login was answered. (A sign-out from a session signed out since it was read ends
+    /// nobody and answers 409, `docs/users.md`: one answered 200 ended every session it
+    /// reaches.)
+    fn ends(&self, login: &Login, device: usize) -> bool {
         self.reach != Reach::Evict
             && self.outcome == Outcome::Landed
             && self.reaches(login, device, false)
             && self.sent > login.answered
-            && !self.by.zip(self.own.as_ref()).is_some_and(contested)
     }
 }
 
@@ -838,7 +827,7 @@ fn check_whoami(
             // A logout stays a logout: once a sign-out that ends the login was answered.
             if let Some(s) = sign_outs
                 .iter()
-                .find(|s| s.ends(login, d, sign_outs) && s.answered < sent)
+                .find(|s| s.ends(login, d) && s.answered < sent)
             {
                 panic!("{what}: still signed in after {s:?}; {:#?}", device.log);
             }
@@ -1059,7 +1048,6 @@ async fn users_history_on(backend: Backend, limit: Limit, rotating: bool) {
             sign_outs.push(SignOut {
                 user,
                 by: (!admin).then_some(*d),
-                own: own.filter(|_| !admin),
                 reach,
                 sent: *sent,
                 answered: *answered,
@@ -1382,7 +1370,7 @@ fn apply_sign_outs(
             let Some(login) = &device.user else {
                 continue;
             };
-            if s.ends(login, d, sign_outs) {
+            if s.ends(login, d) {
                 device.log.push(format!("signed out by {s:?}"));
                 seen.signed_out += 1;
                 ended.extend(login.handle.clone().map(|h| (login.user, h)));

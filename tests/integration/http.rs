@@ -122,6 +122,7 @@ macro_rules! http_suite {
             a_login_in_flight_across_a_sign_out_of_the_others_is_refused,
             signing_out_the_others_twice_from_one_device_keeps_it,
             a_revoked_session_signing_out_everywhere_spares_a_later_login,
+            a_session_signed_out_by_another_device_cannot_sign_out_everywhere,
             bound_session_reads_its_generation_with_the_session,
             session_bound_outside_a_request_gets_its_hint_on_the_next_request,
             binding_a_user_renews_the_session_unless_told_not_to,
@@ -2038,8 +2039,8 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
         assert_eq!(whoami(&after, &asking).await, kept, "{route}: {from_old}");
         after.sessions.sign_out_everywhere("ada").await.unwrap();
     }
-    // A session signed out while its request ran ends nobody, under either key: a login
-    // that came after stays signed in.
+    // A session signed out while its request ran ends nobody, under either key (409): a
+    // login that came after stays signed in.
     let (before, after) = before_and_after_a_rotation::<_, 9>(store).await;
     let (revoked, _) = log_in(&before, "ada").await;
     let (reply, later) = after
@@ -2048,7 +2049,8 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
             log_in(&after, "ada").await
         })
         .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "{reply:?}");
     assert_eq!(
         whoami(&after, &later.0).await,
         "ada",
@@ -2148,7 +2150,7 @@ pub async fn a_login_after_a_sign_out_of_the_others_and_a_purge_is_a_login_of_it
 
 /// A sign-out from a session bound under the old key ends the new key's item only while
 /// that session is signed in: an admin's sign-out and a new login landing between its look
-/// and its delete leave that login signed in.
+/// and its delete leave that login signed in, and the revoked session answers 409.
 pub async fn a_cross_key_sign_out_spares_a_login_after_a_revocation<S: SessionStore + Clone>(
     store: S,
 ) {
@@ -2175,7 +2177,8 @@ pub async fn a_cross_key_sign_out_spares_a_login_after_a_revocation<S: SessionSt
     };
     let (reply, (later, _)) =
         join(after.get("/sign-out-everywhere", Some(&stale)), meanwhile).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "{reply:?}");
     assert_eq!(whoami(&after, &later).await, "ada", "the later login stays");
     assert_eq!(whoami(&after, &stale).await, "none");
 }
@@ -2348,8 +2351,9 @@ pub async fn signing_out_the_others_twice_from_one_device_keeps_it<S: SessionSto
     assert_eq!(whoami(&app, &ada[1].0).await, "none");
 }
 
-/// A session revoked by an admin, then signing out everywhere: it ends, and a login that
-/// came after the revocation stays signed in.
+/// A session read before an admin signed its user out, then signing out everywhere: it
+/// was revoked, so it answers 409 and writes nothing, it is signed out at its next read,
+/// and a login that came after the revocation stays signed in.
 pub async fn a_revoked_session_signing_out_everywhere_spares_a_later_login<
     S: SessionStore + Clone,
 >(
@@ -2363,10 +2367,46 @@ pub async fn a_revoked_session_signing_out_everywhere_spares_a_later_login<
             log_in(&app, "ada").await
         })
         .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.cookie().value(), "", "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "nothing written: {reply:?}");
     assert_eq!(whoami(&app, &ada[0].0).await, "none");
+    assert!(app.store.inner.load(&ada[0].1).await.unwrap().is_none());
     assert_eq!(whoami(&app, &fresh.0).await, "ada", "the later login");
+}
+
+/// A session signed out by another device (by its handle) while its own request signs out
+/// everywhere: it may not end the others any more, so it must not say it did (409). The
+/// device that signed it out, which may be a thief's, is still signed in, and the user,
+/// told, can sign in again and sign out everywhere.
+pub async fn a_session_signed_out_by_another_device_cannot_sign_out_everywhere<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (ada, _) = three_and_one(&app).await;
+    let who = app.get("/who", Some(&ada[0].0)).await.body;
+    let handle = who.strip_prefix("ada ").expect("signed in").to_owned();
+    let (reply, out) = app
+        .interleave_with(
+            "/gated/sign-out-everywhere",
+            &ada[0].0,
+            app.get(&format!("/sign-out-session/{handle}"), Some(&ada[1].0)),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "nothing written: {reply:?}");
+    assert_eq!(whoami(&app, &ada[0].0).await, "none");
+    for (cookie, _) in &ada[1..] {
+        assert_eq!(whoami(&app, cookie).await, "ada", "not signed out");
+    }
+    let (again, _) = log_in(&app, "ada").await;
+    let reply = app.get("/sign-out-everywhere", Some(&again)).await;
+    assert_eq!(reply.body, "Purged", "{reply:?}");
+    for (cookie, _) in &ada[1..] {
+        assert_eq!(whoami(&app, cookie).await, "none", "signed out now");
+    }
 }
 
 /// A sign-out that happened, then a commit that failed after it (413 here): the response
