@@ -246,7 +246,8 @@ impl UnitOfWork {
             .unwrap_or_else(|| self.current_item(&out.of.user));
         let ttl = self.backend.config.generation_ttl();
         // Purged since, or bound to another user: this session is not the one that held
-        // the entry, and nothing stays signed in (a login in it goes as any login).
+        // the entry, and nothing stays signed in (a login in it goes as any login, unless
+        // this session was signed out since it was read while its generation stands: 409).
         let keep =
             out.keep_this && !s.purged && generation::bound(&s.data) == Some(out.of.user.as_str());
         let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
@@ -273,12 +274,17 @@ impl UnitOfWork {
                 s.put(package, generation::GENERATION, Some(generation))
             }
             generation::Ending::Ended => {}
+            // Ended since it was read (another sign-out everywhere, or this one sent twice):
+            // every session it held with is signed out, as asked; a login since stays.
+            generation::Ending::Gone if !keep => return self.write(s).await,
             // This session is no longer signed in: signed out since it was read (by an
             // admin, or another device signing out the others or this one). It must not
             // sign itself back in, nor end anybody, nor answer as if it had (the device that
-            // signed it out may still be signed in): 409, nothing written; it is signed out
-            // at its next read.
-            generation::Ending::Revoked => return Err(SessionError::Ended),
+            // signed it out may still be signed in): 409, nothing written (but the other
+            // keys' items ended above); it is signed out at its next read.
+            generation::Ending::Gone | generation::Ending::Revoked => {
+                return Err(SessionError::Ended)
+            }
         }
         // The sign-out happened: a failure from here on must say so, not "nothing saved".
         let written = self.write(s).await;

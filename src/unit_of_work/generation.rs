@@ -104,9 +104,14 @@ pub(crate) enum Ending {
     Kept(Value),
     /// Ended, and nobody holds a new one.
     Ended,
-    /// The session was no longer signed in (signed out, or another of the user's sessions
-    /// ended the generation or this one's entry, since it was read): it is signed out
-    /// itself, and what others may hold now is left alone.
+    /// The generation the session held had ended since it was read (the item gone, or
+    /// another generation in it: another sign-out everywhere, the same one sent twice):
+    /// every session under it is signed out, this one too, and what others may hold now
+    /// (a login since) is left alone.
+    Gone,
+    /// The generation stands, but no longer lists the session (signed out by its handle,
+    /// or by another device signing out the others, since it was read): it is signed out
+    /// itself, others may still be signed in, and they are left alone.
     Revoked,
 }
 
@@ -193,7 +198,7 @@ pub(crate) async fn end(
             .and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
             .filter(|(_, r)| r.generation == held)
         else {
-            return Ok(Ending::Revoked);
+            return Ok(Ending::Gone);
         };
         let Some(this) = roster.get(handle).cloned() else {
             return Ok(Ending::Revoked);
@@ -213,7 +218,7 @@ pub(crate) async fn end(
         match (outcome, kept) {
             (Update::Updated, Some(generation)) => return Ok(Ending::Kept(generation.into())),
             (Update::Updated, None) => return Ok(Ending::Ended),
-            (Update::Missing, _) => return Ok(Ending::Revoked),
+            (Update::Missing, _) => return Ok(Ending::Gone),
             (Update::Conflict, _) => {}
         }
     }
@@ -313,5 +318,10 @@ mod tests {
             Ending::Ended
         );
         assert!(ErasedStore::load(&store, &item).await.unwrap().is_none());
+        // Ended already (the same sign-out sent twice): gone, for either.
+        for keep in [true, false] {
+            let again = end(&store, &item, Some((G, H)), keep, ttl).await.unwrap();
+            assert_eq!(again, Ending::Gone);
+        }
     }
 }

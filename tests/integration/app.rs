@@ -1099,7 +1099,8 @@ fn count_until_settled(s: &Session, log: web::Data<HookLog>) {
 }
 
 /// A counted sign-out ([`count_until_settled`]): `everywhere`, `others`, or else the
-/// session of that handle.
+/// session of that handle. As an app's would, it answers 401 to a session not signed in
+/// (one signed out before it was read), which may sign nobody out.
 async fn counted_sign_out(
     s: Session,
     how: web::Path<String>,
@@ -1109,6 +1110,9 @@ async fn counted_sign_out(
         "everywhere" | "others" => None,
         handle => Some(handle.parse::<SessionHandle>()?),
     };
+    if s.user()?.is_none() {
+        return Err(actix_web::error::ErrorUnauthorized("not signed in"));
+    }
     count_until_settled(&s, log);
     match (how.as_str(), handle) {
         (_, Some(handle)) => s.sign_out_session(&handle),

@@ -789,7 +789,8 @@ fn sign_out_outcome(op: &UserOp, reply: Option<&Reply>, rotating: bool, what: &s
         (409, _) if rotating && matches!(op, UserOp::SignOutOthers | UserOp::SignOutEverywhere) => {
             Outcome::Maybe
         }
-        (409 | 403, _) => Outcome::NotLanded,
+        // 401: a device's session signed out before its request read it (the route asks).
+        (409 | 403 | 401, _) => Outcome::NotLanded,
         (503, _) => Outcome::Maybe,
         (status, body) => panic!("{what}: answered {status} {body:?}"),
     }
@@ -1055,6 +1056,32 @@ async fn users_history_on(backend: Backend, limit: Limit, rotating: bool) {
                 settled: *answered,
             });
         }
+        // With two current keys, a device's sign-out everywhere that found its own key's
+        // item ended by another sign-out everywhere answers 200, and that one may not have
+        // ended the other key's item yet (`docs/users.md`): in doubt while both were sent.
+        if rotating {
+            let batch = &sign_outs[first..];
+            let overlapped: Vec<bool> = batch
+                .iter()
+                .map(|s| {
+                    s.by.is_some()
+                        && s.reach == Reach::Everywhere
+                        && s.outcome == Outcome::Landed
+                        && batch.iter().any(|o| {
+                            !std::ptr::eq(o, s)
+                                && o.user == s.user
+                                && o.reach == Reach::Everywhere
+                                && o.outcome != Outcome::NotLanded
+                                && o.sent < s.answered
+                        })
+                })
+                .collect();
+            for (s, overlapped) in sign_outs[first..].iter_mut().zip(overlapped) {
+                if overlapped {
+                    s.outcome = Outcome::Maybe;
+                }
+            }
+        }
         // One in doubt may still land: the batch is over once none can, and no login in
         // doubt goes on into the next (two logins of one session left to race).
         let login_in_doubt = ops.iter().zip(&answers).any(|((_, op), (_, reply, _))| {
@@ -1256,13 +1283,13 @@ async fn users_history_on(backend: Backend, limit: Limit, rotating: bool) {
     );
     // Sign-outs by handle that landed, by a device and by an admin: at a limit fewer
     // devices are signed in to sign out or be signed out (the fewest seen in dozens of
-    // runs: 1 by a device at a limit, 3 by an admin, 8 together).
+    // runs: 1 by a device at a limit, 2 by an admin, 5 together).
     let by_device = limit != Limit::None || seen.by_handle > 0;
     assert!(
         seen.handles > 20
             && by_device
             && seen.by_admin > 0
-            && seen.by_handle + seen.by_admin > 5
+            && seen.by_handle + seen.by_admin > 3
             && seen.admin_everywhere > 3,
         "{seen:?}"
     );
