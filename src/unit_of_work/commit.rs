@@ -261,7 +261,7 @@ impl UnitOfWork {
         let others = codec
             .user_items(&out.of.user)
             .filter(|other| *other != item);
-        generation::end_others(store, &item, held, others).await?;
+        let spared = generation::end_others(store, &item, held, others).await?;
         match generation::end(store, &item, held, keep, ttl).await? {
             generation::Ending::Kept(generation) => {
                 // The session stays listed under the entry it held (rebinding the same user
@@ -274,9 +274,11 @@ impl UnitOfWork {
                 s.put(package, generation::GENERATION, Some(generation))
             }
             generation::Ending::Ended => {}
-            // Ended since it was read (another sign-out everywhere, or this one sent twice):
-            // every session it held with is signed out, as asked; a login since stays.
-            generation::Ending::Gone if !keep => return self.write(s).await,
+            // Ended since it was read (another sign-out everywhere, or this one sent twice),
+            // and no other key's item left standing: every session it held with is signed
+            // out, as asked; a login since stays. (One left standing may be a device that
+            // signed this one out, or one that a sign-out racing this one never reached.)
+            generation::Ending::Gone if !keep && !spared => return self.write(s).await,
             // This session is no longer signed in: signed out since it was read (by an
             // admin, or another device signing out the others or this one). It must not
             // sign itself back in, nor end anybody, nor answer as if it had (the device that

@@ -149,13 +149,15 @@ pub(crate) fn user_item_read(
 /// `held` at `item`, each only while that session still holds it: the item read, the
 /// session checked, then the item deleted at the version read, and all again if it changed
 /// meanwhile. So a login that lands after a revocation (an admin's sign-out, then a new
-/// login under another key) stays signed in, as with `end`.
+/// login under another key) stays signed in, as with `end`. Says whether it left one
+/// standing because the session no longer held `item`: sessions under it may be signed in
+/// still, whatever ended `item`.
 pub(crate) async fn end_others(
     store: &dyn ErasedStore,
     item: &SessionId,
     held: Option<(&str, &str)>,
     others: impl Iterator<Item = SessionId>,
-) -> Result<(), SessionError> {
+) -> Result<bool, SessionError> {
     'next: for other in others {
         // A conflict is a login, a rename or a refresh's stamp meanwhile: look again.
         for _ in 0..EDIT_ATTEMPTS {
@@ -163,7 +165,7 @@ pub(crate) async fn end_others(
                 continue 'next;
             };
             if !still_holds(store, item, held).await? {
-                return Ok(());
+                return Ok(true);
             }
             if store.delete_if(&other, current.version).await? != Update::Conflict {
                 continue 'next;
@@ -171,7 +173,7 @@ pub(crate) async fn end_others(
         }
         return Err(SessionError::Conflict);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Ends the user's generation at `item` on behalf of a session that holds `held` and is

@@ -29,6 +29,7 @@ macro_rules! devices_suite {
             renewing_a_bound_session_keeps_it_listed,
             last_seen_is_written_at_refresh_only,
             last_seen_advances_while_two_instances_re_sign_each_others_cookies,
+            a_sign_out_everywhere_whose_item_another_key_ended_says_so,
             a_stored_session_bound_without_renewal_is_listed,
             a_listed_session_that_cannot_be_read_fails_the_listing,
             two_renewals_of_one_session_keep_the_winner_listed,
@@ -590,6 +591,44 @@ pub async fn last_seen_advances_while_two_instances_re_sign_each_others_cookies<
     );
     assert!(reply.cookie.is_some(), "re-signed");
     assert!(seen().await > first, "seen 5 s after the login");
+}
+
+/// Two instances with two current keys (the second deploy of a rotation): a device bound
+/// under key 1 signs out everywhere while one bound under key 2, a thief's, signs out the
+/// others, which ends key 1's item. The first finds its own item gone, and the other key's
+/// item standing: the thief may be signed in, so it must not answer 200 (it answers 409,
+/// and the thief is still signed in). Its own item gone for good (evicted) says the same.
+pub async fn a_sign_out_everywhere_whose_item_another_key_ended_says_so<S: SessionStore + Clone>(
+    store: S,
+) {
+    let instance = |current: u8, old: u8| {
+        TestApp::with(CountingStore::new(store.clone()), key(current), move |b| {
+            b.fallback_keys(vec![key(old)])
+        })
+    };
+    let (a_app, b_app) = (instance(1, 2).await, instance(2, 1).await);
+    let (own, _) = login(&a_app, "ada", "own").await;
+    let (thief, _) = login(&b_app, "ada", "thief").await;
+    let (reply, out) = a_app
+        .interleave_with(
+            "/gated/sign-out-everywhere",
+            &own,
+            b_app.get("/sign-out-others", Some(&thief)),
+        )
+        .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "nothing written: {reply:?}");
+    assert_eq!(whoami(&b_app, &thief).await, "ada", "not signed out");
+    let (own, _) = login(&a_app, "ada", "again").await;
+    let item = crate::support::generation_item(&[1; 64], "ada");
+    let (reply, ()) = a_app
+        .interleave_with("/gated/sign-out-everywhere", &own, async {
+            a_app.store.inner.delete(&item).await.unwrap();
+        })
+        .await;
+    assert_eq!(reply.status, 409, "evicted: {reply:?}");
+    assert_eq!(whoami(&b_app, &thief).await, "ada");
 }
 
 pub async fn a_stored_session_bound_without_renewal_is_listed<S: SessionStore + Clone>(store: S) {

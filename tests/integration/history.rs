@@ -1056,32 +1056,6 @@ async fn users_history_on(backend: Backend, limit: Limit, rotating: bool) {
                 settled: *answered,
             });
         }
-        // With two current keys, a device's sign-out everywhere that found its own key's
-        // item ended by another sign-out everywhere answers 200, and that one may not have
-        // ended the other key's item yet (`docs/users.md`): in doubt while both were sent.
-        if rotating {
-            let batch = &sign_outs[first..];
-            let overlapped: Vec<bool> = batch
-                .iter()
-                .map(|s| {
-                    s.by.is_some()
-                        && s.reach == Reach::Everywhere
-                        && s.outcome == Outcome::Landed
-                        && batch.iter().any(|o| {
-                            !std::ptr::eq(o, s)
-                                && o.user == s.user
-                                && o.reach == Reach::Everywhere
-                                && o.outcome != Outcome::NotLanded
-                                && o.sent < s.answered
-                        })
-                })
-                .collect();
-            for (s, overlapped) in sign_outs[first..].iter_mut().zip(overlapped) {
-                if overlapped {
-                    s.outcome = Outcome::Maybe;
-                }
-            }
-        }
         // One in doubt may still land: the batch is over once none can, and no login in
         // doubt goes on into the next (two logins of one session left to race).
         let login_in_doubt = ops.iter().zip(&answers).any(|((_, op), (_, reply, _))| {

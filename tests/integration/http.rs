@@ -2041,7 +2041,8 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
         after.sessions.sign_out_everywhere("ada").await.unwrap();
     }
     // A session signed out while its request ran ends nobody, under either key: a login
-    // that came after stays signed in.
+    // that came after stays signed in, in the other key's item, which it cannot tell from a
+    // session that signed this one out: 409.
     let (before, after) = before_and_after_a_rotation::<_, 9>(store).await;
     let (revoked, _) = log_in(&before, "ada").await;
     let (reply, later) = after
@@ -2050,7 +2051,8 @@ pub async fn a_sign_out_in_a_request_ends_the_bindings_of_every_key<S: SessionSt
             log_in(&after, "ada").await
         })
         .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "{reply:?}");
     assert_eq!(
         whoami(&after, &later.0).await,
         "ada",
@@ -2150,7 +2152,8 @@ pub async fn a_login_after_a_sign_out_of_the_others_and_a_purge_is_a_login_of_it
 
 /// A sign-out from a session bound under the old key ends the new key's item only while
 /// that session is signed in: an admin's sign-out and a new login landing between its look
-/// and its delete leave that login signed in.
+/// and its delete leave that login signed in (and the item it lists itself in standing:
+/// 409, as for a session that signed this one out).
 pub async fn a_cross_key_sign_out_spares_a_login_after_a_revocation<S: SessionStore + Clone>(
     store: S,
 ) {
@@ -2177,7 +2180,8 @@ pub async fn a_cross_key_sign_out_spares_a_login_after_a_revocation<S: SessionSt
     };
     let (reply, (later, _)) =
         join(after.get("/sign-out-everywhere", Some(&stale)), meanwhile).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert!(reply.cookie.is_none(), "{reply:?}");
     assert_eq!(whoami(&after, &later).await, "ada", "the later login stays");
     assert_eq!(whoami(&after, &stale).await, "none");
 }
