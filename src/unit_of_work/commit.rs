@@ -247,7 +247,7 @@ impl UnitOfWork {
         let ttl = self.backend.config.generation_ttl();
         // Purged since, or bound to another user: this session is not the one that held
         // the entry, and nothing stays signed in (a login in it goes as any login, unless
-        // this session was signed out since it was read while its generation stands: 409).
+        // the sign-out answers 409 below).
         let keep =
             out.keep_this && !s.purged && generation::bound(&s.data) == Some(out.of.user.as_str());
         let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
@@ -304,15 +304,16 @@ impl UnitOfWork {
         let user_item = self.user_item(&s.data);
         // Worked out once: nothing below changes the session's timeouts.
         let timeouts = self.timeouts(&s.data);
+        let anyway = s
+            .existing
+            .as_ref()
+            .is_some_and(|e| self.reissue_anyway(e, &timeouts, user_item.as_ref()));
+        // A cookie issued again anyway restarts its age, so a bound session's stamp is also
+        // due by its own age: else, on two instances rotating the key, each re-signing the
+        // other's cookies, "last seen" would never advance.
         let refresh = s.existing.as_ref().is_some_and(|e| {
-            // A cookie issued again for another reason (re-signed under the current key, or
-            // an old hint) restarts its age, so a bound session's stamp is also due by its
-            // own age: else, on two instances rotating the key, each re-signing the other's
-            // cookies, "last seen" would never advance.
             self.refresh_due(e, &timeouts)
-                || (user_item.is_some()
-                    && self.reissue(e, &timeouts, user_item.as_ref(), false)
-                    && self.seen_due(&s.data, &timeouts))
+                || (anyway && user_item.is_some() && self.seen_due(&s.data, &timeouts))
         });
         let roster = match &user_item {
             Some(item) => self.roster_change(item, s, refresh).await?,
@@ -352,7 +353,7 @@ impl UnitOfWork {
                 issue(id, &s.data)
             }
             Some(existing) => {
-                let reissue = self.reissue(&existing, &timeouts, user_item.as_ref(), refresh);
+                let reissue = refresh || anyway;
                 if dirty && !stamp_only {
                     // A stored session bound here keeps its id: listed before it is
                     // written (see `enlist.rs`).
@@ -425,8 +426,8 @@ impl UnitOfWork {
         }
         s.existing.as_ref().is_none_or(|existing| {
             let timeouts = self.timeouts(&s.data);
-            let refresh = self.refresh_due(existing, &timeouts);
-            !self.reissue(existing, &timeouts, None, refresh)
+            !self.refresh_due(existing, &timeouts)
+                && !self.reissue_anyway(existing, &timeouts, None)
         })
     }
 
@@ -442,20 +443,20 @@ impl UnitOfWork {
         (CookieAction::Keep, Commit::Unchanged)
     }
 
-    /// Whether a stored session's cookie is issued again: when due for refresh, when a
-    /// fallback key signed it (it is re-signed), or when it does not carry the session's
-    /// own idle timeout or its user's hint (set by this request, or outside a request).
-    /// Like a refresh, these only need the store to confirm the session is still there.
-    fn reissue(
+    /// Whether a stored session's cookie is issued again whatever its age (as when due for
+    /// refresh): when a fallback key signed it (it is re-signed), or when it does not carry
+    /// the session's own idle timeout or its user's hint (set by this request, or outside a
+    /// request). Like a refresh, these only need the store to confirm the session is still
+    /// there.
+    fn reissue_anyway(
         &self,
         existing: &Existing,
         timeouts: &Timeouts,
         user_item: Option<&SessionId>,
-        refresh: bool,
     ) -> bool {
         let idle = timeouts.cookie_idle().map(|d| d.as_secs());
         let stale = idle != existing.cookie_idle || user_item != existing.cookie_user.as_ref();
-        refresh || existing.by_fallback || stale
+        existing.by_fallback || stale
     }
 
     fn encode(&self, data: &Record) -> Result<Encoded, SessionError> {
