@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, VARY};
-use actix_web::Error;
+use actix_web::{Error, HttpMessage as _};
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
@@ -33,6 +33,9 @@ pin_project! {
         #[pin]
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
+        // The unit of work of an instance of another cookie name outside this one, which
+        // this one's replaced in the request: put back with the answer.
+        outer: Option<Rc<UnitOfWork>>,
         ending: Option<Ending<B>>,
         // Answered: polled again (a caller's bug), it stays pending rather than end the
         // unit of work a second time.
@@ -53,10 +56,11 @@ pin_project! {
 }
 
 impl<F: Future, B> SessionResponse<F, B> {
-    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>) -> Self {
+    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>, outer: Option<Rc<UnitOfWork>>) -> Self {
         Self {
             inner: AssertUnwindSafe(inner).catch_unwind(),
             uow,
+            outer,
             ending: None,
             done: false,
         }
@@ -83,6 +87,9 @@ where
             },
         };
         *this.done = true;
+        if let (Some(outer), Ok(res)) = (this.outer.take(), &answer) {
+            res.request().extensions_mut().insert(outer);
+        }
         Poll::Ready(answer)
     }
 }
@@ -293,7 +300,7 @@ mod tests {
         let backend = MemcacheSession::builder(MemoryStore::new(), Key::generate()).backend();
         let uow = Rc::new(UnitOfWork::new(Rc::new(backend)));
         let res = TestRequest::default().to_srv_response(HttpResponse::Ok().finish());
-        let mut future = Box::pin(SessionResponse::new(ready(Ok::<_, Error>(res)), uow));
+        let mut future = Box::pin(SessionResponse::new(ready(Ok::<_, Error>(res)), uow, None));
         let mut cx = Context::from_waker(Waker::noop());
         let Poll::Ready(Ok(answer)) = future.as_mut().poll(&mut cx) else {
             panic!("the inner response is ready");

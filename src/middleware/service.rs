@@ -105,6 +105,7 @@ where
         let mut extensions = req.extensions_mut();
         let name = self.backend.config.codec.name();
         let outer = extensions.get::<Rc<UnitOfWork>>();
+        let mut replaced = None;
         if outer.is_some_and(|outer| outer.config().codec.name() == name) {
             // Inside another instance of the same cookie (a scope wrapped again): the outer
             // one owns the request's session. Two would each load and commit their own
@@ -117,9 +118,11 @@ where
                 );
             }
         } else {
-            extensions.insert(Rc::clone(&uow));
+            // Inside one of another cookie name, the outer one's comes back with the
+            // response, for what reads the session between the two once this one answered.
+            replaced = extensions.insert(Rc::clone(&uow));
         }
         drop(extensions);
-        SessionResponse::new(self.service.call(req), uow)
+        SessionResponse::new(self.service.call(req), uow, replaced)
     }
 }

@@ -43,6 +43,7 @@ macro_rules! http_suite {
             a_failed_refresh_keeps_the_read_only_answer,
             failed_commits_pass_through_outer_middleware,
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
+            a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered,
             default_cookie_attributes,
             builder_cookie_attributes,
             host_prefixed_cookie_is_issued_as_browsers_require,
@@ -530,6 +531,21 @@ pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clon
     assert!(too_large.outer, "the outer middleware saw the 413");
 }
 
+/// Adds an item to the cart: the handler of the tests of one middleware inside another.
+async fn add_to_cart(s: actix_memcache_session::Session) -> actix_web::Result<String> {
+    s.package("cart").insert("items", 1)?;
+    Ok("added".to_owned())
+}
+
+/// The cookies a response sets, sorted by name.
+fn cookies_by_name<B>(
+    res: &actix_web::dev::ServiceResponse<B>,
+) -> Vec<actix_web::cookie::Cookie<'static>> {
+    let mut cookies: Vec<_> = res.response().cookies().map(|c| c.into_owned()).collect();
+    cookies.sort_by(|a, b| a.name().cmp(b.name()));
+    cookies
+}
+
 /// `MemcacheSession` wrapped again on a scope, with a middleware between the two that
 /// writes the session (a CSRF token): the request has one session, the outer one's, with
 /// both writes, and one cookie. (Each instance committed its own copy: two cookies, the
@@ -554,10 +570,6 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
         next.call(dev::ServiceRequest::from_parts(http, payload))
             .await
     }
-    async fn cart(s: Session) -> actix_web::Result<String> {
-        s.package("cart").insert("items", 1)?;
-        Ok("added".to_owned())
-    }
     async fn both(s: Session) -> actix_web::Result<String> {
         let token: Option<String> = s.package("csrf").get("token")?;
         let items: Option<u32> = s.package("cart").get("items")?;
@@ -569,7 +581,7 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
             .service(
                 web::scope("/shop")
                     .wrap(MemcacheSession::new(store.clone(), key.clone()))
-                    .route("/cart", web::get().to(cart))
+                    .route("/cart", web::get().to(add_to_cart))
                     .route("/both", web::get().to(both)),
             )
             .service(
@@ -579,7 +591,7 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
                             .cookie_name("admin")
                             .build(),
                     )
-                    .route("/cart", web::get().to(cart))
+                    .route("/cart", web::get().to(add_to_cart))
                     .route("/both", web::get().to(both)),
             )
             .wrap(from_fn(token))
@@ -605,8 +617,7 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
         test::TestRequest::get().uri("/admin/cart").to_request(),
     )
     .await;
-    let mut cookies: Vec<_> = res.response().cookies().map(|c| c.into_owned()).collect();
-    cookies.sort_by(|a, b| a.name().cmp(b.name()));
+    let cookies = cookies_by_name(&res);
     let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
     assert_eq!(names, ["admin", "id"], "each its own session");
     let req = test::TestRequest::get()
@@ -619,6 +630,78 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
         body,
         &b"None Some(1)"[..],
         "the token went to the outer one's"
+    );
+}
+
+/// A middleware between an instance and one of another cookie name inside it (an admin
+/// area with its own cookie) reads and writes the outer one's session once the inner one
+/// answered, as before it called it. (The inner one's unit of work stayed in the request:
+/// the middleware read the admin session, and its write went to a unit of work already
+/// ended, unstored, with a 200.)
+pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_memcache_session::{MemcacheSession, Session};
+    use actix_web::middleware::{from_fn, Next};
+    use actix_web::{body::MessageBody, dev, test, web, App, FromRequest};
+
+    async fn audit(
+        req: dev::ServiceRequest,
+        next: Next<impl MessageBody>,
+    ) -> Result<dev::ServiceResponse<impl MessageBody>, actix_web::Error> {
+        let res = next.call(req).await?;
+        let session = Session::extract(res.request()).await?;
+        let items: Option<u32> = session.package("cart").get("items")?;
+        session
+            .package("audit")
+            .insert("admin_cart_seen", items.is_some())?;
+        Ok(res)
+    }
+    async fn seen(s: Session) -> actix_web::Result<String> {
+        let seen: Option<bool> = s.package("audit").get("admin_cart_seen")?;
+        Ok(format!("{seen:?}"))
+    }
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/admin")
+                    .wrap(
+                        MemcacheSession::builder(store.clone(), key.clone())
+                            .cookie_name("admin")
+                            .build(),
+                    )
+                    .route("/cart", web::get().to(add_to_cart)),
+            )
+            .route("/seen", web::get().to(seen))
+            .wrap(from_fn(audit))
+            .wrap(MemcacheSession::new(store, key)),
+    )
+    .await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/admin/cart").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let cookies = cookies_by_name(&res);
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        ["admin", "id"],
+        "the middleware's write stored the outer session"
+    );
+    let req = test::TestRequest::get()
+        .uri("/seen")
+        .cookie(cookies[1].clone())
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    assert_eq!(
+        body,
+        &b"Some(false)"[..],
+        "the middleware read the outer session, not the admin one"
     );
 }
 

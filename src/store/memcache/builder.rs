@@ -138,7 +138,10 @@ impl MemcacheStoreBuilder {
     /// Which of memcached's protocols to speak. Default: [`Protocol::Auto`], chosen per
     /// server on each connect: the meta protocol on memcached 1.6.18 or later, the text
     /// protocol on older ones and through proxies (twemproxy, mcrouter), with the same
-    /// semantics, checked the same way. [`Protocol::Meta`] or [`Protocol::Text`] forces one.
+    /// semantics. Text replies carry no token: a server that doubles or drops the answer
+    /// to one of two pipelined writes goes unnoticed there (`docs/servers.md`), where the
+    /// meta protocol ends the connection. [`Protocol::Meta`] or [`Protocol::Text`] forces
+    /// one.
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
         self
