@@ -43,18 +43,28 @@ pub enum StoreError {
 pub(crate) struct ServerAnswered(pub(crate) String);
 
 /// The cause of a [`StoreError::Unavailable`] for a request never sent (its server marked
-/// down): a write that failed so did not land.
+/// down, no connection to send it on, or the read asked first of a server tried again
+/// failed): a write that failed so did not land.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub(crate) struct NotSent(pub(crate) Box<dyn Error + Send + Sync>);
 
 impl StoreError {
+    /// This error, for a request that was never sent: see [`NotSent`].
+    pub(crate) fn not_sent(self) -> Self {
+        match self {
+            Self::Unavailable(cause) => Self::Unavailable(Box::new(NotSent(cause))),
+            other => other,
+        }
+    }
+
     /// The kind of failure, from a fixed set, as OpenTelemetry's `error.type` labels it on
     /// the metrics: `timeout`, `unavailable`, `too_large`, `invalid_config`, `protocol` or
     /// `unsupported`.
     pub(crate) fn error_type(&self) -> &'static str {
         match self {
             Self::Unavailable(cause) => {
+                let cause = cause.downcast_ref::<NotSent>().map_or(&**cause, |n| &*n.0);
                 match cause
                     .downcast_ref::<std::io::Error>()
                     .map(std::io::Error::kind)

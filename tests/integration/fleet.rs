@@ -573,3 +573,92 @@ async fn readiness_holds_while_any_server_answers() {
     assert!(report.iter().all(|s| s.result.is_ok()), "{report:?}");
     store.ping().await.unwrap();
 }
+
+/// A login that keeps its session's id (`renew_on_bind(false)`) lists itself in the user's
+/// item, then writes its session; when that write is never sent (the session's server
+/// refuses the connection, or, stalled, marked down and due a retry, leaves the read asked
+/// first unanswered), its entry goes again and the answer is 503. At a limit of 1, the
+/// user's next login, on another device, goes through. (The write was taken as one that
+/// may have landed: the entry stayed, and while the server was down it counted as a live
+/// session: 403.)
+#[actix_web::test]
+async fn a_login_whose_write_was_never_sent_leaves_no_entry() {
+    for tried_again in [false, true] {
+        let mut trio = Trio::start(&[1, 1, 1]);
+        let retry_interval = Duration::from_millis(100);
+        // Two connections to each server: the read asked of a stalled server tried again
+        // goes out on the one still open (a timeout closed the other).
+        let store = trio
+            .builder()
+            .failure_limit(1)
+            .retry_interval(retry_interval)
+            .pool_max_size(2)
+            .io_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let app = TestApp::configured(CountingStore::new(store), |b| {
+            b.renew_on_bind(false)
+                .max_sessions_per_user(1, actix_memcache_session::OverLimit::RefuseLogin)
+        })
+        .await;
+        let items = |trio: &Trio| -> Vec<u64> {
+            trio.servers
+                .iter()
+                .map(|s| s.stats()["curr_items"])
+                .collect()
+        };
+        // A user whose item is not on the victim: a login of a stored session writes only
+        // that item, which one server then holds more of.
+        let mut user = None;
+        for n in 0.. {
+            let name = format!("user{n}");
+            let device = session_on(&app, &trio, false).await;
+            let before = items(&trio);
+            let reply = app
+                .get(&format!("/login-from/{name}/probe"), Some(&device))
+                .await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            let after = items(&trio);
+            let reply = app.get("/sign-out-everywhere", Some(&device)).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            if before[VICTIM] == after[VICTIM] {
+                user = Some(name);
+                break;
+            }
+        }
+        let user = user.unwrap();
+        let phone = session_on(&app, &trio, true).await;
+        let another = session_on(&app, &trio, true).await;
+        let (reply, ()) = app
+            .interleave_with(&format!("/gated/login-from/{user}/phone"), &phone, async {
+                if tried_again {
+                    // Marked down, then due a retry, whose first read goes unanswered.
+                    trio.servers[VICTIM].pause();
+                    assert_eq!(app.get("/get/p/k", Some(&another)).await.status, 503);
+                    tokio::time::sleep(retry_interval + Duration::from_millis(50)).await;
+                } else {
+                    trio.servers[VICTIM].stop();
+                }
+            })
+            .await;
+        assert_eq!(reply.status, 503, "tried again: {tried_again}; {reply:?}");
+        let laptop = session_on(&app, &trio, false).await;
+        let reply = app
+            .get(&format!("/login-from/{user}/laptop"), Some(&laptop))
+            .await;
+        assert_eq!(reply.status, 200, "tried again: {tried_again}; {reply:?}");
+        if tried_again {
+            trio.servers[VICTIM].resume();
+        }
+    }
+}
+
+/// A new session's cookie, on the victim or not as `wanted`.
+async fn session_on(app: &TestApp<MemcacheStore>, trio: &Trio, wanted: bool) -> Cookie<'static> {
+    loop {
+        let cookie = app.get("/set/p/k/1", None).await.cookie();
+        if (trio.owner(&app.store.last_created()) == VICTIM) == wanted {
+            return cookie;
+        }
+    }
+}

@@ -106,7 +106,9 @@ impl Fleet {
         if probe {
             // A server being tried again is first asked something harmless: a write sent
             // to a server that is stalled rather than gone would land later, unseen.
-            Self::attempt(member, &Request::exists(key)).await?;
+            Self::attempt(member, &Request::exists(key))
+                .await
+                .map_err(StoreError::not_sent)?;
         }
         Self::attempt(member, request).await
     }

@@ -150,7 +150,7 @@ impl Endpoint {
         let n = pool.next.get();
         pool.next.set(n.wrapping_add(1));
         let slot = &pool.slots[n % pool.slots.len()];
-        let (conn, fresh) = self.connection(slot).await?;
+        let (conn, fresh) = self.connection(slot).await.map_err(StoreError::not_sent)?;
         // When it was queued: a connection that is not fresh (the only kind a request is
         // resent from) came at once, so also when the request started.
         let (started, reply) = Self::exchange(&conn, request);
