@@ -4,17 +4,21 @@
 use std::fmt;
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Shortest key accepted: 256 bits, the HMAC-SHA256 output size.
 const MIN_KEY_BYTES: usize = 32;
+/// SHA-256's block: HMAC pads a shorter key to it with zeros, and hashes a longer one.
+const BLOCK_BYTES: usize = 64;
 
 /// A secret key that signs session cookies.
 ///
-/// `Debug` never shows the bytes, and `==` compares in constant time.
+/// `Debug` never shows the bytes, and `==` compares in constant time whether two keys sign
+/// alike (HMAC pads a secret to 64 bytes with zeros, and hashes a longer one first, so a
+/// secret and the same with zero bytes added are one key).
 ///
 /// ```
 /// use actix_memcache_session::Key;
@@ -27,7 +31,9 @@ const MIN_KEY_BYTES: usize = 32;
 /// ```
 #[derive(Clone)]
 pub struct Key {
-    bytes: Box<[u8]>,
+    /// What HMAC signs with: the secret, or its SHA-256 when longer than a block, padded
+    /// with zeros to a block. Two secrets alike here sign alike, and are one key.
+    block: [u8; BLOCK_BYTES],
     /// The keyed MAC state, prepared once: cloning it is cheaper than re-keying per cookie.
     pub(super) mac: HmacSha256,
 }
@@ -51,10 +57,13 @@ impl Key {
 
     fn new(bytes: &[u8]) -> Self {
         let mac = HmacSha256::new_from_slice(bytes).expect("HMAC accepts a key of any length");
-        Self {
-            bytes: bytes.into(),
-            mac,
+        let mut block = [0; BLOCK_BYTES];
+        if bytes.len() > BLOCK_BYTES {
+            block[..32].copy_from_slice(&Sha256::digest(bytes));
+        } else {
+            block[..bytes.len()].copy_from_slice(bytes);
         }
+        Self { block, mac }
     }
 }
 
@@ -78,7 +87,7 @@ impl fmt::Debug for Key {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes.ct_eq(&other.bytes).into()
+        self.block.ct_eq(&other.block).into()
     }
 }
 
@@ -105,6 +114,17 @@ mod tests {
         let a = Key::try_from(&[1u8; 32][..]).unwrap();
         assert_eq!(a, Key::try_from(&[1u8; 32][..]).unwrap());
         assert_ne!(a, Key::try_from(&[2u8; 32][..]).unwrap());
+        // Keys that sign alike are one: as `fallback_keys` counts them, each user item once.
+        let mut padded = [1u8; 33];
+        padded[32] = 0;
+        assert_eq!(a, Key::try_from(&padded[..]).unwrap());
+        let long = [3u8; 100];
+        let hashed = Sha256::digest(long);
+        assert_eq!(
+            Key::try_from(&long[..]).unwrap(),
+            Key::try_from(&hashed[..]).unwrap()
+        );
+        assert_ne!(a, Key::try_from(&[1u8; 65][..]).unwrap());
         assert!(matches!(
             Key::try_from(&[1u8; 31][..]),
             Err(KeyError::TooShort { len: 31 })
