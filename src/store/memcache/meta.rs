@@ -3,7 +3,7 @@
 //! `text`.
 //!
 //! - `mg <key> v c` reads a value and its CAS token: `VA <len> c<cas>` + data, or `EN`.
-//! - `ms <key> <len> T<ttl> ME` adds: `HD`, or `NS` when the key exists.
+//! - `ms <key> <len> T<ttl> ME c` adds: `HD c<cas>`, or `NS` when the key exists.
 //! - `ms <key> <len> T<ttl> C<cas>` compare-and-swaps: `HD`, `EX` (stale), `NF` (missing).
 //! - `mg <key> T<ttl>` touches: `HD`, or `EN`.
 //! - `md <key> [C<cas>]` deletes (if the CAS token matches): `HD`, `EX`, or `NF`.
@@ -32,7 +32,8 @@ pub(crate) fn write(request: &Request<'_>, out: &mut Vec<u8>, opaque: u32) {
         Op::Add => {
             number(out, b" ", len);
             number(out, b" T", exp);
-            out.extend_from_slice(b" ME");
+            // The token it is stored with: 0 tells a memcached run with `-C` at once.
+            out.extend_from_slice(b" ME c");
         }
         Op::Cas(cas) => {
             number(out, b" ", len);
@@ -98,6 +99,7 @@ impl Line {
         }
         let status = match status {
             Status::Value { len, .. } => Status::Value { len, cas },
+            Status::Done if cas == Some(0) => Status::DoneWithoutCas,
             other => other,
         };
         Ok(Self { status, opaque })
@@ -164,7 +166,7 @@ mod tests {
         let secs = Duration::from_secs(60);
         assert_eq!(
             text(&Request::add("k", b"xy", secs, || 0).unwrap(), 2),
-            "ms k 2 T60 ME O2\r\nxy\r\n"
+            "ms k 2 T60 ME c O2\r\nxy\r\n"
         );
         assert_eq!(
             text(&Request::cas("k", b"xy", 77, secs, || 0).unwrap(), 3),
@@ -198,6 +200,8 @@ mod tests {
         assert_eq!(parse(b"VA 0").status, Status::Value { len: 0, cas: None });
         assert_eq!(parse(b"HD O1").status, Status::Done);
         assert_eq!(parse(b"HD O1").opaque, Some(1));
+        assert_eq!(parse(b"HD c7 O1").status, Status::Done);
+        assert_eq!(parse(b"HD c0 O1").status, Status::DoneWithoutCas);
         assert_eq!(parse(b"EN O2").status, Status::Miss);
         assert_eq!(parse(b"NF").status, Status::NotFound);
         assert_eq!(parse(b"NF").opaque, None);
@@ -239,6 +243,7 @@ mod tests {
         }
         let status = match status {
             Status::Value { len, .. } => Status::Value { len, cas },
+            Status::Done if cas == Some(0) => Status::DoneWithoutCas,
             other => other,
         };
         Some(Line { status, opaque })

@@ -194,6 +194,9 @@ pub(crate) enum Status {
     Value { len: usize, cas: Option<u64> },
     /// `HD`: done.
     Done,
+    /// `HD c0`: done, by a memcached run with `-C`, whose CAS tokens otherwise start at 1
+    /// (only a meta create asks for the token).
+    DoneWithoutCas,
     /// `EN`: no such key (reads).
     Miss,
     /// `NF`: no such key (writes).

@@ -220,8 +220,7 @@ impl SessionStore for MemcacheStore {
         // memcached's CAS tokens start at 1; 0 on every item means CAS is off, and then
         // compare-and-swap fails on every write (meta) or silently overwrites (r2d2).
         if stored.as_ref().is_some_and(|s| s.version.get() == 0) {
-            tracing::error!(why = CAS_DISABLED, "memcached refused");
-            return Err(StoreError::Unsupported(CAS_DISABLED.into()));
+            return Err(cas_disabled());
         }
         Ok(stored)
     }
@@ -318,6 +317,12 @@ async fn native_load(fleet: &Fleet, key: &str) -> Result<Option<Stored>, StoreEr
     }
 }
 
+/// memcached runs with `-C`: logged, and refused.
+fn cas_disabled() -> StoreError {
+    tracing::error!(why = CAS_DISABLED, "memcached refused");
+    StoreError::Unsupported(CAS_DISABLED.into())
+}
+
 async fn native_create(
     fleet: &Fleet,
     key: &str,
@@ -327,6 +332,8 @@ async fn native_create(
     let request = Request::add(key, data, ttl, now_unix)?;
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(true),
+        // Stored, under an id nobody holds yet: refused before anyone does.
+        Status::DoneWithoutCas => Err(cas_disabled()),
         Status::NotStored => Ok(false),
         Status::TooLarge => Err(refused_as_too_large(data.len())),
         status => Err(unexpected(status)),
