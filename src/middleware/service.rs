@@ -104,24 +104,35 @@ where
         let uow = Rc::new(UnitOfWork::new(Rc::clone(&self.backend)));
         let mut extensions = req.extensions_mut();
         let name = self.backend.config.codec.name();
-        let outer = extensions.get::<Rc<UnitOfWork>>();
-        let mut replaced = None;
-        if outer.is_some_and(|outer| outer.config().codec.name() == name) {
-            // Inside another instance of the same cookie (a scope wrapped again): the outer
-            // one owns the request's session. Two would each load and commit their own
-            // copy, one losing what the other wrote; this one's stays unloaded, and passes
-            // through. (One of another cookie serves a session of its own, for its scope.)
-            if !self.warned_nested.replace(true) {
-                tracing::error!(
-                    "MemcacheSession wrapped inside another of the same cookie name: the outer \
-                     one serves the session"
-                );
+        let current = extensions.get::<Rc<UnitOfWork>>().map(Rc::clone);
+        let serving = match current.as_ref().and_then(|current| current.named(name)) {
+            // Inside another instance of the same cookie name (a scope wrapped again, here or
+            // around one of another name): the outer one owns the request's session. Two
+            // would each load and commit their own copy, one losing what the other wrote;
+            // this one's stays unloaded, and its scope is served the outer one's.
+            Some(same) => {
+                if !self.warned_nested.replace(true) {
+                    tracing::error!(
+                        "MemcacheSession wrapped inside another of the same cookie name: the \
+                         outer one serves the session"
+                    );
+                }
+                Rc::clone(same)
             }
-        } else {
-            // Inside one of another cookie name, the outer one's comes back with the
-            // response, for what reads the session between the two once this one answered.
-            replaced = extensions.insert(Rc::clone(&uow));
-        }
+            // One of another cookie name serves a session of its own, for its scope.
+            None => {
+                if let Some(current) = &current {
+                    uow.enclose(Rc::clone(current));
+                }
+                Rc::clone(&uow)
+            }
+        };
+        // What this one's scope is served replaces what is around it, which comes back with
+        // the response, for what reads the session between the two once this one answered.
+        let replaced = match &current {
+            Some(current) if Rc::ptr_eq(current, &serving) => None,
+            _ => extensions.insert(serving),
+        };
         drop(extensions);
         SessionResponse::new(self.service.call(req), uow, replaced)
     }

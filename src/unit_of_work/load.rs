@@ -39,6 +39,9 @@ pub(crate) struct UnitOfWork {
     /// extractor boxes. Verified once: a second extractor, started while the first load
     /// awaits the store, finds the list that load is going through.
     cookies: cell::OnceCell<Candidates>,
+    /// The unit of work of the instance of another cookie name that this one's is nested
+    /// in, if any: where an instance further in finds one of its own name further out.
+    enclosing: cell::OnceCell<Rc<UnitOfWork>>,
 }
 
 impl UnitOfWork {
@@ -50,7 +53,23 @@ impl UnitOfWork {
             committing: Cell::new(false),
             handed_back: Notify::const_new(),
             cookies: cell::OnceCell::new(),
+            enclosing: cell::OnceCell::new(),
         }
+    }
+
+    /// This unit of work, or the first around it, whose cookie is named `name`.
+    pub(crate) fn named<'a>(self: &'a Rc<Self>, name: &str) -> Option<&'a Rc<Self>> {
+        let mut uow = self;
+        while uow.config().codec.name() != name {
+            uow = uow.enclosing.get()?;
+        }
+        Some(uow)
+    }
+
+    /// Nests this unit of work in `outer`'s, of an instance of another cookie name.
+    pub(crate) fn enclose(&self, outer: Rc<Self>) {
+        // Set once, on the unit of work just made for the request.
+        let _ = self.enclosing.set(outer);
     }
 
     pub(crate) fn config(&self) -> &Config {

@@ -44,6 +44,7 @@ macro_rules! http_suite {
             failed_commits_pass_through_outer_middleware,
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered,
+            a_session_middleware_of_one_name_inside_another_inside_the_first_serves_the_outermost,
             default_cookie_attributes,
             builder_cookie_attributes,
             host_prefixed_cookie_is_issued_as_browsers_require,
@@ -531,6 +532,39 @@ pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clon
     assert!(too_large.outer, "the outer middleware saw the 413");
 }
 
+/// Writes a token into the session before the rest of the app runs, as a CSRF middleware
+/// would: the middleware of the tests of one session middleware inside another.
+async fn write_token(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::FromRequest as _;
+    let (http, payload) = req.into_parts();
+    actix_memcache_session::Session::extract(&http)
+        .await?
+        .package("csrf")
+        .insert("token", "t")?;
+    next.call(actix_web::dev::ServiceRequest::from_parts(http, payload))
+        .await
+}
+
+/// The token and the cart, as the session holds them.
+async fn token_and_cart(s: actix_memcache_session::Session) -> actix_web::Result<String> {
+    let token: Option<String> = s.package("csrf").get("token")?;
+    let items: Option<u32> = s.package("cart").get("items")?;
+    Ok(format!("{token:?} {items:?}"))
+}
+
+/// An instance of the cookie `admin`, for an area inside an app of the cookie `id`.
+fn admin_area<S: SessionStore + Clone>(
+    store: S,
+    key: Key,
+) -> actix_memcache_session::MemcacheSession {
+    actix_memcache_session::MemcacheSession::builder(store, key)
+        .cookie_name("admin")
+        .build()
+}
+
 /// Adds an item to the cart: the handler of the tests of one middleware inside another.
 async fn add_to_cart(s: actix_memcache_session::Session) -> actix_web::Result<String> {
     s.package("cart").insert("items", 1)?;
@@ -556,25 +590,10 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
 >(
     store: S,
 ) {
-    use actix_memcache_session::{MemcacheSession, Session};
-    use actix_web::middleware::{from_fn, Next};
-    use actix_web::{body::MessageBody, dev, test, web, App, FromRequest};
+    use actix_memcache_session::MemcacheSession;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App};
 
-    async fn token(
-        req: dev::ServiceRequest,
-        next: Next<impl MessageBody>,
-    ) -> Result<dev::ServiceResponse<impl MessageBody>, actix_web::Error> {
-        let (http, payload) = req.into_parts();
-        let session = Session::extract(&http).await?;
-        session.package("csrf").insert("token", "t")?;
-        next.call(dev::ServiceRequest::from_parts(http, payload))
-            .await
-    }
-    async fn both(s: Session) -> actix_web::Result<String> {
-        let token: Option<String> = s.package("csrf").get("token")?;
-        let items: Option<u32> = s.package("cart").get("items")?;
-        Ok(format!("{token:?} {items:?}"))
-    }
     let key = Key::generate();
     let app = test::init_service(
         App::new()
@@ -582,19 +601,15 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
                 web::scope("/shop")
                     .wrap(MemcacheSession::new(store.clone(), key.clone()))
                     .route("/cart", web::get().to(add_to_cart))
-                    .route("/both", web::get().to(both)),
+                    .route("/both", web::get().to(token_and_cart)),
             )
             .service(
                 web::scope("/admin")
-                    .wrap(
-                        MemcacheSession::builder(store.clone(), key.clone())
-                            .cookie_name("admin")
-                            .build(),
-                    )
+                    .wrap(admin_area(store.clone(), key.clone()))
                     .route("/cart", web::get().to(add_to_cart))
-                    .route("/both", web::get().to(both)),
+                    .route("/both", web::get().to(token_and_cart)),
             )
-            .wrap(from_fn(token))
+            .wrap(from_fn(write_token))
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
@@ -668,11 +683,7 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_i
         App::new()
             .service(
                 web::scope("/admin")
-                    .wrap(
-                        MemcacheSession::builder(store.clone(), key.clone())
-                            .cookie_name("admin")
-                            .build(),
-                    )
+                    .wrap(admin_area(store.clone(), key.clone()))
                     .route("/cart", web::get().to(add_to_cart)),
             )
             .route("/seen", web::get().to(seen))
@@ -703,6 +714,56 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_i
         &b"Some(false)"[..],
         "the middleware read the outer session, not the admin one"
     );
+}
+
+/// An instance of the cookie `id` around one of `admin`, around one of `id` again (a scope
+/// wrapped twice): the innermost serves the outermost's session, as one wrapped directly
+/// inside another of its name does. A middleware outside the admin scope writes a token,
+/// the handler a cart: one session holds both, and one `id` cookie names it. (The innermost
+/// committed its own copy: two `id` cookies, the browser keeping the one without the cart.)
+pub async fn a_session_middleware_of_one_name_inside_another_inside_the_first_serves_the_outermost<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_memcache_session::MemcacheSession;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App};
+
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/admin")
+                    .wrap(admin_area(store.clone(), key.clone()))
+                    .service(
+                        web::scope("/shop")
+                            .wrap(MemcacheSession::new(store.clone(), key.clone()))
+                            .route("/cart", web::get().to(add_to_cart)),
+                    ),
+            )
+            .route("/both", web::get().to(token_and_cart))
+            .wrap(from_fn(write_token))
+            .wrap(MemcacheSession::new(store, key)),
+    )
+    .await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/admin/shop/cart")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let cookies = cookies_by_name(&res);
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["id"], "one session, the outermost's");
+    let req = test::TestRequest::get()
+        .uri("/both")
+        .cookie(cookies[0].clone())
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
 }
 
 // 4. Signed, timestamped cookie.
