@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, VARY};
-use actix_web::{Error, HttpMessage as _};
+use actix_web::Error;
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use crate::error::SessionError;
 use crate::metrics::Commit;
 use crate::to_completion::ToCompletion;
-use crate::unit_of_work::{CookieAction, UnitOfWork};
+use crate::unit_of_work::{CookieAction, Level, UnitOfWork};
 
 type Answer<B> = Result<ServiceResponse<EitherBody<B>>, Error>;
 
@@ -33,9 +33,9 @@ pin_project! {
         #[pin]
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
-        // The unit of work of an instance of another cookie name outside this one, which
-        // this one's replaced in the request: put back with the answer.
-        outer: Option<Rc<UnitOfWork>>,
+        // The scope of an instance nested in another, left as the inner service answers,
+        // for what reads the session between the two afterwards.
+        level: Option<Level>,
         ending: Option<Ending<B>>,
         // Answered: polled again (a caller's bug), it stays pending rather than end the
         // unit of work a second time.
@@ -56,11 +56,11 @@ pin_project! {
 }
 
 impl<F: Future, B> SessionResponse<F, B> {
-    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>, outer: Option<Rc<UnitOfWork>>) -> Self {
+    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>, level: Option<Level>) -> Self {
         Self {
             inner: AssertUnwindSafe(inner).catch_unwind(),
             uow,
-            outer,
+            level,
             ending: None,
             done: false,
         }
@@ -81,15 +81,16 @@ where
         }
         let answer = match this.ending {
             Some(ending) => ready!(ending.poll(this.uow, cx)),
-            None => match end(this.uow, ready!(this.inner.poll(cx))) {
-                Ok(answer) => answer,
-                Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
-            },
+            None => {
+                let ended = ready!(this.inner.poll(cx));
+                this.level.take();
+                match end(this.uow, ended) {
+                    Ok(answer) => answer,
+                    Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
+                }
+            }
         };
         *this.done = true;
-        if let (Some(outer), Ok(res)) = (this.outer.take(), &answer) {
-            res.request().extensions_mut().insert(outer);
-        }
         Poll::Ready(answer)
     }
 }

@@ -103,9 +103,13 @@ where
         // Cheap and store-free: the session loads only if a handler extracts it.
         let uow = Rc::new(UnitOfWork::new(Rc::clone(&self.backend)));
         let mut extensions = req.extensions_mut();
-        let name = self.backend.config.codec.name();
-        let current = extensions.get::<Rc<UnitOfWork>>().map(Rc::clone);
-        let serving = match current.as_ref().and_then(|current| current.named(name)) {
+        let Some(outermost) = extensions.get::<Rc<UnitOfWork>>().map(Rc::clone) else {
+            extensions.insert(Rc::clone(&uow));
+            drop(extensions);
+            return SessionResponse::new(self.service.call(req), uow, None);
+        };
+        drop(extensions);
+        let serving = match outermost.named(self.backend.config.codec.name()) {
             // Inside another instance of the same cookie name (a scope wrapped again, here or
             // around one of another name): the outer one owns the request's session. Two
             // would each load and commit their own copy, one losing what the other wrote;
@@ -117,23 +121,12 @@ where
                          outer one serves the session"
                     );
                 }
-                Rc::clone(same)
+                same
             }
             // One of another cookie name serves a session of its own, for its scope.
-            None => {
-                if let Some(current) = &current {
-                    uow.enclose(Rc::clone(current));
-                }
-                Rc::clone(&uow)
-            }
+            None => Rc::clone(&uow),
         };
-        // What this one's scope is served replaces what is around it, which comes back with
-        // the response, for what reads the session between the two once this one answered.
-        let replaced = match &current {
-            Some(current) if Rc::ptr_eq(current, &serving) => None,
-            _ => extensions.insert(serving),
-        };
-        drop(extensions);
-        SessionResponse::new(self.service.call(req), uow, replaced)
+        let level = outermost.enter(serving);
+        SessionResponse::new(self.service.call(req), uow, Some(level))
     }
 }

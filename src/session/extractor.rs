@@ -206,8 +206,12 @@ impl FromRequest for Session {
     }
 }
 
-/// The request's unit of work, put there by the middleware.
+/// The unit of work that serves the scope of the request's handler (the middleware put the
+/// request's first in it).
 pub(crate) fn unit_of_work(req: &HttpRequest) -> Result<Rc<UnitOfWork>, SessionError> {
-    let uow = req.extensions().get::<Rc<UnitOfWork>>().cloned();
+    let uow = req
+        .extensions()
+        .get::<Rc<UnitOfWork>>()
+        .map(UnitOfWork::serving);
     uow.ok_or(SessionError::MissingMiddleware)
 }

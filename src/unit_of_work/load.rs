@@ -39,9 +39,22 @@ pub(crate) struct UnitOfWork {
     /// extractor boxes. Verified once: a second extractor, started while the first load
     /// awaits the store, finds the list that load is going through.
     cookies: cell::OnceCell<Candidates>,
-    /// The unit of work of the instance of another cookie name that this one's is nested
-    /// in, if any: where an instance further in finds one of its own name further out.
-    enclosing: cell::OnceCell<Rc<UnitOfWork>>,
+    /// Kept in the request's first (the outermost instance's): what serves each scope of
+    /// an instance nested inside, innermost last (`None`: this one serves it).
+    levels: RefCell<Vec<Option<Rc<UnitOfWork>>>>,
+}
+
+/// A scope of an instance nested inside another, entered: left when dropped (its inner
+/// service answered, failed, panicked or was dropped), the scope around it served again.
+pub(crate) struct Level {
+    outermost: Rc<UnitOfWork>,
+    depth: usize,
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        self.outermost.levels.borrow_mut().truncate(self.depth);
+    }
 }
 
 impl UnitOfWork {
@@ -53,23 +66,42 @@ impl UnitOfWork {
             committing: Cell::new(false),
             handed_back: Notify::const_new(),
             cookies: cell::OnceCell::new(),
-            enclosing: cell::OnceCell::new(),
+            levels: RefCell::new(Vec::new()),
         }
     }
 
-    /// This unit of work, or the first around it, whose cookie is named `name`.
-    pub(crate) fn named<'a>(self: &'a Rc<Self>, name: &str) -> Option<&'a Rc<Self>> {
-        let mut uow = self;
-        while uow.config().codec.name() != name {
-            uow = uow.enclosing.get()?;
+    /// Of the request's first unit of work: the one serving the scope the request is in.
+    pub(crate) fn serving(self: &Rc<Self>) -> Rc<Self> {
+        match self.levels.borrow().last() {
+            Some(Some(inner)) => Rc::clone(inner),
+            _ => Rc::clone(self),
         }
-        Some(uow)
     }
 
-    /// Nests this unit of work in `outer`'s, of an instance of another cookie name.
-    pub(crate) fn enclose(&self, outer: Rc<Self>) {
-        // Set once, on the unit of work just made for the request.
-        let _ = self.enclosing.set(outer);
+    /// Of the request's first unit of work: the innermost serving a scope the request is
+    /// in whose cookie is named `name`.
+    pub(crate) fn named(self: &Rc<Self>, name: &str) -> Option<Rc<Self>> {
+        let levels = self.levels.borrow();
+        levels
+            .iter()
+            .rev()
+            .map(|level| level.as_ref().unwrap_or(self))
+            .chain(std::iter::once(self))
+            .find(|uow| uow.config().codec.name() == name)
+            .cloned()
+    }
+
+    /// Of the request's first unit of work: enters the scope of an instance nested inside,
+    /// which `uow` serves, until the level returned is dropped.
+    pub(crate) fn enter(self: &Rc<Self>, uow: Rc<Self>) -> Level {
+        let mut levels = self.levels.borrow_mut();
+        let depth = levels.len();
+        // Itself as `None`: no unit of work holds itself.
+        levels.push((!Rc::ptr_eq(&uow, self)).then_some(uow));
+        Level {
+            outermost: Rc::clone(self),
+            depth,
+        }
     }
 
     pub(crate) fn config(&self) -> &Config {

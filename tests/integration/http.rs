@@ -45,6 +45,8 @@ macro_rules! http_suite {
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered,
             a_session_middleware_of_one_name_inside_another_inside_the_first_serves_the_outermost,
+            a_middleware_between_two_cookies_reads_the_outer_session_after_the_inner_failed,
+            session_middlewares_of_two_names_nested_twice_serve_one_session_each,
             default_cookie_attributes,
             builder_cookie_attributes,
             host_prefixed_cookie_is_issued_as_browsers_require,
@@ -565,6 +567,31 @@ fn admin_area<S: SessionStore + Clone>(
         .build()
 }
 
+/// That `path` sets one cookie, named `name`, whose session `read` then finds holding the
+/// token and the cart.
+async fn one_session_holds_the_token_and_the_cart<A, B>(app: &A, path: &str, name: &str, read: &str)
+where
+    A: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    use actix_web::test;
+    let res = test::call_service(app, test::TestRequest::get().uri(path).to_request()).await;
+    assert_eq!(res.status(), 200);
+    let cookies = cookies_by_name(&res);
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert_eq!(names, [name], "one session of that cookie");
+    let req = test::TestRequest::get()
+        .uri(read)
+        .cookie(cookies[0].clone())
+        .to_request();
+    let body = test::call_and_read_body(app, req).await;
+    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
+}
+
 /// Adds an item to the cart: the handler of the tests of one middleware inside another.
 async fn add_to_cart(s: actix_memcache_session::Session) -> actix_web::Result<String> {
     s.package("cart").insert("items", 1)?;
@@ -747,23 +774,119 @@ pub async fn a_session_middleware_of_one_name_inside_another_inside_the_first_se
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get()
-            .uri("/admin/shop/cart")
-            .to_request(),
+    one_session_holds_the_token_and_the_cart(&app, "/admin/shop/cart", "id", "/both").await;
+}
+
+/// A middleware between `MemcacheSession` and one of another cookie name on a resource
+/// inside it turns a refusal from inside the admin one (an `Err`, as an authentication
+/// middleware gives) into a redirect to log in, and keeps in the session where to come
+/// back: the outer session holds it. (The inner one's unit of work stayed in the request
+/// after an `Err`: the write went to it, ended, and was dropped with the 303.)
+pub async fn a_middleware_between_two_cookies_reads_the_outer_session_after_the_inner_failed<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_memcache_session::{MemcacheSession, Session};
+    use actix_web::body::{BoxBody, MessageBody};
+    use actix_web::middleware::{from_fn, Next};
+    use actix_web::{dev, test, web, App, FromRequest, HttpResponse};
+
+    async fn deny(
+        _: dev::ServiceRequest,
+        _: Next<impl MessageBody>,
+    ) -> Result<dev::ServiceResponse<BoxBody>, actix_web::Error> {
+        Err(actix_web::error::ErrorUnauthorized("sign in first"))
+    }
+    async fn to_login(
+        req: dev::ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<dev::ServiceResponse<BoxBody>, actix_web::Error> {
+        let http = req.request().clone();
+        match next.call(req).await {
+            Ok(res) => Ok(res.map_into_boxed_body()),
+            Err(_) => {
+                let session = Session::extract(&http).await?;
+                session.package("login").insert("return_to", "/admin")?;
+                let to = HttpResponse::SeeOther()
+                    .insert_header(("location", "/login"))
+                    .finish();
+                Ok(dev::ServiceResponse::new(http, to))
+            }
+        }
+    }
+    async fn return_to(s: Session) -> actix_web::Result<String> {
+        let to: Option<String> = s.package("login").get("return_to")?;
+        Ok(format!("{to:?}"))
+    }
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::resource("/admin")
+                    .route(web::get().to(HttpResponse::Ok))
+                    .wrap(from_fn(deny))
+                    .wrap(admin_area(store.clone(), key.clone()))
+                    .wrap(from_fn(to_login)),
+            )
+            .route("/return-to", web::get().to(return_to))
+            .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    assert_eq!(res.status(), 200);
+    let res = test::call_service(&app, test::TestRequest::get().uri("/admin").to_request()).await;
+    assert_eq!(res.status(), 303);
     let cookies = cookies_by_name(&res);
     let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
-    assert_eq!(names, ["id"], "one session, the outermost's");
+    assert_eq!(
+        names,
+        ["id"],
+        "the middleware's write stored the outer session"
+    );
     let req = test::TestRequest::get()
-        .uri("/both")
+        .uri("/return-to")
         .cookie(cookies[0].clone())
         .to_request();
     let body = test::call_and_read_body(&app, req).await;
-    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
+    assert_eq!(body, &b"Some(\"/admin\")"[..]);
+}
+
+/// `id` around `admin` around `id` around `admin` (scopes wrapped twice each): one session
+/// each. A middleware inside the outer `admin` writes a token into the admin session, and
+/// the handler inside the inner one a cart: one admin session holds both, and one `admin`
+/// cookie names it. (The inner `admin` looked for one of its name only around the `id` one
+/// it was inside, served a session of its own, and two `admin` cookies went out.)
+pub async fn session_middlewares_of_two_names_nested_twice_serve_one_session_each<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_memcache_session::MemcacheSession;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App};
+
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/admin")
+                    .wrap(from_fn(write_token))
+                    .wrap(admin_area(store.clone(), key.clone()))
+                    .route("/both", web::get().to(token_and_cart))
+                    .service(
+                        web::scope("/shop")
+                            .wrap(MemcacheSession::new(store.clone(), key.clone()))
+                            .service(
+                                web::scope("/back")
+                                    .wrap(admin_area(store.clone(), key.clone()))
+                                    .route("/cart", web::get().to(add_to_cart)),
+                            ),
+                    ),
+            )
+            .wrap(MemcacheSession::new(store, key)),
+    )
+    .await;
+    one_session_holds_the_token_and_the_cart(&app, "/admin/shop/back/cart", "admin", "/admin/both")
+        .await;
 }
 
 // 4. Signed, timestamped cookie.
