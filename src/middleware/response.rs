@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use crate::error::SessionError;
 use crate::metrics::Commit;
 use crate::to_completion::ToCompletion;
-use crate::unit_of_work::{CookieAction, Nested, UnitOfWork};
+use crate::unit_of_work::{CookieAction, Level, UnitOfWork};
 
 type Answer<B> = Result<ServiceResponse<EitherBody<B>>, Error>;
 
@@ -33,9 +33,9 @@ pin_project! {
         #[pin]
         inner: CatchUnwind<AssertUnwindSafe<F>>,
         uow: Rc<UnitOfWork>,
-        // This instance nested in another: its scope is entered while this future is
-        // polled (its inner service's and its commit's code runs), and only then.
-        nested: Option<Nested>,
+        // The scope of an instance nested in another, left as the inner service answers,
+        // for what reads the session between the two afterwards.
+        level: Option<Level>,
         ending: Option<Ending<B>>,
         // Answered: polled again (a caller's bug), it stays pending rather than end the
         // unit of work a second time.
@@ -56,11 +56,11 @@ pin_project! {
 }
 
 impl<F: Future, B> SessionResponse<F, B> {
-    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>, nested: Option<Nested>) -> Self {
+    pub(super) fn new(inner: F, uow: Rc<UnitOfWork>, level: Option<Level>) -> Self {
         Self {
             inner: AssertUnwindSafe(inner).catch_unwind(),
             uow,
-            nested,
+            level,
             ending: None,
             done: false,
         }
@@ -79,13 +79,16 @@ where
         if *this.done {
             return Poll::Pending;
         }
-        let _level = this.nested.as_ref().map(Nested::enter);
         let answer = match this.ending {
             Some(ending) => ready!(ending.poll(this.uow, cx)),
-            None => match end(this.uow, ready!(this.inner.poll(cx))) {
-                Ok(answer) => answer,
-                Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
-            },
+            None => {
+                let ended = ready!(this.inner.poll(cx));
+                this.level.take();
+                match end(this.uow, ended) {
+                    Ok(answer) => answer,
+                    Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
+                }
+            }
         };
         *this.done = true;
         Poll::Ready(answer)

@@ -12,7 +12,7 @@ use futures_util::future::{ready, Ready};
 
 use crate::config::Backend;
 use crate::session::Sessions;
-use crate::unit_of_work::{Nested, UnitOfWork};
+use crate::unit_of_work::UnitOfWork;
 
 use super::response::SessionResponse;
 
@@ -126,11 +126,7 @@ where
             // One of another cookie name serves a session of its own, for its scope.
             None => Rc::clone(&uow),
         };
-        let nested = Nested::new(outermost, serving);
-        let inner = {
-            let _level = nested.enter();
-            self.service.call(req)
-        };
-        SessionResponse::new(inner, uow, Some(nested))
+        let level = outermost.enter(serving);
+        SessionResponse::new(self.service.call(req), uow, Some(level))
     }
 }

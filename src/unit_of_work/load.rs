@@ -40,45 +40,18 @@ pub(crate) struct UnitOfWork {
     /// awaits the store, finds the list that load is going through.
     cookies: cell::OnceCell<Candidates>,
     /// Kept in the request's first (the outermost instance's): what serves each scope of
-    /// an instance nested inside that is running now, innermost last (`None`: this one).
+    /// an instance nested inside, innermost last (`None`: this one serves it).
     levels: RefCell<Vec<Option<Rc<UnitOfWork>>>>,
 }
 
-/// An instance nested inside another, for one request: the request's first unit of work,
-/// and what serves this instance's scope (`None`: that first one, which never holds itself).
-pub(crate) struct Nested {
+/// A scope of an instance nested inside another, entered: left when dropped (its inner
+/// service answered, failed, panicked or was dropped), the scope around it served again.
+pub(crate) struct Level {
     outermost: Rc<UnitOfWork>,
-    serving: Option<Rc<UnitOfWork>>,
-}
-
-impl Nested {
-    pub(crate) fn new(outermost: Rc<UnitOfWork>, serving: Rc<UnitOfWork>) -> Self {
-        let serving = (!Rc::ptr_eq(&serving, &outermost)).then_some(serving);
-        Self { outermost, serving }
-    }
-
-    /// Enters this instance's scope for as long as the level returned lives: while code of
-    /// the scope runs (its service called, its future polled), not between, so what runs
-    /// outside it meanwhile (a middleware between, holding the inner future) reads the
-    /// scope around it.
-    pub(crate) fn enter(&self) -> Level<'_> {
-        let mut levels = self.outermost.levels.borrow_mut();
-        let depth = levels.len();
-        levels.push(self.serving.clone());
-        Level {
-            outermost: &self.outermost,
-            depth,
-        }
-    }
-}
-
-/// A nested instance's scope, entered; left when dropped.
-pub(crate) struct Level<'a> {
-    outermost: &'a UnitOfWork,
     depth: usize,
 }
 
-impl Drop for Level<'_> {
+impl Drop for Level {
     fn drop(&mut self) {
         self.outermost.levels.borrow_mut().truncate(self.depth);
     }
@@ -116,6 +89,19 @@ impl UnitOfWork {
             .chain(std::iter::once(self))
             .find(|uow| uow.config().codec.name() == name)
             .cloned()
+    }
+
+    /// Of the request's first unit of work: enters the scope of an instance nested inside,
+    /// which `uow` serves, until the level returned is dropped.
+    pub(crate) fn enter(self: &Rc<Self>, uow: Rc<Self>) -> Level {
+        let mut levels = self.levels.borrow_mut();
+        let depth = levels.len();
+        // Itself as `None`: no unit of work holds itself.
+        levels.push((!Rc::ptr_eq(&uow, self)).then_some(uow));
+        Level {
+            outermost: Rc::clone(self),
+            depth,
+        }
     }
 
     pub(crate) fn config(&self) -> &Config {

@@ -42,7 +42,7 @@ pub(crate) use data::SessionData;
 pub use data::SessionStatus;
 pub(crate) use data::RESERVED;
 pub(crate) use hooks::Outcome;
-pub(crate) use load::{Nested, UnitOfWork};
+pub(crate) use load::{Level, UnitOfWork};
 pub(crate) use record::Name;
 #[cfg(any(test, feature = "__bench"))]
 pub(crate) use record::Record;
