@@ -567,9 +567,13 @@ fn admin_area<S: SessionStore + Clone>(
         .build()
 }
 
-/// That `path` sets one cookie, named `name`, whose session `read` then finds holding the
-/// token and the cart.
-async fn one_session_holds_the_token_and_the_cart<A, B>(app: &A, path: &str, name: &str, read: &str)
+/// Asks `path`, which must answer `status`, then `read` with every cookie that set: the
+/// names of those cookies, sorted, and what `read` answered.
+async fn cookies_then_read<A, B>(
+    app: &A,
+    (path, status): (&str, u16),
+    read: &str,
+) -> (Vec<String>, String)
 where
     A: actix_web::dev::Service<
         actix_http::Request,
@@ -580,16 +584,15 @@ where
 {
     use actix_web::test;
     let res = test::call_service(app, test::TestRequest::get().uri(path).to_request()).await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(res.status(), status, "{path}");
     let cookies = cookies_by_name(&res);
-    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
-    assert_eq!(names, [name], "one session of that cookie");
-    let req = test::TestRequest::get()
-        .uri(read)
-        .cookie(cookies[0].clone())
-        .to_request();
-    let body = test::call_and_read_body(app, req).await;
-    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
+    let names = cookies.iter().map(|c| c.name().to_owned()).collect();
+    let mut req = test::TestRequest::get().uri(read);
+    for cookie in cookies {
+        req = req.cookie(cookie);
+    }
+    let body = test::call_and_read_body(app, req.to_request()).await;
+    (names, String::from_utf8(body.to_vec()).unwrap())
 }
 
 /// Adds an item to the cart: the handler of the tests of one middleware inside another.
@@ -640,39 +643,12 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/shop/cart").to_request(),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let cookies: Vec<_> = res.response().cookies().map(|c| c.into_owned()).collect();
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    let req = test::TestRequest::get()
-        .uri("/shop/both")
-        .cookie(cookies[0].clone())
-        .to_request();
-    let body = test::call_and_read_body(&app, req).await;
-    assert_eq!(body, &b"Some(\"t\") Some(1)"[..]);
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/admin/cart").to_request(),
-    )
-    .await;
-    let cookies = cookies_by_name(&res);
-    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    let (names, body) = cookies_then_read(&app, ("/shop/cart", 200), "/shop/both").await;
+    assert_eq!(names, ["id"], "one cookie");
+    assert_eq!(body, r#"Some("t") Some(1)"#);
+    let (names, body) = cookies_then_read(&app, ("/admin/cart", 200), "/admin/both").await;
     assert_eq!(names, ["admin", "id"], "each its own session");
-    let req = test::TestRequest::get()
-        .uri("/admin/both")
-        .cookie(cookies[0].clone())
-        .cookie(cookies[1].clone())
-        .to_request();
-    let body = test::call_and_read_body(&app, req).await;
-    assert_eq!(
-        body,
-        &b"None Some(1)"[..],
-        "the token went to the outer one's"
-    );
+    assert_eq!(body, "None Some(1)", "the token went to the outer one's");
 }
 
 /// A middleware between an instance and one of another cookie name inside it (an admin
@@ -718,27 +694,14 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_i
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/admin/cart").to_request(),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let cookies = cookies_by_name(&res);
-    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    let (names, body) = cookies_then_read(&app, ("/admin/cart", 200), "/seen").await;
     assert_eq!(
         names,
         ["admin", "id"],
         "the middleware's write stored the outer session"
     );
-    let req = test::TestRequest::get()
-        .uri("/seen")
-        .cookie(cookies[1].clone())
-        .to_request();
-    let body = test::call_and_read_body(&app, req).await;
     assert_eq!(
-        body,
-        &b"Some(false)"[..],
+        body, "Some(false)",
         "the middleware read the outer session, not the admin one"
     );
 }
@@ -774,7 +737,9 @@ pub async fn a_session_middleware_of_one_name_inside_another_inside_the_first_se
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    one_session_holds_the_token_and_the_cart(&app, "/admin/shop/cart", "id", "/both").await;
+    let (names, body) = cookies_then_read(&app, ("/admin/shop/cart", 200), "/both").await;
+    assert_eq!(names, ["id"], "one session, the outermost's");
+    assert_eq!(body, r#"Some("t") Some(1)"#);
 }
 
 /// A middleware between `MemcacheSession` and one of another cookie name on a resource
@@ -833,21 +798,13 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_after_the_
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    let res = test::call_service(&app, test::TestRequest::get().uri("/admin").to_request()).await;
-    assert_eq!(res.status(), 303);
-    let cookies = cookies_by_name(&res);
-    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    let (names, body) = cookies_then_read(&app, ("/admin", 303), "/return-to").await;
     assert_eq!(
         names,
         ["id"],
         "the middleware's write stored the outer session"
     );
-    let req = test::TestRequest::get()
-        .uri("/return-to")
-        .cookie(cookies[0].clone())
-        .to_request();
-    let body = test::call_and_read_body(&app, req).await;
-    assert_eq!(body, &b"Some(\"/admin\")"[..]);
+    assert_eq!(body, r#"Some("/admin")"#);
 }
 
 /// `id` around `admin` around `id` around `admin` (scopes wrapped twice each): one session
@@ -885,8 +842,10 @@ pub async fn session_middlewares_of_two_names_nested_twice_serve_one_session_eac
             .wrap(MemcacheSession::new(store, key)),
     )
     .await;
-    one_session_holds_the_token_and_the_cart(&app, "/admin/shop/back/cart", "admin", "/admin/both")
-        .await;
+    let (names, body) =
+        cookies_then_read(&app, ("/admin/shop/back/cart", 200), "/admin/both").await;
+    assert_eq!(names, ["admin"], "one admin session");
+    assert_eq!(body, r#"Some("t") Some(1)"#);
 }
 
 // 4. Signed, timestamped cookie.

@@ -14,7 +14,7 @@ use super::pool::Endpoint;
 use super::protocol::{Request, Status};
 use super::readiness::ServerPing;
 use super::ring::{Distribution, MemcacheServer};
-use crate::store::error::{NotSent, StoreError};
+use crate::store::error::StoreError;
 use crate::to_completion::finish_elsewhere;
 
 /// Keys a readiness check asks a server after its own, when the server answered that one
@@ -102,7 +102,7 @@ impl Fleet {
         let probe = member
             .health
             .admit(&member.server, Instant::now())
-            .map_err(|down| StoreError::Unavailable(Box::new(NotSent(Box::new(down)))))?;
+            .map_err(|down| StoreError::Unavailable(Box::new(down)).not_sent())?;
         if probe {
             // A server being tried again is first asked something harmless: a write sent
             // to a server that is stalled rather than gone would land later, unseen.
