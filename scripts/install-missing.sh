@@ -2,15 +2,16 @@
 # no password: it never prompts), the Debian packages whose commands are missing, or says
 # how to and exits.
 #   install_missing memcached:memcached wrk:wrk openssl
-# Each argument is COMMAND:PACKAGE; `openssl` stands for OpenSSL's headers (libssl-dev,
-# checked with pkg-config).
+# Each argument is COMMAND:PACKAGE, COMMAND looked for as a file on PATH (`type -P`: bash's
+# builtin `kill` does not count, the tests run procps's); `openssl` stands for OpenSSL's
+# headers (libssl-dev, checked with pkg-config).
 install_missing() {
     local missing=() item
     for item in "$@"; do
         if [ "$item" = openssl ]; then
             pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
         else
-            command -v "${item%%:*}" >/dev/null 2>&1 || missing+=("${item##*:}")
+            type -P "${item%%:*}" >/dev/null || missing+=("${item##*:}")
         fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0

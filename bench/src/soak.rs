@@ -252,14 +252,21 @@ async fn soak(memcached: Rc<RefCell<Memcached>>, duration: Duration, sessions: u
         })
     });
     let clients: Vec<_> = clients.collect();
+    // A task's panic (a failed `call_service`, memcached not restarting) fails the run: a
+    // client that stopped early checks nothing.
     for client in clients {
-        let _ = client.await;
+        client.await.expect("a soak client panicked");
     }
-    let _ = killer.await;
+    killer.await.expect("the task restarting memcached panicked");
     let mut report = Rc::try_unwrap(report)
         .ok()
         .expect("clients done")
         .into_inner();
+    // A run in which nothing landed (memcached never back, say) checked no invariant.
+    if report.statuses.get(&("incr", 200)).copied().unwrap_or(0) == 0 {
+        report.violations += 1;
+        eprintln!("VIOLATION: no increment was answered 200");
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.restarts = restarts.get();
     report

@@ -681,12 +681,12 @@ async fn eight_concurrent_writers_of_different_keys_all_land() {
 }
 
 /// At 64 concurrent writers of one session many commits may spend their budget (409, the
-/// client retries), but none is lost. The rate is reported in docs/benchmarks.md.
+/// client retries), but none is lost: `contend` checks each key against its writer's last
+/// 200, and refuses any other status. The rate is reported in docs/benchmarks.md.
 #[actix_web::test]
 async fn sixty_four_concurrent_writers_lose_no_update() {
-    let (ok, conflicts) = contend(64, 50, |b| b).await;
-    assert_eq!(ok + conflicts, 64 * 50);
-    assert!(ok > 0);
+    let (ok, _conflicts) = contend(64, 50, |b| b).await;
+    assert!(ok > 0, "no commit of 64 writers landed");
 }
 
 /// Readiness through `from_r2d2` with memcached down returns within the pool's

@@ -319,7 +319,12 @@ impl Memcached {
         let status = Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()
-            .expect("kill(1)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run kill(1) ({e}): install it with `sudo apt-get install -y procps`, \
+                     or run `bash scripts/test.sh`, which installs it"
+                )
+            });
         assert!(status.success(), "kill {signal} {pid}");
     }
 

@@ -67,7 +67,7 @@ impl Nutcracker {
             Command::new(program)
                 .arg("-c")
                 .arg(&config)
-                .args(["-s", &stats, "-o", "/dev/null"])
+                .args(["-s", &stats, "-a", "127.0.0.1", "-o", "/dev/null"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

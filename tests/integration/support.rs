@@ -124,7 +124,10 @@ impl<S: SessionStore> CountingStore<S> {
     /// Waits until the call `hold_next_write_of` or `hold_next_touch_of` named has started,
     /// and is held.
     pub async fn when_held(&self) {
-        self.reached.acquire().await.unwrap().forget();
+        within("the held call to start", self.reached.acquire())
+            .await
+            .unwrap()
+            .forget();
     }
 
     /// Lets the held update go.
@@ -241,6 +244,15 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     }
 }
 
+/// `step`, or a panic naming `what` after ten seconds: a test waiting on something a
+/// regression stops from happening (a held write, a gated load) fails by name instead of
+/// hanging the run until CI's limit.
+pub async fn within<T>(what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), step)
+        .await
+        .unwrap_or_else(|_| panic!("waited ten seconds for {what}"))
+}
+
 /// A response, reduced to what the tests look at.
 #[derive(Debug)]
 pub struct Reply {
@@ -262,6 +274,18 @@ pub struct Reply {
 impl Reply {
     pub async fn from(res: ServiceResponse) -> Self {
         let status = res.status().as_u16();
+        let mut names: Vec<_> = res
+            .response()
+            .cookies()
+            .map(|c| c.name().to_owned())
+            .collect();
+        names.sort_unstable();
+        // A browser keeps the last of two: a test looking at the first would check the
+        // wrong one (a removal, say, followed by a new session).
+        assert!(
+            names.windows(2).all(|pair| pair[0] != pair[1]),
+            "a response set one cookie twice: {names:?}"
+        );
         let cookie = res.response().cookies().next().map(|c| c.into_owned());
         let retry_after = res
             .headers()
