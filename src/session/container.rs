@@ -111,10 +111,11 @@ impl OpenSession {
     /// # Errors
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
     /// the same key, [`SessionError::Ended`] when the session was purged meanwhile, or
-    /// signed out meanwhile and asked to sign out its user's other sessions or one of
-    /// them, or renewed while bound. Anything else asked of a session signed out meanwhile
-    /// is written, and goes with it at its next read: a change, a sign-out everywhere, a
-    /// binding to its user again (it stays signed out); a binding to another user is a
+    /// signed out meanwhile and asked to sign out its user's other sessions, one of them,
+    /// or everywhere (unless its user's item, and every other key's, is gone already: see
+    /// [`Session::sign_out_everywhere`]), or renewed while bound. Anything else asked of a
+    /// session signed out meanwhile is written, and goes with it at its next read: a
+    /// change, a binding to its user again (it stays signed out); a binding to another user is a
     /// login of its own, [`SessionError::TooLarge`], [`SessionError::TooManySessions`] for a login
     /// over the limit, [`SessionError::Entropy`], or the store failing; nothing is written
     /// then. [`SessionError::SignedOut`] says that a sign-out it asked for happened and the

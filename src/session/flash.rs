@@ -107,7 +107,8 @@ impl Session {
     /// Keeps `message` for a later request to show with
     /// [`incoming_flashes`](Self::incoming_flashes); like any change, it is stored only if
     /// this request commits. A session keeps at most 32 unread messages: sending one more
-    /// drops the oldest.
+    /// drops the oldest (requests sending at once each trim what they loaded, so together
+    /// they may leave a few more, until the next send trims them).
     ///
     /// ```
     /// use actix_memcache_session::{FlashMessage, Session};

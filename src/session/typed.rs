@@ -40,9 +40,19 @@ use crate::error::SessionError;
 /// }
 /// ```
 ///
-/// `T` must serialize to a JSON object (a struct or a map). A field missing from the
+/// `T` must serialize to a JSON object (a struct or a map; not an enum, whose variants are
+/// one key each). An empty package reads as `T::default()`. A field missing from the
 /// stored package takes its value from `T::default()`, so a field added to the type in a
-/// later release reads as its default in older sessions.
+/// later release reads as its default in older sessions. The package is read by
+/// deserializing its entries over the default's, so `T` must read back what it writes: a
+/// field skipped when serializing (`skip_serializing_if`) needs `#[serde(default)]`, and
+/// `#[serde(alias)]` does not rename a stored field (the default's field and the stored
+/// alias are then both there, a duplicate): move it with [`Package`](crate::Package).
+///
+/// During a rolling deploy a release's [`set`](Session::set) removes the stored fields its
+/// `T` does not have, those a newer release added included, as replacing a whole value
+/// under one key in actix-session or tower-sessions would: let a new field be lost
+/// until every instance runs the release that has it, or keep it in a package of its own.
 pub struct TypedPackage<T> {
     name: &'static str,
     _type: PhantomData<fn() -> T>,
@@ -82,7 +92,8 @@ impl<T> fmt::Debug for TypedPackage<T> {
 }
 
 impl Session {
-    /// The package as a `T`: its entries over the fields of `T::default()`.
+    /// The package as a `T`: its entries over the fields of `T::default()`, and
+    /// `T::default()` itself when the package is empty.
     ///
     /// # Errors
     /// An invalid package name, a `T` that does not serialize to a JSON object, stored
@@ -93,8 +104,16 @@ impl Session {
     where
         T: Serialize + DeserializeOwned + Default,
     {
-        let mut fields = to_object(package, &T::default())?;
-        fields.extend(self.package(package.name).entries()?);
+        let stored = self.package(package.name).entries()?;
+        let default = T::default();
+        // Not read back through JSON: a type whose default does not (a skipped field
+        // without `#[serde(default)]`) still reads an empty package.
+        if stored.is_empty() {
+            to_object(package, &default)?;
+            return Ok(default);
+        }
+        let mut fields = to_object(package, &default)?;
+        fields.extend(stored);
         T::deserialize(Value::Object(fields)).map_err(|source| SessionError::PackageType {
             package: package.name.to_owned(),
             source,
@@ -104,9 +123,9 @@ impl Session {
     /// Stores `value` as the package: each field one key. A field equal to what is
     /// stored is not a change, nor is a field still at its default that the package does
     /// not hold (it reads as the default already), so reading a package and setting it
-    /// back writes nothing, for fields that serialize one value one way (a `HashSet` or
-    /// `HashMap` comes out in a new order each time it is built: it counts as changed; use
-    /// `BTreeSet` and `BTreeMap`). Keys `value` does not serialize (a field skipped when `None`,
+    /// back writes nothing, for fields that serialize one value one way (a `HashSet` comes
+    /// out as an array in a new order each time it is built: it counts as changed; use
+    /// `BTreeSet`. A `HashMap` is a JSON object, compared whatever its order). Keys `value` does not serialize (a field skipped when `None`,
     /// or one the type no longer has) are removed. So a field set to its default is not
     /// stored, and a later release that changes `T::default()` changes what it reads: give
     /// a value a user chose a default no release will change (an `Option`, `None` until
@@ -179,5 +198,44 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::unit_of_work::{SessionData, Transaction};
+
+    /// Its default does not read back through JSON: `items` is skipped when empty, and has
+    /// no `#[serde(default)]`.
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Cart {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        items: Vec<String>,
+        coupon: Option<String>,
+    }
+
+    const CART: TypedPackage<Cart> = TypedPackage::new("shop.cart");
+
+    #[test]
+    fn an_empty_package_reads_as_the_default_even_one_that_does_not_read_back() {
+        let session = Session::new(Rc::new(RefCell::new(
+            Transaction::new(SessionData::fresh()),
+        )));
+        assert_eq!(session.get(&CART).unwrap(), Cart::default());
+        session
+            .update(&CART, |cart| cart.items.push("apple".into()))
+            .unwrap();
+        let cart = session.get(&CART).unwrap();
+        assert_eq!(cart.items, ["apple"]);
+        assert_eq!(cart.coupon, None);
+        // Back to empty: the key is removed, and the package reads as the default again.
+        session.set(&CART, &Cart::default()).unwrap();
+        assert_eq!(session.get(&CART).unwrap(), Cart::default());
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::support::{CountingStore, Reply};
+use crate::support::{within, CountingStore, Reply};
 
 /// A header the outer middleware adds to every response.
 pub const OUTER_HEADER: &str = "x-outer";
@@ -275,6 +275,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(gated_typed_set),
             )
             .route("/typed/reset", web::get().to(typed_reset))
+            .route("/typed/labels", web::get().to(typed_labels))
             .route("/typed/misfit", web::get().to(typed_misfit))
             .route("/typed/not-an-object", web::get().to(typed_not_an_object))
             .route("/savepoints", web::get().to(savepoints))
@@ -359,7 +360,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
         middle: impl std::future::Future<Output = T>,
     ) -> (Reply, T) {
         let other = async {
-            self.gate.loaded.acquire().await.unwrap().forget();
+            within("the gated request to load", self.gate.loaded.acquire())
+                .await
+                .unwrap()
+                .forget();
             let done = middle.await;
             self.gate.go.add_permits(1);
             done
@@ -650,6 +654,21 @@ async fn gated_typed_set(
 
 async fn typed_reset(s: Session) -> actix_web::Result<String> {
     s.set(&PROFILE, &Profile::default())?;
+    Ok(format!("{:?}", s.status()))
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Labels {
+    counts: std::collections::HashMap<String, u32>,
+}
+
+/// Sets 16 labels, in a map built anew: its order differs from one build to the next.
+async fn typed_labels(s: Session) -> actix_web::Result<String> {
+    let counts = (b'a'..=b'p').map(|c| (char::from(c).to_string(), u32::from(c)));
+    let labels = Labels {
+        counts: counts.collect(),
+    };
+    s.set(&TypedPackage::new("labels"), &labels)?;
     Ok(format!("{:?}", s.status()))
 }
 

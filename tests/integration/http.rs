@@ -81,6 +81,7 @@ macro_rules! http_suite {
             packages_are_isolated,
             package_operations,
             typed_package_round_trips_field_by_field,
+            a_typed_hash_map_set_again_with_its_entries_is_no_change,
             typed_fields_changed_by_concurrent_requests_both_land,
             typed_package_that_does_not_fit_is_an_error_and_keeps_the_data,
             rollback_to_a_savepoint_writes_only_what_came_before,
@@ -1535,6 +1536,24 @@ pub async fn typed_package_round_trips_field_by_field<S: SessionStore + Clone>(s
     );
     assert_eq!(app.store.calls().updates, 3);
     assert_eq!(value(&app, &cookie).await, "1", "other packages untouched");
+}
+
+/// A `HashMap` field is a JSON object, compared whatever order a map built anew writes its
+/// entries in: setting the same entries again is no change, and writes nothing.
+pub async fn a_typed_hash_map_set_again_with_its_entries_is_no_change<S: SessionStore + Clone>(
+    store: S,
+) {
+    let (app, cookie) = with_session(store).await;
+    assert_eq!(
+        app.get("/typed/labels", Some(&cookie)).await.body,
+        "Changed"
+    );
+    let updates = app.store.calls().updates;
+    for _ in 0..4 {
+        let again = app.get("/typed/labels", Some(&cookie)).await;
+        assert_eq!(again.body, "Unchanged");
+    }
+    assert_eq!(app.store.calls().updates, updates);
 }
 
 pub async fn typed_fields_changed_by_concurrent_requests_both_land<S: SessionStore + Clone>(

@@ -127,7 +127,7 @@ impl MemcacheStoreBuilder {
     /// A session that would not fit is refused here with [`StoreError::TooLarge`] (413),
     /// because memcached answers a too-large write by dropping the stored session. A stored
     /// item larger than this (written under a larger limit) is read past, not kept: its
-    /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable. Under
+    /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable. Up to
     /// 7,841 bytes (the largest user item), a user item another instance with a larger limit
     /// wrote, and may read, fails that user's logins and sign-outs here (413) until it goes.
     pub fn max_item_size(mut self, bytes: usize) -> Self {

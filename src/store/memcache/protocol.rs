@@ -35,7 +35,7 @@ pub enum Protocol {
     Auto,
     /// The meta protocol, always (memcached 1.6.18 or later; an older server, or a proxy
     /// that fails the meta no-op, is refused by name): every reply echoes its request's
-    /// opaque token, and a read and its TTL reset are one command.
+    /// opaque token, and a TTL reset is one command (`mg <key> T<ttl>`).
     Meta,
     /// The classic text protocol (`gets`, `cas`, `add`, `touch`, `delete`), always: what
     /// every memcached since 1.4 and every proxy (twemproxy, mcrouter) speaks. Replies
