@@ -51,7 +51,7 @@ chart_is_current() {
     rm -f "$chart"
 }
 echo "== the benchmark charts are the ones bench/report.py and bench/sizes.py draw from saved runs"
-chart_is_current bench/report.py docs/benchmarks.svg bench/results/40-targets.txt
+chart_is_current bench/report.py docs/benchmarks.svg bench/results/54-targets.txt
 chart_is_current bench/sizes.py docs/sizes.svg bench/results/22-size-*.txt
 
 echo "== every relative link in the README and docs/ resolves"
