@@ -210,8 +210,8 @@ impl UnitOfWork {
         // leaves some named session signed in: its own failure, as when a sign-out
         // everywhere fails to end an old key's item (trying again finishes it).
         for item in self.backend.config.codec.user_items(&d.user) {
-            for handle in elsewhere.iter().filter(|_| item != d.item) {
-                signed_out |= self.end_listed(&item, handle, None).await?;
+            if item != d.item && !elsewhere.is_empty() {
+                signed_out |= self.end_all_listed(&item, &elsewhere).await?;
             }
         }
         // Said to have happened once this commit signed one out: every other handle named

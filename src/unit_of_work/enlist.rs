@@ -425,6 +425,21 @@ impl UnitOfWork {
         Ok(())
     }
 
+    /// Removes the entries `handles` from the roster at `item` in one edit, and says
+    /// whether any was listed: a request naming many handles costs one edit per item,
+    /// not one for each handle.
+    pub(crate) async fn end_all_listed(
+        &self,
+        item: &SessionId,
+        handles: &[String],
+    ) -> Result<bool, SessionError> {
+        self.edit(item, |roster| {
+            let Some(r) = roster else { return Ok(false) };
+            Ok(handles.iter().fold(false, |any, h| r.remove(h) | any))
+        })
+        .await
+    }
+
     /// Applies `change` to the roster at `item` with compare-and-swap, reading it again
     /// after each lost race; `change` says whether it changed anything (or why the edit
     /// must not happen). A missing roster (or one this crate did not write) is `None`.

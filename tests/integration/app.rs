@@ -214,6 +214,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_then_bind),
             )
             .route("/sign-out-two/{a}/{b}", web::get().to(sign_out_two))
+            .route("/sign-out-many/{n}/{handle}", web::get().to(sign_out_many))
             .route(
                 "/sign-out-self-and-then-big/{other}/{n}",
                 web::get().to(sign_out_self_and_then_big),
@@ -1042,6 +1043,16 @@ async fn sign_out_two(s: Session, path: web::Path<(String, String)>) -> actix_we
     let (a, b) = path.into_inner();
     s.sign_out_session(&a.parse()?);
     s.sign_out_session(&b.parse()?);
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Names `n` handles listed nowhere, then `handle`.
+async fn sign_out_many(s: Session, path: web::Path<(usize, String)>) -> actix_web::Result<String> {
+    let (n, handle) = path.into_inner();
+    for i in 0..n {
+        s.sign_out_session(&format!("{i:016x}").parse()?);
+    }
+    s.sign_out_session(&handle.parse()?);
     Ok(format!("{:?}", s.status()))
 }
 

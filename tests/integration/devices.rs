@@ -37,6 +37,7 @@ macro_rules! devices_suite {
             logging_in_again_as_the_same_user_takes_no_second_place,
             times_from_the_store_past_any_clock_do_not_panic_the_listing,
             sessions_bound_under_an_old_key_count_and_can_be_signed_out,
+            a_sign_out_naming_many_handles_reads_an_old_keys_item_once,
             a_sign_out_of_devices_under_an_old_key_that_fails_says_so,
             a_sign_out_of_this_device_and_another_that_then_fails_says_so,
             a_login_replacing_a_session_bound_under_an_old_key_does_not_count_it,
@@ -804,6 +805,33 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
     assert_eq!(labels(&rotated, "ada").await, ["b"]);
+}
+
+/// A sign-out naming many handles edits an old key's item once, not once for each handle
+/// (an app passing on a list a client sent would otherwise make one request cost a round
+/// trip per handle per key), and still signs out the one listed there.
+pub async fn a_sign_out_naming_many_handles_reads_an_old_keys_item_once<S: SessionStore + Clone>(
+    store: S,
+) {
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
+    })
+    .await;
+    let (b, _) = login(&rotated, "ada", "b").await;
+    let handle = handle_of(&rotated, "ada", "a").await;
+    rotated.store.reset();
+    let reply = rotated
+        .get(&format!("/sign-out-many/50/{handle}"), Some(&b))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let calls = rotated.store.calls();
+    assert!(
+        calls.loads <= 6 && calls.updates <= 4,
+        "50 handles cost {calls:?}"
+    );
+    assert_eq!(signed_in(&rotated, "ada", &[&a, &b]).await, [false, true]);
 }
 
 /// A sign-out of another device and of this one, whose commit then fails: the other is
