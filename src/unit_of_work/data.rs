@@ -2,6 +2,8 @@
 //! writes, what a savepoint copies, and the merge rules the commit applies (which entries
 //! changed, rebasing onto a concurrent commit, blind changes, purge, renew, sign-out).
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::change_set::{Change, ChangeSet, Merge};
@@ -89,8 +91,8 @@ pub(super) struct Dismissal {
     pub(super) item: SessionId,
     pub(super) user: String,
     pub(super) held: (String, String),
-    /// The handles of the sessions to sign out.
-    pub(super) handles: Vec<String>,
+    /// The handles of the sessions to sign out: a set, as a request may name many.
+    pub(super) handles: BTreeSet<String>,
     /// This session's own handle was named too: it is purged, which only the rest of the
     /// commit does.
     pub(super) named_self: bool,
@@ -463,7 +465,7 @@ impl SessionData {
                 item,
                 user,
                 held,
-                handles: Vec::new(),
+                handles: BTreeSet::new(),
                 named_self: false,
             }));
         }
@@ -475,8 +477,8 @@ impl SessionData {
             dismissal.named_self = true;
             return self.purge();
         }
-        if !dismissal.handles.iter().any(|h| h == handle) {
-            dismissal.handles.push(handle.to_owned());
+        if !dismissal.handles.contains(handle) {
+            dismissal.handles.insert(handle.to_owned());
         }
     }
 
@@ -821,14 +823,17 @@ mod tests {
         s.dismiss("x");
         s.dismiss("y");
         let d = s.dismissing.as_ref().expect("two to sign out");
-        assert_eq!(d.handles, ["x", "y"]);
+        assert!(d.handles.iter().eq(["x", "y"]));
         assert_eq!(d.held, ("g".to_owned(), "h".to_owned()));
         assert_eq!(d.item, item);
         s.dismiss("h");
         assert_eq!(s.status(), SessionStatus::Purged);
         s.dismiss("z");
         let d = s.dismissing.as_ref().expect("the others still go");
-        assert_eq!(d.handles, ["x", "y", "z"], "after its own purge too");
+        assert!(
+            d.handles.iter().eq(["x", "y", "z"]),
+            "after its own purge too"
+        );
         let mut unbound = loaded();
         unbound.dismiss("x");
         assert!(unbound.dismissing.is_none(), "not signed in: ends nobody");

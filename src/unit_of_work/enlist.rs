@@ -10,7 +10,7 @@
 //! fails has signed nobody out.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::census::State;
@@ -504,7 +504,7 @@ impl UnitOfWork {
         item: &SessionId,
         generation: &str,
         own: &str,
-        ended: &[String],
+        ended: &BTreeSet<String>,
     ) -> Result<(Vec<String>, bool), SessionError> {
         let mut elsewhere = Vec::new();
         let removed = self
