@@ -90,8 +90,9 @@ pub enum SessionError {
     /// A login was refused: the user already has as many sessions as
     /// [`max_sessions_per_user`](crate::MemcacheSessionBuilder::max_sessions_per_user)
     /// allows, with [`OverLimit::RefuseLogin`](crate::OverLimit::RefuseLogin). No session
-    /// was written (the user's item may have been made first, as any login makes it); the
-    /// user can sign out one of them first.
+    /// is left signed in: the user's item may have been made first, as any login makes it,
+    /// and with fallback keys a login withdrawn after it listed itself removes its entry
+    /// and its session again, best effort. The user can sign out one of them first.
     #[error("signed in on {limit} devices already, the most allowed: sign out of one first")]
     TooManySessions {
         /// The limit.

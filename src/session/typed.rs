@@ -41,11 +41,12 @@ use crate::error::SessionError;
 /// ```
 ///
 /// `T` must serialize to a JSON object (a struct or a map; not an enum, whose variants are
-/// one key each). An empty package reads as `T::default()`. A field missing from the
-/// stored package takes its value from `T::default()`, so a field added to the type in a
-/// later release reads as its default in older sessions. The package is read by
+/// one key each). A field missing from the stored package takes its value from
+/// `T::default()`, so a field added to the type in a later release reads as its default in
+/// older sessions, and an empty package reads as `T::default()`. The package is read by
 /// deserializing its entries over the default's, so `T` must read back what it writes: a
-/// field skipped when serializing (`skip_serializing_if`) needs `#[serde(default)]`, and
+/// field skipped when serializing (`skip_serializing_if`) needs `#[serde(default)]` (without
+/// it every read fails, the error saying so), and
 /// `#[serde(alias)]` does not rename a stored field (the default's field and the stored
 /// alias are then both there, a duplicate): move it with [`Package`](crate::Package).
 ///
@@ -92,8 +93,7 @@ impl<T> fmt::Debug for TypedPackage<T> {
 }
 
 impl Session {
-    /// The package as a `T`: its entries over the fields of `T::default()`, and
-    /// `T::default()` itself when the package is empty.
+    /// The package as a `T`: its entries over the fields of `T::default()`.
     ///
     /// # Errors
     /// An invalid package name, a `T` that does not serialize to a JSON object, stored
@@ -104,19 +104,23 @@ impl Session {
     where
         T: Serialize + DeserializeOwned + Default,
     {
-        let stored = self.package(package.name).entries()?;
-        let default = T::default();
-        // Not read back through JSON: a type whose default does not (a skipped field
-        // without `#[serde(default)]`) still reads an empty package.
-        if stored.is_empty() {
-            to_object(package, &default)?;
-            return Ok(default);
-        }
-        let mut fields = to_object(package, &default)?;
-        fields.extend(stored);
-        T::deserialize(Value::Object(fields)).map_err(|source| SessionError::PackageType {
-            package: package.name.to_owned(),
-            source,
+        let defaults = to_object(package, &T::default())?;
+        let mut fields = defaults.clone();
+        fields.extend(self.package(package.name).entries()?);
+        T::deserialize(Value::Object(fields)).map_err(|source| {
+            // Said as the type's fault, which no session repairs, not the stored data's: an
+            // empty package reading back would pass a first test, and fail for users later.
+            let source = match T::deserialize(Value::Object(defaults)) {
+                Err(e) => serde::de::Error::custom(format!(
+                    "T::default() does not read back through JSON ({e}): a field skipped \
+                     when serializing needs #[serde(default)]"
+                )),
+                Ok(_) => source,
+            };
+            SessionError::PackageType {
+                package: package.name.to_owned(),
+                source,
+            }
         })
     }
 
@@ -213,7 +217,7 @@ mod tests {
 
     /// Its default does not read back through JSON: `items` is skipped when empty, and has
     /// no `#[serde(default)]`.
-    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Default, Serialize, Deserialize)]
     struct Cart {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         items: Vec<String>,
@@ -222,20 +226,28 @@ mod tests {
 
     const CART: TypedPackage<Cart> = TypedPackage::new("shop.cart");
 
+    /// It fails at once, on an empty package too, saying why: were an empty package read
+    /// as the default, the type would pass a first test and fail later, for users whose
+    /// cart holds a coupon and no item.
     #[test]
-    fn an_empty_package_reads_as_the_default_even_one_that_does_not_read_back() {
-        let session = Session::new(Rc::new(RefCell::new(
-            Transaction::new(SessionData::fresh()),
-        )));
-        assert_eq!(session.get(&CART).unwrap(), Cart::default());
-        session
-            .update(&CART, |cart| cart.items.push("apple".into()))
-            .unwrap();
-        let cart = session.get(&CART).unwrap();
-        assert_eq!(cart.items, ["apple"]);
-        assert_eq!(cart.coupon, None);
-        // Back to empty: the key is removed, and the package reads as the default again.
-        session.set(&CART, &Cart::default()).unwrap();
-        assert_eq!(session.get(&CART).unwrap(), Cart::default());
+    fn a_type_whose_default_does_not_read_back_fails_saying_so() {
+        let session = Session::new(Rc::new(RefCell::new(Transaction::new(
+            SessionData::fresh(),
+        ))));
+        for stored in [None, Some("SPRING")] {
+            if let Some(code) = stored {
+                session.package(CART.name()).insert("coupon", code).unwrap();
+            }
+            let Err(SessionError::PackageType { source, .. }) = session.get(&CART) else {
+                panic!("read with {stored:?}");
+            };
+            assert!(
+                source.to_string().contains("needs #[serde(default)]"),
+                "{source}"
+            );
+        }
+        // With one item stored the merge has every field, and reads.
+        session.package(CART.name()).insert("items", ["apple"]).unwrap();
+        assert_eq!(session.get(&CART).unwrap().items, ["apple"]);
     }
 }

@@ -429,12 +429,16 @@ mod tests {
 
     #[test]
     fn a_url_with_credentials_is_refused_without_repeating_them() {
-        let Err(e) = parse_url("memcache://user:hunter2@cache:11211") else {
-            panic!("accepted");
-        };
-        assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
-        assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+        // Also without its scheme, which is refused first.
+        for url in ["memcache://user:hunter2@cache:11211", "user:hunter2@cache:11211"] {
+            let Err(e) = parse_url(url) else {
+                panic!("accepted {url}");
+            };
+            assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+            assert!(e.to_string().contains("@cache:11211"), "{e}");
+        }
     }
 
     #[test]

@@ -231,12 +231,14 @@ pub(crate) fn refused_as_too_large(size: usize) -> StoreError {
 }
 
 /// `url` for a message: a `user:password@` login (the `memcache` client's SASL) is not
-/// shown.
+/// shown, with its scheme or without (a URL missing it is refused for that, and must not
+/// show its password either).
 pub(crate) fn without_login(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://(login not shown)@{}", &url[..scheme], &url[at + 1..])
         }
+        (_, Some(at)) => format!("(login not shown)@{}", &url[at + 1..]),
         _ => url.to_owned(),
     }
 }
