@@ -231,9 +231,9 @@ mod tests {
     /// cart holds a coupon and no item.
     #[test]
     fn a_type_whose_default_does_not_read_back_fails_saying_so() {
-        let session = Session::new(Rc::new(RefCell::new(Transaction::new(
-            SessionData::fresh(),
-        ))));
+        let session = Session::new(Rc::new(RefCell::new(
+            Transaction::new(SessionData::fresh()),
+        )));
         for stored in [None, Some("SPRING")] {
             if let Some(code) = stored {
                 session.package(CART.name()).insert("coupon", code).unwrap();
@@ -247,7 +247,10 @@ mod tests {
             );
         }
         // With one item stored the merge has every field, and reads.
-        session.package(CART.name()).insert("items", ["apple"]).unwrap();
+        session
+            .package(CART.name())
+            .insert("items", ["apple"])
+            .unwrap();
         assert_eq!(session.get(&CART).unwrap().items, ["apple"]);
     }
 }

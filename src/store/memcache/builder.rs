@@ -430,7 +430,10 @@ mod tests {
     #[test]
     fn a_url_with_credentials_is_refused_without_repeating_them() {
         // Also without its scheme, which is refused first.
-        for url in ["memcache://user:hunter2@cache:11211", "user:hunter2@cache:11211"] {
+        for url in [
+            "memcache://user:hunter2@cache:11211",
+            "user:hunter2@cache:11211",
+        ] {
             let Err(e) = parse_url(url) else {
                 panic!("accepted {url}");
             };
