@@ -334,6 +334,52 @@ fn out_of_memory_on_a_write_is_an_error_that_says_the_item_was_dropped() {
     });
 }
 
+/// Over the meta protocol, a `SERVER_ERROR` line (memcached's own proxy answers so for a
+/// key whose backend is down; memcached out of memory) fails its own request alone: a read
+/// pipelined beside it on the connection is answered, and the connection goes on.
+#[test]
+fn a_server_error_line_fails_only_its_own_request_over_meta() {
+    let failing = SessionId::generate().unwrap();
+    let key = failing.as_str().to_owned();
+    let fake = FakeMemcached::start(move |c| {
+        if c.verb == "mg" && c.line.contains(&key) {
+            Answer::Send(b"SERVER_ERROR backend failure\r\n".to_vec())
+        } else {
+            Answer::Normal
+        }
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let other = SessionId::generate().unwrap();
+        let (failed, answered) = join(store.load(&failing), store.load(&other)).await;
+        let Err(StoreError::Unavailable(why)) = failed else {
+            panic!("{failed:?}")
+        };
+        assert!(why.to_string().contains("backend failure"), "{why}");
+        assert!(matches!(answered, Ok(None)), "{answered:?}");
+        assert!(store.load(&other).await.is_ok(), "the connection goes on");
+    });
+}
+
+/// An unconditional delete answered `EX`, which only a conditional one can get, is an
+/// error (503), not a delete done: a purge must not be told it happened.
+#[test]
+fn an_unconditional_delete_answered_exists_is_an_error() {
+    let fake = FakeMemcached::start(|c| {
+        if c.verb == "md" && !c.line.contains(" C") {
+            Answer::Send(format!("EX O{}\r\n", opaque(c)).into_bytes())
+        } else {
+            Answer::Normal
+        }
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let id = SessionId::generate().unwrap();
+        let e = store.delete(&id).await.unwrap_err();
+        assert!(matches!(e, StoreError::Protocol(_)), "{e:?}");
+    });
+}
+
 /// A server older than 1.6.18, told to speak meta, is refused by name, with the minimum.
 #[test]
 fn a_memcached_too_old_for_the_meta_protocol_is_refused_by_version() {

@@ -432,6 +432,8 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         };
         let in_step = match (&reply.status, shared.spoken) {
             (Status::TooLarge, _) => waiter.set,
+            // A `SERVER_ERROR` line carries no token: the oldest request's, in order.
+            (Status::ServerError(_), Spoken::Meta) => opaque.is_none(),
             // Checked against this waiter's request as it was read.
             (_, Spoken::Text) => true,
             (_, Spoken::Meta) => opaque == Some(waiter.opaque),

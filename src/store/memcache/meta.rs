@@ -105,22 +105,40 @@ impl Line {
         Ok(Self { status, opaque })
     }
 
-    /// A line that is no answer to a meta command: "too large" is one request's failure,
-    /// every other ends the connection.
+    /// A line that is no answer to a meta command, and carries no opaque token: a
+    /// `SERVER_ERROR` is the failure of the request it answers alone (the oldest waiting,
+    /// as replies come in order), as in the text protocol; every other ends the connection.
     fn unexpected(text: &str) -> Result<Self, Fatal> {
-        match text.split(' ').next().unwrap_or_default() {
-            "SERVER_ERROR" if text.contains("too large") => Ok(Self {
-                status: Status::TooLarge,
+        let failed = |status| {
+            Ok(Self {
+                status,
                 opaque: None,
-            }),
-            "SERVER_ERROR" if text.contains("out of memory") => Err(Fatal(format!(
-                "memcached is out of memory ({:?}); it has dropped the item stored under that \
-                 key",
+            })
+        };
+        match text.split(' ').next().unwrap_or_default() {
+            "SERVER_ERROR" if text.contains("too large") => failed(Status::TooLarge),
+            // Sent when a read cannot get its item back from extstore, dropping the replies
+            // still queued: replies are missing, and nobody can know which.
+            "SERVER_ERROR" if text.contains("writing get response") => Err(Fatal(format!(
+                "memcached dropped replies ({:?})",
                 short(text)
             ))),
-            "ERROR" | "CLIENT_ERROR" | "SERVER_ERROR" => {
-                Err(Fatal(format!("memcached error {:?}", short(text))))
+            // memcached swallowed the write's data, and has dropped the item stored under
+            // its key.
+            "SERVER_ERROR" if text.contains("out of memory") => {
+                failed(Status::ServerError(format!(
+                    "memcached is out of memory ({:?}); it has dropped the item stored under \
+                     that key",
+                    short(text)
+                )))
             }
+            // memcached's own proxy answers so for a key whose backend is down, and keeps
+            // the connection: the other keys' requests go on.
+            "SERVER_ERROR" => failed(Status::ServerError(format!(
+                "memcached (or the proxy in front of it) answered {:?}",
+                short(text)
+            ))),
+            "ERROR" | "CLIENT_ERROR" => Err(Fatal(format!("memcached error {:?}", short(text)))),
             _ => Err(Fatal(format!(
                 "unexpected memcached reply {:?}",
                 short(text)
@@ -310,6 +328,14 @@ mod tests {
                     read += 1;
                 }
                 (Err(_), None) => refused += 1,
+                // No answer to a command, but the failure of the one it comes for.
+                (
+                    Ok(Line {
+                        status: Status::ServerError(_),
+                        opaque: None,
+                    }),
+                    None,
+                ) if line.starts_with(b"SERVER_ERROR") => refused += 1,
                 (bytes, text) => panic!(
                     "{:?}: as bytes {bytes:?}, as text {text:?}",
                     String::from_utf8_lossy(&line)
@@ -328,7 +354,7 @@ mod tests {
         for bad in [
             &b"ERROR"[..],
             b"CLIENT_ERROR invalid flag",
-            b"SERVER_ERROR temporary failure",
+            b"SERVER_ERROR out of memory writing get response",
             b"VA x",
             b"VALUE k 0 1",
             b"",
@@ -336,7 +362,26 @@ mod tests {
         ] {
             assert!(Line::parse(bad).is_err(), "{bad:?}");
         }
-        let oom = Line::parse(b"SERVER_ERROR out of memory storing object").unwrap_err();
-        assert!(oom.0.contains("dropped the item"), "{}", oom.0);
+    }
+
+    /// As in the text protocol: one request's failure, the connection kept.
+    #[test]
+    fn a_server_error_line_fails_its_request_alone() {
+        for (line, says) in [
+            (
+                &b"SERVER_ERROR out of memory storing object"[..],
+                "dropped the item",
+            ),
+            (b"SERVER_ERROR backend failure", "backend failure"),
+        ] {
+            let Ok(Line {
+                status: Status::ServerError(why),
+                opaque: None,
+            }) = Line::parse(line)
+            else {
+                panic!("{line:?}");
+            };
+            assert!(why.contains(says), "{why}");
+        }
     }
 }

@@ -212,9 +212,10 @@ pub(crate) enum Status {
     /// larger `-I`, or another client's item): read past and dropped, so the connection
     /// stays in step.
     Oversized { len: usize },
-    /// A one-line `SERVER_ERROR` in the text protocol: this request failed, and the
-    /// connection is still in step. A proxy answers so for a key whose backend is down,
-    /// and memcached when it cannot store an item (then it has dropped the one stored).
+    /// A one-line `SERVER_ERROR` (in the meta protocol too, where it carries no token):
+    /// this request failed, and the connection is still in step. A proxy answers so for a
+    /// key whose backend is down, and memcached when it cannot store an item (then, over
+    /// the meta protocol, it has dropped the one stored).
     ServerError(String),
 }
 

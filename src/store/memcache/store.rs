@@ -378,7 +378,9 @@ async fn native_delete(
     };
     match fleet.execute(key, &request).await?.status {
         Status::Done => Ok(Update::Updated),
-        Status::Exists => Ok(Update::Conflict),
+        // Only a conditional delete can lose a race: to another, `EX` is a reply out of
+        // step, not a delete done (which would tell a purge it happened).
+        Status::Exists if version.is_some() => Ok(Update::Conflict),
         Status::NotFound => Ok(Update::Missing),
         status => Err(unexpected(status)),
     }
