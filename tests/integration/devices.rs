@@ -133,6 +133,21 @@ async fn labels<S: SessionStore + Clone>(app: &TestApp<S>, user: &str) -> Vec<St
 }
 
 /// The handle of the session labelled `label` in `user`'s listing.
+/// Ada logged in as "a" under key 7, then as "b" on an app signing with key 8 that keeps 7
+/// as a fallback: that app, and the two cookies.
+async fn rotated_after_a_login<S: SessionStore + Clone>(
+    store: S,
+) -> (TestApp<S>, Cookie<'static>, Cookie<'static>) {
+    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
+    let (a, _) = login(&old, "ada", "a").await;
+    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
+        b.fallback_keys(vec![key(7)])
+    })
+    .await;
+    let (b, _) = login(&rotated, "ada", "b").await;
+    (rotated, a, b)
+}
+
 async fn handle_of<S: SessionStore + Clone>(
     app: &TestApp<S>,
     user: &str,
@@ -813,13 +828,7 @@ pub async fn sessions_bound_under_an_old_key_count_and_can_be_signed_out<
 pub async fn a_sign_out_naming_many_handles_reads_an_old_keys_item_once<S: SessionStore + Clone>(
     store: S,
 ) {
-    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
-    let (a, _) = login(&old, "ada", "a").await;
-    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
-        b.fallback_keys(vec![key(7)])
-    })
-    .await;
-    let (b, _) = login(&rotated, "ada", "b").await;
+    let (rotated, a, b) = rotated_after_a_login(store).await;
     let handle = handle_of(&rotated, "ada", "a").await;
     rotated.store.reset();
     let reply = rotated
@@ -866,13 +875,7 @@ pub async fn a_sign_out_of_this_device_and_another_that_then_fails_says_so<
 pub async fn a_sign_out_of_devices_under_an_old_key_that_fails_says_so<S: SessionStore + Clone>(
     store: S,
 ) {
-    let old = TestApp::with(CountingStore::new(store.clone()), key(7), |b| b).await;
-    let (a, _) = login(&old, "ada", "a").await;
-    let rotated = TestApp::with(CountingStore::new(store), key(8), |b| {
-        b.fallback_keys(vec![key(7)])
-    })
-    .await;
-    let (b, _) = login(&rotated, "ada", "b").await;
+    let (rotated, a, b) = rotated_after_a_login(store).await;
     let (c, _) = login(&rotated, "ada", "c").await;
     let (ha, hc) = (
         handle_of(&rotated, "ada", "a").await,
