@@ -189,7 +189,9 @@ impl Sessions {
     /// The store failing, or [`SessionError::Conflict`] when the user's logins and
     /// sign-outs kept changing the list through every try. The session may be signed out
     /// all the same: a write whose reply was lost may have landed, and with fallback keys
-    /// one key's item may have changed and another's not. Trying again is safe.
+    /// one key's item may have changed and another's not. Trying again is safe, and may
+    /// then answer `false`: the session is signed out either way, by this try or the one
+    /// before.
     pub async fn sign_out_session(
         &self,
         user: &str,

@@ -26,7 +26,7 @@ use r2d2_memcache::memcache::{Client, CommandError, MemcacheError, ServerError, 
 use r2d2_memcache::r2d2::Pool;
 use r2d2_memcache::MemcacheConnectionManager;
 
-use super::protocol::{exptime, refused_as_too_large, without_login, EXPIRED};
+use super::protocol::{exptime, refused_as_too_large, short, without_login, EXPIRED};
 use crate::clock::now_unix;
 use crate::metrics::{Operation, ServerMetrics};
 use crate::store::error::StoreError;
@@ -82,6 +82,12 @@ fn store_error(e: MemcacheError, size: usize) -> StoreError {
         MemcacheError::CommandError(CommandError::ValueTooLarge) => refused_as_too_large(size),
         MemcacheError::ServerError(ServerError::Error(s)) if s.contains("too large") => {
             refused_as_too_large(size)
+        }
+        // The client quotes the line it could not read, which may be a stored value read
+        // out of step (a session's data, a token): no more of it than the native client
+        // logs.
+        MemcacheError::ServerError(ServerError::BadResponse(line)) => {
+            StoreError::Protocol(format!("unexpected memcached reply {:?}", short(&line)))
         }
         other => StoreError::Protocol(other.to_string()),
     }
@@ -379,6 +385,17 @@ fn compare_and_swap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_out_of_step_is_not_quoted_in_the_error() {
+        let line = r#"{"v":1,"packages":{"auth":{"token":"s3cret"}}}"#;
+        let e = store_error(ServerError::BadResponse(line.into()).into(), 0);
+        let StoreError::Protocol(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(!why.contains("s3cret"), "{why}");
+        assert!(why.contains(&format!("({} bytes)", line.len())), "{why}");
+    }
 
     /// The `Debug` output of a pool over `urls`, as `R2d2Backend::new` reads it (no server:
     /// the pool is not filled before use).
