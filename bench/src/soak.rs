@@ -257,7 +257,9 @@ async fn soak(memcached: Rc<RefCell<Memcached>>, duration: Duration, sessions: u
     for client in clients {
         client.await.expect("a soak client panicked");
     }
-    killer.await.expect("the task restarting memcached panicked");
+    killer
+        .await
+        .expect("the task restarting memcached panicked");
     let mut report = Rc::try_unwrap(report)
         .ok()
         .expect("clients done")

@@ -361,6 +361,30 @@ fn a_server_error_line_fails_only_its_own_request_over_meta() {
     });
 }
 
+/// A `SERVER_ERROR` about storing an item answers a write only: come for a read, the
+/// connection is out of step, and ends (the read is not failed as if memcached had
+/// dropped its item).
+#[test]
+fn a_storing_error_for_a_read_ends_the_connection() {
+    let fake = FakeMemcached::start(|c| {
+        if c.verb == "mg" && c.line.contains(" v ") {
+            Answer::Send(b"SERVER_ERROR out of memory storing object\r\n".to_vec())
+        } else {
+            Answer::Normal
+        }
+    });
+    let store = quick_store(fake.url());
+    run(async {
+        let e = store
+            .load(&SessionId::generate().unwrap())
+            .await
+            .unwrap_err();
+        let shown = format!("{e} {:?}", std::error::Error::source(&e));
+        assert!(!shown.contains("dropped the item"), "{shown}");
+        assert!(shown.contains("another request"), "{shown}");
+    });
+}
+
 /// An unconditional delete answered `EX`, which only a conditional one can get, is an
 /// error (503), not a delete done: a purge must not be told it happened.
 #[test]

@@ -433,13 +433,15 @@ mod tests {
         for url in [
             "memcache://user:hunter2@cache:11211",
             "user:hunter2@cache:11211",
+            "user:hun://ter2@cache:11211",
         ] {
             let Err(e) = parse_url(url) else {
                 panic!("accepted {url}");
             };
             assert!(matches!(e, StoreError::InvalidConfig(_)), "{e}");
-            assert!(!e.to_string().contains("hunter2"), "{e}");
-            assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+            for shown in [e.to_string(), format!("{e:?}")] {
+                assert!(!shown.contains("hun") && !shown.contains("user"), "{shown}");
+            }
             assert!(e.to_string().contains("@cache:11211"), "{e}");
         }
     }

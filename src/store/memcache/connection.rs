@@ -11,10 +11,11 @@
 //! connection rather than a timer-wheel entry per command: with debug spans left out when
 //! nobody listens, that saved about 2% of a request's instructions.
 //!
-//! Nothing from the wire is trusted: each reply must echo its request's opaque token, an
-//! error line or a reply nobody asked for ends the connection (every waiting request
-//! fails; nobody can know how many lines are still coming), and lines and values are
-//! bounded before anything is allocated for them.
+//! Nothing from the wire is trusted: each reply must echo its request's opaque token (but
+//! a tokenless `SERVER_ERROR`, the oldest request's failure, as in the text protocol), an
+//! error line otherwise or a reply nobody asked for ends the connection (every waiting
+//! request fails; nobody can know how many lines are still coming), and lines and values
+//! are bounded before anything is allocated for them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -32,7 +33,7 @@ use tokio::time::Instant;
 
 use super::handshake::{after_probe, after_version, Next, Probe};
 use super::mailbox::{self, Mailbox, Receiver, Sender};
-use super::meta::Line;
+use super::meta::{Line, STORING};
 use super::protocol::{short, Op, Protocol, Request, Spoken, Status, MAX_ITEM_CEILING};
 use crate::metrics::ServerMetrics;
 
@@ -432,8 +433,9 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         };
         let in_step = match (&reply.status, shared.spoken) {
             (Status::TooLarge, _) => waiter.set,
-            // A `SERVER_ERROR` line carries no token: the oldest request's, in order.
-            (Status::ServerError(_), Spoken::Meta) => opaque.is_none(),
+            // A `SERVER_ERROR` line carries no token: the oldest request's, in order, but
+            // one about storing an item answers a write only.
+            (Status::ServerError(why), Spoken::Meta) => waiter.set || !why.contains(STORING),
             // Checked against this waiter's request as it was read.
             (_, Spoken::Text) => true,
             (_, Spoken::Meta) => opaque == Some(waiter.opaque),

@@ -9,8 +9,10 @@
 //! - `md <key> [C<cas>]` deletes (if the CAS token matches): `HD`, `EX`, or `NF`.
 //!
 //! Every command carries an opaque token `O<n>` that memcached echoes in its reply, so a
-//! reply is only ever handed to the request it answers. Error lines carry no token: after
-//! one, nobody can know how many lines are still coming, so they end the connection.
+//! reply is only ever handed to the request it answers. Error lines carry no token: a
+//! `SERVER_ERROR` is the failure of the oldest request waiting (replies come in order; a
+//! line out of step shows at the next reply, whose token then does not match), and any
+//! other ends the connection, as after it nobody can know how many lines are still coming.
 
 use super::protocol::{short, Fatal, Op, Request, Status};
 
@@ -57,8 +59,8 @@ fn number(out: &mut Vec<u8>, prefix: &[u8], value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// One reply line: its status and the opaque token it echoed (`None` only for
-/// [`Status::TooLarge`], an error line).
+/// One reply line: its status and the opaque token it echoed (`None` only for a
+/// `SERVER_ERROR` line: [`Status::TooLarge`] or [`Status::ServerError`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Line {
     pub(crate) status: Status,
@@ -117,20 +119,18 @@ impl Line {
         };
         match text.split(' ').next().unwrap_or_default() {
             "SERVER_ERROR" if text.contains("too large") => failed(Status::TooLarge),
-            // Sent when a read cannot get its item back from extstore, dropping the replies
-            // still queued: replies are missing, and nobody can know which.
-            "SERVER_ERROR" if text.contains("writing get response") => Err(Fatal(format!(
-                "memcached dropped replies ({:?})",
+            // memcached swallowed the write's data, and has dropped the item stored under
+            // its key (an answer to a write only: see `connection::read_loop`).
+            "SERVER_ERROR" if text.contains(STORING) => failed(Status::ServerError(format!(
+                "memcached is out of memory ({:?}); it has dropped the item stored under that \
+                 key",
                 short(text)
             ))),
-            // memcached swallowed the write's data, and has dropped the item stored under
-            // its key.
-            "SERVER_ERROR" if text.contains("out of memory") => {
-                failed(Status::ServerError(format!(
-                    "memcached is out of memory ({:?}); it has dropped the item stored under \
-                     that key",
-                    short(text)
-                )))
+            // memcached's own proxy on 1.6.18 and 1.6.19, when it could not read a write's
+            // data, reads that data as a command and answers this for it: a line more than
+            // the commands sent.
+            "SERVER_ERROR" if text.contains("parsing request") => {
+                Err(Fatal(format!("memcached error {:?}", short(text))))
             }
             // memcached's own proxy answers so for a key whose backend is down, and keeps
             // the connection: the other keys' requests go on.
@@ -146,6 +146,9 @@ impl Line {
         }
     }
 }
+
+/// What a `SERVER_ERROR` line says when memcached could not store a write's item.
+pub(crate) const STORING: &str = "out of memory storing";
 
 /// A number in a reply, read as `str::parse` reads an unsigned one (so `+5` is 5, and one
 /// past the type's range is no number), without a check for UTF-8 and the parser's
@@ -354,7 +357,7 @@ mod tests {
         for bad in [
             &b"ERROR"[..],
             b"CLIENT_ERROR invalid flag",
-            b"SERVER_ERROR out of memory writing get response",
+            b"SERVER_ERROR parsing request",
             b"VA x",
             b"VALUE k 0 1",
             b"",

@@ -235,7 +235,11 @@ pub(crate) fn refused_as_too_large(size: usize) -> StoreError {
 /// shown, with its scheme or without (a URL missing it is refused for that, and must not
 /// show its password either).
 pub(crate) fn without_login(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // A scheme is letters: a `://` after anything else is part of the login.
+    let scheme = url
+        .find("://")
+        .filter(|&end| url[..end].bytes().all(|b| b.is_ascii_alphabetic()));
+    match (scheme, url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://(login not shown)@{}", &url[..scheme], &url[at + 1..])
         }
