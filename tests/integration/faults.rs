@@ -66,6 +66,17 @@ fn slow_reads(delay: Duration) -> FakeMemcached {
     })
 }
 
+/// The error a quick store on `fake` answers a read of a new id with (a panic if none).
+fn new_sessions_load_error(fake: &FakeMemcached) -> StoreError {
+    let store = quick_store(fake.url());
+    run(async {
+        store
+            .load(&SessionId::generate().unwrap())
+            .await
+            .unwrap_err()
+    })
+}
+
 /// The opaque token of a command, as memcached would echo it.
 fn opaque(c: &Command) -> &str {
     c.line.rsplit_once(" O").map_or("", |(_, o)| o)
@@ -373,16 +384,10 @@ fn a_storing_error_for_a_read_ends_the_connection() {
             Answer::Normal
         }
     });
-    let store = quick_store(fake.url());
-    run(async {
-        let e = store
-            .load(&SessionId::generate().unwrap())
-            .await
-            .unwrap_err();
-        let shown = format!("{e} {:?}", std::error::Error::source(&e));
-        assert!(!shown.contains("dropped the item"), "{shown}");
-        assert!(shown.contains("another request"), "{shown}");
-    });
+    let e = new_sessions_load_error(&fake);
+    let shown = format!("{e} {:?}", std::error::Error::source(&e));
+    assert!(!shown.contains("dropped the item"), "{shown}");
+    assert!(shown.contains("another request"), "{shown}");
 }
 
 /// An unconditional delete answered `EX`, which only a conditional one can get, is an
@@ -411,17 +416,11 @@ fn a_memcached_too_old_for_the_meta_protocol_is_refused_by_version() {
         "version" => Answer::Send(b"VERSION 1.6.9\r\n".to_vec()),
         _ => Answer::Normal,
     });
-    let store = quick_store(fake.url());
-    run(async {
-        let e = store
-            .load(&SessionId::generate().unwrap())
-            .await
-            .unwrap_err();
-        let StoreError::Unsupported(why) = &e else {
-            panic!("{e:?}")
-        };
-        assert!(why.contains("1.6.9") && why.contains("1.6.18"), "{why}");
-    });
+    let e = new_sessions_load_error(&fake);
+    let StoreError::Unsupported(why) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(why.contains("1.6.9") && why.contains("1.6.18"), "{why}");
 }
 
 /// The same through the middleware: 503 with Retry-After, and the body names nothing of
