@@ -99,10 +99,15 @@ async fn your_sessions(session: Session, sessions: Sessions) -> actix_web::Resul
 }
 
 /// Signs out one of this user's sessions ("sign out the phone"), if the response commits.
+/// A handle listed nowhere (ended already, or another user's) ends nothing, so the answer
+/// says what was asked, not that it happened.
 async fn sign_out_one(session: Session, handle: web::Path<String>) -> actix_web::Result<String> {
     let handle: SessionHandle = handle.parse()?;
+    if session.user()?.is_none() {
+        return Ok("not signed in\n".to_owned());
+    }
     session.sign_out_session(&handle);
-    Ok(format!("signed out {handle}\n"))
+    Ok(format!("asked to sign out {handle}\n"))
 }
 
 /// Ends every session of this user, this one included, if the response commits.

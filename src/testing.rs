@@ -3,7 +3,7 @@
 //! Each behaviour is an `async fn` taking a fresh store; [`store_acceptance_suite!`]
 //! turns all of them into one `#[test]` each for a store of yours:
 //!
-//! ```
+//! ```test_harness
 //! # #[cfg(feature = "testing")] mod t {
 //! use actix_memcache_session::MemoryStore;
 //! actix_memcache_session::store_acceptance_suite!(MemoryStore::new());
@@ -49,6 +49,8 @@ macro_rules! store_acceptance_suite {
             update_with_current_version_replaces,
             update_with_stale_version_conflicts,
             writes_at_one_version_sent_at_once_let_one_through,
+            creates_of_one_id_sent_at_once_let_one_through,
+            a_touch_or_an_update_beside_a_delete_or_a_write_brings_nothing_back,
             update_of_missing_session_creates_nothing,
             touch_of_missing_session_creates_nothing,
             delete_removes_and_tolerates_missing,
@@ -57,6 +59,7 @@ macro_rules! store_acceptance_suite {
             delete_if_of_a_missing_session_reports_it,
             a_version_read_before_a_delete_does_not_match_the_id_created_again,
             sessions_are_isolated,
+            ids_one_character_apart_are_isolated,
             bytes_that_look_like_protocol_round_trip,
             large_values_round_trip,
             entries_expire_after_their_ttl,
@@ -64,6 +67,7 @@ macro_rules! store_acceptance_suite {
             touch_extends_the_ttl,
             touch_keeps_the_version,
             update_resets_the_ttl,
+            update_and_touch_can_shorten_the_ttl,
             any_ttl_however_long_keeps_the_entry,
         );
     };
@@ -95,12 +99,34 @@ pub async fn create_then_load_round_trips<S: SessionStore>(store: S) {
     assert_eq!(v1, v2, "reads must not change the version");
 }
 
-/// `create` on an existing id answers `false` and leaves the data alone.
+/// `create` on an existing id answers `false` and leaves the data, and its version, alone.
 pub async fn create_refuses_a_taken_id<S: SessionStore>(store: S) {
     let id = new_id();
     assert!(store.create(&id, b"first", TTL).await.unwrap());
+    let version = store.load(&id).await.unwrap().unwrap().version;
     assert!(!store.create(&id, b"second", TTL).await.unwrap());
-    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"first"[..]));
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.data, b"first");
+    assert_eq!(stored.version, version);
+}
+
+/// Creates of one id sent at once, as two first logins of one user send their user item's,
+/// let exactly one through, and the store holds what that one wrote.
+pub async fn creates_of_one_id_sent_at_once_let_one_through<S: SessionStore>(store: S) {
+    let id = new_id();
+    let writes: Vec<Vec<u8>> = (1..=4)
+        .map(|n| format!("create {n}").into_bytes())
+        .collect();
+    let created = join_all(writes.iter().map(|w| store.create(&id, w, TTL))).await;
+    let won: Vec<&Vec<u8>> = writes
+        .iter()
+        .zip(&created)
+        .filter(|(_, outcome)| matches!(outcome, Ok(true)))
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(won.len(), 1, "creates {created:?}");
+    assert!(created.iter().all(Result::is_ok), "creates {created:?}");
+    assert_eq!(data_of(&store, &id).await.as_ref(), Some(won[0]));
 }
 
 /// `update` with the version just read writes, and changes the version.
@@ -113,6 +139,11 @@ pub async fn update_with_current_version_replaces<S: SessionStore>(store: S) {
     let after = store.load(&id).await.unwrap().unwrap();
     assert_eq!(after.data, b"two");
     assert_ne!(after.version, before);
+    // Any write, the same bytes again too: a version that named the data would let a
+    // request that read before a change and its undoing write over both.
+    store.update(&id, b"two", after.version, TTL).await.unwrap();
+    let again = store.load(&id).await.unwrap().unwrap().version;
+    assert_ne!(again, after.version, "the same bytes written again");
 }
 
 /// `update` with a version older than the last write conflicts and writes nothing.
@@ -146,6 +177,13 @@ pub async fn writes_at_one_version_sent_at_once_let_one_through<S: SessionStore>
         .map(|(w, _)| w)
         .collect();
     assert_eq!(updated.len(), 1, "updates {updates:?}");
+    // The others lost a race, which is no error and no missing session.
+    assert!(
+        updates
+            .iter()
+            .all(|o| matches!(o, Ok(Update::Updated | Update::Conflict))),
+        "updates {updates:?}"
+    );
     assert_eq!(data_of(&store, &id).await.as_ref(), Some(updated[0]));
     let version = store.load(&id).await.unwrap().unwrap().version;
     let (updated, deleted) = join(
@@ -163,6 +201,48 @@ pub async fn writes_at_one_version_sent_at_once_let_one_through<S: SessionStore>
         }
         outcomes => panic!("an update and a delete_if at one version: {outcomes:?}"),
     }
+}
+
+/// A `touch` sent beside a `delete`, or beside an `update`, never writes the entry back,
+/// and an `update` beside a `delete` does not either: a touch that read the entry and
+/// wrote it back would undo a logout, or a write already answered.
+pub async fn a_touch_or_an_update_beside_a_delete_or_a_write_brings_nothing_back<
+    S: SessionStore,
+>(
+    store: S,
+) {
+    let id = new_id();
+    store.create(&id, b"old", TTL).await.unwrap();
+    let (touched, deleted) = join(store.touch(&id, TTL), store.delete(&id)).await;
+    touched.unwrap();
+    deleted.unwrap();
+    assert_eq!(data_of(&store, &id).await, None, "touch beside a delete");
+
+    store.create(&id, b"old", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    let (touched, updated) = join(
+        store.touch(&id, TTL),
+        store.update(&id, b"new", version, TTL),
+    )
+    .await;
+    assert!(touched.unwrap());
+    assert_eq!(
+        updated.unwrap(),
+        Update::Updated,
+        "a touch keeps the version"
+    );
+    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"new"[..]));
+
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    let (updated, deleted) =
+        join(store.update(&id, b"newer", version, TTL), store.delete(&id)).await;
+    updated.unwrap();
+    deleted.unwrap();
+    assert_eq!(
+        data_of(&store, &id).await,
+        None,
+        "an update beside a delete"
+    );
 }
 
 /// `update` of a session that does not exist reports it missing and does not create it.
@@ -256,20 +336,53 @@ pub async fn sessions_are_isolated<S: SessionStore>(store: S) {
     assert_eq!(data_of(&store, &b).await, None);
 }
 
-/// Data containing line breaks and protocol words comes back byte for byte.
-pub async fn bytes_that_look_like_protocol_round_trip<S: SessionStore>(store: S) {
-    let id = new_id();
-    let tricky = b"line\r\nEND\r\nVALUE x 0 1\r\n\0\xff";
-    assert!(store.create(&id, tricky, TTL).await.unwrap());
-    assert_eq!(data_of(&store, &id).await.as_deref(), Some(&tricky[..]));
+/// Ids that differ in one character (as a store keyed by a prefix of the id, or by its
+/// `Debug` form, which shows 6 characters, would confuse) hold their own data.
+pub async fn ids_one_character_apart_are_isolated<S: SessionStore>(store: S) {
+    let a = new_id();
+    let mut text = a.as_str().to_owned();
+    let swapped = if text.as_bytes()[20] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    text.replace_range(20..21, swapped);
+    let b: SessionId = text.parse().expect("an id one character apart");
+    store.create(&a, b"a", TTL).await.unwrap();
+    assert!(store.create(&b, b"b", TTL).await.unwrap(), "b is not a's");
+    assert_eq!(data_of(&store, &a).await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(data_of(&store, &b).await.as_deref(), Some(&b"b"[..]));
+    store.delete(&a).await.unwrap();
+    assert_eq!(data_of(&store, &b).await.as_deref(), Some(&b"b"[..]));
 }
 
-/// A 512 KiB value comes back whole.
+/// Data containing line breaks and protocol words comes back byte for byte, created or
+/// updated.
+pub async fn bytes_that_look_like_protocol_round_trip<S: SessionStore>(store: S) {
+    let tricky = b"line\r\nEND\r\nVALUE x 0 1\r\n\0\xff";
+    created_and_updated_round_trip(&store, tricky).await;
+}
+
+/// A 512 KiB value comes back whole, created or updated.
 pub async fn large_values_round_trip<S: SessionStore>(store: S) {
-    let id = new_id();
     let big: Vec<u8> = (0..512 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
-    assert!(store.create(&id, &big, TTL).await.unwrap());
-    assert_eq!(data_of(&store, &id).await, Some(big));
+    created_and_updated_round_trip(&store, &big).await;
+}
+
+/// `data` comes back as it was, written by `create` and by `update` (which stores often
+/// send as another command).
+async fn created_and_updated_round_trip<S: SessionStore>(store: &S, data: &[u8]) {
+    let id = new_id();
+    assert!(store.create(&id, data, TTL).await.unwrap());
+    assert_eq!(data_of(store, &id).await.as_deref(), Some(data));
+    let id = new_id();
+    store.create(&id, b"small", TTL).await.unwrap();
+    let version = store.load(&id).await.unwrap().unwrap().version;
+    assert_eq!(
+        store.update(&id, data, version, TTL).await.unwrap(),
+        Update::Updated
+    );
+    assert_eq!(data_of(store, &id).await.as_deref(), Some(data));
 }
 
 /// A session is gone once its TTL has passed.
@@ -332,6 +445,23 @@ pub async fn update_resets_the_ttl<S: SessionStore>(store: S) {
     store.update(&id, b"two", version, TTL).await.unwrap();
     __rt::time::sleep(PAST_SHORT_TTL).await;
     assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"two"[..]));
+}
+
+/// `update` and `touch` shorten a TTL as well as lengthen it: "keep me signed in" cleared
+/// writes the session with the shorter idle timeout, after which it must go.
+pub async fn update_and_touch_can_shorten_the_ttl<S: SessionStore>(store: S) {
+    let (updated, touched) = (new_id(), new_id());
+    store.create(&updated, b"one", TTL).await.unwrap();
+    store.create(&touched, b"one", TTL).await.unwrap();
+    let version = store.load(&updated).await.unwrap().unwrap().version;
+    store
+        .update(&updated, b"two", version, SHORT_TTL)
+        .await
+        .unwrap();
+    assert!(store.touch(&touched, SHORT_TTL).await.unwrap());
+    __rt::time::sleep(PAST_SHORT_TTL).await;
+    assert_eq!(data_of(&store, &updated).await, None, "updated");
+    assert_eq!(data_of(&store, &touched).await, None, "touched");
 }
 
 /// A TTL of a century, or `Duration::MAX`, keeps the entry rather than losing it at once

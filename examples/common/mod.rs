@@ -66,7 +66,8 @@ async fn ready(store: web::Data<Store>) -> HttpResponse {
 pub async fn serve(name: &str, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<()> {
     let store = Store::from_env()?;
     // A fresh key per run: sessions end with the process. Load a stored secret with
-    // `Key::try_from(&secret[..])` to keep them across restarts.
+    // `Key::try_from(&secret[..])` to keep them across restarts, and to share it among the
+    // instances behind one load balancer (each refuses cookies the others signed).
     let key = Key::generate();
     let port = std::env::var("PORT")
         .ok()

@@ -77,10 +77,12 @@ pub enum WhenDown {
 /// Futures need not be `Send`: actix-web runs each worker on a single thread. Every
 /// implementation must pass the acceptance suite in `testing` (feature `testing`).
 ///
-/// A store without native compare-and-swap must still make [`update`](Self::update) and
-/// [`delete_if`](Self::delete_if) atomic with respect to other writes of the same id, or
-/// concurrent requests lose writes. An entry past its TTL is gone to every method, whether
-/// or not the store has removed it yet.
+/// A store without native compare-and-swap must still make [`create`](Self::create),
+/// [`update`](Self::update) and [`delete_if`](Self::delete_if) atomic with respect to other
+/// writes of the same id, or concurrent requests lose writes; and
+/// [`touch`](Self::touch) must change the TTL alone, never write data it read back (beside
+/// a `delete` that would undo a logout). An entry past its TTL is gone to every method,
+/// whether or not the store has removed it yet. A TTL may shorten as well as lengthen.
 pub trait SessionStore: 'static {
     /// Reads a session, or `None` if it does not exist or has expired.
     /// [`StoreError::TooLarge`] here says the stored item is larger than this store reads
