@@ -3,7 +3,7 @@
 //! Each behaviour is an `async fn` taking a fresh store; [`store_acceptance_suite!`]
 //! turns all of them into one `#[test]` each for a store of yours:
 //!
-//! ```test_harness
+//! ```test_harness,no_run
 //! # #[cfg(feature = "testing")] mod t {
 //! use actix_memcache_session::MemoryStore;
 //! actix_memcache_session::store_acceptance_suite!(MemoryStore::new());

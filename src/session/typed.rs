@@ -45,9 +45,9 @@ use crate::error::SessionError;
 /// `T::default()`, so a field added to the type in a later release reads as its default in
 /// older sessions, and an empty package reads as `T::default()`. The package is read by
 /// deserializing its entries over the default's, so `T` must read back what it writes: a
-/// field skipped when serializing (`skip_serializing_if`) needs `#[serde(default)]` (without
-/// it a read fails while the package lacks that field, as every new session's does, the
-/// error saying so), and
+/// field skipped when serializing (`skip_serializing_if`) needs `#[serde(default)]`, but
+/// for an `Option`, which serde reads as `None` when missing (without it a read fails while
+/// the package lacks that field, as every new session's does, the error saying so), and
 /// `#[serde(alias)]` does not rename a stored field (the default's field and the stored
 /// alias are then both there, a duplicate): move it with [`Package`](crate::Package).
 ///

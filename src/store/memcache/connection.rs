@@ -12,8 +12,8 @@
 //! nobody listens, that saved about 2% of a request's instructions.
 //!
 //! Nothing from the wire is trusted: each reply must echo its request's opaque token (but
-//! a tokenless `SERVER_ERROR`, the oldest request's failure, as in the text protocol), an
-//! error line otherwise or a reply nobody asked for ends the connection (every waiting
+//! a tokenless `SERVER_ERROR`, the oldest request's failure, as in the text protocol, where
+//! it can be one), an error line otherwise or a reply nobody asked for ends the connection (every waiting
 //! request fails; nobody can know how many lines are still coming), and lines and values
 //! are bounded before anything is allocated for them.
 

@@ -11,8 +11,10 @@
 //! Every command carries an opaque token `O<n>` that memcached echoes in its reply, so a
 //! reply is only ever handed to the request it answers. Error lines carry no token: a
 //! `SERVER_ERROR` is the failure of the oldest request waiting (replies come in order; a
-//! line out of step shows at the next reply, whose token then does not match), and any
-//! other ends the connection, as after it nobody can know how many lines are still coming.
+//! line out of step shows at the next reply, whose token then does not match), but for a
+//! proxy's "parsing request" and a storing error come for a read; those and any other
+//! error line end the connection, as after them nobody can know how many lines are still
+//! coming.
 
 use super::protocol::{short, Fatal, Op, Request, Status};
 

@@ -11,8 +11,9 @@
 //!
 //! Replies carry no token, so each is checked against the command it answers: only the
 //! words that command can get are accepted, and a `VALUE` line must name the key asked
-//! for. A `SERVER_ERROR` line fails its own request only (see [`Status::ServerError`]);
-//! anything else ends the connection.
+//! for. A `SERVER_ERROR` line fails its own request only (see [`Status::ServerError`]),
+//! but for those that say replies are missing or one too many; anything else ends the
+//! connection.
 
 use std::io::Write as _;
 
@@ -80,6 +81,12 @@ pub(crate) fn parse(line: &[u8], op: Op, key: &str) -> Result<Status, Fatal> {
                 "memcached dropped replies ({:?})",
                 short(&text)
             )))
+        }
+        // memcached's own proxy on 1.6.18 and 1.6.19, when it could not read a write's
+        // data, reads that data as a command and answers this for it: a line more than
+        // the commands sent, which would shift every later answer onto the wrong command.
+        (_, "SERVER_ERROR") if text.contains("parsing request") => {
+            return Err(Fatal(format!("memcached error {:?}", short(&text))))
         }
         (_, "SERVER_ERROR") if text.contains("out of memory") => {
             return Ok(Status::ServerError(format!(
@@ -222,6 +229,8 @@ mod tests {
                 Op::DeleteIf(1),
             ),
             (b"SERVER_ERROR out of memory writing get response", Op::Add),
+            (b"SERVER_ERROR parsing request", Op::Cas(1)),
+            (b"SERVER_ERROR parsing request", Op::Get),
             (
                 b"SERVER_ERROR out of memory writing get response",
                 Op::Touch,
