@@ -425,9 +425,10 @@ pub async fn touch_extends_the_ttl<S: SessionStore>(store: S) {
     assert_eq!(data_of(&store, &id).await.as_deref(), Some(&b"kept"[..]));
 }
 
-/// `touch` leaves the version as it was: a read-only request's refresh touches the session
-/// and reads it in one go, and re-issues its cookie only if the version is still the one it
-/// loaded (a touch that changed it would leave every such cookie to age out).
+/// `touch` leaves the version as it was: a read-only request's refresh touches the session,
+/// reads it once the touch has answered, and re-issues its cookie only if the version is
+/// still the one it loaded (a touch that changed it would leave every such cookie to age
+/// out).
 pub async fn touch_keeps_the_version<S: SessionStore>(store: S) {
     let id = new_id();
     store.create(&id, b"kept", TTL).await.unwrap();
