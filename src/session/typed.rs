@@ -105,18 +105,19 @@ impl Session {
     where
         T: Serialize + DeserializeOwned + Default,
     {
-        let defaults = to_object(package, &T::default())?;
-        let mut fields = defaults.clone();
+        let mut fields = to_object(package, &T::default())?;
         fields.extend(self.package(package.name).entries()?);
         T::deserialize(Value::Object(fields)).map_err(|source| {
             // Said as the type's fault, which no session repairs, not the stored data's: an
             // empty package reading back would pass a first test, and fail for users later.
-            let source = match T::deserialize(Value::Object(defaults)) {
-                Err(e) => serde::de::Error::custom(format!(
+            // Only on this failure is the default read back, apart.
+            let defaults = to_object(package, &T::default()).map(Value::Object);
+            let source = match defaults.map(T::deserialize) {
+                Ok(Err(e)) => serde::de::Error::custom(format!(
                     "T::default() does not read back through JSON ({e}): a field skipped \
                      when serializing needs #[serde(default)]"
                 )),
-                Ok(_) => source,
+                _ => source,
             };
             SessionError::PackageType {
                 package: package.name.to_owned(),
@@ -130,8 +131,9 @@ impl Session {
     /// not hold (it reads as the default already), so reading a package and setting it
     /// back writes nothing, for fields that serialize one value one way (a `HashSet` comes
     /// out as an array in a new order each time it is built: it counts as changed; use
-    /// `BTreeSet`. A `HashMap` is a JSON object, compared whatever its order). Keys `value` does not serialize (a field skipped when `None`,
-    /// or one the type no longer has) are removed. So a field set to its default is not
+    /// `BTreeSet`. A `HashMap` is a JSON object, compared whatever its order). Keys `value`
+    /// does not serialize (a field skipped when `None`, or one the type no longer has) are
+    /// removed. So a field set to its default is not
     /// stored, and a later release that changes `T::default()` changes what it reads: give
     /// a value a user chose a default no release will change (an `Option`, `None` until
     /// chosen).

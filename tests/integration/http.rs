@@ -5,11 +5,12 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use actix_memcache_session::{
-    Key, Session, SessionError, SessionId, SessionStatus, SessionStore, Update,
+    Key, MemcacheSession, Session, SessionError, SessionId, SessionStatus, SessionStore, Update,
 };
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::FromRequest;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{dev, test, web, App, FromRequest};
 use futures_util::future::join;
 use futures_util::FutureExt;
 
@@ -538,12 +539,11 @@ pub async fn failed_commits_pass_through_outer_middleware<S: SessionStore + Clon
 /// Writes a token into the session before the rest of the app runs, as a CSRF middleware
 /// would: the middleware of the tests of one session middleware inside another.
 async fn write_token(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::FromRequest as _;
+    req: dev::ServiceRequest,
+    next: Next<impl actix_web::body::MessageBody>,
+) -> Result<dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let (http, payload) = req.into_parts();
-    actix_memcache_session::Session::extract(&http)
+    Session::extract(&http)
         .await?
         .package("csrf")
         .insert("token", "t")?;
@@ -583,7 +583,6 @@ where
     >,
     B: actix_web::body::MessageBody,
 {
-    use actix_web::test;
     let res = test::call_service(app, test::TestRequest::get().uri(path).to_request()).await;
     assert_eq!(res.status(), status, "{path}");
     let cookies = cookies_by_name(&res);
@@ -621,10 +620,6 @@ pub async fn a_session_middleware_inside_another_leaves_the_session_to_the_outer
 >(
     store: S,
 ) {
-    use actix_memcache_session::MemcacheSession;
-    use actix_web::middleware::from_fn;
-    use actix_web::{test, web, App};
-
     let key = Key::generate();
     let app = test::init_service(
         App::new()
@@ -662,9 +657,7 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_i
 >(
     store: S,
 ) {
-    use actix_memcache_session::{MemcacheSession, Session};
-    use actix_web::middleware::{from_fn, Next};
-    use actix_web::{body::MessageBody, dev, test, web, App, FromRequest};
+    use actix_web::body::MessageBody;
 
     async fn audit(
         req: dev::ServiceRequest,
@@ -717,10 +710,6 @@ pub async fn a_session_middleware_of_one_name_inside_another_inside_the_first_se
 >(
     store: S,
 ) {
-    use actix_memcache_session::MemcacheSession;
-    use actix_web::middleware::from_fn;
-    use actix_web::{test, web, App};
-
     let key = Key::generate();
     let app = test::init_service(
         App::new()
@@ -753,10 +742,8 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_after_the_
 >(
     store: S,
 ) {
-    use actix_memcache_session::{MemcacheSession, Session};
     use actix_web::body::{BoxBody, MessageBody};
-    use actix_web::middleware::{from_fn, Next};
-    use actix_web::{dev, test, web, App, FromRequest, HttpResponse};
+    use actix_web::HttpResponse;
 
     async fn deny(
         _: dev::ServiceRequest,
@@ -818,10 +805,6 @@ pub async fn session_middlewares_of_two_names_nested_twice_serve_one_session_eac
 >(
     store: S,
 ) {
-    use actix_memcache_session::MemcacheSession;
-    use actix_web::middleware::from_fn;
-    use actix_web::{test, web, App};
-
     let key = Key::generate();
     let app = test::init_service(
         App::new()

@@ -123,9 +123,11 @@ impl Line {
             "SERVER_ERROR" if text.contains("too large") => failed(Status::TooLarge),
             // memcached swallowed the write's data, and has dropped the item stored under
             // its key (an answer to a write only: see `connection::read_loop`).
+            // The message names `STORING` itself, whatever `short` keeps of the line: the
+            // reader checks it came for a write.
             "SERVER_ERROR" if text.contains(STORING) => failed(Status::ServerError(format!(
-                "memcached is out of memory ({:?}); it has dropped the item stored under that \
-                 key",
+                "memcached is {STORING} an item ({:?}); it has dropped the item stored under \
+                 that key",
                 short(text)
             ))),
             // memcached's own proxy on 1.6.18 and 1.6.19, when it could not read a write's
@@ -149,7 +151,9 @@ impl Line {
     }
 }
 
-/// What a `SERVER_ERROR` line says when memcached could not store a write's item.
+/// What a `SERVER_ERROR` line says when memcached could not store a write's item, and
+/// what [`Status::ServerError`]'s message then says, for the reader's check that it came
+/// for a write.
 pub(crate) const STORING: &str = "out of memory storing";
 
 /// A number in a reply, read as `str::parse` reads an unsigned one (so `+5` is 5, and one
