@@ -84,6 +84,15 @@ where
             None => {
                 let ended = ready!(this.inner.poll(cx));
                 this.level.take();
+                if this.uow.end_unloaded() {
+                    // Nothing loaded: nothing to commit or abort. Answered here, the
+                    // response moves once (most requests of most apps).
+                    *this.done = true;
+                    return Poll::Ready(match ended {
+                        Ok(answer) => answer.map(ServiceResponse::map_into_left_body),
+                        Err(panic) => resume_unwind(panic),
+                    });
+                }
                 match end(this.uow, ended) {
                     Ok(answer) => answer,
                     Err(ending) => ready!(this.ending.insert(ending).poll(this.uow, cx)),
@@ -125,19 +134,12 @@ impl<B: MessageBody> Ending<B> {
     }
 }
 
-/// Ends the request's unit of work from what the inner service did: the answer, or
-/// (`Err`) what still has to run for it.
+/// Ends the loaded request's unit of work from what the inner service did: the answer,
+/// or (`Err`) what still has to run for it.
 fn end<B: MessageBody + 'static>(
     uow: &Rc<UnitOfWork>,
     ended: Result<Result<ServiceResponse<B>, Error>, Box<dyn Any + Send>>,
 ) -> Result<Answer<B>, Ending<B>> {
-    if uow.end_unloaded() {
-        // Nothing loaded: nothing to commit or abort.
-        return match ended {
-            Ok(answer) => Ok(answer.map(ServiceResponse::map_into_left_body)),
-            Err(panic) => resume_unwind(panic),
-        };
-    }
     let uow = Rc::clone(uow);
     // An inner service's error or a panic aborts, and goes on its way once the abort hooks
     // ran.

@@ -58,6 +58,7 @@ impl Drop for Level {
 }
 
 impl UnitOfWork {
+    #[inline]
     pub(crate) fn new(backend: Rc<Backend>) -> Self {
         Self {
             backend,
