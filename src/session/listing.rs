@@ -73,7 +73,9 @@ pub struct UserSession {
     /// [`Sessions::sign_out_session`]) or to tell the current one
     /// ([`Session::handle`]).
     pub handle: SessionHandle,
-    /// When the login happened (a renewal counts as one).
+    /// When the session was created or last renewed: the login's time when it renewed
+    /// the session (the default), the session's creation when the login kept its id
+    /// (`renew_on_bind(false)`, or a binding through `Sessions::open`).
     pub created: SystemTime,
     /// When the session was last used, to the refresh granularity (a quarter of the idle
     /// timeout by default): refreshing the cookie writes it, and so does issuing it again

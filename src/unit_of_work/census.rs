@@ -118,9 +118,13 @@ impl UnitOfWork {
                 State::Dead
             };
         }
-        // Times from the store are never later than now, whatever they say.
+        // Times from the store are never later than now, whatever they say; a last-seen
+        // stamp further ahead than another server's clock can be is not trusted at all
+        // (it would rank the session as seen just now, for as long as it is ahead).
         let created = data.created.min(now);
-        let seen = generation::seen(data).map_or(created, |seen| seen.min(now));
+        let seen = generation::seen(data)
+            .filter(|&seen| seen <= now.saturating_add(CLOCK_SKEW))
+            .map_or(created, |seen| seen.min(now));
         let timeouts = Timeouts::of(data, &self.backend.config);
         if timeouts.ttl(data.created, now).is_zero() {
             return if timeouts.created_ahead(data.created, now) {
@@ -402,55 +406,76 @@ mod tests {
         );
     }
 
-    /// A login over the limit ranks an over session by when it was last seen, as a live
-    /// one: the live session seen an hour ago goes, not the over one seen a minute ago
-    /// (whose line says it logged in 13 hours ago).
-    #[actix_web::test]
-    async fn a_login_over_the_limit_ranks_an_over_session_by_when_it_was_seen() {
+    /// What "ada"'s roster lists after a login over a limit of two, ending the least
+    /// recently seen, with two sessions listed: each a handle, the time its line and its
+    /// session were made, and its last-seen stamp.
+    async fn after_a_login_over_two(listed_now: [(&str, u64, u64); 2]) -> Vec<String> {
         let builder = crate::MemcacheSession::builder(MemoryStore::new(), Key::generate())
             .max_sessions_per_user(2, crate::OverLimit::EndLeastRecentlySeen);
         let uow = UnitOfWork::new(Rc::new(builder.backend()));
         let store = &*uow.backend.store;
         let item = uow.backend.config.codec.user_item("ada");
         let mut roster = Roster::listing("0123456789abcdef", &[]);
-        let now = now_unix();
-        let (over, live, new) = ("0000000000000001", "0000000000000002", "0000000000000003");
-        let ago = |secs: u64| now - secs;
-        let sessions = [
-            listed(
-                &mut roster,
-                &item,
-                over,
-                Some(over),
-                ago(13 * 3600),
-                (ago(13 * 3600), Some(ago(60))),
-            ),
-            listed(
-                &mut roster,
-                &item,
-                live,
-                Some(live),
-                ago(2 * 3600),
-                (ago(2 * 3600), Some(ago(3600))),
-            ),
-        ];
         let ttl = Duration::from_secs(60);
-        for (id, bytes) in &sessions {
-            assert!(store.create(id, bytes, ttl).await.unwrap());
+        for (handle, since, seen) in listed_now {
+            let (id, bytes) = listed(
+                &mut roster,
+                &item,
+                handle,
+                Some(handle),
+                since,
+                (since, Some(seen)),
+            );
+            assert!(store.create(&id, &bytes, ttl).await.unwrap());
         }
         assert!(store.create(&item, &roster.encode(), ttl).await.unwrap());
-
+        let new = "0000000000000003";
         let prepared = uow.prepare(&item, "ada", (None, false)).await.unwrap();
         let id = SessionId::generate().unwrap();
         uow.admit(&prepared, &item, "ada", new, &id).await.unwrap();
         uow.trim(&prepared, &item, "ada", new).await.unwrap();
         let stored = store.load(&item).await.unwrap().unwrap();
-        let handles: Vec<_> = Roster::decode(&stored.data)
+        Roster::decode(&stored.data)
             .unwrap()
             .entries
             .into_iter()
             .map(|e| e.handle)
-            .collect();
-        assert_eq!(handles, [over, new], "the least recently seen went");
+            .collect()
+    }
+
+    /// A login over the limit ranks an over session by when it was last seen, as a live
+    /// one: the live session seen an hour ago goes, not the over one seen a minute ago
+    /// (whose line says it logged in 13 hours ago).
+    #[actix_web::test]
+    async fn a_login_over_the_limit_ranks_an_over_session_by_when_it_was_seen() {
+        let ago = |secs: u64| now_unix() - secs;
+        let (over, live) = ("0000000000000001", "0000000000000002");
+        let left = after_a_login_over_two([
+            (over, ago(13 * 3600), ago(60)),
+            (live, ago(2 * 3600), ago(3600)),
+        ]);
+        assert_eq!(
+            left.await,
+            [over, "0000000000000003"],
+            "the least recently seen went"
+        );
+    }
+
+    /// A last-seen stamp further ahead than a clock can be (written by a server whose
+    /// clock ran a day ahead) is not trusted: the session ranks by its creation, and goes
+    /// before one seen a minute ago. (It ranked as seen just now.)
+    #[actix_web::test]
+    async fn a_login_over_the_limit_does_not_trust_a_last_seen_stamp_far_ahead() {
+        let ago = |secs: u64| now_unix() - secs;
+        let (ahead, recent) = ("0000000000000001", "0000000000000002");
+        let left = after_a_login_over_two([
+            (ahead, ago(2 * 3600), now_unix() + 86_400),
+            (recent, ago(3600), ago(60)),
+        ]);
+        assert_eq!(
+            left.await,
+            [recent, "0000000000000003"],
+            "the one stamped ahead went"
+        );
     }
 }

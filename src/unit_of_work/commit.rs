@@ -59,7 +59,9 @@ impl UnitOfWork {
         let kept = Rc::strong_count(tx) > 1;
         let taken = tx.try_borrow_mut().ok()?.finish(kept);
         self.ended.set(true);
-        self.committing.set(!kept && taken.0.is_some());
+        // Beside a kept handle too (a hook's clone), which reads a copy meanwhile: an
+        // extraction waits to read the session as committed (its new id after a renew).
+        self.committing.set(taken.0.is_some());
         Some(taken)
     }
 
@@ -275,18 +277,19 @@ impl UnitOfWork {
             }
             generation::Ending::Ended => {}
             // Ended since it was read (another sign-out everywhere, or this one sent twice),
-            // and no other key's item left standing: every session it held with is signed
-            // out, as asked; a login since stays. (One left standing may be a device that
+            // nobody signed in since, and no other key's item left standing: every session
+            // it held with is signed out, as asked. (One left standing may be a device that
             // signed this one out, or one that a sign-out racing this one never reached.)
             generation::Ending::Gone if !keep && !spared => return self.write(s).await,
             // This session is no longer signed in: signed out since it was read (by an
-            // admin, or another device signing out the others or this one). It must not
-            // sign itself back in, nor end anybody, nor answer as if it had (the device that
-            // signed it out may still be signed in): 409, nothing written (but the other
-            // keys' items ended above); it is signed out at its next read.
-            generation::Ending::Gone | generation::Ending::Revoked => {
-                return Err(SessionError::Ended)
-            }
+            // admin, or another device signing out the others, everyone, or this one). It
+            // must not sign itself back in, nor end anybody, nor answer as if it had (the
+            // device that signed it out may still be signed in, or have logged in again
+            // since): 409, nothing written (but the other keys' items ended above); it is
+            // signed out at its next read.
+            generation::Ending::Gone
+            | generation::Ending::Superseded
+            | generation::Ending::Revoked => return Err(SessionError::Ended),
         }
         // The sign-out happened: a failure from here on must say so, not "nothing saved".
         let written = self.write(s).await;

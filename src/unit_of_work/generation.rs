@@ -104,11 +104,14 @@ pub(crate) enum Ending {
     Kept(Value),
     /// Ended, and nobody holds a new one.
     Ended,
-    /// The generation the session held had ended since it was read (the item gone, or
-    /// another generation in it: another sign-out everywhere, the same one sent twice):
-    /// every session under it is signed out, this one too, and what others may hold now
-    /// (a login since) is left alone.
+    /// The generation the session held had ended since it was read, and nobody logged in
+    /// since (the item gone: another sign-out everywhere, the same one sent twice): every
+    /// session under it is signed out, this one too.
     Gone,
+    /// The generation the session held had ended since it was read, and a login since
+    /// holds another: every session under the old one is signed out, this one too, and
+    /// the login (which may be that of whoever ended it) is left alone.
+    Superseded,
     /// The generation stands, but no longer lists the session (signed out by its handle,
     /// or by another device signing out the others, since it was read): it is signed out
     /// itself, others may still be signed in, and they are left alone.
@@ -196,12 +199,14 @@ pub(crate) async fn end(
     // A conflict is another login or an entry pruned: look again.
     for _ in 0..EDIT_ATTEMPTS {
         let current = store.load(item).await?;
-        let Some((version, roster)) = current
-            .and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
-            .filter(|(_, r)| r.generation == held)
+        let Some((version, roster)) =
+            current.and_then(|c| Some((c.version, Roster::decode(&c.data)?)))
         else {
             return Ok(Ending::Gone);
         };
+        if roster.generation != held {
+            return Ok(Ending::Superseded);
+        }
         let Some(this) = roster.get(handle).cloned() else {
             return Ok(Ending::Revoked);
         };
@@ -325,5 +330,12 @@ mod tests {
             let again = end(&store, &item, Some((G, H)), keep, ttl).await.unwrap();
             assert_eq!(again, Ending::Gone);
         }
+        // A login since holds another generation: superseded, and left alone.
+        write(Roster::new("0123456789abcdee".into())).await;
+        for keep in [true, false] {
+            let again = end(&store, &item, Some((G, H)), keep, ttl).await.unwrap();
+            assert_eq!(again, Ending::Superseded);
+        }
+        assert!(ErasedStore::load(&store, &item).await.unwrap().is_some());
     }
 }

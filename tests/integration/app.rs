@@ -187,6 +187,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
             .route("/remove/{p}/{k}", web::get().to(remove))
             .route("/clear/{p}", web::get().to(clear))
             .route("/renew", web::get().to(renew))
+            .route("/keep-both-renew", web::get().to(keep_both_renew))
             .route("/purge", web::get().to(purge))
             .route("/purge-then-set/{p}/{k}/{v}", web::get().to(purge_then_set))
             .route("/status", web::get().to(status))
@@ -423,6 +424,18 @@ async fn keep_request_set(
 ) -> actix_web::Result<String> {
     kept.replace(Some(req));
     set(s, path).await
+}
+
+/// `renew`, keeping both the request and a handle to the session past the request's end.
+async fn keep_both_renew(
+    s: Session,
+    req: actix_web::HttpRequest,
+    kept: web::Data<Kept>,
+    kept_request: web::Data<KeptRequest>,
+) -> String {
+    kept.replace(Some(s.clone()));
+    kept_request.replace(Some(req));
+    renew(s).await
 }
 
 async fn twice(

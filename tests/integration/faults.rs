@@ -372,6 +372,50 @@ fn a_server_error_line_fails_only_its_own_request_over_meta() {
     });
 }
 
+/// A reply the client cannot read ends its connection (503 for what waited on it) but
+/// does not count as the server's silence: writes answered so, more than `failure_limit`
+/// in a row, leave the server in service. (They marked it down, a server that answers,
+/// and all its sessions got 503 for `retry_interval`.)
+#[test]
+fn unreadable_replies_do_not_mark_a_server_down() {
+    fn garbled_writes(c: &Command) -> Answer {
+        if c.verb == "ms" && c.line.contains(" C") {
+            Answer::Send(b"BOGUS\r\n".to_vec())
+        } else {
+            Answer::Normal
+        }
+    }
+    let (a, b) = (
+        FakeMemcached::start(garbled_writes),
+        FakeMemcached::start(garbled_writes),
+    );
+    let fleet = format!("{},{}", a.url(), b.url().trim_start_matches("memcache://"));
+    let store = MemcacheStore::builder(fleet)
+        .io_timeout(Duration::from_millis(300))
+        .protocol(Protocol::Meta)
+        .failure_limit(2)
+        .build()
+        .unwrap();
+    run(async {
+        let id = SessionId::generate().unwrap();
+        store.create(&id, b"one", TTL).await.unwrap();
+        let version = store.load(&id).await.unwrap().unwrap().version;
+        for _ in 0..5 {
+            let e = store.update(&id, b"two", version, TTL).await.unwrap_err();
+            let StoreError::Unavailable(why) = &e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                !format!("{why:?}").contains("Down"),
+                "answered, not down: {e:?}"
+            );
+        }
+        let read = store.load(&id).await;
+        assert!(matches!(read, Ok(Some(_))), "still in service: {read:?}");
+        assert!(store.accepts(&id), "new sessions still go there");
+    });
+}
+
 /// A `SERVER_ERROR` about storing an item answers a write only: come for a read, the
 /// connection is out of step, and ends (the read is not failed as if memcached had
 /// dropped its item).

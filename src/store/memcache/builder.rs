@@ -130,6 +130,9 @@ impl MemcacheStoreBuilder {
     /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable. Up to
     /// 7,841 bytes (the largest user item), a user item another instance with a larger limit
     /// wrote, and may read, fails that user's logins and sign-outs here (413) until it goes.
+    /// Under about 8 KiB (7,841 bytes, the key and 64 more), a user's item cannot list as
+    /// many logins as the session limit allows: once it is full, that user's logins answer
+    /// 413 (nothing written) instead of ending the least recently seen, until some expire.
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
         self

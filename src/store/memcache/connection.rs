@@ -20,6 +20,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
@@ -122,6 +123,8 @@ impl Connection {
     /// reply, or an error, within `io_timeout` of the writer taking it (at most twice
     /// `io_timeout` of its queuing: see `write_loop`). The connection counts in `metrics`
     /// while its reader runs. Also returns why it speaks what it speaks, for the log.
+    /// `connect_by` bounds each connect's tries of the host's addresses (see `connect`);
+    /// the caller bounds the whole.
     ///
     /// # Errors
     /// I/O errors; `Unsupported` for a server this client cannot use as configured (too
@@ -129,12 +132,13 @@ impl Connection {
     pub(crate) async fn open(
         host: &str,
         port: u16,
-        (io_timeout, probe_wait): (Duration, Duration),
+        waits: (Duration, Duration, Instant),
         max_value: usize,
         protocol: Protocol,
         metrics: &ServerMetrics,
     ) -> io::Result<(Self, String)> {
-        let (stream, spoken, why) = settle(host, port, protocol, (io_timeout, probe_wait)).await?;
+        let (stream, spoken, why) = settle(host, port, protocol, waits).await?;
+        let io_timeout = waits.0;
         let (read, write) = stream.into_split();
         let shared = Rc::new(Shared {
             outbox: RefCell::new(Vec::with_capacity(4096)),
@@ -237,13 +241,13 @@ async fn settle(
     host: &str,
     port: u16,
     protocol: Protocol,
-    (io_timeout, probe_wait): (Duration, Duration),
+    (io_timeout, probe_wait, connect_by): (Duration, Duration, Instant),
 ) -> io::Result<(TcpStream, Spoken, String)> {
     let mut line = Vec::with_capacity(64);
     let mut tries = 0;
     let why = loop {
         tries += 1;
-        let mut stream = connect(host, port).await?;
+        let mut stream = connect(host, port, connect_by).await?;
         ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
         let why = match after_version(protocol, &line) {
             Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
@@ -275,7 +279,7 @@ async fn settle(
             Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => break why,
         }
     };
-    let mut stream = connect(host, port).await?;
+    let mut stream = connect(host, port, connect_by).await?;
     ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
     match after_version(Protocol::Text, &line) {
         Next::Refuse(why) => Err(refused(why)),
@@ -284,8 +288,10 @@ async fn settle(
     }
 }
 
-async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect((host, port)).await?;
+/// Connects to the first of `host`'s addresses to accept (see `first_to_accept`).
+async fn connect(host: &str, port: u16, by: Instant) -> io::Result<TcpStream> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let stream = first_to_accept(&addresses, by).await?;
     // Writes are already batched; waiting to coalesce more would only add latency.
     stream.set_nodelay(true)?;
     // Closed with a reset, its unsent bytes discarded: a connection closes when it failed
@@ -293,6 +299,24 @@ async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     // held must not reach memcached later, when the network heals (minutes, retransmitted).
     stream.set_zero_linger()?;
     Ok(stream)
+}
+
+/// Tries `addresses` in turn, each within an equal share of the time left until `by`
+/// (the last one all of it), and returns the first connection made, or the last error.
+/// An address that drops packets (a stale address listed first, an unreachable IPv6
+/// one) costs its share rather than the whole connect timeout, and the next is tried.
+async fn first_to_accept(addresses: &[SocketAddr], by: Instant) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for (tried, address) in addresses.iter().enumerate() {
+        let left = u32::try_from(addresses.len() - tried).unwrap_or(u32::MAX);
+        let share = by.saturating_duration_since(Instant::now()) / left;
+        last = match tokio::time::timeout(share, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => e,
+            Err(_) => timed_out(&format!("connecting to {address}")),
+        };
+    }
+    Err(last)
 }
 
 /// Sends `command` and reads its one-line answer into `line`, within `io_timeout`.
@@ -614,7 +638,8 @@ mod tests {
     async fn a_closed_connection_is_reset_not_drained() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stream = connect("127.0.0.1", port).await.unwrap();
+        let by = Instant::now() + Duration::from_secs(5);
+        let stream = connect("127.0.0.1", port, by).await.unwrap();
         let (mut accepted, _) = listener.accept().unwrap();
         accepted
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -625,6 +650,56 @@ mod tests {
             read.map_err(|e| e.kind()),
             Err(io::ErrorKind::ConnectionReset)
         );
+    }
+
+    /// A loopback address that drops connection attempts, as a stale address does: a
+    /// listener whose queue of connections not yet accepted is full (Linux then drops a
+    /// new SYN). Returns it, with what must live while it is used.
+    async fn dropping_packets() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            let wait = Duration::from_millis(200);
+            match tokio::time::timeout(wait, TcpStream::connect(address)).await {
+                Ok(stream) => queued.push(stream.unwrap()),
+                Err(_) => return (address, listener, queued),
+            }
+        }
+        panic!("the listener's queue never filled: no address dropping packets to test with");
+    }
+
+    /// A name's first address that drops packets costs its share of the connect timeout,
+    /// and the next address is tried within the rest. (The first took all of it.)
+    #[actix_web::test]
+    async fn an_address_dropping_packets_leaves_time_for_the_next() {
+        let (dropping, _listener, _queued) = dropping_packets().await;
+        let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_address = live.local_addr().unwrap();
+        let started = Instant::now();
+        let by = started + Duration::from_secs(2);
+        let stream = first_to_accept(&[dropping, live_address], by)
+            .await
+            .expect("the second address accepts");
+        assert_eq!(stream.peer_addr().unwrap(), live_address);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "the first had its share: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1800),
+            "not all of it: {took:?}"
+        );
+        let soon = Instant::now() + Duration::from_millis(300);
+        let e = first_to_accept(&[dropping], soon)
+            .await
+            .expect_err("it drops packets");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        let none = first_to_accept(&[], by).await.expect_err("no address");
+        assert_eq!(none.kind(), io::ErrorKind::NotFound, "{none}");
     }
 
     #[actix_web::test]

@@ -117,10 +117,12 @@ impl Fleet {
     async fn attempt(member: &Member, request: &Request<'_>) -> Result<Reply, StoreError> {
         let result = member.endpoint.execute(request).await;
         // Only the server's silence counts against it: a refusal of a configuration or
-        // of a runtime says nothing about whether it is up.
+        // of a runtime says nothing about whether it is up, nor does a reply this client
+        // could not read (an error line that ended the connection, its requests in flight
+        // failing with it): the server answered.
         let answered = match &result {
             Ok(_) => true,
-            Err(StoreError::Unavailable(_)) => false,
+            Err(StoreError::Unavailable(e)) => unreadable(e.as_ref()),
             Err(_) => return result,
         };
         if member.health.record(answered, Instant::now()) {
@@ -212,4 +214,10 @@ impl Fleet {
                 .member(&key())
                 .map_or(true, |member| member.health.is_up(Instant::now()))
     }
+}
+
+/// Whether `e` is a reply the client could not read (`InvalidData`), not a silence.
+fn unreadable(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
 }

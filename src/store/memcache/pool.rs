@@ -214,7 +214,7 @@ impl Endpoint {
         let open = Connection::open(
             &self.host,
             self.port,
-            (limits.io_timeout, probe_wait),
+            (limits.io_timeout, probe_wait, deadline),
             limits.max_value,
             limits.protocol,
             &self.metrics,

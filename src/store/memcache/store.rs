@@ -99,7 +99,8 @@ impl MemcacheStore {
     /// Whether the store can serve now, for a readiness route: a harmless read (of
     /// `key_prefix + "ping"`) to every server at once, within the store's timeouts. `Ok`
     /// while **at least one server answers**: with several servers, one down costs only
-    /// its own sessions (503 for them, or fresh ones with [`WhenDown::StartFresh`]), and
+    /// the sessions it holds, and the signed-in sessions whose user's item it holds (503
+    /// for them, or fresh ones with [`WhenDown::StartFresh`]), and
     /// every instance of the app shares the same servers, so taking instances out of the
     /// load balancer would turn that share into a full outage. It answers `Ok` as soon as
     /// one server does, whatever the others are doing (one that hangs is not waited out),
