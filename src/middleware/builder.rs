@@ -366,7 +366,7 @@ impl MemcacheSessionBuilder {
         );
         if let Some(domain) = &self.domain {
             assert!(
-                !domain.is_empty() && domain.bytes().all(is_domain_byte),
+                is_host_name(domain),
                 "cookie domain {domain:?} is not a host name (letters, digits, '-', '.', '_'; \
                  no scheme, port or path): browsers would drop the cookie"
             );
@@ -443,15 +443,27 @@ fn is_attribute_value(value: &str) -> bool {
 }
 
 /// A byte a request's path carries as it is, so that a cookie path holding it can match:
-/// printable ASCII but what the URL standard percent-encodes in a path, `?` and `#`, which
-/// end it, and `\`, which browsers send as `/`.
+/// printable ASCII but what the URL standard percent-encodes in a path (`^` since 2024,
+/// which some browsers already do), `?` and `#`, which end it, and `\`, which browsers send
+/// as `/`.
 fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_graphic() && !b"\"<>`{}?#\\".contains(&b)
+    b.is_ascii_graphic() && !b"\"<>`{}^?#\\".contains(&b)
 }
 
-/// A byte of a host name (Unicode names go in their ASCII form, `xn--`).
-fn is_domain_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._".contains(&b)
+/// A host name as a cookie's `Domain` takes it (one leading `.` allowed, which browsers
+/// ignore): labels of letters, digits, `-` and `_` (Unicode names go in their ASCII form,
+/// `xn--`), none empty, none starting or ending with `-`.
+fn is_host_name(domain: &str) -> bool {
+    let name = domain.strip_prefix('.').unwrap_or(domain);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        })
 }
 
 #[cfg(test)]
@@ -501,6 +513,11 @@ mod tests {
             ),
             (builder().cookie_domain("example.com "), "not a host name"),
             (builder().cookie_domain(""), "not a host name"),
+            (builder().cookie_domain("."), "not a host name"),
+            (builder().cookie_domain("a..b"), "not a host name"),
+            (builder().cookie_domain("example.com."), "not a host name"),
+            (builder().cookie_domain("-example.com"), "not a host name"),
+            (builder().cookie_path("/a^b"), "percent-encoded"),
             (
                 builder().cookie_name("__Host-id").cookie_secure(false),
                 "must be Secure",

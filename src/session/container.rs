@@ -113,7 +113,7 @@ impl OpenSession {
     /// the same key, [`SessionError::Ended`] when the session was purged meanwhile, or
     /// signed out meanwhile and asked to sign out its user's other sessions, one of them,
     /// or everywhere (unless its user's item, and every other key's, is gone already, with
-    /// no login since: see
+    /// no login begun since: see
     /// [`Session::sign_out_everywhere`]), or renewed while bound. Anything else asked of a
     /// session signed out meanwhile is written, and goes with it at its next read: a
     /// change, a binding to its user again (it stays signed out); a binding to another user is a

@@ -105,8 +105,8 @@ impl Session {
     /// too: the failure never leaves a session signed in. A session that was itself signed
     /// out since it was read (by [`Sessions::sign_out_everywhere`] or another device) ends
     /// nobody, and a login that came after the revocation stays signed in. Unless every
-    /// session it held with is signed out already (its user's item gone, nobody having
-    /// logged in since, and every other key's item: another sign-out everywhere, or this
+    /// session it held with is signed out already (its user's item gone, no login begun
+    /// since, and every other key's item: another sign-out everywhere, or this
     /// one sent twice), the commit then
     /// fails with [`SessionError::Ended`] (409) and writes nothing (after a key rotation,
     /// items of the user under other keys that it ended before the revocation landed stay

@@ -20,11 +20,15 @@ use actix_web::cookie::time::Duration;
 use super::{
     create_new, MemcacheStore, MemoryStore, NotCreated, SessionStore, StoreError, Stored, Update,
 };
+use crate::backoff::Backoff;
 use crate::id::SessionId;
 
-/// Compare-and-swap tries of one update racing other requests of the same session: whole
-/// states, the last writer wins, as with actix-session's own stores.
-const UPDATE_ATTEMPTS: usize = 8;
+/// How long one update racing other requests of the same session keeps trying, with
+/// jittered pauses between its compare-and-swap rounds (whole states: the last writer
+/// wins, as with actix-session's own stores). Requests of one worker share a connection
+/// and arrive together: without the pauses, each round lets one through, and a page's
+/// many requests at once ran out of rounds.
+const UPDATE_BUDGET: StdDuration = StdDuration::from_secs(1);
 
 type State = HashMap<String, String>;
 
@@ -127,7 +131,8 @@ async fn update<S: SessionStore>(
     let gone = || UpdateError::Other(anyhow::anyhow!("the session ended meanwhile"));
     let id = id(&key).ok_or_else(gone)?;
     let other = |e: StoreError| UpdateError::Other(e.into());
-    for _ in 0..UPDATE_ATTEMPTS {
+    let mut backoff = Backoff::new();
+    loop {
         let Some(current) = readable(store.load(&id).await).map_err(other)? else {
             return Err(gone());
         };
@@ -137,9 +142,14 @@ async fn update<S: SessionStore>(
             Update::Missing => return Err(gone()),
             Update::Conflict => {}
         }
+        let Some(pause) = backoff.next_pause(UPDATE_BUDGET) else {
+            break;
+        };
+        actix_web::rt::time::sleep(pause).await;
     }
-    let why = "concurrent requests kept rewriting the session";
-    Err(UpdateError::Other(StoreError::Protocol(why.into()).into()))
+    Err(UpdateError::Other(anyhow::anyhow!(
+        "concurrent requests kept rewriting the session for {UPDATE_BUDGET:?}"
+    )))
 }
 
 async fn update_ttl<S: SessionStore>(

@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use actix_web::ResponseError;
 
-use super::backoff::Backoff;
 use super::data::{Dismissal, Existing, SessionData, SignOut};
 use super::enlist::Prepared;
 use super::generation;
@@ -16,6 +15,7 @@ use super::record::Record;
 use super::roster;
 use super::spare::Encoded;
 use super::timeouts::Timeouts;
+use crate::backoff::Backoff;
 use crate::clock::now_unix;
 use crate::cookie::Issue;
 use crate::error::SessionError;

@@ -17,7 +17,6 @@
 //!   (a login within the user's limit, a renewal, signing one out).
 //! - `backoff`, `commit`: writing it, retrying within a budget, then the hooks.
 
-mod backoff;
 mod by_name;
 mod canonical;
 mod census;

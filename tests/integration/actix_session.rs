@@ -21,6 +21,7 @@ macro_rules! actix_session_suite {
             purge_ends_the_session,
             an_update_of_an_ended_session_does_not_bring_it_back,
             keys_this_store_did_not_make_name_nothing,
+            many_writes_of_one_session_at_once_all_land,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -124,6 +125,25 @@ pub async fn a_session_round_trips_through_the_middleware<S: SessionStore + Clon
     let cookie = cookie.expect("a session cookie");
     assert_eq!(call(&app, "/get", Some(&cookie)).await.0, "Some(100)");
     assert_eq!(call(&app, "/get", None).await.0, "None");
+}
+
+/// Sixteen requests of one session that each write it, at once (a page's requests over
+/// HTTP/2, actix-identity refreshing its visit time): every one answers 200, the last
+/// writer winning, as with actix-session's own stores. (Racing in lockstep on one
+/// connection, those past the eighth round answered 500.)
+pub async fn many_writes_of_one_session_at_once_all_land<S: SessionStore + Clone + 'static>(
+    store: S,
+) {
+    let app = app(store, 100, false).await;
+    let (_, cookie) = call(&app, "/set/100", None).await;
+    let cookie = cookie.expect("a session cookie");
+    let paths: Vec<String> = (0..16).map(|n| format!("/set/{n}")).collect();
+    let writes = paths.iter().map(|path| call(&app, path, Some(&cookie)));
+    for (body, _) in futures_util::future::join_all(writes).await {
+        assert_eq!(body, "set");
+    }
+    let last = call(&app, "/get", Some(&cookie)).await.0;
+    assert!((0..16).any(|n| last == format!("Some({n})")), "{last}");
 }
 
 /// memcached counts TTLs in whole seconds on a clock that ticks once a second: an item

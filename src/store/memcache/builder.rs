@@ -159,11 +159,14 @@ impl MemcacheStoreBuilder {
         self
     }
 
-    /// Failed requests in a row (no connection, no answer within `io_timeout`) after which
-    /// a server of a fleet is marked down: its sessions get 503 at once, without waiting
-    /// out a timeout, for [`retry_interval`](Self::retry_interval). Default: 3. Counted per
-    /// request: a connection that times out with several requests waiting on it (a busy
-    /// one) counts each, so under load one stall of `io_timeout` marks the server down.
+    /// Failed requests in a row (no connection, no answer within `io_timeout`, a reply this
+    /// client cannot read) after which a server of a fleet is marked down: its sessions get
+    /// 503 at once, without waiting out a timeout, for
+    /// [`retry_interval`](Self::retry_interval). Default: 3. Counted per request: a
+    /// connection that times out with several requests waiting on it (a busy one) counts
+    /// each, so under load one stall of `io_timeout` marks the server down; a reply it
+    /// cannot read counts once, the requests behind it (failed with the connection it
+    /// ended) not at all.
     /// With a single server nothing is marked down: every request tries it.
     pub fn failure_limit(mut self, failures: u32) -> Self {
         self.failure_limit = failures;
@@ -181,7 +184,10 @@ impl MemcacheStoreBuilder {
     /// What a request gets when the server holding its session does not answer. Default:
     /// [`WhenDown::FailClosed`], 503. [`WhenDown::StartFresh`] gives a fresh session
     /// instead. Either way the session is never read or written on another server, and
-    /// new sessions get ids whose server is up, so nothing moves when it is back.
+    /// new sessions get ids whose server is up, so nothing moves when it is back. Behind
+    /// actix-session's middleware (feature `actix-session`) it does not apply: a load that
+    /// fails is a 500 there, since a fresh session would let a logout during the outage
+    /// leave the stored session alive (actix-session would only remove the cookie).
     pub fn when_server_down(mut self, when: WhenDown) -> Self {
         self.when_down = when;
         self

@@ -446,6 +446,11 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
         };
         let (opaque, reply) = match read {
             Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::error!(error = %e, "memcached connection ended");
+                let oldest = shared.waiters.borrow_mut().pop_front();
+                return unreadable(&shared, oldest, &e.to_string());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "memcached connection ended");
                 shared.fail(e.kind(), &e.to_string());
@@ -477,12 +482,22 @@ async fn read_loop(shared: Rc<Shared>, socket: OwnedReadHalf) {
 fn out_of_step(shared: &Shared, waiter: Option<Waiter>, what: &str) {
     let why = format!("memcached sent {what}; connection out of step, closed");
     tracing::error!(%why);
-    if let Some(waiter) = waiter {
+    unreadable(shared, waiter, &why);
+}
+
+/// Ends the connection on a reply this client cannot read: `culprit`, the request whose
+/// reply it was (in order), fails with `InvalidData`, and counts against the server; the
+/// requests behind it, whose replies go with the connection, fail with
+/// `ConnectionAborted`, which counts neither way (see `Fleet::attempt`): one bad line is
+/// one failure, however many requests were in flight.
+fn unreadable(shared: &Shared, culprit: Option<Waiter>, why: &str) {
+    if let Some(waiter) = culprit {
         waiter
             .reply
-            .send(Err(io::Error::new(io::ErrorKind::InvalidData, why.clone())));
+            .send(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
     }
-    shared.fail(io::ErrorKind::InvalidData, &why);
+    let behind = format!("{why} (with another request's reply)");
+    shared.fail(io::ErrorKind::ConnectionAborted, &behind);
 }
 
 /// Reads one line into `line` (without `\r\n`), at most [`MAX_LINE`] bytes.

@@ -116,13 +116,14 @@ impl Fleet {
     /// Sends `request` to `member`, keeping its record.
     async fn attempt(member: &Member, request: &Request<'_>) -> Result<Reply, StoreError> {
         let result = member.endpoint.execute(request).await;
-        // Only the server's silence counts against it: a refusal of a configuration or
-        // of a runtime says nothing about whether it is up, nor does a reply this client
-        // could not read (an error line that ended the connection, its requests in flight
-        // failing with it): the server answered.
+        // Only the server's failures count against it: a refusal of a configuration or
+        // of a runtime says nothing about whether it is up, nor does a request that lost
+        // its reply with a connection another request's unreadable reply ended (that
+        // one counts, once).
         let answered = match &result {
             Ok(_) => true,
-            Err(StoreError::Unavailable(e)) => unreadable(e.as_ref()),
+            Err(StoreError::Unavailable(e)) if aborted(e.as_ref()) => return result,
+            Err(StoreError::Unavailable(_)) => false,
             Err(_) => return result,
         };
         if member.health.record(answered, Instant::now()) {
@@ -216,8 +217,9 @@ impl Fleet {
     }
 }
 
-/// Whether `e` is a reply the client could not read (`InvalidData`), not a silence.
-fn unreadable(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+/// Whether `e` is a connection this client ended (`ConnectionAborted`): another request's
+/// reply it could not read, or the connection closed on this side.
+fn aborted(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionAborted)
 }

@@ -223,6 +223,11 @@ impl R2d2Backend {
         let waiting = Arc::clone(&gave_up);
         let result = self
             .bounded(actix_web::web::block(move || {
+                // Queued behind hung calls until after its 503: not even a connection
+                // (whose checks would hang on a stalled server too, a thread each).
+                if waiting.load(Ordering::Acquire) {
+                    return Err(timed_out());
+                }
                 let client = pool
                     .get()
                     .map_err(|e| StoreError::Unavailable(Box::new(e)))?;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 const FIRST_STEP: Duration = Duration::from_millis(1);
 const MAX_STEP: Duration = Duration::from_millis(32);
 
-/// The pauses of one commit, which together stay within a budget from the first: the
-/// budget is for a commit that lost a race, as `retry_budget` says.
+/// The pauses of one commit (or one update of the actix-session store), which together
+/// stay within a budget from the first: the budget is for a write that lost a race, as
+/// `retry_budget` says.
 pub(crate) struct Backoff {
     /// Set at the first pause: most commits never lose a race, and reading the clock for
-    /// each of them would be wasted. (The budget is the middleware's, passed to each
-    /// pause rather than kept here: the commit's future holds this, and is kept small.)
+    /// each of them would be wasted. (The budget is the caller's, passed to each pause
+    /// rather than kept here: the commit's future holds this, and is kept small.)
     deadline: Option<Instant>,
     step: Duration,
 }
