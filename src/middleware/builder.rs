@@ -361,14 +361,15 @@ impl MemcacheSessionBuilder {
         assert!(
             path.bytes().all(is_path_byte),
             "cookie path {path:?} holds a character browsers send percent-encoded in a \
-             request's path (write it so, as \"/caf%C3%A9\") or never send in it (`?`, `#`): \
-             the cookie would never come back"
+             request's path (write it so, as \"/caf%C3%A9\"; `^` some send as it is: leave \
+             it out), or never send in it (`?`, `#`): the cookie would never come back"
         );
         if let Some(domain) = &self.domain {
             assert!(
                 is_host_name(domain),
-                "cookie domain {domain:?} is not a host name (letters, digits, '-', '.', '_'; \
-                 no scheme, port or path): browsers would drop the cookie"
+                "cookie domain {domain:?} is not a host name (labels of letters, digits, '-' \
+                 and '_' between dots, none empty nor starting or ending with '-'; no scheme, \
+                 port or path): browsers would drop the cookie"
             );
         }
         // Browsers match the prefixes whatever their case.
@@ -443,9 +444,9 @@ fn is_attribute_value(value: &str) -> bool {
 }
 
 /// A byte a request's path carries as it is, so that a cookie path holding it can match:
-/// printable ASCII but what the URL standard percent-encodes in a path (`^` since 2024,
-/// which some browsers already do), `?` and `#`, which end it, and `\`, which browsers send
-/// as `/`.
+/// printable ASCII but what the URL standard percent-encodes in a path (`^` since 2025:
+/// browsers differ on it, so a cookie path holding it matches in some only), `?` and `#`,
+/// which end it, and `\`, which browsers send as `/`.
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_graphic() && !b"\"<>`{}^?#\\".contains(&b)
 }

@@ -15,7 +15,7 @@
 //! - `load`: the unit of work, and reading the session once.
 //! - `census`, `enlist`: which of a user's listed sessions are live, and changing the list
 //!   (a login within the user's limit, a renewal, signing one out).
-//! - `backoff`, `commit`: writing it, retrying within a budget, then the hooks.
+//! - `commit`: writing it, retrying within a budget (`crate::backoff`), then the hooks.
 
 mod by_name;
 mod canonical;

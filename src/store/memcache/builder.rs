@@ -165,7 +165,7 @@ impl MemcacheStoreBuilder {
     /// [`retry_interval`](Self::retry_interval). Default: 3. Counted per request: a
     /// connection that times out with several requests waiting on it (a busy one) counts
     /// each, so under load one stall of `io_timeout` marks the server down; a reply it
-    /// cannot read counts once, the requests behind it (failed with the connection it
+    /// cannot read counts at most once, the requests behind it (failed with the connection it
     /// ended) not at all.
     /// With a single server nothing is marked down: every request tries it.
     pub fn failure_limit(mut self, failures: u32) -> Self {

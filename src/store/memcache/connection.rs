@@ -96,6 +96,16 @@ impl Shared {
     /// Ends the connection: marks it dead, fails every request still waiting, and stops
     /// its tasks (which closes the socket).
     fn fail(&self, kind: io::ErrorKind, why: &str) {
+        self.end(kind, why, |why| why.into());
+    }
+
+    /// [`fail`](Self::fail), each waiting request's error made by `error` from `why`.
+    fn end(
+        &self,
+        kind: io::ErrorKind,
+        why: &str,
+        error: impl Fn(String) -> Box<dyn std::error::Error + Send + Sync>,
+    ) {
         let (kind, why) = self
             .failed
             .borrow_mut()
@@ -104,7 +114,7 @@ impl Shared {
         for waiter in self.waiters.borrow_mut().drain(..) {
             waiter
                 .reply
-                .send(Err(io::Error::new(kind, why.to_string())));
+                .send(Err(io::Error::new(kind, error(why.to_string()))));
         }
         for task in self.tasks.borrow().iter() {
             task.abort();
@@ -487,8 +497,8 @@ fn out_of_step(shared: &Shared, waiter: Option<Waiter>, what: &str) {
 
 /// Ends the connection on a reply this client cannot read: `culprit`, the request whose
 /// reply it was (in order), fails with `InvalidData`, and counts against the server; the
-/// requests behind it, whose replies go with the connection, fail with
-/// `ConnectionAborted`, which counts neither way (see `Fleet::attempt`): one bad line is
+/// requests behind it, whose replies go with the connection, fail with `InvalidData` too,
+/// carrying [`Behind`], which counts neither way (see `Fleet::attempt`): one bad line is
 /// one failure, however many requests were in flight.
 fn unreadable(shared: &Shared, culprit: Option<Waiter>, why: &str) {
     if let Some(waiter) = culprit {
@@ -496,9 +506,14 @@ fn unreadable(shared: &Shared, culprit: Option<Waiter>, why: &str) {
             .reply
             .send(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
     }
-    let behind = format!("{why} (with another request's reply)");
-    shared.fail(io::ErrorKind::ConnectionAborted, &behind);
+    shared.end(io::ErrorKind::InvalidData, why, |why| Box::new(Behind(why)));
 }
+
+/// A request that lost its reply with a connection another request's unreadable reply
+/// ended: nothing it asked was in question.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (with another request's reply)")]
+pub(crate) struct Behind(pub(super) String);
 
 /// Reads one line into `line` (without `\r\n`), at most [`MAX_LINE`] bytes.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::connection::Reply;
+use super::connection::{Behind, Reply};
 use super::health::Health;
 use super::pool::Endpoint;
 use super::protocol::{Request, Status};
@@ -122,7 +122,7 @@ impl Fleet {
         // one counts, once).
         let answered = match &result {
             Ok(_) => true,
-            Err(StoreError::Unavailable(e)) if aborted(e.as_ref()) => return result,
+            Err(StoreError::Unavailable(e)) if behind(e.as_ref()) => return result,
             Err(StoreError::Unavailable(_)) => false,
             Err(_) => return result,
         };
@@ -217,9 +217,28 @@ impl Fleet {
     }
 }
 
-/// Whether `e` is a connection this client ended (`ConnectionAborted`): another request's
-/// reply it could not read, or the connection closed on this side.
-fn aborted(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+/// Whether `e` lost its reply with a connection another request's reply ended.
+fn behind(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionAborted)
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<Behind>())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    /// Only a request behind another's unreadable reply counts neither way: an abort the
+    /// network or the system reports (`ConnectionAborted`) is the server's failure, as is
+    /// the unreadable reply itself.
+    #[test]
+    fn only_a_request_behind_an_unreadable_reply_counts_neither_way() {
+        let lost = io::Error::new(io::ErrorKind::InvalidData, Behind("x".into()));
+        assert!(behind(&lost));
+        for kind in [io::ErrorKind::ConnectionAborted, io::ErrorKind::InvalidData] {
+            assert!(!behind(&io::Error::new(kind, "x")), "{kind:?}");
+        }
+    }
 }
