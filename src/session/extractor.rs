@@ -53,7 +53,8 @@ impl Session {
     /// session under: a new session's, or a renewed one's new id (a login can record it
     /// there), and `None` for a purged session. In an
     /// [`after_abort`](Self::after_abort) hook it is the id the session was loaded under
-    /// (`None` for a new one, or one this request purged): nothing was stored.
+    /// (`None` for a new one, or one this request purged): nothing was stored, or, after a
+    /// 503 whose write went unanswered, nothing is known to be.
     ///
     /// ```
     /// use actix_memcache_session::Session;

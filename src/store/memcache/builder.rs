@@ -130,9 +130,11 @@ impl MemcacheStoreBuilder {
     /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable. Up to
     /// 7,841 bytes (the largest user item), a user item another instance with a larger limit
     /// wrote, and may read, fails that user's logins and sign-outs here (413) until it goes.
-    /// Under about 8 KiB (7,841 bytes, the key and 64 more), a user's item cannot list as
-    /// many logins as the session limit allows: once it is full, that user's logins answer
-    /// 413 (nothing written) instead of ending the least recently seen, until some expire.
+    /// Under about 3.5 KiB (a user at the session limit of 64: about 51 bytes a login, and
+    /// the key and 64 bytes more), a user's item cannot list as many logins as the limit
+    /// allows: once it is full, that user's logins answer 413 (nothing written) instead of
+    /// ending the least recently seen, until some expire. Logins racing may list up to
+    /// twice the limit for a moment (7,841 bytes at most): 8 KiB covers every case.
     pub fn max_item_size(mut self, bytes: usize) -> Self {
         self.max_item_size = bytes;
         self

@@ -32,8 +32,9 @@ const ITEM_OVERHEAD: usize = 64;
 /// Several servers (`memcache://a:11211,b:11211`) share the sessions by libmemcached's
 /// weighted ketama ring ([`Ketama`](crate::Ketama)), so PHP, Python, C and twemproxy
 /// clients place every key on the same server. A server that does not answer costs only
-/// its own sessions: they get 503 (or, opted in, a fresh session: [`WhenDown`]) and are
-/// never read or written anywhere else.
+/// the sessions it holds (its own, and the signed-in sessions whose user's item it
+/// holds): they get 503 (or, opted in, a fresh session: [`WhenDown`]) and are never read
+/// or written anywhere else.
 ///
 /// ```no_run
 /// use std::time::Duration;
