@@ -65,7 +65,10 @@ impl Sessions {
     }
 
     /// Deletes session `id`: its client's next request gets a fresh session. Deleting a
-    /// session that does not exist is not an error.
+    /// session that does not exist is not an error; so a session its client renewed
+    /// meanwhile (a login moves it to a new id) is not ended by a purge of the old id: to
+    /// end a user's session for sure, use [`Sessions::sign_out_session`], whose handle
+    /// follows renewals.
     ///
     /// # Errors
     /// The store failing.
@@ -93,8 +96,8 @@ impl FromRequest for Sessions {
 /// A session opened by id with [`Sessions::open`]: a [`Session`] (it dereferences to one)
 /// whose changes are written by [`commit`](Self::commit).
 ///
-/// Dropping it without committing writes nothing and runs its abort hooks (on the thread's
-/// tokio `LocalSet`; outside one they are skipped, with an error logged). `renew()` moves the
+/// Dropping it without committing writes nothing and runs its abort hooks, if it has any
+/// (on the thread's tokio `LocalSet`; outside one they are skipped, with an error logged). `renew()` moves the
 /// session to an id no cookie names, so its client's next request starts fresh; a session
 /// bound to a user keeps its line in the user's list under that id, though no device holds
 /// it, and it counts against `max_sessions_per_user` until its idle timeout: to end a
@@ -106,7 +109,10 @@ pub struct OpenSession {
 
 impl OpenSession {
     /// Writes the changes with compare-and-swap, merging with concurrent commits to other
-    /// keys, then runs the session's hooks; a session that did not change writes nothing.
+    /// keys, then runs the session's hooks; a session that did not change writes nothing
+    /// (neither a touch nor a bound session's "last seen" stamp: opening one is no use of
+    /// it, however long it is held open). `abort()` first: nothing written, the abort hooks
+    /// run, and `Ok`.
     ///
     /// # Errors
     /// As a request's commit: [`SessionError::Conflict`] when a concurrent commit changed
@@ -148,5 +154,52 @@ impl fmt::Debug for OpenSession {
         f.debug_struct("OpenSession")
             .field("session", &self.session)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Panics on this thread, caught or not.
+        static PANICS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A session opened and dropped without a hook, on a runtime without a `LocalSet` (a
+    /// plain tokio test, as the README's testing section has), hands nothing to one: no
+    /// panic, caught or not. (Its drop spawned the empty hooks, and tokio panicked.)
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_session_dropped_without_hooks_outside_a_local_set_spawns_nothing() {
+        use std::sync::Arc;
+
+        use crate::{Key, MemcacheSession, MemoryStore};
+
+        let previous: Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> =
+            Arc::from(std::panic::take_hook());
+        let chained = Arc::clone(&previous);
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.with(|p| p.set(p.get() + 1));
+            chained(info);
+        }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let sessions = MemcacheSession::new(MemoryStore::new(), Key::generate()).sessions();
+            let seeded = sessions.seed(|s| s.package("p").insert("k", 1)).await;
+            let cookie = seeded.unwrap().expect("a cookie");
+            let opened = sessions
+                .open_cookie(&cookie)
+                .await
+                .unwrap()
+                .expect("stored");
+            assert_eq!(opened.package("p").get::<u32>("k").unwrap(), Some(1));
+            drop(opened);
+        });
+        std::panic::set_hook(Box::new(move |info| previous(info)));
+        assert_eq!(PANICS.with(Cell::get), 0);
     }
 }

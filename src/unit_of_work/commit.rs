@@ -10,7 +10,7 @@ use super::data::{Dismissal, Existing, SessionData, SignOut};
 use super::enlist::Prepared;
 use super::generation;
 use super::hooks::{Hooks, Outcome};
-use super::load::UnitOfWork;
+use super::load::{UnitOfWork, OPENED};
 use super::record::Record;
 use super::roster;
 use super::spare::Encoded;
@@ -182,7 +182,8 @@ impl UnitOfWork {
     async fn commit(&self, s: &mut SessionData) -> Result<(CookieAction, Commit), SessionError> {
         if s.blind_sign_out {
             let why = "a sign-out from a session this request could not read (its server, or \
-                its user's, down, or its cookie stamped ahead of this clock)";
+                its user's, down, its cookie stamped ahead of this clock, or it or its user's \
+                item over the store's item limit or of a later release's format)";
             return Err(StoreError::Unavailable(why.into()).into());
         }
         // Each boxed apart: with the finish around it, either would pass the 1 KiB from
@@ -866,7 +867,7 @@ impl UnitOfWork {
     /// touch).
     fn refresh_due(&self, existing: &Existing, timeouts: &Timeouts) -> bool {
         let age = now_unix().saturating_sub(existing.issued);
-        age >= self.backend.config.refresh_after(timeouts.idle)
+        existing.issued != OPENED && age >= self.backend.config.refresh_after(timeouts.idle)
     }
 
     /// Whether a bound session's "last seen" stamp is as old as a cookie due for refresh.
@@ -926,7 +927,14 @@ impl UnitOfWork {
         if let Some((data, hooks)) = self.take() {
             self.hand_back(data);
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
-            to_completion::finish_elsewhere(hooks.run(Outcome::Aborted), "a session's abort hooks");
+            // None to run: nothing handed to the `LocalSet`, which a container's session
+            // dropped outside one (a plain tokio test) does not have.
+            if !hooks.is_empty() {
+                to_completion::finish_elsewhere(
+                    hooks.run(Outcome::Aborted),
+                    "a session's abort hooks",
+                );
+            }
         }
     }
 }

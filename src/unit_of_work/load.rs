@@ -12,7 +12,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use super::data::{Existing, SessionData};
 use super::generation;
-use super::record::Record;
+use super::record::{DecodeError, Record};
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::clock::now_unix;
@@ -22,6 +22,10 @@ use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::metrics::Load;
 use crate::store::{StoreError, Stored, WhenDown};
+
+/// The issue time of a session the container opened, which no cookie carries: never due
+/// for a refresh (a touch, or a bound session's "last seen" stamp).
+pub(super) const OPENED: u64 = u64::MAX;
 
 /// One request's session work.
 pub(crate) struct UnitOfWork {
@@ -210,8 +214,9 @@ impl UnitOfWork {
     ) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
         let by_id = Verified {
             id: id.clone(),
-            // As if just issued: opening a session is no reason to touch it.
-            issued: now_unix(),
+            // No cookie: opening a session is no reason to touch it, however long it is
+            // held open, whatever the refresh fraction.
+            issued: OPENED,
             by_fallback: false,
             idle: None,
             user: None,
@@ -255,7 +260,17 @@ impl UnitOfWork {
                 (stored, Some((hint, item)))
             }
         };
-        let stored = match or_fresh(within_limit(stored, &cookie.id), &cookie.id, start_fresh)? {
+        let stored = match stored {
+            // Over this store's limit, written by an instance reading larger items, where
+            // it may be signed in: a fresh one stands in, so that a logout from it still
+            // ends it (a purge removes it, a sign-out is blind: 503).
+            Err(StoreError::TooLarge { size }) => {
+                tracing::warn!(id = ?cookie.id, size, "stored session over the store's item limit");
+                return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+            }
+            stored => stored,
+        };
+        let stored = match or_fresh(stored, &cookie.id, start_fresh)? {
             Ok(stored) => stored,
             Err(fresh) => return Ok(Some(begin(fresh))),
         };
@@ -265,6 +280,12 @@ impl UnitOfWork {
         };
         let data = match Record::decode(stored.data) {
             Ok(data) => data,
+            // A later release's format (during a rollback): that release may serve it,
+            // signed in. It stands in, as one over the item limit does.
+            Err(e @ DecodeError::Version(_)) => {
+                tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");
+                return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+            }
             Err(e) => {
                 tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");
                 return Ok(None);
@@ -356,27 +377,6 @@ impl UnitOfWork {
 /// A transaction over `data`.
 fn begin(data: SessionData) -> Rc<RefCell<Transaction>> {
     Rc::new(RefCell::new(Transaction::new(data)))
-}
-
-/// A store read, where an item larger than the store reads (written under a larger item
-/// limit) is one this crate cannot read: as good as none, like an unreadable session, so
-/// that its owner gets a fresh session rather than an error on every request until it
-/// expires.
-fn within_limit(
-    read: Result<Option<Stored>, StoreError>,
-    id: &SessionId,
-) -> Result<Option<Stored>, StoreError> {
-    match read {
-        Err(StoreError::TooLarge { size }) => {
-            tracing::warn!(
-                ?id,
-                size,
-                "stored item over the store's item limit: unreadable"
-            );
-            Ok(None)
-        }
-        read => read,
-    }
 }
 
 /// A store read (`Ok`), or, when its server is down and the request may start fresh, the

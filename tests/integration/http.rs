@@ -26,6 +26,7 @@ macro_rules! http_suite {
             a_handle_kept_reads_the_session_while_its_request_commits,
             a_request_kept_reads_the_session_once_its_commit_is_done,
             a_request_kept_beside_a_handle_reads_the_renewed_id,
+            an_opened_session_committed_unchanged_is_not_refreshed,
             changes_commit_and_read_back,
             error_status_aborts,
             handler_error_aborts,
@@ -482,6 +483,24 @@ pub async fn renew_racing_a_purge_is_409_and_revives_nothing<S: SessionStore + C
         "the renew's new id was removed"
     );
     assert_eq!(value(&app, &cookie).await, "none");
+}
+
+/// A session the container opens and commits unchanged is written nothing, however the
+/// refresh is set (here due at once for a request) and whether it is bound: no touch that
+/// extends an abandoned session, no "last seen" stamp for a look. (Both were written.)
+pub async fn an_opened_session_committed_unchanged_is_not_refreshed<S: SessionStore + Clone>(
+    store: S,
+) {
+    let app = TestApp::configured(CountingStore::new(store), |b| b.refresh_fraction(0.0)).await;
+    started(&app).await;
+    let anonymous = app.store.last_created();
+    let (_, bound) = log_in(&app, "ada").await;
+    for id in [anonymous, bound] {
+        let opened = app.sessions.open(&id).await.unwrap().expect("live");
+        app.store.reset();
+        opened.commit().await.unwrap();
+        assert_eq!(app.store.calls().writes(), 0, "{id:?}");
+    }
 }
 
 /// A slow read-only request (a long-poll) that loaded the session before another tab

@@ -512,6 +512,45 @@ async fn a_session_stored_over_the_store_limit_starts_fresh() {
     );
 }
 
+/// A logout from a session this instance cannot read, but an instance reading larger items
+/// (or a later release) may serve, still ends it: a purge removes it, and a sign-out
+/// everywhere answers 503 writing nothing, as from a session whose server is down. (Read
+/// as no session, the purge answered 200 and removed nothing, the sign-out answered 200
+/// and ended nobody: the session stayed signed in where it was readable.)
+#[actix_web::test]
+async fn a_logout_from_a_session_this_instance_cannot_read_still_ends_it() {
+    use actix_memcache_session::SessionStore;
+    let (_server, lax, app) = lax_and_strict().await;
+    let big = lax.get("/big/p/k/100000", None).await.cookie();
+    assert_eq!(app.get("/purge", Some(&big)).await.status, 200);
+    let left = lax.get("/get/p/k", Some(&big)).await.body;
+    assert!(left == "none", "purged, not {} bytes left", left.len());
+
+    let login = lax.get("/login/ada", None).await.cookie();
+    let grown = lax.get("/big/p/k/100000", Some(&login)).await;
+    let bound = grown.cookie.unwrap_or(login);
+    let out = app.get("/sign-out-everywhere", Some(&bound)).await;
+    assert_eq!(out.status, 503, "{out:?}");
+    assert_eq!(
+        lax.get("/whoami", Some(&bound)).await.body,
+        "ada",
+        "nothing written"
+    );
+
+    let later = lax.get("/set/p/k/1", None).await.cookie();
+    let id = lax.store.last_created();
+    let v2 = br#"{"v":2,"created":1,"packages":{}}"#;
+    lax.store.inner.delete(&id).await.unwrap();
+    assert!(lax
+        .store
+        .inner
+        .create(&id, v2, Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert_eq!(app.get("/purge", Some(&later)).await.status, 200);
+    assert!(lax.store.inner.load(&id).await.unwrap().is_none(), "purged");
+}
+
 /// A bound session stored over the store's limit is signed out, and its user's listing
 /// leaves it out as unreadable (and prunes it), where it failed with 503 until the record
 /// expired.
