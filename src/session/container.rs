@@ -166,12 +166,13 @@ mod tests {
         static PANICS: Cell<usize> = const { Cell::new(0) };
     }
 
-    /// A session opened and dropped without a hook, on a runtime without a `LocalSet` (a
-    /// plain tokio test, as the README's testing section has), hands nothing to one: no
-    /// panic, caught or not. (Its drop spawned the empty hooks, and tokio panicked.)
+    /// A session opened and dropped without an abort hook (a commit hook only), on a
+    /// runtime without a `LocalSet` (a plain tokio test, as the README's testing section
+    /// has), hands nothing to one: no panic, caught or not. (Its drop spawned the empty
+    /// abort hooks, and tokio panicked.)
     #[cfg(feature = "testing")]
     #[test]
-    fn a_session_dropped_without_hooks_outside_a_local_set_spawns_nothing() {
+    fn a_session_dropped_without_abort_hooks_outside_a_local_set_spawns_nothing() {
         use std::sync::Arc;
 
         use crate::{Key, MemcacheSession, MemoryStore};
@@ -197,6 +198,7 @@ mod tests {
                 .unwrap()
                 .expect("stored");
             assert_eq!(opened.package("p").get::<u32>("k").unwrap(), Some(1));
+            opened.after_commit(|| async { Ok::<_, std::io::Error>(()) });
             drop(opened);
         });
         std::panic::set_hook(Box::new(move |info| previous(info)));

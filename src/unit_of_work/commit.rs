@@ -929,7 +929,7 @@ impl UnitOfWork {
             self.backend.config.metrics.commit(Commit::AbortedByHandler);
             // None to run: nothing handed to the `LocalSet`, which a container's session
             // dropped outside one (a plain tokio test) does not have.
-            if !hooks.is_empty() {
+            if !hooks.none_on(Outcome::Aborted) {
                 to_completion::finish_elsewhere(
                     hooks.run(Outcome::Aborted),
                     "a session's abort hooks",

@@ -74,6 +74,9 @@ pub(crate) struct SessionData {
     /// `unreachable` was named by a cookie stamped ahead of this clock: its server answers,
     /// so a login ends it, as a purge does.
     pub(super) ahead: bool,
+    /// `unreachable` is stored, but this instance cannot read it (over its item limit, or
+    /// a later release's format): a later cookie naming a live session is served first.
+    pub(super) unreadable: bool,
     /// A sign-out was asked of a session `stands_in` and not bound since: whether it was
     /// bound, and to whom, is unknown, so the sign-out cannot be done, and the commit
     /// answers 503 with nothing written rather than 200 with the others still signed in.
@@ -151,6 +154,14 @@ impl SessionData {
         }
     }
 
+    /// A new, empty session standing in for `id`, stored but unreadable here.
+    pub(super) fn unreadable(id: SessionId) -> Self {
+        Self {
+            unreadable: true,
+            ..Self::standing_in(id)
+        }
+    }
+
     /// A new, empty session standing in for `id`, named by a cookie stamped ahead of this
     /// clock.
     pub(super) fn ahead_of(id: SessionId) -> Self {
@@ -183,6 +194,7 @@ impl SessionData {
             purged: false,
             stands_in: false,
             ahead: false,
+            unreadable: false,
             blind_sign_out: false,
             forgetting: false,
         }

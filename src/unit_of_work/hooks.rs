@@ -60,6 +60,14 @@ impl Hooks {
         self.commit.is_empty() && self.abort.is_empty()
     }
 
+    /// Whether no hook of `outcome`'s branch was registered.
+    pub(crate) fn none_on(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Committed => self.commit.is_empty(),
+            Outcome::Aborted => self.abort.is_empty(),
+        }
+    }
+
     /// Forgets the hooks registered after `count` was taken.
     pub(crate) fn truncate(&mut self, count: HookCount) {
         self.commit.truncate(count.commit);

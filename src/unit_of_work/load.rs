@@ -12,7 +12,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use super::data::{Existing, SessionData};
 use super::generation;
-use super::record::{DecodeError, Record};
+use super::record::{DecodeError, Record, FORMAT};
 use super::timeouts::Timeouts;
 use super::transaction::Transaction;
 use crate::clock::now_unix;
@@ -179,16 +179,20 @@ impl UnitOfWork {
 
     /// The session of the first cookie that names a live one. Returns as soon as it is read.
     /// A session found signed out stands only if no later cookie names a live one: its
-    /// removal cookie would remove the live one's (they share name, path and domain). (One
-    /// whose server is down stands as the fresh session that replaces it, as before: no
-    /// removal cookie, and no older session of another cookie served in its place.)
+    /// removal cookie would remove the live one's (they share name, path and domain); so
+    /// does one stored but unreadable here. (One whose server is down stands as the fresh
+    /// session that replaces it, as before: no removal cookie, and no older session of
+    /// another cookie served in its place.)
     async fn first_live(&self) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
         let mut signed_out = None;
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
         for cookie in self.cookies() {
             match self.read(cookie, WhenDown::StartFresh).await? {
-                Some(tx) if tx.borrow().data.signed_out.is_some() => {
+                // One this instance cannot read stands only as a signed-out one does.
+                Some(tx)
+                    if tx.borrow().data.signed_out.is_some() || tx.borrow().data.unreadable =>
+                {
                     signed_out.get_or_insert(tx);
                 }
                 Some(tx) => return Ok(Some(tx)),
@@ -242,8 +246,10 @@ impl UnitOfWork {
 
     /// The live session a cookie names, if there is one. When its server (or its user's
     /// generation item's) is down and both `allowed` and the store say to start fresh, a
-    /// fresh one stands in for it. A session whose user was signed out everywhere comes
-    /// back fresh, with the old one to remove. Returned as its transaction, so that the
+    /// fresh one stands in for it; so it does for one stored but unreadable here (over the
+    /// store's item limit, or of a later release's format), whatever the store says. A
+    /// session whose user was signed out everywhere comes back fresh, with the old one to
+    /// remove. Returned as its transaction, so that the
     /// session's copy is built once, not moved up through each caller's future.
     async fn read(
         &self,
@@ -266,7 +272,7 @@ impl UnitOfWork {
             // ends it (a purge removes it, a sign-out is blind: 503).
             Err(StoreError::TooLarge { size }) => {
                 tracing::warn!(id = ?cookie.id, size, "stored session over the store's item limit");
-                return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+                return Ok(Some(begin(SessionData::unreadable(cookie.id.clone()))));
             }
             stored => stored,
         };
@@ -282,9 +288,9 @@ impl UnitOfWork {
             Ok(data) => data,
             // A later release's format (during a rollback): that release may serve it,
             // signed in. It stands in, as one over the item limit does.
-            Err(e @ DecodeError::Version(_)) => {
+            Err(e @ DecodeError::Version(v)) if v > FORMAT => {
                 tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");
-                return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+                return Ok(Some(begin(SessionData::unreadable(cookie.id.clone()))));
             }
             Err(e) => {
                 tracing::warn!(id = ?cookie.id, error = %e, "stored session unreadable");

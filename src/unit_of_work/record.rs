@@ -19,7 +19,7 @@ use super::by_name::{ByName, Unsorted};
 use super::canonical::{range_in, Cursor};
 use super::spare::Encoded;
 
-const FORMAT: u32 = 1;
+pub(super) const FORMAT: u32 = 1;
 
 /// Room reserved for an encoded session: most fit in it without growing the buffer, and it
 /// stays under the 1 KiB from which glibc's malloc leaves its per-thread caches for a slower

@@ -516,7 +516,8 @@ async fn a_session_stored_over_the_store_limit_starts_fresh() {
 /// (or a later release) may serve, still ends it: a purge removes it, and a sign-out
 /// everywhere answers 503 writing nothing, as from a session whose server is down. (Read
 /// as no session, the purge answered 200 and removed nothing, the sign-out answered 200
-/// and ended nobody: the session stayed signed in where it was readable.)
+/// and ended nobody: the session stayed signed in where it was readable.) A later cookie
+/// naming a live session is still served first.
 #[actix_web::test]
 async fn a_logout_from_a_session_this_instance_cannot_read_still_ends_it() {
     use actix_memcache_session::SessionStore;
@@ -549,6 +550,13 @@ async fn a_logout_from_a_session_this_instance_cannot_read_still_ends_it() {
         .unwrap());
     assert_eq!(app.get("/purge", Some(&later)).await.status, 200);
     assert!(lax.store.inner.load(&id).await.unwrap().is_none(), "purged");
+
+    // Named first among the request's cookies, it does not hide a live session named by
+    // a later one (it did: the request read as signed out, its sign-outs answered 503).
+    let big = lax.get("/big/p/k/100000", None).await.cookie();
+    let live = app.get("/set/p/k/7", None).await.cookie();
+    let both = format!("id={}; id={}", big.value(), live.value());
+    assert_eq!(app.get_with_cookies("/get/p/k", &both).await.body, "7");
 }
 
 /// A bound session stored over the store's limit is signed out, and its user's listing

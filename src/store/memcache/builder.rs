@@ -127,7 +127,8 @@ impl MemcacheStoreBuilder {
     /// A session that would not fit is refused here with [`StoreError::TooLarge`] (413),
     /// because memcached answers a too-large write by dropping the stored session. A stored
     /// item larger than this (written under a larger limit) is read past, not kept: its
-    /// load answers [`StoreError::TooLarge`], which the middleware takes as unreadable. Up to
+    /// load answers [`StoreError::TooLarge`], for which the middleware lets a fresh session
+    /// stand in (a purge removes the large one, a sign-out answers 503). Up to
     /// 7,841 bytes (the largest user item), a user item another instance with a larger limit
     /// wrote, and may read, fails that user's logins and sign-outs here (413) until it goes.
     /// Under about 3.5 KiB (a user at the session limit of 64: about 51 bytes a login, and
