@@ -79,7 +79,9 @@ impl UnitOfWork {
             .zip(reads)
             .map(|(entry, read)| match read {
                 // Larger than this store reads (written under a larger item limit): as
-                // unreadable as a record that does not decode, which the load takes for none.
+                // unreadable as a record that does not decode. (The load lets a fresh session
+                // stand in for it, so that a logout still reaches it; a listing or a login
+                // here takes it for dead.)
                 Err(StoreError::TooLarge { .. }) => State::Dead,
                 Err(e) => {
                     tracing::debug!(error = %e, "a listed session could not be read");

@@ -74,8 +74,9 @@ pub(crate) struct SessionData {
     /// `unreachable` was named by a cookie stamped ahead of this clock: its server answers,
     /// so a login ends it, as a purge does.
     pub(super) ahead: bool,
-    /// `unreachable` is stored, but this instance cannot read it (over its item limit, or
-    /// a later release's format): a later cookie naming a live session is served first.
+    /// `unreachable` is stored, but this instance cannot read it or its user's item (over
+    /// its item limit, or a later release's format): a later cookie naming a live session
+    /// is served first.
     pub(super) unreadable: bool,
     /// A sign-out was asked of a session `stands_in` and not bound since: whether it was
     /// bound, and to whom, is unknown, so the sign-out cannot be done, and the commit
@@ -172,9 +173,10 @@ impl SessionData {
     }
 
     /// Whether a login must renew this session to end the one its cookie named: stored, or
-    /// standing in for one named by a cookie stamped ahead of this clock.
+    /// standing in for one named by a cookie stamped ahead of this clock or stored but
+    /// unreadable here (its server answers: a login ends it, as a purge does).
     pub(crate) fn ends_on_login(&self) -> bool {
-        self.existing.is_some() || (self.ahead && self.unreachable.is_some())
+        self.existing.is_some() || ((self.ahead || self.unreadable) && self.unreachable.is_some())
     }
 
     /// `data` as loaded, with nothing changed yet.

@@ -184,22 +184,24 @@ impl UnitOfWork {
     /// session that replaces it, as before: no removal cookie, and no older session of
     /// another cookie served in its place.)
     async fn first_live(&self) -> Result<Option<Rc<RefCell<Transaction>>>, SessionError> {
-        let mut signed_out = None;
+        let (mut unreadable, mut signed_out) = (None, None);
         // Read in place, not taken: when this load fails or is dropped, a second extractor of
         // the request (waiting on the same load) loads again from the same cookies.
         for cookie in self.cookies() {
             match self.read(cookie, WhenDown::StartFresh).await? {
-                // One this instance cannot read stands only as a signed-out one does.
-                Some(tx)
-                    if tx.borrow().data.signed_out.is_some() || tx.borrow().data.unreadable =>
-                {
+                // One this instance cannot read stands only as a signed-out one does, and
+                // before it: it may be signed in where it is read, so a logout must reach it.
+                Some(tx) if tx.borrow().data.unreadable => {
+                    unreadable.get_or_insert(tx);
+                }
+                Some(tx) if tx.borrow().data.signed_out.is_some() => {
                     signed_out.get_or_insert(tx);
                 }
                 Some(tx) => return Ok(Some(tx)),
                 None => {}
             }
         }
-        Ok(signed_out)
+        Ok(unreadable.or(signed_out))
     }
 
     /// Starts a new, empty session outside a request (the test helpers' seeding): no
@@ -317,7 +319,7 @@ impl UnitOfWork {
                 // in, fresh, as for a server down: a sign-out from it is blind.
                 Err(StoreError::TooLarge { size }) => {
                     tracing::warn!(id = ?cookie.id, size, "user item over the store's item limit");
-                    return Ok(Some(begin(SessionData::standing_in(cookie.id.clone()))));
+                    return Ok(Some(begin(SessionData::unreadable(cookie.id.clone()))));
                 }
                 read => read,
             };

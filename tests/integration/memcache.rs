@@ -557,6 +557,28 @@ async fn a_logout_from_a_session_this_instance_cannot_read_still_ends_it() {
     let live = app.get("/set/p/k/7", None).await.cookie();
     let both = format!("id={}; id={}", big.value(), live.value());
     assert_eq!(app.get_with_cookies("/get/p/k", &both).await.body, "7");
+
+    // Behind a session found signed out, it is the one that stands: a logout must reach
+    // it. (The signed-out one stood, and the sign-out answered 200, ending nobody.)
+    let first = lax.get("/login/bob", None).await.cookie();
+    let second = lax.get("/login/bob", None).await.cookie();
+    assert_eq!(
+        lax.get("/sign-out-everywhere", Some(&second)).await.status,
+        200
+    );
+    let both = format!("id={}; id={}", first.value(), bound.value());
+    let out = app.get_with_cookies("/sign-out-everywhere", &both).await;
+    assert_eq!(out.status, 503, "{out:?}");
+
+    // A binding from it (renewing on bind) ends it, as one from a stored session does. (It
+    // was left.)
+    assert_eq!(app.get("/bind/bob", Some(&big)).await.status, 200);
+    let left = lax.get("/get/p/k", Some(&big)).await.body;
+    assert!(
+        left == "none",
+        "ended by the login, not {} bytes left",
+        left.len()
+    );
 }
 
 /// A bound session stored over the store's limit is signed out, and its user's listing
@@ -663,6 +685,11 @@ async fn an_old_keys_user_item_over_the_store_limit_counts_only_if_it_can_be_a_r
         lax.store.inner.load(&session).await.unwrap().is_some(),
         "kept"
     );
+    // Named first among the request's cookies, it does not hide a live session named by a
+    // later one. (It did, until its item went.)
+    let live = tight.get("/set/p/k/7", None).await.cookie();
+    let both = format!("id={}; id={}", cookie.value(), live.value());
+    assert_eq!(tight.get_with_cookies("/get/p/k", &both).await.body, "7");
 }
 
 /// Connections belong to the runtime that opened them: a store used again from a new
