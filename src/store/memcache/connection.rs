@@ -313,8 +313,9 @@ async fn connect(host: &str, port: u16, by: Instant) -> io::Result<TcpStream> {
 
 /// Tries `addresses` in turn, each within an equal share of the time left until `by`
 /// (the last one all of it), and returns the first connection made, or the last error.
-/// An address that drops packets (a stale address listed first, an unreachable IPv6
-/// one) costs its share rather than the whole connect timeout, and the next is tried.
+/// An address that drops packets (a stale address listed first, one a firewall drops
+/// silently) costs its share rather than the whole connect timeout, and the next is
+/// tried; one that refuses costs nothing.
 async fn first_to_accept(addresses: &[SocketAddr], by: Instant) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
     for (tried, address) in addresses.iter().enumerate() {
