@@ -601,32 +601,13 @@ async fn a_login_whose_write_was_never_sent_leaves_no_entry() {
                 .max_sessions_per_user(1, actix_memcache_session::OverLimit::RefuseLogin)
         })
         .await;
-        let items = |trio: &Trio| -> Vec<u64> {
-            trio.servers
-                .iter()
-                .map(|s| s.stats()["curr_items"])
-                .collect()
-        };
-        // A user whose item is not on the victim: a login of a stored session writes only
-        // that item, which one server then holds more of.
-        let mut user = None;
-        for n in 0.. {
-            let name = format!("user{n}");
-            let device = session_on(&app, &trio, false).await;
-            let before = items(&trio);
-            let reply = app
-                .get(&format!("/login-from/{name}/probe"), Some(&device))
-                .await;
-            assert_eq!(reply.status, 200, "{reply:?}");
-            let after = items(&trio);
-            let reply = app.get("/sign-out-everywhere", Some(&device)).await;
-            assert_eq!(reply.status, 200, "{reply:?}");
-            if before[VICTIM] == after[VICTIM] {
-                user = Some(name);
-                break;
-            }
-        }
-        let user = user.unwrap();
+        // A user whose item is not on the victim. (Found by its key, not by which server's
+        // item count a login raises: a text protocol's sign-out leaves an expired item
+        // counted until memcached reclaims it, as the next item of its size may.)
+        let user = (0..)
+            .map(|n| format!("user{n}"))
+            .find(|name| trio.owner(&app.generation_item(name)) != VICTIM)
+            .unwrap();
         let phone = session_on(&app, &trio, true).await;
         let another = session_on(&app, &trio, true).await;
         let (reply, ()) = app
