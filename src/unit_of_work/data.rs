@@ -267,8 +267,11 @@ impl SessionData {
         };
         if unchanged {
             // Only this crate's own settings, set at a login (an application's entries set
-            // before `bind_user` to the other user's value go with theirs, as documented).
-            if merge == Merge::Strict && package.starts_with(RESERVED) {
+            // before `bind_user` to the other user's value go with theirs, as documented),
+            // and only before the change of users: after it, what the data holds is this
+            // request's already, and what it lacks stays out (a merge's `forget_loaded`
+            // would keep the other user's value of an entry touched then).
+            if merge == Merge::Strict && package.starts_with(RESERVED) && !self.forgetting {
                 self.touch(package, key);
             }
             return;
@@ -827,6 +830,30 @@ mod tests {
         fresh.sign_out(false);
         fresh.dismiss("x");
         assert!(!fresh.blind_sign_out, "nothing was down");
+    }
+
+    /// A login changing users, then clearing a setting of this crate's that was not there
+    /// (no "remember me"): what the other user's request sets meanwhile goes through the
+    /// merge with the rest of theirs. (A clear of what was not there was kept as this
+    /// request's own, and the merge took the other user's value for it: a lifetime of
+    /// theirs on the new user's session.)
+    #[test]
+    fn a_setting_cleared_after_a_change_of_users_stays_cleared_through_a_merge() {
+        use super::super::timeouts::{ABSOLUTE, IDLE, PACKAGE};
+        let item = SessionId::generate().unwrap();
+        let mut s = bound(&item);
+        let mut latest = s.data.clone();
+        latest.put(PACKAGE, IDLE, Some(1_209_600.into()));
+        latest.put(PACKAGE, ABSOLUTE, Some(2_592_000.into()));
+        let latest = Record::decode(latest.encode().to_vec()).unwrap();
+        s.forget_loaded();
+        s.put(generation::PACKAGE, generation::USER, Some("bob".into()));
+        s.put(PACKAGE, IDLE, None);
+        s.put(PACKAGE, ABSOLUTE, None);
+        s.rebase(latest).unwrap();
+        assert_eq!(s.data.get(PACKAGE, IDLE), None);
+        assert_eq!(s.data.get(PACKAGE, ABSOLUTE), None);
+        assert_eq!(s.data.get("p", "k"), None, "the other user's entries go too");
     }
 
     #[test]
