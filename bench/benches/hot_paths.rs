@@ -1,9 +1,13 @@
 //! Micro-benchmarks of the per-request hot paths: the cookie codec, the JSON record, the
-//! merge after a lost compare-and-swap, and finding a session's server on the ring. `cargo bench --manifest-path bench/Cargo.toml`.
+//! merge after a lost compare-and-swap, finding a session's server on the ring, and a
+//! typed package of many keys set. `cargo bench --manifest-path bench/Cargo.toml`.
 
 use actix_memcache_session::bench::{decode, decode_encode, merge, sample, Codec};
-use actix_memcache_session::{Distribution, Ketama, Key, MemcacheServer, SessionId};
+use actix_memcache_session::{
+    Distribution, Ketama, Key, MemcacheServer, Session, SessionId, TypedPackage,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 
 fn cookie(c: &mut Criterion) {
@@ -53,5 +57,17 @@ fn ring(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, cookie, record, commit_merge, ring);
+fn typed_set(c: &mut Criterion) {
+    // A map-typed package (each of its keys a field), set over as many stored keys: each
+    // field is looked up among them.
+    static SEEN: TypedPackage<BTreeMap<String, bool>> = TypedPackage::new("seen");
+    let session = Session::standalone();
+    let map: BTreeMap<String, bool> = (0..2_000).map(|i| (format!("n{i}"), true)).collect();
+    session.set(&SEEN, &map).unwrap();
+    c.bench_function("typed set (a map of 2,000 keys, as stored)", |b| {
+        b.iter(|| session.set(&SEEN, black_box(&map)).unwrap())
+    });
+}
+
+criterion_group!(benches, cookie, record, commit_merge, ring, typed_set);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! key, so that handlers cannot disagree on its shape and the per-key merge still works
 //! field by field.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -149,7 +150,8 @@ impl Session {
         let handle = self.package(package.name);
         // Only the stored keys matter here, not their values: a stored value that cannot be
         // read is then overwritten, as a plain insert would.
-        let stored = handle.keys()?;
+        // A set: a map-typed package may hold many keys, each field looked up once.
+        let stored: HashSet<String> = handle.keys()?.into_iter().collect();
         let defaults = to_object(package, &T::default())?;
         let mut fields = to_object(package, value)?;
         fields.retain(|key, value| stored.contains(key) || defaults.get(key) != Some(value));

@@ -853,7 +853,11 @@ mod tests {
         s.rebase(latest).unwrap();
         assert_eq!(s.data.get(PACKAGE, IDLE), None);
         assert_eq!(s.data.get(PACKAGE, ABSOLUTE), None);
-        assert_eq!(s.data.get("p", "k"), None, "the other user's entries go too");
+        assert_eq!(
+            s.data.get("p", "k"),
+            None,
+            "the other user's entries go too"
+        );
     }
 
     #[test]
