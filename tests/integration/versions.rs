@@ -208,6 +208,42 @@ fn a_proxy_that_closes_at_or_ignores_the_meta_no_op_gets_the_text_protocol() {
     }
 }
 
+/// A proxy that closes the connection at `version` (twemproxy before 0.5, which closes it at
+/// any command it does not know) but serves the text protocol's others: asked twice (a
+/// memcached restarting closes it once), then spoken to in text without asking again,
+/// whether the protocol is left to the default or set to text; with the meta protocol
+/// forced, refused by name. (Every connection failed, and every request was 503.)
+#[test]
+fn a_proxy_that_closes_at_version_gets_the_text_protocol() {
+    for protocol in [Protocol::Auto, Protocol::Text] {
+        let (fake, seen) = recorded((1, 6, 45), |c| {
+            (c.verb == "version").then_some(Answer::Hangup)
+        });
+        let store = store_on(fake.url(), protocol);
+        run(every_operation_answers_right(&store));
+        let verbs = take(&seen);
+        assert_eq!(
+            verbs[..2],
+            ["version", "version"],
+            "{protocol:?}: {verbs:?}"
+        );
+        assert!(spoke_text(&verbs[2..]), "{protocol:?}: {verbs:?}");
+    }
+    let (fake, seen) = recorded((1, 6, 45), |c| {
+        (c.verb == "version").then_some(Answer::Hangup)
+    });
+    let store = store_on(fake.url(), Protocol::Meta);
+    let result = run(store.load(&SessionId::generate().unwrap()));
+    let Err(StoreError::Unsupported(why)) = &result else {
+        panic!("{result:?}")
+    };
+    assert!(
+        why.contains("Protocol::Meta") && why.contains("`version`"),
+        "{why}"
+    );
+    assert_eq!(take(&seen), ["version", "version"]);
+}
+
 /// With the meta protocol forced, a connection closed at the meta no-op is tried once more
 /// (a memcached restarting between `version` and `mn` closes it too): a server that then
 /// answers `MN` is spoken to in meta, one that closes it again (a proxy) is refused by

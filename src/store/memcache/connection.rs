@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::handshake::{after_probe, after_version, Next, Probe};
+use super::handshake::{after_probe, after_version, after_version_closed, Next, Probe};
 use super::mailbox::{self, Mailbox, Receiver, Sender};
 use super::meta::{Line, STORING};
 use super::protocol::{short, Op, Protocol, Request, Spoken, Status, MAX_ITEM_CEILING};
@@ -246,7 +246,9 @@ impl Drop for Connection {
 /// closes the connection) gets the text protocol on a second stream: whatever it answered
 /// may have left the first out of step. Where the meta protocol is configured, it is
 /// refused instead; a connection closed at the probe is tried once more first, since a
-/// memcached restarting between the two commands closes it too.
+/// memcached restarting between the two commands closes it too. One closed at `version`
+/// twice is a proxy without the command: text, not asked again (see
+/// `after_version_closed`).
 async fn settle(
     host: &str,
     port: u16,
@@ -254,11 +256,23 @@ async fn settle(
     (io_timeout, probe_wait, connect_by): (Duration, Duration, Instant),
 ) -> io::Result<(TcpStream, Spoken, String)> {
     let mut line = Vec::with_capacity(64);
-    let mut tries = 0;
-    let why = loop {
-        tries += 1;
+    let mut probes = 0;
+    let mut closed_at_version = false;
+    let (why, ask_version) = loop {
         let mut stream = connect(host, port, connect_by).await?;
-        ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
+        match ask(&mut stream, b"version\r\n", &mut line, io_timeout).await {
+            Ok(()) => {}
+            Err(e) if closed(&e) && !closed_at_version => {
+                closed_at_version = true;
+                continue;
+            }
+            Err(e) if closed(&e) => match after_version_closed(protocol) {
+                Next::Speak(_, why) => break (why, false),
+                Next::Refuse(why) => return Err(refused(why)),
+                Next::ProbeMeta(_) | Next::Busy(_) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
         let why = match after_version(protocol, &line) {
             Next::Speak(Protocol::Meta, why) => return Ok((stream, Spoken::Meta, why)),
             Next::Speak(_, why) => return Ok((stream, Spoken::Text, why)),
@@ -266,6 +280,7 @@ async fn settle(
             Next::Busy(why) => return Err(busy(why)),
             Next::ProbeMeta(why) => why,
         };
+        probes += 1;
         let probe = match ask(&mut stream, b"mn\r\n", &mut line, probe_wait).await {
             Ok(()) => Probe::Answered(&line[..]),
             Err(e) if closed(&e) => Probe::Closed,
@@ -283,13 +298,16 @@ async fn settle(
         let hung_up = matches!(probe, Probe::Closed);
         match after_probe(protocol, probe) {
             Ok(()) => return Ok((stream, Spoken::Meta, why)),
-            Err(Next::Refuse(_)) if hung_up && tries == 1 => {}
+            Err(Next::Refuse(_)) if hung_up && probes == 1 => {}
             Err(Next::Refuse(why)) => return Err(refused(why)),
             // Only the text protocol is left: on a new stream.
-            Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => break why,
+            Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => break (why, true),
         }
     };
     let mut stream = connect(host, port, connect_by).await?;
+    if !ask_version {
+        return Ok((stream, Spoken::Text, why));
+    }
     ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
     match after_version(Protocol::Text, &line) {
         Next::Refuse(why) => Err(refused(why)),

@@ -118,6 +118,21 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     }
 }
 
+/// What to do when `version` closed the connection twice (once may be a memcached
+/// restarting): a proxy without the command (twemproxy before 0.5 closes the connection at
+/// any command it does not know), which serves the text protocol's others all the same.
+pub(crate) fn after_version_closed(configured: Protocol) -> Next {
+    let why = "the server closed the connection at `version`, twice (a proxy without the \
+               command, such as twemproxy before 0.5)";
+    match configured {
+        Protocol::Meta => Next::Refuse(format!(
+            "{why}, so the meta protocol configured (Protocol::Meta) cannot be confirmed; \
+             leave the protocol to the default (Protocol::Auto) or set Protocol::Text"
+        )),
+        _ => Next::Speak(Protocol::Text, format!("{why}: the text protocol")),
+    }
+}
+
 /// What came of asking `mn` (`probe`) decides after [`Next::ProbeMeta`] for `configured`:
 /// only `MN` is the meta protocol. `Err` is the text protocol (on a new
 /// connection: whatever answered may not be in step), or, where the meta protocol is
