@@ -51,7 +51,9 @@ impl Session {
     ///
     /// In an [`after_commit`](Self::after_commit) hook it is the id the commit stored the
     /// session under: a new session's, or a renewed one's new id (a login can record it
-    /// there), and `None` for a purged session. In an
+    /// there), and `None` for a purged session; for a session this request did not write
+    /// (a read), the id it was loaded under, which another request may have ended
+    /// meanwhile (a commit that writes nothing does not ask the store). In an
     /// [`after_abort`](Self::after_abort) hook it is the id the session was loaded under
     /// (`None` for a new one, or one this request purged): nothing was stored, or, after a
     /// 503 whose write went unanswered, nothing is known to be.
