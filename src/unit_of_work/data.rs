@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::change_set::{Change, ChangeSet, Merge};
 use super::generation;
-use super::record::{Package, Record, Slot};
+use super::record::{self, Package, Record, Slot};
 use crate::clock::now_unix;
 use crate::error::SessionError;
 use crate::id::SessionId;
@@ -388,7 +388,7 @@ impl SessionData {
             let ours = self.data.slot(package, key);
             let theirs = latest.slot(package, key);
             let value = match change.merge {
-                _ if theirs == change.original.as_ref() => ours,
+                _ if record::unchanged(change.original.as_ref(), theirs) => ours,
                 Merge::Blind if theirs == ours => ours,
                 Merge::Stamp => {
                     let at = |v: Option<&Slot>| v.and_then(Slot::value).and_then(Value::as_u64);
@@ -786,6 +786,32 @@ mod tests {
             s.rebase(stored("100000000000000000000002")),
             Err(SessionError::Conflict)
         ));
+    }
+
+    /// A float another request changed by the one unit serde_json's reading loses (it
+    /// reads both texts as one value): a change all the same, so one of this request's to
+    /// the same key is a conflict, not a write over theirs.
+    #[test]
+    fn a_float_changed_by_the_unit_serde_json_misreads_is_a_change() {
+        let stored = |text: &str| {
+            let text = format!(r#"{{"v":1,"created":0,"packages":{{"p":{{"k":{text}}}}}}}"#);
+            Record::decode(text.into_bytes()).unwrap()
+        };
+        let theirs = "51.248178375505404";
+        let read: f64 = serde_json::from_str(theirs).unwrap();
+        let before = serde_json::to_string(&read).unwrap();
+        assert_ne!(before, theirs, "serde_json reads it one unit off");
+        let mut s = SessionData::with(stored(&before));
+        s.put("p", "k", Some(7.into()));
+        assert!(matches!(
+            s.rebase(stored(theirs)),
+            Err(SessionError::Conflict)
+        ));
+        // Untouched by anyone else, the same text: no conflict.
+        let mut s = SessionData::with(stored(&before));
+        s.put("p", "k", Some(7.into()));
+        s.rebase(stored(&before)).unwrap();
+        assert_eq!(s.data.get("p", "k"), Some(&7.into()));
     }
 
     #[test]

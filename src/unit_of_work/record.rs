@@ -325,11 +325,40 @@ impl Slot {
     }
 }
 
+/// Whether `now` is `before` as stored (each as read from the store, or absent): equal
+/// (`==`), and where the texts differ, each read as it says. serde_json reads some floats
+/// one unit off, as one value with a neighbour: a merge must not take another writer's
+/// change by that unit for none.
+pub(crate) fn unchanged(before: Option<&Slot>, now: Option<&Slot>) -> bool {
+    match (before, now) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a == b && (a.text() == b.text() || (a.read_as_said() && b.read_as_said()))
+        }
+        _ => false,
+    }
+}
+
+impl Slot {
+    /// Whether serde_json reads every number of the text as the number it says (a value
+    /// without text does).
+    fn read_as_said(&self) -> bool {
+        self.text()
+            .is_none_or(|text| numbers(text, number_read_as_said).is_some())
+    }
+}
+
 /// Whether `text`, which serde_json read as `value`, says nothing `value` lost: each number
 /// is written as serde_json writes the number it reads as (not one past what an `f64`
 /// holds, nor `1E2` or `0.10`), and no object names a key twice (the last would win).
 /// Another writer's spelling of the same value (spaces, key order, escapes) is exact.
 fn reads_exactly(text: &[u8], value: &Value) -> bool {
+    numbers(text, number_reads_exactly).is_some_and(|entries| entries == entries_in(value))
+}
+
+/// Walks the JSON `text`, asking `each` of every number's text: how many object entries
+/// it names, or `None` as soon as `each` says no.
+fn numbers(text: &[u8], each: impl Fn(&[u8]) -> bool) -> Option<usize> {
     let mut entries = 0;
     let mut at = 0;
     while let Some(&byte) = text.get(at) {
@@ -354,14 +383,14 @@ fn reads_exactly(text: &[u8], value: &Value) -> bool {
                 while text.get(at).is_some_and(in_number) {
                     at += 1;
                 }
-                if !number_reads_exactly(&text[start..at]) {
-                    return false;
+                if !each(&text[start..at]) {
+                    return None;
                 }
             }
             _ => at += 1,
         }
     }
-    entries == entries_in(value)
+    Some(entries)
 }
 
 /// Whether a JSON number's text is how serde_json writes the number it stands for: an
@@ -369,13 +398,24 @@ fn reads_exactly(text: &[u8], value: &Value) -> bool {
 /// rounded (serde_json's own reading may be one unit off, which the text does not say).
 fn number_reads_exactly(token: &[u8]) -> bool {
     let written = match serde_json::from_slice::<serde_json::Number>(token) {
-        Ok(n) if n.is_f64() => std::str::from_utf8(token)
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-            .and_then(serde_json::Number::from_f64),
+        Ok(n) if n.is_f64() => correctly_read(token).and_then(serde_json::Number::from_f64),
         n => n.ok(),
     };
     written.is_some_and(|n| n.to_string().as_bytes() == token)
+}
+
+/// Whether serde_json reads a JSON number's text as the number it says: a float read
+/// correctly rounded (no more than one unit off, its reading can be that one).
+fn number_read_as_said(token: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Number>(token) {
+        Ok(n) if n.is_f64() => n.as_f64() == correctly_read(token),
+        n => n.is_ok(),
+    }
+}
+
+/// A float's text read correctly rounded.
+fn correctly_read(token: &[u8]) -> Option<f64> {
+    std::str::from_utf8(token).ok()?.parse::<f64>().ok()
 }
 
 /// The entries of every object in `value`.
