@@ -195,6 +195,57 @@ async fn ping_tells_whether_memcached_answers() {
 
 /// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
 /// other routes are unaffected.
+/// Connections to memcached have TCP keepalive on: idle, the kernel runs a keepalive timer
+/// on each (timer 2 in /proc/net/tcp), so a firewall or NAT that forgets quiet flows keeps
+/// them, and a peer gone without a word ends one while idle rather than the next request
+/// (503 after the I/O timeout). Without it the timer is off (0).
+#[actix_web::test]
+async fn idle_connections_to_memcached_are_kept_alive() {
+    for protocol in [Protocol::Auto, Protocol::Text] {
+        let server = crate::memcached::Memcached::start();
+        let store = MemcacheStore::builder(server.url())
+            .protocol(protocol)
+            .build()
+            .unwrap();
+        let id = SessionId::generate().unwrap();
+        let loaded = actix_memcache_session::SessionStore::load(&store, &id).await;
+        assert!(loaded.unwrap().is_none());
+        let port = format!("{:04X}", server.addr().port());
+        let timers = || -> Vec<String> {
+            let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let to_server = fields.get(2)?.ends_with(&format!(":{port}"));
+                    let established = fields.get(3) == Some(&"01");
+                    (to_server && established).then(|| fields.get(5).unwrap_or(&"").to_string())
+                })
+                .collect()
+        };
+        // Until the request's own segments are acknowledged, the timer is the
+        // retransmission's (1).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let timers = loop {
+            let timers = timers();
+            let settled = timers.iter().all(|t| !t.starts_with("01:"));
+            if (settled && !timers.is_empty()) || Instant::now() > deadline {
+                break timers;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            !timers.is_empty(),
+            "{protocol:?}: no connection to memcached"
+        );
+        assert!(
+            timers.iter().all(|t| t.starts_with("02:")),
+            "{protocol:?}: timers {timers:?}"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn memcached_down_is_a_quick_503() {
     let app = TestApp::new(CountingStore::new(store())).await;

@@ -89,7 +89,9 @@ impl MemcacheStoreBuilder {
     /// any number of requests share it, and the commands queued while one write is under
     /// way go out together in the next, so more connections mean fewer commands per
     /// syscall, not more concurrency (measured: 1 beat 2 and 4; see docs/stores.md,
-    /// "Choosing the client").
+    /// "Choosing the client"). Each has TCP keepalive on, probing after a minute idle: a
+    /// firewall or NAT that forgets quiet flows keeps it, and one whose peer went without
+    /// a word (its host down) ends while idle, not on the next request.
     pub fn pool_max_size(mut self, size: usize) -> Self {
         self.pool_max_size = size;
         self

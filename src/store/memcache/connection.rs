@@ -42,6 +42,9 @@ use crate::metrics::ServerMetrics;
 /// shorter; a line without an end is not buffered without bound.
 const MAX_LINE: usize = 4096;
 
+/// How long a connection is idle before TCP keepalive probes it (see `connect`).
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
+
 /// A reply: its status and, for `VA`, the data.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -322,6 +325,11 @@ async fn connect(host: &str, port: u16, by: Instant) -> io::Result<TcpStream> {
     let stream = first_to_accept(&addresses, by).await?;
     // Writes are already batched; waiting to coalesce more would only add latency.
     stream.set_nodelay(true)?;
+    // Probes after a minute idle: a firewall or NAT that forgets quiet flows (many do
+    // after five to fifteen minutes) keeps this one, and a peer gone without a word (its
+    // host down) ends the connection while idle, not the next request (503).
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_AFTER);
+    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
     // Closed with a reset, its unsent bytes discarded: a connection closes when it failed
     // (a timeout answered its requests 503) or is dropped, and a write the kernel still
     // held must not reach memcached later, when the network heals (minutes, retransmitted).
