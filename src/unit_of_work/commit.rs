@@ -154,8 +154,9 @@ impl UnitOfWork {
     /// handle kept past the request) read it as committed, or as the handler left it when
     /// the commit failed or the request aborted, as does a `Session` extracted after it (an
     /// outer middleware's, logging who got a 403). A failed commit hands back what it had
-    /// begun as well (a failed login's binding names the handle and generation it tried:
-    /// keeping a copy to hand back instead would cost every commit one);
+    /// begun as well (a failed login's binding names the handle and generation it tried,
+    /// and a write that failed after merging holds what it merged of the session's
+    /// newer version: keeping a copy to hand back instead would cost every commit one);
     /// what they change goes nowhere (nothing is taken once ended).
     fn hand_back(&self, data: Option<SessionData>) {
         if let (Some(data), Some(Ok(mut tx))) =

@@ -801,6 +801,8 @@ mod tests {
         let read: f64 = serde_json::from_str(theirs).unwrap();
         let before = serde_json::to_string(&read).unwrap();
         assert_ne!(before, theirs, "serde_json reads it one unit off");
+        let slot = |text: &str| stored(text).slot("p", "k").cloned();
+        assert_eq!(slot(&before), slot(theirs), "as values, the two are one");
         let mut s = SessionData::with(stored(&before));
         s.put("p", "k", Some(7.into()));
         assert!(matches!(

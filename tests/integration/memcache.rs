@@ -193,12 +193,9 @@ async fn ping_tells_whether_memcached_answers() {
     assert!(why.contains(&format!("127.0.0.1:{port}")), "{why}");
 }
 
-/// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
-/// other routes are unaffected.
 /// Connections to memcached have TCP keepalive on: idle, the kernel runs a keepalive timer
 /// on each (timer 2 in /proc/net/tcp), so a firewall or NAT that forgets quiet flows keeps
-/// them, and a peer gone without a word ends one while idle rather than the next request
-/// (503 after the I/O timeout). Without it the timer is off (0).
+/// them. Without it the timer is off (0).
 #[actix_web::test]
 async fn idle_connections_to_memcached_are_kept_alive() {
     for protocol in [Protocol::Auto, Protocol::Text] {
@@ -246,6 +243,8 @@ async fn idle_connections_to_memcached_are_kept_alive() {
     }
 }
 
+/// memcached down: the session's routes answer 503 with `Retry-After` within the timeout,
+/// other routes are unaffected.
 #[actix_web::test]
 async fn memcached_down_is_a_quick_503() {
     let app = TestApp::new(CountingStore::new(store())).await;

@@ -210,28 +210,29 @@ fn a_proxy_that_closes_at_or_ignores_the_meta_no_op_gets_the_text_protocol() {
 
 /// A proxy that closes the connection at `version` (twemproxy before 0.5, which closes it at
 /// any command it does not know) but serves the text protocol's others: asked twice (a
-/// memcached restarting closes it once), then spoken to in text without asking again,
-/// whether the protocol is left to the default or set to text; with the meta protocol
-/// forced, refused by name. (Every connection failed, and every request was 503.)
+/// memcached restarting closes it once), then a read on a new connection, and spoken to in
+/// text, whether the protocol is left to the default or set to text; with the meta
+/// protocol forced, refused by name. (Every connection failed, and every request was 503.)
 #[test]
 fn a_proxy_that_closes_at_version_gets_the_text_protocol() {
-    for protocol in [Protocol::Auto, Protocol::Text] {
-        let (fake, seen) = recorded((1, 6, 45), |c| {
+    let closes_at_version = || {
+        recorded((1, 6, 45), |c| {
             (c.verb == "version").then_some(Answer::Hangup)
-        });
+        })
+    };
+    for protocol in [Protocol::Auto, Protocol::Text] {
+        let (fake, seen) = closes_at_version();
         let store = store_on(fake.url(), protocol);
         run(every_operation_answers_right(&store));
         let verbs = take(&seen);
         assert_eq!(
-            verbs[..2],
-            ["version", "version"],
+            verbs[..3],
+            ["version", "version", "gets"],
             "{protocol:?}: {verbs:?}"
         );
-        assert!(spoke_text(&verbs[2..]), "{protocol:?}: {verbs:?}");
+        assert!(spoke_text(&verbs[3..]), "{protocol:?}: {verbs:?}");
     }
-    let (fake, seen) = recorded((1, 6, 45), |c| {
-        (c.verb == "version").then_some(Answer::Hangup)
-    });
+    let (fake, seen) = closes_at_version();
     let store = store_on(fake.url(), Protocol::Meta);
     let result = run(store.load(&SessionId::generate().unwrap()));
     let Err(StoreError::Unsupported(why)) = &result else {
@@ -241,7 +242,51 @@ fn a_proxy_that_closes_at_version_gets_the_text_protocol() {
         why.contains("Protocol::Meta") && why.contains("`version`"),
         "{why}"
     );
-    assert_eq!(take(&seen), ["version", "version"]);
+    assert_eq!(take(&seen), ["version", "version", "gets"]);
+}
+
+/// What closes every connection it accepts (a TCP forwarder whose memcached is restarting)
+/// is unavailable for now, whatever the protocol: never refused as misconfigured, which a
+/// fleet would not mark down and a store starting fresh would not start fresh for.
+#[test]
+fn a_forwarder_that_closes_every_connection_is_unavailable_not_refused() {
+    for protocol in [Protocol::Auto, Protocol::Text, Protocol::Meta] {
+        let (fake, seen) = recorded((1, 6, 45), |_| Some(Answer::Hangup));
+        let store = store_on(fake.url(), protocol);
+        let result = run(store.load(&SessionId::generate().unwrap()));
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{protocol:?}: {result:?}"
+        );
+        assert_eq!(
+            take(&seen)[..3],
+            ["version", "version", "gets"],
+            "{protocol:?}"
+        );
+    }
+}
+
+/// A connection closed once at `version` (a memcached restarting) is asked again, and the
+/// server's protocol settled as usual: meta for one that completes it.
+#[test]
+fn a_connection_closed_once_at_version_is_asked_again() {
+    for protocol in [Protocol::Auto, Protocol::Meta] {
+        let versions = std::sync::atomic::AtomicUsize::new(0);
+        let (fake, seen) = recorded((1, 6, 45), move |c| {
+            let first = c.verb == "version"
+                && versions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            first.then_some(Answer::Hangup)
+        });
+        let store = store_on(fake.url(), protocol);
+        run(every_operation_answers_right(&store));
+        let verbs = take(&seen);
+        assert_eq!(
+            verbs[..3],
+            ["version", "version", "mn"],
+            "{protocol:?}: {verbs:?}"
+        );
+        assert!(spoke_meta(&verbs[3..]), "{protocol:?}: {verbs:?}");
+    }
 }
 
 /// With the meta protocol forced, a connection closed at the meta no-op is tried once more

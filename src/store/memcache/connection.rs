@@ -32,7 +32,9 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::handshake::{after_probe, after_version, after_version_closed, Next, Probe};
+use super::handshake::{
+    after_probe, after_read_probe, after_version, AfterRead, Next, Probe, READ_PROBE,
+};
 use super::mailbox::{self, Mailbox, Receiver, Sender};
 use super::meta::{Line, STORING};
 use super::protocol::{short, Op, Protocol, Request, Spoken, Status, MAX_ITEM_CEILING};
@@ -250,8 +252,8 @@ impl Drop for Connection {
 /// may have left the first out of step. Where the meta protocol is configured, it is
 /// refused instead; a connection closed at the probe is tried once more first, since a
 /// memcached restarting between the two commands closes it too. One closed at `version`
-/// twice is a proxy without the command: text, not asked again (see
-/// `after_version_closed`).
+/// twice is asked a read on a new stream instead: a proxy without `version` answers it
+/// (see `after_read_probe`).
 async fn settle(
     host: &str,
     port: u16,
@@ -261,7 +263,7 @@ async fn settle(
     let mut line = Vec::with_capacity(64);
     let mut probes = 0;
     let mut closed_at_version = false;
-    let (why, ask_version) = loop {
+    let (why, last_asked) = loop {
         let mut stream = connect(host, port, connect_by).await?;
         match ask(&mut stream, b"version\r\n", &mut line, io_timeout).await {
             Ok(()) => {}
@@ -269,11 +271,7 @@ async fn settle(
                 closed_at_version = true;
                 continue;
             }
-            Err(e) if closed(&e) => match after_version_closed(protocol) {
-                Next::Speak(_, why) => break (why, false),
-                Next::Refuse(why) => return Err(refused(why)),
-                Next::ProbeMeta(_) | Next::Busy(_) => return Err(e),
-            },
+            Err(e) if closed(&e) => break (String::new(), READ_PROBE),
             Err(e) => return Err(e),
         }
         let why = match after_version(protocol, &line) {
@@ -304,14 +302,26 @@ async fn settle(
             Err(Next::Refuse(_)) if hung_up && probes == 1 => {}
             Err(Next::Refuse(why)) => return Err(refused(why)),
             // Only the text protocol is left: on a new stream.
-            Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => break (why, true),
+            Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => {
+                break (why, b"version\r\n".as_slice())
+            }
         }
     };
     let mut stream = connect(host, port, connect_by).await?;
-    if !ask_version {
-        return Ok((stream, Spoken::Text, why));
+    ask(&mut stream, last_asked, &mut line, io_timeout).await?;
+    if last_asked == READ_PROBE {
+        return match after_read_probe(protocol, &line) {
+            // A value (of a key nobody else uses, set all the same) leaves this stream out
+            // of step: the next, on the path proven.
+            AfterRead::Text {
+                why,
+                out_of_step: true,
+            } => Ok((connect(host, port, connect_by).await?, Spoken::Text, why)),
+            AfterRead::Text { why, .. } => Ok((stream, Spoken::Text, why)),
+            AfterRead::Refuse(why) => Err(refused(why)),
+            AfterRead::Busy(why) => Err(busy(why)),
+        };
     }
-    ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
     match after_version(Protocol::Text, &line) {
         Next::Refuse(why) => Err(refused(why)),
         Next::Busy(why) => Err(busy(why)),
@@ -326,8 +336,8 @@ async fn connect(host: &str, port: u16, by: Instant) -> io::Result<TcpStream> {
     // Writes are already batched; waiting to coalesce more would only add latency.
     stream.set_nodelay(true)?;
     // Probes after a minute idle: a firewall or NAT that forgets quiet flows (many do
-    // after five to fifteen minutes) keeps this one, and a peer gone without a word (its
-    // host down) ends the connection while idle, not the next request (503).
+    // after five to fifteen minutes) keeps this one. (The probes' spacing and count stay
+    // the system's: setting them is not portable.)
     let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_AFTER);
     socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
     // Closed with a reset, its unsent bytes discarded: a connection closes when it failed

@@ -118,18 +118,53 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     }
 }
 
+/// A key no session has, read to prove a server that closed the connection at `version`
+/// twice serves the text protocol's other commands.
+pub(crate) const READ_PROBE: &[u8] = b"gets actix-memcache-session.handshake\r\n";
+
+/// What the answer to [`READ_PROBE`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AfterRead {
+    /// Speak the text protocol (the reason, for the log); `out_of_step` when the answer
+    /// was a value, whose data is still unread: on a new connection then.
+    Text { why: String, out_of_step: bool },
+    /// This server cannot be used as configured; what to log and return.
+    Refuse(String),
+    /// The server is at its connection limit: unavailable for now.
+    Busy(String),
+}
+
 /// What to do when `version` closed the connection twice (once may be a memcached
-/// restarting): a proxy without the command (twemproxy before 0.5 closes the connection at
-/// any command it does not know), which serves the text protocol's others all the same.
-pub(crate) fn after_version_closed(configured: Protocol) -> Next {
-    let why = "the server closed the connection at `version`, twice (a proxy without the \
-               command, such as twemproxy before 0.5)";
+/// restarting) and a read of [`READ_PROBE`] on a new one was answered `line`: a proxy
+/// without the command (twemproxy before 0.5 closes the connection at any command it does
+/// not know) answers it, and is spoken to in text. (Whatever closes the connection at the
+/// read too is unavailable, not refused: a TCP forwarder whose memcached is restarting.)
+pub(crate) fn after_read_probe(configured: Protocol, line: &[u8]) -> AfterRead {
+    let text = String::from_utf8_lossy(line);
+    let said = short(&text);
+    if text.starts_with(AT_LIMIT) {
+        return AfterRead::Busy(format!(
+            "memcached is at its connection limit (-c): it answered {said:?}"
+        ));
+    }
+    let out_of_step = text.starts_with("VALUE ");
+    if text != "END" && !out_of_step {
+        return AfterRead::Refuse(format!(
+            "the server at this address closed the connection at `version`, twice, and \
+             answered {said:?} to a read; is it memcached?"
+        ));
+    }
+    let why = "the server closed the connection at `version`, twice, and answers a read (a \
+               proxy without the command, such as twemproxy before 0.5)";
     match configured {
-        Protocol::Meta => Next::Refuse(format!(
+        Protocol::Meta => AfterRead::Refuse(format!(
             "{why}, so the meta protocol configured (Protocol::Meta) cannot be confirmed; \
              leave the protocol to the default (Protocol::Auto) or set Protocol::Text"
         )),
-        _ => Next::Speak(Protocol::Text, format!("{why}: the text protocol")),
+        _ => AfterRead::Text {
+            why: format!("{why}: the text protocol"),
+            out_of_step,
+        },
     }
 }
 
