@@ -353,9 +353,12 @@ async fn with_every_server_stalled_a_new_session_fails_after_three_attempts() {
     let store = trio
         .builder()
         .failure_limit(1)
-        .connect_timeout(Duration::from_millis(100))
-        .io_timeout(Duration::from_millis(100))
-        .retry_interval(Duration::from_millis(10))
+        // Each attempt outlasts the interval, so every server is due at the next write;
+        // the interval is long enough that a server just marked down still reads as down
+        // when the next id is checked, on a loaded machine.
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300))
+        .retry_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     let app = TestApp::new(CountingStore::new(store)).await;
@@ -528,7 +531,9 @@ async fn readiness_does_not_wait_out_a_server_that_hangs() {
 #[actix_web::test]
 async fn readiness_holds_while_any_server_answers() {
     let trio = Trio::start(&[1, 1, 1]);
-    let io_timeout = Duration::from_millis(300);
+    // The servers that answer must, within it, on a loaded machine (one late reply marks
+    // its server down).
+    let io_timeout = Duration::from_secs(1);
     let store = trio
         .builder()
         .io_timeout(io_timeout)
@@ -593,7 +598,8 @@ async fn a_login_whose_write_was_never_sent_leaves_no_entry() {
             .failure_limit(1)
             .retry_interval(retry_interval)
             .pool_max_size(2)
-            .io_timeout(Duration::from_millis(300))
+            // The healthy servers must answer within it, on a loaded machine.
+            .io_timeout(Duration::from_secs(1))
             .build()
             .unwrap();
         let app = TestApp::configured(CountingStore::new(store), |b| {

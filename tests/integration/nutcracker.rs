@@ -33,13 +33,22 @@ pub fn proxy_store() -> MemcacheStore {
     MemcacheStore::new(&url).expect("valid URL")
 }
 
+/// The proxy's own `timeout` for a backend's reply, by default: long enough that a healthy
+/// backend on a loaded machine (eight test threads on two cores) is never given up on.
+const TIMEOUT_MS: u64 = 1500;
+
 impl Nutcracker {
     /// nutcracker over new memcached servers with these weights.
     pub fn start(weights: &[u32]) -> Self {
+        Self::start_timing_out(weights, TIMEOUT_MS)
+    }
+
+    /// The same, giving up on a backend's reply after `timeout_ms` (its `timeout`).
+    pub fn start_timing_out(weights: &[u32], timeout_ms: u64) -> Self {
         let mut servers: Vec<(Memcached, u32)> =
             weights.iter().map(|&w| (Memcached::start(), w)).collect();
         for _ in 0..5 {
-            match Self::spawn(servers) {
+            match Self::spawn(servers, timeout_ms) {
                 Ok(proxy) => return proxy,
                 Err(back) => servers = back,
             }
@@ -49,7 +58,10 @@ impl Nutcracker {
 
     /// Starts nutcracker over `servers` on free ports; the servers back if it exited
     /// instead (a port taken meanwhile, as `Memcached::start` also finds).
-    fn spawn(servers: Vec<(Memcached, u32)>) -> Result<Self, Vec<(Memcached, u32)>> {
+    fn spawn(
+        servers: Vec<(Memcached, u32)>,
+        timeout_ms: u64,
+    ) -> Result<Self, Vec<(Memcached, u32)>> {
         let port = free_port();
         let listed: Vec<String> = servers
             .iter()
@@ -58,7 +70,7 @@ impl Nutcracker {
         let config = std::env::temp_dir().join(format!("nutcracker-{port}.yml"));
         let yaml = format!(
             "pool:\n  listen: 127.0.0.1:{port}\n  hash: md5\n  distribution: ketama\n  \
-             timeout: 400\n  servers:\n{}\n",
+             timeout: {timeout_ms}\n  servers:\n{}\n",
             listed.join("\n")
         );
         std::fs::write(&config, yaml).expect("nutcracker config");

@@ -142,7 +142,7 @@ async fn only_the_victims_fail(
 
 /// One backend frozen (it keeps its connections and answers nothing): the proxy answers in
 /// order, so every request queued behind one for that backend waits for it, on the shared
-/// connection. With the proxy's `timeout` (400 ms here) well under `io_timeout` (1 s), the
+/// connection. With the proxy's `timeout` (1.5 s here) well under `io_timeout` (3 s), the
 /// proxy answers that request `SERVER_ERROR` first, and the others go on: only the frozen
 /// backend's sessions get 503. (With the proxy's timeout at `io_timeout`, as the docs had
 /// it, the watchdog fails the connection first, and every session on it gets 503.)
@@ -150,7 +150,11 @@ async fn only_the_victims_fail(
 async fn behind_a_proxy_a_frozen_backend_costs_only_its_own_sessions() {
     let proxy = Nutcracker::start(&[1, 1, 1]);
     let victim = 2;
-    let store = CountingStore::new(MemcacheStore::new(&proxy.url()).unwrap());
+    let store = MemcacheStore::builder(proxy.url())
+        .io_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let store = CountingStore::new(store);
     let app = TestApp::with(store, Key::generate(), |b| b).await;
     let ring = ring_of(&proxy);
     let on_victim = |id: &SessionId| ring.server_for(format!("session:{id}").as_bytes()) == victim;
@@ -187,7 +191,7 @@ async fn behind_a_proxy_new_sessions_go_around_a_dead_backend() {
 /// rather than wait out 16 of those timeouts (6.4 s).
 #[actix_web::test]
 async fn behind_a_proxy_a_new_session_on_a_frozen_backend_gets_its_503_soon() {
-    let proxy = Nutcracker::start(&[1]);
+    let proxy = Nutcracker::start_timing_out(&[1], 400);
     let store = CountingStore::new(MemcacheStore::new(&proxy.url()).unwrap());
     let app = TestApp::with(store, Key::generate(), |b| b).await;
     assert_eq!(app.get("/set/p/k/1", None).await.status, 200, "up");
