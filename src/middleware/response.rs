@@ -11,9 +11,10 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, VARY};
-use actix_web::Error;
+use actix_web::{Error, HttpMessage, HttpRequest};
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
@@ -174,7 +175,8 @@ fn end<B: MessageBody + 'static>(
     }
 }
 
-/// The response as the commit leaves it: its `Set-Cookie`, or the commit's error instead.
+/// The response as the commit leaves it: its `Set-Cookie`, or the commit's error instead
+/// (with the cookies of instances nested inside whose commits stood).
 fn with_cookie<B: MessageBody>(
     uow: &UnitOfWork,
     res: ServiceResponse<B>,
@@ -185,19 +187,53 @@ fn with_cookie<B: MessageBody>(
         Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
         Ok(CookieAction::Remove) => uow.config().cookie(None),
         Err(e) => {
+            let nested = res.request().extensions().get::<NestedCookies>().cloned();
+            // Built anew: the inner service's headers go, nested instances' cookies too.
             let mut res = res.error_response(e).map_into_right_body();
             vary_on_cookie(res.headers_mut());
+            if let Some(NestedCookies(cookies)) = nested {
+                for cookie in &cookies {
+                    set_cookie(res.response_mut(), cookie);
+                }
+                private(res.headers_mut());
+            }
             return res;
         }
     };
     let mut res = res.map_into_left_body();
+    set_cookie(res.response_mut(), &cookie);
+    private(res.headers_mut());
+    remember_if_nested(uow, res.request(), cookie);
+    res
+}
+
+fn set_cookie<B>(res: &mut actix_web::HttpResponse<B>, cookie: &Cookie<'static>) {
     // Name, path and domain were checked at build time and the value is base64url, so
     // this does not fail; if it ever did, the response still goes out.
-    if let Err(e) = res.response_mut().add_cookie(&cookie) {
+    if let Err(e) = res.add_cookie(cookie) {
         tracing::error!(error = %e, "cannot set the session cookie");
     }
-    private(res.headers_mut());
-    res
+}
+
+/// The session cookies set by instances nested inside another (of other cookie names), for
+/// commits that stood, kept in the request: an instance around them whose own commit then
+/// fails answers its error, a response built anew, with them (without them the client
+/// would keep a cookie naming a session renewed away, and the new one be held by nobody).
+#[derive(Clone)]
+struct NestedCookies(Vec<Cookie<'static>>);
+
+/// Keeps `cookie` in the request if `uow` is nested inside another instance (the request's
+/// first unit of work is another's): only nested layouts pay for it.
+fn remember_if_nested(uow: &UnitOfWork, req: &HttpRequest, cookie: Cookie<'static>) {
+    let mut extensions = req.extensions_mut();
+    let outermost = extensions.get::<Rc<UnitOfWork>>();
+    if outermost.is_none_or(|outermost| std::ptr::eq(Rc::as_ptr(outermost), uow)) {
+        return;
+    }
+    match extensions.get_mut::<NestedCookies>() {
+        Some(NestedCookies(cookies)) => cookies.push(cookie),
+        None => drop(extensions.insert(NestedCookies(vec![cookie]))),
+    }
 }
 
 /// Says that the response depends on the `Cookie` header, as every response that loaded

@@ -47,6 +47,7 @@ macro_rules! http_suite {
             failed_commits_pass_through_outer_middleware,
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered,
+            an_inner_sessions_cookie_survives_the_outer_ones_failed_commit,
             a_session_middleware_of_one_name_inside_another_inside_the_first_serves_the_outermost,
             a_middleware_between_two_cookies_reads_the_outer_session_after_the_inner_failed,
             session_middlewares_of_two_names_nested_twice_serve_one_session_each,
@@ -744,6 +745,53 @@ pub async fn a_middleware_between_two_cookies_reads_the_outer_session_once_the_i
         body, "Some(false)",
         "the middleware read the outer session, not the admin one"
     );
+}
+
+/// An instance of another cookie name inside one whose commit then fails (a middleware
+/// between them wrote the outer session, whose store is down): the inner one's commit
+/// stood, and its cookie goes out with the outer one's error, naming the session it
+/// stored. (The error answer was built anew, without it: the client kept the cookie of
+/// the session a login had renewed away, and the new one was held by nobody.)
+pub async fn an_inner_sessions_cookie_survives_the_outer_ones_failed_commit<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let key = Key::generate();
+    let app = test::init_service(
+        App::new()
+            .service(
+                web::scope("/admin")
+                    .wrap(admin_area(store.clone(), key.clone()))
+                    .route("/cart", web::get().to(add_to_cart))
+                    .route("/both", web::get().to(token_and_cart)),
+            )
+            .wrap(from_fn(write_token))
+            .wrap(MemcacheSession::new(crate::support::DownStore, key.clone())),
+    )
+    .await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/admin/cart").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 503, "the outer commit failed");
+    let cookies = cookies_by_name(&res);
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["admin"], "the inner one's cookie stands");
+    let inner = test::init_service(
+        App::new().service(
+            web::scope("/admin")
+                .wrap(admin_area(store, key))
+                .route("/both", web::get().to(token_and_cart)),
+        ),
+    )
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/admin/both")
+        .cookie(cookies[0].clone());
+    let body = test::call_and_read_body(&inner, req.to_request()).await;
+    assert_eq!(body, "None Some(1)", "it names the session stored");
 }
 
 /// An instance of the cookie `id` around one of `admin`, around one of `id` again (a scope
