@@ -196,9 +196,32 @@ impl UnitOfWork {
             // future: over 1 KiB, it would take glibc's slower path on every request.
             (None, None) if self.quiet(s) => Ok(self.unchanged(s)),
             (None, None) => made_in_box(|| self.write(s)).await,
+            // Another user's devices signed out, then a change of users signing out the
+            // new one's others: each user's, the devices first.
+            (Some(out), Some(d)) if d.user != out.of.user => {
+                made_in_box(|| self.dismiss_then_sign_out(s, *d, *out)).await
+            }
+            // The same user's: signing them all out covers the devices named.
             (Some(out), _) => made_in_box(|| self.sign_out_then_write(s, *out)).await,
             (None, Some(d)) => made_in_box(|| self.dismiss_then_write(s, *d)).await,
         }
+    }
+
+    /// [`dismiss_then_write`](Self::dismiss_then_write) with a sign-out of another user
+    /// (the one this request changed to) in place of the write.
+    async fn dismiss_then_sign_out(
+        &self,
+        s: &mut SessionData,
+        d: Dismissal,
+        out: SignOut,
+    ) -> Result<(CookieAction, Commit), SessionError> {
+        let said = self.dismiss_listed(&d).await?;
+        let signed_out = Box::pin(self.sign_out_then_write(s, out)).await;
+        signed_out.map_err(|e| match e {
+            SessionError::SignedOut(_) => e,
+            e if said => SessionError::SignedOut(Box::new(e)),
+            e => e,
+        })
     }
 
     /// A commit that signs out other listed sessions of the user: they go first, so that a
@@ -209,6 +232,22 @@ impl UnitOfWork {
         s: &mut SessionData,
         d: Dismissal,
     ) -> Result<(CookieAction, Commit), SessionError> {
+        let said = self.dismiss_listed(&d).await?;
+        self.write(s)
+            .await
+            .map(|(action, _)| (action, Commit::Written))
+            .map_err(|e| {
+                if said {
+                    SessionError::SignedOut(Box::new(e))
+                } else {
+                    e
+                }
+            })
+    }
+
+    /// Signs out the sessions `d` names, and says whether that is to be said to have
+    /// happened if the rest of the commit fails.
+    async fn dismiss_listed(&self, d: &Dismissal) -> Result<bool, SessionError> {
         let (generation, own) = &d.held;
         let (elsewhere, mut signed_out) =
             self.dismiss(&d.item, generation, own, &d.handles).await?;
@@ -224,17 +263,7 @@ impl UnitOfWork {
         // went with it or is listed nowhere (signed out already, a stale page, or not this
         // user's), so none named is left signed in. Not said when it ended nobody, nor when
         // it named this session's own, which goes only with the rest of the commit.
-        let said = signed_out && !d.named_self;
-        self.write(s)
-            .await
-            .map(|(action, _)| (action, Commit::Written))
-            .map_err(|e| {
-                if said {
-                    SessionError::SignedOut(Box::new(e))
-                } else {
-                    e
-                }
-            })
+        Ok(signed_out && !d.named_self)
     }
 
     /// A commit that signs the user out: the user's generation first, so that a commit that

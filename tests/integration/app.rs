@@ -225,6 +225,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_session),
             )
             .route(
+                "/sign-out-session-then-switch-to/{handle}/{user}",
+                web::get().to(sign_out_session_then_switch),
+            )
+            .route(
                 "/purge-then-sign-out-session/{handle}",
                 web::get().to(purge_then_sign_out_session),
             )
@@ -1034,6 +1038,19 @@ async fn sign_out_others_then_bind(
 async fn sign_out_session(s: Session, handle: web::Path<String>) -> actix_web::Result<String> {
     let handle: SessionHandle = handle.parse()?;
     s.sign_out_session(&handle);
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Signs out the device `handle`, then logs in as `user` and signs out that user's other
+/// sessions: two sign-outs of two users in one request.
+async fn sign_out_session_then_switch(
+    s: Session,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    let (handle, user) = path.into_inner();
+    s.sign_out_session(&handle.parse()?);
+    s.bind_user(&user)?;
+    s.sign_out_other_sessions();
     Ok(format!("{:?}", s.status()))
 }
 

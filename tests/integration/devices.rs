@@ -17,6 +17,7 @@ macro_rules! devices_suite {
             three_devices_are_listed_with_their_labels,
             a_long_label_is_cut_at_a_character_boundary,
             one_device_signs_out_another_of_the_same_user_only,
+            a_device_signed_out_before_a_change_of_users_that_signs_out_the_others_goes,
             the_container_lists_and_signs_out_one_session,
             over_the_limit_the_least_recently_seen_is_signed_out,
             over_the_limit_a_login_is_refused_until_one_signs_out,
@@ -206,6 +207,39 @@ pub async fn a_long_label_is_cut_at_a_character_boundary<S: SessionStore + Clone
     assert_eq!(actix_memcache_session::MAX_LABEL_BYTES, 128);
     assert_eq!(labels(&app, "ada").await, ["€".repeat(42)]);
     assert_eq!(devices(&app, &cookie).await[0].1, "€".repeat(42));
+}
+
+/// A request that signs out another device of its user, then logs in as another user and
+/// signs out that user's other sessions: both sign-outs happen. (The second took the
+/// place of the first: the device stayed signed in, and the answer was 200.)
+pub async fn a_device_signed_out_before_a_change_of_users_that_signs_out_the_others_goes<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let phone_handle = handle_of(&app, "ada", "phone").await;
+    let reply = app
+        .get(
+            &format!("/sign-out-session-then-switch-to/{phone_handle}/bob"),
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone]).await,
+        [false],
+        "the phone was signed out"
+    );
+    assert_eq!(whoami(&app, &reply.cookie()).await, "bob");
+    assert_eq!(
+        signed_in(&app, "bob", &[&desktop]).await,
+        [false],
+        "bob's other session too"
+    );
 }
 
 pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore + Clone>(store: S) {
