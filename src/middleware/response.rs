@@ -14,7 +14,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, VARY};
-use actix_web::{Error, HttpMessage, HttpRequest};
+use actix_web::Error;
 use futures_util::future::{CatchUnwind, LocalBoxFuture};
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
@@ -187,8 +187,9 @@ fn with_cookie<B: MessageBody>(
         Ok(CookieAction::Issue(issue)) => uow.config().cookie(Some(&issue)),
         Ok(CookieAction::Remove) => uow.config().cookie(None),
         Err(e) => {
-            let nested = res.request().extensions().get::<NestedCookies>().cloned();
-            // Built anew: the inner service's headers go, nested instances' cookies too.
+            // Built anew: the inner service's headers go, nested instances' cookies too
+            // (kept in the response, which this middleware owns: no borrow elsewhere).
+            let nested = res.response().extensions().get::<NestedCookies>().cloned();
             let mut res = res.error_response(e).map_into_right_body();
             vary_on_cookie(res.headers_mut());
             if let Some(NestedCookies(cookies)) = nested {
@@ -196,6 +197,10 @@ fn with_cookie<B: MessageBody>(
                     set_cookie(res.response_mut(), cookie);
                 }
                 private(res.headers_mut());
+                // For an instance further out whose commit fails too.
+                res.response_mut()
+                    .extensions_mut()
+                    .insert(NestedCookies(cookies));
             }
             return res;
         }
@@ -203,7 +208,13 @@ fn with_cookie<B: MessageBody>(
     let mut res = res.map_into_left_body();
     set_cookie(res.response_mut(), &cookie);
     private(res.headers_mut());
-    remember_if_nested(uow, res.request(), cookie);
+    if uow.is_nested() {
+        let mut extensions = res.response_mut().extensions_mut();
+        match extensions.get_mut::<NestedCookies>() {
+            Some(NestedCookies(cookies)) => cookies.push(cookie),
+            None => drop(extensions.insert(NestedCookies(vec![cookie]))),
+        }
+    }
     res
 }
 
@@ -216,25 +227,11 @@ fn set_cookie<B>(res: &mut actix_web::HttpResponse<B>, cookie: &Cookie<'static>)
 }
 
 /// The session cookies set by instances nested inside another (of other cookie names), for
-/// commits that stood, kept in the request: an instance around them whose own commit then
+/// commits that stood, kept in the response: an instance around them whose own commit then
 /// fails answers its error, a response built anew, with them (without them the client
 /// would keep a cookie naming a session renewed away, and the new one be held by nobody).
 #[derive(Clone)]
 struct NestedCookies(Vec<Cookie<'static>>);
-
-/// Keeps `cookie` in the request if `uow` is nested inside another instance (the request's
-/// first unit of work is another's): only nested layouts pay for it.
-fn remember_if_nested(uow: &UnitOfWork, req: &HttpRequest, cookie: Cookie<'static>) {
-    let mut extensions = req.extensions_mut();
-    let outermost = extensions.get::<Rc<UnitOfWork>>();
-    if outermost.is_none_or(|outermost| std::ptr::eq(Rc::as_ptr(outermost), uow)) {
-        return;
-    }
-    match extensions.get_mut::<NestedCookies>() {
-        Some(NestedCookies(cookies)) => cookies.push(cookie),
-        None => drop(extensions.insert(NestedCookies(vec![cookie]))),
-    }
-}
 
 /// Says that the response depends on the `Cookie` header, as every response that loaded
 /// the session does: a shared cache must not hand one browser's page to another. A `Vary`

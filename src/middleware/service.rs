@@ -124,7 +124,10 @@ where
                 same
             }
             // One of another cookie name serves a session of its own, for its scope.
-            None => Rc::clone(&uow),
+            None => {
+                uow.set_nested();
+                Rc::clone(&uow)
+            }
         };
         let level = outermost.enter(serving);
         SessionResponse::new(self.service.call(req), uow, Some(level))

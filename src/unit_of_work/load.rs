@@ -36,6 +36,9 @@ pub(crate) struct UnitOfWork {
     /// The data taken for the commit, an empty stand-in in its place: a session extracted
     /// meanwhile (by a task that holds the request) waits for it to come back.
     pub(super) committing: Cell<bool>,
+    /// Its instance is nested inside another's (of another cookie name): the cookie it sets
+    /// is kept for an outer one whose commit fails (see the middleware's `with_cookie`).
+    nested: Cell<bool>,
     /// Told when it is back.
     pub(super) handed_back: Notify,
     /// The request's verified session cookies, for the load (and for a second extractor's,
@@ -69,6 +72,7 @@ impl UnitOfWork {
             session: OnceCell::new(),
             ended: Cell::new(false),
             committing: Cell::new(false),
+            nested: Cell::new(false),
             handed_back: Notify::const_new(),
             cookies: cell::OnceCell::new(),
             levels: RefCell::new(Vec::new()),
@@ -107,6 +111,16 @@ impl UnitOfWork {
             outermost: Rc::clone(self),
             depth,
         }
+    }
+
+    /// Marks it as its instance's, nested inside another's.
+    pub(crate) fn set_nested(&self) {
+        self.nested.set(true);
+    }
+
+    /// Whether its instance is nested inside another's.
+    pub(crate) fn is_nested(&self) -> bool {
+        self.nested.get()
     }
 
     pub(crate) fn config(&self) -> &Config {

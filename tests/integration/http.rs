@@ -48,6 +48,7 @@ macro_rules! http_suite {
             a_session_middleware_inside_another_leaves_the_session_to_the_outer,
             a_middleware_between_two_cookies_reads_the_outer_session_once_the_inner_answered,
             an_inner_sessions_cookie_survives_the_outer_ones_failed_commit,
+            a_task_holding_the_request_extensions_leaves_the_cookie_alone,
             a_session_middleware_of_one_name_inside_another_inside_the_first_serves_the_outermost,
             a_middleware_between_two_cookies_reads_the_outer_session_after_the_inner_failed,
             session_middlewares_of_two_names_nested_twice_serve_one_session_each,
@@ -792,6 +793,42 @@ pub async fn an_inner_sessions_cookie_survives_the_outer_ones_failed_commit<
         .cookie(cookies[0].clone());
     let body = test::call_and_read_body(&inner, req.to_request()).await;
     assert_eq!(body, "None Some(1)", "it names the session stored");
+}
+
+/// A task the handler spawned that holds the request's extensions (a shared borrow) while
+/// the request commits: the response that sets the cookie borrows nothing of the
+/// request's. (Keeping a nested instance's cookie in the request's extensions borrowed
+/// them mutably, and panicked on every new session here.)
+pub async fn a_task_holding_the_request_extensions_leaves_the_cookie_alone<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    use actix_web::HttpMessage as _;
+    async fn add_holding(req: actix_web::HttpRequest, s: Session) -> actix_web::Result<String> {
+        s.package("cart").insert("items", 1)?;
+        actix_web::rt::spawn(async move {
+            let held = req.extensions();
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+            drop(held);
+        });
+        // The task takes its borrow before the handler answers.
+        tokio::task::yield_now().await;
+        Ok("added".to_owned())
+    }
+    let app = test::init_service(
+        App::new()
+            .route("/cart", web::get().to(add_holding))
+            .wrap(MemcacheSession::new(store, Key::generate())),
+    )
+    .await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/cart").to_request()).await;
+    assert_eq!(res.status(), 200);
+    let names: Vec<String> = cookies_by_name(&res)
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert_eq!(names, ["id"]);
 }
 
 /// An instance of the cookie `id` around one of `admin`, around one of `id` again (a scope
