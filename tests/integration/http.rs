@@ -807,6 +807,8 @@ pub async fn a_task_holding_the_request_extensions_leaves_the_cookie_alone<
     use actix_web::HttpMessage as _;
     async fn add_holding(req: actix_web::HttpRequest, s: Session) -> actix_web::Result<String> {
         s.package("cart").insert("items", 1)?;
+        // Held across an await on purpose: what a task of an application's may do.
+        #[allow(clippy::await_holding_refcell_ref)]
         actix_web::rt::spawn(async move {
             let held = req.extensions();
             actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
