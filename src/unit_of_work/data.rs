@@ -207,7 +207,9 @@ impl SessionData {
     fn binding_as_held(&self) -> Option<Binding> {
         let earlier = self.signing_out.as_deref();
         self.binding().map(|mut b| {
-            if let Some(e) = earlier {
+            // Only the same user's: another's (signed out before a change of users) would
+            // make a session bound in this request look signed in as that one.
+            if let Some(e) = earlier.filter(|e| e.of.user == b.user) {
                 b.held = b.held.or_else(|| e.of.held.clone());
                 b.item = b.item.or_else(|| e.of.item.clone());
             }

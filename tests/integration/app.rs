@@ -229,6 +229,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_session_then_switch),
             )
             .route(
+                "/sign-out-others-then-switch-to/{user}/then-sign-out/{handle}",
+                web::get().to(sign_out_others_then_switch),
+            )
+            .route(
                 "/purge-then-sign-out-session/{handle}",
                 web::get().to(purge_then_sign_out_session),
             )
@@ -1051,6 +1055,19 @@ async fn sign_out_session_then_switch(
     s.sign_out_session(&handle.parse()?);
     s.bind_user(&user)?;
     s.sign_out_other_sessions();
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Signs out this user's other sessions, then logs in as `user` and signs out the device
+/// `handle` (of that user, so bound in this request: it ends nobody else).
+async fn sign_out_others_then_switch(
+    s: Session,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<String> {
+    let (user, handle) = path.into_inner();
+    s.sign_out_other_sessions();
+    s.bind_user(&user)?;
+    s.sign_out_session(&handle.parse()?);
     Ok(format!("{:?}", s.status()))
 }
 

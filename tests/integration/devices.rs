@@ -18,6 +18,7 @@ macro_rules! devices_suite {
             a_long_label_is_cut_at_a_character_boundary,
             one_device_signs_out_another_of_the_same_user_only,
             a_device_signed_out_before_a_change_of_users_that_signs_out_the_others_goes,
+            a_session_bound_in_its_request_after_signing_out_the_others_ends_nobody_else,
             the_container_lists_and_signs_out_one_session,
             over_the_limit_the_least_recently_seen_is_signed_out,
             over_the_limit_a_login_is_refused_until_one_signs_out,
@@ -239,6 +240,40 @@ pub async fn a_device_signed_out_before_a_change_of_users_that_signs_out_the_oth
         signed_in(&app, "bob", &[&desktop]).await,
         [false],
         "bob's other session too"
+    );
+}
+
+/// A request that signs out its user's other sessions, then logs in as another user and
+/// names one of that user's devices: a session bound in its request ends nobody else, so
+/// the device stays signed in (the first user's others go). (The first user's binding,
+/// kept for the sign-out, made the session look signed in as the second, and the device
+/// was signed out.)
+pub async fn a_session_bound_in_its_request_after_signing_out_the_others_ends_nobody_else<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let desktop_handle = handle_of(&app, "bob", "desktop").await;
+    let reply = app
+        .get(
+            &format!("/sign-out-others-then-switch-to/bob/then-sign-out/{desktop_handle}"),
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        signed_in(&app, "bob", &[&desktop]).await,
+        [true],
+        "bob's device stays"
+    );
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone]).await,
+        [false],
+        "ada's others went"
     );
 }
 
