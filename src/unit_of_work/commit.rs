@@ -245,6 +245,30 @@ impl UnitOfWork {
             })
     }
 
+    /// Ends the generation of a user this request signed out before it changed users (see
+    /// [`SignOut::before`]), as [`sign_out_then_write`](Self::sign_out_then_write) does:
+    /// this session is no longer theirs, so none of theirs stays signed in; one signed out
+    /// since it was read ends nobody and answers 409.
+    async fn sign_out_before(&self, out: &SignOut) -> Result<(), SessionError> {
+        let store = &*self.backend.store;
+        let item = (out.of.item.clone()).unwrap_or_else(|| self.current_item(&out.of.user));
+        let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
+        let codec = &self.backend.config.codec;
+        let others = codec
+            .user_items(&out.of.user)
+            .filter(|other| *other != item);
+        let spared = generation::end_others(store, &item, held, others).await?;
+        let ttl = self.backend.config.generation_ttl();
+        match generation::end(store, &item, held, false, ttl).await? {
+            generation::Ending::Ended => Ok(()),
+            generation::Ending::Gone if !spared => Ok(()),
+            generation::Ending::Kept(_)
+            | generation::Ending::Gone
+            | generation::Ending::Superseded
+            | generation::Ending::Revoked => Err(SessionError::Ended),
+        }
+    }
+
     /// Signs out the sessions `d` names, and says whether that is to be said to have
     /// happened if the rest of the commit fails.
     async fn dismiss_listed(&self, d: &Dismissal) -> Result<bool, SessionError> {
@@ -272,8 +296,16 @@ impl UnitOfWork {
     async fn sign_out_then_write(
         &self,
         s: &mut SessionData,
-        out: SignOut,
+        mut out: SignOut,
     ) -> Result<(CookieAction, Commit), SessionError> {
+        if let Some(before) = out.before.take() {
+            Box::pin(self.sign_out_before(&before)).await?;
+            let signed_out = Box::pin(self.sign_out_then_write(s, out)).await;
+            return signed_out.map_err(|e| match e {
+                SessionError::SignedOut(_) => e,
+                e => SessionError::SignedOut(Box::new(e)),
+            });
+        }
         let store = &*self.backend.store;
         let item = out
             .of

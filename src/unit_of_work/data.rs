@@ -122,6 +122,8 @@ pub(super) struct SignOut {
     pub(super) of: Binding,
     /// This session stays signed in, the only one listed.
     pub(super) keep_this: bool,
+    /// Another user's sign-out this request asked before it changed users: done first.
+    pub(super) before: Option<Box<SignOut>>,
 }
 
 /// What a session did in this request, as [`Session::status`](crate::Session::status)
@@ -459,7 +461,19 @@ impl SessionData {
             self.purge();
         }
         self.signing_out = match binding {
-            Some(of) => Some(Box::new(SignOut { of, keep_this })),
+            Some(of) => {
+                // One asked of another user before a change of users stays, to go first
+                // (a third user's would take its place: one kept at most).
+                let before = earlier.and_then(|e| match e.of.user == of.user {
+                    true => e.before,
+                    false => Some(e),
+                });
+                Some(Box::new(SignOut {
+                    of,
+                    keep_this,
+                    before,
+                }))
+            }
             None => earlier,
         };
     }

@@ -233,6 +233,10 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_then_switch),
             )
             .route(
+                "/sign-out-everywhere-then-switch-to/{user}/and-again",
+                web::get().to(sign_out_everywhere_twice),
+            )
+            .route(
                 "/purge-then-sign-out-session/{handle}",
                 web::get().to(purge_then_sign_out_session),
             )
@@ -1068,6 +1072,18 @@ async fn sign_out_others_then_switch(
     s.sign_out_other_sessions();
     s.bind_user(&user)?;
     s.sign_out_session(&handle.parse()?);
+    Ok(format!("{:?}", s.status()))
+}
+
+/// Signs out this user everywhere, then logs in as `user` and signs that one out
+/// everywhere too: two users' sign-outs in one request.
+async fn sign_out_everywhere_twice(
+    s: Session,
+    user: web::Path<String>,
+) -> actix_web::Result<String> {
+    s.sign_out_everywhere();
+    s.bind_user(&user)?;
+    s.sign_out_everywhere();
     Ok(format!("{:?}", s.status()))
 }
 

@@ -19,6 +19,7 @@ macro_rules! devices_suite {
             one_device_signs_out_another_of_the_same_user_only,
             a_device_signed_out_before_a_change_of_users_that_signs_out_the_others_goes,
             a_session_bound_in_its_request_after_signing_out_the_others_ends_nobody_else,
+            two_users_signed_out_everywhere_in_one_request_are_both_signed_out,
             the_container_lists_and_signs_out_one_session,
             over_the_limit_the_least_recently_seen_is_signed_out,
             over_the_limit_a_login_is_refused_until_one_signs_out,
@@ -274,6 +275,38 @@ pub async fn a_session_bound_in_its_request_after_signing_out_the_others_ends_no
         signed_in(&app, "ada", &[&phone]).await,
         [false],
         "ada's others went"
+    );
+}
+
+/// A request that signs its user out everywhere, logs in as another and signs that one
+/// out everywhere too: both users' other sessions go, the first's first. (Only the second
+/// user's sign-out was kept: the first user's other devices stayed signed in, and the
+/// answer was 200.)
+pub async fn two_users_signed_out_everywhere_in_one_request_are_both_signed_out<
+    S: SessionStore + Clone,
+>(
+    store: S,
+) {
+    let app = TestApp::new(CountingStore::new(store)).await;
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let reply = app
+        .get(
+            "/sign-out-everywhere-then-switch-to/bob/and-again",
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        signed_in(&app, "ada", &[&phone, &laptop]).await,
+        [false, false],
+        "ada everywhere"
+    );
+    assert_eq!(
+        signed_in(&app, "bob", &[&desktop]).await,
+        [false],
+        "and bob"
     );
 }
 
