@@ -250,6 +250,10 @@ impl UnitOfWork {
     /// this session is no longer theirs, so none of theirs stays signed in; one signed out
     /// since it was read ends nobody and answers 409.
     async fn sign_out_before(&self, out: &SignOut) -> Result<(), SessionError> {
+        // A user signed out before that one, in turn.
+        if let Some(first) = &out.before {
+            Box::pin(self.sign_out_before(first)).await?;
+        }
         let store = &*self.backend.store;
         let item = (out.of.item.clone()).unwrap_or_else(|| self.current_item(&out.of.user));
         let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));

@@ -463,7 +463,7 @@ impl SessionData {
         self.signing_out = match binding {
             Some(of) => {
                 // One asked of another user before a change of users stays, to go first
-                // (a third user's would take its place: one kept at most).
+                // (with any it kept in turn, each user's in the order asked).
                 let before = earlier.and_then(|e| match e.of.user == of.user {
                     true => e.before,
                     false => Some(e),

@@ -233,7 +233,7 @@ impl<S: SessionStore + Clone> TestApp<S> {
                 web::get().to(sign_out_others_then_switch),
             )
             .route(
-                "/sign-out-everywhere-then-switch-to/{user}/and-again",
+                "/sign-out-everywhere-then-switch-to/{users}/and-again",
                 web::get().to(sign_out_everywhere_twice),
             )
             .route(
@@ -1075,15 +1075,17 @@ async fn sign_out_others_then_switch(
     Ok(format!("{:?}", s.status()))
 }
 
-/// Signs out this user everywhere, then logs in as `user` and signs that one out
-/// everywhere too: two users' sign-outs in one request.
+/// Signs out this user everywhere, then logs in as each of `users` (separated by commas)
+/// in turn and signs that one out everywhere too: several users' sign-outs in one request.
 async fn sign_out_everywhere_twice(
     s: Session,
-    user: web::Path<String>,
+    users: web::Path<String>,
 ) -> actix_web::Result<String> {
     s.sign_out_everywhere();
-    s.bind_user(&user)?;
-    s.sign_out_everywhere();
+    for user in users.split(',') {
+        s.bind_user(user)?;
+        s.sign_out_everywhere();
+    }
     Ok(format!("{:?}", s.status()))
 }
 

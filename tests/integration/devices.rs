@@ -308,6 +308,21 @@ pub async fn two_users_signed_out_everywhere_in_one_request_are_both_signed_out<
         [false],
         "and bob"
     );
+    // Three users, each signed out in turn.
+    let (phone, _) = login(&app, "ada", "phone").await;
+    let (laptop, _) = login(&app, "ada", "laptop").await;
+    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let (tablet, _) = login(&app, "carol", "tablet").await;
+    let reply = app
+        .get(
+            "/sign-out-everywhere-then-switch-to/bob,carol/and-again",
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(signed_in(&app, "ada", &[&phone]).await, [false], "ada");
+    assert_eq!(signed_in(&app, "bob", &[&desktop]).await, [false], "bob");
+    assert_eq!(signed_in(&app, "carol", &[&tablet]).await, [false], "carol");
 }
 
 pub async fn one_device_signs_out_another_of_the_same_user_only<S: SessionStore + Clone>(store: S) {
