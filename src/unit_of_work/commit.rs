@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use actix_web::ResponseError;
 
-use super::data::{Dismissal, Existing, SessionData, SignOut};
+use super::data::{Binding, Dismissal, Existing, SessionData, SignOut};
 use super::enlist::Prepared;
 use super::generation;
 use super::hooks::{Hooks, Outcome};
@@ -245,6 +245,35 @@ impl UnitOfWork {
             })
     }
 
+    /// Ends the generation `of` held (keeping this session's entry if `keep`), in the
+    /// user's item, and first in the items of the user's other keys: what the ending was,
+    /// whether one of those was left standing, and the user's item.
+    async fn end_generation(
+        &self,
+        of: &Binding,
+        keep: bool,
+    ) -> Result<(generation::Ending, bool, SessionId), SessionError> {
+        let store = &*self.backend.store;
+        let item = (of.item.clone()).unwrap_or_else(|| self.current_item(&of.user));
+        let held = of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
+        // Sessions bound under another key (a login before or after a key rotation) are
+        // listed in that key's item: it ends too, as the container's sign-out ends it.
+        // First, so that a failure leaves none of them signed in with this one signed out
+        // (this one then answers the failure, still signed in unless revoked meanwhile:
+        // trying again finishes the sign-out); and each only while this session is signed
+        // in, so that a revoked one ends nobody.
+        let others = self
+            .backend
+            .config
+            .codec
+            .user_items(&of.user)
+            .filter(|other| *other != item);
+        let spared = generation::end_others(store, &item, held, others).await?;
+        let ttl = self.backend.config.generation_ttl();
+        let ending = generation::end(store, &item, held, keep, ttl).await?;
+        Ok((ending, spared, item))
+    }
+
     /// Ends the generation of a user this request signed out before it changed users (see
     /// [`SignOut::before`]), as [`sign_out_then_write`](Self::sign_out_then_write) does:
     /// this session is no longer theirs, so none of theirs stays signed in; one signed out
@@ -254,16 +283,8 @@ impl UnitOfWork {
         if let Some(first) = &out.before {
             Box::pin(self.sign_out_before(first)).await?;
         }
-        let store = &*self.backend.store;
-        let item = (out.of.item.clone()).unwrap_or_else(|| self.current_item(&out.of.user));
-        let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
-        let codec = &self.backend.config.codec;
-        let others = codec
-            .user_items(&out.of.user)
-            .filter(|other| *other != item);
-        let spared = generation::end_others(store, &item, held, others).await?;
-        let ttl = self.backend.config.generation_ttl();
-        match generation::end(store, &item, held, false, ttl).await? {
+        let (ending, spared, _) = self.end_generation(&out.of, false).await?;
+        match ending {
             generation::Ending::Ended => Ok(()),
             generation::Ending::Gone if !spared => Ok(()),
             generation::Ending::Kept(_)
@@ -310,30 +331,13 @@ impl UnitOfWork {
                 e => SessionError::SignedOut(Box::new(e)),
             });
         }
-        let store = &*self.backend.store;
-        let item = out
-            .of
-            .item
-            .unwrap_or_else(|| self.current_item(&out.of.user));
-        let ttl = self.backend.config.generation_ttl();
         // Purged since, or bound to another user: this session is not the one that held
         // the entry, and nothing stays signed in (a login in it goes as any login, unless
         // the sign-out answers 409 below).
         let keep =
             out.keep_this && !s.purged && generation::bound(&s.data) == Some(out.of.user.as_str());
-        let held = out.of.held.as_ref().map(|(g, h)| (g.as_str(), h.as_str()));
-        // Sessions bound under another key (a login before or after a key rotation) are
-        // listed in that key's item: it ends too, as the container's sign-out ends it.
-        // First, so that a failure leaves none of them signed in with this one signed out
-        // (this one then answers the failure, still signed in unless revoked meanwhile:
-        // trying again finishes the sign-out); and each only while this session is signed
-        // in, so that a revoked one ends nobody.
-        let codec = &self.backend.config.codec;
-        let others = codec
-            .user_items(&out.of.user)
-            .filter(|other| *other != item);
-        let spared = generation::end_others(store, &item, held, others).await?;
-        match generation::end(store, &item, held, keep, ttl).await? {
+        let (ending, spared, item) = self.end_generation(&out.of, keep).await?;
+        match ending {
             generation::Ending::Kept(generation) => {
                 // The session stays listed under the entry it held (rebinding the same user
                 // in this request may have dropped it from the data).
