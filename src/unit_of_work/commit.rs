@@ -217,11 +217,7 @@ impl UnitOfWork {
     ) -> Result<(CookieAction, Commit), SessionError> {
         let said = self.dismiss_listed(&d).await?;
         let signed_out = Box::pin(self.sign_out_then_write(s, out)).await;
-        signed_out.map_err(|e| match e {
-            SessionError::SignedOut(_) => e,
-            e if said => SessionError::SignedOut(Box::new(e)),
-            e => e,
-        })
+        signed_out.map_err(|e| signed_out_first(said, e))
     }
 
     /// A commit that signs out other listed sessions of the user: they go first, so that a
@@ -236,13 +232,7 @@ impl UnitOfWork {
         self.write(s)
             .await
             .map(|(action, _)| (action, Commit::Written))
-            .map_err(|e| {
-                if said {
-                    SessionError::SignedOut(Box::new(e))
-                } else {
-                    e
-                }
-            })
+            .map_err(|e| signed_out_first(said, e))
     }
 
     /// Ends the generation `of` held (keeping this session's entry if `keep`), in the
@@ -326,10 +316,7 @@ impl UnitOfWork {
         if let Some(before) = out.before.take() {
             Box::pin(self.sign_out_before(&before)).await?;
             let signed_out = Box::pin(self.sign_out_then_write(s, out)).await;
-            return signed_out.map_err(|e| match e {
-                SessionError::SignedOut(_) => e,
-                e => SessionError::SignedOut(Box::new(e)),
-            });
+            return signed_out.map_err(|e| signed_out_first(true, e));
         }
         // Purged since, or bound to another user: this session is not the one that held
         // the entry, and nothing stays signed in (a login in it goes as any login, unless
@@ -966,6 +953,16 @@ fn stored_id(
         CookieAction::Issue(issue) => Some(issue.id.clone()),
         CookieAction::Keep if !data.purged => before,
         CookieAction::Keep | CookieAction::Remove => None,
+    }
+}
+
+/// `e`, failing a commit after a sign-out it made (`said`: one to be said to have
+/// happened): it says so, unless it does already (a sign-out later in the commit).
+fn signed_out_first(said: bool, e: SessionError) -> SessionError {
+    match e {
+        SessionError::SignedOut(_) => e,
+        e if said => SessionError::SignedOut(Box::new(e)),
+        e => e,
     }
 }
 

@@ -211,6 +211,16 @@ pub async fn a_long_label_is_cut_at_a_character_boundary<S: SessionStore + Clone
     assert_eq!(devices(&app, &cookie).await[0].1, "€".repeat(42));
 }
 
+/// Ada logged in on her phone and laptop, and bob on his desktop: their cookies.
+async fn ada_twice_and_bob<S: SessionStore + Clone>(
+    app: &TestApp<S>,
+) -> (Cookie<'static>, Cookie<'static>, Cookie<'static>) {
+    let (phone, _) = login(app, "ada", "phone").await;
+    let (laptop, _) = login(app, "ada", "laptop").await;
+    let (desktop, _) = login(app, "bob", "desktop").await;
+    (phone, laptop, desktop)
+}
+
 /// A request that signs out another device of its user, then logs in as another user and
 /// signs out that user's other sessions: both sign-outs happen. (The second took the
 /// place of the first: the device stayed signed in, and the answer was 200.)
@@ -220,9 +230,7 @@ pub async fn a_device_signed_out_before_a_change_of_users_that_signs_out_the_oth
     store: S,
 ) {
     let app = TestApp::new(CountingStore::new(store)).await;
-    let (phone, _) = login(&app, "ada", "phone").await;
-    let (laptop, _) = login(&app, "ada", "laptop").await;
-    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let (phone, laptop, desktop) = ada_twice_and_bob(&app).await;
     let phone_handle = handle_of(&app, "ada", "phone").await;
     let reply = app
         .get(
@@ -255,9 +263,7 @@ pub async fn a_session_bound_in_its_request_after_signing_out_the_others_ends_no
     store: S,
 ) {
     let app = TestApp::new(CountingStore::new(store)).await;
-    let (phone, _) = login(&app, "ada", "phone").await;
-    let (laptop, _) = login(&app, "ada", "laptop").await;
-    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let (phone, laptop, desktop) = ada_twice_and_bob(&app).await;
     let desktop_handle = handle_of(&app, "bob", "desktop").await;
     let reply = app
         .get(
@@ -288,9 +294,7 @@ pub async fn two_users_signed_out_everywhere_in_one_request_are_both_signed_out<
     store: S,
 ) {
     let app = TestApp::new(CountingStore::new(store)).await;
-    let (phone, _) = login(&app, "ada", "phone").await;
-    let (laptop, _) = login(&app, "ada", "laptop").await;
-    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let (phone, laptop, desktop) = ada_twice_and_bob(&app).await;
     let reply = app
         .get(
             "/sign-out-everywhere-then-switch-to/bob/and-again",
@@ -309,9 +313,7 @@ pub async fn two_users_signed_out_everywhere_in_one_request_are_both_signed_out<
         "and bob"
     );
     // Three users, each signed out in turn.
-    let (phone, _) = login(&app, "ada", "phone").await;
-    let (laptop, _) = login(&app, "ada", "laptop").await;
-    let (desktop, _) = login(&app, "bob", "desktop").await;
+    let (phone, laptop, desktop) = ada_twice_and_bob(&app).await;
     let (tablet, _) = login(&app, "carol", "tablet").await;
     let reply = app
         .get(

@@ -263,7 +263,7 @@ async fn settle(
     let mut line = Vec::with_capacity(64);
     let mut probes = 0;
     let mut closed_at_version = false;
-    let (why, last_asked) = loop {
+    let fallback = loop {
         let mut stream = connect(host, port, connect_by).await?;
         match ask(&mut stream, b"version\r\n", &mut line, io_timeout).await {
             Ok(()) => {}
@@ -271,7 +271,7 @@ async fn settle(
                 closed_at_version = true;
                 continue;
             }
-            Err(e) if closed(&e) => break (String::new(), READ_PROBE),
+            Err(e) if closed(&e) => break Fallback::ReadProbe,
             Err(e) => return Err(e),
         }
         let why = match after_version(protocol, &line) {
@@ -303,30 +303,43 @@ async fn settle(
             Err(Next::Refuse(why)) => return Err(refused(why)),
             // Only the text protocol is left: on a new stream.
             Err(Next::Speak(_, why) | Next::ProbeMeta(why) | Next::Busy(why)) => {
-                break (why, b"version\r\n".as_slice())
+                break Fallback::Text(why)
             }
         }
     };
     let mut stream = connect(host, port, connect_by).await?;
-    ask(&mut stream, last_asked, &mut line, io_timeout).await?;
-    if last_asked == READ_PROBE {
-        return match after_read_probe(protocol, &line) {
-            // A value (of a key nobody else uses, set all the same) leaves this stream out
-            // of step: the next, on the path proven.
-            AfterRead::Text {
-                why,
-                out_of_step: true,
-            } => Ok((connect(host, port, connect_by).await?, Spoken::Text, why)),
-            AfterRead::Text { why, .. } => Ok((stream, Spoken::Text, why)),
-            AfterRead::Refuse(why) => Err(refused(why)),
-            AfterRead::Busy(why) => Err(busy(why)),
-        };
+    match fallback {
+        Fallback::Text(why) => {
+            ask(&mut stream, b"version\r\n", &mut line, io_timeout).await?;
+            match after_version(Protocol::Text, &line) {
+                Next::Refuse(why) => Err(refused(why)),
+                Next::Busy(why) => Err(busy(why)),
+                Next::Speak(..) | Next::ProbeMeta(_) => Ok((stream, Spoken::Text, why)),
+            }
+        }
+        Fallback::ReadProbe => {
+            ask(&mut stream, READ_PROBE, &mut line, io_timeout).await?;
+            match after_read_probe(protocol, &line) {
+                // A value (of a key nobody else uses, set all the same) leaves this stream
+                // out of step: the next, on the path proven.
+                AfterRead::Text {
+                    why,
+                    out_of_step: true,
+                } => Ok((connect(host, port, connect_by).await?, Spoken::Text, why)),
+                AfterRead::Text { why, .. } => Ok((stream, Spoken::Text, why)),
+                AfterRead::Refuse(why) => Err(refused(why)),
+                AfterRead::Busy(why) => Err(busy(why)),
+            }
+        }
     }
-    match after_version(Protocol::Text, &line) {
-        Next::Refuse(why) => Err(refused(why)),
-        Next::Busy(why) => Err(busy(why)),
-        Next::Speak(..) | Next::ProbeMeta(_) => Ok((stream, Spoken::Text, why)),
-    }
+}
+
+/// What `settle` asks on a new stream when the first did not settle a protocol.
+enum Fallback {
+    /// `version` again, then the text protocol (why, for the log).
+    Text(String),
+    /// A read: the first closed at `version` twice (see `after_read_probe`).
+    ReadProbe,
 }
 
 /// Connects to the first of `host`'s addresses to accept (see `first_to_accept`).

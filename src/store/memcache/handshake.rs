@@ -44,6 +44,13 @@ pub(crate) enum Next {
 /// connection past its limit (`-c`) before closing it.
 const AT_LIMIT: &str = "ERROR Too many open connections";
 
+/// Why a server that answered `text` (`said`, shortened) is unavailable for now, if it is
+/// at its connection limit.
+fn at_limit(text: &str, said: &str) -> Option<String> {
+    let why = || format!("memcached is at its connection limit (-c): it answered {said:?}");
+    text.starts_with(AT_LIMIT).then(why)
+}
+
 /// The version in a `VERSION <x.y.z>` line (missing parts read as 0), or `None` if the
 /// line is not one.
 fn version(line: &str) -> Option<(u32, u32, u32)> {
@@ -66,10 +73,8 @@ pub(crate) fn after_version(configured: Protocol, line: &[u8]) -> Next {
     // memcached itself never answers `version` with an error: this is a proxy whose
     // backend for the key-less command is down. Its other backends may serve.
     let proxy_down = text.starts_with("SERVER_ERROR");
-    if text.starts_with(AT_LIMIT) {
-        return Next::Busy(format!(
-            "memcached is at its connection limit (-c): it answered {said:?}"
-        ));
+    if let Some(why) = at_limit(&text, &said) {
+        return Next::Busy(why);
     }
     let Some(found) = version(&text) else {
         return match (configured, proxy_down) {
@@ -142,10 +147,8 @@ pub(crate) enum AfterRead {
 pub(crate) fn after_read_probe(configured: Protocol, line: &[u8]) -> AfterRead {
     let text = String::from_utf8_lossy(line);
     let said = short(&text);
-    if text.starts_with(AT_LIMIT) {
-        return AfterRead::Busy(format!(
-            "memcached is at its connection limit (-c): it answered {said:?}"
-        ));
+    if let Some(why) = at_limit(&text, &said) {
+        return AfterRead::Busy(why);
     }
     let out_of_step = text.starts_with("VALUE ");
     if text != "END" && !out_of_step {
@@ -157,15 +160,21 @@ pub(crate) fn after_read_probe(configured: Protocol, line: &[u8]) -> AfterRead {
     let why = "the server closed the connection at `version`, twice, and answers a read (a \
                proxy without the command, such as twemproxy before 0.5)";
     match configured {
-        Protocol::Meta => AfterRead::Refuse(format!(
-            "{why}, so the meta protocol configured (Protocol::Meta) cannot be confirmed; \
-             leave the protocol to the default (Protocol::Auto) or set Protocol::Text"
-        )),
+        Protocol::Meta => AfterRead::Refuse(meta_refused(why, "confirmed")),
         _ => AfterRead::Text {
             why: format!("{why}: the text protocol"),
             out_of_step,
         },
     }
+}
+
+/// Why the meta protocol configured cannot be `done` ("spoken", "confirmed") with a server
+/// that did `why`, and what to configure instead.
+fn meta_refused(why: &str, done: &str) -> String {
+    format!(
+        "{why}, so the meta protocol configured (Protocol::Meta) cannot be {done}; leave the \
+         protocol to the default (Protocol::Auto) or set Protocol::Text"
+    )
 }
 
 /// What came of asking `mn` (`probe`) decides after [`Next::ProbeMeta`] for `configured`:
@@ -186,10 +195,7 @@ pub(crate) fn after_probe(configured: Protocol, probe: Probe<'_>) -> Result<(), 
     };
     let why = format!("the server names a version with the meta protocol but {answered}");
     Err(match configured {
-        Protocol::Meta => Next::Refuse(format!(
-            "{why}, so the meta protocol configured (Protocol::Meta) cannot be spoken; leave \
-             the protocol to the default (Protocol::Auto) or set Protocol::Text"
-        )),
+        Protocol::Meta => Next::Refuse(meta_refused(&why, "spoken")),
         _ => Next::Speak(Protocol::Text, format!("{why}: the text protocol")),
     })
 }
